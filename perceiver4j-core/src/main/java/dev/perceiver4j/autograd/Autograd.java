@@ -1,0 +1,97 @@
+package dev.perceiver4j.autograd;
+
+import dev.perceiver4j.tensor.Tensor;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The tape: ops record one entry per output while gradients are enabled, and
+ * {@link #backward(Tensor)} replays the entries in reverse, each accumulating into its inputs'
+ * gradients. One tape per thread; entries of coarse fused ops, not scalar primitives.
+ */
+public final class Autograd {
+
+    /** What an op does in the backward pass: accumulate into its inputs' gradients given dOut. */
+    @FunctionalInterface
+    public interface BackwardFn {
+        void apply(Tensor dOut);
+    }
+
+    private record Entry(String op, Tensor output, BackwardFn fn) {}
+
+    private static final class State {
+        final List<Entry> tape = new ArrayList<>();
+        int noGradDepth;
+    }
+
+    private static final ThreadLocal<State> STATE = ThreadLocal.withInitial(State::new);
+
+    private Autograd() {}
+
+    /** Whether ops record onto the tape (false inside {@link #noGrad()}). */
+    public static boolean enabled() {
+        return STATE.get().noGradDepth == 0;
+    }
+
+    /** Disables recording until the returned handle is closed (inference, evaluation). */
+    public static AutoCloseableNoThrow noGrad() {
+        State s = STATE.get();
+        s.noGradDepth++;
+        return () -> s.noGradDepth--;
+    }
+
+    /** An AutoCloseable whose close throws nothing. */
+    @FunctionalInterface
+    public interface AutoCloseableNoThrow extends AutoCloseable {
+        @Override
+        void close();
+    }
+
+    /** True when gradients are enabled and any input needs one: the op must record itself. */
+    public static boolean needsGrad(Tensor... inputs) {
+        if (!enabled()) return false;
+        for (Tensor t : inputs) if (t != null && t.requiresGrad()) return true;
+        return false;
+    }
+
+    /** Records an op whose output is {@code output}; marks the output as requiring a gradient. */
+    public static void record(String op, Tensor output, BackwardFn fn) {
+        output.requiresGrad(true);
+        STATE.get().tape.add(new Entry(op, output, fn));
+    }
+
+    /** Number of entries on this thread's tape. */
+    public static int tapeSize() {
+        return STATE.get().tape.size();
+    }
+
+    /** Drops entries recorded after {@code mark} (a closing Scope calls this: their buffers are gone). */
+    public static void truncate(int mark) {
+        List<Entry> tape = STATE.get().tape;
+        if (mark < tape.size()) tape.subList(Math.max(0, mark), tape.size()).clear();
+    }
+
+    /**
+     * Reverse-mode differentiation of the scalar {@code loss}: its gradient is increased by 1, then
+     * every recorded op, newest first, turns its output gradient into input gradients. The tape
+     * is cleared afterwards; gradients stay (and accumulate over calls until zeroed).
+     */
+    public static void backward(Tensor loss) {
+        if (loss.shape().numel() != 1) throw new IllegalArgumentException("backward() needs a scalar loss, got " + loss.describe());
+        if (!loss.requiresGrad()) throw new IllegalStateException("loss " + loss.describe() + " does not depend on any tensor that requires a gradient");
+        List<Entry> tape = STATE.get().tape;
+        Tensor seed = loss.gradOrZeros();
+        float[] one = {1f};
+        loss.backend().axpy(1f, loss.backend().fromFloats(one, seed.shape()), seed);
+        try (var ng = noGrad()) {
+            for (int i = tape.size() - 1; i >= 0; i--) {
+                Entry e = tape.get(i);
+                Tensor dOut = e.output().grad();
+                if (dOut != null) e.fn().apply(dOut);
+            }
+        } finally {
+            tape.clear();
+        }
+    }
+}

@@ -1,0 +1,261 @@
+package dev.perceiver4j.autograd;
+
+import dev.perceiver4j.backend.Activation;
+import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.backend.cpu.AttentionShape;
+import dev.perceiver4j.tensor.DType;
+import dev.perceiver4j.tensor.Shape;
+import dev.perceiver4j.tensor.Tensor;
+
+import java.util.Arrays;
+
+/**
+ * Differentiable ops: each runs its backend kernel and, when gradients are needed, records its
+ * backward (the backend's matching {@code *Backward}, accumulating into input gradients) on the
+ * tape. Forward and backward of an op sit side by side here.
+ *
+ * <p>Shape letters: B batch, N sequence, D channels, V vocabulary, R rows (all leading dims).
+ */
+public final class F {
+    private F() {}
+
+    private static boolean grad(Tensor t) {
+        return t != null && t.requiresGrad();
+    }
+
+    // ---- matrix products ---------------------------------------------------------------------
+
+    /** y = act(x · wᵀ + b). x: [..., Din]; w: [Dout, Din]; b: [Dout] or null → y: [..., Dout]. */
+    public static Tensor linear(Tensor x, Tensor w, Tensor b, Activation act) {
+        return matmul(x, false, w, true, b, act);
+    }
+
+    /** out = act(op(a) · op(b) + bias); see {@link Backend#matmul}. */
+    public static Tensor matmul(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act) {
+        Backend be = a.backend();
+        int[] dims = a.shape().dims();
+        int m = transA ? dims[dims.length - 1] : dims[dims.length - 2];
+        int n = transB ? b.dim(-2) : b.dim(-1);
+        dims[dims.length - 2] = m;
+        dims[dims.length - 1] = n;
+        Shape outShape = Shape.of(dims);
+        Tensor out = be.empty(outShape, DType.F32);
+        Tensor pre = act == Activation.NONE ? null : be.empty(outShape, DType.F32);
+        be.matmul(a, transA, b, transB, bias, act, out, pre);
+        if (Autograd.needsGrad(a, b, bias)) {
+            Autograd.record("matmul", out, dOut -> be.matmulBackward(dOut, a, transA, b, transB, bias, act, pre,
+                    grad(a) ? a.gradOrZeros() : null, grad(b) ? b.gradOrZeros() : null, grad(bias) ? bias.gradOrZeros() : null));
+        }
+        return out;
+    }
+
+    // ---- normalisation and pointwise ---------------------------------------------------------
+
+    /** Layer norm over the last dim. x: [..., D]; gamma, beta: [D]. */
+    public static Tensor layerNorm(Tensor x, Tensor gamma, Tensor beta, float eps) {
+        Backend be = x.backend();
+        Tensor out = be.empty(x.shape(), DType.F32);
+        Shape rows = Shape.of(x.shape().rows());
+        Tensor mean = be.empty(rows, DType.F32), rstd = be.empty(rows, DType.F32);
+        be.layerNorm(x, gamma, beta, eps, out, mean, rstd);
+        if (Autograd.needsGrad(x, gamma, beta)) {
+            Autograd.record("layerNorm", out, dOut -> {
+                // The kernel computes all three gradients together; unwanted ones go to scratch.
+                Tensor dX = grad(x) ? x.gradOrZeros() : be.zeros(x.shape(), DType.F32);
+                Tensor dG = grad(gamma) ? gamma.gradOrZeros() : be.zeros(gamma.shape(), DType.F32);
+                Tensor dB = grad(beta) ? beta.gradOrZeros() : be.zeros(beta.shape(), DType.F32);
+                be.layerNormBackward(dOut, x, gamma, mean, rstd, dX, dG, dB);
+            });
+        }
+        return out;
+    }
+
+    /** act(x), elementwise. */
+    public static Tensor activation(Activation act, Tensor x) {
+        Backend be = x.backend();
+        Tensor out = be.empty(x.shape(), DType.F32);
+        be.activation(act, x, out);
+        if (Autograd.needsGrad(x)) {
+            Autograd.record("activation", out, dOut -> be.activationBackward(act, x, dOut, x.gradOrZeros()));
+        }
+        return out;
+    }
+
+    public static Tensor gelu(Tensor x) {
+        return activation(Activation.GELU, x);
+    }
+
+    /** a + b, b broadcast over a's leading dims (b's shape is a suffix of a's). */
+    public static Tensor add(Tensor a, Tensor b) {
+        Backend be = a.backend();
+        Tensor out = be.empty(a.shape(), DType.F32);
+        be.add(a, b, out);
+        if (Autograd.needsGrad(a, b)) {
+            Autograd.record("add", out, dOut -> {
+                if (grad(a)) be.axpy(1f, dOut, a.gradOrZeros());
+                if (grad(b)) be.sumRows(dOut, b.gradOrZeros());
+            });
+        }
+        return out;
+    }
+
+    /** a ∘ b, b broadcast over a's leading dims. */
+    public static Tensor mul(Tensor a, Tensor b) {
+        Backend be = a.backend();
+        Tensor out = be.empty(a.shape(), DType.F32);
+        be.mul(a, b, out);
+        if (Autograd.needsGrad(a, b)) {
+            Autograd.record("mul", out, dOut -> {
+                if (grad(a)) {               // dA += dOut ∘ b
+                    Tensor t = be.empty(a.shape(), DType.F32);
+                    be.mul(dOut, b, t);
+                    be.axpy(1f, t, a.gradOrZeros());
+                }
+                if (grad(b)) {               // dB += Σ_broadcast dOut ∘ a
+                    Tensor t = be.empty(a.shape(), DType.F32);
+                    be.mul(dOut, a, t);
+                    be.sumRows(t, b.gradOrZeros());
+                }
+            });
+        }
+        return out;
+    }
+
+    /** alpha · x. */
+    public static Tensor scale(Tensor x, float alpha) {
+        Backend be = x.backend();
+        Tensor out = be.empty(x.shape(), DType.F32);
+        be.scale(x, alpha, out);
+        if (Autograd.needsGrad(x)) {
+            Autograd.record("scale", out, dOut -> be.axpy(alpha, dOut, x.gradOrZeros()));
+        }
+        return out;
+    }
+
+    /** Inverted dropout with a Philox mask (seed, stream); identity when p == 0. */
+    public static Tensor dropout(Tensor x, float p, long seed, long stream) {
+        if (p == 0f) return x;
+        Backend be = x.backend();
+        Tensor out = be.empty(x.shape(), DType.F32);
+        be.dropout(x, p, seed, stream, out);
+        if (Autograd.needsGrad(x)) {
+            Autograd.record("dropout", out, dOut -> be.dropoutBackward(dOut, p, seed, stream, x.gradOrZeros()));
+        }
+        return out;
+    }
+
+    // ---- copies along an axis ----------------------------------------------------------------
+
+    /** x.narrow(axis, start, len) materialised. */
+    public static Tensor narrow(Tensor x, int axis, int start, int len) {
+        Backend be = x.backend();
+        Tensor out = be.empty(x.shape().with(axis, len), x.dtype());
+        be.narrow(x, axis, start, out, false);
+        if (Autograd.needsGrad(x)) {
+            Autograd.record("narrow", out, dOut -> be.unnarrow(dOut, axis, start, x.gradOrZeros(), true));
+        }
+        return out;
+    }
+
+    /** Concatenation along {@code axis}. */
+    public static Tensor concat(int axis, Tensor... parts) {
+        Backend be = parts[0].backend();
+        int ax = parts[0].shape().axis(axis);
+        int total = 0;
+        for (Tensor p : parts) total += p.dim(ax);
+        Tensor out = be.empty(parts[0].shape().with(ax, total), parts[0].dtype());
+        int[] starts = new int[parts.length];
+        int s = 0;
+        for (int i = 0; i < parts.length; i++) {
+            starts[i] = s;
+            be.unnarrow(parts[i], ax, s, out, false);
+            s += parts[i].dim(ax);
+        }
+        if (Autograd.needsGrad(parts)) {
+            Autograd.record("concat", out, dOut -> {
+                for (int i = 0; i < parts.length; i++) {
+                    if (grad(parts[i])) be.narrow(dOut, ax, starts[i], parts[i].gradOrZeros(), true);
+                }
+            });
+        }
+        return out;
+    }
+
+    // ---- attention ---------------------------------------------------------------------------
+
+    /**
+     * Multi-head scaled dot-product attention. q: [B, Nq, H·Dqk], k: [B, Nk, H·Dqk],
+     * v: [B, Nk, H·Dv], keyPad: BOOL [B, Nk] (true = padding) or null → [B, Nq, H·Dv].
+     * Scale 1/√Dqk; right-aligned causal mask when {@code causal}; dropout on probabilities.
+     */
+    public static Tensor attention(Tensor q, Tensor k, Tensor v, Tensor keyPad, int heads, boolean causal,
+                                   float dropout, long seed, long stream) {
+        Backend be = q.backend();
+        if (q.rank() != 3 || k.rank() != 3 || v.rank() != 3) {
+            throw new IllegalArgumentException("attention expects [B, N, H·D] tensors, got q " + q.shape() + " k " + k.shape() + " v " + v.shape());
+        }
+        int b = q.dim(0), nq = q.dim(1), nk = k.dim(1);
+        if (q.dim(2) % heads != 0 || v.dim(2) % heads != 0) {
+            throw new IllegalArgumentException("attention: channels " + q.dim(2) + "/" + v.dim(2) + " not divisible by " + heads + " heads");
+        }
+        int dqk = q.dim(2) / heads, dv = v.dim(2) / heads;
+        if (k.dim(0) != b || v.dim(0) != b || v.dim(1) != nk || k.dim(2) != q.dim(2)) {
+            throw new IllegalArgumentException("attention: mismatched q " + q.shape() + " k " + k.shape() + " v " + v.shape());
+        }
+        AttentionShape s = new AttentionShape(b, heads, nq, nk, dqk, dv, (float) (1.0 / Math.sqrt(dqk)), causal, dropout, seed, stream);
+        Tensor out = be.empty(Shape.of(b, nq, heads * dv), DType.F32);
+        Tensor lse = be.empty(Shape.of(b, heads, nq), DType.F32);
+        be.attention(s, q, k, v, keyPad, out, lse);
+        if (Autograd.needsGrad(q, k, v)) {
+            Autograd.record("attention", out, dOut -> {
+                Tensor dQ = grad(q) ? q.gradOrZeros() : be.zeros(q.shape(), DType.F32);
+                Tensor dK = grad(k) ? k.gradOrZeros() : be.zeros(k.shape(), DType.F32);
+                Tensor dV = grad(v) ? v.gradOrZeros() : be.zeros(v.shape(), DType.F32);
+                be.attentionBackward(s, q, k, v, keyPad, out, lse, dOut, dQ, dK, dV);
+            });
+        }
+        return out;
+    }
+
+    // ---- positions, embeddings, losses -------------------------------------------------------
+
+    /** Rotary embedding on the first {@code rot} channels of each head. x: [..., H·Dh]; positions: I32 [rows]. */
+    public static Tensor rotary(Tensor x, Tensor positions, Tensor invFreq, int heads, int rot) {
+        Backend be = x.backend();
+        Tensor out = be.empty(x.shape(), DType.F32);
+        be.rotary(x, positions, invFreq, heads, rot, out);
+        if (Autograd.needsGrad(x)) {
+            Autograd.record("rotary", out, dOut -> be.rotaryBackward(dOut, positions, invFreq, heads, rot, x.gradOrZeros()));
+        }
+        return out;
+    }
+
+    /** table[ids]. table: [V, D]; ids: I32 [...] → [..., D]. */
+    public static Tensor embedding(Tensor table, Tensor ids) {
+        Backend be = table.backend();
+        int[] dims = Arrays.copyOf(ids.shape().dims(), ids.rank() + 1);
+        dims[ids.rank()] = table.dim(1);
+        Tensor out = be.empty(Shape.of(dims), DType.F32);
+        be.embedding(table, ids, out);
+        if (Autograd.needsGrad(table)) {
+            Autograd.record("embedding", out, dOut -> be.embeddingBackward(dOut, ids, table.gradOrZeros()));
+        }
+        return out;
+    }
+
+    /**
+     * Mean softmax cross-entropy (plus zLoss·mean(lse²)) of logits [..., V] against I32 targets
+     * [...]; rows whose target is {@code ignoreIndex} count for nothing. Returns a scalar [1].
+     */
+    public static Tensor crossEntropy(Tensor logits, Tensor targets, int ignoreIndex, float zLoss) {
+        Backend be = logits.backend();
+        Tensor lse = be.empty(Shape.of(logits.shape().rows()), DType.F32);
+        double loss = be.crossEntropy(logits, targets, ignoreIndex, zLoss, lse);
+        Tensor out = be.fromFloats(new float[] {(float) loss}, Shape.of(1));
+        if (Autograd.needsGrad(logits)) {
+            Autograd.record("crossEntropy", out, dOut -> be.crossEntropyBackward(dOut.item(), logits, targets, ignoreIndex, zLoss, lse,
+                    logits.gradOrZeros()));
+        }
+        return out;
+    }
+}

@@ -1,0 +1,154 @@
+package dev.perceiver4j.backend;
+
+import dev.perceiver4j.backend.cpu.AttentionShape;
+import dev.perceiver4j.tensor.DType;
+import dev.perceiver4j.tensor.Shape;
+import dev.perceiver4j.tensor.Tensor;
+
+/**
+ * The small set of fused kernels every model is built from; one implementation per device.
+ *
+ * <p>Conventions: tensors are row-major and contiguous; outputs are passed in (allocated by the
+ * caller, usually from the step {@link dev.perceiver4j.tensor.Scope}); every {@code *Backward}
+ * ACCUMULATES into its gradient outputs ({@code dX += ...}), so gradient accumulation and tensors
+ * used twice need no extra work, and callers zero gradient buffers explicitly. Forward and
+ * backward of an op take the same arguments in the same order, gradients named {@code dX}.
+ */
+public interface Backend {
+
+    /** Short name for logs, e.g. "cpu (java-vector sgemm, 2 threads)". */
+    String name();
+
+    // ---- memory ------------------------------------------------------------------------------
+
+    /** Uninitialised tensor; tracked by the current Scope, if one is open. */
+    Tensor empty(Shape shape, DType dtype);
+
+    /** Zero-filled tensor; tracked by the current Scope, if one is open. */
+    Tensor zeros(Shape shape, DType dtype);
+
+    /** Zero-filled tensor that no Scope will release (parameters, gradients, optimizer state). */
+    Tensor persistentZeros(Shape shape, DType dtype);
+
+    /** Hands a buffer back to this backend's pool (called by Scope.close). */
+    void release(Object buffer);
+
+    /** A tensor on this backend holding a copy of {@code values}. */
+    Tensor fromFloats(float[] values, Shape shape);
+
+    /** A tensor on this backend holding a copy of {@code values} (I32). */
+    Tensor fromInts(int[] values, Shape shape);
+
+    /** Copy of the contents as floats (any dtype). */
+    float[] toFloatArray(Tensor t);
+
+    /** dst = src (same shape, any matching dtype). */
+    void copy(Tensor src, Tensor dst);
+
+    /** dst = src converted to dst's dtype (F32↔BF16 round-to-nearest-even, I64→I32 checked, …). */
+    void cast(Tensor src, Tensor dst);
+
+    // ---- matrix products ---------------------------------------------------------------------
+
+    /**
+     * out = act(op(a) · op(b) + bias). a: [..., M, K] ([..., K, M] if transA); b: [..., K, N]
+     * ([..., N, K] if transB) or 2-D (shared by every batch entry); bias: [N] or null; out:
+     * [..., M, N]; preAct: [..., M, N] receives op(a)·op(b) + bias when act != NONE (needed by backward),
+     * may be null when act == NONE.
+     */
+    void matmul(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor out, Tensor preAct);
+
+    /** Gradients of {@link #matmul}; dA, dB, dBias may be null when not wanted. */
+    void matmulBackward(Tensor dOut, Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor preAct,
+                        Tensor dA, Tensor dB, Tensor dBias);
+
+    // ---- normalisation and pointwise ---------------------------------------------------------
+
+    /** Layer norm over the last dim D. x, out: [R, D]; gamma, beta: [D]; mean, rstd: [R] (saved for backward). */
+    void layerNorm(Tensor x, Tensor gamma, Tensor beta, float eps, Tensor out, Tensor mean, Tensor rstd);
+
+    void layerNormBackward(Tensor dOut, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dX, Tensor dGamma, Tensor dBeta);
+
+    /** out = act(x), any shape (out may be x). */
+    void activation(Activation act, Tensor x, Tensor out);
+
+    void activationBackward(Activation act, Tensor x, Tensor dOut, Tensor dX);
+
+    /** out = a + b, b broadcast over leading dims (b.numel divides a.numel). */
+    void add(Tensor a, Tensor b, Tensor out);
+
+    /** out = a ∘ b, b broadcast over leading dims. */
+    void mul(Tensor a, Tensor b, Tensor out);
+
+    /** out = alpha · x. */
+    void scale(Tensor x, float alpha, Tensor out);
+
+    /** y += alpha · x (same numel). */
+    void axpy(float alpha, Tensor x, Tensor y);
+
+    /** Sets every element to v. */
+    void fill(Tensor x, float v);
+
+    /** Σ x² in double precision (gradient-norm clipping). */
+    double sumSquares(Tensor x);
+
+    /** out[j] += Σ_r x[r, j] over the rows of x viewed as [R, N] (N = out.numel). */
+    void sumRows(Tensor x, Tensor out);
+
+    /** out = x with random elements zeroed (prob p) and the rest scaled by 1/(1-p); mask from Philox(seed, stream). */
+    void dropout(Tensor x, float p, long seed, long stream, Tensor out);
+
+    void dropoutBackward(Tensor dOut, float p, long seed, long stream, Tensor dX);
+
+    /** Softmax over the last dim. */
+    void softmax(Tensor x, Tensor out);
+
+    // ---- copies along an axis ----------------------------------------------------------------
+
+    /** dst = src.narrow(axis, start, dst.dim(axis)) (or += when accumulate). */
+    void narrow(Tensor src, int axis, int start, Tensor dst, boolean accumulate);
+
+    /** dst.narrow(axis, start, src.dim(axis)) = src (or += when accumulate). */
+    void unnarrow(Tensor src, int axis, int start, Tensor dst, boolean accumulate);
+
+    // ---- attention ---------------------------------------------------------------------------
+
+    /**
+     * Scaled dot-product attention, heads as column groups. q: [B, Nq, H·Dqk], k: [B, Nk, H·Dqk],
+     * v: [B, Nk, H·Dv], keyPad: BOOL [B, Nk] (true = padding, masked) or null, out: [B, Nq, H·Dv],
+     * lse: F32 [B, H, Nq] (log-sum-exp per query, saved for backward). Causal masks are right
+     * aligned (query i sees key j iff j ≤ i + Nk − Nq); dropout acts on the probabilities.
+     */
+    void attention(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse);
+
+    void attentionBackward(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse,
+                           Tensor dOut, Tensor dQ, Tensor dK, Tensor dV);
+
+    // ---- positions, embeddings, losses -------------------------------------------------------
+
+    /**
+     * Rotary position embedding on the first {@code rot} channels of each head, interleaved pairs.
+     * x, out: [R, heads·headDim] (out may be x); positions: I32 [R]; invFreq: F32 [rot/2].
+     */
+    void rotary(Tensor x, Tensor positions, Tensor invFreq, int heads, int rot, Tensor out);
+
+    void rotaryBackward(Tensor dOut, Tensor positions, Tensor invFreq, int heads, int rot, Tensor dX);
+
+    /** out[i, :] = table[ids[i], :]. table: [V, D]; ids: I32 [n]; out: [n, D]. */
+    void embedding(Tensor table, Tensor ids, Tensor out);
+
+    void embeddingBackward(Tensor dOut, Tensor ids, Tensor dTable);
+
+    /**
+     * Mean softmax cross-entropy over rows whose target is not {@code ignoreIndex}, plus
+     * zLoss·mean(lse²). logits: [R, V]; targets: I32 [R]; lse: F32 [R] (written). Returns the loss.
+     */
+    double crossEntropy(Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse);
+
+    void crossEntropyBackward(float dLoss, Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse, Tensor dLogits);
+
+    // ---- optimizer ---------------------------------------------------------------------------
+
+    /** One AdamW step (decoupled weight decay, bias-corrected moments) over same-shaped tensors. */
+    void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps, float weightDecay, long step);
+}

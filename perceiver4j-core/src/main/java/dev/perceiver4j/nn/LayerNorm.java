@@ -1,0 +1,23 @@
+package dev.perceiver4j.nn;
+
+import dev.perceiver4j.autograd.F;
+import dev.perceiver4j.tensor.Shape;
+import dev.perceiver4j.tensor.Tensor;
+
+/** Layer norm over the last dim with affine {@code weight} (γ) and {@code bias} (β). */
+public final class LayerNorm {
+    public final Tensor weight; // [d] γ
+    public final Tensor bias;   // [d] β
+    private final float eps;
+
+    public LayerNorm(Params p, int d, float eps) {
+        this.weight = p.weight("weight", Shape.of(d), Init.ones());
+        this.bias = p.weight("bias", Shape.of(d), Init.zeros());
+        this.eps = eps;
+    }
+
+    /** x: [..., d] → [..., d]. */
+    public Tensor forward(Tensor x) {
+        return F.layerNorm(x, weight, bias, eps);
+    }
+}

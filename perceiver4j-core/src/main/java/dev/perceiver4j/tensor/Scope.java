@@ -1,0 +1,90 @@
+package dev.perceiver4j.tensor;
+
+import dev.perceiver4j.autograd.Autograd;
+import dev.perceiver4j.backend.Backend;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Set;
+
+/**
+ * A per-step activation scope: every buffer a backend allocates while the scope is open is handed
+ * back to that backend's pool when it closes, so the next step reuses the same buffers (on the GPU
+ * the same addresses, which is what lets a step be captured as a CUDA graph).
+ *
+ * <pre>{@code
+ * try (Scope step = Scope.open()) {
+ *     Tensor loss = model.loss(batch);
+ *     loss.backward();
+ *     lossValue = loss.item();      // copy out what must survive the scope
+ *     optimizer.step();
+ * }                                 // activations and their gradients are released here
+ * }</pre>
+ * Scopes nest per thread. Tensors that must outlive a scope (parameters, optimizer state) are
+ * allocated outside any scope or with {@link Backend#persistentZeros}.
+ */
+public final class Scope implements AutoCloseable {
+    private static final ThreadLocal<Scope> CURRENT = new ThreadLocal<>();
+
+    private record Owned(Backend backend, Object buffer) {}
+
+    private final Scope parent;
+    private final Thread thread = Thread.currentThread();
+    private final List<Owned> owned = new ArrayList<>();
+    private final Set<Object> buffers = Collections.newSetFromMap(new IdentityHashMap<>());
+    private final int tapeMark = Autograd.tapeSize(); // tape entries after this refer to our buffers
+    private boolean closed;
+
+    private Scope(Scope parent) {
+        this.parent = parent;
+    }
+
+    /** Opens a scope nested in the current one (if any) on this thread. */
+    public static Scope open() {
+        Scope s = new Scope(CURRENT.get());
+        CURRENT.set(s);
+        return s;
+    }
+
+    /** The innermost open scope of this thread, or null. */
+    public static Scope current() {
+        return CURRENT.get();
+    }
+
+    /** Backends call this for every buffer they allocate; no-op when no scope is open. */
+    public static void track(Backend backend, Object buffer) {
+        Scope s = CURRENT.get();
+        if (s != null) {
+            s.owned.add(new Owned(backend, buffer));
+            s.buffers.add(buffer);
+        }
+    }
+
+    /** Whether {@code buffer} was allocated inside one of this thread's open scopes. */
+    public static boolean owns(Object buffer) {
+        for (Scope s = CURRENT.get(); s != null; s = s.parent) {
+            if (s.buffers.contains(buffer)) return true;
+        }
+        return false;
+    }
+
+    /** Number of buffers this scope holds (for tests and leak reports). */
+    public int buffersHeld() {
+        return owned.size();
+    }
+
+    @Override
+    public void close() {
+        if (closed) return;
+        if (Thread.currentThread() != thread) throw new IllegalStateException("a Scope must be closed on the thread that opened it");
+        if (CURRENT.get() != this) throw new IllegalStateException("scopes must be closed innermost first");
+        closed = true;
+        CURRENT.set(parent);
+        Autograd.truncate(tapeMark);
+        for (Owned o : owned) o.backend().release(o.buffer());
+        owned.clear();
+        buffers.clear();
+    }
+}

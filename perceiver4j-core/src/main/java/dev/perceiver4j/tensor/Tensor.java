@@ -1,0 +1,229 @@
+package dev.perceiver4j.tensor;
+
+import dev.perceiver4j.autograd.Autograd;
+import dev.perceiver4j.backend.Backend;
+
+import java.util.Arrays;
+
+/**
+ * A row-major, contiguous n-dimensional array owned by one {@link Backend}.
+ *
+ * <p>The storage is backend-specific ({@code float[]}/{@code short[]}/{@code int[]}/{@code long[]}/
+ * {@code byte[]} plus an element offset on the CPU). {@link #reshape} is free (a view over the same
+ * storage); anything that would need strides is materialised by an op. Parameters are re-bound
+ * into one slab after a model is built ({@link Slab}), which is why storage is not final.
+ *
+ * <p>Autograd state: {@link #requiresGrad()}, the accumulated {@link #grad()}, and for views the
+ * {@code base} tensor whose gradient the view shares.
+ */
+public final class Tensor {
+    private final Backend backend;
+    private final Shape shape;
+    private final DType dtype;
+    private Object data;
+    private int offset;
+
+    private final Tensor base; // non-null for views: gradients live on the base
+    private boolean requiresGrad;
+    private Tensor grad;
+    private String name;
+
+    /** For backends: wraps storage they allocated. Users create tensors through a Backend. */
+    public Tensor(Backend backend, Shape shape, DType dtype, Object data, int offset) {
+        this(backend, shape, dtype, data, offset, null);
+    }
+
+    private Tensor(Backend backend, Shape shape, DType dtype, Object data, int offset, Tensor base) {
+        this.backend = backend;
+        this.shape = shape;
+        this.dtype = dtype;
+        this.data = data;
+        this.offset = offset;
+        this.base = base;
+    }
+
+    public Backend backend() {
+        return backend;
+    }
+
+    public Shape shape() {
+        return shape;
+    }
+
+    public DType dtype() {
+        return dtype;
+    }
+
+    public int rank() {
+        return shape.rank();
+    }
+
+    public int dim(int i) {
+        return shape.dim(i);
+    }
+
+    /** Number of elements as an int. */
+    public int size() {
+        return shape.size();
+    }
+
+    /** Backend storage object (CPU: the Java array). */
+    public Object data() {
+        return data;
+    }
+
+    /** Element offset of this tensor's first element inside {@link #data()}. */
+    public int offset() {
+        return offset;
+    }
+
+    /** The CPU float array behind an F32 tensor. */
+    public float[] floats() {
+        if (data instanceof float[] f && dtype == DType.F32) return f;
+        throw new IllegalStateException("tensor " + describe() + " is not a CPU F32 tensor");
+    }
+
+    /** The CPU int array behind an I32 tensor. */
+    public int[] ints() {
+        if (data instanceof int[] a && dtype == DType.I32) return a;
+        throw new IllegalStateException("tensor " + describe() + " is not a CPU I32 tensor");
+    }
+
+    /** The CPU long array behind an I64 tensor. */
+    public long[] longs() {
+        if (data instanceof long[] a && dtype == DType.I64) return a;
+        throw new IllegalStateException("tensor " + describe() + " is not a CPU I64 tensor");
+    }
+
+    /** The CPU short array (raw bf16 bits) behind a BF16 tensor. */
+    public short[] shorts() {
+        if (data instanceof short[] a && dtype == DType.BF16) return a;
+        throw new IllegalStateException("tensor " + describe() + " is not a CPU BF16 tensor");
+    }
+
+    /** The CPU byte array (0 / 1) behind a BOOL tensor. */
+    public byte[] bools() {
+        if (data instanceof byte[] a && dtype == DType.BOOL) return a;
+        throw new IllegalStateException("tensor " + describe() + " is not a CPU BOOL tensor");
+    }
+
+    /** Points this tensor at other storage (used when parameters are packed into a slab). */
+    public void rebind(Object newData, int newOffset) {
+        if (base != null) throw new IllegalStateException("cannot rebind a view: " + describe());
+        this.data = newData;
+        this.offset = newOffset;
+    }
+
+    /** A view with another shape of the same element count; shares storage and gradient. */
+    public Tensor reshape(int... dims) {
+        int infer = -1;
+        long known = 1;
+        for (int i = 0; i < dims.length; i++) {
+            if (dims[i] == -1) {
+                if (infer >= 0) throw new IllegalArgumentException("only one -1 allowed in reshape " + Arrays.toString(dims));
+                infer = i;
+            } else {
+                known *= dims[i];
+            }
+        }
+        int[] d = dims.clone();
+        if (infer >= 0) {
+            if (known == 0 || shape.numel() % known != 0) throw new IllegalArgumentException("cannot reshape " + shape + " to " + Arrays.toString(dims));
+            d[infer] = (int) (shape.numel() / known);
+        }
+        Shape s = Shape.of(d);
+        if (s.numel() != shape.numel()) throw new IllegalArgumentException("cannot reshape " + shape + " (" + shape.numel() + " elements) to " + s);
+        Tensor root = base != null ? base : this;
+        Tensor v = new Tensor(backend, s, dtype, data, offset, root);
+        v.requiresGrad = root.requiresGrad;
+        v.name = name;
+        return v;
+    }
+
+    /**
+     * A tensor over {@code shape.numel()} elements of this one's storage starting {@code elemOffset}
+     * elements in. Unlike {@link #reshape} it does not share autograd state: slabs use it to hand out
+     * parameter, gradient and optimizer-state views.
+     */
+    public Tensor alias(int elemOffset, Shape s) {
+        if (elemOffset < 0 || elemOffset + s.numel() > shape.numel()) {
+            throw new IllegalArgumentException("alias [" + elemOffset + ", +" + s.numel() + ") outside " + describe());
+        }
+        return new Tensor(backend, s, dtype, data, offset + elemOffset, null);
+    }
+
+    /** The tensor whose gradient this one shares (itself unless it is a view). */
+    public Tensor root() {
+        return base != null ? base : this;
+    }
+
+    public boolean requiresGrad() {
+        return root().requiresGrad;
+    }
+
+    public Tensor requiresGrad(boolean on) {
+        if (on && !dtype.isFloating()) throw new IllegalArgumentException("only floating tensors can require gradients: " + describe());
+        root().requiresGrad = on;
+        this.requiresGrad = on;
+        return this;
+    }
+
+    /** Accumulated gradient (same shape as this tensor), or null if none was computed yet. */
+    public Tensor grad() {
+        Tensor r = root();
+        if (r.grad == null) return null;
+        return r == this ? grad : r.grad.reshape(shape.dims());
+    }
+
+    /** The gradient, allocated (zeroed) on first use. */
+    public Tensor gradOrZeros() {
+        Tensor r = root();
+        if (r.grad == null) {
+            // An activation's gradient lives as long as the activation (same scope); a leaf's
+            // gradient (a parameter or an input) must outlive every step scope.
+            r.grad = Scope.owns(r.data) ? backend.zeros(r.shape, DType.F32) : backend.persistentZeros(r.shape, DType.F32);
+        }
+        return r == this ? grad : r.grad.reshape(shape.dims());
+    }
+
+    /** Sets the gradient buffer (e.g. a view into a gradient slab). */
+    public void setGrad(Tensor g) {
+        if (g != null && !g.shape.equals(shape)) throw new IllegalArgumentException("gradient shape " + g.shape + " does not match " + describe());
+        root().grad = g;
+    }
+
+    public String name() {
+        return name;
+    }
+
+    public Tensor name(String n) {
+        this.name = n;
+        return this;
+    }
+
+    /** Runs reverse-mode differentiation from this scalar over the current tape. */
+    public void backward() {
+        Autograd.backward(this);
+    }
+
+    /** The single value of a one-element tensor, as a float. */
+    public float item() {
+        if (shape.numel() != 1) throw new IllegalStateException("item() needs a one-element tensor, got " + describe());
+        return backend.toFloatArray(this)[0];
+    }
+
+    /** A copy of the contents as floats (any dtype). */
+    public float[] toFloatArray() {
+        return backend.toFloatArray(this);
+    }
+
+    /** "name [2, 3] F32" for messages. */
+    public String describe() {
+        return (name != null ? name + " " : "") + shape + " " + dtype;
+    }
+
+    @Override
+    public String toString() {
+        return "Tensor(" + describe() + ")";
+    }
+}

@@ -1,0 +1,89 @@
+package dev.perceiver4j.train;
+
+import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.tensor.Slab;
+import dev.perceiver4j.tensor.Tensor;
+
+/**
+ * AdamW with decoupled weight decay (Loshchilov &amp; Hutter; PyTorch semantics) over a parameter
+ * slab and its gradient slab. Moments live in two more slabs of the same layout. Weight decay
+ * applies to matrices and embeddings (rank ≥ 2) only, not to biases and norm gains.
+ */
+public final class AdamW {
+    /** Hyper-parameters; {@code lr} is the peak rate, schedules scale it per step. */
+    public record Config(float lr, float beta1, float beta2, float eps, float weightDecay) {
+        public Config {
+            if (!(lr >= 0)) throw new IllegalArgumentException("learning rate must be >= 0, got " + lr);
+            if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) throw new IllegalArgumentException("betas must be in [0, 1): " + beta1 + ", " + beta2);
+            if (!(eps > 0)) throw new IllegalArgumentException("eps must be > 0, got " + eps);
+            if (!(weightDecay >= 0)) throw new IllegalArgumentException("weight decay must be >= 0, got " + weightDecay);
+        }
+
+        public static Config defaults(float lr) {
+            return new Config(lr, 0.9f, 0.999f, 1e-8f, 0.01f);
+        }
+    }
+
+    private final Backend backend;
+    private final Config config;
+    private final Slab params, grads, m, v;
+    private long step;
+
+    public AdamW(Backend backend, Config config, Slab params, Slab grads) {
+        if (params.totalElements() != grads.totalElements()) throw new IllegalArgumentException("parameter and gradient slabs differ in size");
+        this.backend = backend;
+        this.config = config;
+        this.params = params;
+        this.grads = grads;
+        this.m = params.like(backend);
+        this.v = params.like(backend);
+    }
+
+    /** Steps taken so far. */
+    public long step() {
+        return step;
+    }
+
+    /** Restores the step counter (resume). */
+    public void setStep(long s) {
+        this.step = s;
+    }
+
+    /** First-moment slab (for checkpoints). */
+    public Slab firstMoment() {
+        return m;
+    }
+
+    /** Second-moment slab (for checkpoints). */
+    public Slab secondMoment() {
+        return v;
+    }
+
+    /** One update with learning rate {@code lr} (from a schedule). Gradients are left as they are. */
+    public void step(float lr) {
+        step++;
+        for (int i = 0; i < params.entries().size(); i++) {
+            Tensor p = params.view(i);
+            float wd = p.rank() >= 2 ? config.weightDecay() : 0f;
+            backend.adamw(p, grads.view(i), m.view(i), v.view(i), lr, config.beta1(), config.beta2(), config.eps(), wd, step);
+        }
+    }
+
+    /** Zeroes every gradient (one fill over the slab). */
+    public void zeroGrad() {
+        backend.fill(grads.data(), 0f);
+    }
+
+    /**
+     * Scales gradients so their global L2 norm is at most {@code maxNorm}; returns the norm
+     * before clipping. {@code maxNorm <= 0} only measures.
+     */
+    public double clipGradNorm(double maxNorm) {
+        double norm = Math.sqrt(backend.sumSquares(grads.data()));
+        if (maxNorm > 0 && norm > maxNorm) {
+            Tensor g = grads.data();
+            backend.scale(g, (float) (maxNorm / (norm + 1e-6)), g);
+        }
+        return norm;
+    }
+}
