@@ -17,7 +17,7 @@ public final class Main implements Runnable {
 
     /** Options every command shares; applied before the backend is first used. */
     public static final class Common {
-        @Option(names = "--backend", description = "cpu | cuda | auto (default: auto)", defaultValue = "auto")
+        @Option(names = "--backend", description = "auto | cpu | reference | cuda (default: auto; reference = slow double-precision oracle)", defaultValue = "auto")
         String backend;
 
         @Option(names = "--threads", description = "CPU threads (default: one per core)")

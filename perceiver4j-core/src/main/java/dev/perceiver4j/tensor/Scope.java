@@ -83,7 +83,9 @@ public final class Scope implements AutoCloseable {
         closed = true;
         CURRENT.set(parent);
         Autograd.truncate(tapeMark);
-        for (Owned o : owned) o.backend().release(o.buffer());
+        // Newest first: pools are stacks, so the next step's first request gets this step's first
+        // buffer back, and a step that repeats its allocations gets the same buffers (addresses).
+        for (int i = owned.size() - 1; i >= 0; i--) owned.get(i).backend().release(owned.get(i).buffer());
         owned.clear();
         buffers.clear();
     }

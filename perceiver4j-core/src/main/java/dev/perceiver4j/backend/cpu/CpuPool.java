@@ -8,7 +8,7 @@ import java.util.concurrent.locks.LockSupport;
  * A fixed pool of platform threads that CPU kernels split their work over.
  *
  * <p>{@link #parallelFor} cuts {@code [0, n)} into at most {@link #threads()} contiguous chunks;
- * the calling thread runs the first chunk itself. A call made from inside a pool worker runs
+ * the calling thread runs the first chunk itself. A call made from inside a running loop (a pool worker, or the caller's own chunk) runs
  * serially (no nested parallelism, no deadlock). The default pool is sized to the machine; the
  * system property {@code perceiver4j.threads} overrides it.
  */
@@ -85,7 +85,7 @@ public final class CpuPool implements AutoCloseable {
     public void parallelFor(int n, int grain, RangeBody body) {
         if (n <= 0) return;
         int chunks = Math.min(threads, Math.max(1, n / Math.max(1, grain)));
-        if (chunks == 1 || Thread.currentThread() instanceof PoolThread) {
+        if (chunks == 1 || Thread.currentThread() instanceof PoolThread || Thread.holdsLock(this)) { // nested: run inline
             body.run(0, n);
             return;
         }

@@ -1,0 +1,134 @@
+package dev.perceiver4j.bench;
+
+import dev.perceiver4j.backend.cpu.CpuPool;
+import dev.perceiver4j.backend.cpu.gemm.CblasSgemm;
+import dev.perceiver4j.backend.cpu.gemm.JavaSgemm;
+import dev.perceiver4j.backend.cpu.gemm.Sgemm;
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Measurement;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.TearDown;
+import org.openjdk.jmh.annotations.Warmup;
+
+import java.util.SplittableRandom;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * SGEMM throughput: C[M,N] = A[M,K] . op(B), pure Java vs the system CBLAS, on 1 and 2 threads.
+ *
+ * <p>{@code shape} is {@code MxKxN}. {@code transB=false}: B stored [K,N]; {@code transB=true}: B
+ * stored [N,K] (the nn.Linear weight layout, y = x W^T). The score is microseconds per product;
+ * GFLOP/s = 2*M*N*K / (score_us * 1e3). {@link #main} prints that conversion for a JMH CSV result:
+ * <pre>
+ *   java -jar perceiver4j-bench/target/perceiver4j-bench.jar SgemmBench -rf csv -rff sgemm.csv
+ *   java -cp perceiver4j-bench/target/perceiver4j-bench.jar dev.perceiver4j.bench.SgemmBench sgemm.csv
+ * </pre>
+ * {@code impl=cblas} needs a CBLAS ({@code scripts/fetch-openblas.sh}); without one that
+ * configuration fails in setup and JMH moves on to the next.
+ */
+@State(Scope.Benchmark)
+@BenchmarkMode(Mode.AverageTime)
+@OutputTimeUnit(TimeUnit.MICROSECONDS)
+@Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx2g"})
+@Warmup(iterations = 3, time = 1)
+@Measurement(iterations = 5, time = 1)
+public class SgemmBench {
+
+    @Param({"java", "cblas"})
+    public String impl;
+
+    @Param({"1", "2"})
+    public int threads;
+
+    /** M x K x N. */
+    @Param({"256x1280x1280", "2048x768x256", "2048x768x1280", "2048x256x768"})
+    public String shape;
+
+    /** false: B stored [K,N]; true: B stored [N,K] (nn.Linear weight). */
+    @Param({"false", "true"})
+    public boolean transB;
+
+    private CpuPool pool;
+    private Sgemm gemm;
+    private int m, n, k;
+    private float[] a, b, c;
+
+    @Setup(Level.Trial)
+    public void setUp() {
+        int[] s = parseShape(shape);
+        m = s[0];
+        k = s[1];
+        n = s[2];
+        pool = CpuPool.create(threads);
+        gemm = switch (impl) {
+            case "java" -> new JavaSgemm(pool);
+            case "cblas" -> CblasSgemm.load(pool)
+                    .orElseThrow(() -> new IllegalStateException("no CBLAS found: run scripts/fetch-openblas.sh"));
+            default -> throw new IllegalArgumentException("impl must be java or cblas, got " + impl);
+        };
+        SplittableRandom rnd = new SplittableRandom(1);
+        a = new float[m * k];                       // A[M,K]
+        b = new float[k * n];                       // B[K,N] or B[N,K]
+        c = new float[m * n];                       // C[M,N]
+        for (int i = 0; i < a.length; i++) a[i] = (float) (rnd.nextDouble() - 0.5);
+        for (int i = 0; i < b.length; i++) b[i] = (float) (rnd.nextDouble() - 0.5);
+        System.out.println("# " + gemm.name() + " shape " + shape + " transB=" + transB);
+    }
+
+    @TearDown(Level.Trial)
+    public void tearDown() {
+        pool.close();
+    }
+
+    @Benchmark
+    public float[] sgemm() {
+        gemm.sgemm(false, transB, m, n, k, 1f, a, 0, k, b, 0, transB ? k : n, 0f, c, 0, n);
+        return c;
+    }
+
+    static int[] parseShape(String shape) {
+        String[] p = shape.split("x");
+        return new int[] {Integer.parseInt(p[0]), Integer.parseInt(p[1]), Integer.parseInt(p[2])};
+    }
+
+    /** GFLOP/s = 2*M*N*K / time; reads a JMH CSV file (-rf csv) and prints one line per result. */
+    public static void main(String[] args) throws java.io.IOException {
+        if (args.length != 1) {
+            System.err.println("usage: SgemmBench <jmh-result.csv>   (prints GFLOP/s per configuration)");
+            System.exit(2);
+        }
+        java.util.List<String> lines = java.nio.file.Files.readAllLines(java.nio.file.Path.of(args[0]));
+        String[] head = splitCsv(lines.getFirst());
+        int score = indexOf(head, "Score"), unit = indexOf(head, "Unit");
+        int pImpl = indexOf(head, "Param: impl"), pThreads = indexOf(head, "Param: threads");
+        int pShape = indexOf(head, "Param: shape"), pTrans = indexOf(head, "Param: transB");
+        for (String line : lines.subList(1, lines.size())) {
+            String[] f = splitCsv(line);
+            if (!f[unit].equals("us/op")) continue;
+            int[] s = parseShape(f[pShape]);
+            double us = Double.parseDouble(f[score]);
+            double gflops = 2.0 * s[0] * s[1] * s[2] / (us * 1e3);
+            System.out.printf("%-6s threads=%s shape=%-14s transB=%-5s %10.1f us  %7.1f GFLOP/s%n",
+                    f[pImpl], f[pThreads], f[pShape], f[pTrans], us, gflops);
+        }
+    }
+
+    private static String[] splitCsv(String line) {
+        String[] f = line.split(",");
+        for (int i = 0; i < f.length; i++) f[i] = f[i].replace("\"", "").trim();
+        return f;
+    }
+
+    private static int indexOf(String[] head, String name) {
+        for (int i = 0; i < head.length; i++) if (head[i].equals(name)) return i;
+        throw new IllegalArgumentException("column '" + name + "' not in the CSV header");
+    }
+}

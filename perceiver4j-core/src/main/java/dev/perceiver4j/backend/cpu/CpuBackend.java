@@ -1,0 +1,296 @@
+package dev.perceiver4j.backend.cpu;
+
+import dev.perceiver4j.backend.Activation;
+import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.backend.cpu.fast.FastAttention;
+import dev.perceiver4j.backend.cpu.fast.FastOps;
+import dev.perceiver4j.backend.cpu.gemm.Sgemm;
+import dev.perceiver4j.backend.cpu.gemm.Sgemms;
+import dev.perceiver4j.tensor.DType;
+import dev.perceiver4j.tensor.Scope;
+import dev.perceiver4j.tensor.Shape;
+import dev.perceiver4j.tensor.Tensor;
+
+import java.util.Arrays;
+
+/**
+ * The CPU backend: Java arrays as storage, Vector API kernels ({@link FastOps},
+ * {@link FastAttention}) split over a {@link CpuPool}, matrix products through an {@link Sgemm}
+ * (the system CBLAS via FFM when one is found, else the pure-Java packed SGEMM).
+ */
+public final class CpuBackend extends CpuStorageBackend {
+    private final Sgemm gemm;
+
+    public CpuBackend(CpuPool pool, Sgemm gemm) {
+        super(pool);
+        this.gemm = gemm;
+    }
+
+    /** The shared pool and the automatically chosen SGEMM. */
+    public static CpuBackend create() {
+        CpuPool pool = CpuPool.common();
+        return new CpuBackend(pool, Sgemms.select(pool));
+    }
+
+    public Sgemm gemm() {
+        return gemm;
+    }
+
+    @Override
+    public String name() {
+        return "cpu (" + pool.threads() + " threads, sgemm " + gemm.name() + ")";
+    }
+
+    // ---- matrix products ---------------------------------------------------------------------
+
+    /** Dimensions of one matmul call: batch entries, M, N, K and the per-batch strides. */
+    private record MatDims(int batch, int m, int n, int k, int lda, int ldb, int strideA, int strideB, boolean sharedB) {}
+
+    private static MatDims matDims(Tensor a, boolean transA, Tensor b, boolean transB, Tensor out) {
+        check(a.rank() >= 2 && b.rank() >= 2, "matmul needs rank >= 2 operands, got " + a.describe() + " and " + b.describe());
+        int aRows = a.dim(-2), aCols = a.dim(-1);
+        int bRows = b.dim(-2), bCols = b.dim(-1);
+        int m = transA ? aCols : aRows, k = transA ? aRows : aCols;
+        int kb = transB ? bCols : bRows, n = transB ? bRows : bCols;
+        check(k == kb, "matmul: inner dimensions differ: " + a.describe() + (transA ? "ᵀ" : "") + " · " + b.describe() + (transB ? "ᵀ" : ""));
+        boolean sharedB = b.rank() == 2;
+        int batch = a.shape().product(0, a.rank() - 2);
+        if (!sharedB) {
+            check(b.shape().product(0, b.rank() - 2) == batch, "matmul: batch dims differ: " + a.describe() + " vs " + b.describe());
+        }
+        // A plain (non-transposed) a against a shared 2-D b is one big GEMM over all rows.
+        if (sharedB && !transA) {
+            m = m * batch;
+            batch = 1;
+        }
+        check(out.size() == (long) batch * m * n, "matmul: out " + out.describe() + " should hold " + batch + "×" + m + "×" + n);
+        return new MatDims(batch, m, n, k, aCols, bCols, aRows * aCols, sharedB ? 0 : bRows * bCols, sharedB);
+    }
+
+    @Override
+    public void matmul(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor out, Tensor preAct) {
+        MatDims d = matDims(a, transA, b, transB, out);
+        float[] A = a.floats(), B = b.floats(), C = out.floats();
+        for (int i = 0; i < d.batch(); i++) {
+            gemm.sgemm(transA, transB, d.m(), d.n(), d.k(), 1f,
+                    A, a.offset() + i * d.strideA(), d.lda(),
+                    B, b.offset() + i * d.strideB(), d.ldb(),
+                    0f, C, out.offset() + i * d.m() * d.n(), d.n());
+        }
+        if (bias != null || act != Activation.NONE) {
+            check(act == Activation.NONE || preAct != null, "matmul with activation " + act + " needs a preAct buffer");
+            check(bias == null || bias.size() == d.n(), "matmul: bias " + (bias == null ? "" : bias.describe()) + " should have " + d.n() + " elements");
+            FastOps.biasActivation(pool, C, out.offset(), d.batch() * d.m(), d.n(),
+                    bias == null ? null : bias.floats(), bias == null ? 0 : bias.offset(), act,
+                    preAct == null ? null : preAct.floats(), preAct == null ? 0 : preAct.offset());
+        }
+    }
+
+    @Override
+    public void matmulBackward(Tensor dOut, Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor preAct,
+                               Tensor dA, Tensor dB, Tensor dBias) {
+        MatDims d = matDims(a, transA, b, transB, dOut);
+        int rows = d.batch() * d.m();
+        // dC = dOut · act'(preAct); dBias += Σ_rows dC
+        Tensor dC = dOut;
+        if (act != Activation.NONE) {
+            dC = empty(dOut.shape(), DType.F32);
+            FastOps.biasActivationBackward(pool, dOut.floats(), dOut.offset(), preAct.floats(), preAct.offset(), rows, d.n(), act,
+                    dC.floats(), dC.offset(), dBias == null ? null : dBias.floats(), dBias == null ? 0 : dBias.offset());
+        } else if (dBias != null) {
+            FastOps.sumRows(pool, dOut.floats(), dOut.offset(), rows, d.n(), dBias.floats(), dBias.offset());
+        }
+        float[] G = dC.floats(), A = a.floats(), B = b.floats();
+        for (int i = 0; i < d.batch(); i++) {
+            int gOff = dC.offset() + i * d.m() * d.n();
+            int aOff = a.offset() + i * d.strideA();
+            int bOff = b.offset() + i * d.strideB();
+            if (dA != null) {
+                float[] DA = dA.floats();
+                int daOff = dA.offset() + i * d.strideA();
+                if (!transA) { // dA[M,K] += dC[M,N] · op(B)ᵀ
+                    gemm.sgemm(false, !transB, d.m(), d.k(), d.n(), 1f, G, gOff, d.n(), B, bOff, d.ldb(), 1f, DA, daOff, d.k());
+                } else {       // dA[K,M] += op(B)[K,N] · dCᵀ
+                    gemm.sgemm(transB, true, d.k(), d.m(), d.n(), 1f, B, bOff, d.ldb(), G, gOff, d.n(), 1f, DA, daOff, d.m());
+                }
+            }
+            if (dB != null) {
+                float[] DB = dB.floats();
+                int dbOff = dB.offset() + i * d.strideB();
+                if (!transB) { // dB[K,N] += op(A)ᵀ · dC
+                    gemm.sgemm(!transA, false, d.k(), d.n(), d.m(), 1f, A, aOff, d.lda(), G, gOff, d.n(), 1f, DB, dbOff, d.n());
+                } else {       // dB[N,K] += dCᵀ · op(A)
+                    gemm.sgemm(true, transA, d.n(), d.k(), d.m(), 1f, G, gOff, d.n(), A, aOff, d.lda(), 1f, DB, dbOff, d.k());
+                }
+            }
+        }
+    }
+
+    // ---- normalisation and pointwise ---------------------------------------------------------
+
+    @Override
+    public void layerNorm(Tensor x, Tensor gamma, Tensor beta, float eps, Tensor out, Tensor mean, Tensor rstd) {
+        int d = x.shape().last(), rows = x.shape().rows();
+        check(gamma.size() == d && beta.size() == d, "layerNorm: gamma/beta must have " + d + " elements, got " + gamma.describe() + ", " + beta.describe());
+        FastOps.layerNorm(pool, x.floats(), x.offset(), gamma.floats(), gamma.offset(), beta.floats(), beta.offset(),
+                out.floats(), out.offset(), mean.floats(), mean.offset(), rstd.floats(), rstd.offset(), rows, d, eps);
+    }
+
+    @Override
+    public void layerNormBackward(Tensor dOut, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dX, Tensor dGamma, Tensor dBeta) {
+        int d = x.shape().last(), rows = x.shape().rows();
+        FastOps.layerNormBackward(pool, dOut.floats(), dOut.offset(), x.floats(), x.offset(), gamma.floats(), gamma.offset(),
+                mean.floats(), mean.offset(), rstd.floats(), rstd.offset(), dX.floats(), dX.offset(),
+                dGamma.floats(), dGamma.offset(), dBeta.floats(), dBeta.offset(), rows, d);
+    }
+
+    @Override
+    public void activation(Activation act, Tensor x, Tensor out) {
+        sameSize(x, out, "activation");
+        FastOps.activation(pool, act, x.floats(), x.offset(), out.floats(), out.offset(), x.size());
+    }
+
+    @Override
+    public void activationBackward(Activation act, Tensor x, Tensor dOut, Tensor dX) {
+        FastOps.activationBackward(pool, act, x.floats(), x.offset(), dOut.floats(), dOut.offset(), dX.floats(), dX.offset(), x.size());
+    }
+
+    @Override
+    public void add(Tensor a, Tensor b, Tensor out) {
+        broadcastable(a, b, "add");
+        FastOps.add(pool, a.floats(), a.offset(), b.floats(), b.offset(), out.floats(), out.offset(), a.size(), b.size());
+    }
+
+    @Override
+    public void mul(Tensor a, Tensor b, Tensor out) {
+        broadcastable(a, b, "mul");
+        FastOps.mul(pool, a.floats(), a.offset(), b.floats(), b.offset(), out.floats(), out.offset(), a.size(), b.size());
+    }
+
+    @Override
+    public void scale(Tensor x, float alpha, Tensor out) {
+        sameSize(x, out, "scale");
+        FastOps.scale(pool, x.floats(), x.offset(), alpha, out.floats(), out.offset(), x.size());
+    }
+
+    @Override
+    public void axpy(float alpha, Tensor x, Tensor y) {
+        sameSize(x, y, "axpy");
+        FastOps.axpy(pool, alpha, x.floats(), x.offset(), y.floats(), y.offset(), x.size());
+    }
+
+    @Override
+    public void fill(Tensor x, float v) {
+        FastOps.fill(pool, x.floats(), x.offset(), v, x.size());
+    }
+
+    @Override
+    public double sumSquares(Tensor x) {
+        return FastOps.sumSquares(pool, x.floats(), x.offset(), x.size());
+    }
+
+    @Override
+    public void sumRows(Tensor x, Tensor out) {
+        int n = out.size();
+        check(n > 0 && x.size() % n == 0, "sumRows: " + x.describe() + " is not a whole number of rows of " + n);
+        FastOps.sumRows(pool, x.floats(), x.offset(), x.size() / n, n, out.floats(), out.offset());
+    }
+
+    @Override
+    public void dropout(Tensor x, float p, long seed, long stream, Tensor out) {
+        sameSize(x, out, "dropout");
+        FastOps.dropout(pool, x.floats(), x.offset(), out.floats(), out.offset(), x.size(), p, seed, stream, 0L);
+    }
+
+    @Override
+    public void dropoutBackward(Tensor dOut, float p, long seed, long stream, Tensor dX) {
+        sameSize(dOut, dX, "dropoutBackward");
+        FastOps.dropoutBackward(pool, dOut.floats(), dOut.offset(), dX.floats(), dX.offset(), dOut.size(), p, seed, stream, 0L);
+    }
+
+    @Override
+    public void softmax(Tensor x, Tensor out) {
+        sameSize(x, out, "softmax");
+        FastOps.softmax(pool, x.floats(), x.offset(), out.floats(), out.offset(), x.shape().rows(), x.shape().last());
+    }
+
+    // ---- attention ---------------------------------------------------------------------------
+
+    @Override
+    public void attention(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse) {
+        FastAttention.forward(pool, s, q.floats(), q.offset(), k.floats(), k.offset(), v.floats(), v.offset(),
+                padMask(keyPad, s), out.floats(), out.offset(), lse.floats(), lse.offset());
+    }
+
+    @Override
+    public void attentionBackward(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse,
+                                  Tensor dOut, Tensor dQ, Tensor dK, Tensor dV) {
+        FastAttention.backward(pool, s, q.floats(), q.offset(), k.floats(), k.offset(), v.floats(), v.offset(),
+                padMask(keyPad, s), out.floats(), out.offset(), lse.floats(), lse.offset(),
+                dOut.floats(), dOut.offset(), dQ.floats(), dQ.offset(), dK.floats(), dK.offset(), dV.floats(), dV.offset());
+    }
+
+    private static boolean[] padMask(Tensor keyPad, AttentionShape s) {
+        if (keyPad == null) return null;
+        check(keyPad.size() == s.batch() * s.nk(), "attention: keyPad " + keyPad.describe() + " should be [" + s.batch() + ", " + s.nk() + "]");
+        byte[] m = keyPad.bools();
+        boolean[] r = new boolean[keyPad.size()];
+        for (int i = 0; i < r.length; i++) r[i] = m[keyPad.offset() + i] != 0;
+        return r;
+    }
+
+    // ---- positions, embeddings, losses -------------------------------------------------------
+
+    @Override
+    public void rotary(Tensor x, Tensor positions, Tensor invFreq, int heads, int rot, Tensor out) {
+        int rows = x.shape().rows(), headDim = x.shape().last() / heads;
+        check(positions.size() == rows, "rotary: positions " + positions.describe() + " should have one entry per row (" + rows + ")");
+        check(invFreq.size() == rot / 2, "rotary: invFreq " + invFreq.describe() + " should have rot/2 = " + rot / 2 + " entries");
+        FastOps.rotary(pool, x.floats(), x.offset(), out.floats(), out.offset(), positions.ints(), positions.offset(),
+                invFreq.floats(), invFreq.offset(), rows, heads, headDim, rot);
+    }
+
+    @Override
+    public void rotaryBackward(Tensor dOut, Tensor positions, Tensor invFreq, int heads, int rot, Tensor dX) {
+        int rows = dOut.shape().rows(), headDim = dOut.shape().last() / heads;
+        FastOps.rotaryBackward(pool, dOut.floats(), dOut.offset(), dX.floats(), dX.offset(), positions.ints(), positions.offset(),
+                invFreq.floats(), invFreq.offset(), rows, heads, headDim, rot);
+    }
+
+    @Override
+    public void embedding(Tensor table, Tensor ids, Tensor out) {
+        int vocab = table.dim(0), d = table.dim(1);
+        FastOps.embedding(pool, table.floats(), table.offset(), ids.ints(), ids.offset(), out.floats(), out.offset(), ids.size(), vocab, d);
+    }
+
+    @Override
+    public void embeddingBackward(Tensor dOut, Tensor ids, Tensor dTable) {
+        int vocab = dTable.dim(0), d = dTable.dim(1);
+        FastOps.embeddingBackward(pool, dOut.floats(), dOut.offset(), ids.ints(), ids.offset(), dTable.floats(), dTable.offset(), ids.size(), vocab, d);
+    }
+
+    @Override
+    public double crossEntropy(Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse) {
+        int rows = logits.shape().rows(), vocab = logits.shape().last();
+        check(targets.size() == rows, "crossEntropy: targets " + targets.describe() + " should have " + rows + " entries");
+        return FastOps.crossEntropy(pool, logits.floats(), logits.offset(), targets.ints(), targets.offset(), rows, vocab, ignoreIndex, zLoss,
+                lse.floats(), lse.offset());
+    }
+
+    @Override
+    public void crossEntropyBackward(float dLoss, Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse, Tensor dLogits) {
+        int rows = logits.shape().rows(), vocab = logits.shape().last();
+        FastOps.crossEntropyBackward(pool, dLoss, logits.floats(), logits.offset(), targets.ints(), targets.offset(), lse.floats(), lse.offset(),
+                rows, vocab, ignoreIndex, zLoss, dLogits.floats(), dLogits.offset());
+    }
+
+    // ---- optimizer ---------------------------------------------------------------------------
+
+    @Override
+    public void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps, float weightDecay, long step) {
+        sameSize(param, grad, "adamw");
+        FastOps.adamw(pool, param.floats(), param.offset(), grad.floats(), grad.offset(), m.floats(), m.offset(), v.floats(), v.offset(),
+                param.size(), lr, beta1, beta2, eps, weightDecay, step);
+    }
+
+}

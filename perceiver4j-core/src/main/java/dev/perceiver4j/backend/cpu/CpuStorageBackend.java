@@ -1,0 +1,185 @@
+package dev.perceiver4j.backend.cpu;
+
+import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.backend.cpu.fast.FastOps;
+import dev.perceiver4j.tensor.DType;
+import dev.perceiver4j.tensor.Scope;
+import dev.perceiver4j.tensor.Shape;
+import dev.perceiver4j.tensor.Tensor;
+
+import java.util.Arrays;
+
+/**
+ * What every CPU backend shares: Java arrays as storage (pooled per step {@link Scope}), copies,
+ * casts and axis copies. Subclasses supply the compute kernels: {@link CpuBackend} (fast) and
+ * {@link RefBackend} (the double-precision oracle).
+ */
+abstract sealed class CpuStorageBackend implements Backend permits CpuBackend, RefBackend {
+    final CpuPool pool;
+    private final CpuBuffers buffers = new CpuBuffers();
+
+    CpuStorageBackend(CpuPool pool) {
+        this.pool = pool;
+    }
+
+    public CpuPool pool() {
+        return pool;
+    }
+
+    // ---- memory ------------------------------------------------------------------------------
+
+    @Override
+    public Tensor empty(Shape shape, DType dtype) {
+        int n = shape.size();
+        Object data = null;
+        if (Scope.current() != null) data = buffers.take(dtype, n);
+        if (data == null) data = CpuBuffers.allocate(dtype, n);
+        Scope.track(this, data);
+        return new Tensor(this, shape, dtype, data, 0);
+    }
+
+    @Override
+    public Tensor zeros(Shape shape, DType dtype) {
+        Tensor t = empty(shape, dtype);
+        clear(t.data());
+        return t;
+    }
+
+    @Override
+    public Tensor persistentZeros(Shape shape, DType dtype) {
+        return new Tensor(this, shape, dtype, CpuBuffers.allocate(dtype, shape.size()), 0);
+    }
+
+    @Override
+    public void release(Object buffer) {
+        buffers.give(buffer);
+    }
+
+    /** Bytes currently parked in the buffer pool (for memory reports). */
+    public long pooledBytes() {
+        return buffers.pooledBytes();
+    }
+
+    private static void clear(Object data) {
+        switch (data) {
+            case float[] a -> Arrays.fill(a, 0f);
+            case short[] a -> Arrays.fill(a, (short) 0);
+            case int[] a -> Arrays.fill(a, 0);
+            case long[] a -> Arrays.fill(a, 0L);
+            case byte[] a -> Arrays.fill(a, (byte) 0);
+            default -> throw new IllegalArgumentException("not a CPU buffer: " + data.getClass());
+        }
+    }
+
+    @Override
+    public Tensor fromFloats(float[] values, Shape shape) {
+        check(values.length == shape.numel(), "fromFloats: " + values.length + " values for shape " + shape);
+        return new Tensor(this, shape, DType.F32, values.clone(), 0);
+    }
+
+    @Override
+    public Tensor fromInts(int[] values, Shape shape) {
+        check(values.length == shape.numel(), "fromInts: " + values.length + " values for shape " + shape);
+        return new Tensor(this, shape, DType.I32, values.clone(), 0);
+    }
+
+    @Override
+    public float[] toFloatArray(Tensor t) {
+        int n = t.size();
+        int o = t.offset();
+        float[] r = new float[n];
+        switch (t.dtype()) {
+            case F32 -> System.arraycopy(t.floats(), o, r, 0, n);
+            case BF16 -> FastOps.fromBf16(pool, t.shorts(), o, r, 0, n);
+            case I32 -> { int[] a = t.ints(); for (int i = 0; i < n; i++) r[i] = a[o + i]; }
+            case I64 -> { long[] a = t.longs(); for (int i = 0; i < n; i++) r[i] = a[o + i]; }
+            case BOOL -> { byte[] a = t.bools(); for (int i = 0; i < n; i++) r[i] = a[o + i]; }
+        }
+        return r;
+    }
+
+    @Override
+    public void copy(Tensor src, Tensor dst) {
+        sameSize(src, dst, "copy");
+        check(src.dtype() == dst.dtype(), "copy: dtype " + src.dtype() + " to " + dst.dtype() + " (use cast)");
+        System.arraycopy(src.data(), src.offset(), dst.data(), dst.offset(), src.size());
+    }
+
+    @Override
+    public void cast(Tensor src, Tensor dst) {
+        sameSize(src, dst, "cast");
+        int n = src.size();
+        DType from = src.dtype(), to = dst.dtype();
+        if (from == to) {
+            copy(src, dst);
+        } else if (from == DType.F32 && to == DType.BF16) {
+            FastOps.toBf16(pool, src.floats(), src.offset(), dst.shorts(), dst.offset(), n);
+        } else if (from == DType.BF16 && to == DType.F32) {
+            FastOps.fromBf16(pool, src.shorts(), src.offset(), dst.floats(), dst.offset(), n);
+        } else if (from == DType.I64 && to == DType.I32) {
+            FastOps.toInt32(pool, src.longs(), src.offset(), dst.ints(), dst.offset(), n);
+        } else if (from == DType.I32 && to == DType.I64) {
+            int[] a = src.ints();
+            long[] b = dst.longs();
+            for (int i = 0; i < n; i++) b[dst.offset() + i] = a[src.offset() + i];
+        } else if (to == DType.F32) {
+            System.arraycopy(toFloatArray(src), 0, dst.floats(), dst.offset(), n);
+        } else {
+            throw new UnsupportedOperationException("cast " + from + " -> " + to + " is not supported");
+        }
+    }
+
+    // ---- copies along an axis ----------------------------------------------------------------
+
+    @Override
+    public void narrow(Tensor src, int axis, int start, Tensor dst, boolean accumulate) {
+        blockCopy(src, dst, axis, start, true, accumulate);
+    }
+
+    @Override
+    public void unnarrow(Tensor src, int axis, int start, Tensor dst, boolean accumulate) {
+        blockCopy(src, dst, axis, start, false, accumulate);
+    }
+
+    /**
+     * Copies between a full tensor and a slab [start, start+len) of it along {@code axis}.
+     * Viewing both as [outer, len·inner] blocks, each outer index is one contiguous run.
+     */
+    private void blockCopy(Tensor src, Tensor dst, int axis, int start, boolean fromFull, boolean accumulate) {
+        Tensor full = fromFull ? src : dst, part = fromFull ? dst : src;
+        int ax = full.shape().axis(axis);
+        check(full.rank() == part.rank(), "narrow: rank differs " + full.describe() + " vs " + part.describe());
+        for (int i = 0; i < full.rank(); i++) {
+            check(i == ax || full.dim(i) == part.dim(i), "narrow: shapes differ off axis " + ax + ": " + full.describe() + " vs " + part.describe());
+        }
+        int len = part.dim(ax);
+        check(start >= 0 && start + len <= full.dim(ax), "narrow: [" + start + ", " + (start + len) + ") outside axis " + ax + " of " + full.describe());
+        int outer = full.shape().product(0, ax), inner = full.shape().product(ax + 1, full.rank());
+        int fullRun = full.dim(ax) * inner, partRun = len * inner;
+        float[] F = full.floats(), P = part.floats();
+        for (int o = 0; o < outer; o++) {
+            int fo = full.offset() + o * fullRun + start * inner, po = part.offset() + o * partRun;
+            int so = fromFull ? fo : po, dOff = fromFull ? po : fo;
+            float[] S = fromFull ? F : P, D = fromFull ? P : F;
+            if (accumulate) {
+                FastOps.axpy(pool, 1f, S, so, D, dOff, partRun);
+            } else {
+                System.arraycopy(S, so, D, dOff, partRun);
+            }
+        }
+    }
+
+    // ---- checks ------------------------------------------------------------------------------
+
+    static void check(boolean ok, String message) {
+        if (!ok) throw new IllegalArgumentException(message);
+    }
+
+    static void sameSize(Tensor a, Tensor b, String op) {
+        check(a.size() == b.size(), op + ": sizes differ: " + a.describe() + " vs " + b.describe());
+    }
+
+    static void broadcastable(Tensor a, Tensor b, String op) {
+        check(b.size() > 0 && a.size() % b.size() == 0, op + ": " + b.describe() + " does not broadcast over " + a.describe());
+    }
+}

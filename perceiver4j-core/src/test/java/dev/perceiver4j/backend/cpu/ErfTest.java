@@ -1,0 +1,112 @@
+package dev.perceiver4j.backend.cpu;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.within;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+class ErfTest {
+    private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
+
+    /** Reference values (40-digit evaluation); erf(x) in double must match to 1e-15 relative. */
+    @ParameterizedTest
+    @CsvSource({
+        "1e-10, 1.1283791670955125739e-10",
+        "0.1, 0.1124629160182848922",
+        "0.5, 0.52049987781304653768",
+        "1, 0.84270079294971486934",
+        "1.5, 0.96610514647531072707",
+        "2, 0.99532226501895273416",
+        "2.4, 0.99931148610335492143",
+        "2.5, 0.99959304798255504106",
+        "2.6, 0.9997639655834706508",
+        "3, 0.99997790950300141456",
+        "4, 0.99999998458274209972",
+        "5, 0.99999999999846254021",
+        "5.9, 0.9999999999999999281",
+    })
+    void doubleErfMatchesKnownValues(double x, double expected) {
+        assertThat(Erf.erf(x)).isCloseTo(expected, within(1e-15 * Math.abs(expected)));
+        assertThat(Erf.erf(-x)).isCloseTo(-expected, within(1e-15 * Math.abs(expected)));
+    }
+
+    @Test
+    void doubleErfSpecialValues() {
+        assertThat(Erf.erf(0.5)).isCloseTo(0.5204998778130465, within(1e-16));
+        assertThat(Erf.erf(1.0)).isCloseTo(0.8427007929497149, within(1e-16));
+        assertThat(Erf.erf(2.0)).isCloseTo(0.9953222650189527, within(2e-16));
+        assertThat(Erf.erf(0.0)).isEqualTo(0.0);
+        assertThat(Erf.erf(6.0)).isCloseTo(1.0, within(1e-16));
+        assertThat(Erf.erf(30.0)).isEqualTo(1.0);
+        assertThat(Erf.erf(Double.POSITIVE_INFINITY)).isEqualTo(1.0);
+        assertThat(Erf.erf(Double.NEGATIVE_INFINITY)).isEqualTo(-1.0);
+        assertThat(Erf.erf(Double.NaN)).isNaN();
+    }
+
+    @Test
+    void doubleErfIsOddAndMonotone() {
+        double prev = -1.0;
+        for (double x = -7; x <= 7; x += 1e-3) {
+            double e = Erf.erf(x);
+            assertThat(Erf.erf(-x)).isEqualTo(-e);
+            assertThat(e).isGreaterThanOrEqualTo(prev);
+            prev = e;
+        }
+    }
+
+    @Test
+    void doubleErfIsContinuousAcrossBranchPoints() {
+        for (double b : new double[] {2.5, 6.0}) {
+            double below = Erf.erf(Math.nextDown(b)), at = Erf.erf(b);
+            assertThat(Math.abs(at - below)).isLessThanOrEqualTo(1e-15);
+        }
+    }
+
+    @Test
+    void fastErfWithin2e7OfDoubleOnDenseGrid() {
+        int n = 2_000_001; // step 1e-5 over [-10, 10]
+        float[] x = new float[n], vec = new float[n];
+        for (int i = 0; i < n; i++) x[i] = (float) (-10.0 + 20.0 * i / (n - 1));
+        int i = 0;
+        for (; i < S.loopBound(n); i += S.length()) Erf.erf(FloatVector.fromArray(S, x, i)).intoArray(vec, i);
+        for (; i < n; i++) vec[i] = Erf.erf(x[i]);
+        double maxVec = 0, maxScalar = 0;
+        for (int k = 0; k < n; k++) {
+            double ref = Erf.erf((double) x[k]);
+            maxVec = Math.max(maxVec, Math.abs(vec[k] - ref));
+            maxScalar = Math.max(maxScalar, Math.abs(Erf.erf(x[k]) - ref));
+        }
+        assertThat(maxVec).isLessThanOrEqualTo(2e-7);
+        assertThat(maxScalar).isLessThanOrEqualTo(2e-7);
+    }
+
+    @Test
+    void fastErfSmallArgumentsHaveRelativeAccuracy() {
+        for (float x : new float[] {1e-30f, 1e-10f, 1e-5f, 1e-3f, 0.01f, -0.02f}) {
+            float[] in = new float[S.length()], out = new float[S.length()];
+            java.util.Arrays.fill(in, x);
+            Erf.erf(FloatVector.fromArray(S, in, 0)).intoArray(out, 0);
+            double ref = Erf.erf((double) x);
+            assertThat((double) out[0]).isCloseTo(ref, within(3e-7 * Math.abs(ref)));
+        }
+    }
+
+    @Test
+    void vectorExpMatchesMathExp() {
+        int n = 1_000_000;
+        float[] z = new float[n], out = new float[n];
+        for (int i = 0; i < n; i++) z[i] = (float) (-100.0 + 110.0 * i / n); // [-100, 10)
+        int i = 0;
+        for (; i < S.loopBound(n); i += S.length()) Erf.exp(FloatVector.fromArray(S, z, i)).intoArray(out, i);
+        for (; i < n; i++) out[i] = (float) Math.exp(z[i]);
+        for (int k = 0; k < n; k++) {
+            double ref = Math.exp(z[k]);
+            if (z[k] < -87.3f) assertThat(out[k]).isEqualTo(0f);
+            else assertThat((double) out[k]).isCloseTo(ref, within(3e-7 * ref));
+        }
+    }
+}

@@ -1,0 +1,83 @@
+package dev.perceiver4j.tensor;
+
+import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.backend.cpu.CpuBackend;
+import dev.perceiver4j.backend.cpu.CpuPool;
+import dev.perceiver4j.backend.cpu.gemm.NaiveSgemm;
+import org.junit.jupiter.api.Test;
+
+import java.util.List;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+class TensorTest {
+    static final Backend BE = new CpuBackend(CpuPool.create(1), new NaiveSgemm());
+
+    @Test
+    void reshapeIsAViewWithInference() {
+        Tensor t = BE.fromFloats(new float[] {1, 2, 3, 4, 5, 6}, Shape.of(2, 3));
+        Tensor v = t.reshape(3, -1);
+        assertThat(v.shape()).isEqualTo(Shape.of(3, 2));
+        assertThat(v.data()).isSameAs(t.data());
+        assertThatThrownBy(() -> t.reshape(4, -1)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("[2, 3]");
+        assertThatThrownBy(() -> t.reshape(5)).isInstanceOf(IllegalArgumentException.class);
+    }
+
+    @Test
+    void shapeRejectsNegativeDimsAndReportsRows() {
+        assertThatThrownBy(() -> Shape.of(2, -1)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("axis 1");
+        assertThat(Shape.of(2, 3, 4).rows()).isEqualTo(6);
+        assertThat(Shape.of(2, 3, 4).with(1, 7)).isEqualTo(Shape.of(2, 7, 4));
+    }
+
+    @Test
+    void slabPacksTensorsIntoOneBufferKeepingValuesAndIdentity() {
+        Tensor a = BE.fromFloats(new float[] {1, 2, 3}, Shape.of(3)).name("a");
+        Tensor b = BE.fromFloats(new float[] {4, 5, 6, 7}, Shape.of(2, 2)).name("b");
+        Slab slab = Slab.pack(BE, List.of(a, b));
+        assertThat(slab.totalElements()).isEqualTo(7);
+        assertThat(a.data()).isSameAs(b.data()).isSameAs(slab.data().data());
+        assertThat(a.toFloatArray()).containsExactly(1, 2, 3);
+        assertThat(b.toFloatArray()).containsExactly(4, 5, 6, 7);
+        assertThat(slab.data().toFloatArray()).containsExactly(1, 2, 3, 4, 5, 6, 7);
+        assertThat(slab.entries().get(1)).isEqualTo(new Slab.Entry("b", 3, Shape.of(2, 2)));
+        BE.fill(slab.data(), 0f); // one fill zeroes every member
+        assertThat(b.toFloatArray()).containsOnly(0f);
+    }
+
+    @Test
+    void castsRoundToBf16AndBack() {
+        Tensor f = BE.fromFloats(new float[] {1f, 1.00390625f, -3.5f, Float.NaN}, Shape.of(4));
+        Tensor h = BE.empty(Shape.of(4), DType.BF16);
+        BE.cast(f, h);
+        Tensor back = BE.empty(Shape.of(4), DType.F32);
+        BE.cast(h, back);
+        float[] r = back.toFloatArray();
+        assertThat(r[0]).isEqualTo(1f);
+        assertThat(r[1]).isEqualTo(1f);        // 1 + 2^-8 is a tie: rounds to even (1.0)
+        assertThat(r[2]).isEqualTo(-3.5f);
+        assertThat(r[3]).isNaN();
+    }
+
+    @Test
+    void scopeHandsBuffersBackAndNestsPerThread() {
+        Object first;
+        try (Scope outer = Scope.open()) {
+            Tensor t = BE.empty(Shape.of(16), DType.F32);
+            first = t.data();
+            try (Scope inner = Scope.open()) {
+                Tensor u = BE.empty(Shape.of(16), DType.F32);
+                assertThat(u.data()).isNotSameAs(first);
+                assertThat(Scope.owns(first)).isTrue();
+            }
+            Scope s1 = Scope.open();
+            Scope s2 = Scope.open();
+            assertThatThrownBy(s1::close).isInstanceOf(IllegalStateException.class).hasMessageContaining("innermost");
+            s2.close();
+            s1.close();
+        }
+        assertThat(Scope.current()).isNull();
+        assertThat(Scope.owns(first)).isFalse();
+    }
+}
