@@ -1,0 +1,76 @@
+package dev.perceiver4j.model.io;
+
+import dev.perceiver4j.autograd.F;
+import dev.perceiver4j.backend.Activation;
+import dev.perceiver4j.nn.LayerNorm;
+import dev.perceiver4j.nn.Linear;
+import dev.perceiver4j.nn.Params;
+import dev.perceiver4j.tensor.Tensor;
+
+/**
+ * One Perceiver block, HF's {@code PerceiverLayer} with its parameter names:
+ *
+ * <pre>
+ *   q = query(layernorm1(x))                       x: [B, N, qDim]      (the queries)
+ *   k, v = key/value(layernorm2(kv))  (cross)      kv: [B, M, kvDim]    (self: kv = layernorm1(x))
+ *   a = output.dense(attention(q, k, v, mask)) (+ x if queryResidual)
+ *   y = a + mlp(layernorm(a))                      mlp = dense2(gelu(dense1(·)))
+ * </pre>
+ * LayerNorm eps is 1e-5 throughout (HF never passes {@code layer_norm_eps} to these layers).
+ */
+public final class PerceiverLayer {
+    static final float LN_EPS = 1e-5f;
+
+    private final LayerNorm layernorm1;  // attention.self.layernorm1 [qDim]
+    private final LayerNorm layernorm2;  // attention.self.layernorm2 [kvDim], cross-attention only
+    private final Linear query, key, value, dense;
+    private final LayerNorm layernorm;   // before the MLP [qDim]
+    private final Linear dense1, dense2;
+    private final int heads;
+    private final boolean queryResidual;
+    private final float dropout;
+
+    /**
+     * @param qk   query/key channels (total over heads)
+     * @param v    value channels (total over heads)
+     * @param out  output channels of attention.output.dense (qDim for cross, v for self in HF)
+     */
+    public PerceiverLayer(Params p, boolean cross, int qDim, int kvDim, int qk, int v, int out, int heads, int widening,
+                          boolean queryResidual, float dropout) {
+        if (qk % heads != 0 || v % heads != 0) {
+            throw new IllegalArgumentException(p.name() + ": qk_channels " + qk + " and v_channels " + v + " must divide by " + heads + " heads");
+        }
+        if (out != qDim) throw new IllegalArgumentException(p.name() + ": attention output " + out + " must equal the query width " + qDim + " for the residuals");
+        Params a = p.sub("attention");
+        Params s = a.sub("self");
+        this.layernorm1 = new LayerNorm(s.sub("layernorm1"), qDim, LN_EPS);
+        this.layernorm2 = cross ? new LayerNorm(s.sub("layernorm2"), kvDim, LN_EPS) : null;
+        this.query = new Linear(s.sub("query"), qDim, qk, true);
+        this.key = new Linear(s.sub("key"), kvDim, qk, true);
+        this.value = new Linear(s.sub("value"), kvDim, v, true);
+        this.dense = new Linear(a.sub("output").sub("dense"), v, out, true);
+        this.layernorm = new LayerNorm(p.sub("layernorm"), qDim, LN_EPS);
+        Params m = p.sub("mlp");
+        this.dense1 = new Linear(m.sub("dense1"), qDim, widening * qDim, true, Activation.GELU);
+        this.dense2 = new Linear(m.sub("dense2"), widening * qDim, qDim, true);
+        this.heads = heads;
+        this.queryResidual = queryResidual;
+        this.dropout = dropout;
+    }
+
+    /**
+     * x: [B, N, qDim] queries; kv: [B, M, kvDim] for cross-attention or null for self-attention;
+     * keyPad: BOOL [B, M] (true = padding) or null → [B, N, qDim].
+     */
+    public Tensor forward(Tensor x, Tensor kv, Tensor keyPad, boolean training, long seed, long stream) {
+        Tensor xn = layernorm1.forward(x);
+        Tensor kvn = kv == null ? xn : layernorm2.forward(kv);
+        Tensor q = query.forward(xn);                                   // [B, N, qk]
+        Tensor k = key.forward(kvn);                                    // [B, M, qk]
+        Tensor v = value.forward(kvn);                                  // [B, M, v]
+        Tensor ctx = F.attention(q, k, v, kv == null ? null : keyPad, heads, false, training ? dropout : 0f, seed, stream);
+        Tensor a = dense.forward(ctx);                                  // [B, N, qDim]
+        if (queryResidual) a = F.add(a, x);
+        return F.add(a, dense2.forward(dense1.forward(layernorm.forward(a))));
+    }
+}

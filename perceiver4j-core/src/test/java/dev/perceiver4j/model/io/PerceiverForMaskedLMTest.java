@@ -1,0 +1,106 @@
+package dev.perceiver4j.model.io;
+
+import dev.perceiver4j.autograd.Autograd;
+import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.backend.cpu.CpuBackend;
+import dev.perceiver4j.backend.cpu.CpuPool;
+import dev.perceiver4j.backend.cpu.RefBackend;
+import dev.perceiver4j.backend.cpu.gemm.JavaSgemm;
+import dev.perceiver4j.io.SafetensorsReader;
+import dev.perceiver4j.io.TensorSource;
+import dev.perceiver4j.tensor.Shape;
+import dev.perceiver4j.tensor.Tensor;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.net.URISyntaxException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/** Parity with HF transformers' PerceiverForMaskedLM on the shared tiny fixture. */
+class PerceiverForMaskedLMTest {
+    static final CpuPool POOL = CpuPool.create(2);
+
+    static Path fixture(String name) {
+        try {
+            return Path.of(PerceiverForMaskedLMTest.class.getResource("/fixtures/hf-perceiver-mlm-tiny/" + name).toURI());
+        } catch (URISyntaxException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    record Io(int b, int n, int[] ids, int[] mask, float[] logits, int v) {}
+
+    static Io io() throws IOException {
+        try (TensorSource io = SafetensorsReader.open(fixture("io.safetensors"))) {
+            long[] ids = io.readLongs("input_ids"), mask = io.readLongs("attention_mask");
+            int b = (int) io.info("input_ids").shape()[0], n = (int) io.info("input_ids").shape()[1];
+            int[] i32 = new int[ids.length], m32 = new int[mask.length];
+            for (int i = 0; i < ids.length; i++) {
+                i32[i] = (int) ids[i];
+                m32[i] = (int) mask[i];
+            }
+            return new Io(b, n, i32, m32, io.readFloats("logits"), (int) io.info("logits").shape()[2]);
+        }
+    }
+
+    /** Max |ours − HF| over positions whose attention_mask is 1 (and, separately, over all). */
+    static double[] maxDiff(Backend be, Path weights, Io io) throws IOException {
+        PerceiverForMaskedLM m = PerceiverForMaskedLM.load(be, weights);
+        float[] got;
+        try (var ng = Autograd.noGrad()) {
+            Tensor logits = m.forward(be.fromInts(io.ids(), Shape.of(io.b(), io.n())), be.fromInts(io.mask(), Shape.of(io.b(), io.n())), false, 0L);
+            assertThat(logits.shape()).isEqualTo(Shape.of(io.b(), io.n(), io.v()));
+            got = logits.toFloatArray();
+        }
+        double real = 0, all = 0;
+        for (int r = 0; r < io.b() * io.n(); r++) {
+            for (int j = 0; j < io.v(); j++) {
+                double d = Math.abs(got[r * io.v() + j] - io.logits()[r * io.v() + j]);
+                all = Math.max(all, d);
+                if (io.mask()[r] == 1) real = Math.max(real, d);
+            }
+        }
+        return new double[] {real, all};
+    }
+
+    @Test
+    void reproducesHfLogitsFromSafetensorsAndPytorchBin() throws IOException {
+        Io io = io();
+        for (String weights : List.of("model.safetensors", "pytorch_model.bin")) {
+            double[] d = maxDiff(new CpuBackend(POOL, new JavaSgemm(POOL)), fixture(weights), io);
+            assertThat(d[0]).as("max |Δlogit| on real positions, " + weights).isLessThanOrEqualTo(1e-4);
+            assertThat(d[1]).as("max |Δlogit| on all positions (HF computes padded ones the same way), " + weights).isLessThanOrEqualTo(1e-4);
+        }
+    }
+
+    @Test
+    void referenceBackendAgreesToo() throws IOException {
+        double[] d = maxDiff(new RefBackend(POOL), fixture("model.safetensors"), io());
+        assertThat(d[1]).isLessThanOrEqualTo(1e-4);
+    }
+
+    @Test
+    void savedModelReloadsBitIdenticallyWithHfNames(@TempDir Path tmp) throws IOException {
+        Backend be = new CpuBackend(POOL, new JavaSgemm(POOL));
+        PerceiverForMaskedLM m = PerceiverForMaskedLM.load(be, fixture("model.safetensors"));
+        m.save(tmp);
+        assertThat(tmp.resolve("config.json")).exists();
+        try (TensorSource a = SafetensorsReader.open(fixture("model.safetensors")); TensorSource b = SafetensorsReader.open(tmp.resolve("model.safetensors"))) {
+            assertThat(b.names()).containsExactlyInAnyOrderElementsOf(a.names());
+            for (String n : a.names()) {
+                assertThat(b.info(n).shape()).as(n).isEqualTo(a.info(n).shape());
+                float[] x = a.readFloats(n), y = b.readFloats(n);
+                for (int i = 0; i < x.length; i++) {
+                    assertThat(Float.floatToRawIntBits(y[i])).as("%s[%d]", n, i).isEqualTo(Float.floatToRawIntBits(x[i]));
+                }
+            }
+        }
+        PerceiverForMaskedLM again = PerceiverForMaskedLM.load(be, tmp);
+        assertThat(again.config()).isEqualTo(m.config());
+    }
+}
