@@ -1,18 +1,29 @@
 package dev.perceiver4j.cli;
 
+import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.model.io.PerceiverForMaskedLM;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Path;
+
 /** Entry point of the {@code perceiver4j} command line. */
 @Command(name = "perceiver4j", mixinStandardHelpOptions = true, version = "perceiver4j 0.1.0-SNAPSHOT",
         description = "Perceiver IO and Perceiver AR in pure Java.",
-        subcommands = {DemoCommand.class, InfoCommand.class, CommandLine.HelpCommand.class},
+        subcommands = {DemoCommand.class, FillMaskCommand.class, PredictCommand.class, InspectCommand.class, BenchCommand.class,
+                InfoCommand.class, CommandLine.HelpCommand.class},
         footer = {"", "Examples:",
                 "  ./perceiver4j demo                 train the end-to-end demo (about a minute on 2 cores)",
                 "  ./perceiver4j demo --steps 2000    train longer",
+                "  ./perceiver4j fill-mask --model DIR \"The sky is<mask:5>.\"",
+                "  ./perceiver4j predict --model DIR --input in.safetensors --output out.safetensors",
+                "  ./perceiver4j inspect DIR          config, tensors and parameter count of a checkpoint",
+                "  ./perceiver4j bench --threads 2    time the language-perceiver forward pass",
                 "  ./perceiver4j info                 show the backend, SGEMM and thread choice",
-                "  ./perceiver4j bench SgemmBench     JMH kernel benchmarks"})
+                "  ./perceiver4j jmh SgemmBench       JMH kernel benchmarks"})
 public final class Main implements Runnable {
 
     /** Options every command shares; applied before the backend is first used. */
@@ -41,14 +52,36 @@ public final class Main implements Runnable {
         new CommandLine(this).usage(System.out);
     }
 
+    /** Loads an HF masked-LM directory, reporting how long it took on stderr. */
+    static PerceiverForMaskedLM loadMaskedLm(Backend be, Path model) {
+        long t0 = System.nanoTime();
+        System.err.print("loading " + model + " ... ");
+        try {
+            PerceiverForMaskedLM m = PerceiverForMaskedLM.load(be, model);
+            System.err.printf(java.util.Locale.ROOT, "%,d parameters in %.1f s%n", m.params().parameterCount(), (System.nanoTime() - t0) / 1e9);
+            return m;
+        } catch (IOException e) {
+            System.err.println("failed");
+            throw new UncheckedIOException(e.getMessage(), e);
+        }
+    }
+
     public static void main(String[] args) {
-        int code = new CommandLine(new Main())
+        // One plain line per log record ("Using cpu (...)"), unless the user configured logging.
+        if (System.getProperty("java.util.logging.SimpleFormatter.format") == null) {
+            System.setProperty("java.util.logging.SimpleFormatter.format", "%5$s%6$s%n");
+        }
+        System.exit(run(args));
+    }
+
+    /** Runs one command line and returns its exit code (errors print one clear line; PERCEIVER4J_DEBUG=1 adds the stack trace). */
+    public static int run(String... args) {
+        return new CommandLine(new Main())
                 .setExecutionExceptionHandler((ex, cl, parsed) -> {
                     cl.getErr().println("perceiver4j: " + ex.getMessage());
                     if (System.getenv("PERCEIVER4J_DEBUG") != null) ex.printStackTrace(cl.getErr());
                     return 1;
                 })
                 .execute(args);
-        System.exit(code);
     }
 }

@@ -1,0 +1,111 @@
+package dev.perceiver4j.cli;
+
+import dev.perceiver4j.autograd.Autograd;
+import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.backend.Backends;
+import dev.perceiver4j.model.io.PerceiverConfig;
+import dev.perceiver4j.model.io.PerceiverForMaskedLM;
+import dev.perceiver4j.tensor.Scope;
+import dev.perceiver4j.tensor.Shape;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Locale;
+import java.util.SplittableRandom;
+
+/**
+ * Times standard model workloads end to end (random weights, random bytes) and prints one line
+ * per workload. Kernel-level benchmarks live in the JMH lab ({@code ./perceiver4j jmh}).
+ */
+@Command(name = "bench", mixinStandardHelpOptions = true,
+        description = {"Time a standard workload end to end on the chosen backend (random weights, random bytes).",
+                "Workloads: mlm-forward = forward pass of the deepmind/language-perceiver architecture (201M parameters)."},
+        footer = {"", "Examples:",
+                "  ./perceiver4j bench --threads 2                       language-perceiver forward, batch 1 x 2048 bytes",
+                "  ./perceiver4j bench --batch 4 --reps 3 --threads 16"})
+final class BenchCommand implements Runnable {
+    @Mixin
+    Main.Common common = new Main.Common();
+
+    @Option(names = "--workload", defaultValue = "mlm-forward", description = "workload (default: ${DEFAULT-VALUE})")
+    String workload;
+
+    @Option(names = "--batch", defaultValue = "1", description = "sequences per forward (default: ${DEFAULT-VALUE})")
+    int batch;
+
+    @Option(names = "--length", defaultValue = "2048", description = "bytes per sequence (default: ${DEFAULT-VALUE})")
+    int length;
+
+    @Option(names = "--warmup", defaultValue = "2", description = "untimed passes first (default: ${DEFAULT-VALUE})")
+    int warmup;
+
+    @Option(names = "--reps", defaultValue = "5", description = "timed passes (default: ${DEFAULT-VALUE})")
+    int reps;
+
+    @Override
+    public void run() {
+        common.apply();
+        if (!"mlm-forward".equals(workload)) throw new IllegalArgumentException("unknown workload '" + workload + "'; available: mlm-forward");
+        if (batch < 1 || length < 1 || reps < 1 || warmup < 0) throw new IllegalArgumentException("--batch, --length and --reps must be >= 1, --warmup >= 0");
+        Backend be = Backends.get();
+        PerceiverConfig c = PerceiverConfig.languagePerceiver();
+        if (length > c.maxPositionEmbeddings()) throw new IllegalArgumentException("--length must be <= " + c.maxPositionEmbeddings());
+        long t0 = System.nanoTime();
+        PerceiverForMaskedLM m = new PerceiverForMaskedLM(be, c, 1L);
+        System.out.printf(Locale.ROOT, "built language-perceiver (%,d parameters) in %.1f s on %s%n",
+                m.params().parameterCount(), (System.nanoTime() - t0) / 1e9, be.name());
+        SplittableRandom rng = new SplittableRandom(7);
+        int[] ids = new int[batch * length];
+        for (int i = 0; i < ids.length; i++) ids[i] = 6 + rng.nextInt(256);
+        int[] mask = new int[ids.length];
+        Arrays.fill(mask, 1);
+        double[] ms = new double[reps];
+        try (var ng = Autograd.noGrad()) {
+            for (int r = -warmup; r < reps; r++) {
+                try (Scope s = Scope.open()) {
+                    long a = System.nanoTime();
+                    m.forward(be.fromInts(ids, Shape.of(batch, length)), be.fromInts(mask, Shape.of(batch, length)), false, 0L).toFloatArray();
+                    if (r >= 0) ms[r] = (System.nanoTime() - a) / 1e6;
+                }
+            }
+        }
+        double mean = Arrays.stream(ms).average().orElseThrow(), min = Arrays.stream(ms).min().orElseThrow();
+        double gflop = mlmForwardFlops(c, length) * batch / 1e9;
+        System.out.printf(Locale.ROOT, "mlm-forward batch %d x %d bytes: mean %.1f ms, min %.1f ms over %d reps (%.0f bytes/s, %.1f GFLOP/s at %.1f GFLOP per pass); peak RSS %s%n",
+                batch, length, mean, min, reps, batch * length / (mean / 1e3), gflop / (mean / 1e3), gflop, peakRss());
+    }
+
+    /** Multiply-add FLOPs (×2) of one PerceiverForMaskedLM forward over {@code n} input bytes. */
+    static double mlmForwardFlops(PerceiverConfig c, int n) {
+        double l = c.numLatents(), dl = c.dLatents(), dm = c.dModel(), p = c.maxPositionEmbeddings(), v = c.vocabSize();
+        double qkC = c.qkChannels() != null ? c.qkChannels() : dm, vC = c.vChannels() != null ? c.vChannels() : qkC;
+        double cross = l * dl * qkC + n * dm * qkC + n * dm * vC + l * n * (qkC + vC) + l * vC * dl
+                + 2 * l * dl * dl * c.crossAttentionWideningFactor();
+        double sqk = c.qkChannels() != null ? c.qkChannels() : dl, sv = c.vChannels() != null ? c.vChannels() : sqk;
+        double self = 2 * l * dl * sqk + l * dl * sv + l * l * (sqk + sv) + l * sv * dl + 2 * l * dl * dl * c.selfAttentionWideningFactor();
+        double dqk = PerceiverForMaskedLM.DECODER_QK;
+        double dec = p * dm * dqk + l * dl * dqk + l * dl * dm + p * l * (dqk + dm) + p * dm * dm + 2 * p * dm * dm;
+        double out = p * dm * v;
+        return 2 * (cross + c.numBlocks() * c.numSelfAttendsPerBlock() * self + dec + out);
+    }
+
+    /** Peak resident set size of this process (Linux VmHWM), or "n/a". */
+    static String peakRss() {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+                if (line.startsWith("VmHWM:")) {
+                    long kb = Long.parseLong(line.replaceAll("[^0-9]", ""));
+                    return String.format(Locale.ROOT, "%.2f GiB", kb / 1024.0 / 1024.0);
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            // not Linux: fall through
+        }
+        return "n/a";
+    }
+}

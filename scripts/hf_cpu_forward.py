@@ -1,0 +1,30 @@
+"""CPU forward-pass baseline for `perceiver4j bench`: HF PerceiverForMaskedLM with the
+deepmind/language-perceiver architecture (random weights), batch 1 x 2048 random bytes, fp32.
+
+Usage: python3 scripts/hf_cpu_forward.py THREADS [REPS]   (needs torch + transformers)
+Prints one line: mean/min ms over REPS timed passes after 2 warm-up passes, and peak RSS.
+"""
+import resource
+import sys
+import time
+
+import torch
+from transformers import PerceiverConfig, PerceiverForMaskedLM
+
+threads = int(sys.argv[1])
+reps = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+torch.set_num_threads(threads)
+torch.manual_seed(0)
+model = PerceiverForMaskedLM(PerceiverConfig(qk_channels=256, v_channels=1280)).eval()
+x = torch.randint(6, 262, (1, 2048))
+mask = torch.ones_like(x)
+times = []
+with torch.no_grad():
+    for i in range(2 + reps):
+        t = time.perf_counter()
+        model(inputs=x, attention_mask=mask)
+        if i >= 2:
+            times.append((time.perf_counter() - t) * 1e3)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+print(f"pytorch {torch.__version__} mlm-forward threads={threads} batch 1 x 2048: mean {sum(times)/len(times):.1f} ms, "
+      f"min {min(times):.1f} ms over {reps} reps; peak RSS {peak:.2f} GiB", flush=True)
