@@ -127,24 +127,36 @@ public final class JavaSgemm implements Sgemm {
                 for (int ic = i0; ic < i1; ic += mcStep) {
                     int mc = Math.min(mcStep, i1 - ic);
                     float[] ap = ws.packA(roundUp(mc, MR) * kc);
-                    packA(transA, a, aOff, lda, ic, mc, pc, kc, ap);
-                    macroKernel(mc, nc, kc, alpha, betaNow, ap, bp, c, cOff + ic * ldc + jc, ldc, ws.tile);
+                    // A stored [m,k] needs no packing: its MR rows are read in place (8 sequential
+                    // streams); only a partial last sliver is packed, zero-padded, at ap[0].
+                    int direct = transA ? 0 : mc / MR * MR;
+                    if (direct < mc) packA(transA, a, aOff, lda, ic + direct, mc - direct, pc, kc, ap);
+                    macroKernel(mc, nc, kc, alpha, betaNow, ap, bp, c, cOff + ic * ldc + jc, ldc, ws.tile,
+                            direct, a, aOff + ic * lda + pc, lda);
                 }
             }
         }
     }
 
-    /** C[0:mc, 0:nc] at cBase (+)= packed A block [mc x kc] . packed B panel [kc x nc]. */
+    /**
+     * C[0:mc, 0:nc] at cBase (+)= A block [mc x kc] . packed B panel [kc x nc]. The first
+     * {@code direct} rows of A are read in place from {@code a} (row i at aDirect + i*lda); the
+     * rest come packed from {@code ap}.
+     */
     private static void macroKernel(int mc, int nc, int kc, float alpha, float beta, float[] ap, float[] bp,
-                                    float[] c, int cBase, int ldc, float[] tile) {
+                                    float[] c, int cBase, int ldc, float[] tile,
+                                    int direct, float[] a, int aDirect, int lda) {
         for (int jr = 0; jr < nc; jr += NR) {
             int nr = Math.min(NR, nc - jr);
             int bBase = jr * kc; // sliver jr / NR starts at (jr / NR) * kc * NR
             for (int ir = 0; ir < mc; ir += MR) {
                 int mr = Math.min(MR, mc - ir);
-                int aBase = ir * kc;
                 int ci = cBase + ir * ldc + jr;
-                microKernel(kc, ap, aBase, bp, bBase, tile);
+                if (ir < direct) {
+                    microKernelDirect(kc, a, aDirect + ir * lda, lda, bp, bBase, tile);
+                } else {
+                    microKernel(kc, ap, (ir - direct) * kc, bp, bBase, tile);
+                }
                 if (mr == MR && nr == NR) {
                     mergeFullTile(tile, c, ci, ldc, alpha, beta);
                 } else {
@@ -200,6 +212,63 @@ public final class JavaSgemm implements Sgemm {
             a = FloatVector.broadcast(SPECIES, ap[ai + 7]);
             c70 = a.fma(b0, c70); c71 = a.fma(b1, c71);
         }
+        c00.intoArray(tile, 0 * NR + 0 * VL);
+        c01.intoArray(tile, 0 * NR + 1 * VL);
+        c10.intoArray(tile, 1 * NR + 0 * VL);
+        c11.intoArray(tile, 1 * NR + 1 * VL);
+        c20.intoArray(tile, 2 * NR + 0 * VL);
+        c21.intoArray(tile, 2 * NR + 1 * VL);
+        c30.intoArray(tile, 3 * NR + 0 * VL);
+        c31.intoArray(tile, 3 * NR + 1 * VL);
+        c40.intoArray(tile, 4 * NR + 0 * VL);
+        c41.intoArray(tile, 4 * NR + 1 * VL);
+        c50.intoArray(tile, 5 * NR + 0 * VL);
+        c51.intoArray(tile, 5 * NR + 1 * VL);
+        c60.intoArray(tile, 6 * NR + 0 * VL);
+        c61.intoArray(tile, 6 * NR + 1 * VL);
+        c70.intoArray(tile, 7 * NR + 0 * VL);
+        c71.intoArray(tile, 7 * NR + 1 * VL);
+    }
+
+    /**
+     * {@link #microKernel} with the A sliver read in place: MR rows of a row-major A starting at
+     * {@code aRow}, row stride {@code lda}, columns 0..kc-1 of the current K panel.
+     */
+    private static void microKernelDirect(int kc, float[] a, int aRow, int lda, float[] bp, int bBase, float[] tile) {
+        int r0 = aRow, r1 = r0 + lda, r2 = r1 + lda, r3 = r2 + lda, r4 = r3 + lda, r5 = r4 + lda, r6 = r5 + lda, r7 = r6 + lda;
+        FloatVector zero = FloatVector.zero(SPECIES);
+        FloatVector c00 = zero, c01 = zero;
+        FloatVector c10 = zero, c11 = zero;
+        FloatVector c20 = zero, c21 = zero;
+        FloatVector c30 = zero, c31 = zero;
+        FloatVector c40 = zero, c41 = zero;
+        FloatVector c50 = zero, c51 = zero;
+        FloatVector c60 = zero, c61 = zero;
+        FloatVector c70 = zero, c71 = zero;
+        for (int p = 0; p < kc; p++) {
+            int bi = bBase + p * NR;
+            FloatVector b0 = FloatVector.fromArray(SPECIES, bp, bi);
+            FloatVector b1 = FloatVector.fromArray(SPECIES, bp, bi + 1 * VL);
+            FloatVector v;
+            v = FloatVector.broadcast(SPECIES, a[r0 + p]);
+            c00 = v.fma(b0, c00); c01 = v.fma(b1, c01);
+            v = FloatVector.broadcast(SPECIES, a[r1 + p]);
+            c10 = v.fma(b0, c10); c11 = v.fma(b1, c11);
+            v = FloatVector.broadcast(SPECIES, a[r2 + p]);
+            c20 = v.fma(b0, c20); c21 = v.fma(b1, c21);
+            v = FloatVector.broadcast(SPECIES, a[r3 + p]);
+            c30 = v.fma(b0, c30); c31 = v.fma(b1, c31);
+            v = FloatVector.broadcast(SPECIES, a[r4 + p]);
+            c40 = v.fma(b0, c40); c41 = v.fma(b1, c41);
+            v = FloatVector.broadcast(SPECIES, a[r5 + p]);
+            c50 = v.fma(b0, c50); c51 = v.fma(b1, c51);
+            v = FloatVector.broadcast(SPECIES, a[r6 + p]);
+            c60 = v.fma(b0, c60); c61 = v.fma(b1, c61);
+            v = FloatVector.broadcast(SPECIES, a[r7 + p]);
+            c70 = v.fma(b0, c70); c71 = v.fma(b1, c71);
+        }
+        // Stores written out, not in a helper: passing 16 vectors to a method defeats C2's inlining
+        // and boxes them (measured: 5x slower), so this block repeats microKernel's.
         c00.intoArray(tile, 0 * NR + 0 * VL);
         c01.intoArray(tile, 0 * NR + 1 * VL);
         c10.intoArray(tile, 1 * NR + 0 * VL);
