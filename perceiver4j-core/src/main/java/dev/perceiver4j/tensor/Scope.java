@@ -70,6 +70,28 @@ public final class Scope implements AutoCloseable {
         return false;
     }
 
+    /**
+     * Hands {@code t}'s buffer to the enclosing scope (or, with none, to the garbage collector), so
+     * that closing this scope releases everything else it allocated. Inference uses one short
+     * scope per layer this way, which keeps its working set to about one layer's activations.
+     * Only for tensors no open tape entry needs: a closing scope truncates the tape.
+     */
+    public Tensor keep(Tensor t) {
+        Object buffer = t.data();
+        for (int i = owned.size() - 1; i >= 0; i--) {
+            if (owned.get(i).buffer() == buffer) {
+                Owned o = owned.remove(i);
+                buffers.remove(buffer);
+                if (parent != null) {
+                    parent.owned.add(o);
+                    parent.buffers.add(buffer);
+                }
+                return t;
+            }
+        }
+        return t; // not ours (a parameter, or allocated in an outer scope): nothing to hand over
+    }
+
     /** Number of buffers this scope holds (for tests and leak reports). */
     public int buffersHeld() {
         return owned.size();

@@ -61,6 +61,23 @@ class TensorTest {
     }
 
     @Test
+    void keepHandsABufferToTheEnclosingScope() {
+        try (Scope outer = Scope.open()) {
+            Tensor kept, dropped;
+            try (Scope inner = Scope.open()) {
+                kept = inner.keep(BE.zeros(Shape.of(32), DType.F32));
+                dropped = BE.zeros(Shape.of(32), DType.F32);
+                assertThat(inner.buffersHeld()).isEqualTo(1);
+            }
+            assertThat(outer.buffersHeld()).isEqualTo(1);
+            assertThat(Scope.owns(kept.data())).isTrue();
+            // the released buffer is handed out again; the kept one is not
+            Tensor next = BE.empty(Shape.of(32), DType.F32);
+            assertThat(next.data()).isSameAs(dropped.data()).isNotSameAs(kept.data());
+        }
+    }
+
+    @Test
     void scopeHandsBuffersBackAndNestsPerThread() {
         Object first;
         try (Scope outer = Scope.open()) {

@@ -1,10 +1,12 @@
 package dev.perceiver4j.model.io;
 
+import dev.perceiver4j.autograd.Autograd;
 import dev.perceiver4j.autograd.F;
 import dev.perceiver4j.backend.Activation;
 import dev.perceiver4j.nn.LayerNorm;
 import dev.perceiver4j.nn.Linear;
 import dev.perceiver4j.nn.Params;
+import dev.perceiver4j.tensor.Scope;
 import dev.perceiver4j.tensor.Tensor;
 
 /**
@@ -63,6 +65,15 @@ public final class PerceiverLayer {
      * keyPad: BOOL [B, M] (true = padding) or null → [B, N, qDim].
      */
     public Tensor forward(Tensor x, Tensor kv, Tensor keyPad, boolean training, long seed, long stream) {
+        if (Autograd.enabled()) return compute(x, kv, keyPad, training, seed, stream);
+        // Inference: the layer's intermediates go back to the pool as soon as it returns, so the
+        // next layer reuses the same (cache-warm) buffers instead of touching fresh memory.
+        try (Scope layer = Scope.open()) {
+            return layer.keep(compute(x, kv, keyPad, training, seed, stream));
+        }
+    }
+
+    private Tensor compute(Tensor x, Tensor kv, Tensor keyPad, boolean training, long seed, long stream) {
         Tensor xn = layernorm1.forward(x);
         Tensor kvn = kv == null ? xn : layernorm2.forward(kv);
         Tensor q = query.forward(xn);                                   // [B, N, qk]
