@@ -23,27 +23,22 @@ import java.util.Map;
  * The file is memory-mapped read-only (no 2 GB limit); the header is validated completely before any tensor
  * can be read: dtypes, shapes, byte sizes, offsets within the data section and non-overlapping ranges.
  */
-public final class SafetensorsReader implements TensorSource {
+public final class SafetensorsReader extends IndexedSource<SafetensorsReader.Entry> {
     /** Largest accepted JSON header. */
     public static final long MAX_HEADER_BYTES = 100L << 20;
 
-    private record Entry(TensorInfo info, long begin, long end) {}
+    record Entry(TensorInfo info, long begin, long end) {}
 
-    private final Path path;
     private final Arena arena;
     private final MemorySegment data;
-    private final Map<String, Entry> entries;
-    private final List<String> names;
     private final Map<String, String> metadata;
     private volatile boolean closed;
 
     private SafetensorsReader(Path path, Arena arena, MemorySegment data, Map<String, Entry> entries,
-            List<String> names, Map<String, String> metadata) {
-        this.path = path;
+            Map<String, String> metadata) {
+        super(path, entries);
         this.arena = arena;
         this.data = data;
-        this.entries = entries;
-        this.names = names;
         this.metadata = metadata;
     }
 
@@ -78,9 +73,7 @@ public final class SafetensorsReader implements TensorSource {
             JsonNode root = Json.parse(header, where + ": header");
             Map<String, String> metadata = new LinkedHashMap<>();
             Map<String, Entry> entries = parseHeader(where, root, data.byteSize(), metadata);
-            List<String> names = new ArrayList<>(entries.keySet());
-            SafetensorsReader r = new SafetensorsReader(file, arena, data, Collections.unmodifiableMap(entries),
-                    Collections.unmodifiableList(names), Collections.unmodifiableMap(metadata));
+            SafetensorsReader r = new SafetensorsReader(file, arena, data, entries, Collections.unmodifiableMap(metadata));
             ok = true;
             return r;
         } catch (CheckpointFormatException e) {
@@ -227,38 +220,18 @@ public final class SafetensorsReader implements TensorSource {
         return s.length() > 200 ? s.substring(0, 200) + "…" : s;
     }
 
-    @Override
-    public Path path() {
-        return path;
-    }
 
-    @Override
-    public List<String> names() {
-        return names;
-    }
 
-    @Override
-    public boolean contains(String name) {
-        return entries.containsKey(name);
-    }
 
     @Override
     public TensorInfo info(String name) {
         return entry(name).info();
     }
 
-    private Entry entry(String name) {
-        Entry e = entries.get(name);
-        if (e == null) {
-            throw new IllegalArgumentException(path + ": no tensor '" + name + "' (file has " + entries.size()
-                    + " tensors)");
-        }
-        return e;
-    }
 
     private void checkOpen() {
         if (closed) {
-            throw new IllegalStateException(path + ": reader is closed");
+            throw new IllegalStateException(path() + ": reader is closed");
         }
     }
 
@@ -266,7 +239,7 @@ public final class SafetensorsReader implements TensorSource {
     public float[] readFloats(String name) throws IOException {
         Entry e = entry(name);
         checkOpen();
-        float[] out = new float[TensorCodec.arrayLength(path.toString(), e.info())];
+        float[] out = new float[TensorCodec.arrayLength(path().toString(), e.info())];
         TensorCodec.decodeFloats(data, e.begin(), e.info().dtype(), out, 0, out.length);
         return out;
     }
@@ -275,8 +248,8 @@ public final class SafetensorsReader implements TensorSource {
     public long[] readLongs(String name) throws IOException {
         Entry e = entry(name);
         checkOpen();
-        TensorCodec.requireIntegral(path.toString(), e.info());
-        long[] out = new long[TensorCodec.arrayLength(path.toString(), e.info())];
+        TensorCodec.requireIntegral(path().toString(), e.info());
+        long[] out = new long[TensorCodec.arrayLength(path().toString(), e.info())];
         TensorCodec.decodeLongs(data, e.begin(), e.info().dtype(), out, 0, out.length);
         return out;
     }

@@ -3,7 +3,6 @@ package dev.perceiver4j.io;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.io.IOException;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -14,7 +13,7 @@ import java.util.Map;
  * {@code {"metadata": {...}, "weight_map": {tensor name: shard file name}}}. Shard names must be plain file
  * names in the index's directory. Each shard is opened once; every mapped tensor must exist in its shard.
  */
-public final class ShardedSafetensors implements TensorSource {
+public final class ShardedSafetensors extends IndexedSource<TensorSource> {
 
     /** Opens one shard file. */
     @FunctionalInterface
@@ -22,18 +21,13 @@ public final class ShardedSafetensors implements TensorSource {
         TensorSource open(Path shard) throws IOException;
     }
 
-    private final Path path;
     private final List<TensorSource> shards;
-    private final Map<String, TensorSource> byName;
-    private final List<String> names;
     private final Map<String, String> metadata;
 
     private ShardedSafetensors(Path path, List<TensorSource> shards, Map<String, TensorSource> byName,
             Map<String, String> metadata) {
-        this.path = path;
+        super(path, byName);
         this.shards = shards;
-        this.byName = byName;
-        this.names = List.copyOf(byName.keySet());
         this.metadata = metadata;
     }
 
@@ -134,43 +128,23 @@ public final class ShardedSafetensors implements TensorSource {
         return shards.size();
     }
 
-    @Override
-    public Path path() {
-        return path;
-    }
 
-    @Override
-    public List<String> names() {
-        return names;
-    }
 
-    @Override
-    public boolean contains(String name) {
-        return byName.containsKey(name);
-    }
 
-    private TensorSource shard(String name) {
-        TensorSource s = byName.get(name);
-        if (s == null) {
-            throw new IllegalArgumentException(path + ": no tensor '" + name + "' in the weight_map ("
-                    + byName.size() + " tensors)");
-        }
-        return s;
-    }
 
     @Override
     public TensorInfo info(String name) {
-        return shard(name).info(name);
+        return entry(name).info(name);
     }
 
     @Override
     public float[] readFloats(String name) throws IOException {
-        return shard(name).readFloats(name);
+        return entry(name).readFloats(name);
     }
 
     @Override
     public long[] readLongs(String name) throws IOException {
-        return shard(name).readLongs(name);
+        return entry(name).readLongs(name);
     }
 
     @Override

@@ -24,25 +24,20 @@ import java.util.zip.ZipFile;
  * Entry sizes from the central directory are checked against limits and the file size before anything is
  * read; storages are streamed into the destination array and must hold exactly the bytes the pickle declares.
  */
-public final class TorchZipReader implements TensorSource {
+public final class TorchZipReader extends IndexedSource<TorchZipReader.Entry> {
     /** Largest accepted data.pkl. */
     public static final long MAX_PICKLE_BYTES = 64L << 20;
     /** Largest plausible deflate expansion (deflate cannot exceed ~1032:1). */
     private static final long MAX_DEFLATE_RATIO = 1040;
 
-    private record Entry(TensorInfo info, RestrictedUnpickler.TensorRef ref, ZipEntry zipEntry) {}
+    record Entry(TensorInfo info, RestrictedUnpickler.TensorRef ref, ZipEntry zipEntry) {}
 
-    private final Path path;
     private final ZipFile zip;
-    private final Map<String, Entry> entries;
-    private final List<String> names;
     private volatile boolean closed;
 
     private TorchZipReader(Path path, ZipFile zip, Map<String, Entry> entries) {
-        this.path = path;
+        super(path, entries);
         this.zip = zip;
-        this.entries = entries;
-        this.names = List.copyOf(entries.keySet());
     }
 
     /** Opens and validates a torch.save zip checkpoint. */
@@ -211,34 +206,14 @@ public final class TorchZipReader implements TensorSource {
         return b;
     }
 
-    @Override
-    public Path path() {
-        return path;
-    }
 
-    @Override
-    public List<String> names() {
-        return names;
-    }
 
-    @Override
-    public boolean contains(String name) {
-        return entries.containsKey(name);
-    }
 
     @Override
     public TensorInfo info(String name) {
         return entry(name).info();
     }
 
-    private Entry entry(String name) {
-        Entry e = entries.get(name);
-        if (e == null) {
-            throw new IllegalArgumentException(path + ": no tensor '" + name + "' (file has " + entries.size()
-                    + " tensors)");
-        }
-        return e;
-    }
 
     @FunctionalInterface
     private interface ChunkSink {
@@ -248,11 +223,11 @@ public final class TorchZipReader implements TensorSource {
     /** Streams the tensor's bytes from its storage entry, decoding chunk by chunk. */
     private void stream(Entry e, int count, ChunkSink sink) throws IOException {
         if (closed) {
-            throw new IllegalStateException(path + ": reader is closed");
+            throw new IllegalStateException(path() + ": reader is closed");
         }
         StoredDType t = e.info().dtype();
         int es = t.byteSize();
-        String where = path + ": tensor '" + e.info().name() + "'";
+        String where = path() + ": tensor '" + e.info().name() + "'";
         byte[] buf = new byte[Math.max(es, (1 << 16) / es * es)];
         try (InputStream in = zip.getInputStream(e.zipEntry())) {
             in.skipNBytes(e.ref().storageOffset() * es);
@@ -282,7 +257,7 @@ public final class TorchZipReader implements TensorSource {
     @Override
     public float[] readFloats(String name) throws IOException {
         Entry e = entry(name);
-        float[] out = new float[TensorCodec.arrayLength(path.toString(), e.info())];
+        float[] out = new float[TensorCodec.arrayLength(path().toString(), e.info())];
         StoredDType t = e.info().dtype();
         stream(e, out.length, (chunk, off, n) -> TensorCodec.decodeFloats(chunk, 0, t, out, off, n));
         return out;
@@ -291,8 +266,8 @@ public final class TorchZipReader implements TensorSource {
     @Override
     public long[] readLongs(String name) throws IOException {
         Entry e = entry(name);
-        TensorCodec.requireIntegral(path.toString(), e.info());
-        long[] out = new long[TensorCodec.arrayLength(path.toString(), e.info())];
+        TensorCodec.requireIntegral(path().toString(), e.info());
+        long[] out = new long[TensorCodec.arrayLength(path().toString(), e.info())];
         StoredDType t = e.info().dtype();
         stream(e, out.length, (chunk, off, n) -> TensorCodec.decodeLongs(chunk, 0, t, out, off, n));
         return out;
