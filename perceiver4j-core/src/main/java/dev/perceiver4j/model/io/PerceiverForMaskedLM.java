@@ -8,15 +8,12 @@ import dev.perceiver4j.io.TensorSource;
 import dev.perceiver4j.nn.Weights;
 import dev.perceiver4j.backend.Activation;
 import dev.perceiver4j.backend.Backend;
-import dev.perceiver4j.nn.Embedding;
 import dev.perceiver4j.nn.Init;
 import dev.perceiver4j.nn.Params;
-import dev.perceiver4j.tensor.DType;
 import dev.perceiver4j.tensor.Shape;
 import dev.perceiver4j.tensor.Tensor;
 
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
@@ -40,26 +37,21 @@ public final class PerceiverForMaskedLM {
 
     private final PerceiverConfig config;
     private final Params params;
-    private final Embedding embeddings;         // perceiver.input_preprocessor.embeddings.weight [V, dModel] (tied output)
-    private final Tensor positionEmbeddings;    // perceiver.input_preprocessor.position_embeddings.weight [P, dModel]
-    private final PerceiverEncoder encoder;
-    private final Tensor decoderQueries;        // perceiver.decoder.output_position_encodings.position_embeddings [P, dModel]
-    private final PerceiverLayer decoder;       // perceiver.decoder.decoding_cross_attention
+    private final TextInputAdapter text;        // perceiver.input_preprocessor: embeddings [V, dModel] (tied output), positions [P, dModel]
+    private final PerceiverIO perceiver;        // encoder (perceiver.embeddings, perceiver.encoder) + decoder (perceiver.decoder)
     private final Tensor outputBias;            // embedding_decoder.bias [V]
 
     public PerceiverForMaskedLM(Backend backend, PerceiverConfig c, long seed) {
         this.config = c;
         this.params = Params.root(backend, seed);
-        Params perceiver = params.sub("perceiver");
-        Params pre = perceiver.sub("input_preprocessor");
-        this.embeddings = new Embedding(pre.sub("embeddings"), c.vocabSize(), c.dModel(), 0.02);
-        this.positionEmbeddings = pre.sub("position_embeddings").weight("weight", Shape.of(c.maxPositionEmbeddings(), c.dModel()), Init.normal(0.02));
-        this.encoder = new PerceiverEncoder(perceiver.sub("embeddings"), perceiver.sub("encoder"), c, c.dModel());
-        Params dec = perceiver.sub("decoder");
-        this.decoderQueries = dec.sub("output_position_encodings").weight("position_embeddings",
-                Shape.of(c.maxPositionEmbeddings(), c.dModel()), Init.normal(0.02));
-        this.decoder = new PerceiverLayer(dec.sub("decoding_cross_attention"), true, c.dModel(), c.dLatents(), DECODER_QK, c.dModel(), c.dModel(),
-                DECODER_HEADS, 1, false, c.attentionDropout());
+        Params p = params.sub("perceiver");
+        this.text = new TextInputAdapter(p.sub("input_preprocessor"), c.vocabSize(), c.dModel(), c.maxPositionEmbeddings());
+        PerceiverEncoder encoder = new PerceiverEncoder(p.sub("embeddings"), p.sub("encoder"), c, text.channels());
+        Params dec = p.sub("decoder");
+        QueryProvider queries = new TrainableQueries(dec.sub("output_position_encodings"), c.maxPositionEmbeddings(), c.dModel());
+        PerceiverLayer decoder = new PerceiverLayer(dec.sub("decoding_cross_attention"), true, c.dModel(), c.dLatents(), DECODER_QK,
+                c.dModel(), c.dModel(), DECODER_HEADS, 1, false, c.attentionDropout());
+        this.perceiver = new PerceiverIO(text, encoder, queries, decoder);
         this.outputBias = params.sub("embedding_decoder").weight("bias", Shape.of(c.vocabSize()), Init.zeros());
     }
 
@@ -107,27 +99,9 @@ public final class PerceiverForMaskedLM {
      * decoder positions (HF always decodes all of them).
      */
     public Tensor forward(Tensor ids, Tensor attentionMask, boolean training, long seed) {
-        Backend be = ids.backend();
-        int b = ids.dim(0), n = ids.dim(1);
-        if (n > config.maxPositionEmbeddings()) {
-            throw new IllegalArgumentException("input of " + n + " tokens exceeds max_position_embeddings " + config.maxPositionEmbeddings());
-        }
-        Tensor x = F.add(embeddings.forward(ids), F.narrow(positionEmbeddings, 0, 0, n));  // [B, N, dModel]
-        Tensor keyPad = attentionMask == null ? null : padMask(attentionMask);
-        Tensor z = encoder.forward(x, keyPad, training, seed);                                // [B, L, dLatents]
-        Tensor q = PerceiverEncoder.broadcast(decoderQueries, b);                             // [B, P, dModel]
-        Tensor h = decoder.forward(q, z, null, training, seed, 1L << 32);                    // [B, P, dModel]
-        int p = config.maxPositionEmbeddings();
-        Tensor logits = F.matmul(h.reshape(b * p, config.dModel()), false, embeddings.weight, true, outputBias, Activation.NONE);
+        int b = ids.dim(0), p = config.maxPositionEmbeddings();
+        Tensor h = perceiver.forward(ids, attentionMask, training, seed);                    // [B, P, dModel]
+        Tensor logits = F.matmul(h.reshape(b * p, config.dModel()), false, text.embeddingTable(), true, outputBias, Activation.NONE);
         return logits.reshape(b, p, config.vocabSize());                                      // [B, P, V]
-    }
-
-    /** BOOL [B, N], true where attentionMask is 0 (padding). */
-    private static Tensor padMask(Tensor attentionMask) {
-        float[] m = attentionMask.toFloatArray();
-        Tensor pad = attentionMask.backend().empty(attentionMask.shape(), DType.BOOL);
-        byte[] bits = pad.bools();
-        for (int i = 0; i < m.length; i++) bits[pad.offset() + i] = (byte) (m[i] == 0f ? 1 : 0);
-        return pad;
     }
 }

@@ -1,0 +1,16 @@
+package dev.perceiver4j.model.io;
+
+import dev.perceiver4j.tensor.Tensor;
+
+/**
+ * Produces the decoder's output queries, one per output element (HF: the decoder's position
+ * encoding). {@link TrainableQueries} is a learned table; other tasks may derive queries from the
+ * inputs.
+ */
+public interface QueryProvider {
+    /** Channels of each query. */
+    int channels();
+
+    /** The queries for a batch of {@code batch}: [B, P, channels]. */
+    Tensor queries(int batch);
+}

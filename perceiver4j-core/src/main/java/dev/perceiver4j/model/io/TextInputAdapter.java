@@ -1,0 +1,53 @@
+package dev.perceiver4j.model.io;
+
+import dev.perceiver4j.autograd.F;
+import dev.perceiver4j.nn.Embedding;
+import dev.perceiver4j.nn.Init;
+import dev.perceiver4j.nn.Params;
+import dev.perceiver4j.tensor.DType;
+import dev.perceiver4j.tensor.Shape;
+import dev.perceiver4j.tensor.Tensor;
+
+/**
+ * Byte/token input adapter, HF {@code PerceiverTextPreprocessor}: token embedding plus a learned
+ * position embedding ({@code embeddings.weight}, {@code position_embeddings.weight}).
+ */
+public final class TextInputAdapter implements InputAdapter {
+    private final Embedding embeddings;      // [V, D]
+    private final Tensor positionEmbeddings; // [maxLen, D]
+    private final int channels;
+
+    public TextInputAdapter(Params p, int vocab, int channels, int maxLen) {
+        this.embeddings = new Embedding(p.sub("embeddings"), vocab, channels, 0.02);
+        this.positionEmbeddings = p.sub("position_embeddings").weight("weight", Shape.of(maxLen, channels), Init.normal(0.02));
+        this.channels = channels;
+    }
+
+    @Override
+    public int channels() {
+        return channels;
+    }
+
+    /** The token embedding table [V, D] (a masked LM ties its output to it). */
+    public Tensor embeddingTable() {
+        return embeddings.weight;
+    }
+
+    /** ids: I32 [B, N] (N ≤ maxLen) → x [B, N, D] = embeddings[ids] + positions[0:N]. */
+    @Override
+    public Adapted adapt(Tensor ids, Tensor attentionMask) {
+        int n = ids.dim(1), maxLen = positionEmbeddings.dim(0);
+        if (n > maxLen) throw new IllegalArgumentException("input of " + n + " tokens exceeds the " + maxLen + " learned positions");
+        Tensor x = F.add(embeddings.forward(ids), F.narrow(positionEmbeddings, 0, 0, n));
+        return new Adapted(x, attentionMask == null ? null : padMask(attentionMask));
+    }
+
+    /** BOOL [B, N], true where attentionMask is 0 (padding). */
+    static Tensor padMask(Tensor attentionMask) {
+        float[] m = attentionMask.toFloatArray();
+        Tensor pad = attentionMask.backend().empty(attentionMask.shape(), DType.BOOL);
+        byte[] bits = pad.bools();
+        for (int i = 0; i < m.length; i++) bits[pad.offset() + i] = (byte) (m[i] == 0f ? 1 : 0);
+        return pad;
+    }
+}
