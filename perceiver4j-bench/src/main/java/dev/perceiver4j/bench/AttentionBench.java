@@ -1,6 +1,6 @@
 package dev.perceiver4j.bench;
 
-import dev.perceiver4j.backend.cpu.AttentionShape;
+import dev.perceiver4j.backend.AttentionShape;
 import dev.perceiver4j.backend.cpu.CpuPool;
 import dev.perceiver4j.backend.cpu.fast.FastAttention;
 import org.openjdk.jmh.annotations.Benchmark;

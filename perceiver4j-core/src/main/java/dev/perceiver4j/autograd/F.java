@@ -2,7 +2,7 @@ package dev.perceiver4j.autograd;
 
 import dev.perceiver4j.backend.Activation;
 import dev.perceiver4j.backend.Backend;
-import dev.perceiver4j.backend.cpu.AttentionShape;
+import dev.perceiver4j.backend.AttentionShape;
 import dev.perceiver4j.tensor.DType;
 import dev.perceiver4j.tensor.Shape;
 import dev.perceiver4j.tensor.Tensor;

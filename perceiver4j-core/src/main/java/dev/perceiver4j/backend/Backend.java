@@ -1,6 +1,6 @@
 package dev.perceiver4j.backend;
 
-import dev.perceiver4j.backend.cpu.AttentionShape;
+import dev.perceiver4j.backend.AttentionShape;
 import dev.perceiver4j.tensor.DType;
 import dev.perceiver4j.tensor.Shape;
 import dev.perceiver4j.tensor.Tensor;

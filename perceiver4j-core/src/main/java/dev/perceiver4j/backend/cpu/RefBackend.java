@@ -1,5 +1,6 @@
 package dev.perceiver4j.backend.cpu;
 
+import dev.perceiver4j.backend.AttentionShape;
 import dev.perceiver4j.backend.Activation;
 import dev.perceiver4j.backend.cpu.ref.RefAttention;
 import dev.perceiver4j.backend.cpu.ref.RefOps;

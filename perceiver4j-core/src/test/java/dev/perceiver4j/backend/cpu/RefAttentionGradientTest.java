@@ -1,5 +1,6 @@
 package dev.perceiver4j.backend.cpu;
 
+import dev.perceiver4j.backend.AttentionShape;
 import dev.perceiver4j.backend.cpu.ref.RefAttention;
 import org.assertj.core.data.Offset;
 import org.junit.jupiter.api.Test;

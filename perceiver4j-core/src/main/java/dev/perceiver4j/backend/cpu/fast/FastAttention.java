@@ -1,6 +1,6 @@
 package dev.perceiver4j.backend.cpu.fast;
 
-import dev.perceiver4j.backend.cpu.AttentionShape;
+import dev.perceiver4j.backend.AttentionShape;
 import dev.perceiver4j.backend.cpu.CpuPool;
 import dev.perceiver4j.random.Philox;
 import jdk.incubator.vector.FloatVector;

@@ -1,6 +1,6 @@
 package dev.perceiver4j.backend.cpu.ref;
 
-import dev.perceiver4j.backend.cpu.AttentionShape;
+import dev.perceiver4j.backend.AttentionShape;
 import dev.perceiver4j.random.Philox;
 
 /**

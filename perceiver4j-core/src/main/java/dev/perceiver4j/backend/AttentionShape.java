@@ -1,4 +1,4 @@
-package dev.perceiver4j.backend.cpu;
+package dev.perceiver4j.backend;
 
 /**
  * Shape and options of one multi-head scaled-dot-product attention call.
