@@ -14,6 +14,7 @@ import picocli.CommandLine.Parameters;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
@@ -107,7 +108,7 @@ final class FillMaskCommand implements Runnable {
             List<Candidate> next = new ArrayList<>();
             for (Candidate c : beams) {
                 for (int b = 0; b < 256; b++) {
-                    int[] bytes = java.util.Arrays.copyOf(c.bytes(), c.bytes().length + 1);
+                    int[] bytes = Arrays.copyOf(c.bytes(), c.bytes().length + 1);
                     bytes[bytes.length - 1] = b;
                     next.add(new Candidate(bytes, c.logProb() + logp[b]));
                 }

@@ -3,6 +3,7 @@ package dev.perceiver4j.model.demo;
 import dev.perceiver4j.autograd.F;
 import dev.perceiver4j.backend.Activation;
 import dev.perceiver4j.nn.Embedding;
+import dev.perceiver4j.nn.Init;
 import dev.perceiver4j.nn.LayerNorm;
 import dev.perceiver4j.nn.Linear;
 import dev.perceiver4j.nn.Mlp;
@@ -43,7 +44,7 @@ public final class TinyTransformer {
         this.config = c;
         int d = c.channels();
         this.tokens = new Embedding(p.sub("tok_emb"), c.vocab(), d, 0.02);
-        this.positions = p.weight("pos_emb", Shape.of(c.maxLen(), d), dev.perceiver4j.nn.Init.normal(0.02));
+        this.positions = p.weight("pos_emb", Shape.of(c.maxLen(), d), Init.normal(0.02));
         for (int i = 0; i < c.layers(); i++) {
             Params b = p.sub("blocks").sub(i);
             blocks.add(new Block(
