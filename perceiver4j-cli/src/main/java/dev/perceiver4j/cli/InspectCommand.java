@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.perceiver4j.io.Checkpoints;
 import dev.perceiver4j.io.TensorInfo;
 import dev.perceiver4j.io.TensorSource;
+import dev.perceiver4j.nn.Weights;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Parameters;
 
@@ -34,7 +35,7 @@ final class InspectCommand implements Runnable {
     }
 
     private void inspect() throws IOException {
-        Path dir = Files.isDirectory(path) ? path : path.toAbsolutePath().getParent();
+        Path dir = Weights.modelDir(path);
         if (Files.exists(dir.resolve("config.json"))) {
             JsonNode cfg = Checkpoints.readConfig(dir);
             System.out.println("config.json:");

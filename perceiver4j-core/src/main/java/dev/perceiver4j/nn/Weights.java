@@ -1,5 +1,8 @@
 package dev.perceiver4j.nn;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.perceiver4j.io.NamedTensor;
 import dev.perceiver4j.io.SafetensorsWriter;
 import dev.perceiver4j.io.StateDict;
@@ -7,7 +10,9 @@ import dev.perceiver4j.io.TensorSource;
 import dev.perceiver4j.tensor.Tensor;
 
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -65,5 +70,24 @@ public final class Weights {
             out.add(NamedTensor.f32(e.getKey(), shape, e.getValue().toFloatArray()));
         }
         SafetensorsWriter.write(file, out, metadata);
+    }
+
+    /** The directory holding a model's config.json: the path itself, or the folder of a weights file. */
+    public static Path modelDir(Path modelDirOrFile) {
+        return Files.isDirectory(modelDirOrFile) ? modelDirOrFile : modelDirOrFile.toAbsolutePath().getParent();
+    }
+
+    /** Writes {@code model.safetensors} and {@code config.json} into {@code dir}, each atomically. */
+    public static void saveModelDir(Params params, JsonNode config, Path dir) throws IOException {
+        Files.createDirectories(dir);
+        save(params, dir.resolve("model.safetensors"), Map.of("format", "pt"));
+        byte[] json = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(config);
+        Path tmp = Files.createTempFile(dir, "config.json.", ".tmp");
+        try {
+            Files.write(tmp, json);
+            Files.move(tmp, dir.resolve("config.json"), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        } finally {
+            Files.deleteIfExists(tmp);
+        }
     }
 }

@@ -1,7 +1,5 @@
 package dev.perceiver4j.model.ar;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.perceiver4j.autograd.F;
 import dev.perceiver4j.backend.Activation;
 import dev.perceiver4j.backend.Backend;
@@ -18,12 +16,9 @@ import dev.perceiver4j.tensor.Shape;
 import dev.perceiver4j.tensor.Tensor;
 
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 
 /**
  * Perceiver AR causal language model, krasserm/perceiver-io 0.11.1 {@code CausalSequenceModel},
@@ -114,7 +109,7 @@ public final class PerceiverAR {
      * or a weights file next to its config.json; checkpoint names may carry the {@code backend_model.} prefix.
      */
     public static PerceiverAR load(Backend backend, Path modelDirOrFile) throws IOException {
-        Path dir = Files.isDirectory(modelDirOrFile) ? modelDirOrFile : modelDirOrFile.toAbsolutePath().getParent();
+        Path dir = Weights.modelDir(modelDirOrFile);
         PerceiverArConfig c;
         try {
             c = PerceiverArConfig.fromJson(Checkpoints.readConfig(dir));
@@ -135,12 +130,7 @@ public final class PerceiverAR {
 
     /** Writes {@code config.json} and {@code model.safetensors} (reference names, no prefix) into {@code dir}. */
     public void save(Path dir) throws IOException {
-        Files.createDirectories(dir);
-        Weights.save(params, dir.resolve("model.safetensors"), Map.of("format", "pt"));
-        byte[] json = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(config.toJson());
-        Path tmp = Files.createTempFile(dir, "config.json.", ".tmp");
-        Files.write(tmp, json);
-        Files.move(tmp, dir.resolve("config.json"), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        Weights.saveModelDir(params, config.toJson(), dir);
     }
 
     public PerceiverArConfig config() {

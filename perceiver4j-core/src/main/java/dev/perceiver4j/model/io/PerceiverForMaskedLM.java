@@ -1,7 +1,5 @@
 package dev.perceiver4j.model.io;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.perceiver4j.autograd.F;
 import dev.perceiver4j.io.Checkpoints;
 import dev.perceiver4j.io.TensorSource;
@@ -14,10 +12,7 @@ import dev.perceiver4j.tensor.Shape;
 import dev.perceiver4j.tensor.Tensor;
 
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.util.Map;
 
 /**
  * Perceiver IO masked language model over UTF-8 bytes, HF {@code PerceiverForMaskedLM} exactly,
@@ -60,7 +55,7 @@ public final class PerceiverForMaskedLM {
      * {@code pytorch_model.bin}, sharded or not) or a single weights file next to its config.json.
      */
     public static PerceiverForMaskedLM load(Backend backend, Path modelDirOrFile) throws IOException {
-        Path dir = Files.isDirectory(modelDirOrFile) ? modelDirOrFile : modelDirOrFile.toAbsolutePath().getParent();
+        Path dir = Weights.modelDir(modelDirOrFile);
         PerceiverConfig c;
         try {
             c = PerceiverConfig.fromHf(Checkpoints.readConfig(dir));
@@ -76,12 +71,7 @@ public final class PerceiverForMaskedLM {
 
     /** Writes {@code config.json} and {@code model.safetensors} (HF names, atomically) into {@code dir}. */
     public void save(Path dir) throws IOException {
-        Files.createDirectories(dir);
-        Weights.save(params, dir.resolve("model.safetensors"), Map.of("format", "pt"));
-        byte[] json = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(config.toHf());
-        Path tmp = Files.createTempFile(dir, "config.json.", ".tmp");
-        Files.write(tmp, json);
-        Files.move(tmp, dir.resolve("config.json"), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        Weights.saveModelDir(params, config.toHf(), dir);
     }
 
     public PerceiverConfig config() {
