@@ -26,6 +26,13 @@ public final class ByteTokenizer {
     /** Token ids and attention mask (1 = real token, 0 = padding) of one or more sequences. */
     public record Encoding(int[] ids, int[] attentionMask) {}
 
+    /** Token ids of raw bytes (b → b + 6), no special-token parsing: what byte-level language models are trained on. */
+    public static int[] ids(byte[] bytes) {
+        int[] r = new int[bytes.length];
+        for (int i = 0; i < bytes.length; i++) r[i] = (bytes[i] & 0xFF) + OFFSET;
+        return r;
+    }
+
     /** ids of {@code text} without [CLS]/[SEP]: special-token strings map to their ids, the rest to bytes. */
     public int[] encodeRaw(String text) {
         List<Integer> out = new ArrayList<>();

@@ -1,5 +1,6 @@
 package dev.perceiver4j.model.ar;
 
+import dev.perceiver4j.autograd.Autograd;
 import dev.perceiver4j.autograd.F;
 import dev.perceiver4j.backend.Activation;
 import dev.perceiver4j.backend.Backend;
@@ -12,13 +13,16 @@ import dev.perceiver4j.nn.Linear;
 import dev.perceiver4j.nn.Params;
 import dev.perceiver4j.nn.Weights;
 import dev.perceiver4j.tensor.DType;
+import dev.perceiver4j.tensor.Scope;
 import dev.perceiver4j.tensor.Shape;
 import dev.perceiver4j.tensor.Tensor;
 
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
+import java.util.SplittableRandom;
 
 /**
  * Perceiver AR causal language model, krasserm/perceiver-io 0.11.1 {@code CausalSequenceModel},
@@ -39,6 +43,7 @@ import java.util.List;
  *           (rotary only while i &lt; num_self_attention_rotary_layers, or always when that is −1)
  *       .1: h = h + MLP(h)
  *   logits = [out_norm](h) · txt_embeddingᵀ + output_adapter.bias                       [B, L, V]
+ *            (untied option: output_adapter.linear.weight instead of txt_embedding)
  * </pre>
  * Rotary: interleaved pairs over the first {@code rot} channels of each head, rot = head dim / 2
  * with absolute position embeddings, the whole head without; inverse frequencies are the
@@ -48,8 +53,10 @@ import java.util.List;
  * {@code masked_fill(-max) + softmax}, a uniform average of all values; its output is meaningless
  * but feeds the (unpadded) self-attention of later latents, so it is reproduced exactly.
  *
- * <p>The forward pass is deterministic (no dropout; the reference's training-time prefix dropout is
- * not implemented) and uncached: each call recomputes the whole sequence.
+ * <p>{@link #forward} is the deterministic inference pass; {@link #forwardTraining} adds prefix
+ * dropout (krasserm's subset rule or the paper's Bernoulli masking), attention-probability and
+ * residual dropout. Both recompute the whole window; {@link PerceiverArGenerator} is the cached,
+ * exact generation path built from the same blocks.
  */
 public final class PerceiverAR {
     /** PyTorch nn.LayerNorm's default eps, used by every norm of the reference. */
@@ -69,6 +76,7 @@ public final class PerceiverAR {
     private final List<LayerNorm> selfNorms = new ArrayList<>();       // self_attention.i.0.module.norm
     private final List<Mlp> selfMlps = new ArrayList<>();             // self_attention.i.1.module
     private final LayerNorm outNorm;             // out_norm (output_norm) or null
+    private final Tensor head;                   // output_adapter.linear.weight [V, C] (untied) or null
     private final Tensor outputBias;             // output_adapter.bias [V] or null
     private final int rot;
 
@@ -90,18 +98,21 @@ public final class PerceiverAR {
         Params cam = ca.sub(0).sub("module");
         this.qNorm = new LayerNorm(cam.sub("q_norm"), ch, LN_EPS);
         this.kvNorm = new LayerNorm(cam.sub("kv_norm"), ch, LN_EPS);
-        this.crossAttention = new Attention(cam.sub("attention"), ch, c.numHeads(), true);
-        this.crossMlp = new Mlp(ca.sub(1).sub("module"), ch, c.crossAttentionWideningFactor());
+        this.crossAttention = new Attention(cam.sub("attention"), ch, c.numHeads(), true, rot, invFreq);
+        this.crossMlp = new Mlp(ca.sub(1).sub("module"), ch, c.crossAttentionWideningFactor(), c.mlpActivation());
 
         Params sa = params.sub("self_attention");
         for (int i = 0; i < c.numSelfAttentionLayers(); i++) {
             Params att = sa.sub(i).sub(0).sub("module");
             selfNorms.add(new LayerNorm(att.sub("norm"), ch, LN_EPS));
-            selfAttention.add(new Attention(att.sub("attention"), ch, c.numHeads(), false));
-            selfMlps.add(new Mlp(sa.sub(i).sub(1).sub("module"), ch, c.selfAttentionWideningFactor()));
+            selfAttention.add(new Attention(att.sub("attention"), ch, c.numHeads(), false, rot, invFreq));
+            selfMlps.add(new Mlp(sa.sub(i).sub(1).sub("module"), ch, c.selfAttentionWideningFactor(), c.mlpActivation()));
         }
         this.outNorm = c.outputNorm() ? new LayerNorm(params.sub("out_norm"), ch, LN_EPS) : null;
-        this.outputBias = c.outputBias() ? params.sub("output_adapter").weight("bias", Shape.of(c.vocabSize()), Init.zeros()) : null;
+        Params out = params.sub("output_adapter");
+        // Untied head (paper): output_adapter.linear.weight [V, C], zero-initialised.
+        this.head = c.tiedOutput() ? null : out.sub("linear").weight("weight", Shape.of(c.vocabSize(), ch), Init.zeros());
+        this.outputBias = c.outputBias() ? out.weight("bias", Shape.of(c.vocabSize()), Init.zeros()) : null;
     }
 
     /**
@@ -143,118 +154,283 @@ public final class PerceiverAR {
     }
 
     /**
-     * ids: I32 [B, N] (N ≤ max_seq_len); padMask: I32/F32 [B, N] with 1 for (left) padding and 0 for
-     * real tokens, or null; 0 ≤ prefixLen &lt; N → logits [B, N − prefixLen, V] of the latent positions
-     * (the prediction of the token after each).
+     * Inference forward. ids: I32 [B, N] (N ≤ max_seq_len); padMask: I32/F32 [B, N] with 1 for (left)
+     * padding and 0 for real tokens, or null; 0 ≤ prefixLen &lt; N → logits [B, N − prefixLen, V] of
+     * the latent positions (the prediction of the token after each). No dropout.
      */
     public Tensor forward(Tensor ids, Tensor padMask, int prefixLen) {
         if (ids.rank() != 2) throw new IllegalArgumentException("ids must be [B, N], got " + ids.shape());
-        int b = ids.dim(0), n = ids.dim(1), ch = config.numChannels(), heads = config.numHeads();
-        if (n > config.maxSeqLen()) throw new IllegalArgumentException("sequence of " + n + " tokens exceeds max_seq_len " + config.maxSeqLen());
-        if (prefixLen < 0 || prefixLen >= n) throw new IllegalArgumentException("prefixLen " + prefixLen + " out of valid range [0.." + n + ")");
+        int b = ids.dim(0), n = ids.dim(1);
+        checkLengths(n, prefixLen);
         if (padMask != null && !padMask.shape().equals(ids.shape())) {
             throw new IllegalArgumentException("padMask " + padMask.shape() + " must match ids " + ids.shape());
         }
-        Backend be = ids.backend();
-        int lat = n - prefixLen;
-
+        int lat = n - prefixLen, ch = config.numChannels();
         // Host-side bookkeeping: padding, positions (from the first real token, clamped at 0).
         boolean[] pad = new boolean[b * n];
         if (padMask != null) {
             float[] m = padMask.toFloatArray();
             for (int i = 0; i < m.length; i++) pad[i] = m[i] != 0f;
         }
-        int[] pos = new int[b * n], posLatent = new int[b * lat];
+        int[] pos = new int[b * n];
         for (int r = 0; r < b; r++) {
             int shift = 0;
             for (int t = 0; t < n; t++) if (pad[r * n + t]) shift++;
             for (int t = 0; t < n; t++) pos[r * n + t] = Math.max(0, t - shift);
-            System.arraycopy(pos, r * n + prefixLen, posLatent, r * lat, lat);
         }
-        Tensor posAll = be.fromInts(pos, Shape.of(b * n));
-        Tensor posLat = be.fromInts(posLatent, Shape.of(b * lat));
-
-        // Input adapter.
-        Tensor x = txtEmbedding.forward(ids);                                                   // [B, N, C]
-        if (posEmbedding != null) x = F.add(x, posEmbedding.forward(be.fromInts(pos, Shape.of(b, n))));
-        Tensor latents = prefixLen == 0 ? x : F.narrow(x, 1, prefixLen, lat);                 // [B, L, C]
-
-        // Cross-attention: latents attend to concat(kv_norm(prefix), q_norm(latents)).
-        Tensor qn = qNorm.forward(latents);
-        Tensor kv = prefixLen == 0 ? qn : F.concat(1, kvNorm.forward(F.narrow(x, 1, 0, prefixLen)), qn);   // [B, N, C]
-        Tensor keyPad = null;
         float[] noVisibleKey = null;   // per latent row: 1 where every visible key is padding
         if (padMask != null) {
-            keyPad = be.empty(Shape.of(b, n), DType.BOOL);
-            byte[] bits = keyPad.bools();
-            for (int i = 0; i < b * n; i++) bits[keyPad.offset() + i] = (byte) (pad[i] ? 1 : 0);
             for (int r = 0; r < b; r++) {
                 boolean seen = false;   // a real key at or before absolute position prefixLen + i
                 for (int t = 0; t < n; t++) {
                     seen |= !pad[r * n + t];
                     if (t >= prefixLen && !seen) {
                         if (noVisibleKey == null) noVisibleKey = new float[b * lat * ch];
-                        java.util.Arrays.fill(noVisibleKey, (r * lat + t - prefixLen) * ch, (r * lat + t - prefixLen + 1) * ch, 1f);
+                        Arrays.fill(noVisibleKey, (r * lat + t - prefixLen) * ch, (r * lat + t - prefixLen + 1) * ch, 1f);
                     }
                 }
             }
         }
-        Tensor h = F.add(crossAttention.forward(qn, kv, posLat, posAll, keyPad, noVisibleKey, heads, rot, invFreq), latents);
-        h = F.add(h, crossMlp.forward(h));
+        return run(b, n, hostInts(ids), pos, padMask == null ? null : pad, noVisibleKey, prefixLen, null);
+    }
+
+    /**
+     * Training forward with the configuration's dropouts. ids: [B·N] host tokens (no padding),
+     * prefix length P, latents L = N − P. Prefix dropout ({@code cross_attention_dropout} p):
+     * <ul>
+     *   <li>SUBSET: each row keeps exactly P − ⌊P·p⌋ prefix positions, drawn uniformly without
+     *       replacement from (seed, row) and kept in order with their original positions; the dropped
+     *       positions are not embedded or projected at all (the compute saving of Perceiver AR);</li>
+     *   <li>BERNOULLI: every input position is masked out of the cross-attention independently with
+     *       probability p (a latent whose visible keys are all masked gets a zero attention output).</li>
+     * </ul>
+     * Attention-probability and residual dropouts use Philox streams derived from {@code seed}.
+     * Returns logits [B, L, V].
+     */
+    public Tensor forwardTraining(int[] ids, int b, int prefixLen, long seed) {
+        int n = ids.length / b;
+        if (ids.length != b * n) throw new IllegalArgumentException(ids.length + " ids do not make " + b + " rows");
+        checkLengths(n, prefixLen);
+        int lat = n - prefixLen;
+        float p = config.crossAttentionDropout();
+        if (p > 0 && prefixLen > 0 && config.crossAttentionDropoutMode() == PerceiverArConfig.PrefixDropoutMode.SUBSET) {
+            int keep = keptPrefix(prefixLen, p);
+            int m = keep + lat;
+            int[] kIds = new int[b * m], kPos = new int[b * m];
+            for (int r = 0; r < b; r++) {
+                int[] kept = keptPrefixPositions(prefixLen, keep, seed, r);
+                for (int j = 0; j < keep; j++) {
+                    kIds[r * m + j] = ids[r * n + kept[j]];
+                    kPos[r * m + j] = kept[j];
+                }
+                for (int i = 0; i < lat; i++) {
+                    kIds[r * m + keep + i] = ids[r * n + prefixLen + i];
+                    kPos[r * m + keep + i] = prefixLen + i;
+                }
+            }
+            return run(b, m, kIds, kPos, null, null, keep, new Dropouts(config.postAttentionDropout(), config.residualDropout(), seed));
+        }
+        int[] pos = new int[b * n];
+        for (int i = 0; i < pos.length; i++) pos[i] = i % n;
+        boolean[] masked = null;
+        if (p > 0 && config.crossAttentionDropoutMode() == PerceiverArConfig.PrefixDropoutMode.BERNOULLI) {
+            masked = new boolean[b * n];
+            SplittableRandom rng = new SplittableRandom(mix(seed ^ 0xB3A7L));
+            for (int i = 0; i < masked.length; i++) masked[i] = rng.nextFloat() < p;
+        }
+        return run(b, n, ids, pos, masked, null, prefixLen, new Dropouts(config.postAttentionDropout(), config.residualDropout(), seed));
+    }
+
+    /** Prefix positions SUBSET prefix dropout keeps out of P: P − ⌊P·p⌋ (krasserm's rule). */
+    public static int keptPrefix(int prefixLen, float p) {
+        return prefixLen - (int) Math.floor(prefixLen * (double) p);
+    }
+
+    /** The sorted prefix positions row {@code row} keeps: a uniform {@code keep}-subset of [0, P) drawn from (seed, row). */
+    public static int[] keptPrefixPositions(int prefixLen, int keep, long seed, int row) {
+        // Partial Fisher–Yates: the first `keep` entries of a shuffled [0, P), then sorted.
+        int[] idx = new int[prefixLen];
+        for (int i = 0; i < prefixLen; i++) idx[i] = i;
+        SplittableRandom rng = new SplittableRandom(mix(seed * 0x9E3779B97F4A7C15L + row));
+        for (int i = 0; i < keep; i++) {
+            int j = i + rng.nextInt(prefixLen - i);
+            int t = idx[i];
+            idx[i] = idx[j];
+            idx[j] = t;
+        }
+        int[] kept = Arrays.copyOf(idx, keep);
+        Arrays.sort(kept);
+        return kept;
+    }
+
+    private void checkLengths(int n, int prefixLen) {
+        if (n > config.maxSeqLen()) throw new IllegalArgumentException("sequence of " + n + " tokens exceeds max_seq_len " + config.maxSeqLen());
+        if (prefixLen < 0 || prefixLen >= n) throw new IllegalArgumentException("prefixLen " + prefixLen + " out of valid range [0.." + n + ")");
+    }
+
+    /** Training-time dropouts of one pass; streams are numbered per dropout site. */
+    private record Dropouts(float attention, float residual, long seed) {}
+
+    /**
+     * The whole network over host inputs. ids, pos: [B·N]; keyPad: [B·N] masked cross-attention keys
+     * or null; noVisibleKey: see {@link Attention#forward}; the first P of each row's N positions
+     * are the prefix → logits [B, N − P, V].
+     */
+    private Tensor run(int b, int n, int[] ids, int[] pos, boolean[] keyPad, float[] noVisibleKey, int prefixLen, Dropouts d) {
+        Backend be = params.backend();
+        int lat = n - prefixLen, ch = config.numChannels();
+        int[] posLatent = new int[b * lat];
+        for (int r = 0; r < b; r++) System.arraycopy(pos, r * n + prefixLen, posLatent, r * lat, lat);
+        Tensor posAll = be.fromInts(pos, Shape.of(b * n));
+        Tensor posLat = be.fromInts(posLatent, Shape.of(b * lat));
+        Tensor pad = keyPad == null ? null : bools(be, keyPad, Shape.of(b, n));
+        int[] site = {0};   // dropout stream counter
+
+        // Input adapter.
+        Tensor x = embed(be.fromInts(ids, Shape.of(b, n)), be.fromInts(pos, Shape.of(b, n)));     // [B, N, C]
+        Tensor latents = prefixLen == 0 ? x : F.narrow(x, 1, prefixLen, lat);                      // [B, L, C]
+
+        // Cross-attention: latents attend to concat(kv_norm(prefix), q_norm(latents)).
+        Tensor qn = qNorm.forward(latents);
+        Tensor kv = prefixLen == 0 ? qn : F.concat(1, kvNorm.forward(F.narrow(x, 1, 0, prefixLen)), qn);   // [B, N, C]
+        Tensor h = F.add(residual(crossAttention.forward(qn, kv, posLat, posAll, pad, noVisibleKey, attn(d, site)), d, site), latents);
+        h = F.add(h, residual(crossMlp.forward(h), d, site));
 
         // Causal self-attention over the latents (no key padding, as in the reference).
         for (int i = 0; i < selfAttention.size(); i++) {
-            boolean rotary = config.numSelfAttentionRotaryLayers() == -1 || i < config.numSelfAttentionRotaryLayers();
+            Tensor rp = selfRotary(i) ? posLat : null;
             Tensor hn = selfNorms.get(i).forward(h);
-            h = F.add(h, selfAttention.get(i).forward(hn, hn, rotary ? posLat : null, rotary ? posLat : null, null, null, heads, rot, invFreq));
-            h = F.add(h, selfMlps.get(i).forward(h));
+            h = F.add(h, residual(selfAttention.get(i).forward(hn, hn, rp, rp, null, null, attn(d, site)), d, site));
+            h = F.add(h, residual(selfMlps.get(i).forward(h), d, site));
         }
-
-        if (outNorm != null) h = outNorm.forward(h);
-        Tensor logits = F.matmul(h.reshape(b * lat, ch), false, txtEmbedding.weight, true, outputBias, Activation.NONE);
-        return logits.reshape(b, lat, config.vocabSize());                                   // [B, L, V]
+        return logits(h);                                                                           // [B, L, V]
     }
 
-    /** Greedy (argmax) continuation of one unpadded prompt: {@code steps} tokens, the prefix held at {@code prefixLen} positions. */
+    /** Dropout on attention probabilities: rate, Philox seed and stream. */
+    record AttnDropout(float p, long seed, long stream) {}
+
+    private static AttnDropout attn(Dropouts d, int[] site) {
+        return d == null || d.attention() == 0 ? null : new AttnDropout(d.attention(), d.seed(), site[0]++);
+    }
+
+    private static Tensor residual(Tensor branch, Dropouts d, int[] site) {
+        return d == null || d.residual() == 0 ? branch : F.dropout(branch, d.residual(), d.seed(), 1000 + site[0]++);
+    }
+
+    private static int[] hostInts(Tensor t) {
+        float[] f = t.toFloatArray();
+        int[] r = new int[f.length];
+        for (int i = 0; i < f.length; i++) r[i] = (int) f[i];
+        return r;
+    }
+
+    private static Tensor bools(Backend be, boolean[] v, Shape s) {
+        Tensor t = be.empty(s, DType.BOOL);
+        byte[] bits = t.bools();
+        for (int i = 0; i < v.length; i++) bits[t.offset() + i] = (byte) (v[i] ? 1 : 0);
+        return t;
+    }
+
+    // ---- building blocks shared with the cached generator ------------------------------------
+
+    /** txt_embedding(ids) [+ pos_embedding(pos)]. ids, pos: I32 [B, N] → [B, N, C]. */
+    Tensor embed(Tensor ids, Tensor pos) {
+        Tensor x = txtEmbedding.forward(ids);
+        return posEmbedding == null ? x : F.add(x, posEmbedding.forward(pos));
+    }
+
+    /** Whether self-attention layer i applies rotary embeddings. */
+    boolean selfRotary(int i) {
+        return config.numSelfAttentionRotaryLayers() == -1 || i < config.numSelfAttentionRotaryLayers();
+    }
+
+    /** [out_norm] then the tied (h · txt_embeddingᵀ + bias) or untied head. h: [B, L, C] → [B, L, V]. */
+    Tensor logits(Tensor h) {
+        int b = h.dim(0), lat = h.dim(1), ch = config.numChannels();
+        if (outNorm != null) h = outNorm.forward(h);
+        Tensor w = head != null ? head : txtEmbedding.weight;
+        Tensor logits = F.matmul(h.reshape(b * lat, ch), false, w, true, outputBias, Activation.NONE);
+        return logits.reshape(b, lat, config.vocabSize());
+    }
+
+    LayerNorm qNorm() { return qNorm; }
+    LayerNorm kvNorm() { return kvNorm; }
+    Attention crossAttention() { return crossAttention; }
+    Mlp crossMlp() { return crossMlp; }
+    int selfLayers() { return selfAttention.size(); }
+    LayerNorm selfNorm(int i) { return selfNorms.get(i); }
+    Attention selfAttention(int i) { return selfAttention.get(i); }
+    Mlp selfMlp(int i) { return selfMlps.get(i); }
+
+    /** Greedy (argmax) continuation of one unpadded prompt: {@code steps} tokens, the prefix held at {@code prefixLen} positions (uncached). */
     public int[] generateGreedy(int[] prompt, int steps, int prefixLen) {
         Backend be = params.backend();
-        int[] seq = java.util.Arrays.copyOf(prompt, prompt.length + steps);
-        for (int s = 0; s < steps; s++) {
-            int n = prompt.length + s;
-            try (dev.perceiver4j.tensor.Scope scope = dev.perceiver4j.tensor.Scope.open()) {
-                Tensor logits = forward(be.fromInts(java.util.Arrays.copyOf(seq, n), Shape.of(1, n)), null, prefixLen);
-                int lat = n - prefixLen, v = config.vocabSize();
-                float[] all = logits.toFloatArray();
-                int best = 0;
-                for (int j = 1; j < v; j++) if (all[(lat - 1) * v + j] > all[(lat - 1) * v + best]) best = j;
-                seq[n] = best;
+        int[] seq = Arrays.copyOf(prompt, prompt.length + steps);
+        try (var ng = Autograd.noGrad()) {
+            for (int s = 0; s < steps; s++) {
+                int n = prompt.length + s;
+                try (Scope scope = Scope.open()) {
+                    Tensor logits = forward(be.fromInts(Arrays.copyOf(seq, n), Shape.of(1, n)), null, prefixLen);
+                    int lat = n - prefixLen, v = config.vocabSize();
+                    float[] all = logits.toFloatArray();
+                    int best = 0;
+                    for (int j = 1; j < v; j++) if (all[(lat - 1) * v + j] > all[(lat - 1) * v + best]) best = j;
+                    seq[n] = best;
+                }
             }
         }
-        return java.util.Arrays.copyOfRange(seq, prompt.length, seq.length);
+        return Arrays.copyOfRange(seq, prompt.length, seq.length);
+    }
+
+    static long mix(long z) {
+        z = (z ^ (z >>> 33)) * 0xff51afd7ed558ccdL;
+        z = (z ^ (z >>> 33)) * 0xc4ceb9fe1a85ec53L;
+        return z ^ (z >>> 33);
     }
 
     /** q/k/v/o projections of one attention module (reference names); only o_proj may carry a bias. */
-    private static final class Attention {
+    static final class Attention {
         final Linear q, k, v, o;
+        private final int heads, rot;
+        private final Tensor invFreq;
 
-        Attention(Params p, int ch, int heads, boolean outBias) {
+        Attention(Params p, int ch, int heads, boolean outBias, int rot, Tensor invFreq) {
             this.q = new Linear(p.sub("q_proj"), ch, ch, false);
             this.k = new Linear(p.sub("k_proj"), ch, ch, false);
             this.v = new Linear(p.sub("v_proj"), ch, ch, false);
             this.o = new Linear(p.sub("o_proj"), ch, ch, outBias);
+            this.heads = heads;
+            this.rot = rot;
+            this.invFreq = invFreq;
+        }
+
+        /** q_proj(xq), rotated by pos (I32 [B·Nq]) unless pos is null. */
+        Tensor query(Tensor xq, Tensor pos) {
+            Tensor qq = q.forward(xq);
+            return pos == null ? qq : F.rotary(qq, pos, invFreq, heads, rot);
+        }
+
+        /** k_proj(xkv), rotated by pos (I32 [B·Nk]) unless pos is null. */
+        Tensor key(Tensor xkv, Tensor pos) {
+            Tensor kk = k.forward(xkv);
+            return pos == null ? kk : F.rotary(kk, pos, invFreq, heads, rot);
+        }
+
+        /** Causal right-aligned attention of projected q [B, Nq, C] over k, v [B, Nk, C] (before o_proj). */
+        Tensor attend(Tensor qq, Tensor kk, Tensor vv, Tensor keyPad, AttnDropout dropout) {
+            return dropout == null ? F.attention(qq, kk, vv, keyPad, heads, true, 0f, 0L, 0L)
+                    : F.attention(qq, kk, vv, keyPad, heads, true, dropout.p(), dropout.seed(), dropout.stream());
         }
 
         /**
          * xq: [B, Nq, C] (normed), xkv: [B, Nk, C] (normed); qPos I32 [B·Nq] / kPos I32 [B·Nk] or null
          * (no rotary); keyPad BOOL [B, Nk] or null; noVisibleKey: host floats [B·Nq·C], 1 on rows whose
-         * visible keys are all padding, or null. Causal, right-aligned → [B, Nq, C].
+         * visible keys are all padding, or null; dropout on the probabilities or null.
+         * Causal, right-aligned → [B, Nq, C].
          */
-        Tensor forward(Tensor xq, Tensor xkv, Tensor qPos, Tensor kPos, Tensor keyPad, float[] noVisibleKey,
-                       int heads, int rot, Tensor invFreq) {
-            Tensor qq = q.forward(xq), kk = k.forward(xkv), vv = v.forward(xkv);
-            if (qPos != null) qq = F.rotary(qq, qPos, invFreq, heads, rot);
-            if (kPos != null) kk = F.rotary(kk, kPos, invFreq, heads, rot);
-            Tensor ctx = F.attention(qq, kk, vv, keyPad, heads, true, 0f, 0L, 0L);        // fully masked rows → 0
+        Tensor forward(Tensor xq, Tensor xkv, Tensor qPos, Tensor kPos, Tensor keyPad, float[] noVisibleKey, AttnDropout dropout) {
+            Tensor qq = query(xq, qPos), kk = key(xkv, kPos), vv = v.forward(xkv);
+            Tensor ctx = attend(qq, kk, vv, keyPad, dropout);                                      // fully masked rows → 0
             if (noVisibleKey != null) {
                 // Reference: all scores −max → uniform softmax over every key → the mean of v.
                 Backend be = xq.backend();
@@ -265,14 +441,14 @@ public final class PerceiverAR {
         }
     }
 
-    /** LayerNorm → Linear (widening) → exact GELU → Linear, no bias; names module.0, .1, .3. */
-    private static final class Mlp {
+    /** LayerNorm → Linear (widening) → GELU or squared ReLU → Linear, no bias; names module.0, .1, .3. */
+    static final class Mlp {
         final LayerNorm norm;
         final Linear up, down;
 
-        Mlp(Params p, int ch, int widening) {
+        Mlp(Params p, int ch, int widening, Activation act) {
             this.norm = new LayerNorm(p.sub(0), ch, LN_EPS);
-            this.up = new Linear(p.sub(1), ch, widening * ch, false, Activation.GELU);
+            this.up = new Linear(p.sub(1), ch, widening * ch, false, act);
             this.down = new Linear(p.sub(3), widening * ch, ch, false);
         }
 

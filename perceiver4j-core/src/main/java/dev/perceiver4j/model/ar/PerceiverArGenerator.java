@@ -1,0 +1,222 @@
+package dev.perceiver4j.model.ar;
+
+import dev.perceiver4j.autograd.Autograd;
+import dev.perceiver4j.autograd.F;
+import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.tensor.DType;
+import dev.perceiver4j.tensor.Scope;
+import dev.perceiver4j.tensor.Shape;
+import dev.perceiver4j.tensor.Tensor;
+
+import java.util.Arrays;
+
+/**
+ * Exact cached generation with a {@link PerceiverAR} for one unpadded sequence.
+ *
+ * <p>Every call returns the next-token logits of an uncached {@link PerceiverAR#forward} over the
+ * current <em>window</em> {@code tokens[windowStart, length)} with prefix length
+ * {@code prefixEnd − windowStart} — the same numbers up to float rounding, which the tests check
+ * step by step across window and latent slides. What is cached:
+ * <ul>
+ *   <li><b>Prefix keys/values</b> of the cross-attention (kv_norm → k_proj + rotary, v_proj): computed
+ *       once per position and kept while the window stays put.</li>
+ *   <li><b>Latent keys/values</b> of the cross-attention (from q_norm) and of every self-attention
+ *       layer: while the number of latents grows, each step computes only the new position.</li>
+ * </ul>
+ * Slides keep the semantics exact:
+ * <ul>
+ *   <li>When the latents would exceed {@code latents}, the oldest {@code latentStride} latents join
+ *       the prefix (their kv_norm keys/values are computed once) and the remaining latents are
+ *       recomputed, because every latent attends to all the others. With stride 1 the latents always
+ *       cover exactly the last {@code latents} positions (and each step recomputes them); larger
+ *       strides trade that for speed (the latent count cycles between latents − stride + 1 and latents).</li>
+ *   <li>When the window would exceed {@code max_seq_len}, it drops its oldest {@code windowStride}
+ *       positions at once; positions count from the window start, so every cached key is rebuilt.</li>
+ * </ul>
+ * Memory: cross-attention keys/values [max_seq_len, C] ×2 plus [latents, C] ×2 per self-attention layer.
+ */
+public final class PerceiverArGenerator {
+
+    /**
+     * latents: number of latent positions (1 … max_seq_len; the model's max_latents by default, and
+     * it may differ: Perceiver AR's latent count is free at evaluation time); latentStride and
+     * windowStride: positions dropped at once when latents or window overflow.
+     */
+    public record Options(int latents, int latentStride, int windowStride) {
+        public static Options defaults(PerceiverArConfig c) {
+            return new Options(c.maxLatents(), 1, Math.max(1, c.maxSeqLen() / 8));
+        }
+
+        void validate(PerceiverArConfig c) {
+            if (latents < 1 || latents > c.maxSeqLen()) {
+                throw new IllegalArgumentException("latents must be in [1, max_seq_len = " + c.maxSeqLen() + "], got " + latents);
+            }
+            if (latentStride < 1 || latentStride > latents) {
+                throw new IllegalArgumentException("latent stride must be in [1, latents = " + latents + "], got " + latentStride);
+            }
+            if (windowStride < 1 || windowStride > c.maxSeqLen()) {
+                throw new IllegalArgumentException("window stride must be in [1, max_seq_len = " + c.maxSeqLen() + "], got " + windowStride);
+            }
+        }
+    }
+
+    private final PerceiverAR model;
+    private final PerceiverArConfig config;
+    private final Options options;
+    private final Backend be;
+    private final int ch;
+    private final Tensor crossK, crossV;        // [1, max_seq_len, C]: row t − windowStart
+    private final Tensor[] selfK, selfV;        // per layer [1, latents, C]: row t − prefixEnd
+    private int[] seq = new int[256];
+    private int n, ws, pe;                      // length, window start, prefix end (= first latent)
+    private long prefixProjected, latentsComputed;
+
+    public PerceiverArGenerator(PerceiverAR model, Options options) {
+        this.model = model;
+        this.config = model.config();
+        this.options = options;
+        options.validate(config);
+        this.be = model.params().backend();
+        this.ch = config.numChannels();
+        this.crossK = be.persistentZeros(Shape.of(1, config.maxSeqLen(), ch), DType.F32);
+        this.crossV = be.persistentZeros(Shape.of(1, config.maxSeqLen(), ch), DType.F32);
+        this.selfK = new Tensor[model.selfLayers()];
+        this.selfV = new Tensor[model.selfLayers()];
+        for (int i = 0; i < selfK.length; i++) {
+            selfK[i] = be.persistentZeros(Shape.of(1, options.latents(), ch), DType.F32);
+            selfV[i] = be.persistentZeros(Shape.of(1, options.latents(), ch), DType.F32);
+        }
+    }
+
+    /** Starts a new sequence from {@code prompt} (at least one token) → next-token logits [V]. */
+    public float[] start(int[] prompt) {
+        if (prompt.length == 0) throw new IllegalArgumentException("the prompt needs at least one token (e.g. a newline)");
+        for (int i = 0; i < prompt.length; i++) checkToken(prompt[i], i);
+        seq = Arrays.copyOf(prompt, Math.max(256, prompt.length * 2));
+        n = prompt.length;
+        ws = Math.max(0, n - config.maxSeqLen());
+        pe = n - Math.min(options.latents(), n - ws);
+        projectPrefix(ws, pe);
+        return computeLatents(pe);
+    }
+
+    /** Appends {@code token} → logits [V] for the token after it. */
+    public float[] append(int token) {
+        if (n == 0) throw new IllegalStateException("call start(prompt) first");
+        checkToken(token, n);
+        if (n == seq.length) seq = Arrays.copyOf(seq, seq.length * 2);
+        seq[n++] = token;
+        boolean windowSlid = false;
+        if (n - ws > config.maxSeqLen()) {
+            ws = n - (config.maxSeqLen() - options.windowStride() + 1);
+            windowSlid = true;
+        }
+        pe = Math.max(pe, ws);
+        boolean latentsSlid = false;
+        if (n - pe > options.latents()) {
+            int newPe = n - (options.latents() - options.latentStride() + 1);
+            if (!windowSlid) projectPrefix(pe, newPe);
+            pe = newPe;
+            latentsSlid = true;
+        }
+        if (windowSlid) {
+            projectPrefix(ws, pe);
+            return computeLatents(pe);
+        }
+        return computeLatents(latentsSlid ? pe : n - 1);
+    }
+
+    /** Tokens so far (prompt and appended). */
+    public int[] tokens() {
+        return Arrays.copyOf(seq, n);
+    }
+
+    public int length() {
+        return n;
+    }
+
+    /** First token of the current window. */
+    public int windowStart() {
+        return ws;
+    }
+
+    /** First latent position (absolute); the window's prefix length is {@code prefixEnd() − windowStart()}. */
+    public int prefixEnd() {
+        return pe;
+    }
+
+    /** Prefix positions whose keys/values were computed so far (counts recomputation after window slides). */
+    public long prefixPositionsProjected() {
+        return prefixProjected;
+    }
+
+    /** Latent positions run through the whole stack so far. */
+    public long latentPositionsComputed() {
+        return latentsComputed;
+    }
+
+    private void checkToken(int t, int at) {
+        if (t < 0 || t >= config.vocabSize()) {
+            throw new IllegalArgumentException("token " + t + " at position " + at + " is outside the vocabulary [0, " + config.vocabSize() + ")");
+        }
+    }
+
+    private Tensor ids(int from, int to) {
+        return be.fromInts(Arrays.copyOfRange(seq, from, to), Shape.of(1, to - from));
+    }
+
+    /** Window positions of tokens [from, to) as I32 [1, to − from]. */
+    private Tensor positions(int from, int to) {
+        int[] p = new int[to - from];
+        for (int i = 0; i < p.length; i++) p[i] = from + i - ws;
+        return be.fromInts(p, Shape.of(1, to - from));
+    }
+
+    /** Cross-attention keys/values of prefix tokens [from, to) (kv_norm) into cache rows [from − ws, to − ws). */
+    private void projectPrefix(int from, int to) {
+        if (to <= from) return;
+        try (var ng = Autograd.noGrad(); Scope s = Scope.open()) {
+            Tensor pos = positions(from, to);
+            Tensor kvn = model.kvNorm().forward(model.embed(ids(from, to), pos));                    // [1, m, C]
+            PerceiverAR.Attention ca = model.crossAttention();
+            be.unnarrow(ca.key(kvn, pos.reshape(to - from)), 1, from - ws, crossK, false);
+            be.unnarrow(ca.v.forward(kvn), 1, from - ws, crossV, false);
+        }
+        prefixProjected += to - from;
+    }
+
+    /**
+     * Runs latents [from, n) through the network, caches holding the keys/values of every position
+     * before {@code from} → logits [V] of the last position.
+     */
+    private float[] computeLatents(int from) {
+        int m = n - from;
+        try (var ng = Autograd.noGrad(); Scope s = Scope.open()) {
+            Tensor pos2 = positions(from, n);
+            Tensor pos = pos2.reshape(m);
+            Tensor x = model.embed(ids(from, n), pos2);                                             // [1, m, C]
+
+            // Cross-attention: keys/values of these latents come from q_norm (as in the forward pass).
+            PerceiverAR.Attention ca = model.crossAttention();
+            Tensor qn = model.qNorm().forward(x);
+            be.unnarrow(ca.key(qn, pos), 1, from - ws, crossK, false);
+            be.unnarrow(ca.v.forward(qn), 1, from - ws, crossV, false);
+            Tensor k = crossK.alias(0, Shape.of(1, n - ws, ch)), v = crossV.alias(0, Shape.of(1, n - ws, ch));
+            Tensor h = F.add(ca.o.forward(ca.attend(ca.query(qn, pos), k, v, null, null)), x);     // [1, m, C]
+            h = F.add(h, model.crossMlp().forward(h));
+
+            for (int i = 0; i < selfK.length; i++) {
+                PerceiverAR.Attention sa = model.selfAttention(i);
+                Tensor rp = model.selfRotary(i) ? pos : null;
+                Tensor hn = model.selfNorm(i).forward(h);
+                be.unnarrow(sa.key(hn, rp), 1, from - pe, selfK[i], false);
+                be.unnarrow(sa.v.forward(hn), 1, from - pe, selfV[i], false);
+                Tensor sk = selfK[i].alias(0, Shape.of(1, n - pe, ch)), sv = selfV[i].alias(0, Shape.of(1, n - pe, ch));
+                h = F.add(h, sa.o.forward(sa.attend(sa.query(hn, rp), sk, sv, null, null)));
+                h = F.add(h, model.selfMlp(i).forward(h));
+            }
+            latentsComputed += m;
+            return model.logits(m == 1 ? h : F.narrow(h, 1, m - 1, 1)).toFloatArray();             // [V]
+        }
+    }
+}
