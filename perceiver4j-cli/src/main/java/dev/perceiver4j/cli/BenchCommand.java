@@ -3,10 +3,12 @@ package dev.perceiver4j.cli;
 import dev.perceiver4j.autograd.Autograd;
 import dev.perceiver4j.backend.Backend;
 import dev.perceiver4j.backend.Backends;
+import dev.perceiver4j.model.ar.PerceiverArConfig;
 import dev.perceiver4j.model.io.PerceiverConfig;
 import dev.perceiver4j.model.io.PerceiverForMaskedLM;
 import dev.perceiver4j.tensor.Scope;
 import dev.perceiver4j.tensor.Shape;
+import dev.perceiver4j.text.ByteTokenizer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -15,6 +17,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Locale;
 import java.util.SplittableRandom;
 
@@ -24,10 +27,15 @@ import java.util.SplittableRandom;
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = {"Time a standard workload end to end on the chosen backend (random weights, random bytes).",
-                "Workloads: mlm-forward = forward pass of the deepmind/language-perceiver architecture (201M parameters)."},
+                "Workloads:",
+                "  mlm-forward  forward pass of the deepmind/language-perceiver architecture (201M parameters)",
+                "  ar-train     Perceiver AR training step (forward, backward, AdamW) at each --contexts length, fixed --latents",
+                "  ar-generate  Perceiver AR exact cached generation against the uncached forward per byte"},
         footer = {"", "Examples:",
                 "  ./perceiver4j bench --threads 2                       language-perceiver forward, batch 1 x 2048 bytes",
-                "  ./perceiver4j bench --batch 4 --reps 3 --threads 16"})
+                "  ./perceiver4j bench --batch 4 --reps 3 --threads 16",
+                "  ./perceiver4j bench --workload ar-train --contexts 1024,2048,4096,8192,16384",
+                "  ./perceiver4j bench --workload ar-generate --length 1024 --gen-bytes 200"})
 final class BenchCommand implements Runnable {
     @Mixin
     Main.Common common = new Main.Common();
@@ -47,11 +55,44 @@ final class BenchCommand implements Runnable {
     @Option(names = "--reps", defaultValue = "5", description = "timed passes (default: ${DEFAULT-VALUE})")
     int reps;
 
+    @Option(names = "--contexts", split = ",", defaultValue = "1024,2048,4096,8192,16384", description = "ar-train: context lengths (default: ${DEFAULT-VALUE})")
+    List<Integer> contexts;
+
+    @Option(names = "--latents", defaultValue = TrainCommand.LATENTS, description = "ar-*: latent positions (default: ${DEFAULT-VALUE})")
+    int latents;
+
+    @Option(names = "--channels", defaultValue = TrainCommand.CHANNELS, description = "ar-*: model width (default: ${DEFAULT-VALUE})")
+    int channels;
+
+    @Option(names = "--heads", defaultValue = TrainCommand.HEADS, description = "ar-*: attention heads (default: ${DEFAULT-VALUE})")
+    int heads;
+
+    @Option(names = "--layers", defaultValue = TrainCommand.LAYERS, description = "ar-*: self-attention layers (default: ${DEFAULT-VALUE})")
+    int layers;
+
+    @Option(names = "--prefix-dropout", defaultValue = TrainCommand.PREFIX_DROPOUT, description = "ar-train: prefix dropout (default: ${DEFAULT-VALUE})")
+    float prefixDropout;
+
+    @Option(names = "--gen-bytes", defaultValue = "200", description = "ar-generate: bytes generated per rep (default: ${DEFAULT-VALUE})")
+    int genBytes;
+
     @Override
     public void run() {
         common.apply();
-        if (!"mlm-forward".equals(workload)) throw new IllegalArgumentException("unknown workload '" + workload + "'; available: mlm-forward");
         if (batch < 1 || length < 1 || reps < 1 || warmup < 0) throw new IllegalArgumentException("--batch, --length and --reps must be >= 1, --warmup >= 0");
+        switch (workload) {
+            case "mlm-forward" -> mlmForward();
+            case "ar-train" -> ArBench.scaling(Backends.get(), arConfig(contexts.getFirst()), contexts, batch, warmup, reps);
+            case "ar-generate" -> ArBench.generation(Backends.get(), arConfig(length), Math.max(1, length / 2), genBytes, warmup, reps);
+            default -> throw new IllegalArgumentException("unknown workload '" + workload + "'; available: mlm-forward, ar-train, ar-generate");
+        }
+    }
+
+    private PerceiverArConfig arConfig(int seqLen) {
+        return PerceiverArConfig.krasserm(heads, layers, 1, 4, prefixDropout, ByteTokenizer.VOCAB, seqLen, Math.min(latents, seqLen), channels, false, true);
+    }
+
+    private void mlmForward() {
         Backend be = Backends.get();
         PerceiverConfig c = PerceiverConfig.languagePerceiver();
         if (length > c.maxPositionEmbeddings()) throw new IllegalArgumentException("--length must be <= " + c.maxPositionEmbeddings());

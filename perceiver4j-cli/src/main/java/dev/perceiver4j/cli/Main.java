@@ -13,9 +13,12 @@ import java.nio.file.Path;
 /** Entry point of the {@code perceiver4j} command line. */
 @Command(name = "perceiver4j", mixinStandardHelpOptions = true, version = "perceiver4j 0.1.0-SNAPSHOT",
         description = "Perceiver IO and Perceiver AR in pure Java.",
-        subcommands = {DemoCommand.class, FillMaskCommand.class, PredictCommand.class, InspectCommand.class, BenchCommand.class,
+        subcommands = {TrainCommand.class, GenerateCommand.class, EvalCommand.class, DemoCommand.class, FillMaskCommand.class, PredictCommand.class, InspectCommand.class, BenchCommand.class,
                 InfoCommand.class, CommandLine.HelpCommand.class},
         footer = {"", "Examples:",
+                "  ./perceiver4j train                train Perceiver AR on Gutenberg (about 10 minutes on 2 cores)",
+                "  ./perceiver4j generate --model runs/gutenberg \"The whale\"",
+                "  ./perceiver4j eval --model runs/gutenberg --latents 256",
                 "  ./perceiver4j demo                 train the end-to-end demo (about a minute on 2 cores)",
                 "  ./perceiver4j demo --steps 2000    train longer",
                 "  ./perceiver4j fill-mask --model DIR \"The sky is<mask:5>.\"",

@@ -36,6 +36,14 @@ final class Progress {
         out.flush();
     }
 
+    /** Prints a message line above the bar (the bar is redrawn on the next update). */
+    void interject(String message) {
+        if (tty) out.print("\r\u001b[K");
+        out.println(message);
+        lastPrint = 0;
+        out.flush();
+    }
+
     void finish() {
         if (tty) out.println();
     }

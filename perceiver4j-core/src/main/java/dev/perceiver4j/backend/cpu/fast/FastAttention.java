@@ -2,6 +2,7 @@ package dev.perceiver4j.backend.cpu.fast;
 
 import dev.perceiver4j.backend.AttentionShape;
 import dev.perceiver4j.backend.cpu.CpuPool;
+import dev.perceiver4j.backend.cpu.Erf;
 import dev.perceiver4j.random.Philox;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
@@ -472,7 +473,7 @@ public final class FastAttention {
         for (int bound = F.loopBound(n); c < bound; c += LANES) {
             acc = FloatVector.fromArray(F, a, ao + c).fma(FloatVector.fromArray(F, b, bo + c), acc);
         }
-        float sum = acc.reduceLanes(VectorOperators.ADD);
+        float sum = Lanes.sum(acc);
         for (; c < n; c++) sum += a[ao + c] * b[bo + c];
         return sum;
     }
@@ -489,8 +490,8 @@ public final class FastAttention {
             s2 = av.fma(FloatVector.fromArray(F, b, b2 + c), s2);
             s3 = av.fma(FloatVector.fromArray(F, b, b3 + c), s3);
         }
-        float r0 = s0.reduceLanes(VectorOperators.ADD), r1 = s1.reduceLanes(VectorOperators.ADD);
-        float r2 = s2.reduceLanes(VectorOperators.ADD), r3 = s3.reduceLanes(VectorOperators.ADD);
+        float r0 = Lanes.sum(s0), r1 = Lanes.sum(s1);
+        float r2 = Lanes.sum(s2), r3 = Lanes.sum(s3);
         for (; c < n; c++) {
             float x = a[ao + c];
             r0 += x * b[b0 + c];
@@ -526,10 +527,10 @@ public final class FastAttention {
             s03 = x0.fma(y, s03);
             s13 = x1.fma(y, s13);
         }
-        float r00 = s00.reduceLanes(VectorOperators.ADD), r01 = s01.reduceLanes(VectorOperators.ADD);
-        float r02 = s02.reduceLanes(VectorOperators.ADD), r03 = s03.reduceLanes(VectorOperators.ADD);
-        float r10 = s10.reduceLanes(VectorOperators.ADD), r11 = s11.reduceLanes(VectorOperators.ADD);
-        float r12 = s12.reduceLanes(VectorOperators.ADD), r13 = s13.reduceLanes(VectorOperators.ADD);
+        float r00 = Lanes.sum(s00), r01 = Lanes.sum(s01);
+        float r02 = Lanes.sum(s02), r03 = Lanes.sum(s03);
+        float r10 = Lanes.sum(s10), r11 = Lanes.sum(s11);
+        float r12 = Lanes.sum(s12), r13 = Lanes.sum(s13);
         for (; c < n; c++) {
             float x0 = a[a0 + c], x1 = a[a1 + c];
             float y0 = b[b0 + c], y1 = b[b1 + c], y2 = b[b2 + c], y3 = b[b3 + c];
@@ -700,11 +701,11 @@ public final class FastAttention {
     static float expShifted(float[] x, int o, int n, float shift) {
         FloatVector sum = FloatVector.zero(F);
         for (int c = 0; c < n; c += LANES) {
-            FloatVector e = FloatVector.fromArray(F, x, o + c).sub(shift).lanewise(VectorOperators.EXP);
+            FloatVector e = Erf.exp(FloatVector.fromArray(F, x, o + c).sub(shift));
             e.intoArray(x, o + c);
             sum = sum.add(e);
         }
-        return sum.reduceLanes(VectorOperators.ADD);
+        return Lanes.sum(sum);
     }
 
     /**

@@ -114,7 +114,7 @@ public final class FastOps {
                 FloatVector acc = FloatVector.zero(S);
                 int j = 0;
                 for (; j < bound; j += L) acc = acc.add(FloatVector.fromArray(S, x, xb + j));
-                float s = acc.reduceLanes(VectorOperators.ADD);
+                float s = Lanes.sum(acc);
                 for (; j < d; j++) s += x[xb + j];
                 float mu = d == 0 ? 0f : s / d;
                 FloatVector accV = FloatVector.zero(S);
@@ -123,7 +123,7 @@ public final class FastOps {
                     FloatVector c = FloatVector.fromArray(S, x, xb + j).sub(mu);
                     accV = c.fma(c, accV);
                 }
-                float v = accV.reduceLanes(VectorOperators.ADD);
+                float v = Lanes.sum(accV);
                 for (; j < d; j++) {
                     float c = x[xb + j] - mu;
                     v += c * c;
@@ -176,8 +176,8 @@ public final class FastOps {
                         accG = accG.add(g);
                         accGX = g.fma(xh, accGX);
                     }
-                    float sumG = accG.reduceLanes(VectorOperators.ADD);
-                    float sumGX = accGX.reduceLanes(VectorOperators.ADD);
+                    float sumG = Lanes.sum(accG);
+                    float sumGX = Lanes.sum(accGX);
                     for (; j < d; j++) {
                         float xh = (x[xb + j] - mu) * rs;
                         float g = dOut[gb + j] * gamma[gOff + j];
@@ -569,7 +569,7 @@ public final class FastOps {
             if (out != null) e.intoArray(out, oBase + j);
             acc = acc.add(e);
         }
-        float s = acc.reduceLanes(VectorOperators.ADD);
+        float s = Lanes.sum(acc);
         for (; j < n; j++) {
             float e = (float) Math.exp(x[base + j] - shift);
             if (out != null) out[oBase + j] = e;
@@ -686,7 +686,7 @@ public final class FastOps {
                 int j = 0;
                 for (; j < bound; j += L)
                     acc = FloatVector.fromArray(S, dOut, gb + j).fma(FloatVector.fromArray(S, y, yb + j), acc);
-                float dot = acc.reduceLanes(VectorOperators.ADD);
+                float dot = Lanes.sum(acc);
                 for (; j < n; j++) dot += dOut[gb + j] * y[yb + j];
                 j = 0;
                 for (; j < bound; j += L) {
@@ -877,7 +877,7 @@ public final class FastOps {
                             .convertShape(VectorOperators.F2D, SD, 0);
                     acc = v.fma(v, acc);
                 }
-                double s = acc.reduceLanes(VectorOperators.ADD);
+                double s = Lanes.sum(acc);
                 for (; i < to; i++) s += (double) x[xOff + i] * x[xOff + i];
                 partial[c] = s;
             }

@@ -1,0 +1,107 @@
+package dev.perceiver4j.cli;
+
+import dev.perceiver4j.autograd.Autograd;
+import dev.perceiver4j.autograd.F;
+import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.model.ar.PerceiverAR;
+import dev.perceiver4j.model.ar.PerceiverArConfig;
+import dev.perceiver4j.model.ar.PerceiverArGenerator;
+import dev.perceiver4j.nn.Params;
+import dev.perceiver4j.tensor.Scope;
+import dev.perceiver4j.tensor.Shape;
+import dev.perceiver4j.tensor.Tensor;
+import dev.perceiver4j.train.AdamW;
+
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.SplittableRandom;
+
+/**
+ * Perceiver AR workloads of {@code bench}: a full training step (forward, backward, AdamW) at one
+ * or several context lengths with fixed latents, and cached against uncached generation.
+ * Random weights and random bytes; every ratio compares runs made in the same process.
+ */
+final class ArBench {
+    private ArBench() {}
+
+    /** Mean and minimum milliseconds of {@code reps} timed runs after {@code warmup} untimed ones. */
+    record Timing(double mean, double min) {}
+
+    static Timing time(int warmup, int reps, Runnable r) {
+        double[] ms = new double[reps];
+        for (int i = -warmup; i < reps; i++) {
+            long a = System.nanoTime();
+            r.run();
+            if (i >= 0) ms[i] = (System.nanoTime() - a) / 1e6;
+        }
+        return new Timing(Arrays.stream(ms).average().orElseThrow(), Arrays.stream(ms).min().orElseThrow());
+    }
+
+    /** One training step per call: batch random crops, forward with prefix dropout, backward, AdamW. */
+    static Runnable trainStep(Backend be, PerceiverArConfig c, int batch, long seed) {
+        PerceiverAR m = new PerceiverAR(be, c, seed);
+        Params p = m.params();
+        AdamW opt = new AdamW(be, AdamW.Config.defaults(1e-4f), p.pack(), p.gradients());
+        SplittableRandom rng = new SplittableRandom(seed);
+        int n = c.maxSeqLen(), lat = c.maxLatents();
+        long[] step = {0};
+        return () -> {
+            int[] ids = rng.ints((long) batch * n, 6, 262).toArray();
+            int[] targets = rng.ints((long) batch * lat, 6, 262).toArray();
+            try (Scope s = Scope.open()) {
+                Tensor logits = m.forwardTraining(ids, batch, n - lat, ++step[0]);
+                F.crossEntropy(logits, be.fromInts(targets, Shape.of(batch, lat)), -1, 0f).backward();
+                opt.clipGradNorm(1.0);
+                opt.step(1e-4f);
+                opt.zeroGrad();
+            }
+        };
+    }
+
+    /** Training step time at each context length with fixed latents; ratios against the first length. */
+    static void scaling(Backend be, PerceiverArConfig base, List<Integer> lengths, int batch, int warmup, int reps) {
+        System.out.printf(Locale.ROOT, "Perceiver AR training step, batch %d, %d latents, %d channels, %d layers, prefix dropout %.2f, %s%n",
+                batch, base.maxLatents(), base.numChannels(), base.numSelfAttentionLayers(), base.crossAttentionDropout(), be.name());
+        System.out.printf(Locale.ROOT, "%8s %12s %12s %16s %16s %10s%n", "context", "mean ms", "min ms", "target bytes/s", "input bytes/s", "vs first");
+        double first = Double.NaN;
+        for (int n : lengths) {
+            if (n <= base.maxLatents()) throw new IllegalArgumentException("context " + n + " must exceed the " + base.maxLatents() + " latents");
+            PerceiverArConfig c = base.withSizes(n, base.maxLatents());
+            Timing t = time(warmup, reps, trainStep(be, c, batch, 1L));
+            if (Double.isNaN(first)) first = t.mean();
+            System.out.printf(Locale.ROOT, "%8d %12.1f %12.1f %,16.0f %,16.0f %9.2fx%n", n, t.mean(), t.min(),
+                    batch * base.maxLatents() / (t.mean() / 1e3), (double) batch * n / (t.mean() / 1e3), t.mean() / first);
+        }
+        System.out.println("peak RSS " + BenchCommand.peakRss());
+    }
+
+    /** Cached generation against the uncached forward per byte, same model, same process. */
+    static void generation(Backend be, PerceiverArConfig c, int promptLen, int bytes, int warmup, int reps) {
+        PerceiverAR m = new PerceiverAR(be, c, 1L);
+        int[] prompt = new SplittableRandom(3).ints(promptLen, 6, 262).toArray();
+        PerceiverArGenerator.Options o = PerceiverArGenerator.Options.defaults(c);
+        Timing cached = time(warmup, reps, () -> {
+            PerceiverArGenerator g = new PerceiverArGenerator(m, o);
+            g.start(prompt);
+            for (int i = 0; i < bytes; i++) g.append(6 + (i * 7) % 256);
+        });
+        Timing uncached = time(Math.min(warmup, 1), Math.max(1, reps / 2), () -> {
+            int[] seq = Arrays.copyOf(prompt, promptLen + bytes);
+            for (int i = 0; i < bytes; i++) seq[promptLen + i] = 6 + (i * 7) % 256;
+            try (var ng = Autograd.noGrad()) {
+                for (int i = 0; i <= bytes; i++) {
+                    int n = promptLen + i, ws = Math.max(0, n - c.maxSeqLen()), len = n - ws;
+                    try (Scope s = Scope.open()) {
+                        m.forward(be.fromInts(Arrays.copyOfRange(seq, ws, n), Shape.of(1, len)), null, Math.max(0, len - c.maxLatents())).toFloatArray();
+                    }
+                }
+            }
+        });
+        System.out.printf(Locale.ROOT, "Perceiver AR generation, prompt %d bytes + %d new, context %d, %d latents, %d channels, %d layers, %s%n",
+                promptLen, bytes, c.maxSeqLen(), c.maxLatents(), c.numChannels(), c.numSelfAttentionLayers(), be.name());
+        System.out.printf(Locale.ROOT, "cached (exact):   %.1f bytes/s (mean %.0f ms)%n", bytes / (cached.mean() / 1e3), cached.mean());
+        System.out.printf(Locale.ROOT, "uncached forward: %.1f bytes/s (mean %.0f ms)%n", bytes / (uncached.mean() / 1e3), uncached.mean());
+        System.out.printf(Locale.ROOT, "speed-up %.1fx; peak RSS %s%n", uncached.mean() / cached.mean(), BenchCommand.peakRss());
+    }
+}
