@@ -12,7 +12,7 @@ final class Progress {
     private final String label;
     private final long total;
     private final long start = System.nanoTime();
-    private final boolean tty = System.console() != null;
+    private final boolean tty = System.console() != null && System.console().isTerminal();   // not when redirected
     private final PrintStream out = System.err;
     private long lastPrint;
 

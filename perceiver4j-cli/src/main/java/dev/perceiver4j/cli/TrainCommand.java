@@ -49,7 +49,7 @@ final class TrainCommand implements Runnable {
     @Option(names = "--run", description = "run folder (default: runs/<corpus name>)")
     Path run;
 
-    @Option(names = "--steps", defaultValue = "1000", description = "optimizer steps (default: ${DEFAULT-VALUE})")
+    @Option(names = "--steps", defaultValue = "1400", description = "optimizer steps (default: ${DEFAULT-VALUE})")
     int steps;
 
     @Option(names = "--batch", defaultValue = "8", description = "crops per micro-batch (default: ${DEFAULT-VALUE})")

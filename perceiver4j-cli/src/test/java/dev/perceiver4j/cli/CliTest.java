@@ -44,6 +44,71 @@ class CliTest {
         return err.toString(StandardCharsets.UTF_8);
     }
 
+    static final Path AR = Path.of("../perceiver4j-core/src/test/resources/fixtures/kr-perceiver-ar");
+
+    @Test
+    void predictRunsPerceiverArCheckpointsForEveryPrefixLength(@TempDir Path tmp) throws Exception {
+        Path io = AR.resolve("io.safetensors");
+        for (int p : new int[] {48, 20, 0}) {
+            Path result = tmp.resolve("ar" + p + ".safetensors");
+            int code = Main.run("predict", "--model", AR.toString(), "--input", io.toString(), "--output", result.toString(),
+                    "--prefix-len", Integer.toString(p), "--threads", "2");
+            assertThat(code).as(stderr()).isZero();
+            try (TensorSource want = SafetensorsReader.open(io); TensorSource got = SafetensorsReader.open(result)) {
+                assertThat(got.info("logits").shape()).isEqualTo(want.info("logits_prefix" + p).shape());
+                float[] a = want.readFloats("logits_prefix" + p), b = got.readFloats("logits");
+                double max = 0;
+                for (int i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));   // every row and position, padded ones too
+                assertThat(max).as("prefix %d", p).isLessThanOrEqualTo(1e-4);
+            }
+        }
+    }
+
+    @Test
+    void trainResumeGenerateAndEvalEndToEnd(@TempDir Path tmp) throws Exception {
+        Path text = tmp.resolve("text");
+        Files.createDirectories(text);
+        for (int d = 0; d < 4; d++) Files.writeString(text.resolve("doc" + d + ".txt"), "the quick brown fox jumps over the lazy dog. ".repeat(40 + d));
+        Path run = tmp.resolve("run");
+        String[] train = {"train", "--corpus", text.toString(), "--run", run.toString(), "--channels", "32", "--heads", "2", "--layers", "1",
+                "--seq-len", "64", "--latents", "16", "--batch", "4", "--eval-every", "5", "--eval-windows", "2", "--checkpoint-every", "5",
+                "--warmup", "2", "--lr", "3e-3", "--validation-fraction", "0.3", "--sample-bytes", "20", "--threads", "2"};
+        String[] first = java.util.Arrays.copyOf(train, train.length + 2);
+        first[train.length] = "--steps";
+        first[train.length + 1] = "5";
+        assertThat(Main.run(first)).as(stderr()).isZero();
+        assertThat(stdout()).contains("validation").contains("bits per byte").contains("sample");
+        String[] more = first.clone();
+        more[more.length - 1] = "10";
+        assertThat(Main.run(more)).as(stderr()).isZero();
+        assertThat(stderr()).contains("resuming").contains("step 5 of 10");
+        assertThat(run.resolve("checkpoints/step-000010/optimizer.safetensors")).exists();
+        assertThat(run.resolve("loss.png")).exists();
+
+        out.reset();
+        int code = Main.run("generate", "--model", run.toString(), "--temperature", "0", "--max-bytes", "30", "--threads", "2", "the quick");
+        assertThat(code).as(stderr()).isZero();
+        assertThat(stdout()).startsWith("the quick");
+        assertThat(stdout().strip().length()).isGreaterThan("the quick".length());
+        assertThat(stderr()).contains("bytes/s");
+
+        out.reset();
+        assertThat(Main.run("eval", "--model", run.toString(), "--corpus", text.toString(), "--validation-fraction", "0.3", "--latents", "8",
+                "--windows", "2", "--threads", "2")).as(stderr()).isZero();
+        assertThat(stdout()).contains("bits per byte").contains("8 latents");
+
+        String[] changed = more.clone();
+        changed[java.util.Arrays.asList(changed).indexOf("--channels") + 1] = "48";
+        assertThat(Main.run(changed)).isEqualTo(1);
+        assertThat(stderr()).contains("num_channels").contains("new --run folder");
+    }
+
+    @Test
+    void generateExplainsAMissingPrompt() {
+        assertThat(Main.run("generate", "--model", AR.toString())).isEqualTo(1);
+        assertThat(stderr()).contains("give a prompt");
+    }
+
     @Test
     void predictReproducesTheFixtureLogits(@TempDir Path tmp) throws Exception {
         Path io = MODEL.resolve("io.safetensors"), result = tmp.resolve("logits.safetensors");
