@@ -190,23 +190,25 @@ final class TrainCommand implements Runnable {
             }
         }, "train-interrupt");
         Runtime.getRuntime().addShutdownHook(hook);
+        try {
+            report(trainer, be, runDir, bar);
+        } finally {
+            done.countDown();   // lets a Ctrl-C hook return (and the JVM exit) only after the report
+        }
+    }
+
+    private void report(ClmTrainer trainer, Backend be, Path runDir, Progress bar) {
         ClmTrainer.Result r;
         try {
             r = trainer.run();
         } catch (IOException e) {
             throw new UncheckedIOException(e.getMessage(), e);
-        } finally {
-            done.countDown();
         }
         bar.finish();
         if (r.interrupted()) {
-            System.out.printf(Locale.ROOT, "stopped at step %d; run the same command again to resume%n", r.step());
+            System.out.printf(Locale.ROOT, "stopped at step %d (checkpoint saved); run the same command again to resume%n", r.step());
+            System.out.flush();
             return;
-        }
-        try {
-            Runtime.getRuntime().removeShutdownHook(hook);
-        } catch (IllegalStateException ignored) {
-            // already shutting down
         }
         System.out.printf(Locale.ROOT, "validation        %.4f bits per byte (untrained %.4f; uniform over bytes 8.0)%n",
                 r.validationBitsPerByte(), r.initialValidationBitsPerByte());
