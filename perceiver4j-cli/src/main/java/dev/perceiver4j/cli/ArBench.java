@@ -63,6 +63,8 @@ final class ArBench {
     static void scaling(Backend be, PerceiverArConfig base, List<Integer> lengths, int batch, int warmup, int reps) {
         System.out.printf(Locale.ROOT, "Perceiver AR training step, batch %d, %d latents, %d channels, %d layers, prefix dropout %.2f, %s%n",
                 batch, base.maxLatents(), base.numChannels(), base.numSelfAttentionLayers(), base.crossAttentionDropout(), be.name());
+        // JIT warm-up on the first shape, so that compilation does not land in the first row.
+        time(5, 1, trainStep(be, base.withSizes(lengths.getFirst(), base.maxLatents()), batch, 2L));
         System.out.printf(Locale.ROOT, "%8s %12s %12s %16s %16s %10s%n", "context", "mean ms", "min ms", "target bytes/s", "input bytes/s", "vs first");
         double first = Double.NaN;
         for (int n : lengths) {

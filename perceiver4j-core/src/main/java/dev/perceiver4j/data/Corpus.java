@@ -1,183 +1,288 @@
 package dev.perceiver4j.data;
 
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.nio.file.FileSystems;
-import java.nio.file.Files;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
-import java.nio.file.PathMatcher;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Comparator;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Locale;
-import java.util.TreeMap;
+import java.util.Map;
+import java.util.Optional;
 import java.util.function.Consumer;
-import java.util.stream.Stream;
 
 /**
- * A set of text documents for byte-level language modelling: a built-in corpus ({@code gutenberg},
- * {@code sotu}, {@code gcide}; see {@link BuiltinCorpora}) or the user's own files, folders and globs.
+ * A text corpus for byte-level language modelling: a list of {@link Document}s sorted by name
+ * (empty ones dropped), loaded from a built-in data set or from local files.
+ *
+ * <pre>
+ *   Corpus c = Corpus.load("gutenberg", Corpus.defaultCacheDir(), System.err::println);
+ *   Corpus c = Corpus.load("texts/*.txt,notes,README.md", cacheDir, log);
+ *   Split s = c.split(0.05, 1234L);     // by document: s.train(), s.validation()
+ * </pre>
  */
 public final class Corpus {
-    private final String name;
+    /** Largest corpus held in memory: every split stream must fit one Java array. */
+    static final long MAX_TOTAL_BYTES = Integer.MAX_VALUE - 64;
+
+    private final String label;
     private final List<Document> documents;
+    private final long totalBytes;
 
-    Corpus(String name, List<Document> documents) {
-        this.name = name;
-        List<Document> docs = new ArrayList<>();
-        for (Document d : documents) if (d.bytes().length > 0) docs.add(d);
-        docs.sort(Comparator.comparing(Document::name));
-        this.documents = List.copyOf(docs);
-    }
-
-    /** {@code $XDG_CACHE_HOME/perceiver4j}, or {@code ~/.cache/perceiver4j}. */
-    public static Path defaultCacheDir() {
-        String xdg = System.getenv("XDG_CACHE_HOME");
-        Path base = xdg != null && !xdg.isBlank() ? Path.of(xdg) : Path.of(System.getProperty("user.home"), ".cache");
-        return base.resolve("perceiver4j");
+    private Corpus(String label, List<Document> documents) {
+        this.label = label;
+        this.documents = documents;
+        long total = 0;
+        for (Document d : documents) {
+            total += d.bytes().length;
+        }
+        this.totalBytes = total;
     }
 
     /**
-     * spec: a built-in name, or a comma-separated list of files, folders (every regular, non-hidden
-     * file below, recursively) and globs (java.nio syntax, relative to the working folder, e.g.
-     * {@code texts/*.txt} or {@code notes/**.md}). {@code log} receives one-line progress messages.
+     * Loads a corpus. {@code spec} is a built-in name ({@code gutenberg}, {@code sotu},
+     * {@code gcide}) or a comma-separated list (commas inside glob braces do not separate) whose elements are built-in names, files, folders
+     * (every regular file below, recursively, hidden files and folders skipped) or globs in
+     * {@link java.nio.file.FileSystem#getPathMatcher java.nio glob} syntax relative to the working
+     * directory ({@code texts/*.txt}, {@code data/**.md}). A built-in name wins over a file of the
+     * same name (write {@code ./gutenberg} for the file). Built-in data sets are fetched on first
+     * use, verified and cached under {@code cacheDir/corpora/<name>/}; {@code log} receives
+     * one-line progress messages.
+     *
+     * @throws IOException naming the spec element when nothing matches, a file cannot be read, a
+     *     fetch fails or two documents have the same name
      */
     public static Corpus load(String spec, Path cacheDir, Consumer<String> log) throws IOException {
-        if (spec == null || spec.isBlank()) throw new IllegalArgumentException("empty corpus: name a built-in corpus (gutenberg, sotu, gcide) or files");
-        BuiltinCorpora.Source builtin = BuiltinCorpora.named(spec.strip());
-        if (builtin != null) return fromSource(builtin, cacheDir, log);
-        TreeMap<String, Path> files = new TreeMap<>();
-        for (String part : spec.split(",")) {
-            String p = part.strip();
-            if (p.isEmpty()) continue;
-            List<Path> found = expand(p);
-            if (found.isEmpty()) {
-                throw new IOException("corpus '" + p + "': no such file or folder, and no file matches it as a glob (built-in corpora: gutenberg, sotu, gcide)");
-            }
-            for (Path f : found) files.put(f.toString(), f);
-        }
-        List<Document> docs = new ArrayList<>();
-        for (Path f : files.values()) {
-            try {
-                docs.add(new Document(f.toString(), Files.readAllBytes(f)));
-            } catch (IOException e) {
-                throw new IOException("corpus file " + f + " cannot be read: " + e.getMessage(), e);
-            }
-        }
-        Corpus c = new Corpus(spec, docs);
-        if (c.documents.isEmpty()) throw new IOException("corpus '" + spec + "' has no non-empty documents");
-        return c;
+        return load(spec, cacheDir, log, Path.of("").toAbsolutePath());
     }
 
-    static Corpus fromSource(BuiltinCorpora.Source source, Path cacheDir, Consumer<String> log) throws IOException {
-        Path dir = BuiltinCorpora.ensure(source, cacheDir, log);
-        List<Document> docs = new ArrayList<>();
-        try (Stream<Path> s = Files.list(dir)) {
-            for (Path f : s.filter(Files::isRegularFile).filter(f -> !f.getFileName().toString().startsWith(".")).sorted().toList()) {
-                docs.add(new Document(f.getFileName().toString(), Files.readAllBytes(f)));
+    /** {@link #load(String, Path, Consumer)} with relative paths and globs resolved against {@code workingDir}. */
+    static Corpus load(String spec, Path cacheDir, Consumer<String> log, Path workingDir) throws IOException {
+        if (spec == null || spec.isBlank()) {
+            throw new IOException("empty corpus spec: give a built-in name (gutenberg, sotu, gcide) or files, folders, globs");
+        }
+        List<Document> all = new ArrayList<>();
+        Map<String, String> origin = new HashMap<>();
+        Map<String, Document> byName = new HashMap<>();
+        for (String raw : elements(spec)) {
+            String element = raw.strip();
+            if (element.isEmpty()) {
+                continue;
+            }
+            Optional<BuiltinCorpus> builtin = BuiltinCorpus.named(element);
+            List<Document> docs = builtin.isPresent()
+                    ? builtin.get().load(cacheDir, log)
+                    : CorpusFiles.read(element, workingDir);
+            for (Document d : docs) {
+                Document previous = byName.putIfAbsent(d.name(), d);
+                if (previous == null) {
+                    origin.put(d.name(), element);
+                    all.add(d);
+                } else if (!Arrays.equals(previous.bytes(), d.bytes())) {
+                    throw new IOException("corpus spec '" + spec + "': two different documents named '" + d.name()
+                            + "' (from '" + origin.get(d.name()) + "' and '" + element + "')");
+                } // else: the same file matched by two elements, kept once
             }
         }
-        return new Corpus(source.name(), docs);
-    }
-
-    private static List<Path> expand(String p) throws IOException {
-        Path path = Path.of(p);
-        if (Files.isRegularFile(path)) return List.of(path);
-        if (Files.isDirectory(path)) return walk(path, f -> true);
-        if (!p.contains("*") && !p.contains("?") && !p.contains("[") && !p.contains("{")) return List.of();
-        // Glob: walk from the longest literal folder prefix and match the whole relative path.
-        String[] segs = p.split("/");
-        Path root = p.startsWith("/") ? Path.of("/") : Path.of("");
-        int i = 0;
-        for (; i < segs.length - 1; i++) {
-            if (segs[i].matches(".*[*?\\[{].*")) break;
-            if (!segs[i].isEmpty()) root = root.resolve(segs[i]);
+        if (origin.isEmpty()) {
+            throw new IOException("corpus spec '" + spec + "' names no files");
         }
-        Path base = root.toString().isEmpty() ? Path.of(".") : root;
-        if (!Files.isDirectory(base)) return List.of();
-        PathMatcher m = FileSystems.getDefault().getPathMatcher("glob:" + p);
-        Path start = root;
-        return walk(base, f -> m.matches(start.toString().isEmpty() ? Path.of(".").relativize(f) : f));
-    }
-
-    private static List<Path> walk(Path dir, java.util.function.Predicate<Path> keep) throws IOException {
-        try (Stream<Path> s = Files.walk(dir)) {
-            return s.filter(Files::isRegularFile).filter(f -> !isHidden(dir.relativize(f))).filter(keep).sorted().toList();
+        Corpus corpus = of(spec.strip(), all);
+        if (corpus.documents.isEmpty()) {
+            throw new IOException("corpus spec '" + spec + "': all " + all.size() + " documents are empty");
         }
+        if (corpus.totalBytes > MAX_TOTAL_BYTES) {
+            throw new IOException("corpus spec '" + spec + "': " + corpus.totalBytes
+                    + " bytes is more than the in-memory limit of " + MAX_TOTAL_BYTES + " bytes");
+        }
+        return corpus;
     }
 
-    private static boolean isHidden(Path rel) {
-        for (Path seg : rel) if (seg.toString().startsWith(".")) return true;
-        return false;
+    /** The comma-separated elements of a spec; commas inside glob braces ({@code {a,b}.txt}) do not separate. */
+    static List<String> elements(String spec) {
+        List<String> out = new ArrayList<>();
+        int depth = 0, start = 0;
+        for (int i = 0; i < spec.length(); i++) {
+            char c = spec.charAt(i);
+            if (c == '{') {
+                depth++;
+            } else if (c == '}' && depth > 0) {
+                depth--;
+            } else if (c == ',' && depth == 0) {
+                out.add(spec.substring(start, i));
+                start = i + 1;
+            }
+        }
+        out.add(spec.substring(start));
+        return out;
     }
 
+    /** A corpus of the given documents (sorted by name here, empty ones dropped); for tests and built-ins. */
+    static Corpus of(String label, List<Document> documents) {
+        List<Document> kept = new ArrayList<>();
+        for (Document d : documents) {
+            if (d.bytes().length > 0) {
+                kept.add(d);
+            }
+        }
+        kept.sort(Comparator.comparing(Document::name));
+        return new Corpus(label, List.copyOf(kept));
+    }
+
+    /** {@code $XDG_CACHE_HOME/perceiver4j} when that variable is an absolute path, else {@code ~/.cache/perceiver4j}. */
+    public static Path defaultCacheDir() {
+        String xdg = System.getenv("XDG_CACHE_HOME");
+        if (xdg != null && !xdg.isBlank() && Path.of(xdg).isAbsolute()) {
+            return Path.of(xdg, "perceiver4j");
+        }
+        return Path.of(System.getProperty("user.home"), ".cache", "perceiver4j");
+    }
+
+    /** The documents, sorted by name, none empty. */
     public List<Document> documents() {
         return documents;
     }
 
+    /** Sum of the documents' sizes in bytes. */
     public long totalBytes() {
-        long n = 0;
-        for (Document d : documents) n += d.bytes().length;
-        return n;
+        return totalBytes;
     }
 
-    /** E.g. "gutenberg: 18 documents, 11.8 MB". */
+    /** For example {@code "gutenberg: 18 documents, 11.8 MB"}. */
     public String description() {
-        return String.format(Locale.ROOT, "%s: %d document%s, %.1f MB", name, documents.size(), documents.size() == 1 ? "" : "s", totalBytes() / 1e6);
+        return label + ": " + count(documents.size(), "document") + ", " + formatBytes(totalBytes);
+    }
+
+    @Override
+    public String toString() {
+        return "Corpus[" + description() + "]";
     }
 
     /**
-     * Splits by document: a document is held out for validation iff a hash of (seed, name) falls
-     * below {@code validationFraction}; with two or more documents each part gets at least one (the
-     * lowest-hashed document goes to validation, the highest to training, if needed). A single
-     * document is split by position instead: its last ⌈fraction·length⌉ bytes are the validation part.
+     * Splits by document. A document goes to validation iff a hash of (seed, its name), read as a
+     * number in [0, 1), is below {@code validationFraction}. With two or more documents neither part
+     * is empty: if the hash leaves one empty, the document with the lowest hash goes to validation
+     * (or the one with the highest to train). A single document is split by bytes instead: its last
+     * {@code max(1, ceil(fraction × length))} bytes (at most length − 1 when length ≥ 2) become
+     * validation, and the description says so; the caller checks that both parts are long enough.
+     * Deterministic in (documents, fraction, seed).
+     *
+     * @throws IllegalArgumentException if {@code validationFraction} is not in (0, 1)
      */
     public Split split(double validationFraction, long seed) {
         if (!(validationFraction > 0 && validationFraction < 1)) {
             throw new IllegalArgumentException("validation fraction must be in (0, 1), got " + validationFraction);
         }
+        String how = String.format(Locale.ROOT, "fraction %s, seed %d", validationFraction, seed);
         if (documents.size() == 1) {
             Document d = documents.getFirst();
-            int cut = d.bytes().length - (int) Math.ceil(validationFraction * d.bytes().length);
-            return new Split(java.util.Arrays.copyOf(d.bytes(), cut), java.util.Arrays.copyOfRange(d.bytes(), cut, d.bytes().length),
-                    List.of(d.name()), List.of(d.name()),
-                    String.format(Locale.ROOT, "one document: first %d bytes for training, last %d for validation", cut, d.bytes().length - cut));
+            int len = d.bytes().length;
+            long held = Math.max(1L, (long) Math.ceil(validationFraction * len));
+            if (len >= 2) {
+                held = Math.min(held, len - 1L);
+            }
+            held = Math.min(held, len);
+            int cut = (int) (len - held);
+            byte[] train = Arrays.copyOfRange(d.bytes(), 0, cut);
+            byte[] validation = Arrays.copyOfRange(d.bytes(), cut, len);
+            String description = "single document " + d.name() + " split by bytes (" + how + "): train its first "
+                    + formatBytes(train.length) + ", validation its last " + formatBytes(validation.length);
+            return new Split(train, validation, List.of(d.name()), List.of(d.name()), description);
         }
-        int n = documents.size();
-        double[] u = new double[n];
-        for (int i = 0; i < n; i++) u[i] = unit(seed, documents.get(i).name());
-        boolean[] valid = new boolean[n];
-        int nValid = 0;
-        for (int i = 0; i < n; i++) if (valid[i] = u[i] < validationFraction) nValid++;
-        if (nValid == 0) valid[argExtreme(u, true)] = true;
-        if (nValid == n) valid[argExtreme(u, false)] = false;
-        ByteArrayOutputStream train = new ByteArrayOutputStream(), val = new ByteArrayOutputStream();
-        List<String> trainDocs = new ArrayList<>(), valDocs = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            Document d = documents.get(i);
-            (valid[i] ? val : train).writeBytes(d.bytes());
-            (valid[i] ? valDocs : trainDocs).add(d.name());
+        double[] u = new double[documents.size()];
+        boolean[] toValidation = new boolean[documents.size()];
+        int validationCount = 0;
+        for (int i = 0; i < u.length; i++) {
+            u[i] = unitHash(seed, documents.get(i).name());
+            toValidation[i] = u[i] < validationFraction;
+            validationCount += toValidation[i] ? 1 : 0;
         }
-        String desc = String.format(Locale.ROOT, "split by document: %d for training (%.1f MB), %d for validation (%.1f MB: %s)",
-                trainDocs.size(), train.size() / 1e6, valDocs.size(), val.size() / 1e6, String.join(", ", valDocs));
-        return new Split(train.toByteArray(), val.toByteArray(), List.copyOf(trainDocs), List.copyOf(valDocs), desc);
+        if (validationCount == 0) {
+            toValidation[extreme(u, toValidation, false, true)] = true;
+        } else if (validationCount == u.length) {
+            toValidation[extreme(u, toValidation, true, false)] = false;
+        }
+        List<Document> trainDocs = new ArrayList<>();
+        List<Document> validationDocs = new ArrayList<>();
+        for (int i = 0; i < u.length; i++) {
+            (toValidation[i] ? validationDocs : trainDocs).add(documents.get(i));
+        }
+        byte[] train = concat(trainDocs);
+        byte[] validation = concat(validationDocs);
+        List<String> trainNames = trainDocs.stream().map(Document::name).toList();
+        List<String> validationNames = validationDocs.stream().map(Document::name).toList();
+        String description = "split by document (" + how + "): train " + count(trainDocs.size(), "document") + ", "
+                + formatBytes(train.length) + "; validation " + count(validationDocs.size(), "document") + ", "
+                + formatBytes(validation.length)
+                + (validationNames.size() <= 4 ? " " + validationNames : "");
+        return new Split(train, validation, trainNames, validationNames, description);
     }
 
-    private static int argExtreme(double[] u, boolean min) {
-        int best = 0;
-        for (int i = 1; i < u.length; i++) if (min ? u[i] < u[best] : u[i] > u[best]) best = i;
+    /** Index of the lowest (highest when {@code max}) hash among documents whose flag equals {@code inPart}. */
+    private static int extreme(double[] u, boolean[] flags, boolean inPart, boolean lowest) {
+        int best = -1;
+        for (int i = 0; i < u.length; i++) {
+            if (flags[i] != inPart) {
+                continue;
+            }
+            if (best < 0 || (lowest ? u[i] < u[best] : u[i] > u[best])) {
+                best = i;
+            }
+        }
         return best;
     }
 
-    /** A uniform number in [0, 1) from (seed, name), stable across runs and JVMs. */
-    private static double unit(long seed, String name) {
-        long h = seed ^ 0x51AB1E5EEDL;
-        for (byte b : name.getBytes(java.nio.charset.StandardCharsets.UTF_8)) {
+    /** A hash of (seed, name) as a double in [0, 1): FNV-1a over the UTF-8 bytes, seeded, then a 64-bit finaliser. */
+    static double unitHash(long seed, String name) {
+        long h = 0xCBF29CE484222325L ^ mix64(seed);
+        for (byte b : name.getBytes(StandardCharsets.UTF_8)) {
             h = (h ^ (b & 0xFF)) * 0x100000001B3L;
         }
-        h ^= h >>> 33;
-        h *= 0xff51afd7ed558ccdL;
-        h ^= h >>> 33;
+        h = mix64(h + 0x9E3779B97F4A7C15L);
         return (h >>> 11) * 0x1.0p-53;
+    }
+
+    /** The SplitMix64 / MurmurHash3 64-bit finaliser. */
+    static long mix64(long z) {
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        return z ^ (z >>> 31);
+    }
+
+    private static byte[] concat(List<Document> docs) {
+        long total = 0;
+        for (Document d : docs) {
+            total += d.bytes().length;
+        }
+        if (total > MAX_TOTAL_BYTES) {
+            throw new IllegalStateException("a split part of " + total + " bytes does not fit one array");
+        }
+        byte[] out = new byte[(int) total];
+        int at = 0;
+        for (Document d : docs) {
+            System.arraycopy(d.bytes(), 0, out, at, d.bytes().length);
+            at += d.bytes().length;
+        }
+        return out;
+    }
+
+    private static String count(int n, String noun) {
+        return n + " " + noun + (n == 1 ? "" : "s");
+    }
+
+    /** Decimal units with one decimal: {@code 512 bytes}, {@code 1.5 kB}, {@code 11.8 MB}, {@code 2.1 GB}. */
+    static String formatBytes(long n) {
+        if (n < 1000) {
+            return n + (n == 1 ? " byte" : " bytes");
+        }
+        if (n < 999_950) {
+            return String.format(Locale.ROOT, "%.1f kB", n / 1e3);
+        }
+        if (n < 999_950_000) {
+            return String.format(Locale.ROOT, "%.1f MB", n / 1e6);
+        }
+        return String.format(Locale.ROOT, "%.1f GB", n / 1e9);
     }
 }
