@@ -78,16 +78,12 @@ final class ArBench {
         System.out.println("peak RSS " + BenchCommand.peakRss());
     }
 
-    /** Cached generation against the uncached forward per byte, same model, same process. */
+    /** Cached generation (latent strides 1, N/8, N/2) against the uncached forward per byte, same model, same process. */
     static void generation(Backend be, PerceiverArConfig c, int promptLen, int bytes, int warmup, int reps) {
         PerceiverAR m = new PerceiverAR(be, c, 1L);
         int[] prompt = new SplittableRandom(3).ints(promptLen, 6, 262).toArray();
-        PerceiverArGenerator.Options o = PerceiverArGenerator.Options.defaults(c);
-        Timing cached = time(warmup, reps, () -> {
-            PerceiverArGenerator g = new PerceiverArGenerator(m, o);
-            g.start(prompt);
-            for (int i = 0; i < bytes; i++) g.append(6 + (i * 7) % 256);
-        });
+        System.out.printf(Locale.ROOT, "Perceiver AR generation, prompt %d bytes + %d new, context %d, %d latents, %d channels, %d layers, %s%n",
+                promptLen, bytes, c.maxSeqLen(), c.maxLatents(), c.numChannels(), c.numSelfAttentionLayers(), be.name());
         Timing uncached = time(Math.min(warmup, 1), Math.max(1, reps / 2), () -> {
             int[] seq = Arrays.copyOf(prompt, promptLen + bytes);
             for (int i = 0; i < bytes; i++) seq[promptLen + i] = 6 + (i * 7) % 256;
@@ -100,10 +96,18 @@ final class ArBench {
                 }
             }
         });
-        System.out.printf(Locale.ROOT, "Perceiver AR generation, prompt %d bytes + %d new, context %d, %d latents, %d channels, %d layers, %s%n",
-                promptLen, bytes, c.maxSeqLen(), c.maxLatents(), c.numChannels(), c.numSelfAttentionLayers(), be.name());
-        System.out.printf(Locale.ROOT, "cached (exact):   %.1f bytes/s (mean %.0f ms)%n", bytes / (cached.mean() / 1e3), cached.mean());
-        System.out.printf(Locale.ROOT, "uncached forward: %.1f bytes/s (mean %.0f ms)%n", bytes / (uncached.mean() / 1e3), uncached.mean());
-        System.out.printf(Locale.ROOT, "speed-up %.1fx; peak RSS %s%n", uncached.mean() / cached.mean(), BenchCommand.peakRss());
+        System.out.printf(Locale.ROOT, "uncached forward per byte:      %8.1f bytes/s (mean %.0f ms)%n", bytes / (uncached.mean() / 1e3), uncached.mean());
+        PerceiverArGenerator.Options d = PerceiverArGenerator.Options.defaults(c);
+        for (int stride : new int[] {1, Math.max(1, c.maxLatents() / 8), Math.max(1, c.maxLatents() / 2)}) {
+            PerceiverArGenerator.Options o = new PerceiverArGenerator.Options(c.maxLatents(), stride, d.windowStride());
+            Timing cached = time(warmup, reps, () -> {
+                PerceiverArGenerator g = new PerceiverArGenerator(m, o);
+                g.start(prompt);
+                for (int i = 0; i < bytes; i++) g.append(6 + (i * 7) % 256);
+            });
+            System.out.printf(Locale.ROOT, "cached, exact, latent stride %3d: %8.1f bytes/s (mean %.0f ms), %.1fx uncached%n",
+                    stride, bytes / (cached.mean() / 1e3), cached.mean(), uncached.mean() / cached.mean());
+        }
+        System.out.println("peak RSS " + BenchCommand.peakRss());
     }
 }

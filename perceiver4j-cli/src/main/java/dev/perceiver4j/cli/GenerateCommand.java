@@ -67,8 +67,9 @@ final class GenerateCommand implements Runnable {
     @Option(names = "--latents", description = "latent positions at generation time (default: the model's max_latents)")
     Integer latents;
 
-    @Option(names = "--latent-stride", defaultValue = "1", description = "latents dropped at once when they overflow; 1 = always the last N positions (default: ${DEFAULT-VALUE})")
-    int latentStride;
+    @Option(names = "--latent-stride", description = "latents dropped at once when they overflow; 1 = always exactly the last N positions, "
+            + "but every byte then recomputes all latents (default: latents / 8, about 10x faster)")
+    Integer latentStride;
 
     @Option(names = "--window-stride", description = "positions dropped at once when the context exceeds max_seq_len (default: max_seq_len / 8)")
     Integer windowStride;
@@ -84,7 +85,8 @@ final class GenerateCommand implements Runnable {
         Backend be = Backends.get();
         PerceiverAR m = load(be, model);
         PerceiverArGenerator.Options d = PerceiverArGenerator.Options.defaults(m.config());
-        PerceiverArGenerator.Options o = new PerceiverArGenerator.Options(latents == null ? d.latents() : latents, latentStride,
+        int lat = latents == null ? d.latents() : latents;
+        PerceiverArGenerator.Options o = new PerceiverArGenerator.Options(lat, latentStride == null ? Math.max(1, lat / 8) : latentStride,
                 windowStride == null ? d.windowStride() : windowStride);
         if (!noEcho) {
             System.out.print(new String(promptBytes, StandardCharsets.UTF_8));

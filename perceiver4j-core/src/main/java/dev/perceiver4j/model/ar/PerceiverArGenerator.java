@@ -43,8 +43,9 @@ public final class PerceiverArGenerator {
      * windowStride: positions dropped at once when latents or window overflow.
      */
     public record Options(int latents, int latentStride, int windowStride) {
+        /** max_latents latents; the latents and the window each slide by 1/8 of their size at a time. */
         public static Options defaults(PerceiverArConfig c) {
-            return new Options(c.maxLatents(), 1, Math.max(1, c.maxSeqLen() / 8));
+            return new Options(c.maxLatents(), Math.max(1, c.maxLatents() / 8), Math.max(1, c.maxSeqLen() / 8));
         }
 
         void validate(PerceiverArConfig c) {
