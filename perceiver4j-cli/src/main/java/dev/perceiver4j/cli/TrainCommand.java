@@ -154,6 +154,7 @@ final class TrainCommand implements Runnable {
         Path runDir = run != null ? run : Path.of("runs", runName(corpus));
         System.err.println(c.description());
         System.err.println(split.description());
+        if (split.validationDocuments().size() <= 12) System.err.println("validation documents: " + String.join(", ", split.validationDocuments()));
         System.err.printf(Locale.ROOT, "Perceiver AR: %d channels, %d heads, %d self-attention layers, context %d bytes, %d latents, prefix dropout %.2f%n",
                 channels, heads, layers, seqLen, latents, prefixDropout);
         System.err.printf(Locale.ROOT, "training %d steps × %d crops on %s; run folder %s%n", steps, batch * accumulate, be.name(), runDir);

@@ -407,7 +407,16 @@ public final class ClmTrainer {
         }
     }
 
+    /** java.desktop (AWT) is absent from minimal runtimes such as the GPU machine's jlink image. */
+    private static final boolean CAN_PLOT = ModuleLayer.boot().findModule("java.desktop").isPresent();
+    private boolean plotWarned;
+
     private void plot(List<double[]> trainCurve, List<double[]> validCurve) throws IOException {
+        if (!CAN_PLOT) {
+            if (!plotWarned) listener.message("no loss.png: this Java runtime lacks the java.desktop module (metrics.jsonl has every value)");
+            plotWarned = true;
+            return;
+        }
         LossPlot.write(runDir.resolve("loss.png"), "Perceiver AR on " + corpus, "step", "bits per byte", List.of(
                 series("train (per step)", new Color(70, 130, 200), trainCurve),
                 series("validation", new Color(220, 80, 40), validCurve)));
