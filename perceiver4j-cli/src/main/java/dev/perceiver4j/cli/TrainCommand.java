@@ -195,6 +195,11 @@ final class TrainCommand implements Runnable {
             report(trainer, be, runDir, bar);
         } finally {
             done.countDown();   // lets a Ctrl-C hook return (and the JVM exit) only after the report
+            try {
+                Runtime.getRuntime().removeShutdownHook(hook);
+            } catch (IllegalStateException shuttingDown) {
+                // Ctrl-C: the hook is running and waits for the latch above
+            }
         }
     }
 
