@@ -15,6 +15,7 @@ import dev.perceiver4j.model.io.PerceiverForMaskedLM;
 import dev.perceiver4j.nn.Weights;
 import dev.perceiver4j.tensor.Scope;
 import dev.perceiver4j.tensor.Shape;
+import dev.perceiver4j.tensor.Tensor;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -70,117 +71,88 @@ final class PredictCommand implements Runnable {
 
     private void predict() throws IOException {
         Path dir = Files.isRegularFile(model.resolve("model").resolve("config.json")) ? model.resolve("model") : model;
-        if (PerceiverArConfig.MODEL_TYPE.equals(Checkpoints.readConfig(Weights.modelDir(dir)).path("model_type").asText())) {
-            predictAr(dir);
-            return;
-        }
-        if (prefixLen != null) throw new IllegalArgumentException("--prefix-len applies to Perceiver AR models only; " + model + " is a masked LM");
+        boolean ar = PerceiverArConfig.MODEL_TYPE.equals(Checkpoints.readConfig(Weights.modelDir(dir)).path("model_type").asText());
+        if (!ar && prefixLen != null) throw new IllegalArgumentException("--prefix-len applies to Perceiver AR models only; " + model + " is a masked LM");
+        // Perceiver IO takes attention_mask (1 = token); Perceiver AR takes pad_mask (1 = padding, left).
+        Inputs in = readInputs(ar ? "pad_mask" : "attention_mask", ar ? "attention_mask" : "pad_mask");
         Backend be = Backends.get();
-        int[] ids, mask;
-        int b, n;
-        try (TensorSource in = SafetensorsReader.open(input)) {
-            if (!in.contains("input_ids")) throw new CheckpointFormatException(input + ": no tensor 'input_ids' (found: " + in.names() + ")");
-            long[] shape = in.info("input_ids").shape();
-            if (shape.length != 2) throw new CheckpointFormatException(input + ": input_ids must be [B, N], got " + Arrays.toString(shape));
-            b = Math.toIntExact(shape[0]);
-            n = Math.toIntExact(shape[1]);
-            ids = toInts(in.readLongs("input_ids"), "input_ids");
-            if (in.contains("attention_mask")) {
-                long[] ms = in.info("attention_mask").shape();
-                if (!Arrays.equals(ms, shape)) {
-                    throw new CheckpointFormatException(input + ": attention_mask " + Arrays.toString(ms) + " must have the shape of input_ids " + Arrays.toString(shape));
-                }
-                mask = toInts(in.readLongs("attention_mask"), "attention_mask");
-            } else {
-                mask = null;
+        if (ar) {
+            checkLeftPadding(in);
+            PerceiverAR m = GenerateCommand.load(be, dir);
+            if (in.n() > m.config().maxSeqLen()) {
+                throw new IllegalArgumentException(input + ": sequences of " + in.n() + " tokens exceed max_seq_len " + m.config().maxSeqLen());
             }
+            int p = prefixLen != null ? prefixLen : Math.max(0, in.n() - m.config().maxLatents());
+            if (p < 0 || p >= in.n()) throw new IllegalArgumentException("--prefix-len " + p + " must be in [0, " + in.n() + ")");
+            run(in, m.config().vocabSize(), in.n() - p, (ids, mask) -> m.forward(ids, mask, p));
+            System.out.printf("(prefix length %d)%n", p);
+        } else {
+            PerceiverForMaskedLM m = Main.loadMaskedLm(be, model);
+            run(in, m.config().vocabSize(), m.config().maxPositionEmbeddings(), (ids, mask) -> m.forward(ids, mask, false, 0L));
         }
-        PerceiverForMaskedLM m = Main.loadMaskedLm(be, model);
-        int vocab = m.config().vocabSize(), p = m.config().maxPositionEmbeddings();
-        for (int i = 0; i < ids.length; i++) {
-            if (ids[i] < 0 || ids[i] >= vocab) {
-                throw new IllegalArgumentException(input + ": input_ids[" + i / n + ", " + i % n + "] = " + ids[i] + " is outside the vocabulary [0, " + vocab + ")");
-            }
-        }
-        float[] logits = new float[Math.multiplyExact(Math.multiplyExact(b, p), vocab)];
-        Progress bar = new Progress("predict", b);
-        try (var ng = Autograd.noGrad()) {
-            for (int start = 0; start < b; start += batchSize) {
-                int rows = Math.min(batchSize, b - start);
-                try (Scope s = Scope.open()) {
-                    int[] chunk = Arrays.copyOfRange(ids, start * n, (start + rows) * n);
-                    var maskT = mask == null ? null : be.fromInts(Arrays.copyOfRange(mask, start * n, (start + rows) * n), Shape.of(rows, n));
-                    float[] out = m.forward(be.fromInts(chunk, Shape.of(rows, n)), maskT, false, 0L).toFloatArray();
-                    System.arraycopy(out, 0, logits, start * p * vocab, out.length);
-                }
-                bar.update(start + rows, "");
-            }
-        }
-        bar.finish();
-        SafetensorsWriter.write(output, List.of(NamedTensor.f32("logits", new long[] {b, p, vocab}, logits)), Map.of("format", "pt"));
-        System.out.printf("wrote logits [%d, %d, %d] to %s%n", b, p, vocab, output);
     }
 
-    /** Perceiver AR: input_ids and pad_mask (1 = padding) → logits of the latent positions. */
-    private void predictAr(Path dir) throws IOException {
-        Backend be = Backends.get();
-        int[] ids, pad;
-        int b, n;
+    /** input_ids [B, N] and the optional mask, as ints. */
+    private record Inputs(int b, int n, int[] ids, int[] mask) {}
+
+    private Inputs readInputs(String maskName, String wrongMaskName) throws IOException {
         try (TensorSource in = SafetensorsReader.open(input)) {
             if (!in.contains("input_ids")) throw new CheckpointFormatException(input + ": no tensor 'input_ids' (found: " + in.names() + ")");
             long[] shape = in.info("input_ids").shape();
             if (shape.length != 2) throw new CheckpointFormatException(input + ": input_ids must be [B, N], got " + Arrays.toString(shape));
-            b = Math.toIntExact(shape[0]);
-            n = Math.toIntExact(shape[1]);
-            ids = toInts(in.readLongs("input_ids"), "input_ids");
-            if (in.contains("attention_mask") && !in.contains("pad_mask")) {
-                throw new CheckpointFormatException(input + ": Perceiver AR takes pad_mask (1 = padding), not attention_mask");
+            int[] ids = toInts(in.readLongs("input_ids"), "input_ids"), mask = null;
+            if (in.contains(wrongMaskName) && !in.contains(maskName)) {
+                throw new CheckpointFormatException(input + ": this model takes " + maskName + ", not " + wrongMaskName
+                        + " (attention_mask: 1 = token, for Perceiver IO; pad_mask: 1 = padding, for Perceiver AR)");
             }
-            if (in.contains("pad_mask")) {
-                long[] ms = in.info("pad_mask").shape();
+            if (in.contains(maskName)) {
+                long[] ms = in.info(maskName).shape();
                 if (!Arrays.equals(ms, shape)) {
-                    throw new CheckpointFormatException(input + ": pad_mask " + Arrays.toString(ms) + " must have the shape of input_ids " + Arrays.toString(shape));
+                    throw new CheckpointFormatException(input + ": " + maskName + " " + Arrays.toString(ms) + " must have the shape of input_ids " + Arrays.toString(shape));
                 }
-                pad = toInts(in.readLongs("pad_mask"), "pad_mask");
-                for (int r = 0; r < b; r++) {
-                    for (int t = 1; t < n; t++) {
-                        if (pad[r * n + t] != 0 && pad[r * n + t - 1] == 0) {
-                            throw new IllegalArgumentException(input + ": pad_mask row " + r + " has padding at position " + t + " after a real token; Perceiver AR needs LEFT padding");
-                        }
-                    }
+                mask = toInts(in.readLongs(maskName), maskName);
+            }
+            return new Inputs(Math.toIntExact(shape[0]), Math.toIntExact(shape[1]), ids, mask);
+        }
+    }
+
+    private void checkLeftPadding(Inputs in) {
+        if (in.mask() == null) return;
+        for (int r = 0; r < in.b(); r++) {
+            for (int t = 1; t < in.n(); t++) {
+                if (in.mask()[r * in.n() + t] != 0 && in.mask()[r * in.n() + t - 1] == 0) {
+                    throw new IllegalArgumentException(input + ": pad_mask row " + r + " has padding at position " + t + " after a real token; Perceiver AR needs LEFT padding");
                 }
-            } else {
-                pad = null;
             }
         }
-        PerceiverAR m = GenerateCommand.load(be, dir);
-        int vocab = m.config().vocabSize();
-        if (n > m.config().maxSeqLen()) throw new IllegalArgumentException(input + ": sequences of " + n + " tokens exceed max_seq_len " + m.config().maxSeqLen());
-        int p = prefixLen != null ? prefixLen : Math.max(0, n - m.config().maxLatents());
-        if (p < 0 || p >= n) throw new IllegalArgumentException("--prefix-len " + p + " must be in [0, " + n + ")");
-        for (int i = 0; i < ids.length; i++) {
-            if (ids[i] < 0 || ids[i] >= vocab) {
-                throw new IllegalArgumentException(input + ": input_ids[" + i / n + ", " + i % n + "] = " + ids[i] + " is outside the vocabulary [0, " + vocab + ")");
+    }
+
+    /** Runs the model in chunks of --batch-size rows → writes logits [B, rowsOut, vocab]. */
+    private void run(Inputs in, int vocab, int rowsOut, java.util.function.BiFunction<Tensor, Tensor, Tensor> forward) throws IOException {
+        int b = in.b(), n = in.n();
+        for (int i = 0; i < in.ids().length; i++) {
+            if (in.ids()[i] < 0 || in.ids()[i] >= vocab) {
+                throw new IllegalArgumentException(input + ": input_ids[" + i / n + ", " + i % n + "] = " + in.ids()[i] + " is outside the vocabulary [0, " + vocab + ")");
             }
         }
-        int lat = n - p;
-        float[] logits = new float[Math.multiplyExact(Math.multiplyExact(b, lat), vocab)];
+        Backend be = Backends.get();
+        float[] logits = new float[Math.multiplyExact(Math.multiplyExact(b, rowsOut), vocab)];
         Progress bar = new Progress("predict", b);
         try (var ng = Autograd.noGrad()) {
             for (int start = 0; start < b; start += batchSize) {
                 int rows = Math.min(batchSize, b - start);
                 try (Scope s = Scope.open()) {
-                    var idsT = be.fromInts(Arrays.copyOfRange(ids, start * n, (start + rows) * n), Shape.of(rows, n));
-                    var padT = pad == null ? null : be.fromInts(Arrays.copyOfRange(pad, start * n, (start + rows) * n), Shape.of(rows, n));
-                    float[] out = m.forward(idsT, padT, p).toFloatArray();
-                    System.arraycopy(out, 0, logits, start * lat * vocab, out.length);
+                    Tensor ids = be.fromInts(Arrays.copyOfRange(in.ids(), start * n, (start + rows) * n), Shape.of(rows, n));
+                    Tensor mask = in.mask() == null ? null : be.fromInts(Arrays.copyOfRange(in.mask(), start * n, (start + rows) * n), Shape.of(rows, n));
+                    float[] out = forward.apply(ids, mask).toFloatArray();
+                    System.arraycopy(out, 0, logits, start * rowsOut * vocab, out.length);
                 }
                 bar.update(start + rows, "");
             }
         }
         bar.finish();
-        SafetensorsWriter.write(output, List.of(NamedTensor.f32("logits", new long[] {b, lat, vocab}, logits)), Map.of("format", "pt"));
-        System.out.printf("wrote logits [%d, %d, %d] (prefix %d) to %s%n", b, lat, vocab, p, output);
+        SafetensorsWriter.write(output, List.of(NamedTensor.f32("logits", new long[] {b, rowsOut, vocab}, logits)), Map.of("format", "pt"));
+        System.out.printf("wrote logits [%d, %d, %d] to %s%n", b, rowsOut, vocab, output);
     }
 
     private int[] toInts(long[] v, String name) {

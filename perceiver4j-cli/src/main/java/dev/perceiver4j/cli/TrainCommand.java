@@ -240,16 +240,8 @@ final class TrainCommand implements Runnable {
     private PerceiverArConfig modelConfig() {
         if (latents < 1 || latents > seqLen) throw new IllegalArgumentException("--latents must be in [1, --seq-len = " + seqLen + "], got " + latents);
         if (!(prefixDropout >= 0 && prefixDropout < 1)) throw new IllegalArgumentException("--prefix-dropout must be in [0, 1), got " + prefixDropout);
-        Activation act = switch (activation) {
-            case "gelu" -> Activation.GELU;
-            case "squared_relu" -> Activation.SQUARED_RELU;
-            default -> throw new IllegalArgumentException("--activation must be gelu or squared_relu, got " + activation);
-        };
-        PerceiverArConfig.PrefixDropoutMode mode = switch (prefixDropoutMode) {
-            case "subset" -> PerceiverArConfig.PrefixDropoutMode.SUBSET;
-            case "bernoulli" -> PerceiverArConfig.PrefixDropoutMode.BERNOULLI;
-            default -> throw new IllegalArgumentException("--prefix-dropout-mode must be subset or bernoulli, got " + prefixDropoutMode);
-        };
+        Activation act = PerceiverArConfig.activation(activation);
+        PerceiverArConfig.PrefixDropoutMode mode = PerceiverArConfig.dropoutMode(prefixDropoutMode);
         return new PerceiverArConfig(heads, null, layers, rotaryLayers, widening, widening, prefixDropout, 0f, 0f, false, false,
                 ByteTokenizer.VOCAB, seqLen, latents, channels, untiedHead, true, !noAbsPos, 0.02f, act, !untiedHead, mode, null);
     }

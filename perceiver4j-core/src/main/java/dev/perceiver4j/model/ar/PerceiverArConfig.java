@@ -156,19 +156,21 @@ public record PerceiverArConfig(
                 c.hasNonNull("rotary_fraction") ? (float) c.get("rotary_fraction").asDouble() : null);
     }
 
-    private static Activation activation(String name) {
+    /** "gelu" or "squared_relu" → the MLP activation. */
+    public static Activation activation(String name) {
         return switch (name) {
             case "gelu" -> Activation.GELU;
             case "squared_relu" -> Activation.SQUARED_RELU;
-            default -> throw new IllegalArgumentException("model_config.mlp_activation must be \"gelu\" or \"squared_relu\", got \"" + name + "\"");
+            default -> throw new IllegalArgumentException("mlp_activation must be \"gelu\" or \"squared_relu\", got \"" + name + "\"");
         };
     }
 
-    private static PrefixDropoutMode dropoutMode(String name) {
+    /** "subset" or "bernoulli" → the prefix-dropout mode. */
+    public static PrefixDropoutMode dropoutMode(String name) {
         return switch (name) {
             case "subset" -> PrefixDropoutMode.SUBSET;
             case "bernoulli" -> PrefixDropoutMode.BERNOULLI;
-            default -> throw new IllegalArgumentException("model_config.cross_attention_dropout_mode must be \"subset\" or \"bernoulli\", got \"" + name + "\"");
+            default -> throw new IllegalArgumentException("cross_attention_dropout_mode must be \"subset\" or \"bernoulli\", got \"" + name + "\"");
         };
     }
 
