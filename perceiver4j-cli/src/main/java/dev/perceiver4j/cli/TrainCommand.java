@@ -88,6 +88,9 @@ final class TrainCommand implements Runnable {
     @Option(names = "--rotary-layers", defaultValue = "1", description = "self-attention layers with rotary positions, -1 = all (default: ${DEFAULT-VALUE})")
     int rotaryLayers;
 
+    @Option(names = "--rotary-fraction", description = "fraction of each head's channels rotary rotates (default: half with absolute positions, all without)")
+    Float rotaryFraction;
+
     @Option(names = "--untied-head", description = "untied zero-initialised output head with a final LayerNorm (paper variant)")
     boolean untiedHead;
 
@@ -243,7 +246,7 @@ final class TrainCommand implements Runnable {
         Activation act = PerceiverArConfig.activation(activation);
         PerceiverArConfig.PrefixDropoutMode mode = PerceiverArConfig.dropoutMode(prefixDropoutMode);
         return new PerceiverArConfig(heads, null, layers, rotaryLayers, widening, widening, prefixDropout, 0f, 0f, false, false,
-                ByteTokenizer.VOCAB, seqLen, latents, channels, untiedHead, true, !noAbsPos, 0.02f, act, !untiedHead, mode, null);
+                ByteTokenizer.VOCAB, seqLen, latents, channels, untiedHead, true, !noAbsPos, 0.02f, act, !untiedHead, mode, rotaryFraction);
     }
 
     /** "gutenberg" → gutenberg; "texts/*.txt,b.md" → a file-system-safe name. */
