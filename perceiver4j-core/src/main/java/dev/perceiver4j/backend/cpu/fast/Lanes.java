@@ -18,31 +18,34 @@ public final class Lanes {
 
     private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
     private static final VectorSpecies<Double> D = DoubleVector.SPECIES_PREFERRED;
-    private static final VectorShuffle<Float>[] F_FOLDS = folds(F);
-    private static final VectorShuffle<Double>[] D_FOLDS = folds(D);
+    // One constant shuffle per fold (lane i takes lane (i + shift) mod n), as separate static
+    // finals so that C2 constant-folds them into the permute instructions.
+    private static final VectorShuffle<Float> F8 = fold(F, 8), F4 = fold(F, 4), F2 = fold(F, 2), F1 = fold(F, 1);
+    private static final VectorShuffle<Double> D4 = fold(D, 4), D2 = fold(D, 2), D1 = fold(D, 1);
 
-    @SuppressWarnings("unchecked")
-    private static <E> VectorShuffle<E>[] folds(VectorSpecies<E> s) {
-        int n = s.length(), steps = Integer.numberOfTrailingZeros(n);
-        VectorShuffle<E>[] r = new VectorShuffle[steps];
-        for (int k = 0; k < steps; k++) {
-            int shift = n >> (k + 1);
-            r[k] = VectorShuffle.fromOp(s, i -> (i + shift) % n);
-        }
-        return r;
+    private static <E> VectorShuffle<E> fold(VectorSpecies<E> s, int shift) {
+        int n = s.length();
+        return VectorShuffle.fromOp(s, i -> (i + shift) % n);
     }
 
-    /** Σ lanes of a preferred-species float vector, in a fixed tree order. */
+    /** Σ lanes of a preferred-species float vector (at most 16 lanes), in a fixed tree order. */
     public static float sum(FloatVector v) {
-        if (v.species() != F) throw new IllegalArgumentException("Lanes.sum expects the preferred float species, got " + v.species());
-        for (VectorShuffle<Float> s : F_FOLDS) v = v.add(v.rearrange(s));
+        int n = F.length();
+        if (n > 16 || v.species() != F) throw new IllegalArgumentException("Lanes.sum expects the preferred float species of at most 16 lanes, got " + v.species());
+        if (n >= 16) v = v.add(v.rearrange(F8));
+        if (n >= 8) v = v.add(v.rearrange(F4));
+        if (n >= 4) v = v.add(v.rearrange(F2));
+        if (n >= 2) v = v.add(v.rearrange(F1));
         return v.lane(0);
     }
 
-    /** Σ lanes of a preferred-species double vector, in a fixed tree order. */
+    /** Σ lanes of a preferred-species double vector (at most 8 lanes), in a fixed tree order. */
     public static double sum(DoubleVector v) {
-        if (v.species() != D) throw new IllegalArgumentException("Lanes.sum expects the preferred double species, got " + v.species());
-        for (VectorShuffle<Double> s : D_FOLDS) v = v.add(v.rearrange(s));
+        int n = D.length();
+        if (n > 8 || v.species() != D) throw new IllegalArgumentException("Lanes.sum expects the preferred double species of at most 8 lanes, got " + v.species());
+        if (n >= 8) v = v.add(v.rearrange(D4));
+        if (n >= 4) v = v.add(v.rearrange(D2));
+        if (n >= 2) v = v.add(v.rearrange(D1));
         return v.lane(0);
     }
 }
