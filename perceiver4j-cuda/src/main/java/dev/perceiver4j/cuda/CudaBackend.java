@@ -1,0 +1,633 @@
+package dev.perceiver4j.cuda;
+
+import dev.perceiver4j.backend.Activation;
+import dev.perceiver4j.backend.AttentionShape;
+import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.cuda.ffm.Driver;
+import dev.perceiver4j.tensor.DType;
+import dev.perceiver4j.tensor.Scope;
+import dev.perceiver4j.tensor.Shape;
+import dev.perceiver4j.tensor.Tensor;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * The CUDA backend: tensors live in device memory ({@code Tensor.data()} is a {@link DeviceBuffer},
+ * {@code Tensor.offset()} counts elements into it), kernels are the project's CUDA C
+ * ({@link Kernels}, resources/cuda/kernels.cu) and matrix products go through cuBLASLt ({@link Gemm}).
+ * Everything is queued on one stream ({@link CudaContext}); the host waits only where a value
+ * comes back (toFloatArray, crossEntropy's loss, sumSquares).
+ *
+ * <p>Memory: {@link DeviceAllocator} (size classes, per-step reuse through {@link Scope}, the same
+ * addresses step after step). Buffers allocated inside a Scope go back on its close; the rest
+ * (fromFloats, persistentZeros, tensors made outside a scope) when the GC finds them unreachable.
+ *
+ * <p>Precision: fp32 throughout. Matrix products use exact fp32 unless {@code tf32} is set
+ * ({@code -Dperceiver4j.cuda.tf32=true}). GELU is the exact erf form in our own epilogue kernel:
+ * cuBLASLt's GELU epilogues use the tanh approximation, so they are not used.
+ *
+ * <p>Bad input found on the device (token id or target outside the vocabulary, an I64 value
+ * outside int range) is recorded in a status word and thrown as IllegalArgumentException at the
+ * next synchronisation point ({@link #synchronize()}, toFloatArray, crossEntropy, sumSquares).
+ *
+ * <p>Not implemented in this slice (throw UnsupportedOperationException): dropout, attention,
+ * rotary and their backwards. See package-info.
+ */
+public final class CudaBackend implements Backend {
+    private static final int THREADS = 256;
+    /** Rows per chunk in the two-stage (deterministic) column sums (more when the chunks would exceed gridDim.y). */
+    private static final int ROWS_PER_CHUNK = 64;
+
+    private final CudaContext context;
+    private final DeviceAllocator allocator;
+    private final Kernels kernels;
+    private final Gemm gemm;
+    private final DeviceBuffer status; // int[4]: code, position, value, limit
+
+    public CudaBackend(CudaContext context, boolean tf32) {
+        this.context = context;
+        this.allocator = new DeviceAllocator(context);
+        this.kernels = new Kernels(context);
+        this.gemm = new Gemm(context, allocator, tf32);
+        this.status = allocator.allocate(16);
+        Driver.memsetD32Async(status.address(), 0, 4, context.stream());
+    }
+
+    /** Device 0, TF32 from {@code -Dperceiver4j.cuda.tf32} (default false: exact fp32). */
+    public static CudaBackend create() {
+        return new CudaBackend(CudaContext.create(0), Boolean.getBoolean("perceiver4j.cuda.tf32"));
+    }
+
+    public CudaContext context() {
+        return context;
+    }
+
+    public DeviceAllocator allocator() {
+        return allocator;
+    }
+
+    public Kernels kernels() {
+        return kernels;
+    }
+
+    @Override
+    public String name() {
+        return "cuda (" + context + ", matmul " + (gemm.tf32() ? "tf32" : "fp32") + ")";
+    }
+
+    /** Waits for the stream and raises any bad input the kernels recorded. */
+    public void synchronize() {
+        context.synchronize();
+        int[] s = new int[4];
+        Driver.memcpyDtoH(MemorySegment.ofArray(s), status.address(), 16);
+        if (s[0] == 0) return;
+        Driver.memsetD32Async(status.address(), 0, 4, context.stream());
+        throw new IllegalArgumentException(switch (s[0]) {
+            case 1 -> "embedding: token id " + s[2] + " at position " + s[1] + " is outside the vocabulary [0, " + s[3] + ")";
+            case 2 -> "crossEntropy: target " + s[2] + " at row " + s[1] + " is outside [0, " + s[3] + ") and is not the ignore index";
+            case 3 -> "cast I64 -> I32: the value at position " + s[1] + " does not fit in int32";
+            default -> "CUDA kernel reported status " + s[0] + " at position " + s[1];
+        });
+    }
+
+    // ---- memory ------------------------------------------------------------------------------
+
+    private static long bytes(Shape shape, DType dtype) {
+        return shape.numel() * dtype.bytes();
+    }
+
+    private Tensor allocate(Shape shape, DType dtype, boolean tracked) {
+        context.makeCurrent();
+        DeviceBuffer b = allocator.allocate(bytes(shape, dtype));
+        if (tracked) Scope.track(this, b);
+        return new Tensor(this, shape, dtype, b, 0);
+    }
+
+    @Override
+    public Tensor empty(Shape shape, DType dtype) {
+        return allocate(shape, dtype, true);
+    }
+
+    @Override
+    public Tensor zeros(Shape shape, DType dtype) {
+        Tensor t = empty(shape, dtype);
+        clear(t);
+        return t;
+    }
+
+    @Override
+    public Tensor persistentZeros(Shape shape, DType dtype) {
+        Tensor t = allocate(shape, dtype, false);
+        clear(t);
+        return t;
+    }
+
+    /** Zeroes a freshly allocated tensor: whole 32-bit words (the size class is a multiple of 512 bytes). */
+    private void clear(Tensor t) {
+        long words = (bytes(t.shape(), t.dtype()) + 3) / 4;
+        if (words > 0) Driver.memsetD32Async(buffer(t).address(), 0, words, context.stream());
+    }
+
+    @Override
+    public void release(Object buffer) {
+        allocator.free((DeviceBuffer) buffer);
+    }
+
+    @Override
+    public Tensor fromFloats(float[] values, Shape shape) {
+        check(values.length == shape.numel(), "fromFloats: " + values.length + " values for shape " + shape);
+        Tensor t = allocate(shape, DType.F32, false);
+        if (values.length > 0) Driver.memcpyHtoD(ptr(t), MemorySegment.ofArray(values), 4L * values.length);
+        return t;
+    }
+
+    @Override
+    public Tensor fromInts(int[] values, Shape shape) {
+        check(values.length == shape.numel(), "fromInts: " + values.length + " values for shape " + shape);
+        Tensor t = allocate(shape, DType.I32, false);
+        if (values.length > 0) Driver.memcpyHtoD(ptr(t), MemorySegment.ofArray(values), 4L * values.length);
+        return t;
+    }
+
+    @Override
+    public float[] toFloatArray(Tensor t) {
+        int n = t.size();
+        float[] r = new float[n];
+        synchronize();
+        if (n == 0) return r;
+        switch (t.dtype()) {
+            case F32 -> Driver.memcpyDtoH(MemorySegment.ofArray(r), ptr(t), 4L * n);
+            case BF16 -> {
+                short[] s = new short[n];
+                Driver.memcpyDtoH(MemorySegment.ofArray(s), ptr(t), 2L * n);
+                for (int i = 0; i < n; i++) r[i] = Float.intBitsToFloat((s[i] & 0xFFFF) << 16);
+            }
+            case I32 -> {
+                int[] a = new int[n];
+                Driver.memcpyDtoH(MemorySegment.ofArray(a), ptr(t), 4L * n);
+                for (int i = 0; i < n; i++) r[i] = a[i];
+            }
+            case I64 -> {
+                long[] a = new long[n];
+                Driver.memcpyDtoH(MemorySegment.ofArray(a), ptr(t), 8L * n);
+                for (int i = 0; i < n; i++) r[i] = a[i];
+            }
+            case BOOL -> {
+                byte[] a = new byte[n];
+                Driver.memcpyDtoH(MemorySegment.ofArray(a), ptr(t), n);
+                for (int i = 0; i < n; i++) r[i] = a[i];
+            }
+        }
+        return r;
+    }
+
+    @Override
+    public void copy(Tensor src, Tensor dst) {
+        sameSize(src, dst, "copy");
+        check(src.dtype() == dst.dtype(), "copy: dtype " + src.dtype() + " to " + dst.dtype() + " (use cast)");
+        long n = bytes(src.shape(), src.dtype());
+        if (n > 0) Driver.memcpyDtoDAsync(ptr(dst), ptr(src), n, context.stream());
+    }
+
+    @Override
+    public void cast(Tensor src, Tensor dst) {
+        sameSize(src, dst, "cast");
+        int n = src.size();
+        DType from = src.dtype(), to = dst.dtype();
+        if (from == to) {
+            copy(src, dst);
+            return;
+        }
+        if (n == 0) return;
+        String kernel;
+        if (from == DType.F32 && to == DType.BF16) kernel = "p4j_f32_to_bf16";
+        else if (from == DType.BF16 && to == DType.F32) kernel = "p4j_bf16_to_f32";
+        else if (from == DType.I32 && to == DType.F32) kernel = "p4j_i32_to_f32";
+        else if (from == DType.I32 && to == DType.I64) kernel = "p4j_i32_to_i64";
+        else if (from == DType.I64 && to == DType.I32) {
+            kernels.launch("p4j_i64_to_i32").grid(Kernels.blocks(n, THREADS)).block(THREADS)
+                    .ptr(ptr(src)).ptr(ptr(dst)).i32(n).ptr(status.address()).go();
+            return;
+        } else {
+            throw new UnsupportedOperationException("CudaBackend: cast " + from + " -> " + to + " not implemented yet");
+        }
+        kernels.launch(kernel).grid(Kernels.blocks(n, THREADS)).block(THREADS).ptr(ptr(src)).ptr(ptr(dst)).i32(n).go();
+    }
+
+    // ---- matrix products ---------------------------------------------------------------------
+
+    /** One matmul call: batch entries, M, N, K, per-batch element strides of a and b (b: 0 when shared). */
+    private record MatDims(int batch, int m, int n, int k, long strideA, long strideB) {}
+
+    /** The same shape rules as the CPU backend: a shared 2-D b with a plain a folds the batch into M. */
+    private static MatDims matDims(Tensor a, boolean transA, Tensor b, boolean transB, Tensor out) {
+        check(a.rank() >= 2 && b.rank() >= 2, "matmul needs rank >= 2 operands, got " + a.describe() + " and " + b.describe());
+        int aRows = a.dim(-2), aCols = a.dim(-1);
+        int bRows = b.dim(-2), bCols = b.dim(-1);
+        int m = transA ? aCols : aRows, k = transA ? aRows : aCols;
+        int kb = transB ? bCols : bRows, n = transB ? bRows : bCols;
+        check(k == kb, "matmul: inner dimensions differ: " + a.describe() + (transA ? "ᵀ" : "") + " · " + b.describe() + (transB ? "ᵀ" : ""));
+        boolean sharedB = b.rank() == 2;
+        int batch = a.shape().product(0, a.rank() - 2);
+        if (!sharedB) {
+            check(b.shape().product(0, b.rank() - 2) == batch, "matmul: batch dims differ: " + a.describe() + " vs " + b.describe());
+        }
+        if (sharedB && !transA) {
+            m = m * batch;
+            batch = 1;
+        }
+        check(out.size() == (long) batch * m * n, "matmul: out " + out.describe() + " should hold " + batch + "×" + m + "×" + n);
+        if (k == 0) throw new UnsupportedOperationException("CudaBackend: matmul with an empty inner dimension (K = 0) not implemented yet");
+        return new MatDims(batch, m, n, k, (long) aRows * aCols, sharedB ? 0 : (long) bRows * bCols);
+    }
+
+    /**
+     * Row-major C[m,n] (+)= op(X)·op(Y) over {@code batch} entries with element strides; loops over
+     * the batch when a stride is 0 (an operand shared by every entry, e.g. a 2-D weight).
+     */
+    private void gemm(boolean tx, long x, long sX, boolean ty, long y, long sY, long c, long sC, int m, int n, int k,
+                      boolean accumulate, int batch, long bias) {
+        if (batch == 1 || (sX != 0 && sY != 0 && sC != 0)) {
+            gemm.run(tx, x, ty, y, c, m, n, k, accumulate, batch, sX, sY, sC, bias);
+        } else {
+            for (int i = 0; i < batch; i++) {
+                gemm.run(tx, x + 4 * i * sX, ty, y + 4 * i * sY, c + 4 * i * sC, m, n, k, accumulate, 1, 0, 0, 0, bias);
+            }
+        }
+    }
+
+    @Override
+    public void matmul(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor out, Tensor preAct) {
+        MatDims d = matDims(a, transA, b, transB, out);
+        check(act == Activation.NONE || preAct != null, "matmul with activation " + act + " needs a preAct buffer");
+        check(bias == null || bias.size() == d.n(), "matmul: bias " + (bias == null ? "" : bias.describe()) + " should have " + d.n() + " elements");
+        // target = op(a)·op(b) (+ bias when cuBLASLt's BIAS epilogue can add it: one GEMM call)
+        Tensor target = act == Activation.NONE ? out : preAct;
+        boolean fuseBias = bias != null && d.batch() == 1;
+        gemm(transA, ptr(a), d.strideA(), transB, ptr(b), d.strideB(), ptr(target), (long) d.m() * d.n(), d.m(), d.n(), d.k(),
+                false, d.batch(), fuseBias ? ptr(bias) : 0);
+        boolean biasLeft = bias != null && !fuseBias;
+        if (biasLeft || act != Activation.NONE) {
+            // preAct = target + bias (in place), out = act(preAct): the exact-GELU epilogue
+            int total = d.batch() * d.m() * d.n();
+            kernels.launch("p4j_bias_act").grid(Kernels.blocks(total, THREADS)).block(THREADS)
+                    .ptr(ptr(target)).ptr(biasLeft ? ptr(bias) : 0).i32(d.n())
+                    .ptr(act == Activation.NONE ? 0 : ptr(preAct)).ptr(ptr(out)).i32(total).i32(act.ordinal()).go();
+        }
+    }
+
+    @Override
+    public void matmulBackward(Tensor dOut, Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor preAct,
+                               Tensor dA, Tensor dB, Tensor dBias) {
+        MatDims d = matDims(a, transA, b, transB, dOut);
+        int rows = d.batch() * d.m(), total = rows * d.n();
+        long mn = (long) d.m() * d.n();
+        // dC = dOut · act'(preAct) (a temporary, returned to the pool after the queued GEMMs)
+        DeviceBuffer tmp = null;
+        long dC = ptr(dOut);
+        if (act != Activation.NONE) {
+            check(preAct != null, "matmulBackward with activation " + act + " needs preAct");
+            tmp = allocator.allocate(4L * total);
+            dC = tmp.address();
+            kernels.launch("p4j_act_backward").grid(Kernels.blocks(total, THREADS)).block(THREADS)
+                    .ptr(ptr(preAct)).ptr(ptr(dOut)).ptr(dC).i32(total).i32(act.ordinal()).i32(0).go();
+        }
+        if (dBias != null) columnSums(dC, rows, d.n(), ptr(dBias));
+        long pa = ptr(a), pb = ptr(b), sA = d.strideA(), sB = d.strideB();
+        if (dA != null) {
+            if (!transA) { // dA[M,K] += dC[M,N] · op(B)ᵀ
+                gemm(false, dC, mn, !transB, pb, sB, ptr(dA), sA, d.m(), d.k(), d.n(), true, d.batch(), 0);
+            } else {       // dA[K,M] += op(B)[K,N] · dCᵀ
+                gemm(transB, pb, sB, true, dC, mn, ptr(dA), sA, d.k(), d.m(), d.n(), true, d.batch(), 0);
+            }
+        }
+        if (dB != null) {
+            if (!transB) { // dB[K,N] += op(A)ᵀ · dC
+                gemm(!transA, pa, sA, false, dC, mn, ptr(dB), sB, d.k(), d.n(), d.m(), true, d.batch(), 0);
+            } else {       // dB[N,K] += dCᵀ · op(A)
+                gemm(true, dC, mn, transA, pa, sA, ptr(dB), sB, d.n(), d.k(), d.m(), true, d.batch(), 0);
+            }
+        }
+        if (tmp != null) allocator.free(tmp); // safe: later work on the stream runs after these GEMMs
+    }
+
+    // ---- normalisation and pointwise ---------------------------------------------------------
+
+    /** Threads for a one-block-per-row kernel over rows of length {@code n}: a multiple of 32, at most 1024. */
+    private static int rowThreads(int n) {
+        if (n >= 1024) return 1024;
+        return Math.max(32, (n + 31) / 32 * 32);
+    }
+
+    @Override
+    public void layerNorm(Tensor x, Tensor gamma, Tensor beta, float eps, Tensor out, Tensor mean, Tensor rstd) {
+        int d = x.shape().last(), rows = x.shape().rows();
+        check(gamma.size() == d && beta.size() == d, "layerNorm: gamma/beta must have " + d + " elements, got " + gamma.describe() + ", " + beta.describe());
+        check(mean.size() == rows && rstd.size() == rows, "layerNorm: mean/rstd must have " + rows + " elements");
+        if (rows == 0) return;
+        kernels.launch("p4j_layernorm").grid(rows).block(rowThreads(d))
+                .ptr(ptr(x)).ptr(ptr(gamma)).ptr(ptr(beta)).ptr(ptr(out)).ptr(ptr(mean)).ptr(ptr(rstd)).i32(rows).i32(d).f32(eps).go();
+    }
+
+    @Override
+    public void layerNormBackward(Tensor dOut, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dX, Tensor dGamma, Tensor dBeta) {
+        int d = x.shape().last(), rows = x.shape().rows();
+        if (rows == 0) return;
+        if (dX != null) {
+            kernels.launch("p4j_layernorm_backward_x").grid(rows).block(rowThreads(d))
+                    .ptr(ptr(dOut)).ptr(ptr(x)).ptr(ptr(gamma)).ptr(ptr(mean)).ptr(ptr(rstd)).ptr(ptr(dX)).i32(rows).i32(d).go();
+        }
+        if (dGamma != null || dBeta != null) {
+            int perChunk = rowsPerChunk(rows), chunks = (rows + perChunk - 1) / perChunk;
+            DeviceBuffer pg = allocator.allocate(4L * chunks * d), pb = allocator.allocate(4L * chunks * d);
+            kernels.launch("p4j_layernorm_backward_params_partial").grid(Kernels.blocks(d, THREADS), chunks).block(THREADS)
+                    .ptr(ptr(dOut)).ptr(ptr(x)).ptr(ptr(mean)).ptr(ptr(rstd)).i32(rows).i32(d).i32(perChunk)
+                    .ptr(pg.address()).ptr(pb.address()).go();
+            if (dGamma != null) columnFinish(pg.address(), chunks, d, ptr(dGamma));
+            if (dBeta != null) columnFinish(pb.address(), chunks, d, ptr(dBeta));
+            allocator.free(pg);
+            allocator.free(pb);
+        }
+    }
+
+    /** out[j] += Σ_r x[r, j]; x [rows, cols] at device address x; two deterministic stages. */
+    private void columnSums(long x, int rows, int cols, long out) {
+        if (rows == 0 || cols == 0) return;
+        int perChunk = rowsPerChunk(rows), chunks = (rows + perChunk - 1) / perChunk;
+        DeviceBuffer partial = allocator.allocate(4L * chunks * cols);
+        kernels.launch("p4j_column_partial").grid(Kernels.blocks(cols, THREADS), chunks).block(THREADS)
+                .ptr(x).i32(rows).i32(cols).i32(perChunk).ptr(partial.address()).go();
+        columnFinish(partial.address(), chunks, cols, out);
+        allocator.free(partial);
+    }
+
+    /** Rows per chunk: a function of {@code rows} alone (deterministic), chunks ≤ 65535 (the gridDim.y limit). */
+    private static int rowsPerChunk(int rows) {
+        return Math.max(ROWS_PER_CHUNK, (rows + 65534) / 65535);
+    }
+
+    private void columnFinish(long partial, int chunks, int cols, long out) {
+        kernels.launch("p4j_column_finish").grid(Kernels.blocks(cols, THREADS)).block(THREADS)
+                .ptr(partial).i32(chunks).i32(cols).ptr(out).go();
+    }
+
+    @Override
+    public void activation(Activation act, Tensor x, Tensor out) {
+        sameSize(x, out, "activation");
+        int n = x.size();
+        if (n == 0) return;
+        kernels.launch("p4j_bias_act").grid(Kernels.blocks(n, THREADS)).block(THREADS)
+                .ptr(ptr(x)).ptr(0).i32(1).ptr(0).ptr(ptr(out)).i32(n).i32(act.ordinal()).go();
+    }
+
+    @Override
+    public void activationBackward(Activation act, Tensor x, Tensor dOut, Tensor dX) {
+        sameSize(x, dX, "activationBackward");
+        int n = x.size();
+        if (n == 0) return;
+        kernels.launch("p4j_act_backward").grid(Kernels.blocks(n, THREADS)).block(THREADS)
+                .ptr(ptr(x)).ptr(ptr(dOut)).ptr(ptr(dX)).i32(n).i32(act.ordinal()).i32(1).go();
+    }
+
+    @Override
+    public void add(Tensor a, Tensor b, Tensor out) {
+        broadcastable(a, b, "add");
+        elementwise("p4j_add", a, b, out);
+    }
+
+    @Override
+    public void mul(Tensor a, Tensor b, Tensor out) {
+        broadcastable(a, b, "mul");
+        elementwise("p4j_mul", a, b, out);
+    }
+
+    private void elementwise(String kernel, Tensor a, Tensor b, Tensor out) {
+        sameSize(a, out, kernel);
+        int n = a.size();
+        if (n == 0) return;
+        kernels.launch(kernel).grid(Kernels.blocks(n, THREADS)).block(THREADS).ptr(ptr(a)).ptr(ptr(b)).ptr(ptr(out)).i32(n).i32(b.size()).go();
+    }
+
+    @Override
+    public void scale(Tensor x, float alpha, Tensor out) {
+        sameSize(x, out, "scale");
+        int n = x.size();
+        if (n == 0) return;
+        kernels.launch("p4j_scale").grid(Kernels.blocks(n, THREADS)).block(THREADS).ptr(ptr(x)).f32(alpha).ptr(ptr(out)).i32(n).go();
+    }
+
+    @Override
+    public void axpy(float alpha, Tensor x, Tensor y) {
+        sameSize(x, y, "axpy");
+        int n = x.size();
+        if (n == 0) return;
+        kernels.launch("p4j_axpy").grid(Kernels.blocks(n, THREADS)).block(THREADS).f32(alpha).ptr(ptr(x)).ptr(ptr(y)).i32(n).go();
+    }
+
+    @Override
+    public void fill(Tensor x, float v) {
+        check(x.dtype() == DType.F32, "fill: " + x.describe() + " is not F32");
+        if (x.size() > 0) Driver.memsetD32Async(ptr(x), Float.floatToRawIntBits(v), x.size(), context.stream());
+    }
+
+    @Override
+    public double sumSquares(Tensor x) {
+        int n = x.size();
+        if (n == 0) return 0.0;
+        int grid = Math.min(Kernels.blocks(n, THREADS), 1024); // fixed by n alone: the same partials every run
+        DeviceBuffer partial = allocator.allocate(8L * grid);
+        kernels.launch("p4j_sum_squares_partial").grid(grid).block(THREADS).ptr(ptr(x)).i32(n).ptr(partial.address()).go();
+        synchronize();
+        double[] p = new double[grid];
+        Driver.memcpyDtoH(MemorySegment.ofArray(p), partial.address(), 8L * grid);
+        allocator.free(partial);
+        double s = 0;
+        for (double v : p) s += v;
+        return s;
+    }
+
+    @Override
+    public void sumRows(Tensor x, Tensor out) {
+        int n = out.size();
+        check(n > 0 && x.size() % n == 0, "sumRows: " + x.describe() + " is not a whole number of rows of " + n);
+        columnSums(ptr(x), x.size() / n, n, ptr(out));
+    }
+
+    @Override
+    public void dropout(Tensor x, float p, long seed, long stream, Tensor out) {
+        throw notYet("dropout");
+    }
+
+    @Override
+    public void dropoutBackward(Tensor dOut, float p, long seed, long stream, Tensor dX) {
+        throw notYet("dropoutBackward");
+    }
+
+    @Override
+    public void softmax(Tensor x, Tensor out) {
+        sameSize(x, out, "softmax");
+        int rows = x.shape().rows(), n = x.shape().last();
+        if (rows == 0 || n == 0) return;
+        kernels.launch("p4j_softmax").grid(rows).block(rowThreads(n)).ptr(ptr(x)).ptr(ptr(out)).i32(rows).i32(n).go();
+    }
+
+    // ---- copies along an axis ----------------------------------------------------------------
+
+    @Override
+    public void narrow(Tensor src, int axis, int start, Tensor dst, boolean accumulate) {
+        axisCopy(src, dst, axis, start, true, accumulate);
+    }
+
+    @Override
+    public void unnarrow(Tensor src, int axis, int start, Tensor dst, boolean accumulate) {
+        axisCopy(src, dst, axis, start, false, accumulate);
+    }
+
+    /** Copies between a full tensor and the slab [start, start+len) of it along {@code axis} (F32). */
+    private void axisCopy(Tensor src, Tensor dst, int axis, int start, boolean fromFull, boolean accumulate) {
+        Tensor full = fromFull ? src : dst, part = fromFull ? dst : src;
+        int ax = full.shape().axis(axis);
+        check(full.rank() == part.rank(), "narrow: rank differs " + full.describe() + " vs " + part.describe());
+        for (int i = 0; i < full.rank(); i++) {
+            check(i == ax || full.dim(i) == part.dim(i), "narrow: shapes differ off axis " + ax + ": " + full.describe() + " vs " + part.describe());
+        }
+        check(full.dtype() == DType.F32 && part.dtype() == DType.F32, "narrow: F32 only, got " + full.describe() + " and " + part.describe());
+        int len = part.dim(ax);
+        check(start >= 0 && start + len <= full.dim(ax), "narrow: [" + start + ", " + (start + len) + ") outside axis " + ax + " of " + full.describe());
+        int outer = full.shape().product(0, ax), inner = full.shape().product(ax + 1, full.rank());
+        long total = (long) outer * len * inner;
+        if (total == 0) return;
+        kernels.launch("p4j_axis_copy").grid(Kernels.blocks(total, THREADS)).block(THREADS)
+                .ptr(ptr(src)).ptr(ptr(dst)).i32(outer).i32(full.dim(ax) * inner).i32(len * inner).i32(start * inner)
+                .i32(fromFull ? 1 : 0).i32(accumulate ? 1 : 0).go();
+    }
+
+    // ---- attention ---------------------------------------------------------------------------
+
+    @Override
+    public void attention(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse) {
+        throw notYet("attention");
+    }
+
+    @Override
+    public void attentionBackward(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse,
+                                  Tensor dOut, Tensor dQ, Tensor dK, Tensor dV) {
+        throw notYet("attentionBackward");
+    }
+
+    // ---- positions, embeddings, losses -------------------------------------------------------
+
+    @Override
+    public void rotary(Tensor x, Tensor positions, Tensor invFreq, int heads, int rot, Tensor out) {
+        throw notYet("rotary");
+    }
+
+    @Override
+    public void rotaryBackward(Tensor dOut, Tensor positions, Tensor invFreq, int heads, int rot, Tensor dX) {
+        throw notYet("rotaryBackward");
+    }
+
+    @Override
+    public void embedding(Tensor table, Tensor ids, Tensor out) {
+        check(table.rank() == 2, "embedding: table must be [vocab, d], got " + table.describe());
+        check(ids.dtype() == DType.I32, "embedding: ids must be I32, got " + ids.describe());
+        int vocab = table.dim(0), d = table.dim(1), n = ids.size();
+        check(out.size() == (long) n * d, "embedding: out " + out.describe() + " should hold " + n + "×" + d);
+        if (n == 0 || d == 0) return;
+        kernels.launch("p4j_embedding").grid(n).block(Math.min(THREADS, rowThreads(d)))
+                .ptr(ptr(table)).ptr(ptr(ids)).ptr(ptr(out)).i32(n).i32(vocab).i32(d).ptr(status.address()).go();
+    }
+
+    @Override
+    public void embeddingBackward(Tensor dOut, Tensor ids, Tensor dTable) {
+        int vocab = dTable.dim(0), d = dTable.dim(1), n = ids.size();
+        if (n == 0 || d == 0) return;
+        kernels.launch("p4j_embedding_backward").grid(vocab).block(Math.min(THREADS, rowThreads(d)))
+                .ptr(ptr(dOut)).ptr(ptr(ids)).ptr(ptr(dTable)).i32(n).i32(vocab).i32(d).go();
+    }
+
+    @Override
+    public double crossEntropy(Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse) {
+        int rows = logits.shape().rows(), vocab = logits.shape().last();
+        check(targets.size() == rows, "crossEntropy: targets " + targets.describe() + " should have " + rows + " entries");
+        check(lse.size() == rows, "crossEntropy: lse " + lse.describe() + " should have " + rows + " entries");
+        if (rows == 0) return 0.0;
+        DeviceBuffer rowLoss = allocator.allocate(16L * rows);
+        kernels.launch("p4j_cross_entropy").grid(rows).block(rowThreads(vocab))
+                .ptr(ptr(logits)).ptr(ptr(targets)).i32(rows).i32(vocab).i32(ignoreIndex).f32(zLoss)
+                .ptr(ptr(lse)).ptr(rowLoss.address()).ptr(status.address()).go();
+        synchronize();
+        double[] r = new double[2 * rows];
+        Driver.memcpyDtoH(MemorySegment.ofArray(r), rowLoss.address(), 16L * rows);
+        allocator.free(rowLoss);
+        double total = 0;
+        long count = 0;
+        for (int i = 0; i < rows; i++) {
+            total += r[2 * i];
+            count += (long) r[2 * i + 1];
+        }
+        return count == 0 ? 0.0 : total / count;
+    }
+
+    @Override
+    public void crossEntropyBackward(float dLoss, Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse, Tensor dLogits) {
+        int rows = logits.shape().rows(), vocab = logits.shape().last();
+        if (rows == 0) return;
+        DeviceBuffer count = allocator.allocate(4);
+        kernels.launch("p4j_count_targets").grid(1).block(1024).ptr(ptr(targets)).i32(rows).i32(ignoreIndex).ptr(count.address()).go();
+        kernels.launch("p4j_cross_entropy_backward").grid(rows).block(rowThreads(vocab))
+                .f32(dLoss).ptr(ptr(logits)).ptr(ptr(targets)).ptr(ptr(lse)).ptr(count.address())
+                .i32(rows).i32(vocab).i32(ignoreIndex).f32(zLoss).ptr(ptr(dLogits)).go();
+        allocator.free(count);
+    }
+
+    // ---- optimizer ---------------------------------------------------------------------------
+
+    @Override
+    public void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps, float weightDecay, long step) {
+        sameSize(param, grad, "adamw");
+        sameSize(param, m, "adamw");
+        sameSize(param, v, "adamw");
+        if (step < 1) throw new IllegalArgumentException("step must be >= 1, got " + step);
+        int n = param.size();
+        if (n == 0) return;
+        // The host part of FastOps.adamw, unchanged: the same float constants.
+        double bc1 = 1.0 - Math.pow(beta1, step);
+        double bc2 = 1.0 - Math.pow(beta2, step);
+        float stepSize = (float) (lr / bc1);
+        float invSqrtBc2 = (float) (1.0 / Math.sqrt(bc2));
+        float decay = (float) (1.0 - (double) lr * weightDecay);
+        kernels.launch("p4j_adamw").grid(Kernels.blocks(n, THREADS)).block(THREADS)
+                .ptr(ptr(param)).ptr(ptr(grad)).ptr(ptr(m)).ptr(ptr(v)).i32(n)
+                .f32(beta1).f32(beta2).f32(1f - beta1).f32(1f - beta2).f32(stepSize).f32(invSqrtBc2).f32(eps).f32(decay).go();
+    }
+
+    // ---- helpers -----------------------------------------------------------------------------
+
+    private static UnsupportedOperationException notYet(String op) {
+        return new UnsupportedOperationException("CudaBackend: " + op + " not implemented yet");
+    }
+
+    private DeviceBuffer buffer(Tensor t) {
+        if (t.data() instanceof DeviceBuffer b) return b;
+        throw new IllegalArgumentException("tensor " + t.describe() + " is not on the CUDA backend (its storage is "
+                + (t.data() == null ? "null" : t.data().getClass().getSimpleName()) + ")");
+    }
+
+    /** Device address of the tensor's first element. */
+    private long ptr(Tensor t) {
+        return buffer(t).address() + (long) t.offset() * t.dtype().bytes();
+    }
+
+    private static void check(boolean ok, String message) {
+        if (!ok) throw new IllegalArgumentException(message);
+    }
+
+    private static void sameSize(Tensor a, Tensor b, String op) {
+        check(a.size() == b.size(), op + ": sizes differ: " + a.describe() + " vs " + b.describe());
+    }
+
+    private static void broadcastable(Tensor a, Tensor b, String op) {
+        check(b.size() > 0 && a.size() % b.size() == 0, op + ": " + b.describe() + " does not broadcast over " + a.describe());
+    }
+}

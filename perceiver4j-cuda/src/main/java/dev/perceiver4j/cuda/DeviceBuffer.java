@@ -1,0 +1,31 @@
+package dev.perceiver4j.cuda;
+
+/**
+ * What {@code Tensor.data()} holds on the CUDA backend: one device allocation (its address and
+ * its size class in bytes). {@code Tensor.offset()} counts elements from {@link #address()}.
+ * Identity matters (Scopes track buffers by identity), so this is a plain class, not a record.
+ */
+public final class DeviceBuffer {
+    private final long address;
+    private final long bytes;
+
+    DeviceBuffer(long address, long bytes) {
+        this.address = address;
+        this.bytes = bytes;
+    }
+
+    /** Device address of the first byte. */
+    public long address() {
+        return address;
+    }
+
+    /** Capacity in bytes (the allocator's size class, at least what was asked for). */
+    public long bytes() {
+        return bytes;
+    }
+
+    @Override
+    public String toString() {
+        return "DeviceBuffer(0x" + Long.toHexString(address) + ", " + bytes + " bytes)";
+    }
+}

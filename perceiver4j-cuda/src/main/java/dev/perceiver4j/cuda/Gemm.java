@@ -1,0 +1,133 @@
+package dev.perceiver4j.cuda;
+
+import dev.perceiver4j.cuda.ffm.CublasLt;
+import dev.perceiver4j.cuda.ffm.CudaException;
+import dev.perceiver4j.cuda.ffm.NativeLibraries;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.HashMap;
+import java.util.Map;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+/**
+ * Row-major fp32 matrix products on cuBLASLt.
+ *
+ * <p>cuBLASLt is column-major. A row-major matrix R [r, c] is, byte for byte, the column-major
+ * matrix Rᵀ [c, r] with leading dimension c. So the row-major product C[m,n] = op(X)·op(Y) is
+ * computed as the column-major Cᵀ[n,m] = op(Y)ᵀ·op(X)ᵀ: cuBLASLt's A is Y, its B is X, and its
+ * (m, n, k) are our (n, m, k). A layout describes the matrix as stored (before its op):
+ * <pre>
+ *   cuBLASLt A = Y:  transY ? k×n (ld k), op T : n×k (ld n), op N      (Y stored [n,k] / [k,n] row-major)
+ *   cuBLASLt B = X:  transX ? m×k (ld m), op T : k×m (ld k), op N      (X stored [k,m] / [m,k] row-major)
+ *   C = D:           n×m (ld n)                                          (C stored [m,n] row-major)
+ * </pre>
+ * The BIAS epilogue adds a vector with one entry per row of D, i.e. per column of our row-major C:
+ * exactly {@code C[i, j] += bias[j]}.
+ *
+ * <p>Plans (descriptor, layouts, the heuristic's algorithm) are cached per shape, transposes,
+ * batch strides and operand alignment. Compute type: exact fp32 ({@code CUBLAS_COMPUTE_32F}) unless
+ * TF32 was asked for ({@code CUBLAS_COMPUTE_32F_FAST_TF32}).
+ */
+final class Gemm {
+    static final long WORKSPACE_BYTES = 32L << 20;
+
+    private record Key(boolean tx, boolean ty, int m, int n, int k, int batch, long sX, long sY, long sC,
+                       boolean bias, boolean accumulate, int alignX, int alignY, int alignC, int alignBias) {}
+
+    private record Plan(MemorySegment desc, MemorySegment aLayout, MemorySegment bLayout, MemorySegment cLayout, MemorySegment algo) {}
+
+    private final CudaContext context;
+    private final boolean tf32;
+    private final MemorySegment handle;
+    private final DeviceBuffer workspace;
+    private final Arena arena = Arena.ofAuto();
+    private final MemorySegment one, zero;
+    private final Map<Key, Plan> plans = new HashMap<>();
+
+    Gemm(CudaContext context, DeviceAllocator allocator, boolean tf32) {
+        this.context = context;
+        this.tf32 = tf32;
+        context.makeCurrent();
+        NativeLibraries.cublasLt(); // a clear error when libcublasLt is missing
+        this.handle = CublasLt.create();
+        this.workspace = allocator.allocate(WORKSPACE_BYTES);
+        this.one = arena.allocate(JAVA_FLOAT);
+        one.set(JAVA_FLOAT, 0, 1f);
+        this.zero = arena.allocate(JAVA_FLOAT);
+        zero.set(JAVA_FLOAT, 0, 0f);
+    }
+
+    boolean tf32() {
+        return tf32;
+    }
+
+    /** Largest power of two (≤ 256) dividing every address the operand takes over the batch. */
+    private static int alignment(long address, long strideElements) {
+        long a = Long.lowestOneBit(address | (strideElements * 4) | 256);
+        return (int) Math.min(256, a);
+    }
+
+    /**
+     * C[m,n] = op(X)·op(Y) (+ bias[n]) (+ C when accumulate), all row-major fp32 with tight leading
+     * dimensions, for {@code batch} entries at element strides sX, sY, sC (each > 0 when batch > 1).
+     * X: [m,k] ([k,m] if tx); Y: [k,n] ([n,k] if ty); bias: device address or 0.
+     */
+    synchronized void run(boolean tx, long x, boolean ty, long y, long c, int m, int n, int k, boolean accumulate,
+                          int batch, long sX, long sY, long sC, long bias) {
+        if (m == 0 || n == 0) return;
+        if (batch > 1 && (sX == 0 || sY == 0 || sC == 0)) throw new IllegalArgumentException("Gemm.run: zero batch stride (loop instead)");
+        context.makeCurrent();
+        Key key = new Key(tx, ty, m, n, k, batch, sX, sY, sC, bias != 0, accumulate,
+                alignment(x, batch > 1 ? sX : 0), alignment(y, batch > 1 ? sY : 0), alignment(c, batch > 1 ? sC : 0),
+                bias == 0 ? 0 : alignment(bias, 0));
+        Plan p = plans.get(key);
+        if (p == null) {
+            p = plan(key, bias);
+            plans.put(key, p);
+        }
+        if (bias != 0) CublasLt.matmulDescSetLong(p.desc(), CublasLt.MATMUL_DESC_BIAS_POINTER, bias);
+        CublasLt.matmul(handle, p.desc(), one, y, p.aLayout(), x, p.bLayout(), accumulate ? one : zero, c, p.cLayout(), c, p.cLayout(),
+                p.algo(), workspace.address(), WORKSPACE_BYTES, context.stream(), describe(key));
+    }
+
+    private Plan plan(Key key, long bias) {
+        int m = key.m(), n = key.n(), k = key.k();
+        MemorySegment desc = CublasLt.matmulDescCreate(tf32 ? CublasLt.CUBLAS_COMPUTE_32F_FAST_TF32 : CublasLt.CUBLAS_COMPUTE_32F,
+                CublasLt.CUDA_R_32F);
+        CublasLt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_TRANSA, key.ty() ? CublasLt.CUBLAS_OP_T : CublasLt.CUBLAS_OP_N);
+        CublasLt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_TRANSB, key.tx() ? CublasLt.CUBLAS_OP_T : CublasLt.CUBLAS_OP_N);
+        CublasLt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_EPILOGUE, key.bias() ? CublasLt.EPILOGUE_BIAS : CublasLt.EPILOGUE_DEFAULT);
+        if (key.bias()) CublasLt.matmulDescSetLong(desc, CublasLt.MATMUL_DESC_BIAS_POINTER, bias);
+        MemorySegment aL = key.ty() ? CublasLt.matrixLayoutCreate(CublasLt.CUDA_R_32F, k, n, k)
+                                    : CublasLt.matrixLayoutCreate(CublasLt.CUDA_R_32F, n, k, n);
+        MemorySegment bL = key.tx() ? CublasLt.matrixLayoutCreate(CublasLt.CUDA_R_32F, m, k, m)
+                                    : CublasLt.matrixLayoutCreate(CublasLt.CUDA_R_32F, k, m, k);
+        MemorySegment cL = CublasLt.matrixLayoutCreate(CublasLt.CUDA_R_32F, n, m, n);
+        if (key.batch() > 1) {
+            CublasLt.matrixLayoutSetBatch(aL, key.batch(), key.sY());
+            CublasLt.matrixLayoutSetBatch(bL, key.batch(), key.sX());
+            CublasLt.matrixLayoutSetBatch(cL, key.batch(), key.sC());
+        }
+        MemorySegment pref = CublasLt.preferenceCreate(WORKSPACE_BYTES, key.alignY(), key.alignX(), key.alignC(), key.alignC());
+        try {
+            MemorySegment result = arena.allocate(CublasLt.HEURISTIC_RESULT_BYTES, 8);
+            if (!CublasLt.algoGetHeuristic(handle, desc, aL, bL, cL, cL, pref, result)) {
+                throw new CudaException("cuBLASLt found no algorithm for " + describe(key));
+            }
+            long ws = result.get(JAVA_LONG, CublasLt.HEURISTIC_WORKSPACE_OFFSET);
+            if (ws > WORKSPACE_BYTES) throw new CudaException("cuBLASLt algorithm wants " + ws + " bytes of workspace for " + describe(key));
+            return new Plan(desc, aL, bL, cL, result.asSlice(0, CublasLt.HEURISTIC_ALGO_BYTES));
+        } finally {
+            CublasLt.preferenceDestroy(pref);
+        }
+    }
+
+    private String describe(Key key) {
+        return (key.batch() > 1 ? key.batch() + "×" : "") + "[" + key.m() + "," + key.n() + "] = " + (key.tx() ? "Xᵀ" : "X") + "·"
+                + (key.ty() ? "Yᵀ" : "Y") + " (k " + key.k() + (key.bias() ? ", +bias" : "") + (key.accumulate() ? ", +C" : "")
+                + (tf32 ? ", tf32" : ", fp32") + ")";
+    }
+}

@@ -1,0 +1,67 @@
+package dev.perceiver4j.cuda;
+
+import dev.perceiver4j.backend.cpu.CpuPool;
+import dev.perceiver4j.backend.cpu.RefBackend;
+
+import java.util.List;
+
+/**
+ * Op-by-op parity of {@link CudaBackend} against the CPU oracle ({@code RefBackend}), without JUnit
+ * or Maven, for the GPU machine:
+ *
+ * <pre>
+ * java --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector \
+ *      -jar perceiver4j-cuda-&lt;version&gt;-selftest.jar [--seed N] [--no-tf32]
+ * </pre>
+ * Prints the device, then one line per check (op, max error, tolerance, PASS/FAIL), then the
+ * allocator's memory report; exits 0 when every check passes, 1 when one fails, 2 when CUDA could
+ * not start.
+ */
+public final class GpuSelfTest {
+    private GpuSelfTest() {}
+
+    public static void main(String[] args) {
+        long seed = 1234;
+        boolean tf32 = true;
+        for (int i = 0; i < args.length; i++) {
+            switch (args[i]) {
+                case "--seed" -> seed = Long.parseLong(args[++i]);
+                case "--no-tf32" -> tf32 = false;
+                default -> {
+                    System.err.println("usage: GpuSelfTest [--seed N] [--no-tf32]");
+                    System.exit(2);
+                }
+            }
+        }
+        CudaBackend cuda;
+        long t0 = System.nanoTime();
+        try {
+            cuda = new CudaBackend(CudaContext.create(0), false);
+        } catch (RuntimeException | LinkageError e) {
+            System.out.println("CUDA did not start: " + e);
+            if (!(e instanceof dev.perceiver4j.cuda.ffm.CudaException)) e.printStackTrace(System.out);
+            System.exit(2);
+            return;
+        }
+        System.out.printf("device: %s%n", cuda.name());
+        System.out.printf("start-up (driver, context, NVRTC %d ms, cuBLASLt): %d ms%n", cuda.kernels().compileMillis(),
+                (System.nanoTime() - t0) / 1_000_000);
+        RefBackend ref = new RefBackend(CpuPool.common());
+
+        List<OpParity.Check> checks = new java.util.ArrayList<>(OpParity.checks(cuda, ref, seed));
+        if (tf32) {
+            CudaBackend tf = new CudaBackend(cuda.context(), true);
+            checks.addAll(OpParity.matmulChecks(tf, ref, seed, 1e-2));
+        }
+        int failed = 0;
+        for (OpParity.Check c : checks) {
+            OpParity.Result r = c.run();
+            System.out.println(r);
+            if (!r.pass()) failed++;
+        }
+        System.gc(); // lets untracked buffers come back before the report
+        System.out.println(cuda.allocator().report());
+        System.out.printf("%d checks, %d failed: %s%n", checks.size(), failed, failed == 0 ? "PASS" : "FAIL");
+        System.exit(failed == 0 ? 0 : 1);
+    }
+}

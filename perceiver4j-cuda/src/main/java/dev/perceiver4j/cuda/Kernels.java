@@ -1,0 +1,166 @@
+package dev.perceiver4j.cuda;
+
+import dev.perceiver4j.cuda.ffm.Driver;
+import dev.perceiver4j.cuda.ffm.NativeLibraries;
+import dev.perceiver4j.cuda.ffm.Nvrtc;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.charset.StandardCharsets;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+
+/**
+ * The project's own CUDA C ({@code src/main/resources/cuda/kernels.cu}), compiled once per process
+ * with NVRTC for the device's compute capability (the cubin is cached per architecture), loaded
+ * with cuModuleLoadData, and launched through a small typed builder:
+ *
+ * <pre>{@code
+ * kernels.launch("p4j_scale").grid(blocks(n)).block(256).ptr(x).f32(alpha).ptr(out).i32(n).go();
+ * }</pre>
+ * The argument kinds must match the kernel's C signature one for one (pointer = 8 bytes,
+ * int/float = 4 bytes); each kernel's comment in the .cu file gives it.
+ */
+public final class Kernels {
+    static final String SOURCE = "cuda/kernels.cu";
+    private static final Map<Integer, byte[]> CUBINS = new ConcurrentHashMap<>(); // per process, by sm_XY
+
+    private final CudaContext context;
+    private final Map<String, MemorySegment> functions = new HashMap<>();
+    private final MemorySegment module;
+    private final long compileMillis;
+
+    Kernels(CudaContext context) {
+        this.context = context;
+        context.makeCurrent();
+        long t0 = System.nanoTime();
+        byte[] cubin = cubin(context.computeCapability());
+        this.compileMillis = (System.nanoTime() - t0) / 1_000_000;
+        try (Arena a = Arena.ofConfined()) { // the driver reads the image during the call only
+            MemorySegment image = a.allocate(cubin.length + 1L, 16);
+            MemorySegment.copy(cubin, 0, image, ValueLayout.JAVA_BYTE, 0, cubin.length);
+            this.module = Driver.moduleLoadData(image);
+        }
+    }
+
+    /** The cubin for {@code sm_<cc>}, compiled on first use. */
+    static byte[] cubin(int cc) {
+        return CUBINS.computeIfAbsent(cc, k -> {
+            NativeLibraries.nvrtc(); // a clear error when libnvrtc is missing
+            return Nvrtc.compileToCubin(source(), "perceiver4j_kernels.cu",
+                    List.of("--gpu-architecture=sm_" + k, "--std=c++17"));
+        });
+    }
+
+    /** The CUDA C source text. */
+    public static String source() {
+        try (InputStream in = Kernels.class.getClassLoader().getResourceAsStream(SOURCE)) {
+            if (in == null) throw new IllegalStateException("resource " + SOURCE + " is missing from the perceiver4j-cuda jar");
+            return new String(in.readAllBytes(), StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new IllegalStateException("cannot read resource " + SOURCE, e);
+        }
+    }
+
+    /** Milliseconds NVRTC took (0 when the cubin was cached). */
+    public long compileMillis() {
+        return compileMillis;
+    }
+
+    private synchronized MemorySegment function(String name) {
+        return functions.computeIfAbsent(name, n -> Driver.moduleGetFunction(module, n));
+    }
+
+    /** Number of 1-D blocks of {@code threads} covering {@code n} elements (at least 1). */
+    static int blocks(long n, int threads) {
+        long b = (n + threads - 1) / threads;
+        if (b > Integer.MAX_VALUE) throw new IllegalArgumentException(n + " elements is too many for one launch");
+        return (int) Math.max(1, b);
+    }
+
+    /** Starts a launch of the named kernel. */
+    public Launch launch(String name) {
+        return new Launch(name);
+    }
+
+    /** Arguments and shape of one launch. */
+    public final class Launch {
+        private static final int MAX_ARGS = 24;
+        private final String name;
+        private final long[] values = new long[MAX_ARGS];
+        private final boolean[] wide = new boolean[MAX_ARGS];
+        private int count;
+        private int gridX = 1, gridY = 1, blockX = 256, sharedBytes;
+
+        private Launch(String name) {
+            this.name = name;
+        }
+
+        public Launch grid(int x) {
+            this.gridX = x;
+            return this;
+        }
+
+        public Launch grid(int x, int y) {
+            this.gridX = x;
+            this.gridY = y;
+            return this;
+        }
+
+        public Launch block(int x) {
+            this.blockX = x;
+            return this;
+        }
+
+        public Launch sharedBytes(int bytes) {
+            this.sharedBytes = bytes;
+            return this;
+        }
+
+        /** A pointer argument (device address; 0 = null). */
+        public Launch ptr(long address) {
+            return add(address, true);
+        }
+
+        public Launch i32(int v) {
+            return add(v, false);
+        }
+
+        public Launch f32(float v) {
+            return add(Float.floatToRawIntBits(v) & 0xFFFFFFFFL, false);
+        }
+
+        private Launch add(long v, boolean is64) {
+            if (count == MAX_ARGS) throw new IllegalStateException(name + ": more than " + MAX_ARGS + " arguments");
+            values[count] = v;
+            wide[count] = is64;
+            count++;
+            return this;
+        }
+
+        /** Queues the kernel on the context's stream (asynchronous; errors of the run surface at the next synchronisation). */
+        public void go() {
+            context.makeCurrent();
+            MemorySegment f = function(name);
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment args = a.allocate(8L * count, 8);        // the values, one 8-byte slot each
+                MemorySegment params = a.allocate(ADDRESS, Math.max(1, count)); // void*[]: pointers to the values
+                for (int i = 0; i < count; i++) {
+                    MemorySegment slot = args.asSlice(8L * i, 8);
+                    if (wide[i]) slot.set(ValueLayout.JAVA_LONG, 0, values[i]);
+                    else slot.set(ValueLayout.JAVA_INT, 0, (int) values[i]);
+                    params.setAtIndex(ADDRESS, i, slot);
+                }
+                // cuLaunchKernel copies the argument values, so the arena may close right after.
+                Driver.launchKernel(f, gridX, gridY, 1, blockX, 1, 1, sharedBytes, context.stream(), params, name);
+            }
+        }
+    }
+}

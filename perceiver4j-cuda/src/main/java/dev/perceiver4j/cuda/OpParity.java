@@ -1,0 +1,485 @@
+package dev.perceiver4j.cuda;
+
+import dev.perceiver4j.backend.Activation;
+import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.tensor.DType;
+import dev.perceiver4j.tensor.Scope;
+import dev.perceiver4j.tensor.Shape;
+import dev.perceiver4j.tensor.Tensor;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/**
+ * Op-by-op parity of a backend under test (the GPU) against the double-precision oracle
+ * ({@code RefBackend}) on random inputs of odd shapes. Shared by {@link GpuSelfTest} (no JUnit, for
+ * the GPU machine) and the JUnit {@code CudaBackendTest}.
+ *
+ * <p>Error measure, per output: max over elements of |gpu − ref| / max(1, |ref|) (absolute near
+ * zero, relative for large values); a check's error is the largest over its outputs. Backward
+ * checks start every gradient buffer at random values, so they also test that gradients
+ * accumulate. Tolerances: 1e-5 for fp32 kernels and exact-fp32 matmuls, 0 for copies and casts
+ * (bit-exact), 1e-9 (relative) for the double-precision Σx².
+ */
+public final class OpParity {
+    /** fp32 kernels against the double oracle. */
+    public static final double FP32 = 1e-5;
+
+    /** One named check; {@link #run()} returns its largest error. */
+    public record Check(String op, double tolerance, ErrorFn body) {
+        public Result run() {
+            try {
+                double e = body.error();
+                return new Result(op, e, tolerance, null);
+            } catch (RuntimeException | AssertionError e) {
+                return new Result(op, Double.NaN, tolerance, e.getClass().getSimpleName() + ": " + e.getMessage());
+            }
+        }
+    }
+
+    @FunctionalInterface
+    public interface ErrorFn {
+        double error();
+    }
+
+    /** Outcome of one check. */
+    public record Result(String op, double maxError, double tolerance, String failure) {
+        public boolean pass() {
+            return failure == null && maxError <= tolerance;
+        }
+
+        @Override
+        public String toString() {
+            return String.format("%-58s max error %-10s tolerance %-8.1e %s", op,
+                    failure == null ? String.format("%.2e", maxError) : "-", tolerance,
+                    pass() ? "PASS" : "FAIL" + (failure == null ? "" : "  " + failure));
+        }
+    }
+
+    private final Backend gpu, ref;
+    private final SplittableRandom rnd;
+
+    private OpParity(Backend gpu, Backend ref, long seed) {
+        this.gpu = gpu;
+        this.ref = ref;
+        this.rnd = new SplittableRandom(seed);
+    }
+
+    /** Every check of the implemented ops (forward and backward), plus the allocator and error-path checks. */
+    public static List<Check> checks(Backend gpu, Backend ref, long seed) {
+        OpParity p = new OpParity(gpu, ref, seed);
+        List<Check> c = new ArrayList<>();
+        p.memory(c);
+        p.matmuls(c);
+        p.layerNorms(c);
+        p.pointwise(c);
+        p.reductions(c);
+        p.axisCopies(c);
+        p.embeddings(c);
+        p.losses(c);
+        p.optimizer(c);
+        if (gpu instanceof CudaBackend cuda) p.cudaSpecific(c, cuda);
+        return c;
+    }
+
+    /** Only the matmul checks, at a given tolerance, labelled [tf32] (for a TF32 backend). */
+    public static List<Check> matmulChecks(Backend gpu, Backend ref, long seed, double tolerance) {
+        OpParity p = new OpParity(gpu, ref, seed);
+        List<Check> c = new ArrayList<>();
+        p.matmuls(c);
+        return c.stream().map(k -> new Check(k.op() + " [tf32]", tolerance, k.body())).toList();
+    }
+
+    // ---- helpers -----------------------------------------------------------------------------
+
+    /** The same values on both backends. */
+    private record Pair(Tensor g, Tensor r) {}
+
+    private float[] randn(int n, double scale) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) {
+            // Box-Muller
+            double u1 = 1.0 - rnd.nextDouble(), u2 = rnd.nextDouble();
+            v[i] = (float) (scale * Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2));
+        }
+        return v;
+    }
+
+    private float[] uniform(int n, double lo, double hi) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) v[i] = (float) (lo + (hi - lo) * rnd.nextDouble());
+        return v;
+    }
+
+    private Pair both(float[] v, int... dims) {
+        return new Pair(gpu.fromFloats(v, Shape.of(dims)), ref.fromFloats(v, Shape.of(dims)));
+    }
+
+    private Pair bothInts(int[] v, int... dims) {
+        return new Pair(gpu.fromInts(v, Shape.of(dims)), ref.fromInts(v, Shape.of(dims)));
+    }
+
+    private Pair randPair(double scale, int... dims) {
+        return both(randn(Shape.of(dims).size(), scale), dims);
+    }
+
+    private Pair emptyPair(DType dtype, int... dims) {
+        return new Pair(gpu.zeros(Shape.of(dims), dtype), ref.zeros(Shape.of(dims), dtype));
+    }
+
+    private static double err(float[] g, float[] r) {
+        if (g.length != r.length) throw new AssertionError("length " + g.length + " vs " + r.length);
+        double m = 0;
+        for (int i = 0; i < g.length; i++) {
+            if (g[i] == r[i] || (Float.isNaN(g[i]) && Float.isNaN(r[i]))) continue; // equal, incl. ±Inf and NaN
+            double e = Math.abs((double) g[i] - r[i]) / Math.max(1.0, Math.abs(r[i]));
+            if (!(e <= m)) m = Double.isNaN(e) ? Double.POSITIVE_INFINITY : e;
+        }
+        return m;
+    }
+
+    private double err(Pair p) {
+        return err(gpu.toFloatArray(p.g()), ref.toFloatArray(p.r()));
+    }
+
+    private static double relErr(double g, double r) {
+        return Math.abs(g - r) / Math.max(1e-30, Math.abs(r));
+    }
+
+    private static Tensor g(Pair p) {
+        return p == null ? null : p.g();
+    }
+
+    private static Tensor r(Pair p) {
+        return p == null ? null : p.r();
+    }
+
+    // ---- memory, copies, casts ----------------------------------------------------------------
+
+    private void memory(List<Check> c) {
+        c.add(new Check("fromFloats/toFloatArray [3,7,5]", 0, () -> err(randPair(1, 3, 7, 5))));
+        c.add(new Check("fromInts/toFloatArray I32 [37]", 0, () -> {
+            int[] v = rnd.ints(37, -1000, 1000).toArray();
+            return err(bothInts(v, 37));
+        }));
+        c.add(new Check("zeros F32 [1000] / persistentZeros BF16 [33]", 0, () -> {
+            float[] a = gpu.toFloatArray(gpu.zeros(Shape.of(1000), DType.F32));
+            float[] b = gpu.toFloatArray(gpu.persistentZeros(Shape.of(33), DType.BF16));
+            return err(a, new float[1000]) + err(b, new float[33]);
+        }));
+        c.add(new Check("copy F32 [5,9] (into a view at offset 7)", 0, () -> {
+            Pair src = randPair(1, 5, 9);
+            Pair dst = emptyPair(DType.F32, 60);
+            gpu.copy(src.g(), dst.g().alias(7, Shape.of(5, 9)));
+            ref.copy(src.r(), dst.r().alias(7, Shape.of(5, 9)));
+            return err(dst);
+        }));
+        c.add(new Check("cast F32->BF16->F32 [1001]", 0, () -> {
+            float[] v = randn(1001, 100);
+            v[0] = Float.NaN;
+            v[1] = Float.POSITIVE_INFINITY;
+            v[2] = -0f;
+            v[3] = 1.00390625f; // a tie: rounds to even
+            Pair x = both(v, 1001);
+            Pair h = emptyPair(DType.BF16, 1001), y = emptyPair(DType.F32, 1001);
+            gpu.cast(x.g(), h.g());
+            ref.cast(x.r(), h.r());
+            gpu.cast(h.g(), y.g());
+            ref.cast(h.r(), y.r());
+            float[] gy = gpu.toFloatArray(y.g()), ry = ref.toFloatArray(y.r());
+            double e = 0;
+            for (int i = 0; i < gy.length; i++) {
+                if (Float.floatToIntBits(gy[i]) != Float.floatToIntBits(ry[i])) e = Math.max(e, 1);
+            }
+            return e + err(h);
+        }));
+        c.add(new Check("cast I32->F32 [77], I32->I64->I32", 0, () -> {
+            int[] v = rnd.ints(77, -100000, 100000).toArray();
+            Pair x = bothInts(v, 77);
+            Pair f = emptyPair(DType.F32, 77), l = emptyPair(DType.I64, 77), i = emptyPair(DType.I32, 77);
+            gpu.cast(x.g(), f.g());
+            ref.cast(x.r(), f.r());
+            gpu.cast(x.g(), l.g());
+            ref.cast(x.r(), l.r());
+            gpu.cast(l.g(), i.g());
+            ref.cast(l.r(), i.r());
+            return err(f) + err(l) + err(i);
+        }));
+    }
+
+    // ---- matmul --------------------------------------------------------------------------------
+
+    private void matmuls(List<Check> c) {
+        // label, a dims, transA, b dims, transB, bias, activation
+        matmulCase(c, "shared b, bias (cuBLASLt BIAS epilogue), GELU", new int[] {3, 5, 7}, false, new int[] {7, 9}, false, true, Activation.GELU);
+        matmulCase(c, "shared bᵀ, no bias", new int[] {2, 3, 33}, false, new int[] {17, 33}, true, false, Activation.NONE);
+        matmulCase(c, "batched, aᵀ, bias, SQUARED_RELU", new int[] {2, 7, 5}, true, new int[] {2, 7, 9}, false, true, Activation.SQUARED_RELU);
+        matmulCase(c, "batched, aᵀ bᵀ, RELU", new int[] {3, 11, 6}, true, new int[] {3, 13, 11}, true, false, Activation.RELU);
+        matmulCase(c, "batched, bᵀ, bias", new int[] {4, 6, 10}, false, new int[] {4, 5, 10}, true, true, Activation.NONE);
+        matmulCase(c, "shared b with aᵀ (loop over batch), bias, GELU", new int[] {3, 7, 5}, true, new int[] {7, 9}, false, true, Activation.GELU);
+        matmulCase(c, "2-D 33x129 · 129x65, bias", new int[] {33, 129}, false, new int[] {129, 65}, false, true, Activation.NONE);
+    }
+
+    private void matmulCase(List<Check> c, String label, int[] aDims, boolean tA, int[] bDims, boolean tB, boolean withBias, Activation act) {
+        String shape = Arrays.toString(aDims) + (tA ? "ᵀ" : "") + "·" + Arrays.toString(bDims) + (tB ? "ᵀ" : "");
+        int m = tA ? aDims[aDims.length - 1] : aDims[aDims.length - 2];
+        int n = tB ? bDims[bDims.length - 2] : bDims[bDims.length - 1];
+        int[] outDims = aDims.clone();
+        outDims[outDims.length - 2] = m;
+        outDims[outDims.length - 1] = n;
+        c.add(new Check("matmul " + label + " " + shape, FP32, () -> {
+            Pair a = randPair(1, aDims), b = randPair(1, bDims), bias = withBias ? randPair(1, n) : null;
+            Pair out = emptyPair(DType.F32, outDims), pre = act == Activation.NONE ? null : emptyPair(DType.F32, outDims);
+            gpu.matmul(a.g(), tA, b.g(), tB, g(bias), act, out.g(), g(pre));
+            ref.matmul(a.r(), tA, b.r(), tB, r(bias), act, out.r(), r(pre));
+            return Math.max(err(out), pre == null ? 0 : err(pre));
+        }));
+        c.add(new Check("matmulBackward " + label + " " + shape, FP32, () -> {
+            Pair a = randPair(1, aDims), b = randPair(1, bDims), bias = withBias ? randPair(1, n) : null;
+            Pair pre = act == Activation.NONE ? null : randPair(1.5, outDims);
+            Pair dOut = randPair(1, outDims);
+            Pair dA = randPair(1, aDims), dB = randPair(1, bDims), dBias = withBias ? randPair(1, n) : null;
+            gpu.matmulBackward(dOut.g(), a.g(), tA, b.g(), tB, g(bias), act, g(pre), dA.g(), dB.g(), g(dBias));
+            ref.matmulBackward(dOut.r(), a.r(), tA, b.r(), tB, r(bias), act, r(pre), dA.r(), dB.r(), r(dBias));
+            return Math.max(Math.max(err(dA), err(dB)), dBias == null ? 0 : err(dBias));
+        }));
+    }
+
+    // ---- layer norm ----------------------------------------------------------------------------
+
+    private void layerNorms(List<Check> c) {
+        for (int[] dims : new int[][] {{7, 45}, {3, 1031}, {130, 64}}) {
+            int rows = dims[0], d = dims[1];
+            String shape = Arrays.toString(dims);
+            c.add(new Check("layerNorm " + shape, FP32, () -> {
+                float[] xv = randn(rows * d, 2);
+                for (int i = 0; i < xv.length; i++) xv[i] += 3; // a mean far from 0
+                Pair x = both(xv, rows, d), gamma = randPair(1, d), beta = randPair(1, d);
+                Pair out = emptyPair(DType.F32, rows, d), mean = emptyPair(DType.F32, rows), rstd = emptyPair(DType.F32, rows);
+                gpu.layerNorm(x.g(), gamma.g(), beta.g(), 1e-5f, out.g(), mean.g(), rstd.g());
+                ref.layerNorm(x.r(), gamma.r(), beta.r(), 1e-5f, out.r(), mean.r(), rstd.r());
+                return Math.max(err(out), Math.max(err(mean), err(rstd)));
+            }));
+            c.add(new Check("layerNormBackward " + shape, FP32, () -> {
+                Pair x = randPair(2, rows, d), gamma = randPair(1, d), beta = randPair(1, d);
+                Pair out = emptyPair(DType.F32, rows, d), mean = emptyPair(DType.F32, rows), rstd = emptyPair(DType.F32, rows);
+                ref.layerNorm(x.r(), gamma.r(), beta.r(), 1e-5f, out.r(), mean.r(), rstd.r());
+                // the same saved statistics on both sides
+                Pair mu = both(ref.toFloatArray(mean.r()), rows), rs = both(ref.toFloatArray(rstd.r()), rows);
+                Pair dOut = randPair(1, rows, d), dX = randPair(1, rows, d), dG = randPair(1, d), dB = randPair(1, d);
+                gpu.layerNormBackward(dOut.g(), x.g(), gamma.g(), mu.g(), rs.g(), dX.g(), dG.g(), dB.g());
+                ref.layerNormBackward(dOut.r(), x.r(), gamma.r(), mu.r(), rs.r(), dX.r(), dG.r(), dB.r());
+                return Math.max(err(dX), Math.max(err(dG), err(dB)));
+            }));
+        }
+    }
+
+    // ---- pointwise -----------------------------------------------------------------------------
+
+    private void pointwise(List<Check> c) {
+        for (Activation act : Activation.values()) {
+            c.add(new Check("activation " + act + " [5,37]", FP32, () -> {
+                Pair x = both(uniform(5 * 37, -4, 4), 5, 37), out = emptyPair(DType.F32, 5, 37);
+                gpu.activation(act, x.g(), out.g());
+                ref.activation(act, x.r(), out.r());
+                return err(out);
+            }));
+            c.add(new Check("activationBackward " + act + " [5,37]", FP32, () -> {
+                Pair x = both(uniform(5 * 37, -4, 4), 5, 37), dOut = randPair(1, 5, 37), dX = randPair(1, 5, 37);
+                gpu.activationBackward(act, x.g(), dOut.g(), dX.g());
+                ref.activationBackward(act, x.r(), dOut.r(), dX.r());
+                return err(dX);
+            }));
+        }
+        for (int[] bDims : new int[][] {{10}, {3, 10}, {4, 3, 10}}) {
+            c.add(new Check("add [4,3,10] + " + Arrays.toString(bDims), FP32, () -> {
+                Pair a = randPair(1, 4, 3, 10), b = randPair(1, bDims), out = emptyPair(DType.F32, 4, 3, 10);
+                gpu.add(a.g(), b.g(), out.g());
+                ref.add(a.r(), b.r(), out.r());
+                return err(out);
+            }));
+            c.add(new Check("mul [4,3,10] * " + Arrays.toString(bDims), FP32, () -> {
+                Pair a = randPair(1, 4, 3, 10), b = randPair(1, bDims), out = emptyPair(DType.F32, 4, 3, 10);
+                gpu.mul(a.g(), b.g(), out.g());
+                ref.mul(a.r(), b.r(), out.r());
+                return err(out);
+            }));
+        }
+        c.add(new Check("scale [999] by -0.37", FP32, () -> {
+            Pair x = randPair(1, 999), out = emptyPair(DType.F32, 999);
+            gpu.scale(x.g(), -0.37f, out.g());
+            ref.scale(x.r(), -0.37f, out.r());
+            return err(out);
+        }));
+        c.add(new Check("axpy [999] alpha 1.7", FP32, () -> {
+            Pair x = randPair(1, 999), y = randPair(1, 999);
+            gpu.axpy(1.7f, x.g(), y.g());
+            ref.axpy(1.7f, x.r(), y.r());
+            return err(y);
+        }));
+        c.add(new Check("fill [7,13] (a view at offset 3) with 2.5", 0, () -> {
+            Pair x = randPair(1, 100);
+            gpu.fill(x.g().alias(3, Shape.of(7, 13)), 2.5f);
+            ref.fill(x.r().alias(3, Shape.of(7, 13)), 2.5f);
+            return err(x);
+        }));
+        for (int[] dims : new int[][] {{6, 300}, {4, 2000}, {9, 1}}) {
+            c.add(new Check("softmax " + Arrays.toString(dims), FP32, () -> {
+                Pair x = randPair(5, dims), out = emptyPair(DType.F32, dims);
+                gpu.softmax(x.g(), out.g());
+                ref.softmax(x.r(), out.r());
+                return err(out);
+            }));
+        }
+    }
+
+    // ---- reductions ----------------------------------------------------------------------------
+
+    private void reductions(List<Check> c) {
+        for (int n : new int[] {1, 10007, 1 << 20}) {
+            c.add(new Check("sumSquares [" + n + "] (relative)", 1e-9, () -> {
+                Pair x = randPair(3, n);
+                return relErr(gpu.sumSquares(x.g()), ref.sumSquares(x.r()));
+            }));
+        }
+        for (int[] dims : new int[][] {{1000, 13}, {3, 5, 7}, {130, 300}}) {
+            c.add(new Check("sumRows " + Arrays.toString(dims) + " into its last dim", FP32, () -> {
+                int n = dims[dims.length - 1];
+                Pair x = randPair(1, dims), out = randPair(1, n);
+                gpu.sumRows(x.g(), out.g());
+                ref.sumRows(x.r(), out.r());
+                return err(out);
+            }));
+        }
+    }
+
+    // ---- axis copies ---------------------------------------------------------------------------
+
+    private void axisCopies(List<Check> c) {
+        for (boolean acc : new boolean[] {false, true}) {
+            c.add(new Check("narrow [3,10,4] axis 1 [2,7)" + (acc ? " accumulate" : ""), FP32, () -> {
+                Pair full = randPair(1, 3, 10, 4), part = randPair(1, 3, 5, 4);
+                gpu.narrow(full.g(), 1, 2, part.g(), acc);
+                ref.narrow(full.r(), 1, 2, part.r(), acc);
+                return err(part);
+            }));
+            c.add(new Check("unnarrow [3,5,4] into [3,10,4] axis -2 at 5" + (acc ? " accumulate" : ""), FP32, () -> {
+                Pair full = randPair(1, 3, 10, 4), part = randPair(1, 3, 5, 4);
+                gpu.unnarrow(part.g(), -2, 5, full.g(), acc);
+                ref.unnarrow(part.r(), -2, 5, full.r(), acc);
+                return err(full);
+            }));
+        }
+    }
+
+    // ---- embedding -----------------------------------------------------------------------------
+
+    private void embeddings(List<Check> c) {
+        c.add(new Check("embedding table [11,19], ids [23]", 0, () -> {
+            Pair table = randPair(1, 11, 19), ids = bothInts(rnd.ints(23, 0, 11).toArray(), 23);
+            Pair out = emptyPair(DType.F32, 23, 19);
+            gpu.embedding(table.g(), ids.g(), out.g());
+            ref.embedding(table.r(), ids.r(), out.r());
+            return err(out);
+        }));
+        for (int[] s : new int[][] {{11, 19, 23}, {262, 300, 2500}}) {
+            c.add(new Check("embeddingBackward dTable [" + s[0] + "," + s[1] + "], ids [" + s[2] + "] (repeats)", FP32, () -> {
+                int vocab = s[0], d = s[1], n = s[2];
+                Pair ids = bothInts(rnd.ints(n, 0, vocab).toArray(), n);
+                Pair dOut = randPair(1, n, d), dTable = randPair(1, vocab, d);
+                gpu.embeddingBackward(dOut.g(), ids.g(), dTable.g());
+                ref.embeddingBackward(dOut.r(), ids.r(), dTable.r());
+                return err(dTable);
+            }));
+        }
+    }
+
+    // ---- losses --------------------------------------------------------------------------------
+
+    private void losses(List<Check> c) {
+        for (int[] s : new int[][] {{17, 29}, {40, 1500}}) {
+            for (float z : new float[] {0f, 1e-3f}) {
+                int rows = s[0], vocab = s[1];
+                String label = "[" + rows + "," + vocab + "] zLoss " + z + ", 3 rows ignored";
+                c.add(new Check("crossEntropy " + label + " (loss relative, lse)", FP32, () -> {
+                    Pair logits = randPair(3, rows, vocab), targets = bothInts(targets(rows, vocab), rows);
+                    Pair lse = emptyPair(DType.F32, rows);
+                    double lg = gpu.crossEntropy(logits.g(), targets.g(), -100, z, lse.g());
+                    double lr = ref.crossEntropy(logits.r(), targets.r(), -100, z, lse.r());
+                    return Math.max(relErr(lg, lr), err(lse));
+                }));
+                c.add(new Check("crossEntropyBackward " + label, FP32, () -> {
+                    Pair logits = randPair(3, rows, vocab), targets = bothInts(targets(rows, vocab), rows);
+                    Pair lse = emptyPair(DType.F32, rows);
+                    ref.crossEntropy(logits.r(), targets.r(), -100, z, lse.r());
+                    Pair lseBoth = both(ref.toFloatArray(lse.r()), rows);
+                    Pair dLogits = randPair(0.01, rows, vocab);
+                    gpu.crossEntropyBackward(1.3f, logits.g(), targets.g(), -100, z, lseBoth.g(), dLogits.g());
+                    ref.crossEntropyBackward(1.3f, logits.r(), targets.r(), -100, z, lseBoth.r(), dLogits.r());
+                    return err(dLogits);
+                }));
+            }
+        }
+        c.add(new Check("crossEntropy every row ignored -> 0", 0, () -> {
+            Pair logits = randPair(1, 4, 7), targets = bothInts(new int[] {-100, -100, -100, -100}, 4);
+            Pair lse = emptyPair(DType.F32, 4);
+            return Math.abs(gpu.crossEntropy(logits.g(), targets.g(), -100, 0f, lse.g()));
+        }));
+    }
+
+    private int[] targets(int rows, int vocab) {
+        int[] t = rnd.ints(rows, 0, vocab).toArray();
+        t[0] = -100;
+        t[rows / 2] = -100;
+        t[rows - 1] = -100;
+        return t;
+    }
+
+    // ---- optimizer -----------------------------------------------------------------------------
+
+    private void optimizer(List<Check> c) {
+        c.add(new Check("adamw [1001] step 3 (param, m, v)", FP32, () -> {
+            Pair p = randPair(1, 1001), grad = randPair(1, 1001), m = randPair(0.1, 1001);
+            float[] vv = randn(1001, 0.1);
+            for (int i = 0; i < vv.length; i++) vv[i] = vv[i] * vv[i];
+            Pair v = both(vv, 1001);
+            gpu.adamw(p.g(), grad.g(), m.g(), v.g(), 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 3);
+            ref.adamw(p.r(), grad.r(), m.r(), v.r(), 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 3);
+            return Math.max(err(p), Math.max(err(m), err(v)));
+        }));
+    }
+
+    // ---- CUDA-specific: allocator reuse, device-side input errors ------------------------------
+
+    private void cudaSpecific(List<Check> c, CudaBackend cuda) {
+        c.add(new Check("allocator: a repeated step gets the same addresses", 0, () -> {
+            long[] first = null;
+            for (int step = 0; step < 3; step++) {
+                long[] addr = new long[4];
+                try (Scope s = Scope.open()) {
+                    Tensor[] t = {cuda.empty(Shape.of(1000), DType.F32), cuda.empty(Shape.of(3, 77), DType.F32),
+                                  cuda.zeros(Shape.of(5000), DType.BF16), cuda.empty(Shape.of(1000), DType.F32)};
+                    for (int i = 0; i < 4; i++) addr[i] = ((DeviceBuffer) t[i].data()).address();
+                    if (s.buffersHeld() != 4) return 1;
+                }
+                if (first == null) first = addr;
+                else if (!Arrays.equals(first, addr)) return 1;
+            }
+            return 0;
+        }));
+        c.add(new Check("embedding: a bad id is reported at the next synchronisation", 0, () -> {
+            Tensor table = cuda.fromFloats(new float[12], Shape.of(4, 3));
+            Tensor ids = cuda.fromInts(new int[] {1, 7, 2}, Shape.of(3));
+            Tensor out = cuda.empty(Shape.of(3, 3), DType.F32);
+            cuda.embedding(table, ids, out);
+            try {
+                cuda.synchronize();
+                return 1;
+            } catch (IllegalArgumentException e) {
+                return e.getMessage().contains("token id 7 at position 1") ? 0 : 1;
+            }
+        }));
+    }
+}

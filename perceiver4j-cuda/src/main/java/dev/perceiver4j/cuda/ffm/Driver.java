@@ -1,0 +1,323 @@
+package dev.perceiver4j.cuda.ffm;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.invoke.MethodHandle;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+/**
+ * The CUDA driver API entry points perceiver4j uses (cuda.h, CUDA 12/13), one
+ * {@code static final MethodHandle} each, and thin wrappers that check the {@code CUresult} and
+ * throw a {@link CudaException} naming the call and the error ({@code cuGetErrorName}).
+ *
+ * <p>C types: {@code CUresult}, {@code CUdevice}, {@code CUdevice_attribute} = int;
+ * {@code CUdeviceptr} = unsigned long long (JAVA_LONG); {@code size_t} = JAVA_LONG (64-bit
+ * Linux); {@code CUcontext}, {@code CUstream}, {@code CUmodule}, {@code CUfunction} = opaque
+ * pointers (ADDRESS). The {@code _v2} names are what cuda.h's macros map the plain names to.
+ *
+ * <p>Loading this class loads libcuda (see {@link NativeLibraries#driver()}); call that first
+ * to get a clean error when the library is missing.
+ */
+@SuppressWarnings("restricted") // FFM downcalls need --enable-native-access
+public final class Driver {
+    private Driver() {}
+
+    private static final Linker LINKER = Linker.nativeLinker();
+    private static final NativeLibraries.Loaded LIB = NativeLibraries.driver();
+
+    private static MethodHandle bind(String name, FunctionDescriptor fd, Linker.Option... options) {
+        MemorySegment sym = LIB.lookup().find(name)
+                .orElseThrow(() -> new CudaException(LIB.from() + " has no symbol " + name + " (driver too old?)"));
+        return LINKER.downcallHandle(sym, fd, options);
+    }
+
+    // CUresult cuGetErrorName(CUresult error, const char **pStr)
+    private static final MethodHandle cuGetErrorName = bind("cuGetErrorName", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
+    // CUresult cuInit(unsigned int Flags)
+    private static final MethodHandle cuInit = bind("cuInit", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    // CUresult cuDriverGetVersion(int *driverVersion)
+    private static final MethodHandle cuDriverGetVersion = bind("cuDriverGetVersion", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+    // CUresult cuDeviceGetCount(int *count)
+    private static final MethodHandle cuDeviceGetCount = bind("cuDeviceGetCount", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+    // CUresult cuDeviceGet(CUdevice *device, int ordinal)
+    private static final MethodHandle cuDeviceGet = bind("cuDeviceGet", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+    // CUresult cuDeviceGetName(char *name, int len, CUdevice dev)
+    private static final MethodHandle cuDeviceGetName = bind("cuDeviceGetName", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
+    // CUresult cuDeviceGetAttribute(int *pi, CUdevice_attribute attrib, CUdevice dev)
+    private static final MethodHandle cuDeviceGetAttribute = bind("cuDeviceGetAttribute", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
+    // CUresult cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
+    private static final MethodHandle cuDevicePrimaryCtxRetain = bind("cuDevicePrimaryCtxRetain", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+    // CUresult cuCtxSetCurrent(CUcontext ctx)
+    private static final MethodHandle cuCtxSetCurrent = bind("cuCtxSetCurrent", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+    // CUresult cuCtxSynchronize(void)
+    private static final MethodHandle cuCtxSynchronize = bind("cuCtxSynchronize", FunctionDescriptor.of(JAVA_INT));
+    // CUresult cuStreamCreate(CUstream *phStream, unsigned int Flags)
+    private static final MethodHandle cuStreamCreate = bind("cuStreamCreate", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+    // CUresult cuStreamSynchronize(CUstream hStream)
+    private static final MethodHandle cuStreamSynchronize = bind("cuStreamSynchronize", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+    // CUresult cuMemGetInfo_v2(size_t *free, size_t *total)
+    private static final MethodHandle cuMemGetInfo = bind("cuMemGetInfo_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+    // CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
+    private static final MethodHandle cuMemAlloc = bind("cuMemAlloc_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
+    // CUresult cuMemFree_v2(CUdeviceptr dptr)
+    private static final MethodHandle cuMemFree = bind("cuMemFree_v2", FunctionDescriptor.of(JAVA_INT, JAVA_LONG));
+    // CUresult cuMemcpyHtoD_v2(CUdeviceptr dstDevice, const void *srcHost, size_t ByteCount)
+    // critical: the source may be a Java array (heap segment); the GC holds still for the copy.
+    private static final MethodHandle cuMemcpyHtoD = bind("cuMemcpyHtoD_v2", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, JAVA_LONG),
+            Linker.Option.critical(true));
+    // CUresult cuMemcpyDtoH_v2(void *dstHost, CUdeviceptr srcDevice, size_t ByteCount)
+    private static final MethodHandle cuMemcpyDtoH = bind("cuMemcpyDtoH_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG),
+            Linker.Option.critical(true));
+    // CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount, CUstream hStream)
+    private static final MethodHandle cuMemcpyDtoDAsync = bind("cuMemcpyDtoDAsync_v2", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, ADDRESS));
+    // CUresult cuMemsetD32Async(CUdeviceptr dstDevice, unsigned int ui, size_t N, CUstream hStream)
+    private static final MethodHandle cuMemsetD32Async = bind("cuMemsetD32Async", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG, ADDRESS));
+    // CUresult cuModuleLoadData(CUmodule *module, const void *image)
+    private static final MethodHandle cuModuleLoadData = bind("cuModuleLoadData", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+    // CUresult cuModuleGetFunction(CUfunction *hfunc, CUmodule hmod, const char *name)
+    private static final MethodHandle cuModuleGetFunction = bind("cuModuleGetFunction", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
+    // CUresult cuLaunchKernel(CUfunction f, unsigned gridDimX, gridDimY, gridDimZ, unsigned blockDimX, blockDimY, blockDimZ,
+    //                         unsigned sharedMemBytes, CUstream hStream, void **kernelParams, void **extra)
+    private static final MethodHandle cuLaunchKernel = bind("cuLaunchKernel", FunctionDescriptor.of(JAVA_INT,
+            ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
+
+    // CUdevice_attribute values used (cuda.h)
+    public static final int CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK = 1;
+    public static final int CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK = 8;
+    public static final int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
+    public static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
+    public static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
+    /** cuStreamCreate flag: a blocking stream (orders with the legacy default stream, which the synchronous copies use). */
+    public static final int CU_STREAM_DEFAULT = 0;
+    public static final int CUDA_ERROR_OUT_OF_MEMORY = 2;
+
+    /** "CUDA_ERROR_OUT_OF_MEMORY (2)" for a CUresult. */
+    public static String errorName(int code) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment p = a.allocate(ADDRESS);
+            int r = (int) cuGetErrorName.invokeExact(code, p);
+            MemorySegment s = p.get(ADDRESS, 0);
+            if (r != 0 || s.equals(MemorySegment.NULL)) return "unknown CUresult (" + code + ")";
+            return s.reinterpret(256).getString(0) + " (" + code + ")";
+        } catch (Throwable t) {
+            return "CUresult " + code;
+        }
+    }
+
+    /** Throws a CudaException naming {@code call} when {@code status} is not CUDA_SUCCESS. */
+    public static void check(int status, String call) {
+        if (status != 0) throw new CudaException(call + " failed: " + errorName(status), status, null);
+    }
+
+    public static void init() {
+        try {
+            check((int) cuInit.invokeExact(0), "cuInit(0)");
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuInit", t);
+        }
+    }
+
+    public static int driverVersion() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(JAVA_INT);
+            check((int) cuDriverGetVersion.invokeExact(v), "cuDriverGetVersion");
+            return v.get(JAVA_INT, 0);
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuDriverGetVersion", t);
+        }
+    }
+
+    public static int deviceCount() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(JAVA_INT);
+            check((int) cuDeviceGetCount.invokeExact(v), "cuDeviceGetCount");
+            return v.get(JAVA_INT, 0);
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuDeviceGetCount", t);
+        }
+    }
+
+    /** The CUdevice handle of device {@code ordinal}. */
+    public static int deviceGet(int ordinal) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(JAVA_INT);
+            check((int) cuDeviceGet.invokeExact(v, ordinal), "cuDeviceGet(" + ordinal + ")");
+            return v.get(JAVA_INT, 0);
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuDeviceGet", t);
+        }
+    }
+
+    public static String deviceName(int device) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(256);
+            check((int) cuDeviceGetName.invokeExact(buf, 256, device), "cuDeviceGetName");
+            return buf.getString(0);
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuDeviceGetName", t);
+        }
+    }
+
+    public static int deviceAttribute(int attribute, int device) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(JAVA_INT);
+            check((int) cuDeviceGetAttribute.invokeExact(v, attribute, device), "cuDeviceGetAttribute(" + attribute + ")");
+            return v.get(JAVA_INT, 0);
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuDeviceGetAttribute", t);
+        }
+    }
+
+    /** The device's primary context (retained; perceiver4j keeps it for the life of the process). */
+    public static MemorySegment primaryCtxRetain(int device) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(ADDRESS);
+            check((int) cuDevicePrimaryCtxRetain.invokeExact(v, device), "cuDevicePrimaryCtxRetain");
+            return v.get(ADDRESS, 0);
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuDevicePrimaryCtxRetain", t);
+        }
+    }
+
+    public static void ctxSetCurrent(MemorySegment ctx) {
+        try {
+            check((int) cuCtxSetCurrent.invokeExact(ctx), "cuCtxSetCurrent");
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuCtxSetCurrent", t);
+        }
+    }
+
+    public static void ctxSynchronize() {
+        try {
+            check((int) cuCtxSynchronize.invokeExact(), "cuCtxSynchronize");
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuCtxSynchronize", t);
+        }
+    }
+
+    public static MemorySegment streamCreate(int flags) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(ADDRESS);
+            check((int) cuStreamCreate.invokeExact(v, flags), "cuStreamCreate");
+            return v.get(ADDRESS, 0);
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuStreamCreate", t);
+        }
+    }
+
+    /** Waits for the stream; errors of earlier asynchronous work (a faulting kernel) surface here. */
+    public static void streamSynchronize(MemorySegment stream) {
+        try {
+            check((int) cuStreamSynchronize.invokeExact(stream), "cuStreamSynchronize");
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuStreamSynchronize", t);
+        }
+    }
+
+    /** {free, total} device memory in bytes. */
+    public static long[] memGetInfo() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment f = a.allocate(JAVA_LONG), t = a.allocate(JAVA_LONG);
+            check((int) cuMemGetInfo.invokeExact(f, t), "cuMemGetInfo_v2");
+            return new long[] {f.get(JAVA_LONG, 0), t.get(JAVA_LONG, 0)};
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuMemGetInfo_v2", t);
+        }
+    }
+
+    /** cuMemAlloc_v2; returns the CUresult (the caller handles out-of-memory) and writes the address into {@code out[0]}. */
+    public static int memAlloc(long bytes, long[] out) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(JAVA_LONG);
+            int r = (int) cuMemAlloc.invokeExact(v, bytes);
+            out[0] = v.get(JAVA_LONG, 0);
+            return r;
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuMemAlloc_v2", t);
+        }
+    }
+
+    public static void memFree(long address) {
+        try {
+            check((int) cuMemFree.invokeExact(address), "cuMemFree_v2");
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuMemFree_v2", t);
+        }
+    }
+
+    /** Synchronous copy host → device; {@code src} may be a heap segment of a Java array. */
+    public static void memcpyHtoD(long dst, MemorySegment src, long bytes) {
+        try {
+            check((int) cuMemcpyHtoD.invokeExact(dst, src, bytes), "cuMemcpyHtoD_v2(" + bytes + " bytes)");
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuMemcpyHtoD_v2", t);
+        }
+    }
+
+    /** Synchronous copy device → host; {@code dst} may be a heap segment of a Java array. Synchronize the stream first. */
+    public static void memcpyDtoH(MemorySegment dst, long src, long bytes) {
+        try {
+            check((int) cuMemcpyDtoH.invokeExact(dst, src, bytes), "cuMemcpyDtoH_v2(" + bytes + " bytes)");
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuMemcpyDtoH_v2", t);
+        }
+    }
+
+    public static void memcpyDtoDAsync(long dst, long src, long bytes, MemorySegment stream) {
+        try {
+            check((int) cuMemcpyDtoDAsync.invokeExact(dst, src, bytes, stream), "cuMemcpyDtoDAsync_v2(" + bytes + " bytes)");
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuMemcpyDtoDAsync_v2", t);
+        }
+    }
+
+    /** Sets {@code n} 32-bit words at {@code dst} (4-byte aligned) to {@code value}. */
+    public static void memsetD32Async(long dst, int value, long n, MemorySegment stream) {
+        try {
+            check((int) cuMemsetD32Async.invokeExact(dst, value, n, stream), "cuMemsetD32Async(" + n + " words)");
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuMemsetD32Async", t);
+        }
+    }
+
+    /** Loads a cubin (or PTX) image; {@code image} must be a native segment. */
+    public static MemorySegment moduleLoadData(MemorySegment image) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(ADDRESS);
+            check((int) cuModuleLoadData.invokeExact(v, image), "cuModuleLoadData");
+            return v.get(ADDRESS, 0);
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuModuleLoadData", t);
+        }
+    }
+
+    public static MemorySegment moduleGetFunction(MemorySegment module, String name) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(ADDRESS);
+            check((int) cuModuleGetFunction.invokeExact(v, module, a.allocateFrom(name)), "cuModuleGetFunction(" + name + ")");
+            return v.get(ADDRESS, 0);
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuModuleGetFunction", t);
+        }
+    }
+
+    /** Launches {@code f}; {@code params} is the {@code void*[]} of pointers to each argument value. */
+    public static void launchKernel(MemorySegment f, int gridX, int gridY, int gridZ, int blockX, int blockY, int blockZ,
+                                    int sharedMemBytes, MemorySegment stream, MemorySegment params, String name) {
+        try {
+            int r = (int) cuLaunchKernel.invokeExact(f, gridX, gridY, gridZ, blockX, blockY, blockZ, sharedMemBytes, stream, params,
+                    MemorySegment.NULL);
+            if (r != 0) {
+                check(r, "cuLaunchKernel(" + name + ", grid " + gridX + "x" + gridY + "x" + gridZ + ", block " + blockX + "x" + blockY + "x" + blockZ
+                        + ", smem " + sharedMemBytes + ")");
+            }
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuLaunchKernel", t);
+        }
+    }
+}
