@@ -473,7 +473,8 @@ public final class FastAttention {
         for (int bound = F.loopBound(n); c < bound; c += LANES) {
             acc = FloatVector.fromArray(F, a, ao + c).fma(FloatVector.fromArray(F, b, bo + c), acc);
         }
-        float sum = Lanes.sum(acc);
+        for (int h = LANES / 2; h >= 1; h /= 2) acc = acc.add(acc.slice(h, acc));   // Lanes' fold, written out
+        float sum = acc.lane(0);
         for (; c < n; c++) sum += a[ao + c] * b[bo + c];
         return sum;
     }
@@ -490,8 +491,13 @@ public final class FastAttention {
             s2 = av.fma(FloatVector.fromArray(F, b, b2 + c), s2);
             s3 = av.fma(FloatVector.fromArray(F, b, b3 + c), s3);
         }
-        float r0 = Lanes.sum(s0), r1 = Lanes.sum(s1);
-        float r2 = Lanes.sum(s2), r3 = Lanes.sum(s3);
+        for (int h = LANES / 2; h >= 1; h /= 2) {   // Lanes' fold, written out (see dot2x4)
+            s0 = s0.add(s0.slice(h, s0));
+            s1 = s1.add(s1.slice(h, s1));
+            s2 = s2.add(s2.slice(h, s2));
+            s3 = s3.add(s3.slice(h, s3));
+        }
+        float r0 = s0.lane(0), r1 = s1.lane(0), r2 = s2.lane(0), r3 = s3.lane(0);
         for (; c < n; c++) {
             float x = a[ao + c];
             r0 += x * b[b0 + c];
@@ -527,10 +533,19 @@ public final class FastAttention {
             s03 = x0.fma(y, s03);
             s13 = x1.fma(y, s13);
         }
-        float r00 = Lanes.sum(s00), r01 = Lanes.sum(s01);
-        float r02 = Lanes.sum(s02), r03 = Lanes.sum(s03);
-        float r10 = Lanes.sum(s10), r11 = Lanes.sum(s11);
-        float r12 = Lanes.sum(s12), r13 = Lanes.sum(s13);
+        // Lanes' fixed-order fold, written out: as a call it is not inlined here and runs boxed.
+        for (int h = LANES / 2; h >= 1; h /= 2) {
+            s00 = s00.add(s00.slice(h, s00));
+            s01 = s01.add(s01.slice(h, s01));
+            s02 = s02.add(s02.slice(h, s02));
+            s03 = s03.add(s03.slice(h, s03));
+            s10 = s10.add(s10.slice(h, s10));
+            s11 = s11.add(s11.slice(h, s11));
+            s12 = s12.add(s12.slice(h, s12));
+            s13 = s13.add(s13.slice(h, s13));
+        }
+        float r00 = s00.lane(0), r01 = s01.lane(0), r02 = s02.lane(0), r03 = s03.lane(0);
+        float r10 = s10.lane(0), r11 = s11.lane(0), r12 = s12.lane(0), r13 = s13.lane(0);
         for (; c < n; c++) {
             float x0 = a[a0 + c], x1 = a[a1 + c];
             float y0 = b[b0 + c], y1 = b[b1 + c], y2 = b[b2 + c], y3 = b[b3 + c];
@@ -705,7 +720,8 @@ public final class FastAttention {
             e.intoArray(x, o + c);
             sum = sum.add(e);
         }
-        return Lanes.sum(sum);
+        for (int h = LANES / 2; h >= 1; h /= 2) sum = sum.add(sum.slice(h, sum));     // Lanes' fold, written out
+        return sum.lane(0);
     }
 
     /**
