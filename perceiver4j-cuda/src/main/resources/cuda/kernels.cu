@@ -140,6 +140,18 @@ extern "C" __global__ void p4j_i64_to_i32(const long long* x, int* y, int n, int
     y[i] = (int) v;
 }
 
+// x [n] I64 -> y [n] F32 (round to nearest, as Java's (float) long)
+extern "C" __global__ void p4j_i64_to_f32(const long long* x, float* y, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = __ll2float_rn(x[i]);
+}
+
+// x [n] BOOL (one byte each) -> y [n] F32: the byte's value (0 or 1), as CpuStorageBackend.toFloatArray
+extern "C" __global__ void p4j_bool_to_f32(const signed char* x, float* y, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = (float) x[i];
+}
+
 // ================================================================ activations (+ bias epilogue)
 
 __device__ __forceinline__ float act_forward(int act, float x) {
@@ -456,4 +468,504 @@ extern "C" __global__ void p4j_adamw(float* param, const float* grad, float* m, 
     param[i] = param[i] * decay - mi * stepSize / denom;
     m[i] = mi;
     v[i] = vi;
+}
+
+// ================================================================ Philox4x32-10 and dropout
+
+// dev.perceiver4j.random.Philox, bit for bit: the 32-bit output at (seed, stream, index) is lane
+// index & 3 of the block with counter (index >> 2 as two words, stream as two words) under key
+// (seed low word, seed high word), ten rounds.
+__device__ __forceinline__ unsigned int philox_bits(unsigned long long seed, unsigned long long stream, unsigned long long index,
+                                                    unsigned int* all4) {
+    unsigned long long blk = index >> 2;
+    unsigned int c0 = (unsigned int) blk, c1 = (unsigned int) (blk >> 32);
+    unsigned int c2 = (unsigned int) stream, c3 = (unsigned int) (stream >> 32);
+    unsigned int k0 = (unsigned int) seed, k1 = (unsigned int) (seed >> 32);
+#pragma unroll
+    for (int r = 0; r < 10; r++) {
+        unsigned int hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
+        unsigned int hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
+        unsigned int n0 = hi1 ^ c1 ^ k0;
+        unsigned int n2 = hi0 ^ c3 ^ k1;
+        c0 = n0;
+        c1 = lo1;
+        c2 = n2;
+        c3 = lo0;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    if (all4 != 0) {
+        all4[0] = c0;
+        all4[1] = c1;
+        all4[2] = c2;
+        all4[3] = c3;
+    }
+    int lane = (int) (index & 3);
+    return lane == 0 ? c0 : lane == 1 ? c1 : lane == 2 ? c2 : c3;
+}
+
+// Philox.toUniform(bits) >= p: 24 random bits as a float in [0, 1) (exact), compared with p.
+__device__ __forceinline__ bool philox_keep_bits(unsigned int bits, float p) {
+    return (float) (bits >> 8) * 5.9604644775390625e-8f >= p;
+}
+
+// Philox.keep(seed, stream, index, p)
+__device__ __forceinline__ bool philox_keep(unsigned long long seed, unsigned long long stream, unsigned long long index, float p) {
+    return philox_keep_bits(philox_bits(seed, stream, index, 0), p);
+}
+
+// One thread per Philox block (four consecutive indices 4g .. 4g+3). keep(i) = Philox.keep(seed, stream, i, p).
+// Forward (backward = 0): out[i] = keep(i) ? x[i]·scale : 0 (out may be x).
+// Backward (backward = 1): out[i] += keep(i) ? x[i]·scale : 0 (x = dOut, out = dX).
+// scale = 1/(1−p) rounded to float on the host (0 when p = 1). x, out [n].
+extern "C" __global__ void p4j_dropout(const float* x, float* out, int n, float p, float scale,
+                                       unsigned long long seed, unsigned long long stream, int backward) {
+    long long g = (long long) blockIdx.x * blockDim.x + threadIdx.x;
+    long long i0 = 4 * g;
+    if (i0 >= n) return;
+    unsigned int r[4];
+    philox_bits(seed, stream, (unsigned long long) i0, r);
+#pragma unroll
+    for (int t = 0; t < 4; t++) {
+        long long i = i0 + t;
+        if (i < n) {
+            bool keep = philox_keep_bits(r[t], p);
+            if (backward) {
+                if (keep) out[i] = fmaf(x[i], scale, out[i]);
+            } else {
+                out[i] = keep ? x[i] * scale : 0.0f;
+            }
+        }
+    }
+}
+
+// ================================================================ rotary position embedding
+
+// Interleaved RoPE on the first rot channels of each head; θ = positions[r]·invFreq[c/2] and its
+// cosine and sine in double, rounded to float (as FastOps). One thread per element; the thread of
+// an even channel c < rot handles the pair (c, c+1), so out may be x.
+// Forward: out = (x0·cosθ − x1·sinθ, x1·cosθ + x0·sinθ), other channels copied.
+// Backward (backward = 1, x = dOut, out = dX): dX += (g0·cosθ + g1·sinθ, g1·cosθ − g0·sinθ), others dX += g.
+// x, out [rows, heads·headDim]; positions I32 [rows]; invFreq [rot/2].
+extern "C" __global__ void p4j_rotary(const float* x, const int* positions, const float* invFreq, float* out,
+                                      int rows, int heads, int headDim, int rot, int backward) {
+    long long e = (long long) blockIdx.x * blockDim.x + threadIdx.x;
+    long long width = (long long) heads * headDim;
+    if (e >= (long long) rows * width) return;
+    int r = (int) (e / width);
+    int c = (int) ((e % width) % headDim);
+    if (c >= rot) {
+        out[e] = backward ? out[e] + x[e] : x[e];
+        return;
+    }
+    if (c & 1) return;
+    double theta = (double) positions[r] * (double) invFreq[c >> 1];
+    double sd, cd;
+    sincos(theta, &sd, &cd);
+    float cs = (float) cd, sn = (float) sd;
+    float x0 = x[e], x1 = x[e + 1];
+    if (backward) {
+        out[e] += x0 * cs + x1 * sn;
+        out[e + 1] += x1 * cs - x0 * sn;
+    } else {
+        out[e] = x0 * cs - x1 * sn;
+        out[e + 1] = x1 * cs + x0 * sn;
+    }
+}
+
+// ================================================================ attention (flash-style, fp32)
+//
+// Layout of dev.perceiver4j.backend.AttentionShape: q [B, Nq, H·Dqk], k [B, Nk, H·Dqk],
+// v [B, Nk, H·Dv], out [B, Nq, H·Dv], lse [B, H, Nq], keyPad BOOL [B, Nk] (1 = masked) or null.
+// Query i sees key j iff (not causal or j ≤ i + Nk − Nq) and key j is not padding. A query with no
+// visible key gets out = 0 and lse = −inf. Dropout (p > 0) multiplies each probability by
+// keep ? 1/(1−p) : 0 with keep = Philox.keep(seed, stream, ((b·H + h)·Nq + i)·Nk + j, p); the
+// normaliser uses the undropped probabilities. Nothing of size Nq×Nk is ever stored.
+//
+// The three kernels share one shape: a block of ATT_WARPS warps owns ATT_ROWS "rows" (queries for
+// the forward and dQ, keys for dK/dV), ATT_RPW per warp, with their accumulators in registers
+// (lane ℓ holds channels ℓ, ℓ+32, …: head dims up to 32·ATT_MAXC); the other side streams through
+// shared memory in tiles of 32 "columns", one per lane. Every reduction has a fixed order (no
+// atomics): results repeat bit for bit. Grid: (row tiles, B·H); dynamic shared memory sized by the host.
+
+#define ATT_TILE 32
+#define ATT_WARPS 4
+#define ATT_RPW 4
+#define ATT_ROWS (ATT_WARPS * ATT_RPW)
+#define ATT_MAXC 8
+
+__device__ __forceinline__ bool att_key_ok(const unsigned char* pad, int b, int nk, int j) {
+    return j < nk && (pad == 0 || pad[(long long) b * nk + j] == 0);
+}
+
+// Forward: out and lse (both written). Shared: K tile [32][Dqk+1], V tile [32][Dv], Q rows [ROWS][Dqk].
+extern "C" __global__ void p4j_attention_forward(const float* q, const float* k, const float* v, const unsigned char* pad,
+                                                 float* out, float* lse, int H, int nq, int nk, int dqk, int dv,
+                                                 float scale, int causal, float pdrop, float keepScale,
+                                                 unsigned long long seed, unsigned long long stream) {
+    extern __shared__ float smem[];
+    const int ks = dqk + 1;
+    float* Ks = smem;
+    float* Vs = Ks + ATT_TILE * ks;
+    float* Qs = Vs + ATT_TILE * dv;
+    const int bh = blockIdx.y, b = bh / H, h = bh % H;
+    const int i0 = blockIdx.x * ATT_ROWS;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const long long qkW = (long long) H * dqk, vW = (long long) H * dv;
+    const int shift = nk - nq;
+
+    for (int t = threadIdx.x; t < ATT_ROWS * dqk; t += blockDim.x) {
+        int r = t / dqk, c = t % dqk, i = i0 + r;
+        Qs[t] = i < nq ? q[((long long) b * nq + i) * qkW + (long long) h * dqk + c] : 0.0f;
+    }
+    float m[ATT_RPW], l[ATT_RPW], acc[ATT_RPW][ATT_MAXC];
+#pragma unroll
+    for (int r = 0; r < ATT_RPW; r++) {
+        m[r] = NEG_INF;
+        l[r] = 0.0f;
+#pragma unroll
+        for (int t = 0; t < ATT_MAXC; t++) acc[r][t] = 0.0f;
+    }
+    const int lastRow = imin(nq, i0 + ATT_ROWS) - 1;
+    const int keyEnd = causal ? imin(nk, lastRow + shift + 1) : nk;
+
+    for (int j0 = 0; j0 < keyEnd; j0 += ATT_TILE) {
+        __syncthreads(); // the previous tile is no longer read (and Qs is complete)
+        for (int t = threadIdx.x; t < ATT_TILE * dqk; t += blockDim.x) {
+            int jj = t / dqk, c = t % dqk, j = j0 + jj;
+            Ks[jj * ks + c] = j < nk ? k[((long long) b * nk + j) * qkW + (long long) h * dqk + c] : 0.0f;
+        }
+        for (int t = threadIdx.x; t < ATT_TILE * dv; t += blockDim.x) {
+            int jj = t / dv, c = t % dv, j = j0 + jj;
+            Vs[t] = j < nk ? v[((long long) b * nk + j) * vW + (long long) h * dv + c] : 0.0f;
+        }
+        __syncthreads();
+
+        const int j = j0 + lane;
+        const bool keyOk = j < keyEnd && att_key_ok(pad, b, nk, j);
+        bool ok[ATT_RPW];
+        float s[ATT_RPW];
+#pragma unroll
+        for (int r = 0; r < ATT_RPW; r++) {
+            int i = i0 + warp * ATT_RPW + r;
+            ok[r] = keyOk && i < nq && (!causal || j <= i + shift);
+            s[r] = 0.0f;
+        }
+        for (int c = 0; c < dqk; c++) {
+            float kc = Ks[lane * ks + c];
+#pragma unroll
+            for (int r = 0; r < ATT_RPW; r++) s[r] += Qs[(warp * ATT_RPW + r) * dqk + c] * kc;
+        }
+        float pj[ATT_RPW];
+        bool any = false;
+#pragma unroll
+        for (int r = 0; r < ATT_RPW; r++) {
+            float sr = ok[r] ? s[r] * scale : NEG_INF;
+            float tmax = warp_max(sr);
+            pj[r] = 0.0f;
+            if (tmax == NEG_INF) continue; // warp-uniform: nothing visible for this row in this tile
+            any = true;
+            float mNew = fmaxf(m[r], tmax);
+            float p = ok[r] ? expf(sr - mNew) : 0.0f;
+            float corr = expf(m[r] - mNew); // 0 when m was −inf
+            l[r] = l[r] * corr + warp_sum(p);
+            m[r] = mNew;
+#pragma unroll
+            for (int t = 0; t < ATT_MAXC; t++) acc[r][t] *= corr;
+            if (pdrop > 0.0f && ok[r]) {
+                int i = i0 + warp * ATT_RPW + r;
+                unsigned long long idx = ((unsigned long long) bh * nq + i) * (unsigned long long) nk + j;
+                p *= philox_keep(seed, stream, idx, pdrop) ? keepScale : 0.0f;
+            }
+            pj[r] = p;
+        }
+        if (!any) continue; // warp-uniform
+        for (int jj = 0; jj < ATT_TILE; jj++) {
+            float vv[ATT_MAXC];
+#pragma unroll
+            for (int t = 0; t < ATT_MAXC; t++) {
+                int c = lane + 32 * t;
+                vv[t] = c < dv ? Vs[jj * dv + c] : 0.0f;
+            }
+#pragma unroll
+            for (int r = 0; r < ATT_RPW; r++) {
+                float p = __shfl_sync(0xffffffffu, pj[r], jj);
+#pragma unroll
+                for (int t = 0; t < ATT_MAXC; t++) acc[r][t] += p * vv[t];
+            }
+        }
+    }
+
+#pragma unroll
+    for (int r = 0; r < ATT_RPW; r++) {
+        int i = i0 + warp * ATT_RPW + r;
+        if (i >= nq) continue;
+        float* o = out + ((long long) b * nq + i) * vW + (long long) h * dv;
+        bool none = l[r] == 0.0f;
+        float inv = none ? 0.0f : 1.0f / l[r];
+#pragma unroll
+        for (int t = 0; t < ATT_MAXC; t++) {
+            int c = lane + 32 * t;
+            if (c < dv) o[c] = none ? 0.0f : acc[r][t] * inv;
+        }
+        if (lane == 0) lse[(long long) bh * nq + i] = none ? NEG_INF : m[r] + logf(l[r]);
+    }
+}
+
+// Backward, step 1: rowDot[b, h, i] = dOut_i · out_i over head h's Dv channels (written). One warp per row.
+extern "C" __global__ void p4j_attention_rowdot(const float* dOut, const float* out, float* rowDot, int B, int H, int nq, int dv) {
+    long long row = ((long long) blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    int lane = threadIdx.x & 31;
+    if (row >= (long long) B * H * nq) return; // warp-uniform
+    int i = (int) (row % nq);
+    long long bh = row / nq;
+    int b = (int) (bh / H), h = (int) (bh % H);
+    long long base = ((long long) b * nq + i) * H * dv + (long long) h * dv;
+    float s = 0.0f;
+    for (int c = lane; c < dv; c += 32) s += dOut[base + c] * out[base + c];
+    s = warp_sum(s);
+    if (lane == 0) rowDot[row] = s;
+}
+
+// Recomputed P_ij = exp(s_ij − lse_i), dropout multiplier M_ij, dP_ij = dOut_i · v_j;
+// dS_ij = scale · P_ij · (M_ij · dP_ij − rowDot_i). Returns dS; *pDropped = P_ij · M_ij.
+__device__ __forceinline__ float att_ds(float sDot, float dp, float lseI, float rowDotI, bool ok, float scale, float pdrop,
+                                        float keepScale, unsigned long long seed, unsigned long long stream,
+                                        unsigned long long idx, float* pDropped) {
+    if (!ok || lseI == NEG_INF) {
+        *pDropped = 0.0f;
+        return 0.0f;
+    }
+    float p = expf(sDot * scale - lseI);
+    float mult = 1.0f;
+    if (pdrop > 0.0f) mult = philox_keep(seed, stream, idx, pdrop) ? keepScale : 0.0f;
+    *pDropped = p * mult;
+    return scale * p * (mult * dp - rowDotI);
+}
+
+// Backward, step 2: dQ += Σ_j dS_ij k_j. Rows = queries; columns = key tiles.
+// Shared: K tile [32][Dqk+1], V tile [32][Dv+1], Q rows [ROWS][Dqk], dOut rows [ROWS][Dv].
+extern "C" __global__ void p4j_attention_backward_dq(const float* q, const float* k, const float* v, const unsigned char* pad,
+                                                     const float* lse, const float* rowDot, const float* dOut, float* dQ,
+                                                     int H, int nq, int nk, int dqk, int dv, float scale, int causal,
+                                                     float pdrop, float keepScale, unsigned long long seed, unsigned long long stream) {
+    extern __shared__ float smem[];
+    const int ks = dqk + 1, vs = dv + 1;
+    float* Ks = smem;
+    float* Vs = Ks + ATT_TILE * ks;
+    float* Qs = Vs + ATT_TILE * vs;
+    float* Gs = Qs + ATT_ROWS * dqk;
+    const int bh = blockIdx.y, b = bh / H, h = bh % H;
+    const int i0 = blockIdx.x * ATT_ROWS;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const long long qkW = (long long) H * dqk, vW = (long long) H * dv;
+    const int shift = nk - nq;
+
+    for (int t = threadIdx.x; t < ATT_ROWS * dqk; t += blockDim.x) {
+        int r = t / dqk, c = t % dqk, i = i0 + r;
+        Qs[t] = i < nq ? q[((long long) b * nq + i) * qkW + (long long) h * dqk + c] : 0.0f;
+    }
+    for (int t = threadIdx.x; t < ATT_ROWS * dv; t += blockDim.x) {
+        int r = t / dv, c = t % dv, i = i0 + r;
+        Gs[t] = i < nq ? dOut[((long long) b * nq + i) * vW + (long long) h * dv + c] : 0.0f;
+    }
+    float lseR[ATT_RPW], dR[ATT_RPW], acc[ATT_RPW][ATT_MAXC];
+#pragma unroll
+    for (int r = 0; r < ATT_RPW; r++) {
+        int i = i0 + warp * ATT_RPW + r;
+        lseR[r] = i < nq ? lse[(long long) bh * nq + i] : NEG_INF;
+        dR[r] = i < nq ? rowDot[(long long) bh * nq + i] : 0.0f;
+#pragma unroll
+        for (int t = 0; t < ATT_MAXC; t++) acc[r][t] = 0.0f;
+    }
+    const int lastRow = imin(nq, i0 + ATT_ROWS) - 1;
+    const int keyEnd = causal ? imin(nk, lastRow + shift + 1) : nk;
+
+    for (int j0 = 0; j0 < keyEnd; j0 += ATT_TILE) {
+        __syncthreads();
+        for (int t = threadIdx.x; t < ATT_TILE * dqk; t += blockDim.x) {
+            int jj = t / dqk, c = t % dqk, j = j0 + jj;
+            Ks[jj * ks + c] = j < nk ? k[((long long) b * nk + j) * qkW + (long long) h * dqk + c] : 0.0f;
+        }
+        for (int t = threadIdx.x; t < ATT_TILE * dv; t += blockDim.x) {
+            int jj = t / dv, c = t % dv, j = j0 + jj;
+            Vs[jj * vs + c] = j < nk ? v[((long long) b * nk + j) * vW + (long long) h * dv + c] : 0.0f;
+        }
+        __syncthreads();
+
+        const int j = j0 + lane;
+        const bool keyOk = j < keyEnd && att_key_ok(pad, b, nk, j);
+        float s[ATT_RPW], dp[ATT_RPW];
+#pragma unroll
+        for (int r = 0; r < ATT_RPW; r++) {
+            s[r] = 0.0f;
+            dp[r] = 0.0f;
+        }
+        for (int c = 0; c < dqk; c++) {
+            float kc = Ks[lane * ks + c];
+#pragma unroll
+            for (int r = 0; r < ATT_RPW; r++) s[r] += Qs[(warp * ATT_RPW + r) * dqk + c] * kc;
+        }
+        for (int c = 0; c < dv; c++) {
+            float vc = Vs[lane * vs + c];
+#pragma unroll
+            for (int r = 0; r < ATT_RPW; r++) dp[r] += Gs[(warp * ATT_RPW + r) * dv + c] * vc;
+        }
+        float ds[ATT_RPW];
+#pragma unroll
+        for (int r = 0; r < ATT_RPW; r++) {
+            int i = i0 + warp * ATT_RPW + r;
+            bool ok = keyOk && i < nq && (!causal || j <= i + shift);
+            unsigned long long idx = ((unsigned long long) bh * nq + i) * (unsigned long long) nk + j;
+            float unused;
+            ds[r] = att_ds(s[r], dp[r], lseR[r], dR[r], ok, scale, pdrop, keepScale, seed, stream, idx, &unused);
+        }
+        for (int jj = 0; jj < ATT_TILE; jj++) {
+            float kk[ATT_MAXC];
+#pragma unroll
+            for (int t = 0; t < ATT_MAXC; t++) {
+                int c = lane + 32 * t;
+                kk[t] = c < dqk ? Ks[jj * ks + c] : 0.0f;
+            }
+#pragma unroll
+            for (int r = 0; r < ATT_RPW; r++) {
+                float g = __shfl_sync(0xffffffffu, ds[r], jj);
+#pragma unroll
+                for (int t = 0; t < ATT_MAXC; t++) acc[r][t] += g * kk[t];
+            }
+        }
+    }
+
+#pragma unroll
+    for (int r = 0; r < ATT_RPW; r++) {
+        int i = i0 + warp * ATT_RPW + r;
+        if (i >= nq) continue;
+        float* o = dQ + ((long long) b * nq + i) * qkW + (long long) h * dqk;
+#pragma unroll
+        for (int t = 0; t < ATT_MAXC; t++) {
+            int c = lane + 32 * t;
+            if (c < dqk) o[c] += acc[r][t];
+        }
+    }
+}
+
+// Backward, step 3: dK += Σ_i dS_ij q_i, dV += Σ_i P_ij M_ij dOut_i. Rows = keys; columns = query tiles.
+// Shared: Q tile [32][Dqk+1], dOut tile [32][Dv+1], K rows [ROWS][Dqk], V rows [ROWS][Dv], lse and rowDot [32] each.
+extern "C" __global__ void p4j_attention_backward_dkdv(const float* q, const float* k, const float* v, const unsigned char* pad,
+                                                       const float* lse, const float* rowDot, const float* dOut,
+                                                       float* dK, float* dV, int H, int nq, int nk, int dqk, int dv,
+                                                       float scale, int causal, float pdrop, float keepScale,
+                                                       unsigned long long seed, unsigned long long stream) {
+    extern __shared__ float smem[];
+    const int qs = dqk + 1, gs = dv + 1;
+    float* Qs = smem;
+    float* Gs = Qs + ATT_TILE * qs;
+    float* Ks = Gs + ATT_TILE * gs;
+    float* Vs = Ks + ATT_ROWS * dqk;
+    float* Ls = Vs + ATT_ROWS * dv;
+    float* Ds = Ls + ATT_TILE;
+    const int bh = blockIdx.y, b = bh / H, h = bh % H;
+    const int j0 = blockIdx.x * ATT_ROWS;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const long long qkW = (long long) H * dqk, vW = (long long) H * dv;
+    const int shift = nk - nq;
+
+    for (int t = threadIdx.x; t < ATT_ROWS * dqk; t += blockDim.x) {
+        int r = t / dqk, c = t % dqk, j = j0 + r;
+        Ks[t] = j < nk ? k[((long long) b * nk + j) * qkW + (long long) h * dqk + c] : 0.0f;
+    }
+    for (int t = threadIdx.x; t < ATT_ROWS * dv; t += blockDim.x) {
+        int r = t / dv, c = t % dv, j = j0 + r;
+        Vs[t] = j < nk ? v[((long long) b * nk + j) * vW + (long long) h * dv + c] : 0.0f;
+    }
+    bool rowOk[ATT_RPW];
+    float accK[ATT_RPW][ATT_MAXC], accV[ATT_RPW][ATT_MAXC];
+#pragma unroll
+    for (int r = 0; r < ATT_RPW; r++) {
+        rowOk[r] = att_key_ok(pad, b, nk, j0 + warp * ATT_RPW + r);
+#pragma unroll
+        for (int t = 0; t < ATT_MAXC; t++) {
+            accK[r][t] = 0.0f;
+            accV[r][t] = 0.0f;
+        }
+    }
+    // queries that may see key j0 or later: i ≥ j0 − shift when causal
+    const int iStart = causal ? (j0 - shift > 0 ? j0 - shift : 0) : 0;
+
+    for (int q0 = iStart; q0 < nq; q0 += ATT_TILE) {
+        __syncthreads();
+        for (int t = threadIdx.x; t < ATT_TILE * dqk; t += blockDim.x) {
+            int ii = t / dqk, c = t % dqk, i = q0 + ii;
+            Qs[ii * qs + c] = i < nq ? q[((long long) b * nq + i) * qkW + (long long) h * dqk + c] : 0.0f;
+        }
+        for (int t = threadIdx.x; t < ATT_TILE * dv; t += blockDim.x) {
+            int ii = t / dv, c = t % dv, i = q0 + ii;
+            Gs[ii * gs + c] = i < nq ? dOut[((long long) b * nq + i) * vW + (long long) h * dv + c] : 0.0f;
+        }
+        if (threadIdx.x < ATT_TILE) {
+            int i = q0 + threadIdx.x;
+            Ls[threadIdx.x] = i < nq ? lse[(long long) bh * nq + i] : NEG_INF;
+            Ds[threadIdx.x] = i < nq ? rowDot[(long long) bh * nq + i] : 0.0f;
+        }
+        __syncthreads();
+
+        const int i = q0 + lane;
+        float s[ATT_RPW], dp[ATT_RPW];
+#pragma unroll
+        for (int r = 0; r < ATT_RPW; r++) {
+            s[r] = 0.0f;
+            dp[r] = 0.0f;
+        }
+        for (int c = 0; c < dqk; c++) {
+            float qc = Qs[lane * qs + c];
+#pragma unroll
+            for (int r = 0; r < ATT_RPW; r++) s[r] += Ks[(warp * ATT_RPW + r) * dqk + c] * qc;
+        }
+        for (int c = 0; c < dv; c++) {
+            float gc = Gs[lane * gs + c];
+#pragma unroll
+            for (int r = 0; r < ATT_RPW; r++) dp[r] += Vs[(warp * ATT_RPW + r) * dv + c] * gc;
+        }
+        float ds[ATT_RPW], pd[ATT_RPW];
+#pragma unroll
+        for (int r = 0; r < ATT_RPW; r++) {
+            int j = j0 + warp * ATT_RPW + r;
+            bool ok = rowOk[r] && i < nq && (!causal || j <= i + shift);
+            unsigned long long idx = ((unsigned long long) bh * nq + i) * (unsigned long long) nk + j;
+            ds[r] = att_ds(s[r], dp[r], Ls[lane], Ds[lane], ok, scale, pdrop, keepScale, seed, stream, idx, &pd[r]);
+        }
+        for (int ii = 0; ii < ATT_TILE; ii++) {
+            float qq[ATT_MAXC], gg[ATT_MAXC];
+#pragma unroll
+            for (int t = 0; t < ATT_MAXC; t++) {
+                int c = lane + 32 * t;
+                qq[t] = c < dqk ? Qs[ii * qs + c] : 0.0f;
+                gg[t] = c < dv ? Gs[ii * gs + c] : 0.0f;
+            }
+#pragma unroll
+            for (int r = 0; r < ATT_RPW; r++) {
+                float g = __shfl_sync(0xffffffffu, ds[r], ii);
+                float p = __shfl_sync(0xffffffffu, pd[r], ii);
+#pragma unroll
+                for (int t = 0; t < ATT_MAXC; t++) {
+                    accK[r][t] += g * qq[t];
+                    accV[r][t] += p * gg[t];
+                }
+            }
+        }
+    }
+
+#pragma unroll
+    for (int r = 0; r < ATT_RPW; r++) {
+        int j = j0 + warp * ATT_RPW + r;
+        if (j >= nk) continue;
+        float* ok_ = dK + ((long long) b * nk + j) * qkW + (long long) h * dqk;
+        float* ov = dV + ((long long) b * nk + j) * vW + (long long) h * dv;
+#pragma unroll
+        for (int t = 0; t < ATT_MAXC; t++) {
+            int c = lane + 32 * t;
+            if (c < dqk) ok_[c] += accK[r][t];
+            if (c < dv) ov[c] += accV[r][t];
+        }
+    }
 }

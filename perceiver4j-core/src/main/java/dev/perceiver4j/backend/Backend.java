@@ -39,6 +39,9 @@ public interface Backend {
     /** A tensor on this backend holding a copy of {@code values} (I32). */
     Tensor fromInts(int[] values, Shape shape);
 
+    /** A BOOL tensor on this backend holding {@code values} (true = 1, false = 0). */
+    Tensor fromBools(boolean[] values, Shape shape);
+
     /** Copy of the contents as floats (any dtype). */
     float[] toFloatArray(Tensor t);
 

@@ -85,7 +85,14 @@ public final class Params {
             throw new IllegalArgumentException("parameter name registered twice: " + full);
         }
         Tensor t = registry.backend.persistentZeros(shape, DType.F32).name(full);
-        init.fill(t.floats(), t.offset(), t.size(), new SplittableRandom(registry.seed ^ mix(full.hashCode())));
+        SplittableRandom rng = new SplittableRandom(registry.seed ^ mix(full.hashCode()));
+        if (t.data() instanceof float[] f) {
+            init.fill(f, t.offset(), t.size(), rng);
+        } else { // device memory: the same values, drawn on the host and copied over
+            float[] host = new float[t.size()];
+            init.fill(host, 0, host.length, rng);
+            registry.backend.copy(registry.backend.fromFloats(host, shape), t);
+        }
         t.requiresGrad(true);
         registry.trainable.put(full, t);
         return t;

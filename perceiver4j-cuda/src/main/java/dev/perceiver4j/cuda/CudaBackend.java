@@ -30,13 +30,19 @@ import java.lang.foreign.MemorySegment;
  * outside int range) is recorded in a status word and thrown as IllegalArgumentException at the
  * next synchronisation point ({@link #synchronize()}, toFloatArray, crossEntropy, sumSquares).
  *
- * <p>Not implemented in this slice (throw UnsupportedOperationException): dropout, attention,
- * rotary and their backwards. See package-info.
+ * <p>Dropout (plain and on attention probabilities) draws the CPU backend's mask exactly:
+ * Philox4x32-10 at (seed, stream, element index), see {@link dev.perceiver4j.random.Philox}.
+ * Attention is flash-style (tiled, online softmax, backward recomputed from the saved lse);
+ * head dims up to {@value #MAX_HEAD_DIM}. See package-info for what is not implemented.
  */
 public final class CudaBackend implements Backend {
     private static final int THREADS = 256;
     /** Rows per chunk in the two-stage (deterministic) column sums (more when the chunks would exceed gridDim.y). */
     private static final int ROWS_PER_CHUNK = 64;
+    /** Largest Dqk / Dv the attention kernels take (32 lanes × ATT_MAXC channels in kernels.cu). */
+    public static final int MAX_HEAD_DIM = 256;
+    /** Rows (queries or keys) per attention block and columns per shared-memory tile (ATT_ROWS, ATT_TILE). */
+    private static final int ATT_ROWS = 16, ATT_TILE = 32, ATT_THREADS = 128;
 
     private final CudaContext context;
     private final DeviceAllocator allocator;
@@ -150,6 +156,16 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
+    public Tensor fromBools(boolean[] values, Shape shape) {
+        check(values.length == shape.numel(), "fromBools: " + values.length + " values for shape " + shape);
+        Tensor t = allocate(shape, DType.BOOL, false);
+        byte[] b = new byte[values.length];
+        for (int i = 0; i < b.length; i++) b[i] = (byte) (values[i] ? 1 : 0);
+        if (b.length > 0) Driver.memcpyHtoD(ptr(t), MemorySegment.ofArray(b), b.length);
+        return t;
+    }
+
+    @Override
     public float[] toFloatArray(Tensor t) {
         int n = t.size();
         float[] r = new float[n];
@@ -204,12 +220,15 @@ public final class CudaBackend implements Backend {
         else if (from == DType.BF16 && to == DType.F32) kernel = "p4j_bf16_to_f32";
         else if (from == DType.I32 && to == DType.F32) kernel = "p4j_i32_to_f32";
         else if (from == DType.I32 && to == DType.I64) kernel = "p4j_i32_to_i64";
+        else if (from == DType.I64 && to == DType.F32) kernel = "p4j_i64_to_f32";
+        else if (from == DType.BOOL && to == DType.F32) kernel = "p4j_bool_to_f32";
         else if (from == DType.I64 && to == DType.I32) {
             kernels.launch("p4j_i64_to_i32").grid(Kernels.blocks(n, THREADS)).block(THREADS)
                     .ptr(ptr(src)).ptr(ptr(dst)).i32(n).ptr(status.address()).go();
             return;
         } else {
-            throw new UnsupportedOperationException("CudaBackend: cast " + from + " -> " + to + " not implemented yet");
+            // the CPU backend does not support these either
+            throw new UnsupportedOperationException("cast " + from + " -> " + to + " is not supported");
         }
         kernels.launch(kernel).grid(Kernels.blocks(n, THREADS)).block(THREADS).ptr(ptr(src)).ptr(ptr(dst)).i32(n).go();
     }
@@ -453,14 +472,41 @@ public final class CudaBackend implements Backend {
         columnSums(ptr(x), x.size() / n, n, ptr(out));
     }
 
+    private static void checkDropP(float p) {
+        if (!(p >= 0 && p <= 1)) throw new IllegalArgumentException("p must be in [0, 1], got " + p);
+    }
+
+    /** The kept elements' multiplier, as FastOps: 1/(1−p) rounded to float, 0 when p = 1. */
+    private static float keepScale(float p) {
+        return p == 1f ? 0f : (float) (1.0 / (1.0 - p));
+    }
+
     @Override
     public void dropout(Tensor x, float p, long seed, long stream, Tensor out) {
-        throw notYet("dropout");
+        sameSize(x, out, "dropout");
+        checkDropP(p);
+        int n = x.size();
+        if (n == 0) return;
+        if (p == 0f) {
+            if (ptr(x) != ptr(out)) copy(x, out);
+            return;
+        }
+        kernels.launch("p4j_dropout").grid(Kernels.blocks((n + 3L) / 4, THREADS)).block(THREADS)
+                .ptr(ptr(x)).ptr(ptr(out)).i32(n).f32(p).f32(keepScale(p)).i64(seed).i64(stream).i32(0).go();
     }
 
     @Override
     public void dropoutBackward(Tensor dOut, float p, long seed, long stream, Tensor dX) {
-        throw notYet("dropoutBackward");
+        sameSize(dOut, dX, "dropoutBackward");
+        checkDropP(p);
+        int n = dOut.size();
+        if (n == 0) return;
+        if (p == 0f) {
+            axpy(1f, dOut, dX);
+            return;
+        }
+        kernels.launch("p4j_dropout").grid(Kernels.blocks((n + 3L) / 4, THREADS)).block(THREADS)
+                .ptr(ptr(dOut)).ptr(ptr(dX)).i32(n).f32(p).f32(keepScale(p)).i64(seed).i64(stream).i32(1).go();
     }
 
     @Override
@@ -504,27 +550,102 @@ public final class CudaBackend implements Backend {
 
     // ---- attention ---------------------------------------------------------------------------
 
+    private static void checkAttention(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse) {
+        check(q.size() == s.qSize(), "attention: q " + q.describe() + " should hold " + s.qSize() + " elements");
+        check(k.size() == s.kSize(), "attention: k " + k.describe() + " should hold " + s.kSize() + " elements");
+        check(v.size() == s.vSize(), "attention: v " + v.describe() + " should hold " + s.vSize() + " elements");
+        check(out.size() == s.outSize(), "attention: out " + out.describe() + " should hold " + s.outSize() + " elements");
+        check(lse.size() == s.lseSize(), "attention: lse " + lse.describe() + " should hold " + s.lseSize() + " elements");
+        check(keyPad == null || (keyPad.dtype() == DType.BOOL && keyPad.size() == s.keyPadSize()),
+                "attention: keyPad " + (keyPad == null ? "" : keyPad.describe()) + " should be BOOL with " + s.keyPadSize() + " elements");
+        if (s.dqk() > MAX_HEAD_DIM || s.dv() > MAX_HEAD_DIM) {
+            throw new UnsupportedOperationException("CudaBackend: attention with head dims Dqk " + s.dqk() + ", Dv " + s.dv()
+                    + " not implemented yet (at most " + MAX_HEAD_DIM + ")");
+        }
+        check((long) s.batch() * s.heads() <= 65535, "attention: batch·heads " + (long) s.batch() * s.heads() + " exceeds 65535 (gridDim.y)");
+    }
+
+    /** Dynamic shared memory of the attention kernels, bytes (see the layouts in kernels.cu). */
+    private static int forwardShared(AttentionShape s) {
+        return 4 * (ATT_TILE * (s.dqk() + 1) + ATT_TILE * s.dv() + ATT_ROWS * s.dqk());
+    }
+
+    private static int backwardShared(AttentionShape s) {
+        return 4 * (ATT_TILE * (s.dqk() + 1) + ATT_TILE * (s.dv() + 1) + ATT_ROWS * (s.dqk() + s.dv()) + 2 * ATT_TILE);
+    }
+
+    /** The shape's scalar arguments, in the kernels' order: H, nq, nk, dqk, dv, scale, causal, p, keepScale, seed, stream. */
+    private static Kernels.Launch shapeArgs(Kernels.Launch l, AttentionShape s) {
+        return l.i32(s.heads()).i32(s.nq()).i32(s.nk()).i32(s.dqk()).i32(s.dv()).f32(s.scale()).i32(s.causal() ? 1 : 0)
+                .f32(s.dropout()).f32(s.dropout() == 0f ? 1f : keepScale(s.dropout())).i64(s.seed()).i64(s.stream());
+    }
+
+    private long padPtr(Tensor keyPad) {
+        return keyPad == null ? 0 : ptr(keyPad);
+    }
+
     @Override
     public void attention(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse) {
-        throw notYet("attention");
+        checkAttention(s, q, k, v, keyPad, out, lse);
+        int bh = s.batch() * s.heads();
+        shapeArgs(kernels.launch("p4j_attention_forward").grid((s.nq() + ATT_ROWS - 1) / ATT_ROWS, bh).block(ATT_THREADS)
+                .sharedBytes(forwardShared(s))
+                .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(out)).ptr(ptr(lse)), s).go();
     }
 
     @Override
     public void attentionBackward(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse,
                                   Tensor dOut, Tensor dQ, Tensor dK, Tensor dV) {
-        throw notYet("attentionBackward");
+        checkAttention(s, q, k, v, keyPad, out, lse);
+        check(dOut.size() == s.outSize() && dQ.size() == s.qSize() && dK.size() == s.kSize() && dV.size() == s.vSize(),
+                "attentionBackward: gradient sizes differ from the shape's");
+        int bh = s.batch() * s.heads(), rows = s.lseSize();
+        DeviceBuffer rowDot = allocator.allocate(4L * rows);
+        kernels.launch("p4j_attention_rowdot").grid(Kernels.blocks(32L * rows, THREADS)).block(THREADS)
+                .ptr(ptr(dOut)).ptr(ptr(out)).ptr(rowDot.address()).i32(s.batch()).i32(s.heads()).i32(s.nq()).i32(s.dv()).go();
+        shapeArgs(kernels.launch("p4j_attention_backward_dq").grid((s.nq() + ATT_ROWS - 1) / ATT_ROWS, bh).block(ATT_THREADS)
+                .sharedBytes(backwardShared(s))
+                .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(lse)).ptr(rowDot.address()).ptr(ptr(dOut))
+                .ptr(ptr(dQ)), s).go();
+        shapeArgs(kernels.launch("p4j_attention_backward_dkdv").grid((s.nk() + ATT_ROWS - 1) / ATT_ROWS, bh).block(ATT_THREADS)
+                .sharedBytes(backwardShared(s))
+                .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(lse)).ptr(rowDot.address()).ptr(ptr(dOut))
+                .ptr(ptr(dK)).ptr(ptr(dV)), s).go();
+        allocator.free(rowDot); // safe: later work on the stream runs after these kernels
     }
 
     // ---- positions, embeddings, losses -------------------------------------------------------
 
+    /** Shared checks of rotary and its backward; returns the head dim. */
+    private static int checkRotary(Tensor x, Tensor positions, Tensor invFreq, int heads, int rot, Tensor out) {
+        sameSize(x, out, "rotary");
+        int rows = x.shape().rows(), width = x.shape().last();
+        check(heads > 0 && width % heads == 0, "rotary: width " + width + " does not split into " + heads + " heads");
+        int headDim = width / heads;
+        check(rot >= 0 && rot % 2 == 0 && rot <= headDim, "rotary: rot must be even and <= headDim " + headDim + ", got " + rot);
+        check(positions.dtype() == DType.I32 && positions.size() == rows, "rotary: positions " + positions.describe() + " should be I32 [" + rows + "]");
+        check(invFreq.size() >= rot / 2, "rotary: invFreq " + invFreq.describe() + " should hold " + rot / 2 + " elements");
+        return headDim;
+    }
+
     @Override
     public void rotary(Tensor x, Tensor positions, Tensor invFreq, int heads, int rot, Tensor out) {
-        throw notYet("rotary");
+        int headDim = checkRotary(x, positions, invFreq, heads, rot, out);
+        int n = x.size();
+        if (n == 0) return;
+        kernels.launch("p4j_rotary").grid(Kernels.blocks(n, THREADS)).block(THREADS)
+                .ptr(ptr(x)).ptr(ptr(positions)).ptr(ptr(invFreq)).ptr(ptr(out))
+                .i32(x.shape().rows()).i32(heads).i32(headDim).i32(rot).i32(0).go();
     }
 
     @Override
     public void rotaryBackward(Tensor dOut, Tensor positions, Tensor invFreq, int heads, int rot, Tensor dX) {
-        throw notYet("rotaryBackward");
+        int headDim = checkRotary(dOut, positions, invFreq, heads, rot, dX);
+        int n = dOut.size();
+        if (n == 0) return;
+        kernels.launch("p4j_rotary").grid(Kernels.blocks(n, THREADS)).block(THREADS)
+                .ptr(ptr(dOut)).ptr(ptr(positions)).ptr(ptr(invFreq)).ptr(ptr(dX))
+                .i32(dOut.shape().rows()).i32(heads).i32(headDim).i32(rot).i32(1).go();
     }
 
     @Override
@@ -603,10 +724,6 @@ public final class CudaBackend implements Backend {
     }
 
     // ---- helpers -----------------------------------------------------------------------------
-
-    private static UnsupportedOperationException notYet(String op) {
-        return new UnsupportedOperationException("CudaBackend: " + op + " not implemented yet");
-    }
 
     private DeviceBuffer buffer(Tensor t) {
         if (t.data() instanceof DeviceBuffer b) return b;

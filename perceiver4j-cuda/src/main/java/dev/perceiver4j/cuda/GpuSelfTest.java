@@ -1,8 +1,11 @@
 package dev.perceiver4j.cuda;
 
+import dev.perceiver4j.backend.cpu.CpuBackend;
 import dev.perceiver4j.backend.cpu.CpuPool;
 import dev.perceiver4j.backend.cpu.RefBackend;
+import dev.perceiver4j.backend.cpu.gemm.JavaSgemm;
 
+import java.nio.file.Path;
 import java.util.List;
 
 /**
@@ -11,11 +14,15 @@ import java.util.List;
  *
  * <pre>
  * java --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector \
- *      -jar perceiver4j-cuda-&lt;version&gt;-selftest.jar [--seed N] [--no-tf32]
+ *      -jar perceiver4j-cuda-&lt;version&gt;-selftest.jar [--seed N] [--no-tf32] [--fixtures DIR]
  * </pre>
  * Prints the device, then one line per check (op, max error, tolerance, PASS/FAIL), then the
  * allocator's memory report; exits 0 when every check passes, 1 when one fails, 2 when CUDA could
- * not start.
+ * not start. The op checks are {@link OpParity}'s; then {@link ModelParity}'s: a Perceiver AR
+ * trained 3 steps on the GPU and on the CPU from the same weights (always), and with
+ * {@code --fixtures DIR} (DIR holding the folders {@code hf-perceiver-mlm-tiny} and
+ * {@code kr-perceiver-ar}, copies of perceiver4j-core/src/test/resources/fixtures/*) both reference
+ * models' logits and greedy tokens on the GPU.
  */
 public final class GpuSelfTest {
     private GpuSelfTest() {}
@@ -23,12 +30,14 @@ public final class GpuSelfTest {
     public static void main(String[] args) {
         long seed = 1234;
         boolean tf32 = true;
+        Path fixtures = null;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--seed" -> seed = Long.parseLong(args[++i]);
                 case "--no-tf32" -> tf32 = false;
+                case "--fixtures" -> fixtures = Path.of(args[++i]);
                 default -> {
-                    System.err.println("usage: GpuSelfTest [--seed N] [--no-tf32]");
+                    System.err.println("usage: GpuSelfTest [--seed N] [--no-tf32] [--fixtures DIR]");
                     System.exit(2);
                 }
             }
@@ -53,6 +62,8 @@ public final class GpuSelfTest {
             CudaBackend tf = new CudaBackend(cuda.context(), true);
             checks.addAll(OpParity.matmulChecks(tf, ref, seed, 1e-2));
         }
+        checks.addAll(ModelParity.trainingChecks(cuda, new CpuBackend(CpuPool.common(), new JavaSgemm(CpuPool.common()))));
+        if (fixtures != null) checks.addAll(ModelParity.fixtureChecks(cuda, fixtures));
         int failed = 0;
         for (OpParity.Check c : checks) {
             OpParity.Result r = c.run();

@@ -25,8 +25,8 @@ import static java.lang.foreign.ValueLayout.ADDRESS;
  * <pre>{@code
  * kernels.launch("p4j_scale").grid(blocks(n)).block(256).ptr(x).f32(alpha).ptr(out).i32(n).go();
  * }</pre>
- * The argument kinds must match the kernel's C signature one for one (pointer = 8 bytes,
- * int/float = 4 bytes); each kernel's comment in the .cu file gives it.
+ * The argument kinds must match the kernel's C signature one for one (pointer and
+ * long long = 8 bytes, int/float = 4 bytes); each kernel's comment in the .cu file gives it.
  */
 public final class Kernels {
     static final String SOURCE = "cuda/kernels.cu";
@@ -34,6 +34,7 @@ public final class Kernels {
 
     private final CudaContext context;
     private final Map<String, MemorySegment> functions = new HashMap<>();
+    private final Map<String, Integer> sharedLimits = new HashMap<>(); // dynamic shared memory opted in, per function
     private final MemorySegment module;
     private final long compileMillis;
 
@@ -76,6 +77,15 @@ public final class Kernels {
 
     private synchronized MemorySegment function(String name) {
         return functions.computeIfAbsent(name, n -> Driver.moduleGetFunction(module, n));
+    }
+
+    /** Static launches may use 48 KiB of dynamic shared memory; more needs the function's opt-in (once, up to the device's limit). */
+    private static final int DEFAULT_DYNAMIC_SHARED = 48 * 1024;
+
+    private synchronized void allowShared(String name, MemorySegment f, int bytes) {
+        if (bytes <= DEFAULT_DYNAMIC_SHARED || sharedLimits.getOrDefault(name, DEFAULT_DYNAMIC_SHARED) >= bytes) return;
+        Driver.funcSetAttribute(f, Driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes, name);
+        sharedLimits.put(name, bytes);
     }
 
     /** Number of 1-D blocks of {@code threads} covering {@code n} elements (at least 1). */
@@ -133,6 +143,11 @@ public final class Kernels {
             return add(v, false);
         }
 
+        /** A 64-bit integer argument ({@code long long} / {@code unsigned long long} in C). */
+        public Launch i64(long v) {
+            return add(v, true);
+        }
+
         public Launch f32(float v) {
             return add(Float.floatToRawIntBits(v) & 0xFFFFFFFFL, false);
         }
@@ -149,6 +164,7 @@ public final class Kernels {
         public void go() {
             context.makeCurrent();
             MemorySegment f = function(name);
+            allowShared(name, f, sharedBytes);
             try (Arena a = Arena.ofConfined()) {
                 MemorySegment args = a.allocate(8L * count, 8);        // the values, one 8-byte slot each
                 MemorySegment params = a.allocate(ADDRESS, Math.max(1, count)); // void*[]: pointers to the values

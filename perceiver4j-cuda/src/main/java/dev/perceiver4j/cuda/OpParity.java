@@ -1,6 +1,7 @@
 package dev.perceiver4j.cuda;
 
 import dev.perceiver4j.backend.Activation;
+import dev.perceiver4j.backend.AttentionShape;
 import dev.perceiver4j.backend.Backend;
 import dev.perceiver4j.tensor.DType;
 import dev.perceiver4j.tensor.Scope;
@@ -21,7 +22,9 @@ import java.util.SplittableRandom;
  * zero, relative for large values); a check's error is the largest over its outputs. Backward
  * checks start every gradient buffer at random values, so they also test that gradients
  * accumulate. Tolerances: 1e-5 for fp32 kernels and exact-fp32 matmuls, 0 for copies and casts
- * (bit-exact), 1e-9 (relative) for the double-precision Σx².
+ * (bit-exact), 1e-9 (relative) for the double-precision Σx². Dropout masks (plain and on attention
+ * probabilities) must match the CPU's exactly: a check fails outright when the GPU zeroes an
+ * element the CPU keeps or the other way round.
  */
 public final class OpParity {
     /** fp32 kernels against the double oracle. */
@@ -80,6 +83,9 @@ public final class OpParity {
         p.embeddings(c);
         p.losses(c);
         p.optimizer(c);
+        p.dropouts(c);
+        p.rotaries(c);
+        p.attentions(c);
         if (gpu instanceof CudaBackend cuda) p.cudaSpecific(c, cuda);
         return c;
     }
@@ -206,6 +212,21 @@ public final class OpParity {
             gpu.cast(l.g(), i.g());
             ref.cast(l.r(), i.r());
             return err(f) + err(l) + err(i);
+        }));
+        c.add(new Check("cast I64->F32 [301] (values beyond 2^24 round), BOOL->F32 [45] (fromBools)", 0, () -> {
+            int[] v = rnd.ints(301, -2_000_000_000, 2_000_000_000).toArray();
+            Pair x = bothInts(v, 301), l = emptyPair(DType.I64, 301), f = emptyPair(DType.F32, 301);
+            gpu.cast(x.g(), l.g());
+            ref.cast(x.r(), l.r());
+            gpu.cast(l.g(), f.g());
+            ref.cast(l.r(), f.r());
+            boolean[] bv = new boolean[45];
+            for (int i = 0; i < bv.length; i++) bv[i] = rnd.nextBoolean();
+            Pair bb = new Pair(gpu.fromBools(bv, Shape.of(5, 9)), ref.fromBools(bv, Shape.of(5, 9)));
+            Pair bf = emptyPair(DType.F32, 5, 9);
+            gpu.cast(bb.g(), bf.g());
+            ref.cast(bb.r(), bf.r());
+            return err(f) + err(bf) + err(bb);
         }));
     }
 
@@ -449,6 +470,175 @@ public final class OpParity {
             ref.adamw(p.r(), grad.r(), m.r(), v.r(), 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 3);
             return Math.max(err(p), Math.max(err(m), err(v)));
         }));
+    }
+
+    // ---- dropout -------------------------------------------------------------------------------
+
+    /** Number of elements zero on one side and not on the other (inputs have no zeros). */
+    private static int maskMismatches(float[] g, float[] r) {
+        if (g.length != r.length) throw new AssertionError("length " + g.length + " vs " + r.length);
+        int bad = 0;
+        for (int i = 0; i < g.length; i++) if ((g[i] == 0f) != (r[i] == 0f)) bad++;
+        return bad;
+    }
+
+    /** err(p), or infinity when the zero patterns differ at all. */
+    private double maskedErr(Pair p) {
+        float[] gv = gpu.toFloatArray(p.g()), rv = ref.toFloatArray(p.r());
+        int bad = maskMismatches(gv, rv);
+        if (bad > 0) throw new AssertionError(bad + " elements dropped on one backend and kept on the other");
+        return err(gv, rv);
+    }
+
+    private float[] nonZero(int n) {
+        float[] v = randn(n, 1);
+        for (int i = 0; i < n; i++) if (v[i] == 0f) v[i] = 1f;
+        return v;
+    }
+
+    private void dropouts(List<Check> c) {
+        long seed = 0x0123_4567_89AB_CDEFL, stream = 0xFEDC_BA98_7654_3210L;
+        for (float p : new float[] {0.1f, 0.5f, 0.9f}) {
+            c.add(new Check("dropout p " + p + " [7,1001], 64-bit seed/stream (mask exact)", FP32, () -> {
+                Pair x = both(nonZero(7 * 1001), 7, 1001), out = emptyPair(DType.F32, 7, 1001);
+                gpu.dropout(x.g(), p, seed, stream, out.g());
+                ref.dropout(x.r(), p, seed, stream, out.r());
+                return maskedErr(out);
+            }));
+        }
+        c.add(new Check("dropout p 0.3 in place [3,333] (mask exact)", FP32, () -> {
+            Pair x = both(nonZero(999), 3, 333);
+            gpu.dropout(x.g(), 0.3f, 5, 1003, x.g());
+            ref.dropout(x.r(), 0.3f, 5, 1003, x.r());
+            return maskedErr(x);
+        }));
+        c.add(new Check("dropout p 0 (copy) and p 1 (all zero) [37]", 0, () -> {
+            Pair x = both(nonZero(37), 37), a = emptyPair(DType.F32, 37), b = randPair(1, 37);
+            gpu.dropout(x.g(), 0f, 1, 2, a.g());
+            ref.dropout(x.r(), 0f, 1, 2, a.r());
+            gpu.dropout(x.g(), 1f, 1, 2, b.g());
+            ref.dropout(x.r(), 1f, 1, 2, b.r());
+            return err(a) + err(b);
+        }));
+        for (float p : new float[] {0f, 0.25f}) {
+            c.add(new Check("dropoutBackward p " + p + " [5,77] (accumulates; mask exact)", FP32, () -> {
+                Pair dOut = both(nonZero(385), 5, 77), dX = randPair(1, 5, 77);
+                gpu.dropoutBackward(dOut.g(), p, 99, 7, dX.g());
+                ref.dropoutBackward(dOut.r(), p, 99, 7, dX.r());
+                // mask: dX − dX0 is 0 exactly where dropped; compare the increments' zero patterns
+                Pair d0 = new Pair(gpu.zeros(Shape.of(5, 77), DType.F32), ref.zeros(Shape.of(5, 77), DType.F32));
+                gpu.dropoutBackward(dOut.g(), p, 99, 7, d0.g());
+                ref.dropoutBackward(dOut.r(), p, 99, 7, d0.r());
+                return Math.max(err(dX), maskedErr(d0));
+            }));
+        }
+    }
+
+    // ---- rotary --------------------------------------------------------------------------------
+
+    private static float[] invFreq(int rot) {
+        float[] f = new float[rot / 2];
+        for (int i = 0; i < f.length; i++) f[i] = (float) (1.0 / Math.pow(10000.0, (2.0 * i) / rot));
+        return f;
+    }
+
+    private void rotaries(List<Check> c) {
+        // rows, heads, headDim, rot
+        for (int[] s : new int[][] {{18, 3, 10, 6}, {33, 4, 16, 16}, {7, 2, 160, 80}, {5, 1, 9, 4}}) {
+            int rows = s[0], heads = s[1], hd = s[2], rot = s[3];
+            String label = "[" + rows + "," + heads + "x" + hd + "] rot " + rot + ", positions < 5000";
+            c.add(new Check("rotary " + label, FP32, () -> {
+                Pair x = randPair(1, rows, heads * hd), pos = bothInts(rnd.ints(rows, 0, 5000).toArray(), rows);
+                Pair f = both(invFreq(rot), rot / 2), out = emptyPair(DType.F32, rows, heads * hd);
+                gpu.rotary(x.g(), pos.g(), f.g(), heads, rot, out.g());
+                ref.rotary(x.r(), pos.r(), f.r(), heads, rot, out.r());
+                gpu.rotary(x.g(), pos.g(), f.g(), heads, rot, x.g()); // in place
+                ref.rotary(x.r(), pos.r(), f.r(), heads, rot, x.r());
+                return Math.max(err(out), err(x));
+            }));
+            c.add(new Check("rotaryBackward " + label, FP32, () -> {
+                Pair dOut = randPair(1, rows, heads * hd), pos = bothInts(rnd.ints(rows, 0, 5000).toArray(), rows);
+                Pair f = both(invFreq(rot), rot / 2), dX = randPair(1, rows, heads * hd);
+                gpu.rotaryBackward(dOut.g(), pos.g(), f.g(), heads, rot, dX.g());
+                ref.rotaryBackward(dOut.r(), pos.r(), f.r(), heads, rot, dX.r());
+                return err(dX);
+            }));
+        }
+    }
+
+    // ---- attention -----------------------------------------------------------------------------
+
+    /** Key padding for the attention checks: mode 0 none, 1 random ~20%, 2 random plus one row's leading keys and one fully padded row. */
+    private boolean[] keyPad(int batch, int nk, int mode) {
+        if (mode == 0) return null;
+        boolean[] p = new boolean[batch * nk];
+        for (int i = 0; i < p.length; i++) p[i] = rnd.nextInt(5) == 0;
+        if (mode == 2) {
+            for (int j = 0; j < Math.min(nk, 9); j++) p[j] = true;            // batch 0: its first 9 keys (causal: early queries see none)
+            if (batch > 1) Arrays.fill(p, nk, 2 * nk, true);                  // batch 1: every key (every query sees none)
+        }
+        return p;
+    }
+
+    private Pair padPair(boolean[] p, int batch, int nk) {
+        return p == null ? null : new Pair(gpu.fromBools(p, Shape.of(batch, nk)), ref.fromBools(p, Shape.of(batch, nk)));
+    }
+
+    private void attentionCase(List<Check> c, int batch, int heads, int nq, int nk, int dqk, int dv, boolean causal, int padMode, float drop) {
+        AttentionShape s = new AttentionShape(batch, heads, nq, nk, dqk, dv, (float) (1 / Math.sqrt(dqk)), causal, drop,
+                0x5EEDL + nq, 3L + nk);
+        String label = String.format("B%d H%d Nq%d Nk%d Dqk%d Dv%d%s%s%s", batch, heads, nq, nk, dqk, dv, causal ? " causal" : "",
+                padMode == 0 ? "" : padMode == 1 ? " pad" : " pad+empty rows", drop > 0 ? " dropout " + drop : "");
+        c.add(new Check("attention " + label, FP32, () -> {
+            Pair q = randPair(1, batch, nq, heads * dqk), k = randPair(1, batch, nk, heads * dqk), v = randPair(1, batch, nk, heads * dv);
+            Pair pad = padPair(keyPad(batch, nk, padMode), batch, nk);
+            Pair out = emptyPair(DType.F32, batch, nq, heads * dv), lse = emptyPair(DType.F32, batch, heads, nq);
+            gpu.attention(s, q.g(), k.g(), v.g(), g(pad), out.g(), lse.g());
+            ref.attention(s, q.r(), k.r(), v.r(), r(pad), out.r(), lse.r());
+            return Math.max(err(out), err(lse));
+        }));
+        c.add(new Check("attentionBackward " + label, FP32, () -> {
+            Pair q = randPair(1, batch, nq, heads * dqk), k = randPair(1, batch, nk, heads * dqk), v = randPair(1, batch, nk, heads * dv);
+            Pair pad = padPair(keyPad(batch, nk, padMode), batch, nk);
+            Pair out = emptyPair(DType.F32, batch, nq, heads * dv), lse = emptyPair(DType.F32, batch, heads, nq);
+            gpu.attention(s, q.g(), k.g(), v.g(), g(pad), out.g(), lse.g());
+            ref.attention(s, q.r(), k.r(), v.r(), r(pad), out.r(), lse.r());
+            Pair dOut = randPair(1, batch, nq, heads * dv);
+            Pair dQ = randPair(1, batch, nq, heads * dqk), dK = randPair(1, batch, nk, heads * dqk), dV = randPair(1, batch, nk, heads * dv);
+            gpu.attentionBackward(s, q.g(), k.g(), v.g(), g(pad), out.g(), lse.g(), dOut.g(), dQ.g(), dK.g(), dV.g());
+            ref.attentionBackward(s, q.r(), k.r(), v.r(), r(pad), out.r(), lse.r(), dOut.r(), dQ.r(), dK.r(), dV.r());
+            return Math.max(err(dQ), Math.max(err(dK), err(dV)));
+        }));
+    }
+
+    private void attentions(List<Check> c) {
+        // The Perceiver IO shapes, then odd ones; causal right-aligned (Nq < Nk), padding, dropout.
+        attentionCase(c, 2, 1, 16, 45, 32, 160, false, 1, 0f);       // encoder cross-attention (Dqk 32 / Dv 160)
+        attentionCase(c, 2, 8, 16, 16, 32, 96, false, 0, 0f);        // latent self-attention (Dqk 32 / Dv 96)
+        attentionCase(c, 2, 4, 37, 37, 64, 64, true, 0, 0f);
+        attentionCase(c, 2, 4, 13, 50, 16, 16, true, 1, 0f);         // Perceiver AR cross-attention: latents over prefix + latents
+        attentionCase(c, 3, 2, 33, 71, 7, 13, false, 2, 0.1f);
+        attentionCase(c, 3, 3, 20, 29, 5, 11, true, 2, 0.2f);
+        attentionCase(c, 2, 3, 40, 40, 16, 16, true, 1, 0.5f);
+        attentionCase(c, 1, 2, 130, 300, 32, 160, true, 1, 0.1f);    // several tiles on both sides
+        attentionCase(c, 1, 1, 20, 33, 256, 256, false, 1, 0f);      // the largest head dims: > 48 KiB shared memory
+        attentionCase(c, 1, 1, 1, 1, 1, 1, true, 0, 0f);
+        // The dropout mask itself: with v = I (Dv = Nk) out[i, j] is the dropped probability P_ij·M_ij.
+        for (boolean causal : new boolean[] {false, true}) {
+            int batch = 2, heads = 3, nq = 19, nk = 37, dqk = 8;
+            c.add(new Check("attention dropout 0.3 mask exact (v = I, B2 H3 Nq19 Nk37" + (causal ? " causal" : "") + ")", FP32, () -> {
+                AttentionShape s = new AttentionShape(batch, heads, nq, nk, dqk, nk, 0.35f, causal, 0.3f, 0xABCDEF0123L, 42L);
+                float[] eye = new float[batch * nk * heads * nk];
+                for (int b = 0; b < batch; b++) for (int j = 0; j < nk; j++) for (int h = 0; h < heads; h++) {
+                    eye[((b * nk + j) * heads + h) * nk + j] = 1f;
+                }
+                Pair q = randPair(1, batch, nq, heads * dqk), k = randPair(1, batch, nk, heads * dqk), v = both(eye, batch, nk, heads * nk);
+                Pair out = emptyPair(DType.F32, batch, nq, heads * nk), lse = emptyPair(DType.F32, batch, heads, nq);
+                gpu.attention(s, q.g(), k.g(), v.g(), null, out.g(), lse.g());
+                ref.attention(s, q.r(), k.r(), v.r(), null, out.r(), lse.r());
+                return Math.max(maskedErr(out), err(lse));
+            }));
+        }
     }
 
     // ---- CUDA-specific: allocator reuse, device-side input errors ------------------------------

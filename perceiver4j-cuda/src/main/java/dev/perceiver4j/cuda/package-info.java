@@ -8,18 +8,21 @@
  *   <li>{@link dev.perceiver4j.cuda.DeviceAllocator} — caching allocator, size classes, per-Scope reuse.</li>
  *   <li>{@link dev.perceiver4j.cuda.Kernels} — resources/cuda/kernels.cu compiled once by NVRTC.</li>
  *   <li>{@link dev.perceiver4j.cuda.CudaBackend} — the {@link dev.perceiver4j.backend.Backend}.</li>
- *   <li>{@link dev.perceiver4j.cuda.GpuSelfTest} — op-by-op parity against the CPU reference, runnable without Maven.</li>
+ *   <li>{@link dev.perceiver4j.cuda.GpuSelfTest} — op-by-op parity against the CPU reference ({@link dev.perceiver4j.cuda.OpParity})
+ *       and model-level parity ({@link dev.perceiver4j.cuda.ModelParity}), runnable without Maven.</li>
  * </ul>
  *
- * <p>Implemented (forward and backward, checked against {@code RefBackend}): memory (empty, zeros,
- * persistentZeros, release, fromFloats, fromInts, toFloatArray, copy, cast F32↔BF16, I32→F32,
- * I32↔I64), matmul (batched, shared 2-D b, transposes, bias, GELU / squared ReLU / ReLU with preAct;
- * cuBLASLt, fp32 or TF32), layerNorm, activation, add, mul, scale, axpy, fill, sumSquares, sumRows,
- * softmax, narrow, unnarrow, embedding, crossEntropy (z-loss, ignoreIndex), adamw.
+ * <p>Implemented (forward and backward, fp32, checked against {@code RefBackend}): memory (empty, zeros,
+ * persistentZeros, release, fromFloats, fromInts, fromBools, toFloatArray, copy, every cast the CPU
+ * backend supports: F32↔BF16, I32/I64/BOOL→F32, I32↔I64), matmul (batched, shared 2-D b, transposes,
+ * bias, GELU / squared ReLU / ReLU with preAct; cuBLASLt, fp32 or TF32), layerNorm, activation, add,
+ * mul, scale, axpy, fill, sumSquares, sumRows, softmax, narrow, unnarrow, embedding, crossEntropy
+ * (z-loss, ignoreIndex), adamw, dropout (the CPU's Philox mask bit for bit), rotary, and flash-style
+ * attention (tiled, online softmax, backward recomputed from lse; causal, key padding, dropout with
+ * the CPU's mask; head dims up to 256).
  *
- * <p>Not implemented yet (throw {@code UnsupportedOperationException("CudaBackend: <op> not implemented yet")}):
- * attention and attentionBackward, dropout and dropoutBackward (needs the CPU's Philox stream bit
- * for bit), rotary and rotaryBackward; casts other than those above; matmul with K = 0. Until
- * those exist the models do not run on this backend, which is why the CLI does not bundle it yet.
+ * <p>Not implemented yet: bf16 compute; attention with head dims above 256 and matmul with K = 0
+ * (UnsupportedOperationException). Both models run on this backend (ModelParity checks them); the
+ * CLI does not bundle the module yet.
  */
 package dev.perceiver4j.cuda;

@@ -52,15 +52,32 @@ class CudaBackendTest {
         }));
     }
 
+    @TestFactory
+    Stream<DynamicTest> modelsOnTheGpu() {
+        // The training check always; the fixtures from perceiver4j-core's test resources when they are there.
+        java.util.List<OpParity.Check> checks = new java.util.ArrayList<>(ModelParity.trainingChecks(cuda,
+                new dev.perceiver4j.backend.cpu.CpuBackend(CpuPool.common(), new dev.perceiver4j.backend.cpu.gemm.JavaSgemm(CpuPool.common()))));
+        java.nio.file.Path fixtures = java.nio.file.Path.of("../perceiver4j-core/src/test/resources/fixtures");
+        if (java.nio.file.Files.isDirectory(fixtures)) checks.addAll(ModelParity.fixtureChecks(cuda, fixtures));
+        return checks.stream().map(c -> DynamicTest.dynamicTest(c.op(), () -> {
+            OpParity.Result r = c.run();
+            assertThat(r.pass()).as(r.toString()).isTrue();
+        }));
+    }
+
     @Test
     void backendsFindsTheProvider() {
         assertThat(Backends.create("cuda").name()).startsWith("cuda (");
     }
 
     @Test
-    void notYetImplementedOpsSaySo() {
-        org.assertj.core.api.Assertions.assertThatThrownBy(() -> cuda.dropout(null, 0.1f, 1, 2, null))
+    void tooLargeHeadDimsSaySo() {
+        var s = dev.perceiver4j.backend.AttentionShape.of(1, 1, 2, 2, 300, 8);
+        var q = cuda.zeros(dev.perceiver4j.tensor.Shape.of(1, 2, 300), dev.perceiver4j.tensor.DType.F32);
+        var v = cuda.zeros(dev.perceiver4j.tensor.Shape.of(1, 2, 8), dev.perceiver4j.tensor.DType.F32);
+        var lse = cuda.zeros(dev.perceiver4j.tensor.Shape.of(1, 1, 2), dev.perceiver4j.tensor.DType.F32);
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> cuda.attention(s, q, q, v, null, v, lse))
                 .isInstanceOf(UnsupportedOperationException.class)
-                .hasMessage("CudaBackend: dropout not implemented yet");
+                .hasMessageContaining("not implemented yet (at most 256)");
     }
 }

@@ -283,7 +283,7 @@ public final class PerceiverAR {
         for (int r = 0; r < b; r++) System.arraycopy(pos, r * n + prefixLen, posLatent, r * lat, lat);
         Tensor posAll = be.fromInts(pos, Shape.of(b * n));
         Tensor posLat = be.fromInts(posLatent, Shape.of(b * lat));
-        Tensor pad = keyPad == null ? null : bools(be, keyPad, Shape.of(b, n));
+        Tensor pad = keyPad == null ? null : be.fromBools(keyPad, Shape.of(b, n));
         int[] site = {0};   // dropout stream counter
 
         // Input adapter.
@@ -322,13 +322,6 @@ public final class PerceiverAR {
         int[] r = new int[f.length];
         for (int i = 0; i < f.length; i++) r[i] = (int) f[i];
         return r;
-    }
-
-    private static Tensor bools(Backend be, boolean[] v, Shape s) {
-        Tensor t = be.empty(s, DType.BOOL);
-        byte[] bits = t.bools();
-        for (int i = 0; i < v.length; i++) bits[t.offset() + i] = (byte) (v[i] ? 1 : 0);
-        return t;
     }
 
     // ---- building blocks shared with the cached generator ------------------------------------

@@ -4,7 +4,6 @@ import dev.perceiver4j.autograd.F;
 import dev.perceiver4j.nn.Embedding;
 import dev.perceiver4j.nn.Init;
 import dev.perceiver4j.nn.Params;
-import dev.perceiver4j.tensor.DType;
 import dev.perceiver4j.tensor.Shape;
 import dev.perceiver4j.tensor.Tensor;
 
@@ -45,9 +44,8 @@ public final class TextInputAdapter implements InputAdapter {
     /** BOOL [B, N], true where attentionMask is 0 (padding). */
     static Tensor padMask(Tensor attentionMask) {
         float[] m = attentionMask.toFloatArray();
-        Tensor pad = attentionMask.backend().empty(attentionMask.shape(), DType.BOOL);
-        byte[] bits = pad.bools();
-        for (int i = 0; i < m.length; i++) bits[pad.offset() + i] = (byte) (m[i] == 0f ? 1 : 0);
-        return pad;
+        boolean[] pad = new boolean[m.length];
+        for (int i = 0; i < m.length; i++) pad[i] = m[i] == 0f;
+        return attentionMask.backend().fromBools(pad, attentionMask.shape()); // any backend
     }
 }

@@ -86,6 +86,12 @@ public final class Driver {
     private static final MethodHandle cuLaunchKernel = bind("cuLaunchKernel", FunctionDescriptor.of(JAVA_INT,
             ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
 
+    // CUresult cuFuncSetAttribute(CUfunction hfunc, CUfunction_attribute attrib, int value)
+    private static final MethodHandle cuFuncSetAttribute = bind("cuFuncSetAttribute", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
+
+    /** CUfunction_attribute: the most dynamic shared memory a launch of the function may request. */
+    public static final int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+
     // CUdevice_attribute values used (cuda.h)
     public static final int CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK = 1;
     public static final int CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK = 8;
@@ -303,6 +309,15 @@ public final class Driver {
             return v.get(ADDRESS, 0);
         } catch (Throwable t) {
             throw CudaException.downcall("cuModuleGetFunction", t);
+        }
+    }
+
+    /** Sets one attribute of a kernel function (e.g. its dynamic shared memory limit). */
+    public static void funcSetAttribute(MemorySegment f, int attribute, int value, String name) {
+        try {
+            check((int) cuFuncSetAttribute.invokeExact(f, attribute, value), "cuFuncSetAttribute(" + name + ", " + attribute + ", " + value + ")");
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuFuncSetAttribute", t);
         }
     }
 

@@ -1,0 +1,211 @@
+package dev.perceiver4j.cuda;
+
+import dev.perceiver4j.autograd.Autograd;
+import dev.perceiver4j.autograd.F;
+import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.io.SafetensorsReader;
+import dev.perceiver4j.io.TensorSource;
+import dev.perceiver4j.model.ar.PerceiverAR;
+import dev.perceiver4j.model.ar.PerceiverArConfig;
+import dev.perceiver4j.model.io.PerceiverForMaskedLM;
+import dev.perceiver4j.nn.Params;
+import dev.perceiver4j.tensor.Scope;
+import dev.perceiver4j.tensor.Shape;
+import dev.perceiver4j.tensor.Tensor;
+import dev.perceiver4j.train.AdamW;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+/**
+ * Whole-model parity of a backend under test (the GPU), as {@link OpParity.Check}s:
+ * <ul>
+ *   <li>{@link #fixtureChecks}: the two reference fixtures (the folders
+ *       {@code hf-perceiver-mlm-tiny} and {@code kr-perceiver-ar}, copies of
+ *       perceiver4j-core/src/test/resources/fixtures/*), compared exactly as the CPU tests
+ *       PerceiverForMaskedLMTest and PerceiverArParityTest do: masked-LM logits at every position
+ *       within 1e-4 (absolute) of Hugging Face's; Perceiver AR logits for prefix lengths 48, 20 and 0
+ *       within 1e-4 over non-padded latent positions, and the 12 greedy tokens identical;</li>
+ *   <li>{@link #trainingChecks}: three Perceiver AR training steps (prefix, attention and residual
+ *       dropout on; forwardTraining, crossEntropy, backward, gradient clipping, AdamW) on the
+ *       backend under test and on a CPU backend from the same initial weights; every parameter after
+ *       step 3 within 1e-4 relative (|Δ| / max(1, |cpu|)), and each step's loss within 1e-4 relative.</li>
+ * </ul>
+ */
+public final class ModelParity {
+    /** Logit tolerance of the fixture checks (absolute), as in the CPU tests. */
+    public static final double LOGITS = 1e-4;
+    /** Parameter and loss tolerance of the training check (relative to max(1, |cpu|)). */
+    public static final double TRAINING = 1e-4;
+
+    private ModelParity() {}
+
+    /** The fixture checks; {@code dir} holds the folders hf-perceiver-mlm-tiny and kr-perceiver-ar. */
+    public static List<OpParity.Check> fixtureChecks(Backend gpu, Path dir) {
+        List<OpParity.Check> c = new ArrayList<>();
+        Path mlm = dir.resolve("hf-perceiver-mlm-tiny"), ar = dir.resolve("kr-perceiver-ar");
+        c.add(new OpParity.Check("model: hf-perceiver-mlm-tiny logits vs Hugging Face (all positions, abs)", LOGITS,
+                () -> mlmLogits(gpu, mlm)));
+        for (int p : new int[] {48, 20, 0}) {
+            c.add(new OpParity.Check("model: kr-perceiver-ar logits, prefix " + p + " (non-pad latents, abs)", LOGITS,
+                    () -> arLogits(gpu, ar, p)));
+        }
+        c.add(new OpParity.Check("model: kr-perceiver-ar greedy tokens identical (prefix held at 24)", 0, () -> arGreedy(gpu, ar)));
+        return c;
+    }
+
+    /** The training check: 3 AdamW steps of a small Perceiver AR on {@code gpu} and on {@code cpu}. */
+    public static List<OpParity.Check> trainingChecks(Backend gpu, Backend cpu) {
+        return List.of(new OpParity.Check(
+                "model: Perceiver AR 3 training steps (dropouts on), params + losses vs CPU (rel)", TRAINING,
+                () -> training(gpu, cpu)));
+    }
+
+    // ---- fixtures ------------------------------------------------------------------------------
+
+    private static Path require(Path p) {
+        if (!Files.exists(p)) throw new IllegalArgumentException("fixture file missing: " + p);
+        return p;
+    }
+
+    private static int[] ints(long[] a) {
+        int[] r = new int[a.length];
+        for (int i = 0; i < a.length; i++) r[i] = Math.toIntExact(a[i]);
+        return r;
+    }
+
+    private static double mlmLogits(Backend be, Path dir) {
+        try (TensorSource io = SafetensorsReader.open(require(dir.resolve("io.safetensors")))) {
+            int b = (int) io.info("input_ids").shape()[0], n = (int) io.info("input_ids").shape()[1];
+            int v = (int) io.info("logits").shape()[2];
+            int[] ids = ints(io.readLongs("input_ids")), mask = ints(io.readLongs("attention_mask"));
+            float[] want = io.readFloats("logits");
+            PerceiverForMaskedLM m = PerceiverForMaskedLM.load(be, require(dir.resolve("model.safetensors")));
+            float[] got;
+            try (var ng = Autograd.noGrad(); Scope s = Scope.open()) {
+                Tensor logits = m.forward(be.fromInts(ids, Shape.of(b, n)), be.fromInts(mask, Shape.of(b, n)), false, 0L);
+                if (!logits.shape().equals(Shape.of(b, n, v))) throw new AssertionError("logits " + logits.shape() + ", want [" + b + ", " + n + ", " + v + "]");
+                got = logits.toFloatArray();
+            }
+            double max = 0;
+            for (int i = 0; i < want.length; i++) max = Math.max(max, Math.abs((double) got[i] - want[i]));
+            return max;
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    private static double arLogits(Backend be, Path dir, int p) {
+        try (TensorSource io = SafetensorsReader.open(require(dir.resolve("io.safetensors")))) {
+            int b = (int) io.info("input_ids").shape()[0], n = (int) io.info("input_ids").shape()[1];
+            int v = (int) io.info("logits_prefix" + p).shape()[2];
+            int[] ids = ints(io.readLongs("input_ids")), pad = ints(io.readLongs("pad_mask"));
+            float[] want = io.readFloats("logits_prefix" + p);
+            PerceiverAR m = PerceiverAR.load(be, require(dir.resolve("model.safetensors")));
+            int lat = n - p;
+            float[] got;
+            try (var ng = Autograd.noGrad(); Scope s = Scope.open()) {
+                Tensor logits = m.forward(be.fromInts(ids, Shape.of(b, n)), be.fromInts(pad, Shape.of(b, n)), p);
+                if (!logits.shape().equals(Shape.of(b, lat, v))) throw new AssertionError("logits " + logits.shape() + ", want [" + b + ", " + lat + ", " + v + "]");
+                got = logits.toFloatArray();
+            }
+            double max = 0;
+            int compared = 0;
+            for (int r = 0; r < b; r++) {
+                for (int i = 0; i < lat; i++) {
+                    if (pad[r * n + p + i] != 0) continue;
+                    compared++;
+                    for (int j = 0; j < v; j++) {
+                        int at = (r * lat + i) * v + j;
+                        max = Math.max(max, Math.abs((double) got[at] - want[at]));
+                    }
+                }
+            }
+            if (compared == 0) throw new AssertionError("no non-padded latent position to compare");
+            return max;
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    private static double arGreedy(Backend be, Path dir) {
+        try (TensorSource io = SafetensorsReader.open(require(dir.resolve("io.safetensors")))) {
+            int[] prompt = ints(io.readLongs("greedy_prompt")), want = ints(io.readLongs("greedy_tokens"));
+            PerceiverAR m = PerceiverAR.load(be, require(dir.resolve("model.safetensors")));
+            int prefix = prompt.length - m.config().maxLatents();
+            int[] got;
+            try (var ng = Autograd.noGrad()) {
+                got = m.generateGreedy(prompt, want.length, prefix);
+            }
+            if (!Arrays.equals(got, want)) {
+                throw new AssertionError("greedy tokens " + Arrays.toString(got) + ", want " + Arrays.toString(want));
+            }
+            return 0;
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    // ---- training ------------------------------------------------------------------------------
+
+    /** A small Perceiver AR with every training dropout on: 4 heads of 16, 2 self-attention layers (1 rotary). */
+    static PerceiverArConfig trainingConfig() {
+        return PerceiverArConfig.krasserm(4, 2, 1, 2, 0.25f, 262, 48, 16, 64, true, true)
+                .withDropouts(0.25f, PerceiverArConfig.PrefixDropoutMode.SUBSET, 0.1f, 0.1f);
+    }
+
+    private static double training(Backend gpu, Backend cpu) {
+        PerceiverArConfig c = trainingConfig();
+        int batch = 3, steps = 3;
+        float lr = 1e-3f;
+        PerceiverAR mg = new PerceiverAR(gpu, c, 21L), mc = new PerceiverAR(cpu, c, 21L); // the same initial weights
+        double[] lossG = run(gpu, mg, c, batch, steps, lr), lossC = run(cpu, mc, c, batch, steps, lr);
+        double e = 0;
+        for (int i = 0; i < steps; i++) e = Math.max(e, Math.abs(lossG[i] - lossC[i]) / Math.max(1, Math.abs(lossC[i])));
+        Map<String, Tensor> pg = mg.params().trainable(), pc = mc.params().trainable();
+        String worst = "";
+        for (Map.Entry<String, Tensor> en : pc.entrySet()) {
+            float[] g = gpu.toFloatArray(pg.get(en.getKey())), r = cpu.toFloatArray(en.getValue());
+            for (int i = 0; i < r.length; i++) {
+                double d = Math.abs((double) g[i] - r[i]) / Math.max(1, Math.abs(r[i]));
+                if (!(d <= e)) {
+                    e = Double.isNaN(d) ? Double.POSITIVE_INFINITY : d;
+                    worst = en.getKey() + "[" + i + "]";
+                }
+            }
+        }
+        System.out.printf("  training: losses gpu %s cpu %s; largest parameter difference at %s%n",
+                Arrays.toString(lossG), Arrays.toString(lossC), worst.isEmpty() ? "-" : worst);
+        return e;
+    }
+
+    /** {@code steps} training steps on one backend; the batches repeat from a fixed seed. Returns each step's loss. */
+    private static double[] run(Backend be, PerceiverAR m, PerceiverArConfig c, int batch, int steps, float lr) {
+        Params p = m.params();
+        AdamW opt = new AdamW(be, AdamW.Config.defaults(lr), p.pack(), p.gradients());
+        SplittableRandom rng = new SplittableRandom(77);
+        int n = c.maxSeqLen(), lat = c.maxLatents();
+        double[] losses = new double[steps];
+        for (int step = 1; step <= steps; step++) {
+            int[] ids = rng.ints((long) batch * n, 6, 262).toArray();
+            int[] targets = rng.ints((long) batch * lat, 6, 262).toArray();
+            try (Scope s = Scope.open()) {
+                Tensor logits = m.forwardTraining(ids, batch, n - lat, step);
+                Tensor loss = F.crossEntropy(logits, be.fromInts(targets, Shape.of(batch, lat)), -1, 0f);
+                losses[step - 1] = loss.item();
+                loss.backward();
+                opt.clipGradNorm(1.0);
+                opt.step(lr);
+                opt.zeroGrad();
+            }
+        }
+        return losses;
+    }
+}
