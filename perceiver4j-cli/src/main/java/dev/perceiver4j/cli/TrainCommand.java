@@ -49,7 +49,7 @@ final class TrainCommand implements Runnable {
     @Option(names = "--run", description = "run folder (default: runs/<corpus name>)")
     Path run;
 
-    @Option(names = "--steps", defaultValue = "1400", description = "optimizer steps (default: ${DEFAULT-VALUE})")
+    @Option(names = "--steps", defaultValue = "2400", description = "optimizer steps (default: ${DEFAULT-VALUE})")
     int steps;
 
     @Option(names = "--batch", defaultValue = "8", description = "crops per micro-batch (default: ${DEFAULT-VALUE})")
@@ -115,13 +115,13 @@ final class TrainCommand implements Runnable {
     @Option(names = "--z-loss", defaultValue = "0", description = "z-loss weight (default: ${DEFAULT-VALUE})")
     float zLoss;
 
-    @Option(names = "--eval-every", defaultValue = "100", description = "steps between validation runs (default: ${DEFAULT-VALUE})")
+    @Option(names = "--eval-every", defaultValue = "200", description = "steps between validation runs (default: ${DEFAULT-VALUE})")
     int evalEvery;
 
     @Option(names = "--eval-windows", defaultValue = "32", description = "validation windows per evaluation (default: ${DEFAULT-VALUE})")
     int evalWindows;
 
-    @Option(names = "--checkpoint-every", defaultValue = "100", description = "steps between checkpoints (default: ${DEFAULT-VALUE})")
+    @Option(names = "--checkpoint-every", defaultValue = "200", description = "steps between checkpoints (default: ${DEFAULT-VALUE})")
     int checkpointEvery;
 
     @Option(names = "--keep-checkpoints", defaultValue = "2", description = "checkpoints kept (default: ${DEFAULT-VALUE})")

@@ -66,7 +66,10 @@ public final class Backends {
             autoNote = " (auto: a GPU initialised)";
             return b;
         } catch (RuntimeException | LinkageError e) {
-            LOG.log(System.Logger.Level.INFO, "auto: the CUDA backend is present but cannot run here (" + e.getMessage() + "); using the CPU");
+            String why = String.valueOf(e.getMessage());
+            int cut = why.indexOf("; tried");   // the full list of paths tried is for --backend cuda's error
+            LOG.log(System.Logger.Level.INFO, "auto: no usable GPU (" + (cut > 0 ? why.substring(0, cut) : why) + "); using the CPU");
+            LOG.log(System.Logger.Level.DEBUG, "auto: CUDA start-up failed: " + why);
             autoNote = " (auto: CUDA not usable)";
             return CpuBackend.create();
         }

@@ -96,6 +96,15 @@ public final class CblasSgemm implements Sgemm {
      *                               loadable CBLAS
      */
     public static Optional<CblasSgemm> load(CpuPool pool, List<String> tried) {
+        return load(pool, tried, true);
+    }
+
+    /**
+     * As {@link #load(CpuPool, List)}; {@code includeCache = false} skips the OpenBLAS that
+     * {@code scripts/fetch-openblas.sh} unpacks for the tests, leaving only a CBLAS the user or the
+     * system provides (what {@code --gemm auto} uses).
+     */
+    public static Optional<CblasSgemm> load(CpuPool pool, List<String> tried, boolean includeCache) {
         Objects.requireNonNull(pool, "pool");
         String prop = System.getProperty(PROPERTY);
         if (prop != null && !prop.isBlank()) {
@@ -116,7 +125,9 @@ public final class CblasSgemm implements Sgemm {
             if (r.isPresent()) return r;
         }
         Path cache = Path.of(System.getProperty("user.home"), ".cache", "perceiver4j", "openblas");
-        if (Files.isDirectory(cache)) {
+        if (!includeCache) {
+            tried.add(cache + ": not searched by --gemm auto (use --gemm cblas)");
+        } else if (Files.isDirectory(cache)) {
             List<Path> deps = findFiles(cache, "libgfortran");
             for (Path lib : findFiles(cache, "libopenblas")) {
                 Optional<CblasSgemm> r = tryLoad(lib.toString(), deps, pool, tried);

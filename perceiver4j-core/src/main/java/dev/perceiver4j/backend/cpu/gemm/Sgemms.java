@@ -10,9 +10,11 @@ import java.util.Optional;
 /**
  * Chooses the {@link Sgemm} implementation. The system property {@value #PROPERTY} decides:
  * <ul>
- *   <li>{@code auto} (default): a native CBLAS if {@link CblasSgemm#load} finds one, else {@link JavaSgemm};</li>
+ *   <li>{@code auto} (default): a system CBLAS (or one named by {@code -Dperceiver4j.cblas} / {@code PERCEIVER4J_CBLAS})
+ *       if {@link CblasSgemm#load} finds one, else {@link JavaSgemm};</li>
+ *   <li>{@code cblas}: as auto, plus the OpenBLAS that {@code scripts/fetch-openblas.sh} caches for the tests;
+ *       an {@link IllegalStateException} listing what was tried when there is none;</li>
  *   <li>{@code java}: {@link JavaSgemm};</li>
- *   <li>{@code cblas}: {@link CblasSgemm}, or an {@link IllegalStateException} listing what was tried;</li>
  *   <li>{@code naive}: {@link NaiveSgemm} (for debugging only).</li>
  * </ul>
  * The choice is logged once (per distinct choice) at INFO, e.g. {@code SGEMM: cblas(libopenblas.so.0, 2 threads)}.
@@ -33,7 +35,9 @@ public final class Sgemms {
         String mode = System.getProperty(PROPERTY, "auto").trim().toLowerCase(Locale.ROOT);
         Sgemm chosen = switch (mode) {
             case "auto", "" -> {
-                Optional<CblasSgemm> cblas = CblasSgemm.load(pool);
+                // A CBLAS of the system or named by the user; not the test suite's cached OpenBLAS,
+                // whose generic kernels measured slower than JavaSgemm in training (docs/benchmarks.md).
+                Optional<CblasSgemm> cblas = CblasSgemm.load(pool, new ArrayList<>(), false);
                 yield cblas.isPresent() ? cblas.get() : new JavaSgemm(pool);
             }
             case "java" -> new JavaSgemm(pool);
