@@ -115,6 +115,10 @@ final class TrainCommand implements Runnable {
     @Option(names = "--z-loss", defaultValue = "0", description = "z-loss weight (default: ${DEFAULT-VALUE})")
     float zLoss;
 
+    @Option(names = "--random-truncation", defaultValue = "0.25",
+            description = "share of micro-batches cut to a random length, so the model also learns to start a text (default: ${DEFAULT-VALUE})")
+    float randomTruncation;
+
     @Option(names = "--eval-every", defaultValue = "200", description = "steps between validation runs (default: ${DEFAULT-VALUE})")
     int evalEvery;
 
@@ -145,7 +149,7 @@ final class TrainCommand implements Runnable {
         if (!task.equals("clm")) throw new IllegalArgumentException("--task " + task + " is not supported; the only task is clm");
         PerceiverArConfig mc = modelConfig();
         ClmTrainer.Config tc = new ClmTrainer.Config(batch, accumulate, steps, lr, warmup, minLrRatio, weightDecay, clip, zLoss,
-                evalEvery, evalWindows, checkpointEvery, keepCheckpoints, seed);
+                randomTruncation, evalEvery, evalWindows, checkpointEvery, keepCheckpoints, seed);
         Backend be = Backends.get();
         Corpus c;
         try {

@@ -52,8 +52,12 @@ public final class ClmTrainer {
 
     /** Training settings (the model's shape is its {@link PerceiverArConfig}). */
     public record Config(int batch, int accumulation, int steps, float lr, int warmup, float minLrRatio, float weightDecay,
-                         double clip, float zLoss, int evalEvery, int evalWindows, int checkpointEvery, int keepCheckpoints, long seed) {
+                         double clip, float zLoss, float randomTruncation, int evalEvery, int evalWindows, int checkpointEvery,
+                         int keepCheckpoints, long seed) {
         public Config {
+            if (!(randomTruncation >= 0 && randomTruncation <= 1)) {
+                throw new IllegalArgumentException("random truncation must be a probability in [0, 1], got " + randomTruncation);
+            }
             if (batch < 1 || accumulation < 1 || steps < 1) throw new IllegalArgumentException("batch, accumulation and steps must be >= 1");
             if (evalEvery < 1 || evalWindows < 1 || checkpointEvery < 1) {
                 throw new IllegalArgumentException("eval-every, eval-windows and checkpoint-every must be >= 1");
@@ -65,7 +69,7 @@ public final class ClmTrainer {
         ObjectNode toJson() {
             ObjectNode o = MAPPER.createObjectNode();
             o.put("batch", batch).put("accumulation", accumulation).put("steps", steps).put("lr", lr).put("warmup", warmup)
-                    .put("min_lr_ratio", minLrRatio).put("weight_decay", weightDecay).put("clip", clip).put("z_loss", zLoss)
+                    .put("min_lr_ratio", minLrRatio).put("weight_decay", weightDecay).put("clip", clip).put("z_loss", zLoss).put("random_truncation", randomTruncation)
                     .put("eval_every", evalEvery).put("eval_windows", evalWindows).put("checkpoint_every", checkpointEvery)
                     .put("keep_checkpoints", keepCheckpoints).put("seed", seed);
             return o;
@@ -183,12 +187,20 @@ public final class ClmTrainer {
                 step++;
                 long ts = System.nanoTime();
                 double loss = 0;
+                long[] microBytes = new long[config.accumulation()];
                 for (int micro = 0; micro < config.accumulation(); micro++) {
                     long draw = step * config.accumulation() + micro;
                     int[] crops = train.batch(config.seed(), draw, config.batch());                // [B, seqLen + 1]
+                    // Random truncation: some micro-batches use only the first n bytes of their crops, so the
+                    // model also sees latents at the start of a text (positions count from the first byte),
+                    // which is where generation from a short prompt puts them.
+                    int n = truncatedLength(draw, seqLen);
+                    int p = Math.max(0, n - latents);
+                    if (n < seqLen) crops = firstColumns(crops, seqLen + 1, n + 1);
+                    microBytes[micro] = (long) config.batch() * (n - p);
                     try (Scope s = Scope.open()) {
-                        Tensor logits = model.forwardTraining(inputs(crops, seqLen), config.batch(), prefix, mixSeed(config.seed(), draw));
-                        Tensor l = F.crossEntropy(logits, targets(backend, crops, seqLen, prefix), -1, config.zLoss());
+                        Tensor logits = model.forwardTraining(inputs(crops, n), config.batch(), p, mixSeed(config.seed(), draw));
+                        Tensor l = F.crossEntropy(logits, targets(backend, crops, n, p), -1, config.zLoss());
                         (config.accumulation() == 1 ? l : F.scale(l, 1f / config.accumulation())).backward();
                         loss += l.item() / config.accumulation();
                     }
@@ -198,7 +210,8 @@ public final class ClmTrainer {
                 opt.step(lr);
                 opt.zeroGrad();
                 double secs = (System.nanoTime() - ts) / 1e9;
-                long bytes = (long) config.batch() * config.accumulation() * latents;
+                long bytes = 0;
+                for (long mb : microBytes) bytes += mb;
                 targetBytes += bytes;
                 if (!Double.isFinite(loss)) throw new IllegalStateException("loss became " + loss + " at step " + step + "; lower --lr or raise --warmup");
                 StepStats st = new StepStats(step, config.steps(), loss, lr, norm, bytes / secs, (System.nanoTime() - t0) / 1e9);
@@ -270,6 +283,21 @@ public final class ClmTrainer {
         rec.put("val_windows", valid.evalWindowCount(config.evalWindows()));
         log.write(rec);
         listener.eval(new EvalStats(step, bpb, valid.evalWindowCount(config.evalWindows())));
+    }
+
+    /** Sequence length of training draw {@code draw}: seqLen, or with probability randomTruncation a uniform length in [1, seqLen]. */
+    int truncatedLength(long draw, int seqLen) {
+        if (config.randomTruncation() == 0f) return seqLen;
+        java.util.SplittableRandom r = new java.util.SplittableRandom(mixSeed(config.seed() ^ 0x7472756E63L, draw));
+        return r.nextFloat() < config.randomTruncation() ? 1 + r.nextInt(seqLen) : seqLen;
+    }
+
+    /** The first {@code cols} of each row of a row-major [rows, width] array. */
+    static int[] firstColumns(int[] a, int width, int cols) {
+        int rows = a.length / width;
+        int[] r = new int[rows * cols];
+        for (int i = 0; i < rows; i++) System.arraycopy(a, i * width, r, i * cols, cols);
+        return r;
     }
 
     /** First seqLen tokens of each crop: [B·seqLen]. */

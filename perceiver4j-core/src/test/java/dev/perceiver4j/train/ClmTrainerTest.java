@@ -47,7 +47,7 @@ class ClmTrainerTest {
     }
 
     static ClmTrainer.Config config(int steps) {
-        return new ClmTrainer.Config(4, 2, steps, 3e-3f, 5, 0.1f, 0.01f, 1.0, 1e-4f, 4, 4, 3, 2, 77L);
+        return new ClmTrainer.Config(4, 2, steps, 3e-3f, 5, 0.1f, 0.01f, 1.0, 1e-4f, 0.25f, 4, 4, 3, 2, 77L);
     }
 
     @Test
@@ -122,6 +122,24 @@ class ClmTrainerTest {
         new ClmTrainer(be(), model(0.5f), config(3), data(), "test", run, null).run();
         assertThatThrownBy(() -> new ClmTrainer(be(), model(0.25f), config(6), data(), "test", run, null).run())
                 .hasMessageContaining("cross_attention_dropout").hasMessageContaining("new --run folder");
+    }
+
+    @Test
+    void randomTruncationDrawsLengthsInRangeDeterministically(@TempDir Path run) {
+        ClmTrainer t = new ClmTrainer(be(), model(0.5f), config(3), data(), "test", run, null);
+        int shorter = 0;
+        for (long draw = 0; draw < 2000; draw++) {
+            int n = t.truncatedLength(draw, 48);
+            assertThat(n).isBetween(1, 48).isEqualTo(t.truncatedLength(draw, 48));
+            if (n < 48) shorter++;
+        }
+        assertThat(shorter / 2000.0).isBetween(0.20, 0.30);   // the configured 0.25, less the draws of n = 48 itself
+        ClmTrainer.Config c = config(3);
+        ClmTrainer none = new ClmTrainer(be(), model(0.5f), new ClmTrainer.Config(c.batch(), c.accumulation(), c.steps(), c.lr(), c.warmup(),
+                c.minLrRatio(), c.weightDecay(), c.clip(), c.zLoss(), 0f, c.evalEvery(), c.evalWindows(), c.checkpointEvery(),
+                c.keepCheckpoints(), c.seed()), data(), "test", run, null);
+        for (long draw = 0; draw < 100; draw++) assertThat(none.truncatedLength(draw, 48)).isEqualTo(48);
+        assertThat(ClmTrainer.firstColumns(new int[] {1, 2, 3, 4, 5, 6}, 3, 2)).containsExactly(1, 2, 4, 5);
     }
 
     @Test
