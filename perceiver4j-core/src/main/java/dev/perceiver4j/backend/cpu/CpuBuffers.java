@@ -10,12 +10,17 @@ import java.util.Map;
  * Pool of Java arrays keyed by element type and length. Step scopes hand their arrays back here
  * and the next step takes the same arrays again, so a training loop allocates nothing after its
  * first step.
+ *
+ * <p>The pool holds at most a quarter of the maximum heap: workloads whose shapes keep changing
+ * (randomly truncated training crops, generation over a growing window) would otherwise fill the
+ * heap with arrays of lengths that never come back. Arrays beyond the cap are left to the GC.
  */
 final class CpuBuffers {
     private record Key(DType dtype, int length) {}
 
     private final Map<Key, ArrayDeque<Object>> free = new HashMap<>();
     private long pooledBytes;
+    private final long maxPooledBytes = Runtime.getRuntime().maxMemory() / 4;
 
     synchronized Object take(DType dtype, int length) {
         ArrayDeque<Object> q = free.get(new Key(dtype, length));
@@ -29,6 +34,7 @@ final class CpuBuffers {
     synchronized void give(Object array) {
         DType dt = dtypeOf(array);
         int len = lengthOf(array);
+        if (pooledBytes + (long) len * dt.bytes() > maxPooledBytes) return;   // over the cap: let the GC have it
         free.computeIfAbsent(new Key(dt, len), k -> new ArrayDeque<>()).push(array);
         pooledBytes += (long) len * dt.bytes();
     }
