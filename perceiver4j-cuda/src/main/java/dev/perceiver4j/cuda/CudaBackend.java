@@ -3,6 +3,8 @@ package dev.perceiver4j.cuda;
 import dev.perceiver4j.backend.Activation;
 import dev.perceiver4j.backend.AttentionShape;
 import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.backend.MatmulShape;
+import dev.perceiver4j.backend.AxisSlab;
 import dev.perceiver4j.cuda.ffm.Driver;
 import dev.perceiver4j.tensor.DType;
 import dev.perceiver4j.tensor.Scope;
@@ -236,28 +238,11 @@ public final class CudaBackend implements Backend {
     // ---- matrix products ---------------------------------------------------------------------
 
     /** One matmul call: batch entries, M, N, K, per-batch element strides of a and b (b: 0 when shared). */
-    private record MatDims(int batch, int m, int n, int k, long strideA, long strideB) {}
-
-    /** The same shape rules as the CPU backend: a shared 2-D b with a plain a folds the batch into M. */
-    private static MatDims matDims(Tensor a, boolean transA, Tensor b, boolean transB, Tensor out) {
-        check(a.rank() >= 2 && b.rank() >= 2, "matmul needs rank >= 2 operands, got " + a.describe() + " and " + b.describe());
-        int aRows = a.dim(-2), aCols = a.dim(-1);
-        int bRows = b.dim(-2), bCols = b.dim(-1);
-        int m = transA ? aCols : aRows, k = transA ? aRows : aCols;
-        int kb = transB ? bCols : bRows, n = transB ? bRows : bCols;
-        check(k == kb, "matmul: inner dimensions differ: " + a.describe() + (transA ? "ᵀ" : "") + " · " + b.describe() + (transB ? "ᵀ" : ""));
-        boolean sharedB = b.rank() == 2;
-        int batch = a.shape().product(0, a.rank() - 2);
-        if (!sharedB) {
-            check(b.shape().product(0, b.rank() - 2) == batch, "matmul: batch dims differ: " + a.describe() + " vs " + b.describe());
-        }
-        if (sharedB && !transA) {
-            m = m * batch;
-            batch = 1;
-        }
-        check(out.size() == (long) batch * m * n, "matmul: out " + out.describe() + " should hold " + batch + "×" + m + "×" + n);
-        if (k == 0) throw new UnsupportedOperationException("CudaBackend: matmul with an empty inner dimension (K = 0) not implemented yet");
-        return new MatDims(batch, m, n, k, (long) aRows * aCols, sharedB ? 0 : (long) bRows * bCols);
+    /** The CPU backend's shape rules ({@link MatmulShape}); K = 0 is not supported on the GPU yet. */
+    private static MatmulShape matDims(Tensor a, boolean transA, Tensor b, boolean transB, Tensor out) {
+        MatmulShape d = MatmulShape.of(a, transA, b, transB, out);
+        if (d.k() == 0) throw new UnsupportedOperationException("CudaBackend: matmul with an empty inner dimension (K = 0) not implemented yet");
+        return d;
     }
 
     /**
@@ -277,7 +262,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void matmul(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor out, Tensor preAct) {
-        MatDims d = matDims(a, transA, b, transB, out);
+        MatmulShape d = matDims(a, transA, b, transB, out);
         check(act == Activation.NONE || preAct != null, "matmul with activation " + act + " needs a preAct buffer");
         check(bias == null || bias.size() == d.n(), "matmul: bias " + (bias == null ? "" : bias.describe()) + " should have " + d.n() + " elements");
         // target = op(a)·op(b) (+ bias when cuBLASLt's BIAS epilogue can add it: one GEMM call)
@@ -298,7 +283,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void matmulBackward(Tensor dOut, Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor preAct,
                                Tensor dA, Tensor dB, Tensor dBias) {
-        MatDims d = matDims(a, transA, b, transB, dOut);
+        MatmulShape d = matDims(a, transA, b, transB, dOut);
         int rows = d.batch() * d.m(), total = rows * d.n();
         long mn = (long) d.m() * d.n();
         // dC = dOut · act'(preAct) (a temporary, returned to the pool after the queued GEMMs)
@@ -532,19 +517,11 @@ public final class CudaBackend implements Backend {
     /** Copies between a full tensor and the slab [start, start+len) of it along {@code axis} (F32). */
     private void axisCopy(Tensor src, Tensor dst, int axis, int start, boolean fromFull, boolean accumulate) {
         Tensor full = fromFull ? src : dst, part = fromFull ? dst : src;
-        int ax = full.shape().axis(axis);
-        check(full.rank() == part.rank(), "narrow: rank differs " + full.describe() + " vs " + part.describe());
-        for (int i = 0; i < full.rank(); i++) {
-            check(i == ax || full.dim(i) == part.dim(i), "narrow: shapes differ off axis " + ax + ": " + full.describe() + " vs " + part.describe());
-        }
-        check(full.dtype() == DType.F32 && part.dtype() == DType.F32, "narrow: F32 only, got " + full.describe() + " and " + part.describe());
-        int len = part.dim(ax);
-        check(start >= 0 && start + len <= full.dim(ax), "narrow: [" + start + ", " + (start + len) + ") outside axis " + ax + " of " + full.describe());
-        int outer = full.shape().product(0, ax), inner = full.shape().product(ax + 1, full.rank());
-        long total = (long) outer * len * inner;
+        AxisSlab g = AxisSlab.of(full, part, axis, start);
+        long total = (long) g.outer() * g.partRun();
         if (total == 0) return;
         kernels.launch("p4j_axis_copy").grid(Kernels.blocks(total, THREADS)).block(THREADS)
-                .ptr(ptr(src)).ptr(ptr(dst)).i32(outer).i32(full.dim(ax) * inner).i32(len * inner).i32(start * inner)
+                .ptr(ptr(src)).ptr(ptr(dst)).i32(g.outer()).i32(g.fullRun()).i32(g.partRun()).i32(g.startOffset())
                 .i32(fromFull ? 1 : 0).i32(accumulate ? 1 : 0).go();
     }
 

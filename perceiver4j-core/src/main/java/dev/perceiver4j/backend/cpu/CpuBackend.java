@@ -2,6 +2,7 @@ package dev.perceiver4j.backend.cpu;
 
 import dev.perceiver4j.backend.AttentionShape;
 import dev.perceiver4j.backend.Activation;
+import dev.perceiver4j.backend.MatmulShape;
 import dev.perceiver4j.backend.Backend;
 import dev.perceiver4j.backend.cpu.fast.FastAttention;
 import dev.perceiver4j.backend.cpu.fast.FastOps;
@@ -45,37 +46,14 @@ public final class CpuBackend extends CpuStorageBackend {
     // ---- matrix products ---------------------------------------------------------------------
 
     /** Dimensions of one matmul call: batch entries, M, N, K and the per-batch strides. */
-    private record MatDims(int batch, int m, int n, int k, int lda, int ldb, int strideA, int strideB, boolean sharedB) {}
-
-    private static MatDims matDims(Tensor a, boolean transA, Tensor b, boolean transB, Tensor out) {
-        check(a.rank() >= 2 && b.rank() >= 2, "matmul needs rank >= 2 operands, got " + a.describe() + " and " + b.describe());
-        int aRows = a.dim(-2), aCols = a.dim(-1);
-        int bRows = b.dim(-2), bCols = b.dim(-1);
-        int m = transA ? aCols : aRows, k = transA ? aRows : aCols;
-        int kb = transB ? bCols : bRows, n = transB ? bRows : bCols;
-        check(k == kb, "matmul: inner dimensions differ: " + a.describe() + (transA ? "ᵀ" : "") + " · " + b.describe() + (transB ? "ᵀ" : ""));
-        boolean sharedB = b.rank() == 2;
-        int batch = a.shape().product(0, a.rank() - 2);
-        if (!sharedB) {
-            check(b.shape().product(0, b.rank() - 2) == batch, "matmul: batch dims differ: " + a.describe() + " vs " + b.describe());
-        }
-        // A plain (non-transposed) a against a shared 2-D b is one big GEMM over all rows.
-        if (sharedB && !transA) {
-            m = m * batch;
-            batch = 1;
-        }
-        check(out.size() == (long) batch * m * n, "matmul: out " + out.describe() + " should hold " + batch + "×" + m + "×" + n);
-        return new MatDims(batch, m, n, k, aCols, bCols, aRows * aCols, sharedB ? 0 : bRows * bCols, sharedB);
-    }
-
     @Override
     public void matmul(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor out, Tensor preAct) {
-        MatDims d = matDims(a, transA, b, transB, out);
+        MatmulShape d = MatmulShape.of(a, transA, b, transB, out);
         float[] A = a.floats(), B = b.floats(), C = out.floats();
         for (int i = 0; i < d.batch(); i++) {
             gemm.sgemm(transA, transB, d.m(), d.n(), d.k(), 1f,
-                    A, a.offset() + i * d.strideA(), d.lda(),
-                    B, b.offset() + i * d.strideB(), d.ldb(),
+                    A, a.offset() + i * d.strideA(), d.aCols(),
+                    B, b.offset() + i * d.strideB(), d.bCols(),
                     0f, C, out.offset() + i * d.m() * d.n(), d.n());
         }
         if (bias != null || act != Activation.NONE) {
@@ -90,7 +68,7 @@ public final class CpuBackend extends CpuStorageBackend {
     @Override
     public void matmulBackward(Tensor dOut, Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor preAct,
                                Tensor dA, Tensor dB, Tensor dBias) {
-        MatDims d = matDims(a, transA, b, transB, dOut);
+        MatmulShape d = MatmulShape.of(a, transA, b, transB, dOut);
         int rows = d.batch() * d.m();
         // dC = dOut · act'(preAct); dBias += Σ_rows dC
         Tensor dC = dOut;
@@ -110,18 +88,18 @@ public final class CpuBackend extends CpuStorageBackend {
                 float[] DA = dA.floats();
                 int daOff = dA.offset() + i * d.strideA();
                 if (!transA) { // dA[M,K] += dC[M,N] · op(B)ᵀ
-                    gemm.sgemm(false, !transB, d.m(), d.k(), d.n(), 1f, G, gOff, d.n(), B, bOff, d.ldb(), 1f, DA, daOff, d.k());
+                    gemm.sgemm(false, !transB, d.m(), d.k(), d.n(), 1f, G, gOff, d.n(), B, bOff, d.bCols(), 1f, DA, daOff, d.k());
                 } else {       // dA[K,M] += op(B)[K,N] · dCᵀ
-                    gemm.sgemm(transB, true, d.k(), d.m(), d.n(), 1f, B, bOff, d.ldb(), G, gOff, d.n(), 1f, DA, daOff, d.m());
+                    gemm.sgemm(transB, true, d.k(), d.m(), d.n(), 1f, B, bOff, d.bCols(), G, gOff, d.n(), 1f, DA, daOff, d.m());
                 }
             }
             if (dB != null) {
                 float[] DB = dB.floats();
                 int dbOff = dB.offset() + i * d.strideB();
                 if (!transB) { // dB[K,N] += op(A)ᵀ · dC
-                    gemm.sgemm(!transA, false, d.k(), d.n(), d.m(), 1f, A, aOff, d.lda(), G, gOff, d.n(), 1f, DB, dbOff, d.n());
+                    gemm.sgemm(!transA, false, d.k(), d.n(), d.m(), 1f, A, aOff, d.aCols(), G, gOff, d.n(), 1f, DB, dbOff, d.n());
                 } else {       // dB[N,K] += dCᵀ · op(A)
-                    gemm.sgemm(true, transA, d.n(), d.k(), d.m(), 1f, G, gOff, d.n(), A, aOff, d.lda(), 1f, DB, dbOff, d.k());
+                    gemm.sgemm(true, transA, d.n(), d.k(), d.m(), 1f, G, gOff, d.n(), A, aOff, d.aCols(), 1f, DB, dbOff, d.k());
                 }
             }
         }

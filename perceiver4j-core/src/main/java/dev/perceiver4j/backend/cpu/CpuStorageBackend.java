@@ -1,5 +1,6 @@
 package dev.perceiver4j.backend.cpu;
 
+import dev.perceiver4j.backend.AxisSlab;
 import dev.perceiver4j.backend.Backend;
 import dev.perceiver4j.backend.cpu.fast.FastOps;
 import dev.perceiver4j.tensor.DType;
@@ -155,24 +156,16 @@ abstract sealed class CpuStorageBackend implements Backend permits CpuBackend, R
      */
     private void blockCopy(Tensor src, Tensor dst, int axis, int start, boolean fromFull, boolean accumulate) {
         Tensor full = fromFull ? src : dst, part = fromFull ? dst : src;
-        int ax = full.shape().axis(axis);
-        check(full.rank() == part.rank(), "narrow: rank differs " + full.describe() + " vs " + part.describe());
-        for (int i = 0; i < full.rank(); i++) {
-            check(i == ax || full.dim(i) == part.dim(i), "narrow: shapes differ off axis " + ax + ": " + full.describe() + " vs " + part.describe());
-        }
-        int len = part.dim(ax);
-        check(start >= 0 && start + len <= full.dim(ax), "narrow: [" + start + ", " + (start + len) + ") outside axis " + ax + " of " + full.describe());
-        int outer = full.shape().product(0, ax), inner = full.shape().product(ax + 1, full.rank());
-        int fullRun = full.dim(ax) * inner, partRun = len * inner;
+        AxisSlab g = AxisSlab.of(full, part, axis, start);
         float[] F = full.floats(), P = part.floats();
-        for (int o = 0; o < outer; o++) {
-            int fo = full.offset() + o * fullRun + start * inner, po = part.offset() + o * partRun;
+        for (int o = 0; o < g.outer(); o++) {
+            int fo = full.offset() + o * g.fullRun() + g.startOffset(), po = part.offset() + o * g.partRun();
             int so = fromFull ? fo : po, dOff = fromFull ? po : fo;
             float[] S = fromFull ? F : P, D = fromFull ? P : F;
             if (accumulate) {
-                FastOps.axpy(pool, 1f, S, so, D, dOff, partRun);
+                FastOps.axpy(pool, 1f, S, so, D, dOff, g.partRun());
             } else {
-                System.arraycopy(S, so, D, dOff, partRun);
+                System.arraycopy(S, so, D, dOff, g.partRun());
             }
         }
     }

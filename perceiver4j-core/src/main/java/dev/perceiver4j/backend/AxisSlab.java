@@ -1,0 +1,30 @@
+package dev.perceiver4j.backend;
+
+import dev.perceiver4j.tensor.DType;
+import dev.perceiver4j.tensor.Tensor;
+
+/**
+ * The validated geometry of {@link Backend#narrow} / {@link Backend#unnarrow}: a part [.., len, ..]
+ * that is the slab [start, start + len) of a full tensor along one axis. Viewed as blocks,
+ * {@code outer} runs of {@code partRun} contiguous elements, at {@code fullRun} strides in the full
+ * tensor, starting {@code startOffset} elements into each run.
+ */
+public record AxisSlab(int outer, int fullRun, int partRun, int startOffset) {
+
+    public static AxisSlab of(Tensor full, Tensor part, int axis, int start) {
+        int ax = full.shape().axis(axis);
+        check(full.rank() == part.rank(), "narrow: rank differs " + full.describe() + " vs " + part.describe());
+        for (int i = 0; i < full.rank(); i++) {
+            check(i == ax || full.dim(i) == part.dim(i), "narrow: shapes differ off axis " + ax + ": " + full.describe() + " vs " + part.describe());
+        }
+        check(full.dtype() == DType.F32 && part.dtype() == DType.F32, "narrow: F32 only, got " + full.describe() + " and " + part.describe());
+        int len = part.dim(ax);
+        check(start >= 0 && start + len <= full.dim(ax), "narrow: [" + start + ", " + (start + len) + ") outside axis " + ax + " of " + full.describe());
+        int outer = full.shape().product(0, ax), inner = full.shape().product(ax + 1, full.rank());
+        return new AxisSlab(outer, full.dim(ax) * inner, len * inner, start * inner);
+    }
+
+    private static void check(boolean ok, String message) {
+        if (!ok) throw new IllegalArgumentException(message);
+    }
+}
