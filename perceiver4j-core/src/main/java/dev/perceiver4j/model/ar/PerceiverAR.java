@@ -12,6 +12,7 @@ import dev.perceiver4j.nn.LayerNorm;
 import dev.perceiver4j.nn.Linear;
 import dev.perceiver4j.nn.Params;
 import dev.perceiver4j.nn.Weights;
+import dev.perceiver4j.random.Philox;
 import dev.perceiver4j.tensor.DType;
 import dev.perceiver4j.tensor.Scope;
 import dev.perceiver4j.tensor.Shape;
@@ -22,7 +23,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.SplittableRandom;
 
 /**
  * Perceiver AR causal language model, krasserm/perceiver-io 0.11.1 {@code CausalSequenceModel},
@@ -235,8 +235,7 @@ public final class PerceiverAR {
         boolean[] masked = null;
         if (p > 0 && config.crossAttentionDropoutMode() == PerceiverArConfig.PrefixDropoutMode.BERNOULLI) {
             masked = new boolean[b * n];
-            SplittableRandom rng = new SplittableRandom(mix(seed ^ 0xB3A7L));
-            for (int i = 0; i < masked.length; i++) masked[i] = rng.nextFloat() < p;
+            for (int i = 0; i < masked.length; i++) masked[i] = Philox.uniform(seed, BERNOULLI_STREAM, i) < p;
         }
         return run(b, n, ids, pos, masked, null, prefixLen, new Dropouts(config.postAttentionDropout(), config.residualDropout(), seed));
     }
@@ -246,14 +245,20 @@ public final class PerceiverAR {
         return prefixLen - (int) Math.floor(prefixLen * (double) p);
     }
 
-    /** The sorted prefix positions row {@code row} keeps: a uniform {@code keep}-subset of [0, P) drawn from (seed, row). */
+    /** Philox streams of the training pass's random choices (dropout sites use small stream numbers). */
+    private static final long PREFIX_STREAM = 0x5052_4546_0000_0000L, BERNOULLI_STREAM = 0x4245_524E_0000_0000L;
+
+    /**
+     * The sorted prefix positions row {@code row} keeps: a uniform {@code keep}-subset of [0, P)
+     * drawn from Philox(seed, row), so it is the same on every JVM (a resumed run must redraw it).
+     */
     public static int[] keptPrefixPositions(int prefixLen, int keep, long seed, int row) {
         // Partial Fisher–Yates: the first `keep` entries of a shuffled [0, P), then sorted.
         int[] idx = new int[prefixLen];
         for (int i = 0; i < prefixLen; i++) idx[i] = i;
-        SplittableRandom rng = new SplittableRandom(mix(seed * 0x9E3779B97F4A7C15L + row));
         for (int i = 0; i < keep; i++) {
-            int j = i + rng.nextInt(prefixLen - i);
+            long bits = Philox.bits(seed, PREFIX_STREAM + row, i) & 0xFFFFFFFFL;
+            int j = i + (int) ((bits * (prefixLen - i)) >>> 32);     // multiply-shift: uniform up to 2⁻³² bias
             int t = idx[i];
             idx[i] = idx[j];
             idx[j] = t;
@@ -373,12 +378,6 @@ public final class PerceiverAR {
             }
         }
         return Arrays.copyOfRange(seq, prompt.length, seq.length);
-    }
-
-    static long mix(long z) {
-        z = (z ^ (z >>> 33)) * 0xff51afd7ed558ccdL;
-        z = (z ^ (z >>> 33)) * 0xc4ceb9fe1a85ec53L;
-        return z ^ (z >>> 33);
     }
 
     /** q/k/v/o projections of one attention module (reference names); only o_proj may carry a bias. */
