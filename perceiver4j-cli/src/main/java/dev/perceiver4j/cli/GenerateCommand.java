@@ -84,9 +84,8 @@ final class GenerateCommand implements Runnable {
         byte[] promptBytes = promptBytes();
         Backend be = Backends.get();
         PerceiverAR m = load(be, model);
-        PerceiverArGenerator.Options d = PerceiverArGenerator.Options.defaults(m.config());
-        int lat = latents == null ? d.latents() : latents;
-        PerceiverArGenerator.Options o = new PerceiverArGenerator.Options(lat, latentStride == null ? Math.max(1, lat / 8) : latentStride,
+        PerceiverArGenerator.Options d = PerceiverArGenerator.Options.defaults(m.config(), latents == null ? m.config().maxLatents() : latents);
+        PerceiverArGenerator.Options o = new PerceiverArGenerator.Options(d.latents(), latentStride == null ? d.latentStride() : latentStride,
                 windowStride == null ? d.windowStride() : windowStride);
         if (!noEcho) {
             System.out.print(new String(promptBytes, StandardCharsets.UTF_8));
@@ -115,9 +114,14 @@ final class GenerateCommand implements Runnable {
         return prompt.getBytes(StandardCharsets.UTF_8);
     }
 
+    /** The model folder {@code path} names: itself, or a run folder's {@code model/} subfolder. */
+    static Path modelFolder(Path path) {
+        return Files.isRegularFile(path.resolve("model").resolve("config.json")) ? path.resolve("model") : path;
+    }
+
     /** A model folder, a training checkpoint, or a run folder (its model/ subfolder). */
     static PerceiverAR load(Backend be, Path path) {
-        Path dir = Files.isRegularFile(path.resolve("model").resolve("config.json")) ? path.resolve("model") : path;
+        Path dir = modelFolder(path);
         long t0 = System.nanoTime();
         try {
             PerceiverAR m = PerceiverAR.load(be, dir);

@@ -22,7 +22,6 @@ import picocli.CommandLine.Option;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
@@ -70,7 +69,7 @@ final class PredictCommand implements Runnable {
     }
 
     private void predict() throws IOException {
-        Path dir = Files.isRegularFile(model.resolve("model").resolve("config.json")) ? model.resolve("model") : model;
+        Path dir = GenerateCommand.modelFolder(model);
         boolean ar = PerceiverArConfig.MODEL_TYPE.equals(Checkpoints.readConfig(Weights.modelDir(dir)).path("model_type").asText());
         if (!ar && prefixLen != null) throw new IllegalArgumentException("--prefix-len applies to Perceiver AR models only; " + model + " is a masked LM");
         // Perceiver IO takes attention_mask (1 = token); Perceiver AR takes pad_mask (1 = padding, left).

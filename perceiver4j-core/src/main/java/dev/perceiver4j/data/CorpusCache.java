@@ -1,18 +1,16 @@
 package dev.perceiver4j.data;
 
+import dev.perceiver4j.io.AtomicFiles;
+
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.charset.CharacterCodingException;
 import java.nio.file.DirectoryNotEmptyException;
 import java.nio.file.DirectoryStream;
 import java.nio.file.FileAlreadyExistsException;
-import java.nio.file.FileVisitResult;
 import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.SimpleFileVisitor;
 import java.nio.file.StandardCopyOption;
-import java.nio.file.attribute.BasicFileAttributes;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
@@ -76,7 +74,7 @@ final class CorpusCache {
         if (Files.exists(dir)) {
             Path old = Files.createTempDirectory(corpora, "." + corpus.name() + "-old-");
             Files.move(dir, old.resolve("stale"), StandardCopyOption.ATOMIC_MOVE);
-            deleteTree(old);
+            AtomicFiles.deleteTree(old);
         }
         try {
             Files.move(out, dir, StandardCopyOption.ATOMIC_MOVE);
@@ -159,40 +157,9 @@ final class CorpusCache {
 
     private static void deleteQuietly(Path root) {
         try {
-            deleteTree(root);
+            AtomicFiles.deleteTree(root);
         } catch (IOException e) {
             // best effort: what remains is a temporary folder, never a complete-looking cache
         }
-    }
-
-    /** Deletes a folder tree (links not followed); a missing tree is fine. */
-    static void deleteTree(Path root) throws IOException {
-        if (!Files.exists(root, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
-            return;
-        }
-        Files.walkFileTree(root, new SimpleFileVisitor<>() {
-            @Override
-            public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
-                Files.deleteIfExists(file);
-                return FileVisitResult.CONTINUE;
-            }
-
-            @Override
-            public FileVisitResult visitFileFailed(Path file, IOException e) throws IOException {
-                if (e instanceof NoSuchFileException) {
-                    return FileVisitResult.CONTINUE;
-                }
-                throw e;
-            }
-
-            @Override
-            public FileVisitResult postVisitDirectory(Path d, IOException e) throws IOException {
-                if (e != null && !(e instanceof NoSuchFileException)) {
-                    throw e;
-                }
-                Files.deleteIfExists(d);
-                return FileVisitResult.CONTINUE;
-            }
-        });
     }
 }

@@ -3,6 +3,7 @@ package dev.perceiver4j.nn;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
+import dev.perceiver4j.io.AtomicFiles;
 import dev.perceiver4j.io.NamedTensor;
 import dev.perceiver4j.io.SafetensorsWriter;
 import dev.perceiver4j.io.StateDict;
@@ -12,7 +13,6 @@ import dev.perceiver4j.tensor.Tensor;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -82,12 +82,6 @@ public final class Weights {
         Files.createDirectories(dir);
         save(params, dir.resolve("model.safetensors"), Map.of("format", "pt"));
         byte[] json = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(config);
-        Path tmp = Files.createTempFile(dir, "config.json.", ".tmp");
-        try {
-            Files.write(tmp, json);
-            Files.move(tmp, dir.resolve("config.json"), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        } finally {
-            Files.deleteIfExists(tmp);
-        }
+        AtomicFiles.write(dir.resolve("config.json"), json);
     }
 }

@@ -1,5 +1,7 @@
 package dev.perceiver4j.train;
 
+import dev.perceiver4j.io.AtomicFiles;
+
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -62,19 +64,13 @@ public final class CheckpointDir {
         Path dir = root.resolve(name);
         try {
             writer.write(tmp);
-            if (Files.exists(dir)) deleteTree(dir);      // re-saving the same step (e.g. after resume)
+            if (Files.exists(dir)) AtomicFiles.deleteTree(dir);      // re-saving the same step (e.g. after resume)
             Files.move(tmp, dir, StandardCopyOption.ATOMIC_MOVE);
         } catch (IOException | RuntimeException e) {
-            deleteTree(tmp);
+            AtomicFiles.deleteTree(tmp);
             throw e;
         }
-        Path ptmp = Files.createTempFile(root, "latest.", ".tmp");
-        try {
-            Files.writeString(ptmp, name + "\n", StandardCharsets.UTF_8);
-            Files.move(ptmp, root.resolve("latest"), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        } finally {
-            Files.deleteIfExists(ptmp);
-        }
+        AtomicFiles.write(root.resolve("latest"), (name + "\n").getBytes(StandardCharsets.UTF_8));
         prune(name);
         return dir;
     }
@@ -91,19 +87,12 @@ public final class CheckpointDir {
     private void prune(String newest) throws IOException {
         List<Path> all = new ArrayList<>(list());
         all.removeIf(p -> p.getFileName().toString().compareTo(newest) > 0);   // never delete newer ones (a resumed run re-saving)
-        for (int i = 0; i < all.size() - keep; i++) deleteTree(all.get(i));
+        for (int i = 0; i < all.size() - keep; i++) AtomicFiles.deleteTree(all.get(i));
     }
 
     private void cleanTemps() throws IOException {
         try (Stream<Path> s = Files.list(root)) {
-            for (Path p : s.filter(p -> p.getFileName().toString().contains(".tmp")).toList()) deleteTree(p);
-        }
-    }
-
-    static void deleteTree(Path p) throws IOException {
-        if (!Files.exists(p)) return;
-        try (Stream<Path> s = Files.walk(p)) {
-            for (Path q : s.sorted(Comparator.reverseOrder()).toList()) Files.deleteIfExists(q);
+            for (Path p : s.filter(p -> p.getFileName().toString().contains(".tmp")).toList()) AtomicFiles.deleteTree(p);
         }
     }
 }

@@ -9,6 +9,7 @@ import dev.perceiver4j.autograd.F;
 import dev.perceiver4j.backend.Backend;
 import dev.perceiver4j.data.CropSampler;
 import dev.perceiver4j.data.Split;
+import dev.perceiver4j.io.AtomicFiles;
 import dev.perceiver4j.io.CheckpointFormatException;
 import dev.perceiver4j.io.NamedTensor;
 import dev.perceiver4j.io.SafetensorsReader;
@@ -337,13 +338,7 @@ public final class ClmTrainer {
     }
 
     private void writeSettings(Path settings) throws IOException {
-        Path tmp = Files.createTempFile(runDir, "run.json.", ".tmp");
-        try {
-            Files.write(tmp, MAPPER.writeValueAsBytes(settingsJson()));
-            Files.move(tmp, settings, java.nio.file.StandardCopyOption.ATOMIC_MOVE, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
-        } finally {
-            Files.deleteIfExists(tmp);
-        }
+        AtomicFiles.write(settings, MAPPER.writeValueAsBytes(settingsJson()));
     }
 
     /** A resumed run must train the same model on the same data with the same settings; only the step count may grow. */

@@ -45,7 +45,12 @@ public final class PerceiverArGenerator {
     public record Options(int latents, int latentStride, int windowStride) {
         /** max_latents latents; the latents and the window each slide by 1/8 of their size at a time. */
         public static Options defaults(PerceiverArConfig c) {
-            return new Options(c.maxLatents(), Math.max(1, c.maxLatents() / 8), Math.max(1, c.maxSeqLen() / 8));
+            return defaults(c, c.maxLatents());
+        }
+
+        /** {@code latents} latents, sliding by 1/8 of that; the window slides by 1/8 of max_seq_len. */
+        public static Options defaults(PerceiverArConfig c, int latents) {
+            return new Options(latents, Math.max(1, latents / 8), Math.max(1, c.maxSeqLen() / 8));
         }
 
         void validate(PerceiverArConfig c) {
