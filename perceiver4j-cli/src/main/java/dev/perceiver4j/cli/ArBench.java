@@ -3,6 +3,7 @@ package dev.perceiver4j.cli;
 import dev.perceiver4j.autograd.Autograd;
 import dev.perceiver4j.autograd.F;
 import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.backend.ProfilingBackend;
 import dev.perceiver4j.model.ar.PerceiverAR;
 import dev.perceiver4j.model.ar.PerceiverArConfig;
 import dev.perceiver4j.model.ar.PerceiverArGenerator;
@@ -28,13 +29,16 @@ final class ArBench {
     /** Mean and minimum milliseconds of {@code reps} timed runs after {@code warmup} untimed ones. */
     record Timing(double mean, double min) {}
 
-    static Timing time(int warmup, int reps, Runnable r) {
+    static Timing time(Backend be, int warmup, int reps, Runnable r) {
         double[] ms = new double[reps];
         for (int i = -warmup; i < reps; i++) {
+            if (i == 0 && be instanceof ProfilingBackend p) p.reset();
             long a = System.nanoTime();
             r.run();
+            be.synchronize();
             if (i >= 0) ms[i] = (System.nanoTime() - a) / 1e6;
         }
+        if (be instanceof ProfilingBackend p) System.out.print(p.report(reps));
         return new Timing(Arrays.stream(ms).average().orElseThrow(), Arrays.stream(ms).min().orElseThrow());
     }
 
@@ -64,18 +68,20 @@ final class ArBench {
         System.out.printf(Locale.ROOT, "Perceiver AR training step, batch %d, %d latents, %d channels, %d layers, prefix dropout %.2f, %s%n",
                 batch, base.maxLatents(), base.numChannels(), base.numSelfAttentionLayers(), base.crossAttentionDropout(), be.name());
         // JIT warm-up on the first shape, so that compilation does not land in the first row.
-        time(5, 1, trainStep(be, base.withSizes(lengths.getFirst(), base.maxLatents()), batch, 2L));
+        Runnable warm = trainStep(be, base.withSizes(lengths.getFirst(), base.maxLatents()), batch, 2L);
+        for (int i = 0; i < 6; i++) warm.run();
+        be.synchronize();
         System.out.printf(Locale.ROOT, "%8s %12s %12s %16s %16s %10s%n", "context", "mean ms", "min ms", "target bytes/s", "input bytes/s", "vs first");
         double first = Double.NaN;
         for (int n : lengths) {
             if (n <= base.maxLatents()) throw new IllegalArgumentException("context " + n + " must exceed the " + base.maxLatents() + " latents");
             PerceiverArConfig c = base.withSizes(n, base.maxLatents());
-            Timing t = time(warmup, reps, trainStep(be, c, batch, 1L));
+            Timing t = time(be, warmup, reps, trainStep(be, c, batch, 1L));
             if (Double.isNaN(first)) first = t.mean();
             System.out.printf(Locale.ROOT, "%8d %12.1f %12.1f %,16.0f %,16.0f %9.2fx%n", n, t.mean(), t.min(),
                     batch * base.maxLatents() / (t.mean() / 1e3), (double) batch * n / (t.mean() / 1e3), t.mean() / first);
         }
-        System.out.println("peak RSS " + BenchCommand.peakRss());
+        BenchCommand.printMemory(be);
     }
 
     /** Cached generation (latent strides 1, N/8, N/2) against the uncached forward per byte, same model, same process. */
@@ -84,7 +90,7 @@ final class ArBench {
         int[] prompt = new SplittableRandom(3).ints(promptLen, 6, 262).toArray();
         System.out.printf(Locale.ROOT, "Perceiver AR generation, prompt %d bytes + %d new, context %d, %d latents, %d channels, %d layers, %s%n",
                 promptLen, bytes, c.maxSeqLen(), c.maxLatents(), c.numChannels(), c.numSelfAttentionLayers(), be.name());
-        Timing uncached = time(Math.min(warmup, 1), Math.max(1, reps / 2), () -> {
+        Timing uncached = time(be, Math.min(warmup, 1), Math.max(1, reps / 2), () -> {
             int[] seq = Arrays.copyOf(prompt, promptLen + bytes);
             for (int i = 0; i < bytes; i++) seq[promptLen + i] = 6 + (i * 7) % 256;
             try (var ng = Autograd.noGrad()) {
@@ -100,7 +106,7 @@ final class ArBench {
         PerceiverArGenerator.Options d = PerceiverArGenerator.Options.defaults(c);
         for (int stride : new int[] {1, Math.max(1, c.maxLatents() / 8), Math.max(1, c.maxLatents() / 2)}) {
             PerceiverArGenerator.Options o = new PerceiverArGenerator.Options(c.maxLatents(), stride, d.windowStride());
-            Timing cached = time(warmup, reps, () -> {
+            Timing cached = time(be, warmup, reps, () -> {
                 PerceiverArGenerator g = new PerceiverArGenerator(m, o);
                 g.start(prompt);
                 for (int i = 0; i < bytes; i++) g.append(6 + (i * 7) % 256);
@@ -108,6 +114,6 @@ final class ArBench {
             System.out.printf(Locale.ROOT, "cached, exact, latent stride %3d: %8.1f bytes/s (mean %.0f ms), %.1fx uncached%n",
                     stride, bytes / (cached.mean() / 1e3), cached.mean(), uncached.mean() / cached.mean());
         }
-        System.out.println("peak RSS " + BenchCommand.peakRss());
+        BenchCommand.printMemory(be);
     }
 }

@@ -1,11 +1,15 @@
 package dev.perceiver4j.cli;
 
 import dev.perceiver4j.autograd.Autograd;
+import dev.perceiver4j.autograd.F;
 import dev.perceiver4j.backend.Backend;
 import dev.perceiver4j.backend.Backends;
 import dev.perceiver4j.model.ar.PerceiverArConfig;
 import dev.perceiver4j.model.io.PerceiverConfig;
 import dev.perceiver4j.model.io.PerceiverForMaskedLM;
+import dev.perceiver4j.nn.Params;
+import dev.perceiver4j.tensor.Tensor;
+import dev.perceiver4j.train.AdamW;
 import dev.perceiver4j.tensor.Scope;
 import dev.perceiver4j.tensor.Shape;
 import dev.perceiver4j.text.ByteTokenizer;
@@ -29,11 +33,14 @@ import java.util.SplittableRandom;
         description = {"Time a standard workload end to end on the chosen backend (random weights, random bytes).",
                 "Workloads:",
                 "  mlm-forward  forward pass of the deepmind/language-perceiver architecture (201M parameters)",
+                "  mlm-train    masked-LM training step of that model (15% of positions scored, dropout on, AdamW)",
                 "  ar-train     Perceiver AR training step (forward, backward, AdamW) at each --contexts length, fixed --latents",
                 "  ar-generate  Perceiver AR exact cached generation against the uncached forward per byte"},
         footer = {"", "Examples:",
                 "  ./perceiver4j bench --threads 2                       language-perceiver forward, batch 1 x 2048 bytes",
                 "  ./perceiver4j bench --batch 4 --reps 3 --threads 16",
+                "  ./perceiver4j bench --backend cuda --workload mlm-train --batch 16",
+                "  ./perceiver4j bench --backend cuda --batch 32 --profile   time per op and shape (adds a wait after each op)",
                 "  ./perceiver4j bench --workload ar-train --contexts 1024,2048,4096,8192,16384",
                 "  ./perceiver4j bench --workload ar-generate --length 1024 --gen-bytes 200"})
 final class BenchCommand implements Runnable {
@@ -73,18 +80,23 @@ final class BenchCommand implements Runnable {
     @Option(names = "--prefix-dropout", defaultValue = TrainCommand.PREFIX_DROPOUT, description = "ar-train: prefix dropout (default: ${DEFAULT-VALUE})")
     float prefixDropout;
 
+    @Option(names = "--profile", description = "also print the time of every op by shape (slower: waits after each op)")
+    boolean profile;
+
     @Option(names = "--gen-bytes", defaultValue = "200", description = "ar-generate: bytes generated per rep (default: ${DEFAULT-VALUE})")
     int genBytes;
 
     @Override
     public void run() {
         common.apply();
+        if (profile) System.setProperty("perceiver4j.profile", "true");
         if (batch < 1 || length < 1 || reps < 1 || warmup < 0) throw new IllegalArgumentException("--batch, --length and --reps must be >= 1, --warmup >= 0");
         switch (workload) {
             case "mlm-forward" -> mlmForward();
+            case "mlm-train" -> mlmTrain();
             case "ar-train" -> ArBench.scaling(Backends.get(), arConfig(contexts.getFirst()), contexts, batch, warmup, reps);
             case "ar-generate" -> ArBench.generation(Backends.get(), arConfig(length), Math.max(1, length / 2), genBytes, warmup, reps);
-            default -> throw new IllegalArgumentException("unknown workload '" + workload + "'; available: mlm-forward, ar-train, ar-generate");
+            default -> throw new IllegalArgumentException("unknown workload '" + workload + "'; available: mlm-forward, mlm-train, ar-train, ar-generate");
         }
     }
 
@@ -92,33 +104,80 @@ final class BenchCommand implements Runnable {
         return PerceiverArConfig.krasserm(heads, layers, 1, 4, prefixDropout, ByteTokenizer.VOCAB, seqLen, Math.min(latents, seqLen), channels, false, true);
     }
 
-    private void mlmForward() {
-        Backend be = Backends.get();
+    private PerceiverForMaskedLM languagePerceiver(Backend be) {
         PerceiverConfig c = PerceiverConfig.languagePerceiver();
         if (length > c.maxPositionEmbeddings()) throw new IllegalArgumentException("--length must be <= " + c.maxPositionEmbeddings());
         long t0 = System.nanoTime();
         PerceiverForMaskedLM m = new PerceiverForMaskedLM(be, c, 1L);
         System.out.printf(Locale.ROOT, "built language-perceiver (%,d parameters) in %.1f s on %s%n",
                 m.params().parameterCount(), (System.nanoTime() - t0) / 1e9, be.name());
-        SplittableRandom rng = new SplittableRandom(7);
-        int[] ids = new int[batch * length];
-        for (int i = 0; i < ids.length; i++) ids[i] = 6 + rng.nextInt(256);
+        return m;
+    }
+
+    private int[] randomBytes(long seed) {
+        return new SplittableRandom(seed).ints((long) batch * length, 6, 262).toArray();
+    }
+
+    private void mlmForward() {
+        Backend be = Backends.get();
+        PerceiverForMaskedLM m = languagePerceiver(be);
+        int[] ids = randomBytes(7);
         int[] mask = new int[ids.length];
         Arrays.fill(mask, 1);
-        double[] ms = new double[reps];
+        ArBench.Timing t;
         try (var ng = Autograd.noGrad()) {
-            for (int r = -warmup; r < reps; r++) {
+            t = ArBench.time(be, warmup, reps, () -> {
                 try (Scope s = Scope.open()) {
-                    long a = System.nanoTime();
-                    m.forward(be.fromInts(ids, Shape.of(batch, length)), be.fromInts(mask, Shape.of(batch, length)), false, 0L).toFloatArray();
-                    if (r >= 0) ms[r] = (System.nanoTime() - a) / 1e6;
+                    m.forward(be.fromInts(ids, Shape.of(batch, length)), be.fromInts(mask, Shape.of(batch, length)), false, 0L);
+                    be.synchronize();
                 }
-            }
+            });
         }
-        double mean = Arrays.stream(ms).average().orElseThrow(), min = Arrays.stream(ms).min().orElseThrow();
-        double gflop = mlmForwardFlops(c, length) * batch / 1e9;
-        System.out.printf(Locale.ROOT, "mlm-forward batch %d x %d bytes: mean %.1f ms, min %.1f ms over %d reps (%.0f bytes/s, %.1f GFLOP/s at %.1f GFLOP per pass); peak RSS %s%n",
-                batch, length, mean, min, reps, batch * length / (mean / 1e3), gflop / (mean / 1e3), gflop, peakRss());
+        double gflop = mlmForwardFlops(m.config(), length) * batch / 1e9;
+        System.out.printf(Locale.ROOT, "mlm-forward batch %d x %d bytes: mean %.1f ms, min %.1f ms over %d reps (%.0f bytes/s, %.1f GFLOP/s at %.1f GFLOP per pass)%n",
+                batch, length, t.mean(), t.min(), reps, batch * length / (t.mean() / 1e3), gflop / (t.mean() / 1e3), gflop);
+        printMemory(be);
+    }
+
+    /**
+     * Masked-LM training step as HF's {@code PerceiverForMaskedLM(labels=...)} trains: dropout on,
+     * cross-entropy over the 15% of positions drawn as labels (the rest ignored), backward, AdamW.
+     */
+    private void mlmTrain() {
+        Backend be = Backends.get();
+        PerceiverForMaskedLM m = languagePerceiver(be);
+        Params p = m.params();
+        AdamW opt = new AdamW(be, AdamW.Config.defaults(1e-4f), p.pack(), p.gradients());
+        int[] ids = randomBytes(7);
+        int[] mask = new int[ids.length];
+        Arrays.fill(mask, 1);
+        int positions = m.config().maxPositionEmbeddings();
+        SplittableRandom rng = new SplittableRandom(11);
+        int[] labels = new int[batch * positions];
+        for (int i = 0; i < labels.length; i++) {
+            int pos = i % positions;
+            labels[i] = pos < length && rng.nextDouble() < 0.15 ? ids[i / positions * length + pos] : -100;
+        }
+        long[] step = {0};
+        ArBench.Timing t = ArBench.time(be, warmup, reps, () -> {
+            try (Scope s = Scope.open()) {
+                Tensor logits = m.forward(be.fromInts(ids, Shape.of(batch, length)), be.fromInts(mask, Shape.of(batch, length)), true, ++step[0]);
+                F.crossEntropy(logits, be.fromInts(labels, Shape.of(batch, positions)), -100, 0f).backward();
+                opt.step(1e-4f);
+                opt.zeroGrad();
+            }
+        });
+        double gflop = 3 * mlmForwardFlops(m.config(), length) * batch / 1e9;
+        System.out.printf(Locale.ROOT, "mlm-train batch %d x %d bytes: mean %.1f ms, min %.1f ms over %d reps (%.0f bytes/s, %.1f GFLOP/s at %.1f GFLOP per step)%n",
+                batch, length, t.mean(), t.min(), reps, batch * length / (t.mean() / 1e3), gflop / (t.mean() / 1e3), gflop);
+        printMemory(be);
+    }
+
+    /** Peak RSS, and the device memory report of backends that have one. */
+    static void printMemory(Backend be) {
+        System.out.println("peak RSS " + peakRss());
+        String device = be.memoryReport();
+        if (!device.isEmpty()) System.out.println(device);
     }
 
     /** Multiply-add FLOPs (×2) of one PerceiverForMaskedLM forward over {@code n} input bytes. */

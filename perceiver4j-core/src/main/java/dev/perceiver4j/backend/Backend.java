@@ -19,6 +19,14 @@ public interface Backend {
     /** Short name for logs, e.g. "cpu (java-vector sgemm, 2 threads)". */
     String name();
 
+    /** Waits until every queued op has finished (asynchronous backends); a no-op on the CPU. */
+    default void synchronize() {}
+
+    /** One line on device memory (reserved, in use, peak) for backends that manage their own; "" on the CPU. */
+    default String memoryReport() {
+        return "";
+    }
+
     // ---- memory ------------------------------------------------------------------------------
 
     /** Uninitialised tensor; tracked by the current Scope, if one is open. */

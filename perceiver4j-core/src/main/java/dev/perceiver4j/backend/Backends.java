@@ -31,6 +31,7 @@ public final class Backends {
                 b = chosen;
                 if (b == null) {
                     b = create(System.getProperty("perceiver4j.backend", "auto"));
+                    if (Boolean.getBoolean("perceiver4j.profile")) b = new ProfilingBackend(b);
                     LOG.log(System.Logger.Level.INFO, "Using " + b.name() + autoNote);
                     chosen = b;
                 }

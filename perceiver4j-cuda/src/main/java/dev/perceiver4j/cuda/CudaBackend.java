@@ -83,7 +83,15 @@ public final class CudaBackend implements Backend {
         return "cuda (" + context + ", matmul " + (gemm.tf32() ? "tf32" : "fp32") + ")";
     }
 
+    @Override
+    public String memoryReport() {
+        String r = allocator.report();
+        int nl = r.indexOf('\n');
+        return nl < 0 ? r : r.substring(0, nl);
+    }
+
     /** Waits for the stream and raises any bad input the kernels recorded. */
+    @Override
     public void synchronize() {
         context.synchronize();
         int[] s = new int[4];
