@@ -712,6 +712,203 @@ extern "C" __global__ void p4j_attention_forward(const float* q, const float* k,
     }
 }
 
+// ================================================================ attention forward on tensor cores (TF32)
+//
+// The forward above with its two products (Q·Kᵀ and P·V) on tensor cores: mma.sync m16n8k8 with
+// TF32 inputs (10-bit mantissa, rounded to nearest) and fp32 accumulation; softmax, masks, dropout
+// and the online rescaling stay in fp32 and follow the same rules (same Philox indices, same
+// normaliser, same out = 0 / lse = −inf for a query with no visible key). The backend uses it when
+// its matrix products run in TF32 and a specialisation for (Dqk, Dv) exists below.
+//
+// Block: TC_WARPS warps, 16 query rows each; key tiles of TC_KEYS keys through shared memory,
+// stored as TF32 bit patterns. Fragment ownership (PTX m16n8k8 .tf32): lane = 4·g + t;
+// A (16×8): a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4); B (8×8, k × n): b0 (t, g),
+// b1 (t+4, g); C (16×8): c0 (g, 2t), c1 (g, 2t+1), c2 (g+8, 2t), c3 (g+8, 2t+1). Each thread thus
+// owns rows g and g+8 of its warp's 16; a row's max and sum reduce over the 4 lanes sharing g.
+// P goes through a per-warp shared tile to change from the C to the A layout.
+
+#define TC_WARPS 4
+#define TC_ROWS (16 * TC_WARPS)
+#define TC_KEYS 32
+#define TC_PS (TC_KEYS + 4)
+
+__device__ __forceinline__ unsigned tf32_bits(float x) {
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return r;
+}
+
+__device__ __forceinline__ void mma_tf32(float* d, const unsigned* a, unsigned b0, unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/** Shared memory of the tensor-core forward, in 32-bit words (the host computes the same). */
+__host__ __device__ constexpr int tc_k_stride(int dqk) { return dqk + 4; }                  // conflict-free B reads of K
+__host__ __device__ constexpr int tc_v_stride(int dv) { return dv + (40 - dv % 32) % 32; }  // ≡ 8 mod 32: same for V
+
+template <int DQK, int DV>
+__device__ void attention_forward_tc(const float* q, const float* k, const float* v, const unsigned char* pad,
+                                     float* out, float* lse, int H, int nq, int nk, float scale, int causal,
+                                     float pdrop, float keepScale, unsigned long long seed, unsigned long long stream) {
+    constexpr int KS = tc_k_stride(DQK), VS = tc_v_stride(DV);
+    extern __shared__ unsigned tsm[];
+    unsigned* Ks = tsm;                           // [TC_KEYS][KS]
+    unsigned* Vs = Ks + TC_KEYS * KS;             // [TC_KEYS][VS]
+    const int bh = blockIdx.y, b = bh / H, h = bh % H;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+    unsigned* P = Vs + TC_KEYS * VS + warp * 16 * TC_PS;   // this warp's [16][TC_PS]
+    const int i0 = blockIdx.x * TC_ROWS;
+    const int r0 = i0 + warp * 16 + g, r1 = r0 + 8;          // the two rows this thread owns
+    const long long qkW = (long long) H * DQK, vW = (long long) H * DV;
+    const int shift = nk - nq;
+
+    unsigned qa[DQK / 8][4];
+    {
+        const float* q0 = q + ((long long) b * nq + imin(r0, nq - 1)) * qkW + (long long) h * DQK;
+        const float* q1 = q + ((long long) b * nq + imin(r1, nq - 1)) * qkW + (long long) h * DQK;
+#pragma unroll
+        for (int kk = 0; kk < DQK / 8; kk++) {
+            int c = kk * 8 + t4;
+            qa[kk][0] = tf32_bits(r0 < nq ? q0[c] : 0.0f);
+            qa[kk][1] = tf32_bits(r1 < nq ? q1[c] : 0.0f);
+            qa[kk][2] = tf32_bits(r0 < nq ? q0[c + 4] : 0.0f);
+            qa[kk][3] = tf32_bits(r1 < nq ? q1[c + 4] : 0.0f);
+        }
+    }
+    float o[DV / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < DV / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+    float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;
+    const int lastRow = imin(nq, i0 + TC_ROWS) - 1;
+    const int keyEnd = causal ? imin(nk, lastRow + shift + 1) : nk;
+
+    for (int j0 = 0; j0 < keyEnd; j0 += TC_KEYS) {
+        __syncthreads(); // every warp is done with the previous tile
+        for (int t = threadIdx.x; t < TC_KEYS * DQK; t += blockDim.x) {
+            int jj = t / DQK, c = t % DQK, j = j0 + jj;
+            Ks[jj * KS + c] = tf32_bits(j < nk ? k[((long long) b * nk + j) * qkW + (long long) h * DQK + c] : 0.0f);
+        }
+        for (int t = threadIdx.x; t < TC_KEYS * DV; t += blockDim.x) {
+            int jj = t / DV, c = t % DV, j = j0 + jj;
+            Vs[jj * VS + c] = tf32_bits(j < nk ? v[((long long) b * nk + j) * vW + (long long) h * DV + c] : 0.0f);
+        }
+        __syncthreads();
+
+        float s[TC_KEYS / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < TC_KEYS / 8; nt++) {
+            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+            const unsigned* kr = Ks + (nt * 8 + g) * KS + t4;
+#pragma unroll
+            for (int kk = 0; kk < DQK / 8; kk++) mma_tf32(s[nt], qa[kk], kr[kk * 8], kr[kk * 8 + 4]);
+        }
+        float mx0 = NEG_INF, mx1 = NEG_INF;
+#pragma unroll
+        for (int nt = 0; nt < TC_KEYS / 8; nt++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                int j = j0 + nt * 8 + 2 * t4 + e;
+                bool keyOk = j < keyEnd && att_key_ok(pad, b, nk, j);
+                bool ok0 = keyOk && r0 < nq && (!causal || j <= r0 + shift);
+                bool ok1 = keyOk && r1 < nq && (!causal || j <= r1 + shift);
+                s[nt][e] = ok0 ? s[nt][e] * scale : NEG_INF;
+                s[nt][2 + e] = ok1 ? s[nt][2 + e] * scale : NEG_INF;
+                mx0 = fmaxf(mx0, s[nt][e]);
+                mx1 = fmaxf(mx1, s[nt][2 + e]);
+            }
+        }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+        const float c0 = mn0 == NEG_INF ? 1.0f : expf(m0 - mn0); // 0 when m was −inf and a key became visible
+        const float c1 = mn1 == NEG_INF ? 1.0f : expf(m1 - mn1);
+        float ps0 = 0.0f, ps1 = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < TC_KEYS / 8; nt++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                int jj = nt * 8 + 2 * t4 + e, j = j0 + jj;
+                float p0 = s[nt][e] == NEG_INF ? 0.0f : expf(s[nt][e] - mn0);
+                float p1 = s[nt][2 + e] == NEG_INF ? 0.0f : expf(s[nt][2 + e] - mn1);
+                ps0 += p0;
+                ps1 += p1;
+                if (pdrop > 0.0f) {
+                    if (p0 != 0.0f) p0 *= philox_keep(seed, stream, ((unsigned long long) bh * nq + r0) * (unsigned long long) nk + j, pdrop) ? keepScale : 0.0f;
+                    if (p1 != 0.0f) p1 *= philox_keep(seed, stream, ((unsigned long long) bh * nq + r1) * (unsigned long long) nk + j, pdrop) ? keepScale : 0.0f;
+                }
+                P[g * TC_PS + jj] = tf32_bits(p0);
+                P[(g + 8) * TC_PS + jj] = tf32_bits(p1);
+            }
+        }
+        ps0 += __shfl_xor_sync(0xffffffffu, ps0, 1);
+        ps0 += __shfl_xor_sync(0xffffffffu, ps0, 2);
+        ps1 += __shfl_xor_sync(0xffffffffu, ps1, 1);
+        ps1 += __shfl_xor_sync(0xffffffffu, ps1, 2);
+        l0 = l0 * c0 + ps0;
+        l1 = l1 * c1 + ps1;
+        m0 = mn0;
+        m1 = mn1;
+#pragma unroll
+        for (int nt = 0; nt < DV / 8; nt++) {
+            o[nt][0] *= c0;
+            o[nt][1] *= c0;
+            o[nt][2] *= c1;
+            o[nt][3] *= c1;
+        }
+        __syncwarp(); // P complete for the whole warp
+#pragma unroll
+        for (int kk = 0; kk < TC_KEYS / 8; kk++) {
+            unsigned pa[4] = {P[g * TC_PS + kk * 8 + t4], P[(g + 8) * TC_PS + kk * 8 + t4],
+                              P[g * TC_PS + kk * 8 + t4 + 4], P[(g + 8) * TC_PS + kk * 8 + t4 + 4]};
+            const unsigned* vr0 = Vs + (kk * 8 + t4) * VS + g;
+            const unsigned* vr1 = vr0 + 4 * VS;
+#pragma unroll
+            for (int nt = 0; nt < DV / 8; nt++) mma_tf32(o[nt], pa, vr0[nt * 8], vr1[nt * 8]);
+        }
+        __syncwarp(); // P is rewritten by the next tile
+    }
+
+    const float inv0 = l0 == 0.0f ? 0.0f : 1.0f / l0, inv1 = l1 == 0.0f ? 0.0f : 1.0f / l1;
+    float* o0 = out + ((long long) b * nq + imin(r0, nq - 1)) * vW + (long long) h * DV;
+    float* o1 = out + ((long long) b * nq + imin(r1, nq - 1)) * vW + (long long) h * DV;
+#pragma unroll
+    for (int nt = 0; nt < DV / 8; nt++) {
+        int c = nt * 8 + 2 * t4;
+        if (r0 < nq) {
+            o0[c] = o[nt][0] * inv0;
+            o0[c + 1] = o[nt][1] * inv0;
+        }
+        if (r1 < nq) {
+            o1[c] = o[nt][2] * inv1;
+            o1[c + 1] = o[nt][3] * inv1;
+        }
+    }
+    if (t4 == 0) {
+        if (r0 < nq) lse[(long long) bh * nq + r0] = l0 == 0.0f ? NEG_INF : m0 + logf(l0);
+        if (r1 < nq) lse[(long long) bh * nq + r1] = l1 == 0.0f ? NEG_INF : m1 + logf(l1);
+    }
+}
+
+// The specialisations the backend may launch, named p4j_attention_forward_tc_<Dqk>_<Dv>
+// (CudaBackend.TC_SHAPES lists the same pairs).
+#define P4J_ATTENTION_TC(DQK, DV)                                                                                      \
+    extern "C" __global__ void __launch_bounds__(TC_WARPS * 32) p4j_attention_forward_tc_##DQK##_##DV(                \
+            const float* q, const float* k, const float* v, const unsigned char* pad, float* out, float* lse, int H,   \
+            int nq, int nk, float scale, int causal, float pdrop, float keepScale, unsigned long long seed,            \
+            unsigned long long stream) {                                                                               \
+        attention_forward_tc<DQK, DV>(q, k, v, pad, out, lse, H, nq, nk, scale, causal, pdrop, keepScale, seed, stream); \
+    }
+P4J_ATTENTION_TC(8, 8)
+P4J_ATTENTION_TC(16, 16)
+P4J_ATTENTION_TC(32, 32)
+P4J_ATTENTION_TC(64, 64)
+P4J_ATTENTION_TC(32, 96)
+P4J_ATTENTION_TC(32, 160)
+
 // Backward, step 1: rowDot[b, h, i] = dOut_i · out_i over head h's Dv channels (written). One warp per row.
 extern "C" __global__ void p4j_attention_rowdot(const float* dOut, const float* out, float* rowDot, int B, int H, int nq, int dv) {
     long long row = ((long long) blockIdx.x * blockDim.x + threadIdx.x) >> 5;

@@ -24,8 +24,11 @@ import java.lang.foreign.MemorySegment;
  * addresses step after step). Buffers allocated inside a Scope go back on its close; the rest
  * (fromFloats, persistentZeros, tensors made outside a scope) when the GC finds them unreachable.
  *
- * <p>Precision: fp32 throughout. Matrix products use exact fp32 unless {@code tf32} is set
- * ({@code -Dperceiver4j.cuda.tf32=true}). GELU is the exact erf form in our own epilogue kernel:
+ * <p>Precision: fp32 storage throughout. Matrix products use exact fp32 unless {@code tf32} is set
+ * ({@code -Dperceiver4j.cuda.tf32=true}); in TF32 mode the attention forward also runs its two products
+ * on tensor cores (TF32 mma.sync, fp32 softmax and accumulation) at the head dims that have a kernel
+ * (Dqk×Dv 8×8, 16×16, 32×32, 64×64, 32×96, 32×160); the backward stays fp32.
+ * GELU is the exact erf form in our own epilogue kernel:
  * cuBLASLt's GELU epilogues use the tanh approximation, so they are not used.
  *
  * <p>Bad input found on the device (token id or target outside the vocabulary, an I64 value
@@ -45,6 +48,13 @@ public final class CudaBackend implements Backend {
     public static final int MAX_HEAD_DIM = 256;
     /** Rows (queries or keys) per attention block and columns per shared-memory tile (ATT_ROWS, ATT_TILE). */
     private static final int ATT_ROWS = 16, ATT_TILE = 32, ATT_THREADS = 128;
+    /** (Dqk, Dv) pairs with a tensor-core (TF32) forward kernel, p4j_attention_forward_tc_&lt;Dqk&gt;_&lt;Dv&gt; in kernels.cu. */
+    private static final java.util.Set<Long> TC_SHAPES = java.util.Set.of(tcKey(8, 8), tcKey(16, 16), tcKey(32, 32), tcKey(64, 64),
+            tcKey(32, 96), tcKey(32, 160));
+    /** Query rows per block, keys per tile and warps of the tensor-core forward (TC_ROWS, TC_KEYS, TC_WARPS). */
+    private static final int TC_ROWS = 64, TC_KEYS = 32, TC_WARPS = 4;
+    /** Off with -Dperceiver4j.cuda.tcAttention=false: TF32 mode then keeps the fp32 attention kernels. */
+    private static final boolean TC_ATTENTION = !"false".equals(System.getProperty("perceiver4j.cuda.tcAttention"));
 
     private final CudaContext context;
     private final DeviceAllocator allocator;
@@ -569,10 +579,33 @@ public final class CudaBackend implements Backend {
         return keyPad == null ? 0 : ptr(keyPad);
     }
 
+    private static long tcKey(int dqk, int dv) {
+        return ((long) dqk << 32) | dv;
+    }
+
+    /** Whether the forward runs on tensor cores: TF32 products, and a kernel for these head dims. */
+    boolean tensorCoreAttention(AttentionShape s) {
+        return TC_ATTENTION && gemm.tf32() && TC_SHAPES.contains(tcKey(s.dqk(), s.dv()));
+    }
+
+    /** Shared memory of the tensor-core forward (tc_k_stride, tc_v_stride and the per-warp P tiles in kernels.cu). */
+    private static int tensorCoreShared(AttentionShape s) {
+        int kStride = s.dqk() + 4, vStride = s.dv() + (40 - s.dv() % 32) % 32;
+        return 4 * (TC_KEYS * kStride + TC_KEYS * vStride + TC_WARPS * 16 * (TC_KEYS + 4));
+    }
+
     @Override
     public void attention(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse) {
         checkAttention(s, q, k, v, keyPad, out, lse);
         int bh = s.batch() * s.heads();
+        if (tensorCoreAttention(s)) {
+            kernels.launch("p4j_attention_forward_tc_" + s.dqk() + "_" + s.dv()).grid((s.nq() + TC_ROWS - 1) / TC_ROWS, bh)
+                    .block(TC_WARPS * 32).sharedBytes(tensorCoreShared(s))
+                    .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(out)).ptr(ptr(lse))
+                    .i32(s.heads()).i32(s.nq()).i32(s.nk()).f32(s.scale()).i32(s.causal() ? 1 : 0)
+                    .f32(s.dropout()).f32(s.dropout() == 0f ? 1f : keepScale(s.dropout())).i64(s.seed()).i64(s.stream()).go();
+            return;
+        }
         shapeArgs(kernels.launch("p4j_attention_forward").grid((s.nq() + ATT_ROWS - 1) / ATT_ROWS, bh).block(ATT_THREADS)
                 .sharedBytes(forwardShared(s))
                 .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(out)).ptr(ptr(lse)), s).go();

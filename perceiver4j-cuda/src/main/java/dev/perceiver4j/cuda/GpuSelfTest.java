@@ -61,6 +61,7 @@ public final class GpuSelfTest {
         if (tf32) {
             CudaBackend tf = new CudaBackend(cuda.context(), true);
             checks.addAll(OpParity.matmulChecks(tf, ref, seed, 1e-2));
+            checks.addAll(OpParity.tensorCoreAttentionChecks(tf, ref, seed, 1e-2));
         }
         checks.addAll(ModelParity.trainingChecks(cuda, new CpuBackend(CpuPool.common(), new JavaSgemm(CpuPool.common()))));
         if (fixtures != null) checks.addAll(ModelParity.fixtureChecks(cuda, fixtures));

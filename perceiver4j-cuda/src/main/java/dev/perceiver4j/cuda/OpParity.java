@@ -98,6 +98,26 @@ public final class OpParity {
         return c.stream().map(k -> new Check(k.op() + " [tf32]", tolerance, k.body())).toList();
     }
 
+    /**
+     * The attention forward at the head dims that have a tensor-core (TF32) kernel, labelled
+     * [tf32 tensor cores], at a TF32 tolerance (for a backend whose matrix products run in TF32).
+     */
+    public static List<Check> tensorCoreAttentionChecks(Backend gpu, Backend ref, long seed, double tolerance) {
+        OpParity p = new OpParity(gpu, ref, seed);
+        List<Check> c = new ArrayList<>();
+        p.attentionForward(c, 2, 1, 16, 45, 32, 160, false, 1, 0f, tolerance, " [tf32 tensor cores]");
+        p.attentionForward(c, 2, 8, 256, 256, 32, 160, false, 0, 0f, tolerance, " [tf32 tensor cores]");
+        p.attentionForward(c, 2, 8, 300, 64, 32, 96, false, 0, 0f, tolerance, " [tf32 tensor cores]");
+        p.attentionForward(c, 2, 4, 37, 37, 64, 64, true, 0, 0f, tolerance, " [tf32 tensor cores]");
+        p.attentionForward(c, 2, 4, 130, 600, 64, 64, true, 1, 0.1f, tolerance, " [tf32 tensor cores]");
+        p.attentionForward(c, 2, 4, 13, 50, 16, 16, true, 1, 0f, tolerance, " [tf32 tensor cores]");
+        p.attentionForward(c, 2, 3, 40, 40, 16, 16, true, 1, 0.5f, tolerance, " [tf32 tensor cores]");
+        p.attentionForward(c, 1, 2, 130, 300, 32, 160, true, 1, 0.1f, tolerance, " [tf32 tensor cores]");
+        p.attentionForward(c, 3, 2, 33, 71, 8, 8, false, 2, 0.2f, tolerance, " [tf32 tensor cores]");
+        p.attentionForward(c, 2, 2, 20, 29, 32, 32, true, 2, 0f, tolerance, " [tf32 tensor cores]");
+        return c;
+    }
+
     // ---- helpers -----------------------------------------------------------------------------
 
     /** The same values on both backends. */
@@ -584,12 +604,20 @@ public final class OpParity {
         return p == null ? null : new Pair(gpu.fromBools(p, Shape.of(batch, nk)), ref.fromBools(p, Shape.of(batch, nk)));
     }
 
-    private void attentionCase(List<Check> c, int batch, int heads, int nq, int nk, int dqk, int dv, boolean causal, int padMode, float drop) {
-        AttentionShape s = new AttentionShape(batch, heads, nq, nk, dqk, dv, (float) (1 / Math.sqrt(dqk)), causal, drop,
-                0x5EEDL + nq, 3L + nk);
-        String label = String.format("B%d H%d Nq%d Nk%d Dqk%d Dv%d%s%s%s", batch, heads, nq, nk, dqk, dv, causal ? " causal" : "",
+    private static AttentionShape attentionShape(int batch, int heads, int nq, int nk, int dqk, int dv, boolean causal, float drop) {
+        return new AttentionShape(batch, heads, nq, nk, dqk, dv, (float) (1 / Math.sqrt(dqk)), causal, drop, 0x5EEDL + nq, 3L + nk);
+    }
+
+    private static String attentionLabel(int batch, int heads, int nq, int nk, int dqk, int dv, boolean causal, int padMode, float drop) {
+        return String.format("B%d H%d Nq%d Nk%d Dqk%d Dv%d%s%s%s", batch, heads, nq, nk, dqk, dv, causal ? " causal" : "",
                 padMode == 0 ? "" : padMode == 1 ? " pad" : " pad+empty rows", drop > 0 ? " dropout " + drop : "");
-        c.add(new Check("attention " + label, FP32, () -> {
+    }
+
+    /** out and lse of one attention forward on random inputs, GPU against the reference. */
+    private void attentionForward(List<Check> c, int batch, int heads, int nq, int nk, int dqk, int dv, boolean causal, int padMode,
+                                  float drop, double tolerance, String suffix) {
+        AttentionShape s = attentionShape(batch, heads, nq, nk, dqk, dv, causal, drop);
+        c.add(new Check("attention " + attentionLabel(batch, heads, nq, nk, dqk, dv, causal, padMode, drop) + suffix, tolerance, () -> {
             Pair q = randPair(1, batch, nq, heads * dqk), k = randPair(1, batch, nk, heads * dqk), v = randPair(1, batch, nk, heads * dv);
             Pair pad = padPair(keyPad(batch, nk, padMode), batch, nk);
             Pair out = emptyPair(DType.F32, batch, nq, heads * dv), lse = emptyPair(DType.F32, batch, heads, nq);
@@ -597,6 +625,12 @@ public final class OpParity {
             ref.attention(s, q.r(), k.r(), v.r(), r(pad), out.r(), lse.r());
             return Math.max(err(out), err(lse));
         }));
+    }
+
+    private void attentionCase(List<Check> c, int batch, int heads, int nq, int nk, int dqk, int dv, boolean causal, int padMode, float drop) {
+        AttentionShape s = attentionShape(batch, heads, nq, nk, dqk, dv, causal, drop);
+        String label = attentionLabel(batch, heads, nq, nk, dqk, dv, causal, padMode, drop);
+        attentionForward(c, batch, heads, nq, nk, dqk, dv, causal, padMode, drop, FP32, "");
         c.add(new Check("attentionBackward " + label, FP32, () -> {
             Pair q = randPair(1, batch, nq, heads * dqk), k = randPair(1, batch, nk, heads * dqk), v = randPair(1, batch, nk, heads * dv);
             Pair pad = padPair(keyPad(batch, nk, padMode), batch, nk);

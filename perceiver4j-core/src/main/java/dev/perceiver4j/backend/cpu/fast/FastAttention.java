@@ -46,8 +46,8 @@ import java.util.Arrays;
  * The three updates are one register-blocked kernel ({@link #accumulate}) with different strides.
  * All gradients are accumulated ({@code +=}) into the caller's arrays.
  *
- * <p>Dot products (q.k, dOut.v, dOut.out) use {@link FloatVector} FMAs with one
- * {@code reduceLanes} per dot at the end, register-blocked 2 rows x 4 keys; P V and the gradient
+ * <p>Score tiles (q.k, dOut.v) pack the key tile transposed and run a 4-row x 2-vector FMA kernel
+ * with keys across lanes, so no dot needs a horizontal sum ({@link #dotTile}); P V and the gradient
  * updates are a register-blocked FMA kernel (4 output rows x 4 vectors); exp is the Vector API's
  * lane-wise EXP over a tile row.
  */
@@ -220,7 +220,7 @@ public final class FastAttention {
                 int n = Math.min(BLOCK_K, keyEnd - j0);
                 int live = liveKeys(sc, b, h, j0, n);
                 if (live == 0) continue;
-                dotTile(q, sc.aRows, rows, k, sc.kIdx, live, s.dqk(), s.scale(), sc.tile);
+                dotTile(q, sc.aRows, rows, k, sc.kIdx, live, s.dqk(), s.scale(), sc.tile, sc.packed);
                 for (int r = 0; r < rows; r++) {
                     softmaxUpdate(sc, b, h, i0 + r, r, j0, n, live);
                 }
@@ -354,8 +354,8 @@ public final class FastAttention {
                 sc.dkRows[t] = g.dkOff() + (sc.kIdx[t] - kOff);
                 sc.dvRows[t] = g.dvOff() + (sc.vIdx[t] - vOff);
             }
-            dotTile(q, sc.aRows, rows, k, sc.kIdx, live, s.dqk(), s.scale(), p);   // scores
-            dotTile(g.dOut(), sc.gRows, rows, v, sc.vIdx, live, s.dv(), 1f, ds);   // dOut_i . v_j
+            dotTile(q, sc.aRows, rows, k, sc.kIdx, live, s.dqk(), s.scale(), p, sc.packed);   // scores
+            dotTile(g.dOut(), sc.gRows, rows, v, sc.vIdx, live, s.dv(), 1f, ds, sc.packed);   // dOut_i . v_j
             for (int r = 0; r < rows; r++) probabilityGradRow(sc, g, b, h, i0 + r, r, j0, n, live);
             if (withKv) {
                 accumulate(p, 1, BLOCK_K, live, sc.dvRows, g.dv(), rows, sc.gRows, g.dOut(), s.dv()); // dv += P'^T dOut
@@ -427,9 +427,12 @@ public final class FastAttention {
         final float[] rowMax = new float[BLOCK_Q];
         final float[] rowSum = new float[BLOCK_Q];
         float[] acc = new float[0];                         // [BLOCK_Q, dv] output accumulators
+        float[] packed = new float[0];                      // [max(dqk, dv), BLOCK_K] a key tile, transposed
 
         Scratch ensure(AttentionShape s) {
             if (acc.length < BLOCK_Q * s.dv()) acc = new float[BLOCK_Q * s.dv()];
+            int depth = Math.max(s.dqk(), s.dv());
+            if (packed.length < depth * BLOCK_K) packed = new float[depth * BLOCK_K];
             return this;
         }
     }
@@ -439,30 +442,67 @@ public final class FastAttention {
     // ------------------------------------------------------------------------------------------
 
     /**
-     * dst[r*BLOCK_K + t] = scale * a[aRows[r], +len) . b[bRows[t], +len) for r < rows, t < cols:
-     * pairs of rows against quadruples of columns share their loads (8 dots in flight).
+     * dst[r*BLOCK_K + t] = scale * a[aRows[r], +len) . b[bRows[t], +len) for r < rows, t < cols
+     * (columns from cols up to the next multiple of 2 vectors are written as zeros).
+     *
+     * <p>The b rows are first packed transposed into {@code bt} ([len, BLOCK_K], keys across
+     * lanes), so each dot is a lane of a vector accumulator: per depth step, 4 broadcast a values
+     * times 2 bt vectors make 8 FMAs, and no horizontal sums are needed. Each score is the
+     * sequential FMA chain over c = 0..len-1, the same wherever its row and key sit in a tile.
      */
     static void dotTile(float[] a, int[] aRows, int rows, float[] b, int[] bRows, int cols, int len,
-                        float scale, float[] dst) {
+                        float scale, float[] dst, float[] bt) {
+        int width = Math.min(BLOCK_K, (cols + 2 * LANES - 1) / (2 * LANES) * (2 * LANES));
+        for (int t = 0; t < cols; t++) {
+            int bo = bRows[t];
+            for (int c = 0; c < len; c++) bt[c * BLOCK_K + t] = b[bo + c];
+        }
+        for (int c = 0; c < len; c++) Arrays.fill(bt, c * BLOCK_K + cols, c * BLOCK_K + width, 0f);
+        FloatVector sv = FloatVector.broadcast(F, scale);
         int r = 0;
-        for (; r + 1 < rows; r += 2) {
-            int t = 0;
-            for (; t + 3 < cols; t += 4) {
-                dot2x4(a, aRows[r], aRows[r + 1], b, bRows[t], bRows[t + 1], bRows[t + 2], bRows[t + 3],
-                        len, scale, dst, r * BLOCK_K + t);
-            }
-            for (; t < cols; t++) {
-                dst[r * BLOCK_K + t] = scale * dot(a, aRows[r], b, bRows[t], len);
-                dst[(r + 1) * BLOCK_K + t] = scale * dot(a, aRows[r + 1], b, bRows[t], len);
+        for (; r + 3 < rows; r += 4) {
+            int a0 = aRows[r], a1 = aRows[r + 1], a2 = aRows[r + 2], a3 = aRows[r + 3];
+            for (int t = 0; t < width; t += 2 * LANES) {
+                FloatVector s00 = FloatVector.zero(F), s01 = s00, s10 = s00, s11 = s00;
+                FloatVector s20 = s00, s21 = s00, s30 = s00, s31 = s00;
+                for (int c = 0, bi = t; c < len; c++, bi += BLOCK_K) {
+                    FloatVector y0 = FloatVector.fromArray(F, bt, bi), y1 = FloatVector.fromArray(F, bt, bi + LANES);
+                    FloatVector x = FloatVector.broadcast(F, a[a0 + c]);
+                    s00 = x.fma(y0, s00);
+                    s01 = x.fma(y1, s01);
+                    x = FloatVector.broadcast(F, a[a1 + c]);
+                    s10 = x.fma(y0, s10);
+                    s11 = x.fma(y1, s11);
+                    x = FloatVector.broadcast(F, a[a2 + c]);
+                    s20 = x.fma(y0, s20);
+                    s21 = x.fma(y1, s21);
+                    x = FloatVector.broadcast(F, a[a3 + c]);
+                    s30 = x.fma(y0, s30);
+                    s31 = x.fma(y1, s31);
+                }
+                int d = r * BLOCK_K + t;
+                s00.mul(sv).intoArray(dst, d);
+                s01.mul(sv).intoArray(dst, d + LANES);
+                s10.mul(sv).intoArray(dst, d + BLOCK_K);
+                s11.mul(sv).intoArray(dst, d + BLOCK_K + LANES);
+                s20.mul(sv).intoArray(dst, d + 2 * BLOCK_K);
+                s21.mul(sv).intoArray(dst, d + 2 * BLOCK_K + LANES);
+                s30.mul(sv).intoArray(dst, d + 3 * BLOCK_K);
+                s31.mul(sv).intoArray(dst, d + 3 * BLOCK_K + LANES);
             }
         }
-        if (r < rows) {
-            int t = 0;
-            for (; t + 3 < cols; t += 4) {
-                dot4(a, aRows[r], b, bRows[t], bRows[t + 1], bRows[t + 2], bRows[t + 3], len, scale, dst,
-                        r * BLOCK_K + t);
+        for (; r < rows; r++) {
+            int a0 = aRows[r];
+            for (int t = 0; t < width; t += 2 * LANES) {
+                FloatVector s00 = FloatVector.zero(F), s01 = s00;
+                for (int c = 0, bi = t; c < len; c++, bi += BLOCK_K) {
+                    FloatVector x = FloatVector.broadcast(F, a[a0 + c]);
+                    s00 = x.fma(FloatVector.fromArray(F, bt, bi), s00);
+                    s01 = x.fma(FloatVector.fromArray(F, bt, bi + LANES), s01);
+                }
+                s00.mul(sv).intoArray(dst, r * BLOCK_K + t);
+                s01.mul(sv).intoArray(dst, r * BLOCK_K + t + LANES);
             }
-            for (; t < cols; t++) dst[r * BLOCK_K + t] = scale * dot(a, aRows[r], b, bRows[t], len);
         }
     }
 
@@ -477,96 +517,6 @@ public final class FastAttention {
         float sum = acc.lane(0);
         for (; c < n; c++) sum += a[ao + c] * b[bo + c];
         return sum;
-    }
-
-    /** dst[d + t] = scale * (a . b_t) for the four rows b0..b3 of b (a is loaded once per step). */
-    static void dot4(float[] a, int ao, float[] b, int b0, int b1, int b2, int b3, int n,
-                     float scale, float[] dst, int d) {
-        FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0;
-        int c = 0;
-        for (int bound = F.loopBound(n); c < bound; c += LANES) {
-            FloatVector av = FloatVector.fromArray(F, a, ao + c);
-            s0 = av.fma(FloatVector.fromArray(F, b, b0 + c), s0);
-            s1 = av.fma(FloatVector.fromArray(F, b, b1 + c), s1);
-            s2 = av.fma(FloatVector.fromArray(F, b, b2 + c), s2);
-            s3 = av.fma(FloatVector.fromArray(F, b, b3 + c), s3);
-        }
-        for (int h = LANES / 2; h >= 1; h /= 2) {   // Lanes' fold, written out (see dot2x4)
-            s0 = s0.add(s0.slice(h, s0));
-            s1 = s1.add(s1.slice(h, s1));
-            s2 = s2.add(s2.slice(h, s2));
-            s3 = s3.add(s3.slice(h, s3));
-        }
-        float r0 = s0.lane(0), r1 = s1.lane(0), r2 = s2.lane(0), r3 = s3.lane(0);
-        for (; c < n; c++) {
-            float x = a[ao + c];
-            r0 += x * b[b0 + c];
-            r1 += x * b[b1 + c];
-            r2 += x * b[b2 + c];
-            r3 += x * b[b3 + c];
-        }
-        dst[d] = scale * r0;
-        dst[d + 1] = scale * r1;
-        dst[d + 2] = scale * r2;
-        dst[d + 3] = scale * r3;
-    }
-
-    /** Rows a0, a1 against rows b0..b3: dst[d + t] and dst[d + BLOCK_K + t] (scaled dots). */
-    static void dot2x4(float[] a, int a0, int a1, float[] b, int b0, int b1, int b2, int b3, int n,
-                       float scale, float[] dst, int d) {
-        FloatVector s00 = FloatVector.zero(F), s01 = s00, s02 = s00, s03 = s00;
-        FloatVector s10 = s00, s11 = s00, s12 = s00, s13 = s00;
-        int c = 0;
-        for (int bound = F.loopBound(n); c < bound; c += LANES) {
-            FloatVector x0 = FloatVector.fromArray(F, a, a0 + c);
-            FloatVector x1 = FloatVector.fromArray(F, a, a1 + c);
-            FloatVector y = FloatVector.fromArray(F, b, b0 + c);
-            s00 = x0.fma(y, s00);
-            s10 = x1.fma(y, s10);
-            y = FloatVector.fromArray(F, b, b1 + c);
-            s01 = x0.fma(y, s01);
-            s11 = x1.fma(y, s11);
-            y = FloatVector.fromArray(F, b, b2 + c);
-            s02 = x0.fma(y, s02);
-            s12 = x1.fma(y, s12);
-            y = FloatVector.fromArray(F, b, b3 + c);
-            s03 = x0.fma(y, s03);
-            s13 = x1.fma(y, s13);
-        }
-        // Lanes' fixed-order fold, written out: as a call it is not inlined here and runs boxed.
-        for (int h = LANES / 2; h >= 1; h /= 2) {
-            s00 = s00.add(s00.slice(h, s00));
-            s01 = s01.add(s01.slice(h, s01));
-            s02 = s02.add(s02.slice(h, s02));
-            s03 = s03.add(s03.slice(h, s03));
-            s10 = s10.add(s10.slice(h, s10));
-            s11 = s11.add(s11.slice(h, s11));
-            s12 = s12.add(s12.slice(h, s12));
-            s13 = s13.add(s13.slice(h, s13));
-        }
-        float r00 = s00.lane(0), r01 = s01.lane(0), r02 = s02.lane(0), r03 = s03.lane(0);
-        float r10 = s10.lane(0), r11 = s11.lane(0), r12 = s12.lane(0), r13 = s13.lane(0);
-        for (; c < n; c++) {
-            float x0 = a[a0 + c], x1 = a[a1 + c];
-            float y0 = b[b0 + c], y1 = b[b1 + c], y2 = b[b2 + c], y3 = b[b3 + c];
-            r00 += x0 * y0;
-            r01 += x0 * y1;
-            r02 += x0 * y2;
-            r03 += x0 * y3;
-            r10 += x1 * y0;
-            r11 += x1 * y1;
-            r12 += x1 * y2;
-            r13 += x1 * y3;
-        }
-        dst[d] = scale * r00;
-        dst[d + 1] = scale * r01;
-        dst[d + 2] = scale * r02;
-        dst[d + 3] = scale * r03;
-        int e = d + BLOCK_K;
-        dst[e] = scale * r10;
-        dst[e + 1] = scale * r11;
-        dst[e + 2] = scale * r12;
-        dst[e + 3] = scale * r13;
     }
 
     /**

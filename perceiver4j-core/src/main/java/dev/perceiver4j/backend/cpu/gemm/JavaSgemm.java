@@ -54,6 +54,10 @@ public final class JavaSgemm implements Sgemm {
     /** Columns of one packed B panel (multiple of NR). */
     static final int NC = Math.max(NR, 3072 / NR * NR);
 
+    /** Experiment knobs (device tuning): read A rows in place; float offset of the packed B panel. */
+    private static final boolean DIRECT_A = !"false".equals(System.getProperty("perceiver4j.sgemm.directA"));
+    private static final int B_PAD = Integer.getInteger("perceiver4j.sgemm.bPad", 0);
+
     /** Below this many flops (2mnk) the product runs on the calling thread alone. */
     private static final long PARALLEL_MIN_FLOPS = 1L << 21;
 
@@ -122,14 +126,14 @@ public final class JavaSgemm implements Sgemm {
             for (int pc = 0; pc < k; pc += kcStep) {
                 int kc = Math.min(kcStep, k - pc);
                 float betaNow = pc == 0 ? beta : 1f; // later K panels accumulate onto the first
-                float[] bp = ws.packB(kc * roundUp(nc, NR));
+                float[] bp = ws.packB(B_PAD + kc * roundUp(nc, NR));
                 packB(transB, b, bOff, ldb, pc, kc, jc, nc, bp);
                 for (int ic = i0; ic < i1; ic += mcStep) {
                     int mc = Math.min(mcStep, i1 - ic);
                     float[] ap = ws.packA(roundUp(mc, MR) * kc);
                     // A stored [m,k] needs no packing: its MR rows are read in place (8 sequential
                     // streams); only a partial last sliver is packed, zero-padded, at ap[0].
-                    int direct = transA ? 0 : mc / MR * MR;
+                    int direct = transA || !DIRECT_A ? 0 : mc / MR * MR;
                     if (direct < mc) packA(transA, a, aOff, lda, ic + direct, mc - direct, pc, kc, ap);
                     macroKernel(mc, nc, kc, alpha, betaNow, ap, bp, c, cOff + ic * ldc + jc, ldc, ws.tile,
                             direct, a, aOff + ic * lda + pc, lda);
@@ -148,7 +152,7 @@ public final class JavaSgemm implements Sgemm {
                                     int direct, float[] a, int aDirect, int lda) {
         for (int jr = 0; jr < nc; jr += NR) {
             int nr = Math.min(NR, nc - jr);
-            int bBase = jr * kc; // sliver jr / NR starts at (jr / NR) * kc * NR
+            int bBase = B_PAD + jr * kc; // sliver jr / NR starts at (jr / NR) * kc * NR
             for (int ir = 0; ir < mc; ir += MR) {
                 int mr = Math.min(MR, mc - ir);
                 int ci = cBase + ir * ldc + jr;
@@ -337,7 +341,7 @@ public final class JavaSgemm implements Sgemm {
                               float[] bp) {
         for (int jr = 0; jr < nc; jr += NR) {
             int nr = Math.min(NR, nc - jr);
-            int base = jr * kc;
+            int base = B_PAD + jr * kc;
             if (!transB) {
                 // B stored [k,n]: op(B)(p,j) = b[bOff + p*ldb + j]; a sliver row is contiguous.
                 for (int p = 0; p < kc; p++) {
