@@ -350,29 +350,81 @@ extern "C" __global__ void p4j_embedding(const float* table, const int* ids, flo
     }
 }
 
-// One block per vocabulary row v: dTable[v, :] += Σ_{i: ids[i] = v} dOut[i, :], positions i in
-// ascending order (deterministic, no atomics). The ids are scanned in tiles held in shared memory.
-// dOut [n, d]; ids [n]; dTable [vocab, d]. Cost: vocab · n id comparisons (fine for byte vocabularies).
-#define EMB_TILE 1024
-extern "C" __global__ void p4j_embedding_backward(const float* dOut, const int* ids, float* dTable, int n, int vocab, int d) {
-    __shared__ int tile[EMB_TILE];
-    int v = blockIdx.x;
-    for (int j0 = 0; j0 < d; j0 += blockDim.x) {          // uniform loop: every thread reaches each __syncthreads
-        int j = j0 + threadIdx.x;
-        float acc = 0.0f;
-        for (int t0 = 0; t0 < n; t0 += EMB_TILE) {
-            int len = imin(EMB_TILE, n - t0);
-            __syncthreads();
-            for (int t = threadIdx.x; t < len; t += blockDim.x) tile[t] = ids[t0 + t];
-            __syncthreads();
-            if (j < d) {
-                for (int t = 0; t < len; t++) {
-                    if (tile[t] == v) acc += dOut[(long long) (t0 + t) * d + j];
-                }
-            }
+// dTable[v] += Σ dOut[t] over the tokens t with ids[t] == v, summed in ascending t (no float
+// atomics: results repeat bit for bit). A stable counting sort of the token indices by id first,
+// in chunks of EMB_CHUNK tokens, then one gather-sum per (id, column):
+//   1. p4j_emb_count:   cnt[c, v] = #tokens of chunk c with id v           (int atomics: exact)
+//   2. p4j_emb_offsets: start[c, v] = where chunk c's tokens of id v go; base[v], total[v]
+//   3. p4j_emb_place:   order[start[c, v]++] = t, one thread per chunk walking it in order
+//   4. p4j_emb_gather:  dTable[v, j] += Σ_{p < total[v]} dOut[order[base[v] + p], j]
+// ids are checked by the forward; out-of-range ids are skipped here.
+#define EMB_CHUNK 1024
+
+extern "C" __global__ void p4j_emb_count(const int* ids, int n, int vocab, int* cnt) {
+    int t = blockIdx.x * EMB_CHUNK + threadIdx.x;
+    for (int k = 0; k < EMB_CHUNK; k += blockDim.x, t += blockDim.x) {
+        if (t < n && t < (blockIdx.x + 1) * EMB_CHUNK) {
+            int v = ids[t];
+            if (v >= 0 && v < vocab) atomicAdd(&cnt[(long long) blockIdx.x * vocab + v], 1);
         }
-        if (j < d) dTable[(long long) v * d + j] += acc;
     }
+}
+
+// One block. cnt [chunks, vocab] becomes start (absolute positions in order[]); base, total [vocab].
+extern "C" __global__ void p4j_emb_offsets(int* cnt, int chunks, int vocab, int* base, int* total) {
+    __shared__ int carry;
+    if (threadIdx.x == 0) carry = 0;
+    for (int v0 = 0; v0 < vocab; v0 += blockDim.x) {
+        int v = v0 + threadIdx.x, run = 0;
+        if (v < vocab) {
+            for (int c = 0; c < chunks; c++) {
+                int k = cnt[(long long) c * vocab + v];
+                cnt[(long long) c * vocab + v] = run;
+                run += k;
+            }
+            total[v] = run;
+        }
+        // exclusive scan of the totals of this slice of ids, in id order (blockDim ≤ 1024)
+        __shared__ int sh[1024];
+        __syncthreads();
+        sh[threadIdx.x] = v < vocab ? run : 0;
+        __syncthreads();
+        for (int off = 1; off < blockDim.x; off <<= 1) {
+            int x = threadIdx.x >= off ? sh[threadIdx.x - off] : 0;
+            __syncthreads();
+            sh[threadIdx.x] += x;
+            __syncthreads();
+        }
+        int before = carry + sh[threadIdx.x] - (v < vocab ? run : 0);
+        if (v < vocab) {
+            base[v] = before;
+            for (int c = 0; c < chunks; c++) cnt[(long long) c * vocab + v] += before;
+        }
+        __syncthreads();
+        if (threadIdx.x == blockDim.x - 1) carry += sh[threadIdx.x];
+        __syncthreads();
+    }
+}
+
+extern "C" __global__ void p4j_emb_place(const int* ids, int n, int vocab, int* start, int* order) {
+    if (threadIdx.x != 0) return;
+    int c = blockIdx.x, end = imin(n, (c + 1) * EMB_CHUNK);
+    int* cur = start + (long long) c * vocab;
+    for (int t = c * EMB_CHUNK; t < end; t++) {
+        int v = ids[t];
+        if (v >= 0 && v < vocab) order[cur[v]++] = t;
+    }
+}
+
+extern "C" __global__ void p4j_emb_gather(const float* dOut, const int* order, const int* base, const int* total,
+                                          float* dTable, int vocab, int d) {
+    int v = blockIdx.x, j = blockIdx.y * blockDim.x + threadIdx.x;
+    if (j >= d) return;
+    int b0 = base[v], cnt = total[v];
+    if (cnt == 0) return;
+    float acc = 0.0f;
+    for (int p = 0; p < cnt; p++) acc += dOut[(long long) order[b0 + p] * d + j];
+    dTable[(long long) v * d + j] += acc;
 }
 
 // ================================================================ softmax cross-entropy

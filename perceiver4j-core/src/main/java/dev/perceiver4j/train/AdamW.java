@@ -1,8 +1,11 @@
 package dev.perceiver4j.train;
 
 import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.tensor.Shape;
 import dev.perceiver4j.tensor.Slab;
 import dev.perceiver4j.tensor.Tensor;
+
+import java.util.List;
 
 /**
  * AdamW with decoupled weight decay (Loshchilov &amp; Hutter; PyTorch semantics) over a parameter
@@ -59,14 +62,31 @@ public final class AdamW {
         return v;
     }
 
-    /** One update with learning rate {@code lr} (from a schedule). Gradients are left as they are. */
+    /**
+     * One update with learning rate {@code lr} (from a schedule). Gradients are left as they are.
+     * Weight decay applies to matrices (rank ≥ 2) only; consecutive slab members with the same
+     * decay are updated by one call over their contiguous range (the update is elementwise, so
+     * this equals one call per member, with far fewer kernel launches on a GPU).
+     */
     public void step(float lr) {
         step++;
-        for (int i = 0; i < params.entries().size(); i++) {
-            Tensor p = params.view(i);
-            float wd = p.rank() >= 2 ? config.weightDecay() : 0f;
-            backend.adamw(p, grads.view(i), m.view(i), v.view(i), lr, config.beta1(), config.beta2(), config.eps(), wd, step);
+        List<Slab.Entry> entries = params.entries();
+        int i = 0;
+        while (i < entries.size()) {
+            float wd = decay(entries.get(i));
+            int start = entries.get(i).offset(), end = start;
+            while (i < entries.size() && decay(entries.get(i)) == wd && entries.get(i).offset() == end) {
+                end += entries.get(i).shape().size();
+                i++;
+            }
+            Shape run = Shape.of(end - start);
+            backend.adamw(params.data().alias(start, run), grads.data().alias(start, run), m.data().alias(start, run),
+                    v.data().alias(start, run), lr, config.beta1(), config.beta2(), config.eps(), wd, step);
         }
+    }
+
+    private float decay(Slab.Entry e) {
+        return e.shape().rank() >= 2 ? config.weightDecay() : 0f;
     }
 
     /** Zeroes every gradient (one fill over the slab). */

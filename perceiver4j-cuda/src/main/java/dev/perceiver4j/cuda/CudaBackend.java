@@ -53,6 +53,8 @@ public final class CudaBackend implements Backend {
             tcKey(32, 96), tcKey(32, 160));
     /** Query rows per block, keys per tile and warps of the tensor-core forward (TC_ROWS, TC_KEYS, TC_WARPS). */
     private static final int TC_ROWS = 64, TC_KEYS = 32, TC_WARPS = 4;
+    /** Tokens per chunk of the embedding backward's counting sort (EMB_CHUNK in kernels.cu). */
+    private static final int EMB_CHUNK = 1024;
     /** Off with -Dperceiver4j.cuda.tcAttention=false: TF32 mode then keeps the fp32 attention kernels. */
     private static final boolean TC_ATTENTION = !"false".equals(System.getProperty("perceiver4j.cuda.tcAttention"));
 
@@ -681,8 +683,19 @@ public final class CudaBackend implements Backend {
     public void embeddingBackward(Tensor dOut, Tensor ids, Tensor dTable) {
         int vocab = dTable.dim(0), d = dTable.dim(1), n = ids.size();
         if (n == 0 || d == 0) return;
-        kernels.launch("p4j_embedding_backward").grid(vocab).block(Math.min(THREADS, rowThreads(d)))
-                .ptr(ptr(dOut)).ptr(ptr(ids)).ptr(ptr(dTable)).i32(n).i32(vocab).i32(d).go();
+        // A stable counting sort of the token indices by id, then one ordered gather-sum per (id, column); see kernels.cu.
+        int chunks = (n + EMB_CHUNK - 1) / EMB_CHUNK;
+        long cntWords = (long) chunks * vocab;
+        DeviceBuffer cnt = allocator.allocate(4L * cntWords), base = allocator.allocate(4L * vocab), total = allocator.allocate(4L * vocab),
+                order = allocator.allocate(4L * n);
+        Driver.memsetD32Async(cnt.address(), 0, cntWords, context.stream());
+        kernels.launch("p4j_emb_count").grid(chunks).block(THREADS).ptr(ptr(ids)).i32(n).i32(vocab).ptr(cnt.address()).go();
+        kernels.launch("p4j_emb_offsets").grid(1).block(1024).ptr(cnt.address()).i32(chunks).i32(vocab).ptr(base.address())
+                .ptr(total.address()).go();
+        kernels.launch("p4j_emb_place").grid(chunks).block(32).ptr(ptr(ids)).i32(n).i32(vocab).ptr(cnt.address()).ptr(order.address()).go();
+        kernels.launch("p4j_emb_gather").grid(vocab, Kernels.blocks(d, THREADS)).block(THREADS).ptr(ptr(dOut)).ptr(order.address())
+                .ptr(base.address()).ptr(total.address()).ptr(ptr(dTable)).i32(vocab).i32(d).go();
+        for (DeviceBuffer b : new DeviceBuffer[] {cnt, base, total, order}) allocator.free(b); // later work on the stream runs after these kernels
     }
 
     @Override

@@ -425,7 +425,7 @@ public final class OpParity {
             ref.embedding(table.r(), ids.r(), out.r());
             return err(out);
         }));
-        for (int[] s : new int[][] {{11, 19, 23}, {262, 300, 2500}}) {
+        for (int[] s : new int[][] {{11, 19, 23}, {262, 300, 2500}, {2100, 40, 5000}}) {
             c.add(new Check("embeddingBackward dTable [" + s[0] + "," + s[1] + "], ids [" + s[2] + "] (repeats)", FP32, () -> {
                 int vocab = s[0], d = s[1], n = s[2];
                 Pair ids = bothInts(rnd.ints(n, 0, vocab).toArray(), n);

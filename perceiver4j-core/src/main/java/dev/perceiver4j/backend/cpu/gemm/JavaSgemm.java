@@ -13,10 +13,11 @@ import java.util.Objects;
  * <h2>Blocking scheme</h2>
  * With VL = lanes of {@link #SPECIES} (16 floats on AVX-512, 8 on AVX2):
  * <pre>
- *   for jc in [0, n) step NC          NC = 3072 columns (rounded down to a multiple of NR)
+ *   for jc in [0, n) step NC          NC = 3072 columns at most (a multiple of NR; fewer when
+ *                                     k x NC would pass MAX_STRIP floats)
+ *     pack B[0:k, jc:jc+NC] as K panels of KC rows, each in slivers of NR columns: sliver s =
+ *                                     KC x NR, row-major (every B row/column read in one run)
  *     for pc in [0, k) step KC        KC = 256 at most (k is cut into equal panels)
- *       pack B[pc:pc+KC, jc:jc+NC] into slivers of NR columns: sliver s = KC x NR, row-major
- *                                     (~256 x 3072 x 4 B: lives in L2/L3)
  *       for ic in [0, m) step MC      MC = 256 rows at most (equal blocks, multiples of MR)
  *         pack A[ic:ic+MC, pc:pc+KC] into slivers of MR rows: sliver = KC x MR, k-major
  *                                     (256 x 256 x 4 B: stays in L2)
@@ -54,9 +55,8 @@ public final class JavaSgemm implements Sgemm {
     /** Columns of one packed B panel (multiple of NR). */
     static final int NC = Math.max(NR, 3072 / NR * NR);
 
-    /** Experiment knobs (device tuning): read A rows in place; float offset of the packed B panel. */
-    private static final boolean DIRECT_A = !"false".equals(System.getProperty("perceiver4j.sgemm.directA"));
-    private static final int B_PAD = Integer.getInteger("perceiver4j.sgemm.bPad", 0);
+    /** Most floats of one packed B strip (k x strip width): 8 MiB per thread. */
+    private static final int MAX_STRIP = 1 << 21;
 
     /** Below this many flops (2mnk) the product runs on the calling thread alone. */
     private static final long PARALLEL_MIN_FLOPS = 1L << 21;
@@ -121,21 +121,25 @@ public final class JavaSgemm implements Sgemm {
         // two K panels of 152 + 148 rather than 256 + 44 (short panels waste the kernel's setup).
         int kcStep = ceilDiv(k, ceilDiv(k, KC));
         int mcStep = roundUp(ceilDiv(i1 - i0, ceilDiv(i1 - i0, MC)), MR);
-        for (int jc = j0; jc < j1; jc += NC) {
-            int nc = Math.min(NC, j1 - jc);
+        // The whole K extent of a column strip is packed at once (each B row or column is read in
+        // one long run, which the hardware prefetchers follow from DRAM); strips narrow for deep k.
+        int ncStep = Math.min(NC, Math.max(NR, MAX_STRIP / k / NR * NR));
+        for (int jc = j0; jc < j1; jc += ncStep) {
+            int nc = Math.min(ncStep, j1 - jc), ncPad = roundUp(nc, NR);
+            float[] bp = ws.packB(k * ncPad);
+            packB(transB, b, bOff, ldb, k, kcStep, jc, nc, bp);
             for (int pc = 0; pc < k; pc += kcStep) {
                 int kc = Math.min(kcStep, k - pc);
                 float betaNow = pc == 0 ? beta : 1f; // later K panels accumulate onto the first
-                float[] bp = ws.packB(B_PAD + kc * roundUp(nc, NR));
-                packB(transB, b, bOff, ldb, pc, kc, jc, nc, bp);
+                int panel = pc * ncPad;      // K panel pc of the packed strip
                 for (int ic = i0; ic < i1; ic += mcStep) {
                     int mc = Math.min(mcStep, i1 - ic);
                     float[] ap = ws.packA(roundUp(mc, MR) * kc);
                     // A stored [m,k] needs no packing: its MR rows are read in place (8 sequential
                     // streams); only a partial last sliver is packed, zero-padded, at ap[0].
-                    int direct = transA || !DIRECT_A ? 0 : mc / MR * MR;
+                    int direct = transA ? 0 : mc / MR * MR;
                     if (direct < mc) packA(transA, a, aOff, lda, ic + direct, mc - direct, pc, kc, ap);
-                    macroKernel(mc, nc, kc, alpha, betaNow, ap, bp, c, cOff + ic * ldc + jc, ldc, ws.tile,
+                    macroKernel(mc, nc, kc, alpha, betaNow, ap, bp, panel, c, cOff + ic * ldc + jc, ldc, ws.tile,
                             direct, a, aOff + ic * lda + pc, lda);
                 }
             }
@@ -147,12 +151,12 @@ public final class JavaSgemm implements Sgemm {
      * {@code direct} rows of A are read in place from {@code a} (row i at aDirect + i*lda); the
      * rest come packed from {@code ap}.
      */
-    private static void macroKernel(int mc, int nc, int kc, float alpha, float beta, float[] ap, float[] bp,
+    private static void macroKernel(int mc, int nc, int kc, float alpha, float beta, float[] ap, float[] bp, int panel,
                                     float[] c, int cBase, int ldc, float[] tile,
                                     int direct, float[] a, int aDirect, int lda) {
         for (int jr = 0; jr < nc; jr += NR) {
             int nr = Math.min(NR, nc - jr);
-            int bBase = B_PAD + jr * kc; // sliver jr / NR starts at (jr / NR) * kc * NR
+            int bBase = panel + jr * kc; // sliver jr / NR starts at (jr / NR) * kc * NR
             for (int ir = 0; ir < mc; ir += MR) {
                 int mr = Math.min(MR, mc - ir);
                 int ci = cBase + ir * ldc + jr;
@@ -334,29 +338,40 @@ public final class JavaSgemm implements Sgemm {
     }
 
     /**
-     * Packs B[pc:pc+kc, jc:jc+nc] (op(B) coordinates) into NR-column slivers: sliver s holds
-     * columns jc + s*NR ... as kc rows of NR floats, zero-padded to NR columns.
+     * Packs B[0:k, jc:jc+nc] (op(B) coordinates) as consecutive K panels of kcStep rows (the last
+     * may be shorter): panel pc starts at pc * roundUp(nc, NR) and holds NR-column slivers,
+     * sliver s = kc rows of NR floats at s * kc * NR within the panel, zero-padded to NR columns.
+     * Each source row (or, for B stored [n,k], each source column) is read in one run.
      */
-    private static void packB(boolean transB, float[] b, int bOff, int ldb, int pc, int kc, int jc, int nc,
-                              float[] bp) {
-        for (int jr = 0; jr < nc; jr += NR) {
-            int nr = Math.min(NR, nc - jr);
-            int base = B_PAD + jr * kc;
-            if (!transB) {
-                // B stored [k,n]: op(B)(p,j) = b[bOff + p*ldb + j]; a sliver row is contiguous.
-                for (int p = 0; p < kc; p++) {
-                    System.arraycopy(b, bOff + (pc + p) * ldb + jc + jr, bp, base + p * NR, nr);
-                }
-            } else {
-                // B stored [n,k] (nn.Linear weight layout): op(B)(p,j) = b[bOff + j*ldb + p].
-                for (int j = 0; j < nr; j++) {
-                    int src = bOff + (jc + jr + j) * ldb + pc;
-                    for (int p = 0; p < kc; p++) bp[base + p * NR + j] = b[src + p];
+    private static void packB(boolean transB, float[] b, int bOff, int ldb, int k, int kcStep, int jc, int nc, float[] bp) {
+        int ncPad = roundUp(nc, NR);
+        if (transB) {
+            // B stored [n,k] (nn.Linear weight layout): op(B)(p,j) = b[bOff + j*ldb + p].
+            for (int jr = 0; jr < nc; jr += NR) {
+                int nr = Math.min(NR, nc - jr);
+                for (int j = 0; j < NR; j++) {
+                    int src = bOff + (jc + jr + j) * ldb;
+                    for (int pc = 0; pc < k; pc += kcStep) {
+                        int kc = Math.min(kcStep, k - pc), base = pc * ncPad + jr * kc + j;
+                        if (j < nr) {
+                            for (int p = 0; p < kc; p++) bp[base + p * NR] = b[src + pc + p];
+                        } else {
+                            for (int p = 0; p < kc; p++) bp[base + p * NR] = 0f;
+                        }
+                    }
                 }
             }
-            if (nr < NR) {
+        } else {
+            // B stored [k,n]: op(B)(p,j) = b[bOff + p*ldb + j]; a row of the strip is contiguous.
+            for (int pc = 0; pc < k; pc += kcStep) {
+                int kc = Math.min(kcStep, k - pc);
                 for (int p = 0; p < kc; p++) {
-                    Arrays.fill(bp, base + p * NR + nr, base + (p + 1) * NR, 0f);
+                    int row = bOff + (pc + p) * ldb + jc;
+                    for (int jr = 0; jr < nc; jr += NR) {
+                        int nr = Math.min(NR, nc - jr), dst = pc * ncPad + jr * kc + p * NR;
+                        System.arraycopy(b, row + jr, bp, dst, nr);
+                        if (nr < NR) Arrays.fill(bp, dst + nr, dst + NR, 0f);
+                    }
                 }
             }
         }
