@@ -373,6 +373,7 @@ extern "C" __global__ void p4j_emb_count(const int* ids, int n, int vocab, int* 
 // One block. cnt [chunks, vocab] becomes start (absolute positions in order[]); base, total [vocab].
 extern "C" __global__ void p4j_emb_offsets(int* cnt, int chunks, int vocab, int* base, int* total) {
     __shared__ int carry;
+    __shared__ int sh[1024];
     if (threadIdx.x == 0) carry = 0;
     for (int v0 = 0; v0 < vocab; v0 += blockDim.x) {
         int v = v0 + threadIdx.x, run = 0;
@@ -385,7 +386,6 @@ extern "C" __global__ void p4j_emb_offsets(int* cnt, int chunks, int vocab, int*
             total[v] = run;
         }
         // exclusive scan of the totals of this slice of ids, in id order (blockDim ≤ 1024)
-        __shared__ int sh[1024];
         __syncthreads();
         sh[threadIdx.x] = v < vocab ? run : 0;
         __syncthreads();
@@ -946,12 +946,13 @@ __device__ void attention_forward_tc(const float* q, const float* k, const float
 }
 
 // The specialisations the backend may launch, named p4j_attention_forward_tc_<Dqk>_<Dv>
-// (CudaBackend.TC_SHAPES lists the same pairs).
+// (CudaBackend.TC_SHAPES lists the same pairs). Their arguments are p4j_attention_forward's, in its
+// order; dqk and dv equal the specialisation's and are not read.
 #define P4J_ATTENTION_TC(DQK, DV)                                                                                      \
     extern "C" __global__ void __launch_bounds__(TC_WARPS * 32) p4j_attention_forward_tc_##DQK##_##DV(                \
             const float* q, const float* k, const float* v, const unsigned char* pad, float* out, float* lse, int H,   \
-            int nq, int nk, float scale, int causal, float pdrop, float keepScale, unsigned long long seed,            \
-            unsigned long long stream) {                                                                               \
+            int nq, int nk, int dqk, int dv, float scale, int causal, float pdrop, float keepScale,                    \
+            unsigned long long seed, unsigned long long stream) {                                                      \
         attention_forward_tc<DQK, DV>(q, k, v, pad, out, lse, H, nq, nk, scale, causal, pdrop, keepScale, seed, stream); \
     }
 P4J_ATTENTION_TC(8, 8)

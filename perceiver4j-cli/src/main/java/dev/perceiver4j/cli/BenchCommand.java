@@ -121,21 +121,16 @@ final class BenchCommand implements Runnable {
     private void mlmForward() {
         Backend be = Backends.get();
         PerceiverForMaskedLM m = languagePerceiver(be);
-        int[] ids = randomBytes(7);
-        int[] mask = new int[ids.length];
-        Arrays.fill(mask, 1);
+        int[] ids = randomBytes(7), mask = allOnes(ids.length);
         ArBench.Timing t;
         try (var ng = Autograd.noGrad()) {
             t = ArBench.time(be, warmup, reps, () -> {
                 try (Scope s = Scope.open()) {
                     m.forward(be.fromInts(ids, Shape.of(batch, length)), be.fromInts(mask, Shape.of(batch, length)), false, 0L);
-                    be.synchronize();
                 }
             });
         }
-        double gflop = mlmForwardFlops(m.config(), length) * batch / 1e9;
-        System.out.printf(Locale.ROOT, "mlm-forward batch %d x %d bytes: mean %.1f ms, min %.1f ms over %d reps (%.0f bytes/s, %.1f GFLOP/s at %.1f GFLOP per pass)%n",
-                batch, length, t.mean(), t.min(), reps, batch * length / (t.mean() / 1e3), gflop / (t.mean() / 1e3), gflop);
+        printResult("mlm-forward", t, mlmForwardFlops(m.config(), length) * batch / 1e9, "pass");
         printMemory(be);
     }
 
@@ -148,9 +143,7 @@ final class BenchCommand implements Runnable {
         PerceiverForMaskedLM m = languagePerceiver(be);
         Params p = m.params();
         AdamW opt = new AdamW(be, AdamW.Config.defaults(1e-4f), p.pack(), p.gradients());
-        int[] ids = randomBytes(7);
-        int[] mask = new int[ids.length];
-        Arrays.fill(mask, 1);
+        int[] ids = randomBytes(7), mask = allOnes(ids.length);
         int positions = m.config().maxPositionEmbeddings();
         SplittableRandom rng = new SplittableRandom(11);
         int[] labels = new int[batch * positions];
@@ -167,10 +160,20 @@ final class BenchCommand implements Runnable {
                 opt.zeroGrad();
             }
         });
-        double gflop = 3 * mlmForwardFlops(m.config(), length) * batch / 1e9;
-        System.out.printf(Locale.ROOT, "mlm-train batch %d x %d bytes: mean %.1f ms, min %.1f ms over %d reps (%.0f bytes/s, %.1f GFLOP/s at %.1f GFLOP per step)%n",
-                batch, length, t.mean(), t.min(), reps, batch * length / (t.mean() / 1e3), gflop / (t.mean() / 1e3), gflop);
+        printResult("mlm-train", t, 3 * mlmForwardFlops(m.config(), length) * batch / 1e9, "step");
         printMemory(be);
+    }
+
+    private static int[] allOnes(int n) {
+        int[] v = new int[n];
+        Arrays.fill(v, 1);
+        return v;
+    }
+
+    /** One result line: mean and min time, bytes/s, GFLOP/s at {@code gflop} per {@code unit}. */
+    private void printResult(String workloadName, ArBench.Timing t, double gflop, String unit) {
+        System.out.printf(Locale.ROOT, "%s batch %d x %d bytes: mean %.1f ms, min %.1f ms over %d reps (%.0f bytes/s, %.1f GFLOP/s at %.1f GFLOP per %s)%n",
+                workloadName, batch, length, t.mean(), t.min(), reps, batch * length / (t.mean() / 1e3), gflop / (t.mean() / 1e3), gflop, unit);
     }
 
     /** Peak RSS, and the device memory report of backends that have one. */

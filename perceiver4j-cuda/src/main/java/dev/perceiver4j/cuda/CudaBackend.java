@@ -600,17 +600,13 @@ public final class CudaBackend implements Backend {
     public void attention(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse) {
         checkAttention(s, q, k, v, keyPad, out, lse);
         int bh = s.batch() * s.heads();
-        if (tensorCoreAttention(s)) {
-            kernels.launch("p4j_attention_forward_tc_" + s.dqk() + "_" + s.dv()).grid((s.nq() + TC_ROWS - 1) / TC_ROWS, bh)
-                    .block(TC_WARPS * 32).sharedBytes(tensorCoreShared(s))
-                    .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(out)).ptr(ptr(lse))
-                    .i32(s.heads()).i32(s.nq()).i32(s.nk()).f32(s.scale()).i32(s.causal() ? 1 : 0)
-                    .f32(s.dropout()).f32(s.dropout() == 0f ? 1f : keepScale(s.dropout())).i64(s.seed()).i64(s.stream()).go();
-            return;
-        }
-        shapeArgs(kernels.launch("p4j_attention_forward").grid((s.nq() + ATT_ROWS - 1) / ATT_ROWS, bh).block(ATT_THREADS)
-                .sharedBytes(forwardShared(s))
-                .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(out)).ptr(ptr(lse)), s).go();
+        boolean tc = tensorCoreAttention(s);
+        Kernels.Launch l = tc
+                ? kernels.launch("p4j_attention_forward_tc_" + s.dqk() + "_" + s.dv()).grid((s.nq() + TC_ROWS - 1) / TC_ROWS, bh)
+                        .block(TC_WARPS * 32).sharedBytes(tensorCoreShared(s))
+                : kernels.launch("p4j_attention_forward").grid((s.nq() + ATT_ROWS - 1) / ATT_ROWS, bh).block(ATT_THREADS)
+                        .sharedBytes(forwardShared(s));
+        shapeArgs(l.ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(out)).ptr(ptr(lse)), s).go();
     }
 
     @Override
