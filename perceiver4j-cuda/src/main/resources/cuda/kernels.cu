@@ -1219,3 +1219,315 @@ extern "C" __global__ void p4j_attention_backward_dkdv(const float* q, const flo
         }
     }
 }
+
+// ================================================================ attention backward on tensor cores (TF32)
+//
+// The two backward kernels above with their products on tensor cores (mma.sync m16n8k8, TF32 inputs,
+// fp32 accumulation; fragment layouts as in the tensor-core forward). The elementwise part — the
+// recomputed P, the dropout multiplier, dS = scale·P·(M·dP − rowDot) — is att_ds in fp32, with the
+// same Philox indices. Like the fp32 kernels they add into dQ, dK and dV, each element by one thread
+// in a fixed order: results repeat bit for bit. Used with the tensor-core forward (same shapes).
+//
+// dQ: a block of TC_WARPS warps owns 64 queries (16 per warp); per tile of 32 keys a warp computes
+// S = Q·Kᵀ and dP = dOut·Vᵀ (16×32 each) from Q and dOut fragments held in registers, turns them into
+// dS, and adds dS·K into its dQ accumulators (dS changes from the C to the A layout through a per-warp
+// shared tile). Shared: K tile [32][Dqk+4], V tile [32][Dv+4], per-warp dS tiles [16][TC_PS].
+//
+// dK/dV: a block owns 64 keys; per tile of 32 queries a warp computes Sᵀ = K·Qᵀ and dPᵀ = V·dOutᵀ
+// (16 keys × 32 queries), then dV += (P∘M)ᵀ·dOut and dK += dSᵀ·Q. K fragments stay in registers; the
+// block's V rows sit in shared memory (register room goes to the dV accumulators). Shared: Q tile
+// [32][Dqk+4], dOut tile [32][Dv+4], V rows [64][Dv+4], lse and rowDot [32] each, per-warp
+// (P∘M)ᵀ and dSᵀ tiles [16][TC_PS] each. Strides ≡ 4 (mod 32) make the Sᵀ / dPᵀ operand reads
+// conflict-free; the gradient products read the same tiles with two-way conflicts.
+
+/** One m16n8k8 A fragment (rows g, g+8; columns c0+t4, c0+t4+4) from a row-major tile of stride st. */
+__device__ __forceinline__ void tc_load_a(unsigned* a, const unsigned* tile, int st, int g, int t4, int c0) {
+    a[0] = tile[g * st + c0 + t4];
+    a[1] = tile[(g + 8) * st + c0 + t4];
+    a[2] = tile[g * st + c0 + t4 + 4];
+    a[3] = tile[(g + 8) * st + c0 + t4 + 4];
+}
+
+/** Rows [r0, r0 + rows) of a [B, N, H·D] tensor's head h into shared memory as TF32, stride st; zeros past n. */
+__device__ __forceinline__ void tc_stage_rows(unsigned* dst, int st, const float* src, int b, int h, int n, int r0, int rows,
+                                              int d, long long width) {
+    for (int t = threadIdx.x; t < rows * d; t += blockDim.x) {
+        int rr = t / d, c = t % d, r = r0 + rr;
+        dst[rr * st + c] = tf32_bits(r < n ? src[((long long) b * n + r) * width + (long long) h * d + c] : 0.0f);
+    }
+}
+
+template <int DQK, int DV>
+__device__ void attention_backward_dq_tc(const float* q, const float* k, const float* v, const unsigned char* pad,
+                                         const float* lse, const float* rowDot, const float* dOut, float* dQ, int H, int nq,
+                                         int nk, float scale, int causal, float pdrop, float keepScale,
+                                         unsigned long long seed, unsigned long long stream) {
+    constexpr int KS = DQK + 4, VS = DV + 4;
+    extern __shared__ unsigned tsm[];
+    const int bh = blockIdx.y, b = bh / H, h = bh % H;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+    unsigned* Ks = tsm;                                        // [TC_KEYS][KS]
+    unsigned* Vs = Ks + TC_KEYS * KS;                          // [TC_KEYS][VS]
+    unsigned* G = Vs + TC_KEYS * VS + warp * 16 * TC_PS;       // this warp's dS tile [16][TC_PS]
+    const int i0 = blockIdx.x * TC_ROWS;
+    const int r0 = i0 + warp * 16 + g, r1 = r0 + 8;
+    const long long qkW = (long long) H * DQK, vW = (long long) H * DV;
+    const int shift = nk - nq;
+
+    unsigned qa[DQK / 8][4], ga[DV / 8][4];
+    {
+        const long long q0 = ((long long) b * nq + imin(r0, nq - 1)), q1 = ((long long) b * nq + imin(r1, nq - 1));
+#pragma unroll
+        for (int kk = 0; kk < DQK / 8; kk++) {
+            int c = h * DQK + kk * 8 + t4;
+            qa[kk][0] = tf32_bits(r0 < nq ? q[q0 * qkW + c] : 0.0f);
+            qa[kk][1] = tf32_bits(r1 < nq ? q[q1 * qkW + c] : 0.0f);
+            qa[kk][2] = tf32_bits(r0 < nq ? q[q0 * qkW + c + 4] : 0.0f);
+            qa[kk][3] = tf32_bits(r1 < nq ? q[q1 * qkW + c + 4] : 0.0f);
+        }
+#pragma unroll
+        for (int kk = 0; kk < DV / 8; kk++) {
+            int c = h * DV + kk * 8 + t4;
+            ga[kk][0] = tf32_bits(r0 < nq ? dOut[q0 * vW + c] : 0.0f);
+            ga[kk][1] = tf32_bits(r1 < nq ? dOut[q1 * vW + c] : 0.0f);
+            ga[kk][2] = tf32_bits(r0 < nq ? dOut[q0 * vW + c + 4] : 0.0f);
+            ga[kk][3] = tf32_bits(r1 < nq ? dOut[q1 * vW + c + 4] : 0.0f);
+        }
+    }
+    const float lse0 = r0 < nq ? lse[(long long) bh * nq + r0] : NEG_INF, lse1 = r1 < nq ? lse[(long long) bh * nq + r1] : NEG_INF;
+    const float d0 = r0 < nq ? rowDot[(long long) bh * nq + r0] : 0.0f, d1 = r1 < nq ? rowDot[(long long) bh * nq + r1] : 0.0f;
+    float acc[DQK / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < DQK / 8; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+    const int lastRow = imin(nq, i0 + TC_ROWS) - 1;
+    const int keyEnd = causal ? imin(nk, lastRow + shift + 1) : nk;
+
+    for (int j0 = 0; j0 < keyEnd; j0 += TC_KEYS) {
+        __syncthreads(); // every warp is done with the previous tile
+        tc_stage_rows(Ks, KS, k, b, h, nk, j0, TC_KEYS, DQK, qkW);
+        tc_stage_rows(Vs, VS, v, b, h, nk, j0, TC_KEYS, DV, vW);
+        __syncthreads();
+
+        float s[TC_KEYS / 8][4], dp[TC_KEYS / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < TC_KEYS / 8; nt++) {
+            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+            dp[nt][0] = dp[nt][1] = dp[nt][2] = dp[nt][3] = 0.0f;
+            const unsigned* kr = Ks + (nt * 8 + g) * KS + t4;
+#pragma unroll
+            for (int kk = 0; kk < DQK / 8; kk++) mma_tf32(s[nt], qa[kk], kr[kk * 8], kr[kk * 8 + 4]);
+            const unsigned* vr = Vs + (nt * 8 + g) * VS + t4;
+#pragma unroll
+            for (int kk = 0; kk < DV / 8; kk++) mma_tf32(dp[nt], ga[kk], vr[kk * 8], vr[kk * 8 + 4]);
+        }
+#pragma unroll
+        for (int nt = 0; nt < TC_KEYS / 8; nt++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                int jj = nt * 8 + 2 * t4 + e, j = j0 + jj;
+                bool keyOk = j < keyEnd && att_key_ok(pad, b, nk, j);
+                bool ok0 = keyOk && r0 < nq && (!causal || j <= r0 + shift);
+                bool ok1 = keyOk && r1 < nq && (!causal || j <= r1 + shift);
+                float unused;
+                float ds0 = att_ds(s[nt][e], dp[nt][e], lse0, d0, ok0, scale, pdrop, keepScale, seed, stream,
+                                   ((unsigned long long) bh * nq + r0) * (unsigned long long) nk + j, &unused);
+                float ds1 = att_ds(s[nt][2 + e], dp[nt][2 + e], lse1, d1, ok1, scale, pdrop, keepScale, seed, stream,
+                                   ((unsigned long long) bh * nq + r1) * (unsigned long long) nk + j, &unused);
+                G[g * TC_PS + jj] = tf32_bits(ds0);
+                G[(g + 8) * TC_PS + jj] = tf32_bits(ds1);
+            }
+        }
+        __syncwarp(); // dS complete for the whole warp
+#pragma unroll
+        for (int kk = 0; kk < TC_KEYS / 8; kk++) {
+            unsigned da[4];
+            tc_load_a(da, G, TC_PS, g, t4, kk * 8);
+            const unsigned* kr0 = Ks + (kk * 8 + t4) * KS + g;
+            const unsigned* kr1 = kr0 + 4 * KS;
+#pragma unroll
+            for (int nt = 0; nt < DQK / 8; nt++) mma_tf32(acc[nt], da, kr0[nt * 8], kr1[nt * 8]);
+        }
+        __syncwarp(); // G is rewritten by the next tile
+    }
+
+#pragma unroll
+    for (int nt = 0; nt < DQK / 8; nt++) {
+        int c = h * DQK + nt * 8 + 2 * t4;
+        if (r0 < nq) {
+            float* o = dQ + ((long long) b * nq + r0) * qkW + c;
+            o[0] += acc[nt][0];
+            o[1] += acc[nt][1];
+        }
+        if (r1 < nq) {
+            float* o = dQ + ((long long) b * nq + r1) * qkW + c;
+            o[0] += acc[nt][2];
+            o[1] += acc[nt][3];
+        }
+    }
+}
+
+template <int DQK, int DV>
+__device__ void attention_backward_dkdv_tc(const float* q, const float* k, const float* v, const unsigned char* pad,
+                                           const float* lse, const float* rowDot, const float* dOut, float* dK, float* dV,
+                                           int H, int nq, int nk, float scale, int causal, float pdrop, float keepScale,
+                                           unsigned long long seed, unsigned long long stream) {
+    constexpr int QS = DQK + 4, GS = DV + 4;
+    extern __shared__ unsigned tsm[];
+    const int bh = blockIdx.y, b = bh / H, h = bh % H;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+    unsigned* Qs = tsm;                                         // [TC_KEYS][QS]: 32 queries
+    unsigned* Gs = Qs + TC_KEYS * QS;                           // [TC_KEYS][GS]: their dOut
+    unsigned* Vr = Gs + TC_KEYS * GS;                           // [TC_ROWS][GS]: this block's V rows
+    float* Ls = reinterpret_cast<float*>(Vr + TC_ROWS * GS);    // [TC_KEYS]
+    float* Ds = Ls + TC_KEYS;                                   // [TC_KEYS]
+    unsigned* Pt = reinterpret_cast<unsigned*>(Ds + TC_KEYS) + warp * 2 * 16 * TC_PS; // (P∘M)ᵀ [16][TC_PS]
+    unsigned* St = Pt + 16 * TC_PS;                                                   // dSᵀ [16][TC_PS]
+    const int j0 = blockIdx.x * TC_ROWS;
+    const int r0 = j0 + warp * 16 + g, r1 = r0 + 8;   // the two keys this thread owns
+    const long long qkW = (long long) H * DQK, vW = (long long) H * DV;
+    const int shift = nk - nq;
+
+    unsigned ka[DQK / 8][4];
+    {
+        const long long k0 = ((long long) b * nk + imin(r0, nk - 1)), k1 = ((long long) b * nk + imin(r1, nk - 1));
+#pragma unroll
+        for (int kk = 0; kk < DQK / 8; kk++) {
+            int c = h * DQK + kk * 8 + t4;
+            ka[kk][0] = tf32_bits(r0 < nk ? k[k0 * qkW + c] : 0.0f);
+            ka[kk][1] = tf32_bits(r1 < nk ? k[k1 * qkW + c] : 0.0f);
+            ka[kk][2] = tf32_bits(r0 < nk ? k[k0 * qkW + c + 4] : 0.0f);
+            ka[kk][3] = tf32_bits(r1 < nk ? k[k1 * qkW + c + 4] : 0.0f);
+        }
+    }
+    tc_stage_rows(Vr, GS, v, b, h, nk, j0, TC_ROWS, DV, vW); // visible after the loop's first barrier
+    const bool keyOk0 = att_key_ok(pad, b, nk, r0), keyOk1 = att_key_ok(pad, b, nk, r1);
+    const unsigned* vrow = Vr + warp * 16 * GS;
+    float accK[DQK / 8][4], accV[DV / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < DQK / 8; nt++) accK[nt][0] = accK[nt][1] = accK[nt][2] = accK[nt][3] = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < DV / 8; nt++) accV[nt][0] = accV[nt][1] = accV[nt][2] = accV[nt][3] = 0.0f;
+    // queries that may see key j0 or later: i ≥ j0 − shift when causal
+    const int iStart = causal ? (j0 - shift > 0 ? j0 - shift : 0) : 0;
+
+    for (int q0 = iStart; q0 < nq; q0 += TC_KEYS) {
+        __syncthreads();
+        tc_stage_rows(Qs, QS, q, b, h, nq, q0, TC_KEYS, DQK, qkW);
+        tc_stage_rows(Gs, GS, dOut, b, h, nq, q0, TC_KEYS, DV, vW);
+        if (threadIdx.x < TC_KEYS) {
+            int i = q0 + threadIdx.x;
+            Ls[threadIdx.x] = i < nq ? lse[(long long) bh * nq + i] : NEG_INF;
+            Ds[threadIdx.x] = i < nq ? rowDot[(long long) bh * nq + i] : 0.0f;
+        }
+        __syncthreads();
+
+        float s[TC_KEYS / 8][4], dp[TC_KEYS / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < TC_KEYS / 8; nt++) {
+            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+            dp[nt][0] = dp[nt][1] = dp[nt][2] = dp[nt][3] = 0.0f;
+            const unsigned* qr = Qs + (nt * 8 + g) * QS + t4;
+#pragma unroll
+            for (int kk = 0; kk < DQK / 8; kk++) mma_tf32(s[nt], ka[kk], qr[kk * 8], qr[kk * 8 + 4]);
+        }
+#pragma unroll
+        for (int kk = 0; kk < DV / 8; kk++) {
+            unsigned va[4];
+            tc_load_a(va, vrow, GS, g, t4, kk * 8);
+#pragma unroll
+            for (int nt = 0; nt < TC_KEYS / 8; nt++) {
+                const unsigned* gr = Gs + (nt * 8 + g) * GS + kk * 8 + t4;
+                mma_tf32(dp[nt], va, gr[0], gr[4]);
+            }
+        }
+#pragma unroll
+        for (int nt = 0; nt < TC_KEYS / 8; nt++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                int ii = nt * 8 + 2 * t4 + e, i = q0 + ii;
+                bool ok0 = keyOk0 && i < nq && (!causal || r0 <= i + shift);
+                bool ok1 = keyOk1 && i < nq && (!causal || r1 <= i + shift);
+                float pd0, pd1;
+                float ds0 = att_ds(s[nt][e], dp[nt][e], Ls[ii], Ds[ii], ok0, scale, pdrop, keepScale, seed, stream,
+                                   ((unsigned long long) bh * nq + i) * (unsigned long long) nk + r0, &pd0);
+                float ds1 = att_ds(s[nt][2 + e], dp[nt][2 + e], Ls[ii], Ds[ii], ok1, scale, pdrop, keepScale, seed, stream,
+                                   ((unsigned long long) bh * nq + i) * (unsigned long long) nk + r1, &pd1);
+                Pt[g * TC_PS + ii] = tf32_bits(pd0);
+                Pt[(g + 8) * TC_PS + ii] = tf32_bits(pd1);
+                St[g * TC_PS + ii] = tf32_bits(ds0);
+                St[(g + 8) * TC_PS + ii] = tf32_bits(ds1);
+            }
+        }
+        __syncwarp(); // Pt and St complete for the whole warp
+#pragma unroll
+        for (int kk = 0; kk < TC_KEYS / 8; kk++) {
+            unsigned pa[4], sa[4];
+            tc_load_a(pa, Pt, TC_PS, g, t4, kk * 8);
+            tc_load_a(sa, St, TC_PS, g, t4, kk * 8);
+            const unsigned* gr0 = Gs + (kk * 8 + t4) * GS + g;
+            const unsigned* gr1 = gr0 + 4 * GS;
+#pragma unroll
+            for (int nt = 0; nt < DV / 8; nt++) mma_tf32(accV[nt], pa, gr0[nt * 8], gr1[nt * 8]);
+            const unsigned* qr0 = Qs + (kk * 8 + t4) * QS + g;
+            const unsigned* qr1 = qr0 + 4 * QS;
+#pragma unroll
+            for (int nt = 0; nt < DQK / 8; nt++) mma_tf32(accK[nt], sa, qr0[nt * 8], qr1[nt * 8]);
+        }
+        __syncwarp(); // Pt and St are rewritten by the next tile
+    }
+
+#pragma unroll
+    for (int nt = 0; nt < DQK / 8; nt++) {
+        int c = h * DQK + nt * 8 + 2 * t4;
+        if (r0 < nk) {
+            float* o = dK + ((long long) b * nk + r0) * qkW + c;
+            o[0] += accK[nt][0];
+            o[1] += accK[nt][1];
+        }
+        if (r1 < nk) {
+            float* o = dK + ((long long) b * nk + r1) * qkW + c;
+            o[0] += accK[nt][2];
+            o[1] += accK[nt][3];
+        }
+    }
+#pragma unroll
+    for (int nt = 0; nt < DV / 8; nt++) {
+        int c = h * DV + nt * 8 + 2 * t4;
+        if (r0 < nk) {
+            float* o = dV + ((long long) b * nk + r0) * vW + c;
+            o[0] += accV[nt][0];
+            o[1] += accV[nt][1];
+        }
+        if (r1 < nk) {
+            float* o = dV + ((long long) b * nk + r1) * vW + c;
+            o[0] += accV[nt][2];
+            o[1] += accV[nt][3];
+        }
+    }
+}
+
+// The backward specialisations, p4j_attention_backward_dq_tc_<Dqk>_<Dv> and
+// p4j_attention_backward_dkdv_tc_<Dqk>_<Dv>, for the forward's shapes; arguments as the fp32
+// backward kernels' (dqk and dv not read).
+#define P4J_ATTENTION_BACKWARD_TC(DQK, DV)                                                                             \
+    extern "C" __global__ void __launch_bounds__(TC_WARPS * 32) p4j_attention_backward_dq_tc_##DQK##_##DV(            \
+            const float* q, const float* k, const float* v, const unsigned char* pad, const float* lse,               \
+            const float* rowDot, const float* dOut, float* dQ, int H, int nq, int nk, int dqk, int dv, float scale,   \
+            int causal, float pdrop, float keepScale, unsigned long long seed, unsigned long long stream) {           \
+        attention_backward_dq_tc<DQK, DV>(q, k, v, pad, lse, rowDot, dOut, dQ, H, nq, nk, scale, causal, pdrop,        \
+                                          keepScale, seed, stream);                                                    \
+    }                                                                                                                  \
+    extern "C" __global__ void __launch_bounds__(TC_WARPS * 32) p4j_attention_backward_dkdv_tc_##DQK##_##DV(          \
+            const float* q, const float* k, const float* v, const unsigned char* pad, const float* lse,               \
+            const float* rowDot, const float* dOut, float* dK, float* dV, int H, int nq, int nk, int dqk, int dv,     \
+            float scale, int causal, float pdrop, float keepScale, unsigned long long seed,                           \
+            unsigned long long stream) {                                                                               \
+        attention_backward_dkdv_tc<DQK, DV>(q, k, v, pad, lse, rowDot, dOut, dK, dV, H, nq, nk, scale, causal, pdrop,  \
+                                            keepScale, seed, stream);                                                  \
+    }
+P4J_ATTENTION_BACKWARD_TC(8, 8)
+P4J_ATTENTION_BACKWARD_TC(16, 16)
+P4J_ATTENTION_BACKWARD_TC(32, 32)
+P4J_ATTENTION_BACKWARD_TC(64, 64)
+P4J_ATTENTION_BACKWARD_TC(32, 96)
+P4J_ATTENTION_BACKWARD_TC(32, 160)

@@ -25,9 +25,9 @@ import java.lang.foreign.MemorySegment;
  * (fromFloats, persistentZeros, tensors made outside a scope) when the GC finds them unreachable.
  *
  * <p>Precision: fp32 storage throughout. Matrix products use exact fp32 unless {@code tf32} is set
- * ({@code -Dperceiver4j.cuda.tf32=true}); in TF32 mode the attention forward also runs its two products
- * on tensor cores (TF32 mma.sync, fp32 softmax and accumulation) at the head dims that have a kernel
- * (Dqk×Dv 8×8, 16×16, 32×32, 64×64, 32×96, 32×160); the backward stays fp32.
+ * ({@code -Dperceiver4j.cuda.tf32=true}); in TF32 mode attention, forward and backward, also runs its
+ * products on tensor cores (TF32 mma.sync, fp32 softmax, fp32 accumulation) at the head dims that
+ * have a kernel (Dqk×Dv 8×8, 16×16, 32×32, 64×64, 32×96, 32×160).
  * GELU is the exact erf form in our own epilogue kernel:
  * cuBLASLt's GELU epilogues use the tanh approximation, so they are not used.
  *
@@ -585,7 +585,7 @@ public final class CudaBackend implements Backend {
         return ((long) dqk << 32) | dv;
     }
 
-    /** Whether the forward runs on tensor cores: TF32 products, and a kernel for these head dims. */
+    /** Whether attention (forward and backward) runs on tensor cores: TF32 products, and kernels for these head dims. */
     boolean tensorCoreAttention(AttentionShape s) {
         return TC_ATTENTION && gemm.tf32() && TC_SHAPES.contains(tcKey(s.dqk(), s.dv()));
     }
@@ -594,6 +594,17 @@ public final class CudaBackend implements Backend {
     private static int tensorCoreShared(AttentionShape s) {
         int kStride = s.dqk() + 4, vStride = s.dv() + (40 - s.dv() % 32) % 32;
         return 4 * (TC_KEYS * kStride + TC_KEYS * vStride + TC_WARPS * 16 * (TC_KEYS + 4));
+    }
+
+    /** Shared memory of the tensor-core dQ kernel: K and V tiles of stride D+4, per-warp dS tiles (kernels.cu). */
+    private static int tensorCoreDqShared(AttentionShape s) {
+        return 4 * (TC_KEYS * (s.dqk() + 4) + TC_KEYS * (s.dv() + 4) + TC_WARPS * 16 * (TC_KEYS + 4));
+    }
+
+    /** Shared memory of the tensor-core dK/dV kernel: Q and dOut tiles, the block's V rows, lse and rowDot, two per-warp tiles. */
+    private static int tensorCoreDkdvShared(AttentionShape s) {
+        return 4 * (TC_KEYS * (s.dqk() + 4) + TC_KEYS * (s.dv() + 4) + TC_ROWS * (s.dv() + 4) + 2 * TC_KEYS
+                + TC_WARPS * 2 * 16 * (TC_KEYS + 4));
     }
 
     @Override
@@ -619,12 +630,15 @@ public final class CudaBackend implements Backend {
         DeviceBuffer rowDot = allocator.allocate(4L * rows);
         kernels.launch("p4j_attention_rowdot").grid(Kernels.blocks(32L * rows, THREADS)).block(THREADS)
                 .ptr(ptr(dOut)).ptr(ptr(out)).ptr(rowDot.address()).i32(s.batch()).i32(s.heads()).i32(s.nq()).i32(s.dv()).go();
-        shapeArgs(kernels.launch("p4j_attention_backward_dq").grid((s.nq() + ATT_ROWS - 1) / ATT_ROWS, bh).block(ATT_THREADS)
-                .sharedBytes(backwardShared(s))
+        boolean tc = tensorCoreAttention(s);
+        String suffix = tc ? "_tc_" + s.dqk() + "_" + s.dv() : "";
+        int rowsPerBlock = tc ? TC_ROWS : ATT_ROWS, threads = tc ? TC_WARPS * 32 : ATT_THREADS;
+        shapeArgs(kernels.launch("p4j_attention_backward_dq" + suffix).grid((s.nq() + rowsPerBlock - 1) / rowsPerBlock, bh)
+                .block(threads).sharedBytes(tc ? tensorCoreDqShared(s) : backwardShared(s))
                 .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(lse)).ptr(rowDot.address()).ptr(ptr(dOut))
                 .ptr(ptr(dQ)), s).go();
-        shapeArgs(kernels.launch("p4j_attention_backward_dkdv").grid((s.nk() + ATT_ROWS - 1) / ATT_ROWS, bh).block(ATT_THREADS)
-                .sharedBytes(backwardShared(s))
+        shapeArgs(kernels.launch("p4j_attention_backward_dkdv" + suffix).grid((s.nk() + rowsPerBlock - 1) / rowsPerBlock, bh)
+                .block(threads).sharedBytes(tc ? tensorCoreDkdvShared(s) : backwardShared(s))
                 .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(lse)).ptr(rowDot.address()).ptr(ptr(dOut))
                 .ptr(ptr(dK)).ptr(ptr(dV)), s).go();
         allocator.free(rowDot); // safe: later work on the stream runs after these kernels

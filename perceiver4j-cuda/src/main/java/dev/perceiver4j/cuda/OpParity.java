@@ -99,22 +99,21 @@ public final class OpParity {
     }
 
     /**
-     * The attention forward at the head dims that have a tensor-core (TF32) kernel, labelled
+     * Attention forward and backward at the head dims that have tensor-core (TF32) kernels, labelled
      * [tf32 tensor cores], at a TF32 tolerance (for a backend whose matrix products run in TF32).
      */
     public static List<Check> tensorCoreAttentionChecks(Backend gpu, Backend ref, long seed, double tolerance) {
         OpParity p = new OpParity(gpu, ref, seed);
         List<Check> c = new ArrayList<>();
-        p.attentionForward(c, 2, 1, 16, 45, 32, 160, false, 1, 0f, tolerance, " [tf32 tensor cores]");
-        p.attentionForward(c, 2, 8, 256, 256, 32, 160, false, 0, 0f, tolerance, " [tf32 tensor cores]");
-        p.attentionForward(c, 2, 8, 300, 64, 32, 96, false, 0, 0f, tolerance, " [tf32 tensor cores]");
-        p.attentionForward(c, 2, 4, 37, 37, 64, 64, true, 0, 0f, tolerance, " [tf32 tensor cores]");
-        p.attentionForward(c, 2, 4, 130, 600, 64, 64, true, 1, 0.1f, tolerance, " [tf32 tensor cores]");
-        p.attentionForward(c, 2, 4, 13, 50, 16, 16, true, 1, 0f, tolerance, " [tf32 tensor cores]");
-        p.attentionForward(c, 2, 3, 40, 40, 16, 16, true, 1, 0.5f, tolerance, " [tf32 tensor cores]");
-        p.attentionForward(c, 1, 2, 130, 300, 32, 160, true, 1, 0.1f, tolerance, " [tf32 tensor cores]");
-        p.attentionForward(c, 3, 2, 33, 71, 8, 8, false, 2, 0.2f, tolerance, " [tf32 tensor cores]");
-        p.attentionForward(c, 2, 2, 20, 29, 32, 32, true, 2, 0f, tolerance, " [tf32 tensor cores]");
+        String tc = " [tf32 tensor cores]";
+        for (int[] a : new int[][] { // batch, heads, nq, nk, dqk, dv, causal, padMode, dropout ×10
+                {2, 1, 16, 45, 32, 160, 0, 1, 0}, {2, 8, 256, 256, 32, 160, 0, 0, 0}, {2, 8, 300, 64, 32, 96, 0, 0, 0},
+                {2, 4, 37, 37, 64, 64, 1, 0, 0}, {2, 4, 130, 600, 64, 64, 1, 1, 1}, {2, 4, 13, 50, 16, 16, 1, 1, 0},
+                {2, 3, 40, 40, 16, 16, 1, 1, 5}, {1, 2, 130, 300, 32, 160, 1, 1, 1}, {3, 2, 33, 71, 8, 8, 0, 2, 2},
+                {2, 2, 20, 29, 32, 32, 1, 2, 0}, {2, 2, 70, 200, 32, 96, 1, 2, 3}}) {
+            p.attentionForward(c, a[0], a[1], a[2], a[3], a[4], a[5], a[6] == 1, a[7], a[8] / 10f, tolerance, tc);
+            p.attentionBackward(c, a[0], a[1], a[2], a[3], a[4], a[5], a[6] == 1, a[7], a[8] / 10f, tolerance, tc);
+        }
         return c;
     }
 
@@ -628,10 +627,16 @@ public final class OpParity {
     }
 
     private void attentionCase(List<Check> c, int batch, int heads, int nq, int nk, int dqk, int dv, boolean causal, int padMode, float drop) {
+        attentionForward(c, batch, heads, nq, nk, dqk, dv, causal, padMode, drop, FP32, "");
+        attentionBackward(c, batch, heads, nq, nk, dqk, dv, causal, padMode, drop, FP32, "");
+    }
+
+    /** dQ, dK and dV of one attention backward (added to random gradients) on random inputs, GPU against the reference. */
+    private void attentionBackward(List<Check> c, int batch, int heads, int nq, int nk, int dqk, int dv, boolean causal, int padMode,
+                                   float drop, double tolerance, String suffix) {
         AttentionShape s = attentionShape(batch, heads, nq, nk, dqk, dv, causal, drop);
         String label = attentionLabel(batch, heads, nq, nk, dqk, dv, causal, padMode, drop);
-        attentionForward(c, batch, heads, nq, nk, dqk, dv, causal, padMode, drop, FP32, "");
-        c.add(new Check("attentionBackward " + label, FP32, () -> {
+        c.add(new Check("attentionBackward " + label + suffix, tolerance, () -> {
             Pair q = randPair(1, batch, nq, heads * dqk), k = randPair(1, batch, nk, heads * dqk), v = randPair(1, batch, nk, heads * dv);
             Pair pad = padPair(keyPad(batch, nk, padMode), batch, nk);
             Pair out = emptyPair(DType.F32, batch, nq, heads * dv), lse = emptyPair(DType.F32, batch, heads, nq);
