@@ -764,204 +764,6 @@ extern "C" __global__ void p4j_attention_forward(const float* q, const float* k,
     }
 }
 
-// ================================================================ attention forward on tensor cores (TF32)
-//
-// The forward above with its two products (Q·Kᵀ and P·V) on tensor cores: mma.sync m16n8k8 with
-// TF32 inputs (10-bit mantissa, rounded to nearest) and fp32 accumulation; softmax, masks, dropout
-// and the online rescaling stay in fp32 and follow the same rules (same Philox indices, same
-// normaliser, same out = 0 / lse = −inf for a query with no visible key). The backend uses it when
-// its matrix products run in TF32 and a specialisation for (Dqk, Dv) exists below.
-//
-// Block: TC_WARPS warps, 16 query rows each; key tiles of TC_KEYS keys through shared memory,
-// stored as TF32 bit patterns. Fragment ownership (PTX m16n8k8 .tf32): lane = 4·g + t;
-// A (16×8): a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4); B (8×8, k × n): b0 (t, g),
-// b1 (t+4, g); C (16×8): c0 (g, 2t), c1 (g, 2t+1), c2 (g+8, 2t), c3 (g+8, 2t+1). Each thread thus
-// owns rows g and g+8 of its warp's 16; a row's max and sum reduce over the 4 lanes sharing g.
-// P goes through a per-warp shared tile to change from the C to the A layout.
-
-#define TC_WARPS 4
-#define TC_ROWS (16 * TC_WARPS)
-#define TC_KEYS 32
-#define TC_PS (TC_KEYS + 4)
-
-__device__ __forceinline__ unsigned tf32_bits(float x) {
-    unsigned r;
-    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
-    return r;
-}
-
-__device__ __forceinline__ void mma_tf32(float* d, const unsigned* a, unsigned b0, unsigned b1) {
-    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-/** Shared memory of the tensor-core forward, in 32-bit words (the host computes the same). */
-__host__ __device__ constexpr int tc_k_stride(int dqk) { return dqk + 4; }                  // conflict-free B reads of K
-__host__ __device__ constexpr int tc_v_stride(int dv) { return dv + (40 - dv % 32) % 32; }  // ≡ 8 mod 32: same for V
-
-template <int DQK, int DV>
-__device__ void attention_forward_tc(const float* q, const float* k, const float* v, const unsigned char* pad,
-                                     float* out, float* lse, int H, int nq, int nk, float scale, int causal,
-                                     float pdrop, float keepScale, unsigned long long seed, unsigned long long stream) {
-    constexpr int KS = tc_k_stride(DQK), VS = tc_v_stride(DV);
-    extern __shared__ unsigned tsm[];
-    unsigned* Ks = tsm;                           // [TC_KEYS][KS]
-    unsigned* Vs = Ks + TC_KEYS * KS;             // [TC_KEYS][VS]
-    const int bh = blockIdx.y, b = bh / H, h = bh % H;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
-    unsigned* P = Vs + TC_KEYS * VS + warp * 16 * TC_PS;   // this warp's [16][TC_PS]
-    const int i0 = blockIdx.x * TC_ROWS;
-    const int r0 = i0 + warp * 16 + g, r1 = r0 + 8;          // the two rows this thread owns
-    const long long qkW = (long long) H * DQK, vW = (long long) H * DV;
-    const int shift = nk - nq;
-
-    unsigned qa[DQK / 8][4];
-    {
-        const float* q0 = q + ((long long) b * nq + imin(r0, nq - 1)) * qkW + (long long) h * DQK;
-        const float* q1 = q + ((long long) b * nq + imin(r1, nq - 1)) * qkW + (long long) h * DQK;
-#pragma unroll
-        for (int kk = 0; kk < DQK / 8; kk++) {
-            int c = kk * 8 + t4;
-            qa[kk][0] = tf32_bits(r0 < nq ? q0[c] : 0.0f);
-            qa[kk][1] = tf32_bits(r1 < nq ? q1[c] : 0.0f);
-            qa[kk][2] = tf32_bits(r0 < nq ? q0[c + 4] : 0.0f);
-            qa[kk][3] = tf32_bits(r1 < nq ? q1[c + 4] : 0.0f);
-        }
-    }
-    float o[DV / 8][4];
-#pragma unroll
-    for (int nt = 0; nt < DV / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
-    float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;
-    const int lastRow = imin(nq, i0 + TC_ROWS) - 1;
-    const int keyEnd = causal ? imin(nk, lastRow + shift + 1) : nk;
-
-    for (int j0 = 0; j0 < keyEnd; j0 += TC_KEYS) {
-        __syncthreads(); // every warp is done with the previous tile
-        for (int t = threadIdx.x; t < TC_KEYS * DQK; t += blockDim.x) {
-            int jj = t / DQK, c = t % DQK, j = j0 + jj;
-            Ks[jj * KS + c] = tf32_bits(j < nk ? k[((long long) b * nk + j) * qkW + (long long) h * DQK + c] : 0.0f);
-        }
-        for (int t = threadIdx.x; t < TC_KEYS * DV; t += blockDim.x) {
-            int jj = t / DV, c = t % DV, j = j0 + jj;
-            Vs[jj * VS + c] = tf32_bits(j < nk ? v[((long long) b * nk + j) * vW + (long long) h * DV + c] : 0.0f);
-        }
-        __syncthreads();
-
-        float s[TC_KEYS / 8][4];
-#pragma unroll
-        for (int nt = 0; nt < TC_KEYS / 8; nt++) {
-            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-            const unsigned* kr = Ks + (nt * 8 + g) * KS + t4;
-#pragma unroll
-            for (int kk = 0; kk < DQK / 8; kk++) mma_tf32(s[nt], qa[kk], kr[kk * 8], kr[kk * 8 + 4]);
-        }
-        float mx0 = NEG_INF, mx1 = NEG_INF;
-#pragma unroll
-        for (int nt = 0; nt < TC_KEYS / 8; nt++) {
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                int j = j0 + nt * 8 + 2 * t4 + e;
-                bool keyOk = j < keyEnd && att_key_ok(pad, b, nk, j);
-                bool ok0 = keyOk && r0 < nq && (!causal || j <= r0 + shift);
-                bool ok1 = keyOk && r1 < nq && (!causal || j <= r1 + shift);
-                s[nt][e] = ok0 ? s[nt][e] * scale : NEG_INF;
-                s[nt][2 + e] = ok1 ? s[nt][2 + e] * scale : NEG_INF;
-                mx0 = fmaxf(mx0, s[nt][e]);
-                mx1 = fmaxf(mx1, s[nt][2 + e]);
-            }
-        }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
-        const float c0 = mn0 == NEG_INF ? 1.0f : expf(m0 - mn0); // 0 when m was −inf and a key became visible
-        const float c1 = mn1 == NEG_INF ? 1.0f : expf(m1 - mn1);
-        float ps0 = 0.0f, ps1 = 0.0f;
-#pragma unroll
-        for (int nt = 0; nt < TC_KEYS / 8; nt++) {
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                int jj = nt * 8 + 2 * t4 + e, j = j0 + jj;
-                float p0 = s[nt][e] == NEG_INF ? 0.0f : expf(s[nt][e] - mn0);
-                float p1 = s[nt][2 + e] == NEG_INF ? 0.0f : expf(s[nt][2 + e] - mn1);
-                ps0 += p0;
-                ps1 += p1;
-                if (pdrop > 0.0f) {
-                    if (p0 != 0.0f) p0 *= philox_keep(seed, stream, ((unsigned long long) bh * nq + r0) * (unsigned long long) nk + j, pdrop) ? keepScale : 0.0f;
-                    if (p1 != 0.0f) p1 *= philox_keep(seed, stream, ((unsigned long long) bh * nq + r1) * (unsigned long long) nk + j, pdrop) ? keepScale : 0.0f;
-                }
-                P[g * TC_PS + jj] = tf32_bits(p0);
-                P[(g + 8) * TC_PS + jj] = tf32_bits(p1);
-            }
-        }
-        ps0 += __shfl_xor_sync(0xffffffffu, ps0, 1);
-        ps0 += __shfl_xor_sync(0xffffffffu, ps0, 2);
-        ps1 += __shfl_xor_sync(0xffffffffu, ps1, 1);
-        ps1 += __shfl_xor_sync(0xffffffffu, ps1, 2);
-        l0 = l0 * c0 + ps0;
-        l1 = l1 * c1 + ps1;
-        m0 = mn0;
-        m1 = mn1;
-#pragma unroll
-        for (int nt = 0; nt < DV / 8; nt++) {
-            o[nt][0] *= c0;
-            o[nt][1] *= c0;
-            o[nt][2] *= c1;
-            o[nt][3] *= c1;
-        }
-        __syncwarp(); // P complete for the whole warp
-#pragma unroll
-        for (int kk = 0; kk < TC_KEYS / 8; kk++) {
-            unsigned pa[4] = {P[g * TC_PS + kk * 8 + t4], P[(g + 8) * TC_PS + kk * 8 + t4],
-                              P[g * TC_PS + kk * 8 + t4 + 4], P[(g + 8) * TC_PS + kk * 8 + t4 + 4]};
-            const unsigned* vr0 = Vs + (kk * 8 + t4) * VS + g;
-            const unsigned* vr1 = vr0 + 4 * VS;
-#pragma unroll
-            for (int nt = 0; nt < DV / 8; nt++) mma_tf32(o[nt], pa, vr0[nt * 8], vr1[nt * 8]);
-        }
-        __syncwarp(); // P is rewritten by the next tile
-    }
-
-    const float inv0 = l0 == 0.0f ? 0.0f : 1.0f / l0, inv1 = l1 == 0.0f ? 0.0f : 1.0f / l1;
-    float* o0 = out + ((long long) b * nq + imin(r0, nq - 1)) * vW + (long long) h * DV;
-    float* o1 = out + ((long long) b * nq + imin(r1, nq - 1)) * vW + (long long) h * DV;
-#pragma unroll
-    for (int nt = 0; nt < DV / 8; nt++) {
-        int c = nt * 8 + 2 * t4;
-        if (r0 < nq) {
-            o0[c] = o[nt][0] * inv0;
-            o0[c + 1] = o[nt][1] * inv0;
-        }
-        if (r1 < nq) {
-            o1[c] = o[nt][2] * inv1;
-            o1[c + 1] = o[nt][3] * inv1;
-        }
-    }
-    if (t4 == 0) {
-        if (r0 < nq) lse[(long long) bh * nq + r0] = l0 == 0.0f ? NEG_INF : m0 + logf(l0);
-        if (r1 < nq) lse[(long long) bh * nq + r1] = l1 == 0.0f ? NEG_INF : m1 + logf(l1);
-    }
-}
-
-// The specialisations the backend may launch, named p4j_attention_forward_tc_<Dqk>_<Dv>
-// (CudaBackend.TC_SHAPES lists the same pairs). Their arguments are p4j_attention_forward's, in its
-// order; dqk and dv equal the specialisation's and are not read.
-#define P4J_ATTENTION_TC(DQK, DV)                                                                                      \
-    extern "C" __global__ void __launch_bounds__(TC_WARPS * 32) p4j_attention_forward_tc_##DQK##_##DV(                \
-            const float* q, const float* k, const float* v, const unsigned char* pad, float* out, float* lse, int H,   \
-            int nq, int nk, int dqk, int dv, float scale, int causal, float pdrop, float keepScale,                    \
-            unsigned long long seed, unsigned long long stream) {                                                      \
-        attention_forward_tc<DQK, DV>(q, k, v, pad, out, lse, H, nq, nk, scale, causal, pdrop, keepScale, seed, stream); \
-    }
-P4J_ATTENTION_TC(8, 8)
-P4J_ATTENTION_TC(16, 16)
-P4J_ATTENTION_TC(32, 32)
-P4J_ATTENTION_TC(64, 64)
-P4J_ATTENTION_TC(32, 96)
-P4J_ATTENTION_TC(32, 160)
-
 // Backward, step 1: rowDot[b, h, i] = dOut_i · out_i over head h's Dv channels (written). One warp per row.
 extern "C" __global__ void p4j_attention_rowdot(const float* dOut, const float* out, float* rowDot, int B, int H, int nq, int dv) {
     long long row = ((long long) blockIdx.x * blockDim.x + threadIdx.x) >> 5;
@@ -1220,6 +1022,274 @@ extern "C" __global__ void p4j_attention_backward_dkdv(const float* q, const flo
     }
 }
 
+// Tensor cores (mma.sync with TF32) and cp.async need compute capability 8.0 or newer. On older
+// devices the kernels below compile to a trap, and the host never launches them there
+// (CudaBackend.tensorCoreAttention checks the capability).
+#if __CUDA_ARCH__ >= 800
+#define P4J_SM80(call) call
+#else
+#define P4J_SM80(call) __trap()
+#endif
+
+// ================================================================ attention forward on tensor cores (TF32)
+//
+// The forward above with its two products (Q·Kᵀ and P·V) on tensor cores: mma.sync m16n8k8 with
+// TF32 inputs (10-bit mantissa, rounded to nearest) and fp32 accumulation; softmax, masks, dropout
+// and the online rescaling stay in fp32 and follow the same rules (same Philox indices, same
+// normaliser, same out = 0 / lse = −inf for a query with no visible key). The backend uses it when
+// its matrix products run in TF32 and a specialisation for (Dqk, Dv) exists below.
+//
+// Block: TC_WARPS warps, 16 query rows each; key tiles of TC_KEYS keys through shared memory,
+// stored as TF32 bit patterns. Fragment ownership (PTX m16n8k8 .tf32): lane = 4·g + t;
+// A (16×8): a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4); B (8×8, k × n): b0 (t, g),
+// b1 (t+4, g); C (16×8): c0 (g, 2t), c1 (g, 2t+1), c2 (g+8, 2t), c3 (g+8, 2t+1). Each thread thus
+// owns rows g and g+8 of its warp's 16; a row's max and sum reduce over the 4 lanes sharing g.
+// P goes through a per-warp shared tile to change from the C to the A layout.
+
+#define TC_WARPS 4
+#define TC_ROWS (16 * TC_WARPS)
+#define TC_KEYS 32
+#define TC_PS (TC_KEYS + 4)
+
+#if __CUDA_ARCH__ >= 800
+__device__ __forceinline__ unsigned tf32_bits(float x) {
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return r;
+}
+
+__device__ __forceinline__ void mma_tf32(float* d, const unsigned* a, unsigned b0, unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/** Shared memory of the tensor-core forward, in 32-bit words (the host computes the same). */
+__host__ __device__ constexpr int tc_k_stride(int dqk) { return dqk + 4; }                  // conflict-free B reads of K
+__host__ __device__ constexpr int tc_v_stride(int dv) { return dv + (40 - dv % 32) % 32; }  // ≡ 8 mod 32: same for V
+
+// Tiles reach shared memory by cp.async (16 bytes per copy, rows past the end zero-filled), double
+// buffered: the next tile is in flight while the current one is used. The host launches these
+// kernels only when q, k, v and dOut start 16-byte aligned (head dims are multiples of 8). After its
+// copies arrive each thread converts the words it copied to TF32 bit patterns in place, so the
+// fragment reads see the same rounded values as before.
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+/** Starts copying rows [r0, r0 + rows) of head h of a [B, n, width] tensor (D floats per head) to dst, stride st words. */
+template <int D>
+__device__ __forceinline__ void tc_copy_rows(unsigned* dst, int st, const float* src, int b, int h, int n, int r0, int rows,
+                                             long long width) {
+    constexpr int C4 = D / 4;
+    for (int t = threadIdx.x; t < rows * C4; t += blockDim.x) {
+        int rr = t / C4, c = (t % C4) * 4, r = r0 + rr;
+        const float* from = src + ((long long) b * n + (r < n ? r : 0)) * width + (long long) h * D + c;
+        unsigned to = (unsigned) __cvta_generic_to_shared(dst + rr * st + c);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(to), "l"(from), "r"(r < n ? 16 : 0));
+    }
+}
+
+/** Rounds to TF32, in place, the words this thread's tc_copy_rows with the same arguments wrote (after they arrived). */
+template <int D>
+__device__ __forceinline__ void tc_round_rows(unsigned* dst, int st, int rows) {
+    constexpr int C4 = D / 4;
+    for (int t = threadIdx.x; t < rows * C4; t += blockDim.x) {
+        uint4* w = reinterpret_cast<uint4*>(dst + (t / C4) * st + (t % C4) * 4);
+        uint4 x = *w;
+        x.x = tf32_bits(__uint_as_float(x.x));
+        x.y = tf32_bits(__uint_as_float(x.y));
+        x.z = tf32_bits(__uint_as_float(x.z));
+        x.w = tf32_bits(__uint_as_float(x.w));
+        *w = x;
+    }
+}
+
+/** Starts copying 32-bit values [i0, i0 + count) of one row of a [rows, n] array to dst (zeros past n). */
+__device__ __forceinline__ void tc_copy_values(float* dst, const float* src, long long row, int n, int i0, int count) {
+    for (int t = threadIdx.x; t < count; t += blockDim.x) {
+        int i = i0 + t;
+        const float* from = src + row * n + (i < n ? i : 0);
+        unsigned to = (unsigned) __cvta_generic_to_shared(dst + t);
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(to), "l"(from), "r"(i < n ? 4 : 0));
+    }
+}
+
+template <int DQK, int DV>
+__device__ void attention_forward_tc(const float* q, const float* k, const float* v, const unsigned char* pad,
+                                     float* out, float* lse, int H, int nq, int nk, float scale, int causal,
+                                     float pdrop, float keepScale, unsigned long long seed, unsigned long long stream) {
+    constexpr int KS = tc_k_stride(DQK), VS = tc_v_stride(DV);
+    extern __shared__ unsigned tsm[];
+    constexpr int STAGE = TC_KEYS * (KS + VS);   // one buffer: K tile [TC_KEYS][KS], then V tile [TC_KEYS][VS]
+    const int bh = blockIdx.y, b = bh / H, h = bh % H;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+    unsigned* P = tsm + 2 * STAGE + warp * 16 * TC_PS;     // this warp's [16][TC_PS]
+    const int i0 = blockIdx.x * TC_ROWS;
+    const int r0 = i0 + warp * 16 + g, r1 = r0 + 8;          // the two rows this thread owns
+    const long long qkW = (long long) H * DQK, vW = (long long) H * DV;
+    const int shift = nk - nq;
+
+    unsigned qa[DQK / 8][4];
+    {
+        const float* q0 = q + ((long long) b * nq + imin(r0, nq - 1)) * qkW + (long long) h * DQK;
+        const float* q1 = q + ((long long) b * nq + imin(r1, nq - 1)) * qkW + (long long) h * DQK;
+#pragma unroll
+        for (int kk = 0; kk < DQK / 8; kk++) {
+            int c = kk * 8 + t4;
+            qa[kk][0] = tf32_bits(r0 < nq ? q0[c] : 0.0f);
+            qa[kk][1] = tf32_bits(r1 < nq ? q1[c] : 0.0f);
+            qa[kk][2] = tf32_bits(r0 < nq ? q0[c + 4] : 0.0f);
+            qa[kk][3] = tf32_bits(r1 < nq ? q1[c + 4] : 0.0f);
+        }
+    }
+    float o[DV / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < DV / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+    float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;
+    const int lastRow = imin(nq, i0 + TC_ROWS) - 1;
+    const int keyEnd = causal ? imin(nk, lastRow + shift + 1) : nk;
+
+    const int tiles = (keyEnd + TC_KEYS - 1) / TC_KEYS;
+    auto fetch = [&](int tile) {
+        unsigned* st = tsm + (tile & 1) * STAGE;
+        tc_copy_rows<DQK>(st, KS, k, b, h, nk, tile * TC_KEYS, TC_KEYS, qkW);
+        tc_copy_rows<DV>(st + TC_KEYS * KS, VS, v, b, h, nk, tile * TC_KEYS, TC_KEYS, vW);
+        cp_async_commit();
+    };
+    if (tiles > 0) fetch(0);
+
+    for (int tile = 0; tile < tiles; tile++) {
+        const int j0 = tile * TC_KEYS;
+        unsigned* Ks = tsm + (tile & 1) * STAGE;
+        unsigned* Vs = Ks + TC_KEYS * KS;
+        if (tile + 1 < tiles) {
+            fetch(tile + 1); // into the other buffer, which every warp finished with before the last barrier
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        tc_round_rows<DQK>(Ks, KS, TC_KEYS);
+        tc_round_rows<DV>(Vs, VS, TC_KEYS);
+        __syncthreads(); // the tile is complete and rounded
+
+        float s[TC_KEYS / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < TC_KEYS / 8; nt++) {
+            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+            const unsigned* kr = Ks + (nt * 8 + g) * KS + t4;
+#pragma unroll
+            for (int kk = 0; kk < DQK / 8; kk++) mma_tf32(s[nt], qa[kk], kr[kk * 8], kr[kk * 8 + 4]);
+        }
+        float mx0 = NEG_INF, mx1 = NEG_INF;
+#pragma unroll
+        for (int nt = 0; nt < TC_KEYS / 8; nt++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                int j = j0 + nt * 8 + 2 * t4 + e;
+                bool keyOk = j < keyEnd && att_key_ok(pad, b, nk, j);
+                bool ok0 = keyOk && r0 < nq && (!causal || j <= r0 + shift);
+                bool ok1 = keyOk && r1 < nq && (!causal || j <= r1 + shift);
+                s[nt][e] = ok0 ? s[nt][e] * scale : NEG_INF;
+                s[nt][2 + e] = ok1 ? s[nt][2 + e] * scale : NEG_INF;
+                mx0 = fmaxf(mx0, s[nt][e]);
+                mx1 = fmaxf(mx1, s[nt][2 + e]);
+            }
+        }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+        const float c0 = mn0 == NEG_INF ? 1.0f : expf(m0 - mn0); // 0 when m was −inf and a key became visible
+        const float c1 = mn1 == NEG_INF ? 1.0f : expf(m1 - mn1);
+        float ps0 = 0.0f, ps1 = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < TC_KEYS / 8; nt++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                int jj = nt * 8 + 2 * t4 + e, j = j0 + jj;
+                float p0 = s[nt][e] == NEG_INF ? 0.0f : expf(s[nt][e] - mn0);
+                float p1 = s[nt][2 + e] == NEG_INF ? 0.0f : expf(s[nt][2 + e] - mn1);
+                ps0 += p0;
+                ps1 += p1;
+                if (pdrop > 0.0f) {
+                    if (p0 != 0.0f) p0 *= philox_keep(seed, stream, ((unsigned long long) bh * nq + r0) * (unsigned long long) nk + j, pdrop) ? keepScale : 0.0f;
+                    if (p1 != 0.0f) p1 *= philox_keep(seed, stream, ((unsigned long long) bh * nq + r1) * (unsigned long long) nk + j, pdrop) ? keepScale : 0.0f;
+                }
+                P[g * TC_PS + jj] = tf32_bits(p0);
+                P[(g + 8) * TC_PS + jj] = tf32_bits(p1);
+            }
+        }
+        ps0 += __shfl_xor_sync(0xffffffffu, ps0, 1);
+        ps0 += __shfl_xor_sync(0xffffffffu, ps0, 2);
+        ps1 += __shfl_xor_sync(0xffffffffu, ps1, 1);
+        ps1 += __shfl_xor_sync(0xffffffffu, ps1, 2);
+        l0 = l0 * c0 + ps0;
+        l1 = l1 * c1 + ps1;
+        m0 = mn0;
+        m1 = mn1;
+#pragma unroll
+        for (int nt = 0; nt < DV / 8; nt++) {
+            o[nt][0] *= c0;
+            o[nt][1] *= c0;
+            o[nt][2] *= c1;
+            o[nt][3] *= c1;
+        }
+        __syncwarp(); // P complete for the whole warp
+#pragma unroll
+        for (int kk = 0; kk < TC_KEYS / 8; kk++) {
+            unsigned pa[4] = {P[g * TC_PS + kk * 8 + t4], P[(g + 8) * TC_PS + kk * 8 + t4],
+                              P[g * TC_PS + kk * 8 + t4 + 4], P[(g + 8) * TC_PS + kk * 8 + t4 + 4]};
+            const unsigned* vr0 = Vs + (kk * 8 + t4) * VS + g;
+            const unsigned* vr1 = vr0 + 4 * VS;
+#pragma unroll
+            for (int nt = 0; nt < DV / 8; nt++) mma_tf32(o[nt], pa, vr0[nt * 8], vr1[nt * 8]);
+        }
+        __syncthreads(); // every warp is done with this buffer (the next fetch overwrites it) and with P
+    }
+
+    const float inv0 = l0 == 0.0f ? 0.0f : 1.0f / l0, inv1 = l1 == 0.0f ? 0.0f : 1.0f / l1;
+    float* o0 = out + ((long long) b * nq + imin(r0, nq - 1)) * vW + (long long) h * DV;
+    float* o1 = out + ((long long) b * nq + imin(r1, nq - 1)) * vW + (long long) h * DV;
+#pragma unroll
+    for (int nt = 0; nt < DV / 8; nt++) {
+        int c = nt * 8 + 2 * t4;
+        if (r0 < nq) {
+            o0[c] = o[nt][0] * inv0;
+            o0[c + 1] = o[nt][1] * inv0;
+        }
+        if (r1 < nq) {
+            o1[c] = o[nt][2] * inv1;
+            o1[c + 1] = o[nt][3] * inv1;
+        }
+    }
+    if (t4 == 0) {
+        if (r0 < nq) lse[(long long) bh * nq + r0] = l0 == 0.0f ? NEG_INF : m0 + logf(l0);
+        if (r1 < nq) lse[(long long) bh * nq + r1] = l1 == 0.0f ? NEG_INF : m1 + logf(l1);
+    }
+}
+
+#endif // __CUDA_ARCH__ >= 800
+
+// The specialisations the backend may launch, named p4j_attention_forward_tc_<Dqk>_<Dv>
+// (CudaBackend.TC_SHAPES lists the same pairs). Their arguments are p4j_attention_forward's, in its
+// order; dqk and dv equal the specialisation's and are not read.
+#define P4J_ATTENTION_TC(DQK, DV)                                                                                      \
+    extern "C" __global__ void __launch_bounds__(TC_WARPS * 32) p4j_attention_forward_tc_##DQK##_##DV(                \
+            const float* q, const float* k, const float* v, const unsigned char* pad, float* out, float* lse, int H,   \
+            int nq, int nk, int dqk, int dv, float scale, int causal, float pdrop, float keepScale,                    \
+            unsigned long long seed, unsigned long long stream) {                                                      \
+        P4J_SM80((attention_forward_tc<DQK, DV>(q, k, v, pad, out, lse, H, nq, nk, scale, causal, pdrop, keepScale, seed, stream))); \
+    }
+P4J_ATTENTION_TC(8, 8)
+P4J_ATTENTION_TC(16, 16)
+P4J_ATTENTION_TC(32, 32)
+P4J_ATTENTION_TC(64, 64)
+P4J_ATTENTION_TC(32, 96)
+P4J_ATTENTION_TC(32, 160)
+
 // ================================================================ attention backward on tensor cores (TF32)
 //
 // The two backward kernels above with their products on tensor cores (mma.sync m16n8k8, TF32 inputs,
@@ -1240,21 +1310,13 @@ extern "C" __global__ void p4j_attention_backward_dkdv(const float* q, const flo
 // (P∘M)ᵀ and dSᵀ tiles [16][TC_PS] each. Strides ≡ 4 (mod 32) make the Sᵀ / dPᵀ operand reads
 // conflict-free; the gradient products read the same tiles with two-way conflicts.
 
+#if __CUDA_ARCH__ >= 800
 /** One m16n8k8 A fragment (rows g, g+8; columns c0+t4, c0+t4+4) from a row-major tile of stride st. */
 __device__ __forceinline__ void tc_load_a(unsigned* a, const unsigned* tile, int st, int g, int t4, int c0) {
     a[0] = tile[g * st + c0 + t4];
     a[1] = tile[(g + 8) * st + c0 + t4];
     a[2] = tile[g * st + c0 + t4 + 4];
     a[3] = tile[(g + 8) * st + c0 + t4 + 4];
-}
-
-/** Rows [r0, r0 + rows) of a [B, N, H·D] tensor's head h into shared memory as TF32, stride st; zeros past n. */
-__device__ __forceinline__ void tc_stage_rows(unsigned* dst, int st, const float* src, int b, int h, int n, int r0, int rows,
-                                              int d, long long width) {
-    for (int t = threadIdx.x; t < rows * d; t += blockDim.x) {
-        int rr = t / d, c = t % d, r = r0 + rr;
-        dst[rr * st + c] = tf32_bits(r < n ? src[((long long) b * n + r) * width + (long long) h * d + c] : 0.0f);
-    }
 }
 
 template <int DQK, int DV>
@@ -1266,9 +1328,8 @@ __device__ void attention_backward_dq_tc(const float* q, const float* k, const f
     extern __shared__ unsigned tsm[];
     const int bh = blockIdx.y, b = bh / H, h = bh % H;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
-    unsigned* Ks = tsm;                                        // [TC_KEYS][KS]
-    unsigned* Vs = Ks + TC_KEYS * KS;                          // [TC_KEYS][VS]
-    unsigned* G = Vs + TC_KEYS * VS + warp * 16 * TC_PS;       // this warp's dS tile [16][TC_PS]
+    constexpr int STAGE = TC_KEYS * (KS + VS);                 // one buffer: K tile [TC_KEYS][KS], V tile [TC_KEYS][VS]
+    unsigned* G = tsm + 2 * STAGE + warp * 16 * TC_PS;         // this warp's dS tile [16][TC_PS]
     const int i0 = blockIdx.x * TC_ROWS;
     const int r0 = i0 + warp * 16 + g, r1 = r0 + 8;
     const long long qkW = (long long) H * DQK, vW = (long long) H * DV;
@@ -1302,10 +1363,27 @@ __device__ void attention_backward_dq_tc(const float* q, const float* k, const f
     const int lastRow = imin(nq, i0 + TC_ROWS) - 1;
     const int keyEnd = causal ? imin(nk, lastRow + shift + 1) : nk;
 
-    for (int j0 = 0; j0 < keyEnd; j0 += TC_KEYS) {
-        __syncthreads(); // every warp is done with the previous tile
-        tc_stage_rows(Ks, KS, k, b, h, nk, j0, TC_KEYS, DQK, qkW);
-        tc_stage_rows(Vs, VS, v, b, h, nk, j0, TC_KEYS, DV, vW);
+    const int tiles = (keyEnd + TC_KEYS - 1) / TC_KEYS;
+    auto fetch = [&](int tile) {
+        unsigned* st = tsm + (tile & 1) * STAGE;
+        tc_copy_rows<DQK>(st, KS, k, b, h, nk, tile * TC_KEYS, TC_KEYS, qkW);
+        tc_copy_rows<DV>(st + TC_KEYS * KS, VS, v, b, h, nk, tile * TC_KEYS, TC_KEYS, vW);
+        cp_async_commit();
+    };
+    if (tiles > 0) fetch(0);
+
+    for (int tile = 0; tile < tiles; tile++) {
+        const int j0 = tile * TC_KEYS;
+        unsigned* Ks = tsm + (tile & 1) * STAGE;
+        unsigned* Vs = Ks + TC_KEYS * KS;
+        if (tile + 1 < tiles) {
+            fetch(tile + 1);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        tc_round_rows<DQK>(Ks, KS, TC_KEYS);
+        tc_round_rows<DV>(Vs, VS, TC_KEYS);
         __syncthreads();
 
         float s[TC_KEYS / 8][4], dp[TC_KEYS / 8][4];
@@ -1347,7 +1425,7 @@ __device__ void attention_backward_dq_tc(const float* q, const float* k, const f
 #pragma unroll
             for (int nt = 0; nt < DQK / 8; nt++) mma_tf32(acc[nt], da, kr0[nt * 8], kr1[nt * 8]);
         }
-        __syncwarp(); // G is rewritten by the next tile
+        __syncthreads(); // this buffer is refilled by the next fetch; G is rewritten
     }
 
 #pragma unroll
@@ -1375,12 +1453,10 @@ __device__ void attention_backward_dkdv_tc(const float* q, const float* k, const
     extern __shared__ unsigned tsm[];
     const int bh = blockIdx.y, b = bh / H, h = bh % H;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
-    unsigned* Qs = tsm;                                         // [TC_KEYS][QS]: 32 queries
-    unsigned* Gs = Qs + TC_KEYS * QS;                           // [TC_KEYS][GS]: their dOut
-    unsigned* Vr = Gs + TC_KEYS * GS;                           // [TC_ROWS][GS]: this block's V rows
-    float* Ls = reinterpret_cast<float*>(Vr + TC_ROWS * GS);    // [TC_KEYS]
-    float* Ds = Ls + TC_KEYS;                                   // [TC_KEYS]
-    unsigned* Pt = reinterpret_cast<unsigned*>(Ds + TC_KEYS) + warp * 2 * 16 * TC_PS; // (P∘M)ᵀ [16][TC_PS]
+    // one buffer: Q tile [TC_KEYS][QS] (32 queries), their dOut [TC_KEYS][GS], lse [TC_KEYS], rowDot [TC_KEYS]
+    constexpr int STAGE = TC_KEYS * (QS + GS + 2);
+    unsigned* Vr = tsm + 2 * STAGE;                             // [TC_ROWS][GS]: this block's V rows
+    unsigned* Pt = Vr + TC_ROWS * GS + warp * 2 * 16 * TC_PS;   // (P∘M)ᵀ [16][TC_PS]
     unsigned* St = Pt + 16 * TC_PS;                                                   // dSᵀ [16][TC_PS]
     const int j0 = blockIdx.x * TC_ROWS;
     const int r0 = j0 + warp * 16 + g, r1 = r0 + 8;   // the two keys this thread owns
@@ -1399,7 +1475,7 @@ __device__ void attention_backward_dkdv_tc(const float* q, const float* k, const
             ka[kk][3] = tf32_bits(r1 < nk ? k[k1 * qkW + c + 4] : 0.0f);
         }
     }
-    tc_stage_rows(Vr, GS, v, b, h, nk, j0, TC_ROWS, DV, vW); // visible after the loop's first barrier
+    tc_copy_rows<DV>(Vr, GS, v, b, h, nk, j0, TC_ROWS, vW); // completes with the first tile's group
     const bool keyOk0 = att_key_ok(pad, b, nk, r0), keyOk1 = att_key_ok(pad, b, nk, r1);
     const unsigned* vrow = Vr + warp * 16 * GS;
     float accK[DQK / 8][4], accV[DV / 8][4];
@@ -1410,15 +1486,38 @@ __device__ void attention_backward_dkdv_tc(const float* q, const float* k, const
     // queries that may see key j0 or later: i ≥ j0 − shift when causal
     const int iStart = causal ? (j0 - shift > 0 ? j0 - shift : 0) : 0;
 
-    for (int q0 = iStart; q0 < nq; q0 += TC_KEYS) {
-        __syncthreads();
-        tc_stage_rows(Qs, QS, q, b, h, nq, q0, TC_KEYS, DQK, qkW);
-        tc_stage_rows(Gs, GS, dOut, b, h, nq, q0, TC_KEYS, DV, vW);
-        if (threadIdx.x < TC_KEYS) {
-            int i = q0 + threadIdx.x;
-            Ls[threadIdx.x] = i < nq ? lse[(long long) bh * nq + i] : NEG_INF;
-            Ds[threadIdx.x] = i < nq ? rowDot[(long long) bh * nq + i] : 0.0f;
+    const int tiles = iStart < nq ? (nq - iStart + TC_KEYS - 1) / TC_KEYS : 0;
+    auto fetch = [&](int tile) { // lse and rowDot past nq arrive as 0: those queries are masked anyway
+        unsigned* st = tsm + (tile & 1) * STAGE;
+        const int from = iStart + tile * TC_KEYS;
+        tc_copy_rows<DQK>(st, QS, q, b, h, nq, from, TC_KEYS, qkW);
+        tc_copy_rows<DV>(st + TC_KEYS * QS, GS, dOut, b, h, nq, from, TC_KEYS, vW);
+        float* ld = reinterpret_cast<float*>(st + TC_KEYS * (QS + GS));
+        tc_copy_values(ld, lse, bh, nq, from, TC_KEYS);
+        tc_copy_values(ld + TC_KEYS, rowDot, bh, nq, from, TC_KEYS);
+        cp_async_commit();
+    };
+    if (tiles > 0) {
+        fetch(0);
+    } else {
+        cp_async_commit();
+    }
+
+    for (int tile = 0; tile < tiles; tile++) {
+        const int q0 = iStart + tile * TC_KEYS;
+        unsigned* Qs = tsm + (tile & 1) * STAGE;
+        unsigned* Gs = Qs + TC_KEYS * QS;
+        const float* Ls = reinterpret_cast<const float*>(Gs + TC_KEYS * GS);
+        const float* Ds = Ls + TC_KEYS;
+        if (tile + 1 < tiles) {
+            fetch(tile + 1);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
         }
+        tc_round_rows<DQK>(Qs, QS, TC_KEYS);
+        tc_round_rows<DV>(Gs, GS, TC_KEYS);
+        if (tile == 0) tc_round_rows<DV>(Vr, GS, TC_ROWS);
         __syncthreads();
 
         float s[TC_KEYS / 8][4], dp[TC_KEYS / 8][4];
@@ -1473,8 +1572,9 @@ __device__ void attention_backward_dkdv_tc(const float* q, const float* k, const
 #pragma unroll
             for (int nt = 0; nt < DQK / 8; nt++) mma_tf32(accK[nt], sa, qr0[nt * 8], qr1[nt * 8]);
         }
-        __syncwarp(); // Pt and St are rewritten by the next tile
+        __syncthreads(); // this buffer is refilled by the next fetch; Pt and St are rewritten
     }
+    cp_async_wait<0>(); // nothing may stay in flight at exit (no tiles: the V rows' group)
 
 #pragma unroll
     for (int nt = 0; nt < DQK / 8; nt++) {
@@ -1506,6 +1606,8 @@ __device__ void attention_backward_dkdv_tc(const float* q, const float* k, const
     }
 }
 
+#endif // __CUDA_ARCH__ >= 800
+
 // The backward specialisations, p4j_attention_backward_dq_tc_<Dqk>_<Dv> and
 // p4j_attention_backward_dkdv_tc_<Dqk>_<Dv>, for the forward's shapes; arguments as the fp32
 // backward kernels' (dqk and dv not read).
@@ -1514,16 +1616,16 @@ __device__ void attention_backward_dkdv_tc(const float* q, const float* k, const
             const float* q, const float* k, const float* v, const unsigned char* pad, const float* lse,               \
             const float* rowDot, const float* dOut, float* dQ, int H, int nq, int nk, int dqk, int dv, float scale,   \
             int causal, float pdrop, float keepScale, unsigned long long seed, unsigned long long stream) {           \
-        attention_backward_dq_tc<DQK, DV>(q, k, v, pad, lse, rowDot, dOut, dQ, H, nq, nk, scale, causal, pdrop,        \
-                                          keepScale, seed, stream);                                                    \
+        P4J_SM80((attention_backward_dq_tc<DQK, DV>(q, k, v, pad, lse, rowDot, dOut, dQ, H, nq, nk, scale, causal,    \
+                                                   pdrop, keepScale, seed, stream)));                                  \
     }                                                                                                                  \
     extern "C" __global__ void __launch_bounds__(TC_WARPS * 32) p4j_attention_backward_dkdv_tc_##DQK##_##DV(          \
             const float* q, const float* k, const float* v, const unsigned char* pad, const float* lse,               \
             const float* rowDot, const float* dOut, float* dK, float* dV, int H, int nq, int nk, int dqk, int dv,     \
             float scale, int causal, float pdrop, float keepScale, unsigned long long seed,                           \
             unsigned long long stream) {                                                                               \
-        attention_backward_dkdv_tc<DQK, DV>(q, k, v, pad, lse, rowDot, dOut, dK, dV, H, nq, nk, scale, causal, pdrop,  \
-                                            keepScale, seed, stream);                                                  \
+        P4J_SM80((attention_backward_dkdv_tc<DQK, DV>(q, k, v, pad, lse, rowDot, dOut, dK, dV, H, nq, nk, scale,      \
+                                                     causal, pdrop, keepScale, seed, stream)));                        \
     }
 P4J_ATTENTION_BACKWARD_TC(8, 8)
 P4J_ATTENTION_BACKWARD_TC(16, 16)

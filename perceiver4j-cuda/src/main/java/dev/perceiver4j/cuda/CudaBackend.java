@@ -585,33 +585,41 @@ public final class CudaBackend implements Backend {
         return ((long) dqk << 32) | dv;
     }
 
-    /** Whether attention (forward and backward) runs on tensor cores: TF32 products, and kernels for these head dims. */
-    boolean tensorCoreAttention(AttentionShape s) {
-        return TC_ATTENTION && gemm.tf32() && TC_SHAPES.contains(tcKey(s.dqk(), s.dv()));
+    /**
+     * Whether attention runs on tensor cores: TF32 products, compute capability 8.0 or newer, kernels for
+     * these head dims, and {@code streamed} (the tensors the kernels copy with 16-byte cp.async) 16-byte aligned.
+     */
+    boolean tensorCoreAttention(AttentionShape s, Tensor... streamed) {
+        if (!(TC_ATTENTION && gemm.tf32() && context.computeCapability() >= 80 && TC_SHAPES.contains(tcKey(s.dqk(), s.dv())))) {
+            return false;
+        }
+        for (Tensor t : streamed) {
+            if (ptr(t) % 16 != 0) return false;
+        }
+        return true;
     }
 
-    /** Shared memory of the tensor-core forward (tc_k_stride, tc_v_stride and the per-warp P tiles in kernels.cu). */
+    /** Shared memory of the tensor-core forward: two K+V tile buffers (tc_k_stride, tc_v_stride), per-warp P tiles (kernels.cu). */
     private static int tensorCoreShared(AttentionShape s) {
         int kStride = s.dqk() + 4, vStride = s.dv() + (40 - s.dv() % 32) % 32;
-        return 4 * (TC_KEYS * kStride + TC_KEYS * vStride + TC_WARPS * 16 * (TC_KEYS + 4));
+        return 4 * (2 * TC_KEYS * (kStride + vStride) + TC_WARPS * 16 * (TC_KEYS + 4));
     }
 
-    /** Shared memory of the tensor-core dQ kernel: K and V tiles of stride D+4, per-warp dS tiles (kernels.cu). */
+    /** Shared memory of the tensor-core dQ kernel: two K+V tile buffers of stride D+4, per-warp dS tiles (kernels.cu). */
     private static int tensorCoreDqShared(AttentionShape s) {
-        return 4 * (TC_KEYS * (s.dqk() + 4) + TC_KEYS * (s.dv() + 4) + TC_WARPS * 16 * (TC_KEYS + 4));
+        return 4 * (2 * TC_KEYS * (s.dqk() + 4 + s.dv() + 4) + TC_WARPS * 16 * (TC_KEYS + 4));
     }
 
-    /** Shared memory of the tensor-core dK/dV kernel: Q and dOut tiles, the block's V rows, lse and rowDot, two per-warp tiles. */
+    /** Shared memory of the tensor-core dK/dV kernel: two Q+dOut+lse+rowDot buffers, the block's V rows, two per-warp tiles. */
     private static int tensorCoreDkdvShared(AttentionShape s) {
-        return 4 * (TC_KEYS * (s.dqk() + 4) + TC_KEYS * (s.dv() + 4) + TC_ROWS * (s.dv() + 4) + 2 * TC_KEYS
-                + TC_WARPS * 2 * 16 * (TC_KEYS + 4));
+        return 4 * (2 * TC_KEYS * (s.dqk() + 4 + s.dv() + 4 + 2) + TC_ROWS * (s.dv() + 4) + TC_WARPS * 2 * 16 * (TC_KEYS + 4));
     }
 
     @Override
     public void attention(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse) {
         checkAttention(s, q, k, v, keyPad, out, lse);
         int bh = s.batch() * s.heads();
-        boolean tc = tensorCoreAttention(s);
+        boolean tc = tensorCoreAttention(s, k, v);
         Kernels.Launch l = tc
                 ? kernels.launch("p4j_attention_forward_tc_" + s.dqk() + "_" + s.dv()).grid((s.nq() + TC_ROWS - 1) / TC_ROWS, bh)
                         .block(TC_WARPS * 32).sharedBytes(tensorCoreShared(s))
@@ -630,7 +638,7 @@ public final class CudaBackend implements Backend {
         DeviceBuffer rowDot = allocator.allocate(4L * rows);
         kernels.launch("p4j_attention_rowdot").grid(Kernels.blocks(32L * rows, THREADS)).block(THREADS)
                 .ptr(ptr(dOut)).ptr(ptr(out)).ptr(rowDot.address()).i32(s.batch()).i32(s.heads()).i32(s.nq()).i32(s.dv()).go();
-        boolean tc = tensorCoreAttention(s);
+        boolean tc = tensorCoreAttention(s, q, k, v, dOut);
         String suffix = tc ? "_tc_" + s.dqk() + "_" + s.dv() : "";
         int rowsPerBlock = tc ? TC_ROWS : ATT_ROWS, threads = tc ? TC_WARPS * 32 : ATT_THREADS;
         shapeArgs(kernels.launch("p4j_attention_backward_dq" + suffix).grid((s.nq() + rowsPerBlock - 1) / rowsPerBlock, bh)

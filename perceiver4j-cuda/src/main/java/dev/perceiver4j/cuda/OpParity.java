@@ -106,6 +106,15 @@ public final class OpParity {
         OpParity p = new OpParity(gpu, ref, seed);
         List<Check> c = new ArrayList<>();
         String tc = " [tf32 tensor cores]";
+        // The checks below only test the tensor-core kernels if the backend picks them for fresh tensors.
+        c.add(new Check("attention takes the tensor-core kernels" + tc, 0, () -> {
+            AttentionShape s = attentionShape(2, 8, 256, 256, 32, 160, false, 0f);
+            Tensor q = gpu.zeros(Shape.of(2, 256, 8 * 32), DType.F32), v = gpu.zeros(Shape.of(2, 256, 8 * 160), DType.F32);
+            if (!(gpu instanceof CudaBackend cb) || !cb.tensorCoreAttention(s, q, q, v, v)) {
+                throw new AssertionError("the backend does not pick the tensor-core attention kernels");
+            }
+            return 0;
+        }));
         for (int[] a : new int[][] { // batch, heads, nq, nk, dqk, dv, causal, padMode, dropout ×10
                 {2, 1, 16, 45, 32, 160, 0, 1, 0}, {2, 8, 256, 256, 32, 160, 0, 0, 0}, {2, 8, 300, 64, 32, 96, 0, 0, 0},
                 {2, 4, 37, 37, 64, 64, 1, 0, 0}, {2, 4, 130, 600, 64, 64, 1, 1, 1}, {2, 4, 13, 50, 16, 16, 1, 1, 0},
