@@ -208,6 +208,18 @@ extern "C" __global__ void p4j_mul(const float* a, const float* b, float* out, i
     if (i < n) out[i] = a[i] * b[i % bLen];
 }
 
+// add and mul four floats at a time (n and bLen multiples of 4, every pointer 16-byte aligned); a, out [n/4], b [bLen/4]
+#define P4J_BINARY4(NAME, OP)                                                                                      \
+    extern "C" __global__ void NAME(const float4* a, const float4* b, float4* out, int n4, int bLen4) {            \
+        int i = blockIdx.x * blockDim.x + threadIdx.x;                                                             \
+        if (i < n4) {                                                                                              \
+            float4 x = a[i], y = b[bLen4 == n4 ? i : i % bLen4];                                                   \
+            out[i] = make_float4(x.x OP y.x, x.y OP y.y, x.z OP y.z, x.w OP y.w);                                  \
+        }                                                                                                          \
+    }
+P4J_BINARY4(p4j_add4, +)
+P4J_BINARY4(p4j_mul4, *)
+
 // out = alpha·x
 extern "C" __global__ void p4j_scale(const float* x, float alpha, float* out, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -275,6 +287,94 @@ extern "C" __global__ void p4j_layernorm(const float* x, const float* gamma, con
     if (threadIdx.x == 0) {
         mean[r] = mu;
         rstd[r] = rs;
+    }
+}
+
+// The same two kernels for rows of d ≤ 4·32·LN_VECS floats with d % 4 == 0 and 16-byte aligned
+// rows: one warp per row, the row held in registers as float4 (read once), warp-shuffle sums.
+// Same math (two-pass variance, biased, rstd = 1/sqrt(var + eps)); only the summation order differs.
+#define LN_VECS 12
+#define LN_WARPS 8
+
+extern "C" __global__ void __launch_bounds__(LN_WARPS * 32) p4j_layernorm_warp(const float* x, const float* gamma,
+        const float* beta, float* out, float* mean, float* rstd, int rows, int d, float eps) {
+    const int r = blockIdx.x * LN_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31, d4 = d >> 2;
+    if (r >= rows) return; // warp-uniform
+    const float4* xr = reinterpret_cast<const float4*>(x + (long long) r * d);
+    float4 v[LN_VECS];
+    float s = 0.0f;
+#pragma unroll
+    for (int t = 0; t < LN_VECS; t++) {
+        int c = lane + 32 * t;
+        v[t] = c < d4 ? xr[c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        s += (v[t].x + v[t].y) + (v[t].z + v[t].w);
+    }
+    const float mu = warp_sum(s) / d;
+    float q = 0.0f;
+#pragma unroll
+    for (int t = 0; t < LN_VECS; t++) {
+        if (lane + 32 * t < d4) {
+            float a = v[t].x - mu, b = v[t].y - mu, c = v[t].z - mu, e = v[t].w - mu;
+            q += (a * a + b * b) + (c * c + e * e);
+        }
+    }
+    const float rs = rsqrtf(warp_sum(q) / d + eps);
+    const float4* g4 = reinterpret_cast<const float4*>(gamma);
+    const float4* b4 = reinterpret_cast<const float4*>(beta);
+    float4* o4 = reinterpret_cast<float4*>(out + (long long) r * d);
+#pragma unroll
+    for (int t = 0; t < LN_VECS; t++) {
+        int c = lane + 32 * t;
+        if (c < d4) {
+            float4 g = g4[c], b = b4[c], y;
+            y.x = (v[t].x - mu) * rs * g.x + b.x;
+            y.y = (v[t].y - mu) * rs * g.y + b.y;
+            y.z = (v[t].z - mu) * rs * g.z + b.z;
+            y.w = (v[t].w - mu) * rs * g.w + b.w;
+            o4[c] = y;
+        }
+    }
+    if (lane == 0) {
+        mean[r] = mu;
+        rstd[r] = rs;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(LN_WARPS * 32) p4j_layernorm_backward_x_warp(const float* dOut, const float* x,
+        const float* gamma, const float* mean, const float* rstd, float* dX, int rows, int d) {
+    const int r = blockIdx.x * LN_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31, d4 = d >> 2;
+    if (r >= rows) return; // warp-uniform
+    const float mu = mean[r], rs = rstd[r];
+    const float4* xr = reinterpret_cast<const float4*>(x + (long long) r * d);
+    const float4* gr = reinterpret_cast<const float4*>(dOut + (long long) r * d);
+    const float4* g4 = reinterpret_cast<const float4*>(gamma);
+    float4 xh[LN_VECS], gg[LN_VECS]; // xhat and g = dOut·gamma
+    float sg = 0.0f, sgx = 0.0f;
+#pragma unroll
+    for (int t = 0; t < LN_VECS; t++) {
+        int c = lane + 32 * t;
+        xh[t] = gg[t] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (c < d4) {
+            float4 xv = xr[c], dv = gr[c], gm = g4[c];
+            xh[t] = make_float4((xv.x - mu) * rs, (xv.y - mu) * rs, (xv.z - mu) * rs, (xv.w - mu) * rs);
+            gg[t] = make_float4(dv.x * gm.x, dv.y * gm.y, dv.z * gm.z, dv.w * gm.w);
+            sg += (gg[t].x + gg[t].y) + (gg[t].z + gg[t].w);
+            sgx += (gg[t].x * xh[t].x + gg[t].y * xh[t].y) + (gg[t].z * xh[t].z + gg[t].w * xh[t].w);
+        }
+    }
+    const float meanG = warp_sum(sg) / d, meanGX = warp_sum(sgx) / d;
+    float4* o4 = reinterpret_cast<float4*>(dX + (long long) r * d);
+#pragma unroll
+    for (int t = 0; t < LN_VECS; t++) {
+        int c = lane + 32 * t;
+        if (c < d4) {
+            float4 o = o4[c];
+            o.x += rs * (gg[t].x - meanG - xh[t].x * meanGX);
+            o.y += rs * (gg[t].y - meanG - xh[t].y * meanGX);
+            o.z += rs * (gg[t].z - meanG - xh[t].z * meanGX);
+            o.w += rs * (gg[t].w - meanG - xh[t].w * meanGX);
+            o4[c] = o;
+        }
     }
 }
 

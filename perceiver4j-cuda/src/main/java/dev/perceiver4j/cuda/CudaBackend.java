@@ -24,8 +24,9 @@ import java.lang.foreign.MemorySegment;
  * addresses step after step). Buffers allocated inside a Scope go back on its close; the rest
  * (fromFloats, persistentZeros, tensors made outside a scope) when the GC finds them unreachable.
  *
- * <p>Precision: fp32 storage throughout. Matrix products use exact fp32 unless {@code tf32} is set
- * ({@code -Dperceiver4j.cuda.tf32=true}); in TF32 mode attention, forward and backward, also runs its
+ * <p>Precision: fp32 storage throughout. Matrix products follow {@link MatmulPrecision}
+ * ({@code -Dperceiver4j.cuda.precision=fp32|tf32|bf16}, default exact fp32): TF32 or bf16 tensor
+ * cores with fp32 accumulation. In the TF32 and bf16 modes attention, forward and backward, runs its
  * products on tensor cores (TF32 mma.sync, fp32 softmax, fp32 accumulation) at the head dims that
  * have a kernel (Dqk×Dv 8×8, 16×16, 32×32, 64×64, 32×96, 32×160).
  * GELU is the exact erf form in our own epilogue kernel:
@@ -53,6 +54,8 @@ public final class CudaBackend implements Backend {
             tcKey(32, 96), tcKey(32, 160));
     /** Query rows per block, keys per tile and warps of the tensor-core forward (TC_ROWS, TC_KEYS, TC_WARPS). */
     private static final int TC_ROWS = 64, TC_KEYS = 32, TC_WARPS = 4;
+    /** Floats per lane (as float4) and rows (warps) per block of the warp-per-row layer norm (LN_VECS, LN_WARPS in kernels.cu). */
+    private static final int LN_VECS = 12, LN_WARPS = 8;
     /** Tokens per chunk of the embedding backward's counting sort (EMB_CHUNK in kernels.cu). */
     private static final int EMB_CHUNK = 1024;
     /** Off with -Dperceiver4j.cuda.tcAttention=false: TF32 mode then keeps the fp32 attention kernels. */
@@ -64,18 +67,27 @@ public final class CudaBackend implements Backend {
     private final Gemm gemm;
     private final DeviceBuffer status; // int[4]: code, position, value, limit
 
+    /** {@code tf32}: TF32 matrix products, else exact fp32. */
     public CudaBackend(CudaContext context, boolean tf32) {
+        this(context, tf32 ? MatmulPrecision.TF32 : MatmulPrecision.FP32);
+    }
+
+    public CudaBackend(CudaContext context, MatmulPrecision precision) {
         this.context = context;
         this.allocator = new DeviceAllocator(context);
         this.kernels = new Kernels(context);
-        this.gemm = new Gemm(context, allocator, tf32);
+        this.gemm = new Gemm(context, allocator, kernels, precision);
         this.status = allocator.allocate(16);
         Driver.memsetD32Async(status.address(), 0, 4, context.stream());
     }
 
-    /** Device 0, TF32 from {@code -Dperceiver4j.cuda.tf32} (default false: exact fp32). */
+    /** Device 0; precision from {@code -Dperceiver4j.cuda.precision=fp32|tf32|bf16} (default fp32, see {@link MatmulPrecision}). */
     public static CudaBackend create() {
-        return new CudaBackend(CudaContext.create(0), Boolean.getBoolean("perceiver4j.cuda.tf32"));
+        return new CudaBackend(CudaContext.create(0), MatmulPrecision.fromSystemProperties());
+    }
+
+    public MatmulPrecision precision() {
+        return gemm.precision();
     }
 
     public CudaContext context() {
@@ -92,7 +104,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public String name() {
-        return "cuda (" + context + ", matmul " + (gemm.tf32() ? "tf32" : "fp32") + ")";
+        return "cuda (" + context + ", matmul " + gemm.precision().label() + ")";
     }
 
     @Override
@@ -338,6 +350,15 @@ public final class CudaBackend implements Backend {
     // ---- normalisation and pointwise ---------------------------------------------------------
 
     /** Threads for a one-block-per-row kernel over rows of length {@code n}: a multiple of 32, at most 1024. */
+    /** Whether the warp-per-row layer norm kernels apply: d a multiple of 4 up to 4·32·LN_VECS, rows 16-byte aligned. */
+    private boolean warpLayerNorm(int d, Tensor... rowTensors) {
+        if (d % 4 != 0 || d > 4 * 32 * LN_VECS) return false;
+        for (Tensor t : rowTensors) {
+            if (ptr(t) % 16 != 0) return false;
+        }
+        return true;
+    }
+
     private static int rowThreads(int n) {
         if (n >= 1024) return 1024;
         return Math.max(32, (n + 31) / 32 * 32);
@@ -349,7 +370,9 @@ public final class CudaBackend implements Backend {
         check(gamma.size() == d && beta.size() == d, "layerNorm: gamma/beta must have " + d + " elements, got " + gamma.describe() + ", " + beta.describe());
         check(mean.size() == rows && rstd.size() == rows, "layerNorm: mean/rstd must have " + rows + " elements");
         if (rows == 0) return;
-        kernels.launch("p4j_layernorm").grid(rows).block(rowThreads(d))
+        boolean warp = warpLayerNorm(d, x, gamma, beta, out);
+        kernels.launch(warp ? "p4j_layernorm_warp" : "p4j_layernorm").grid(warp ? (rows + LN_WARPS - 1) / LN_WARPS : rows)
+                .block(warp ? LN_WARPS * 32 : rowThreads(d))
                 .ptr(ptr(x)).ptr(ptr(gamma)).ptr(ptr(beta)).ptr(ptr(out)).ptr(ptr(mean)).ptr(ptr(rstd)).i32(rows).i32(d).f32(eps).go();
     }
 
@@ -358,7 +381,9 @@ public final class CudaBackend implements Backend {
         int d = x.shape().last(), rows = x.shape().rows();
         if (rows == 0) return;
         if (dX != null) {
-            kernels.launch("p4j_layernorm_backward_x").grid(rows).block(rowThreads(d))
+            boolean warp = warpLayerNorm(d, dOut, x, gamma, dX);
+            kernels.launch(warp ? "p4j_layernorm_backward_x_warp" : "p4j_layernorm_backward_x")
+                    .grid(warp ? (rows + LN_WARPS - 1) / LN_WARPS : rows).block(warp ? LN_WARPS * 32 : rowThreads(d))
                     .ptr(ptr(dOut)).ptr(ptr(x)).ptr(ptr(gamma)).ptr(ptr(mean)).ptr(ptr(rstd)).ptr(ptr(dX)).i32(rows).i32(d).go();
         }
         if (dGamma != null || dBeta != null) {
@@ -427,9 +452,14 @@ public final class CudaBackend implements Backend {
 
     private void elementwise(String kernel, Tensor a, Tensor b, Tensor out) {
         sameSize(a, out, kernel);
-        int n = a.size();
+        int n = a.size(), bLen = b.size();
         if (n == 0) return;
-        kernels.launch(kernel).grid(Kernels.blocks(n, THREADS)).block(THREADS).ptr(ptr(a)).ptr(ptr(b)).ptr(ptr(out)).i32(n).i32(b.size()).go();
+        if (n % 4 == 0 && bLen % 4 == 0 && ((ptr(a) | ptr(b) | ptr(out)) & 15) == 0) { // float4 variant
+            kernels.launch(kernel + "4").grid(Kernels.blocks(n / 4, THREADS)).block(THREADS).ptr(ptr(a)).ptr(ptr(b)).ptr(ptr(out))
+                    .i32(n / 4).i32(bLen / 4).go();
+            return;
+        }
+        kernels.launch(kernel).grid(Kernels.blocks(n, THREADS)).block(THREADS).ptr(ptr(a)).ptr(ptr(b)).ptr(ptr(out)).i32(n).i32(bLen).go();
     }
 
     @Override
@@ -590,7 +620,7 @@ public final class CudaBackend implements Backend {
      * these head dims, and {@code streamed} (the tensors the kernels copy with 16-byte cp.async) 16-byte aligned.
      */
     boolean tensorCoreAttention(AttentionShape s, Tensor... streamed) {
-        if (!(TC_ATTENTION && gemm.tf32() && context.computeCapability() >= 80 && TC_SHAPES.contains(tcKey(s.dqk(), s.dv())))) {
+        if (!(TC_ATTENTION && gemm.precision().reduced() && context.computeCapability() >= 80 && TC_SHAPES.contains(tcKey(s.dqk(), s.dv())))) {
             return false;
         }
         for (Tensor t : streamed) {

@@ -28,8 +28,11 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * exactly {@code C[i, j] += bias[j]}.
  *
  * <p>Plans (descriptor, layouts, the heuristic's algorithm) are cached per shape, transposes,
- * batch strides and operand alignment. Compute type: exact fp32 ({@code CUBLAS_COMPUTE_32F}) unless
- * TF32 was asked for ({@code CUBLAS_COMPUTE_32F_FAST_TF32}).
+ * batch strides and operand alignment. Compute type ({@link MatmulPrecision}): exact fp32
+ * ({@code CUBLAS_COMPUTE_32F}), TF32 ({@code CUBLAS_COMPUTE_32F_FAST_TF32}), or BF16: both operands
+ * are first rounded to bf16 copies (one cast kernel each, into buffers from the caching allocator,
+ * freed right after in stream order) and multiplied on tensor cores with fp32 accumulation into the
+ * fp32 C ({@code CUBLAS_COMPUTE_32F} with bf16 A/B layouts); the bias epilogue stays fp32.
  */
 final class Gemm {
     static final long WORKSPACE_BYTES = 32L << 20;
@@ -40,16 +43,20 @@ final class Gemm {
     private record Plan(MemorySegment desc, MemorySegment aLayout, MemorySegment bLayout, MemorySegment cLayout, MemorySegment algo) {}
 
     private final CudaContext context;
-    private final boolean tf32;
+    private final MatmulPrecision precision;
+    private final DeviceAllocator allocator;
+    private final Kernels kernels;
     private final MemorySegment handle;
     private final DeviceBuffer workspace;
     private final Arena arena = Arena.ofAuto();
     private final MemorySegment one, zero;
     private final Map<Key, Plan> plans = new HashMap<>();
 
-    Gemm(CudaContext context, DeviceAllocator allocator, boolean tf32) {
+    Gemm(CudaContext context, DeviceAllocator allocator, Kernels kernels, MatmulPrecision precision) {
         this.context = context;
-        this.tf32 = tf32;
+        this.precision = precision;
+        this.allocator = allocator;
+        this.kernels = kernels;
         context.makeCurrent();
         NativeLibraries.cublasLt(); // a clear error when libcublasLt is missing
         this.handle = CublasLt.create();
@@ -60,13 +67,17 @@ final class Gemm {
         zero.set(JAVA_FLOAT, 0, 0f);
     }
 
-    boolean tf32() {
-        return tf32;
+    MatmulPrecision precision() {
+        return precision;
     }
 
-    /** Largest power of two (≤ 256) dividing every address the operand takes over the batch. */
+    /** Largest power of two (≤ 256) dividing every address the operand takes over the batch (elements of 4 bytes). */
     private static int alignment(long address, long strideElements) {
-        long a = Long.lowestOneBit(address | (strideElements * 4) | 256);
+        return alignment(address, strideElements, 4);
+    }
+
+    private static int alignment(long address, long strideElements, int elementBytes) {
+        long a = Long.lowestOneBit(address | (strideElements * elementBytes) | 256);
         return (int) Math.min(256, a);
     }
 
@@ -80,9 +91,34 @@ final class Gemm {
         if (m == 0 || n == 0) return;
         if (batch > 1 && (sX == 0 || sY == 0 || sC == 0)) throw new IllegalArgumentException("Gemm.run: zero batch stride (loop instead)");
         context.makeCurrent();
+        if (precision == MatmulPrecision.BF16) {
+            // bf16 copies of the spans the operands cover (the batch's matrices and any gaps between them)
+            DeviceBuffer bx = toBf16(x, (batch > 1 ? (batch - 1) * sX : 0) + (long) m * k);
+            DeviceBuffer by = toBf16(y, (batch > 1 ? (batch - 1) * sY : 0) + (long) k * n);
+            Key key = new Key(tx, ty, m, n, k, batch, sX, sY, sC, bias != 0, accumulate,
+                    alignment(bx.address(), batch > 1 ? sX : 0, 2), alignment(by.address(), batch > 1 ? sY : 0, 2),
+                    alignment(c, batch > 1 ? sC : 0), bias == 0 ? 0 : alignment(bias, 0));
+            matmul(key, bx.address(), by.address(), c, accumulate, bias);
+            allocator.free(bx); // safe: later work on the stream runs after the product
+            allocator.free(by);
+            return;
+        }
         Key key = new Key(tx, ty, m, n, k, batch, sX, sY, sC, bias != 0, accumulate,
                 alignment(x, batch > 1 ? sX : 0), alignment(y, batch > 1 ? sY : 0), alignment(c, batch > 1 ? sC : 0),
                 bias == 0 ? 0 : alignment(bias, 0));
+        matmul(key, x, y, c, accumulate, bias);
+    }
+
+    /** A bf16 copy (rounded to nearest even) of {@code elements} fp32 values at {@code address}. */
+    private DeviceBuffer toBf16(long address, long elements) {
+        if (elements > Integer.MAX_VALUE) throw new IllegalArgumentException("bf16 matmul operand of " + elements + " elements is too large");
+        DeviceBuffer b = allocator.allocate(2 * elements);
+        kernels.launch("p4j_f32_to_bf16").grid(Kernels.blocks(elements, 256)).block(256).ptr(address).ptr(b.address())
+                .i32((int) elements).go();
+        return b;
+    }
+
+    private void matmul(Key key, long x, long y, long c, boolean accumulate, long bias) {
         Plan p = plans.get(key);
         if (p == null) {
             p = plan(key, bias);
@@ -95,16 +131,15 @@ final class Gemm {
 
     private Plan plan(Key key, long bias) {
         int m = key.m(), n = key.n(), k = key.k();
-        MemorySegment desc = CublasLt.matmulDescCreate(tf32 ? CublasLt.CUBLAS_COMPUTE_32F_FAST_TF32 : CublasLt.CUBLAS_COMPUTE_32F,
-                CublasLt.CUDA_R_32F);
+        MemorySegment desc = CublasLt.matmulDescCreate(precision == MatmulPrecision.TF32 ? CublasLt.CUBLAS_COMPUTE_32F_FAST_TF32
+                : CublasLt.CUBLAS_COMPUTE_32F, CublasLt.CUDA_R_32F);
+        int ab = precision == MatmulPrecision.BF16 ? CublasLt.CUDA_R_16BF : CublasLt.CUDA_R_32F; // A and B; C stays fp32
         CublasLt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_TRANSA, key.ty() ? CublasLt.CUBLAS_OP_T : CublasLt.CUBLAS_OP_N);
         CublasLt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_TRANSB, key.tx() ? CublasLt.CUBLAS_OP_T : CublasLt.CUBLAS_OP_N);
         CublasLt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_EPILOGUE, key.bias() ? CublasLt.EPILOGUE_BIAS : CublasLt.EPILOGUE_DEFAULT);
         if (key.bias()) CublasLt.matmulDescSetLong(desc, CublasLt.MATMUL_DESC_BIAS_POINTER, bias);
-        MemorySegment aL = key.ty() ? CublasLt.matrixLayoutCreate(CublasLt.CUDA_R_32F, k, n, k)
-                                    : CublasLt.matrixLayoutCreate(CublasLt.CUDA_R_32F, n, k, n);
-        MemorySegment bL = key.tx() ? CublasLt.matrixLayoutCreate(CublasLt.CUDA_R_32F, m, k, m)
-                                    : CublasLt.matrixLayoutCreate(CublasLt.CUDA_R_32F, k, m, k);
+        MemorySegment aL = key.ty() ? CublasLt.matrixLayoutCreate(ab, k, n, k) : CublasLt.matrixLayoutCreate(ab, n, k, n);
+        MemorySegment bL = key.tx() ? CublasLt.matrixLayoutCreate(ab, m, k, m) : CublasLt.matrixLayoutCreate(ab, k, m, k);
         MemorySegment cL = CublasLt.matrixLayoutCreate(CublasLt.CUDA_R_32F, n, m, n);
         if (key.batch() > 1) {
             CublasLt.matrixLayoutSetBatch(aL, key.batch(), key.sY());
@@ -128,6 +163,6 @@ final class Gemm {
     private String describe(Key key) {
         return (key.batch() > 1 ? key.batch() + "×" : "") + "[" + key.m() + "," + key.n() + "] = " + (key.tx() ? "Xᵀ" : "X") + "·"
                 + (key.ty() ? "Yᵀ" : "Y") + " (k " + key.k() + (key.bias() ? ", +bias" : "") + (key.accumulate() ? ", +C" : "")
-                + (tf32 ? ", tf32" : ", fp32") + ")";
+                + ", " + precision.label() + ")";
     }
 }

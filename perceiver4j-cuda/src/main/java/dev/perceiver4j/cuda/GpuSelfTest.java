@@ -18,13 +18,23 @@ import java.util.List;
  * </pre>
  * Prints the device, then one line per check (op, max error, tolerance, PASS/FAIL), then the
  * allocator's memory report; exits 0 when every check passes, 1 when one fails, 2 when CUDA could
- * not start. The op checks are {@link OpParity}'s; then {@link ModelParity}'s: a Perceiver AR
+ * not start. The op checks are {@link OpParity}'s (with the TF32 matmul and tensor-core attention
+ * checks and the bf16 matmul checks unless {@code --no-tf32}); then {@link ModelParity}'s: a Perceiver AR
  * trained 3 steps on the GPU and on the CPU from the same weights (always), and with
  * {@code --fixtures DIR} (DIR holding the folders {@code hf-perceiver-mlm-tiny} and
  * {@code kr-perceiver-ar}, copies of perceiver4j-core/src/test/resources/fixtures/*) both reference
  * models' logits and greedy tokens on the GPU.
  */
 public final class GpuSelfTest {
+    /**
+     * bf16 matmul tolerance (error relative to max(1, |reference|)): rounding both inputs to bf16
+     * (unit roundoff 2⁻⁹) moves each product by at most 2⁻⁸ of its size, so a K-term dot product of
+     * the checks' unit-variance Gaussian inputs moves by at most 2⁻⁸·Σ|a·b| ≈ 2⁻⁸·0.64·K: 0.32 at
+     * the largest K (129). Typical errors are a few 1e-2 (they add like a random walk); a wrong
+     * operand, layout, bias or missing term gives errors of order |C| ≈ √K ≈ 11.
+     */
+    static final double BF16_TOLERANCE = 0.35;
+
     private GpuSelfTest() {}
 
     public static void main(String[] args) {
@@ -62,6 +72,8 @@ public final class GpuSelfTest {
             CudaBackend tf = new CudaBackend(cuda.context(), true);
             checks.addAll(OpParity.matmulChecks(tf, ref, seed, 1e-2));
             checks.addAll(OpParity.tensorCoreAttentionChecks(tf, ref, seed, 1e-2));
+            CudaBackend bf = new CudaBackend(cuda.context(), MatmulPrecision.BF16);
+            checks.addAll(OpParity.matmulChecks(bf, ref, seed, BF16_TOLERANCE, "bf16"));
         }
         checks.addAll(ModelParity.trainingChecks(cuda, new CpuBackend(CpuPool.common(), new JavaSgemm(CpuPool.common()))));
         if (fixtures != null) checks.addAll(ModelParity.fixtureChecks(cuda, fixtures));

@@ -92,10 +92,15 @@ public final class OpParity {
 
     /** Only the matmul checks, at a given tolerance, labelled [tf32] (for a TF32 backend). */
     public static List<Check> matmulChecks(Backend gpu, Backend ref, long seed, double tolerance) {
+        return matmulChecks(gpu, ref, seed, tolerance, "tf32");
+    }
+
+    /** Only the matmul checks, at a given tolerance, labelled [label] (for a reduced-precision backend). */
+    public static List<Check> matmulChecks(Backend gpu, Backend ref, long seed, double tolerance, String label) {
         OpParity p = new OpParity(gpu, ref, seed);
         List<Check> c = new ArrayList<>();
         p.matmuls(c);
-        return c.stream().map(k -> new Check(k.op() + " [tf32]", tolerance, k.body())).toList();
+        return c.stream().map(k -> new Check(k.op() + " [" + label + "]", tolerance, k.body())).toList();
     }
 
     /**
@@ -299,7 +304,8 @@ public final class OpParity {
     // ---- layer norm ----------------------------------------------------------------------------
 
     private void layerNorms(List<Check> c) {
-        for (int[] dims : new int[][] {{7, 45}, {3, 1031}, {130, 64}}) {
+        // one block per row (d 45, 1031, 1540) and one warp per row (d % 4 == 0, up to 1536: 64, 1280, 512, 1536)
+        for (int[] dims : new int[][] {{7, 45}, {3, 1031}, {130, 64}, {33, 1280}, {70, 512}, {9, 1536}, {4, 1540}}) {
             int rows = dims[0], d = dims[1];
             String shape = Arrays.toString(dims);
             c.add(new Check("layerNorm " + shape, FP32, () -> {
@@ -342,15 +348,19 @@ public final class OpParity {
                 return err(dX);
             }));
         }
-        for (int[] bDims : new int[][] {{10}, {3, 10}, {4, 3, 10}}) {
-            c.add(new Check("add [4,3,10] + " + Arrays.toString(bDims), FP32, () -> {
-                Pair a = randPair(1, 4, 3, 10), b = randPair(1, bDims), out = emptyPair(DType.F32, 4, 3, 10);
+        // a [4,3,10] with b of 10 or 30 elements: the scalar kernels; a [4,3,12] (b of 12, 36, 144): the float4 ones
+        for (int[][] ab : new int[][][] {{{4, 3, 10}, {10}}, {{4, 3, 10}, {3, 10}}, {{4, 3, 10}, {4, 3, 10}},
+                {{4, 3, 12}, {12}}, {{4, 3, 12}, {3, 12}}, {{4, 3, 12}, {4, 3, 12}}}) {
+            int[] aDims = ab[0], bDims = ab[1];
+            String shapes = Arrays.toString(aDims) + " %s " + Arrays.toString(bDims);
+            c.add(new Check("add " + shapes.formatted("+"), FP32, () -> {
+                Pair a = randPair(1, aDims), b = randPair(1, bDims), out = emptyPair(DType.F32, aDims);
                 gpu.add(a.g(), b.g(), out.g());
                 ref.add(a.r(), b.r(), out.r());
                 return err(out);
             }));
-            c.add(new Check("mul [4,3,10] * " + Arrays.toString(bDims), FP32, () -> {
-                Pair a = randPair(1, 4, 3, 10), b = randPair(1, bDims), out = emptyPair(DType.F32, 4, 3, 10);
+            c.add(new Check("mul " + shapes.formatted("*"), FP32, () -> {
+                Pair a = randPair(1, aDims), b = randPair(1, bDims), out = emptyPair(DType.F32, aDims);
                 gpu.mul(a.g(), b.g(), out.g());
                 ref.mul(a.r(), b.r(), out.r());
                 return err(out);
