@@ -100,9 +100,26 @@ public final class Kernels {
         return new Launch(name);
     }
 
+    private static final int MAX_ARGS = 24;
+
+    /**
+     * Native memory for one launch's arguments, one per thread: {@code values} holds an 8-byte slot per
+     * argument, {@code params} (the void*[] cuLaunchKernel takes) points at the slots once and for all.
+     */
+    private record LaunchArgs(MemorySegment values, MemorySegment params) {
+        static LaunchArgs allocate() {
+            Arena arena = Arena.ofAuto(); // freed when the thread's block becomes unreachable
+            MemorySegment values = arena.allocate(8L * MAX_ARGS, 8);
+            MemorySegment params = arena.allocate(ADDRESS, MAX_ARGS);
+            for (int i = 0; i < MAX_ARGS; i++) params.setAtIndex(ADDRESS, i, values.asSlice(8L * i, 8));
+            return new LaunchArgs(values, params);
+        }
+    }
+
+    private static final ThreadLocal<LaunchArgs> LAUNCH_ARGS = ThreadLocal.withInitial(LaunchArgs::allocate);
+
     /** Arguments and shape of one launch. */
     public final class Launch {
-        private static final int MAX_ARGS = 24;
         private final String name;
         private final long[] values = new long[MAX_ARGS];
         private final boolean[] wide = new boolean[MAX_ARGS];
@@ -165,18 +182,13 @@ public final class Kernels {
             context.makeCurrent();
             MemorySegment f = function(name);
             allowShared(name, f, sharedBytes);
-            try (Arena a = Arena.ofConfined()) {
-                MemorySegment args = a.allocate(8L * count, 8);        // the values, one 8-byte slot each
-                MemorySegment params = a.allocate(ADDRESS, Math.max(1, count)); // void*[]: pointers to the values
-                for (int i = 0; i < count; i++) {
-                    MemorySegment slot = args.asSlice(8L * i, 8);
-                    if (wide[i]) slot.set(ValueLayout.JAVA_LONG, 0, values[i]);
-                    else slot.set(ValueLayout.JAVA_INT, 0, (int) values[i]);
-                    params.setAtIndex(ADDRESS, i, slot);
-                }
-                // cuLaunchKernel copies the argument values, so the arena may close right after.
-                Driver.launchKernel(f, gridX, gridY, 1, blockX, 1, 1, sharedBytes, context.stream(), params, name);
+            // The calling thread's argument block, reused: cuLaunchKernel copies the values before it returns.
+            LaunchArgs block = LAUNCH_ARGS.get();
+            for (int i = 0; i < count; i++) {
+                if (wide[i]) block.values.set(ValueLayout.JAVA_LONG, 8L * i, values[i]);
+                else block.values.set(ValueLayout.JAVA_INT, 8L * i, (int) values[i]);
             }
+            Driver.launchKernel(f, gridX, gridY, 1, blockX, 1, 1, sharedBytes, context.stream(), block.params, name);
         }
     }
 }
