@@ -18,6 +18,7 @@ import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
+import java.util.List;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 
@@ -33,6 +34,16 @@ import java.util.concurrent.TimeUnit;
  * </pre>
  * {@code impl=cblas} needs a CBLAS ({@code scripts/fetch-openblas.sh}); without one that
  * configuration fails in setup and JMH moves on to the next.
+ *
+ * <p>{@code kernel} is the register tile of the pure-Java SGEMM ({@link JavaSgemm.Kernel}: {@code 8x2},
+ * the default of {@code -Dperceiver4j.sgemm.kernel}, or {@code 6x4}), so one run compares both in the
+ * same process. It means nothing to {@code impl=cblas}: that configuration runs for {@code kernel=8x2}
+ * only and fails in setup (skipped) for the other, rather than measuring the same thing twice.
+ * For example, both tiles at the nn.Linear shape:
+ * <pre>
+ *   java -jar perceiver4j-bench/target/perceiver4j-bench.jar SgemmBench -wi 2 -i 3 \
+ *       -p impl=java -p transB=true -p shape=256x1280x1280
+ * </pre>
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
@@ -44,6 +55,10 @@ public class SgemmBench {
 
     @Param({"java", "cblas"})
     public String impl;
+
+    /** Register tile of impl=java: 8x2 or 6x4. */
+    @Param({"8x2", "6x4"})
+    public String kernel;
 
     @Param({"1", "2"})
     public int threads;
@@ -67,9 +82,13 @@ public class SgemmBench {
         m = s[0];
         k = s[1];
         n = s[2];
+        JavaSgemm.Kernel tile = JavaSgemm.Kernel.parse(kernel);
+        if (impl.equals("cblas") && tile != JavaSgemm.Kernel.K8X2) {
+            throw new IllegalStateException("kernel=" + kernel + " applies to impl=java only (cblas runs with kernel=8x2): skipped");
+        }
         pool = CpuPool.create(threads);
         gemm = switch (impl) {
-            case "java" -> new JavaSgemm(pool);
+            case "java" -> new JavaSgemm(pool, tile);
             case "cblas" -> CblasSgemm.load(pool)
                     .orElseThrow(() -> new IllegalStateException("no CBLAS found: run scripts/fetch-openblas.sh"));
             default -> throw new IllegalArgumentException("impl must be java or cblas, got " + impl);
@@ -105,19 +124,21 @@ public class SgemmBench {
             System.err.println("usage: SgemmBench <jmh-result.csv>   (prints GFLOP/s per configuration)");
             System.exit(2);
         }
-        java.util.List<String> lines = java.nio.file.Files.readAllLines(java.nio.file.Path.of(args[0]));
+        List<String> lines = java.nio.file.Files.readAllLines(java.nio.file.Path.of(args[0]));
         String[] head = splitCsv(lines.getFirst());
         int score = indexOf(head, "Score"), unit = indexOf(head, "Unit");
         int pImpl = indexOf(head, "Param: impl"), pThreads = indexOf(head, "Param: threads");
         int pShape = indexOf(head, "Param: shape"), pTrans = indexOf(head, "Param: transB");
+        int pKernel = List.of(head).indexOf("Param: kernel"); // absent from CSVs written before the param existed
         for (String line : lines.subList(1, lines.size())) {
             String[] f = splitCsv(line);
             if (!f[unit].equals("us/op")) continue;
             int[] s = parseShape(f[pShape]);
             double us = Double.parseDouble(f[score]);
             double gflops = 2.0 * s[0] * s[1] * s[2] / (us * 1e3);
-            System.out.printf("%-6s threads=%s shape=%-14s transB=%-5s %10.1f us  %7.1f GFLOP/s%n",
-                    f[pImpl], f[pThreads], f[pShape], f[pTrans], us, gflops);
+            String tile = f[pImpl].equals("java") && pKernel >= 0 ? f[pKernel] : "-";
+            System.out.printf("%-6s kernel=%-3s threads=%s shape=%-14s transB=%-5s %10.1f us  %7.1f GFLOP/s%n",
+                    f[pImpl], tile, f[pThreads], f[pShape], f[pTrans], us, gflops);
         }
     }
 

@@ -1,6 +1,7 @@
 package dev.perceiver4j.cli;
 
 import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.backend.cpu.gemm.JavaSgemm;
 import dev.perceiver4j.model.io.PerceiverForMaskedLM;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -40,6 +41,9 @@ public final class Main implements Runnable {
         @Option(names = "--gemm", description = "auto | java | cblas | naive: matrix-product implementation on the CPU (default: auto)")
         String gemm;
 
+        @Option(names = "--gemm-kernel", description = "8x2 | 6x4: register tile of the pure-Java SGEMM (default: 8x2, or -Dperceiver4j.sgemm.kernel; 6x4 is meant for Intel AVX-512 cores)")
+        String gemmKernel;
+
         void apply() {
             System.setProperty("perceiver4j.backend", backend);
             if (threads != null) {
@@ -47,6 +51,15 @@ public final class Main implements Runnable {
                 System.setProperty("perceiver4j.threads", threads.toString());
             }
             if (gemm != null) System.setProperty("perceiver4j.gemm", gemm);
+            if (gemmKernel != null) {
+                try {
+                    JavaSgemm.Kernel.parse(gemmKernel);
+                } catch (IllegalArgumentException e) {
+                    throw new CommandLine.ParameterException(new CommandLine(new Main()), "--gemm-kernel must be 8x2 or 6x4, got " + gemmKernel);
+                }
+                // JavaSgemm reads the property once, when it is first used: after apply(), as the backend is created.
+                System.setProperty(JavaSgemm.KERNEL_PROPERTY, gemmKernel.trim());
+            }
         }
     }
 

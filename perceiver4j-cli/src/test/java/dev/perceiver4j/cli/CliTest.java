@@ -152,4 +152,12 @@ class CliTest {
         assertThat(Main.run("fill-mask", "--model", MODEL.toString(), "x".repeat(60) + "[MASK]")).isEqualTo(1);
         assertThat(stderr()).contains("at most 40");
     }
+
+    @Test
+    void rejectsAnUnknownGemmKernel() {
+        String before = System.getProperty("perceiver4j.sgemm.kernel");
+        assertThat(Main.run("info", "--gemm-kernel", "4x4")).isNotZero();
+        assertThat(stderr()).contains("--gemm-kernel must be 8x2 or 6x4, got 4x4");
+        assertThat(System.getProperty("perceiver4j.sgemm.kernel")).isEqualTo(before);
+    }
 }

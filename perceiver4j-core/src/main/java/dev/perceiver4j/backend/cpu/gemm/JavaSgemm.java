@@ -11,26 +11,56 @@ import java.util.Objects;
  * Pure-Java SGEMM on the Vector API, organised like GotoBLAS/BLIS.
  *
  * <h2>Blocking scheme</h2>
- * With VL = lanes of {@link #SPECIES} (16 floats on AVX-512, 8 on AVX2):
+ * With VL = lanes of {@link #SPECIES} (16 floats on AVX-512, 8 on AVX2) and MR x NR the register
+ * tile of the {@link Kernel} in use:
  * <pre>
  *   for jc in [0, n) step NC          NC = 3072 columns at most (a multiple of NR; fewer when
  *                                     k x NC would pass MAX_STRIP floats)
  *     pack B[0:k, jc:jc+NC] as K panels of KC rows, each in slivers of NR columns: sliver s =
  *                                     KC x NR, row-major (every B row/column read in one run)
- *     for pc in [0, k) step KC        KC = 256 at most (k is cut into equal panels)
- *       for ic in [0, m) step MC      MC = 256 rows at most (equal blocks, multiples of MR)
+ *     for pc in [0, k) step KC        KC = 256 (8x2) or 128 (6x4) at most (k is cut into equal panels)
+ *       for ic in [0, m) step MC      MC = 256 (8x2) or 384 (6x4) rows at most (equal blocks,
+ *                                     multiples of MR)
  *         pack A[ic:ic+MC, pc:pc+KC] into slivers of MR rows: sliver = KC x MR, k-major
- *                                     (256 x 256 x 4 B: stays in L2)
- *         for jr in [0, NC) step NR   one B sliver (KC x NR x 4 B) stays in L1
+ *                                     (at most 192-256 KiB: stays in L2)
+ *         for jr in [0, NC) step NR   one B sliver (KC x NR x 4 B = 32 KiB with 512-bit
+ *                                     vectors, for both kernels) stays in L1
  *           for ir in [0, MC) step MR
  *             micro-kernel: C[ir:ir+MR, jr:jr+NR] (+)= A sliver . B sliver
  * </pre>
- * The micro-kernel keeps an MR x NR = 8 x (2 x VL) tile of C in 16 vector accumulators; per
- * k step it loads 2 vectors of the B sliver, broadcasts 8 scalars of the A sliver and issues
- * 16 independent FMAs. The packed slivers are zero-padded to full MR / NR, so tails in m and n
- * cost nothing in the kernel: a partial tile is computed into a small buffer and only its valid
- * part is merged into C. Tails in k are just a shorter KC. Packing handles all four transpose
- * combinations and any lda / ldb, so the kernel only ever sees unit-stride panels.
+ * The packed slivers are zero-padded to full MR / NR, so tails in m and n cost nothing in the
+ * kernel: a partial tile is computed into a small buffer and only its valid part is merged into C.
+ * Tails in k are just a shorter KC. Packing handles all four transpose combinations and any
+ * lda / ldb, so the kernel only ever sees unit-stride panels.
+ *
+ * <h2>Micro-kernels</h2>
+ * Two register tiles, chosen once per JVM with the system property {@value #KERNEL_PROPERTY}
+ * ({@code 8x2}, the default, or {@code 6x4}; tests and benchmarks pass a {@link Kernel} to
+ * {@link #JavaSgemm(CpuPool, Kernel)} instead):
+ * <ul>
+ *   <li><b>8x2</b>: MR x NR = 8 x (2 x VL) in 16 vector accumulators; per k step 2 vector loads of
+ *       the B sliver, 8 scalar broadcasts of the A sliver, 16 independent FMAs. When A is stored
+ *       [m,k] its full MR-row slivers are read in place (8 row streams) instead of being packed.
+ *       This is the kernel tuned on Zen 5.</li>
+ *   <li><b>6x4</b>: MR x NR = 6 x (4 x VL) in 24 accumulators; per k step 4 vector loads, 6
+ *       broadcasts, 24 FMAs (the tile shape of the usual AVX-512 SGEMM kernels). It exists for
+ *       Intel cores (Sapphire / Emerald Rapids), where the 8x2 kernel reaches a much smaller
+ *       fraction of peak than on Zen 5. The hypothesis behind it: a broadcast that is not fused
+ *       with its memory load is a port-5 uop there, and port 5 is also one of the two 512-bit FMA
+ *       ports, so 8 broadcasts per 16 FMAs would cap the FMA rate near 2/3. (C2 on JDK 25 does emit
+ *       every {@code broadcast(SPECIES, ap[i])} of both kernels as {@code vbroadcastss zmm, m32},
+ *       a pure load, in the disassembly on Zen 5; what 6x4 still saves is non-FMA work per FMA:
+ *       10 loads and about 9 scalar uops per 24 FMAs, against 10 loads per 16 FMAs for 8x2, plus
+ *       8 address computations per 16 in its in-place path.) A is always packed for it (no
+ *       in-place path), and KC is halved so that its twice-as-wide B sliver still fits in L1.
+ *       24 accumulators + 4 B vectors + 1 broadcast need 29 vector registers: it is meant for
+ *       AVX-512 (32 registers); with 256-bit vectors (16 registers) it spills. On Zen 5 both
+ *       tiles run at the same speed (docs/benchmarks.md).</li>
+ * </ul>
+ * Both keep their accumulators in locals of a small method written out by hand (no arrays, no
+ * helper taking vectors), so that C2 keeps them in registers, and index with compile-time
+ * constant strides. The shared packing and blocking code takes MR, NR, KC and MC from the
+ * instance's {@link Kernel}; the choice between micro-kernels is one branch per tile.
  *
  * <h2>Threads</h2>
  * The output is split into at most {@code pool.threads()} contiguous strips along its larger
@@ -44,16 +74,79 @@ public final class JavaSgemm implements Sgemm {
     static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
     private static final int VL = SPECIES.length();
 
-    /** Rows of the register tile. */
-    static final int MR = 8;
-    /** Columns of the register tile: 2 vectors. */
-    static final int NR = 2 * VL;
-    /** Depth of one packed panel. */
-    static final int KC = 256;
-    /** Rows of one packed A block (multiple of MR). */
-    static final int MC = 256;
-    /** Columns of one packed B panel (multiple of NR). */
-    static final int NC = Math.max(NR, 3072 / NR * NR);
+    /** System property choosing the register tile of {@link #JavaSgemm(CpuPool)}: {@code 8x2} (default) or {@code 6x4}. */
+    public static final String KERNEL_PROPERTY = "perceiver4j.sgemm.kernel";
+
+    /** Rows / columns of the 8x2 tile (8 rows, 2 vectors); constants, so the kernel's strides fold. */
+    private static final int MR_8X2 = 8, NR_8X2 = 2 * VL;
+    /** Rows / columns of the 6x4 tile (6 rows, 4 vectors). */
+    private static final int MR_6X4 = 6, NR_6X4 = 4 * VL;
+
+    /** Register tile of the micro-kernel, with the blocking sizes that go with it. */
+    public enum Kernel {
+        /** 8 rows x 2 vectors (16 accumulators), A stored [m,k] read in place. The default. */
+        K8X2("8x2", 8, 2, 256, 256, true),
+        /** 6 rows x 4 vectors (24 accumulators), A always packed; for Intel AVX-512 cores. */
+        K6X4("6x4", 6, 4, 128, 384, false);
+
+        /** Name as written in {@value JavaSgemm#KERNEL_PROPERTY}. */
+        final String label;
+        /** Rows of the register tile. */
+        final int mr;
+        /** Columns of the register tile: a number of whole vectors. */
+        final int nr;
+        /** Depth of one packed panel: KC x NR floats of a B sliver stay in L1. */
+        final int kc;
+        /** Rows of one packed A block (a multiple of MR). */
+        final int mc;
+        /** Columns of one packed B strip (a multiple of NR). */
+        final int nc;
+        /** Whether full MR-row slivers of an A stored [m,k] are read in place instead of packed. */
+        final boolean directA;
+
+        Kernel(String label, int mr, int vectors, int kc, int mc, boolean directA) {
+            this.label = label;
+            this.mr = mr;
+            // Not JavaSgemm.VL: reading the outer class's statics here would tie the two class
+            // initialisations in a cycle.
+            this.nr = vectors * FloatVector.SPECIES_PREFERRED.length();
+            this.kc = kc;
+            this.mc = mc;
+            this.nc = Math.max(nr, 3072 / nr * nr);
+            this.directA = directA;
+        }
+
+        /** The kernel named {@code 8x2} or {@code 6x4} (surrounding blanks ignored). */
+        public static Kernel parse(String name) {
+            String s = name.trim();
+            for (Kernel kn : values()) {
+                if (kn.label.equals(s)) return kn;
+            }
+            throw new IllegalArgumentException("-D" + KERNEL_PROPERTY + "=" + name + " is not one of 8x2, 6x4");
+        }
+
+        @Override
+        public String toString() {
+            return label;
+        }
+    }
+
+    /** The kernel of {@link #JavaSgemm(CpuPool)}: {@value #KERNEL_PROPERTY}, read once; null when that value is invalid. */
+    static final Kernel DEFAULT_KERNEL;
+    /** Why {@link #DEFAULT_KERNEL} is null. */
+    private static final String KERNEL_ERROR;
+
+    static {
+        Kernel kn = null;
+        String error = null;
+        try {
+            kn = Kernel.parse(System.getProperty(KERNEL_PROPERTY, Kernel.K8X2.label));
+        } catch (IllegalArgumentException e) {
+            error = e.getMessage();
+        }
+        DEFAULT_KERNEL = kn;
+        KERNEL_ERROR = error;
+    }
 
     /** Most floats of one packed B strip (k x strip width): 8 MiB per thread. */
     private static final int MAX_STRIP = 1 << 21;
@@ -61,11 +154,11 @@ public final class JavaSgemm implements Sgemm {
     /** Below this many flops (2mnk) the product runs on the calling thread alone. */
     private static final long PARALLEL_MIN_FLOPS = 1L << 21;
 
-    /** Per-thread packing buffers, grown on demand and reused across calls. */
+    /** Per-thread packing buffers, grown on demand and reused across calls (shared by both kernels). */
     private static final class Workspace {
         float[] packA = new float[0];
         float[] packB = new float[0];
-        final float[] tile = new float[MR * NR];
+        final float[] tile = new float[Math.max(MR_8X2 * NR_8X2, MR_6X4 * NR_6X4)];
 
         float[] packA(int size) {
             if (packA.length < size) packA = new float[size];
@@ -81,14 +174,36 @@ public final class JavaSgemm implements Sgemm {
     private static final ThreadLocal<Workspace> WORKSPACE = ThreadLocal.withInitial(Workspace::new);
 
     private final CpuPool pool;
+    private final Kernel kernel;
 
+    /**
+     * The kernel chosen by {@value #KERNEL_PROPERTY} (default 8x2).
+     *
+     * @throws IllegalArgumentException when that property names no kernel
+     */
     public JavaSgemm(CpuPool pool) {
+        this(pool, defaultKernel());
+    }
+
+    /** An explicit kernel, whatever {@value #KERNEL_PROPERTY} says (tests, benchmarks). */
+    public JavaSgemm(CpuPool pool, Kernel kernel) {
         this.pool = Objects.requireNonNull(pool, "pool");
+        this.kernel = Objects.requireNonNull(kernel, "kernel");
+    }
+
+    private static Kernel defaultKernel() {
+        if (DEFAULT_KERNEL == null) throw new IllegalArgumentException(KERNEL_ERROR);
+        return DEFAULT_KERNEL;
+    }
+
+    /** The register tile this instance uses. */
+    public Kernel kernel() {
+        return kernel;
     }
 
     @Override
     public String name() {
-        return "java-vector(" + pool.threads() + " threads, " + SPECIES.vectorBitSize() + "-bit)";
+        return "java-vector(" + pool.threads() + " threads, " + SPECIES.vectorBitSize() + "-bit, " + kernel.label + " kernel)";
     }
 
     @Override
@@ -99,47 +214,51 @@ public final class JavaSgemm implements Sgemm {
         if (NaiveSgemm.handleTrivial(m, n, k, alpha, beta, c, cOff, ldc)) return;
 
         long flops = 2L * m * n * k;
+        Kernel kn = kernel;
         if (pool.threads() == 1 || flops < PARALLEL_MIN_FLOPS) {
-            gemmBlock(transA, transB, 0, m, 0, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+            gemmBlock(kn, transA, transB, 0, m, 0, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
         } else if (n >= m) {
             // Column strips of whole NR slivers; each thread packs all of A (m x k) and its part of B.
-            pool.parallelFor(ceilDiv(n, NR), 1, (u0, u1) -> gemmBlock(transA, transB, 0, m,
-                    u0 * NR, Math.min(n, u1 * NR), k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc));
+            int nr = kn.nr;
+            pool.parallelFor(ceilDiv(n, nr), 1, (u0, u1) -> gemmBlock(kn, transA, transB, 0, m,
+                    u0 * nr, Math.min(n, u1 * nr), k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc));
         } else {
             // Row strips of whole MR slivers; each thread packs all of B (k x n) and its part of A.
-            pool.parallelFor(ceilDiv(m, MR), 1, (u0, u1) -> gemmBlock(transA, transB,
-                    u0 * MR, Math.min(m, u1 * MR), 0, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc));
+            int mr = kn.mr;
+            pool.parallelFor(ceilDiv(m, mr), 1, (u0, u1) -> gemmBlock(kn, transA, transB,
+                    u0 * mr, Math.min(m, u1 * mr), 0, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc));
         }
     }
 
     /** The blocked algorithm for the strip C[i0:i1, j0:j1] (global indices), on the current thread. */
-    private static void gemmBlock(boolean transA, boolean transB, int i0, int i1, int j0, int j1, int k,
+    private static void gemmBlock(Kernel kn, boolean transA, boolean transB, int i0, int i1, int j0, int j1, int k,
                                   float alpha, float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
                                   float beta, float[] c, int cOff, int ldc) {
         Workspace ws = WORKSPACE.get();
+        int mr = kn.mr, nr = kn.nr;
         // Balanced blocks: e.g. m = 256 gives two M blocks of 128 rather than 192 + 64, and k = 300
         // two K panels of 152 + 148 rather than 256 + 44 (short panels waste the kernel's setup).
-        int kcStep = ceilDiv(k, ceilDiv(k, KC));
-        int mcStep = roundUp(ceilDiv(i1 - i0, ceilDiv(i1 - i0, MC)), MR);
+        int kcStep = ceilDiv(k, ceilDiv(k, kn.kc));
+        int mcStep = roundUp(ceilDiv(i1 - i0, ceilDiv(i1 - i0, kn.mc)), mr);
         // The whole K extent of a column strip is packed at once (each B row or column is read in
         // one long run, which the hardware prefetchers follow from DRAM); strips narrow for deep k.
-        int ncStep = Math.min(NC, Math.max(NR, MAX_STRIP / k / NR * NR));
+        int ncStep = Math.min(kn.nc, Math.max(nr, MAX_STRIP / k / nr * nr));
         for (int jc = j0; jc < j1; jc += ncStep) {
-            int nc = Math.min(ncStep, j1 - jc), ncPad = roundUp(nc, NR);
+            int nc = Math.min(ncStep, j1 - jc), ncPad = roundUp(nc, nr);
             float[] bp = ws.packB(k * ncPad);
-            packB(transB, b, bOff, ldb, k, kcStep, jc, nc, bp);
+            packB(nr, transB, b, bOff, ldb, k, kcStep, jc, nc, bp);
             for (int pc = 0; pc < k; pc += kcStep) {
                 int kc = Math.min(kcStep, k - pc);
                 float betaNow = pc == 0 ? beta : 1f; // later K panels accumulate onto the first
                 int panel = pc * ncPad;      // K panel pc of the packed strip
                 for (int ic = i0; ic < i1; ic += mcStep) {
                     int mc = Math.min(mcStep, i1 - ic);
-                    float[] ap = ws.packA(roundUp(mc, MR) * kc);
-                    // A stored [m,k] needs no packing: its MR rows are read in place (8 sequential
+                    float[] ap = ws.packA(roundUp(mc, mr) * kc);
+                    // 8x2 and A stored [m,k]: no packing, its MR rows are read in place (8 sequential
                     // streams); only a partial last sliver is packed, zero-padded, at ap[0].
-                    int direct = transA ? 0 : mc / MR * MR;
-                    if (direct < mc) packA(transA, a, aOff, lda, ic + direct, mc - direct, pc, kc, ap);
-                    macroKernel(mc, nc, kc, alpha, betaNow, ap, bp, panel, c, cOff + ic * ldc + jc, ldc, ws.tile,
+                    int direct = transA || !kn.directA ? 0 : mc / mr * mr;
+                    if (direct < mc) packA(mr, transA, a, aOff, lda, ic + direct, mc - direct, pc, kc, ap);
+                    macroKernel(kn, mc, nc, kc, alpha, betaNow, ap, bp, panel, c, cOff + ic * ldc + jc, ldc, ws.tile,
                             direct, a, aOff + ic * lda + pc, lda);
                 }
             }
@@ -148,32 +267,36 @@ public final class JavaSgemm implements Sgemm {
 
     /**
      * C[0:mc, 0:nc] at cBase (+)= A block [mc x kc] . packed B panel [kc x nc]. The first
-     * {@code direct} rows of A are read in place from {@code a} (row i at aDirect + i*lda); the
-     * rest come packed from {@code ap}.
+     * {@code direct} rows of A are read in place from {@code a} (row i at aDirect + i*lda, 8x2
+     * only); the rest come packed from {@code ap}.
      */
-    private static void macroKernel(int mc, int nc, int kc, float alpha, float beta, float[] ap, float[] bp, int panel,
-                                    float[] c, int cBase, int ldc, float[] tile,
+    private static void macroKernel(Kernel kn, int mc, int nc, int kc, float alpha, float beta, float[] ap, float[] bp,
+                                    int panel, float[] c, int cBase, int ldc, float[] tile,
                                     int direct, float[] a, int aDirect, int lda) {
-        for (int jr = 0; jr < nc; jr += NR) {
-            int nr = Math.min(NR, nc - jr);
+        int tileM = kn.mr, tileN = kn.nr;
+        boolean wide = kn == Kernel.K6X4;
+        for (int jr = 0; jr < nc; jr += tileN) {
+            int nr = Math.min(tileN, nc - jr);
             int bBase = panel + jr * kc; // sliver jr / NR starts at (jr / NR) * kc * NR
-            for (int ir = 0; ir < mc; ir += MR) {
-                int mr = Math.min(MR, mc - ir);
+            for (int ir = 0; ir < mc; ir += tileM) {
+                int mr = Math.min(tileM, mc - ir);
                 int ci = cBase + ir * ldc + jr;
-                if (ir < direct) {
+                if (wide) {
+                    microKernel6x4(kc, ap, ir * kc, bp, bBase, tile);
+                } else if (ir < direct) {
                     microKernelDirect(kc, a, aDirect + ir * lda, lda, bp, bBase, tile);
                 } else {
                     microKernel(kc, ap, (ir - direct) * kc, bp, bBase, tile);
                 }
-                if (mr == MR && nr == NR) {
-                    mergeFullTile(tile, c, ci, ldc, alpha, beta);
+                if (mr == tileM && nr == tileN) {
+                    mergeFullTile(tileM, tileN, tile, c, ci, ldc, alpha, beta);
                 } else {
                     // Tail tile: the padded lanes hold zero products; merge only the valid mr x nr part.
                     for (int r = 0; r < mr; r++) {
                         int row = ci + r * ldc;
                         for (int j = 0; j < nr; j++) {
                             float old = beta == 0f ? 0f : beta * c[row + j];
-                            c[row + j] = alpha * tile[r * NR + j] + old;
+                            c[row + j] = alpha * tile[r * tileN + j] + old;
                         }
                     }
                 }
@@ -182,8 +305,8 @@ public final class JavaSgemm implements Sgemm {
     }
 
     /**
-     * The register-blocked kernel: tile[MR x NR] = A sliver . B sliver, where A is an MR-row sliver
-     * (kc x MR, k-major) and B an NR-column sliver (kc x NR, row-major). The 16 accumulators are
+     * The 8x2 register-blocked kernel: tile[8 x 2VL] = A sliver . B sliver, where A is an 8-row sliver
+     * (kc x 8, k-major) and B a 2VL-column sliver (kc x 2VL, row-major). The 16 accumulators are
      * written to the small L1-resident tile buffer rather than to C, which keeps this method small
      * enough for C2 to hold every accumulator in a register (no vector boxing).
      */
@@ -198,8 +321,8 @@ public final class JavaSgemm implements Sgemm {
         FloatVector c60 = zero, c61 = zero;
         FloatVector c70 = zero, c71 = zero;
         for (int p = 0; p < kc; p++) {
-            int ai = aBase + p * MR;
-            int bi = bBase + p * NR;
+            int ai = aBase + p * MR_8X2;
+            int bi = bBase + p * NR_8X2;
             FloatVector b0 = FloatVector.fromArray(SPECIES, bp, bi);
             FloatVector b1 = FloatVector.fromArray(SPECIES, bp, bi + 1 * VL);
             FloatVector a;
@@ -220,26 +343,26 @@ public final class JavaSgemm implements Sgemm {
             a = FloatVector.broadcast(SPECIES, ap[ai + 7]);
             c70 = a.fma(b0, c70); c71 = a.fma(b1, c71);
         }
-        c00.intoArray(tile, 0 * NR + 0 * VL);
-        c01.intoArray(tile, 0 * NR + 1 * VL);
-        c10.intoArray(tile, 1 * NR + 0 * VL);
-        c11.intoArray(tile, 1 * NR + 1 * VL);
-        c20.intoArray(tile, 2 * NR + 0 * VL);
-        c21.intoArray(tile, 2 * NR + 1 * VL);
-        c30.intoArray(tile, 3 * NR + 0 * VL);
-        c31.intoArray(tile, 3 * NR + 1 * VL);
-        c40.intoArray(tile, 4 * NR + 0 * VL);
-        c41.intoArray(tile, 4 * NR + 1 * VL);
-        c50.intoArray(tile, 5 * NR + 0 * VL);
-        c51.intoArray(tile, 5 * NR + 1 * VL);
-        c60.intoArray(tile, 6 * NR + 0 * VL);
-        c61.intoArray(tile, 6 * NR + 1 * VL);
-        c70.intoArray(tile, 7 * NR + 0 * VL);
-        c71.intoArray(tile, 7 * NR + 1 * VL);
+        c00.intoArray(tile, 0 * NR_8X2 + 0 * VL);
+        c01.intoArray(tile, 0 * NR_8X2 + 1 * VL);
+        c10.intoArray(tile, 1 * NR_8X2 + 0 * VL);
+        c11.intoArray(tile, 1 * NR_8X2 + 1 * VL);
+        c20.intoArray(tile, 2 * NR_8X2 + 0 * VL);
+        c21.intoArray(tile, 2 * NR_8X2 + 1 * VL);
+        c30.intoArray(tile, 3 * NR_8X2 + 0 * VL);
+        c31.intoArray(tile, 3 * NR_8X2 + 1 * VL);
+        c40.intoArray(tile, 4 * NR_8X2 + 0 * VL);
+        c41.intoArray(tile, 4 * NR_8X2 + 1 * VL);
+        c50.intoArray(tile, 5 * NR_8X2 + 0 * VL);
+        c51.intoArray(tile, 5 * NR_8X2 + 1 * VL);
+        c60.intoArray(tile, 6 * NR_8X2 + 0 * VL);
+        c61.intoArray(tile, 6 * NR_8X2 + 1 * VL);
+        c70.intoArray(tile, 7 * NR_8X2 + 0 * VL);
+        c71.intoArray(tile, 7 * NR_8X2 + 1 * VL);
     }
 
     /**
-     * {@link #microKernel} with the A sliver read in place: MR rows of a row-major A starting at
+     * {@link #microKernel} with the A sliver read in place: 8 rows of a row-major A starting at
      * {@code aRow}, row stride {@code lda}, columns 0..kc-1 of the current K panel.
      */
     private static void microKernelDirect(int kc, float[] a, int aRow, int lda, float[] bp, int bBase, float[] tile) {
@@ -254,7 +377,7 @@ public final class JavaSgemm implements Sgemm {
         FloatVector c60 = zero, c61 = zero;
         FloatVector c70 = zero, c71 = zero;
         for (int p = 0; p < kc; p++) {
-            int bi = bBase + p * NR;
+            int bi = bBase + p * NR_8X2;
             FloatVector b0 = FloatVector.fromArray(SPECIES, bp, bi);
             FloatVector b1 = FloatVector.fromArray(SPECIES, bp, bi + 1 * VL);
             FloatVector v;
@@ -277,32 +400,94 @@ public final class JavaSgemm implements Sgemm {
         }
         // Stores written out, not in a helper: passing 16 vectors to a method defeats C2's inlining
         // and boxes them (measured: 5x slower), so this block repeats microKernel's.
-        c00.intoArray(tile, 0 * NR + 0 * VL);
-        c01.intoArray(tile, 0 * NR + 1 * VL);
-        c10.intoArray(tile, 1 * NR + 0 * VL);
-        c11.intoArray(tile, 1 * NR + 1 * VL);
-        c20.intoArray(tile, 2 * NR + 0 * VL);
-        c21.intoArray(tile, 2 * NR + 1 * VL);
-        c30.intoArray(tile, 3 * NR + 0 * VL);
-        c31.intoArray(tile, 3 * NR + 1 * VL);
-        c40.intoArray(tile, 4 * NR + 0 * VL);
-        c41.intoArray(tile, 4 * NR + 1 * VL);
-        c50.intoArray(tile, 5 * NR + 0 * VL);
-        c51.intoArray(tile, 5 * NR + 1 * VL);
-        c60.intoArray(tile, 6 * NR + 0 * VL);
-        c61.intoArray(tile, 6 * NR + 1 * VL);
-        c70.intoArray(tile, 7 * NR + 0 * VL);
-        c71.intoArray(tile, 7 * NR + 1 * VL);
+        c00.intoArray(tile, 0 * NR_8X2 + 0 * VL);
+        c01.intoArray(tile, 0 * NR_8X2 + 1 * VL);
+        c10.intoArray(tile, 1 * NR_8X2 + 0 * VL);
+        c11.intoArray(tile, 1 * NR_8X2 + 1 * VL);
+        c20.intoArray(tile, 2 * NR_8X2 + 0 * VL);
+        c21.intoArray(tile, 2 * NR_8X2 + 1 * VL);
+        c30.intoArray(tile, 3 * NR_8X2 + 0 * VL);
+        c31.intoArray(tile, 3 * NR_8X2 + 1 * VL);
+        c40.intoArray(tile, 4 * NR_8X2 + 0 * VL);
+        c41.intoArray(tile, 4 * NR_8X2 + 1 * VL);
+        c50.intoArray(tile, 5 * NR_8X2 + 0 * VL);
+        c51.intoArray(tile, 5 * NR_8X2 + 1 * VL);
+        c60.intoArray(tile, 6 * NR_8X2 + 0 * VL);
+        c61.intoArray(tile, 6 * NR_8X2 + 1 * VL);
+        c70.intoArray(tile, 7 * NR_8X2 + 0 * VL);
+        c71.intoArray(tile, 7 * NR_8X2 + 1 * VL);
     }
 
-    /** C[ci.., MR x NR, row stride ldc] = alpha * tile + beta * C (C is not read when beta == 0). */
-    private static void mergeFullTile(float[] tile, float[] c, int ci, int ldc, float alpha, float beta) {
+    /**
+     * The 6x4 register-blocked kernel: tile[6 x 4VL] = A sliver . B sliver, where A is a 6-row sliver
+     * (kc x 6, k-major) and B a 4VL-column sliver (kc x 4VL, row-major). Per k step: 4 vector loads
+     * of B, 6 broadcasts of scalars just loaded from A, 24 independent FMAs into 24 accumulators.
+     * Written out like {@link #microKernel} and for the same reasons (a small method, all
+     * accumulators in locals, affine indices so C2 hoists the bounds checks out of the loop).
+     */
+    private static void microKernel6x4(int kc, float[] ap, int aBase, float[] bp, int bBase, float[] tile) {
+        FloatVector zero = FloatVector.zero(SPECIES);
+        FloatVector c00 = zero, c01 = zero, c02 = zero, c03 = zero;
+        FloatVector c10 = zero, c11 = zero, c12 = zero, c13 = zero;
+        FloatVector c20 = zero, c21 = zero, c22 = zero, c23 = zero;
+        FloatVector c30 = zero, c31 = zero, c32 = zero, c33 = zero;
+        FloatVector c40 = zero, c41 = zero, c42 = zero, c43 = zero;
+        FloatVector c50 = zero, c51 = zero, c52 = zero, c53 = zero;
+        for (int p = 0; p < kc; p++) {
+            int ai = aBase + p * MR_6X4;
+            int bi = bBase + p * NR_6X4;
+            FloatVector b0 = FloatVector.fromArray(SPECIES, bp, bi);
+            FloatVector b1 = FloatVector.fromArray(SPECIES, bp, bi + 1 * VL);
+            FloatVector b2 = FloatVector.fromArray(SPECIES, bp, bi + 2 * VL);
+            FloatVector b3 = FloatVector.fromArray(SPECIES, bp, bi + 3 * VL);
+            FloatVector a;
+            a = FloatVector.broadcast(SPECIES, ap[ai + 0]);
+            c00 = a.fma(b0, c00); c01 = a.fma(b1, c01); c02 = a.fma(b2, c02); c03 = a.fma(b3, c03);
+            a = FloatVector.broadcast(SPECIES, ap[ai + 1]);
+            c10 = a.fma(b0, c10); c11 = a.fma(b1, c11); c12 = a.fma(b2, c12); c13 = a.fma(b3, c13);
+            a = FloatVector.broadcast(SPECIES, ap[ai + 2]);
+            c20 = a.fma(b0, c20); c21 = a.fma(b1, c21); c22 = a.fma(b2, c22); c23 = a.fma(b3, c23);
+            a = FloatVector.broadcast(SPECIES, ap[ai + 3]);
+            c30 = a.fma(b0, c30); c31 = a.fma(b1, c31); c32 = a.fma(b2, c32); c33 = a.fma(b3, c33);
+            a = FloatVector.broadcast(SPECIES, ap[ai + 4]);
+            c40 = a.fma(b0, c40); c41 = a.fma(b1, c41); c42 = a.fma(b2, c42); c43 = a.fma(b3, c43);
+            a = FloatVector.broadcast(SPECIES, ap[ai + 5]);
+            c50 = a.fma(b0, c50); c51 = a.fma(b1, c51); c52 = a.fma(b2, c52); c53 = a.fma(b3, c53);
+        }
+        c00.intoArray(tile, 0 * NR_6X4 + 0 * VL);
+        c01.intoArray(tile, 0 * NR_6X4 + 1 * VL);
+        c02.intoArray(tile, 0 * NR_6X4 + 2 * VL);
+        c03.intoArray(tile, 0 * NR_6X4 + 3 * VL);
+        c10.intoArray(tile, 1 * NR_6X4 + 0 * VL);
+        c11.intoArray(tile, 1 * NR_6X4 + 1 * VL);
+        c12.intoArray(tile, 1 * NR_6X4 + 2 * VL);
+        c13.intoArray(tile, 1 * NR_6X4 + 3 * VL);
+        c20.intoArray(tile, 2 * NR_6X4 + 0 * VL);
+        c21.intoArray(tile, 2 * NR_6X4 + 1 * VL);
+        c22.intoArray(tile, 2 * NR_6X4 + 2 * VL);
+        c23.intoArray(tile, 2 * NR_6X4 + 3 * VL);
+        c30.intoArray(tile, 3 * NR_6X4 + 0 * VL);
+        c31.intoArray(tile, 3 * NR_6X4 + 1 * VL);
+        c32.intoArray(tile, 3 * NR_6X4 + 2 * VL);
+        c33.intoArray(tile, 3 * NR_6X4 + 3 * VL);
+        c40.intoArray(tile, 4 * NR_6X4 + 0 * VL);
+        c41.intoArray(tile, 4 * NR_6X4 + 1 * VL);
+        c42.intoArray(tile, 4 * NR_6X4 + 2 * VL);
+        c43.intoArray(tile, 4 * NR_6X4 + 3 * VL);
+        c50.intoArray(tile, 5 * NR_6X4 + 0 * VL);
+        c51.intoArray(tile, 5 * NR_6X4 + 1 * VL);
+        c52.intoArray(tile, 5 * NR_6X4 + 2 * VL);
+        c53.intoArray(tile, 5 * NR_6X4 + 3 * VL);
+    }
+
+    /** C[ci.., tileM x tileN, row stride ldc] = alpha * tile + beta * C (C is not read when beta == 0). */
+    private static void mergeFullTile(int tileM, int tileN, float[] tile, float[] c, int ci, int ldc, float alpha, float beta) {
         FloatVector alphaV = FloatVector.broadcast(SPECIES, alpha);
         FloatVector betaV = FloatVector.broadcast(SPECIES, beta);
-        for (int r = 0; r < MR; r++) {
-            for (int j = 0; j < NR; j += VL) {
+        for (int r = 0; r < tileM; r++) {
+            for (int j = 0; j < tileN; j += VL) {
                 int idx = ci + r * ldc + j;
-                FloatVector v = FloatVector.fromArray(SPECIES, tile, r * NR + j).mul(alphaV);
+                FloatVector v = FloatVector.fromArray(SPECIES, tile, r * tileN + j).mul(alphaV);
                 if (beta != 0f) v = FloatVector.fromArray(SPECIES, c, idx).fma(betaV, v);
                 v.intoArray(c, idx);
             }
@@ -310,53 +495,54 @@ public final class JavaSgemm implements Sgemm {
     }
 
     /**
-     * Packs A[ic:ic+mc, pc:pc+kc] (op(A) coordinates) into MR-row slivers: sliver s holds rows
-     * ic + s*MR ... as kc groups of MR floats (k-major), zero-padded to MR rows.
+     * Packs A[ic:ic+mc, pc:pc+kc] (op(A) coordinates) into slivers of tileM (= MR) rows: sliver s
+     * holds rows ic + s*tileM ... as kc groups of tileM floats (k-major), zero-padded to tileM rows.
      */
-    private static void packA(boolean transA, float[] a, int aOff, int lda, int ic, int mc, int pc, int kc,
+    private static void packA(int tileM, boolean transA, float[] a, int aOff, int lda, int ic, int mc, int pc, int kc,
                               float[] ap) {
-        for (int ir = 0; ir < mc; ir += MR) {
-            int mr = Math.min(MR, mc - ir);
+        for (int ir = 0; ir < mc; ir += tileM) {
+            int mr = Math.min(tileM, mc - ir);
             int base = ir * kc;
             if (!transA) {
                 // A stored [m,k]: op(A)(i,p) = a[aOff + i*lda + p]; each row is contiguous in p.
                 for (int r = 0; r < mr; r++) {
                     int src = aOff + (ic + ir + r) * lda + pc;
-                    for (int p = 0; p < kc; p++) ap[base + p * MR + r] = a[src + p];
+                    for (int p = 0; p < kc; p++) ap[base + p * tileM + r] = a[src + p];
                 }
             } else {
-                // A stored [k,m]: op(A)(i,p) = a[aOff + p*lda + i]; MR rows are contiguous per p.
+                // A stored [k,m]: op(A)(i,p) = a[aOff + p*lda + i]; tileM rows are contiguous per p.
                 for (int p = 0; p < kc; p++) {
                     int src = aOff + (pc + p) * lda + ic + ir;
-                    for (int r = 0; r < mr; r++) ap[base + p * MR + r] = a[src + r];
+                    for (int r = 0; r < mr; r++) ap[base + p * tileM + r] = a[src + r];
                 }
             }
-            for (int r = mr; r < MR; r++) {
-                for (int p = 0; p < kc; p++) ap[base + p * MR + r] = 0f;
+            for (int r = mr; r < tileM; r++) {
+                for (int p = 0; p < kc; p++) ap[base + p * tileM + r] = 0f;
             }
         }
     }
 
     /**
      * Packs B[0:k, jc:jc+nc] (op(B) coordinates) as consecutive K panels of kcStep rows (the last
-     * may be shorter): panel pc starts at pc * roundUp(nc, NR) and holds NR-column slivers,
-     * sliver s = kc rows of NR floats at s * kc * NR within the panel, zero-padded to NR columns.
+     * may be shorter): panel pc starts at pc * roundUp(nc, tileN) and holds slivers of tileN (= NR)
+     * columns, sliver s = kc rows of tileN floats at s * kc * tileN within the panel, zero-padded
+     * to tileN columns.
      * Each source row (or, for B stored [n,k], each source column) is read in one run.
      */
-    private static void packB(boolean transB, float[] b, int bOff, int ldb, int k, int kcStep, int jc, int nc, float[] bp) {
-        int ncPad = roundUp(nc, NR);
+    private static void packB(int tileN, boolean transB, float[] b, int bOff, int ldb, int k, int kcStep, int jc, int nc, float[] bp) {
+        int ncPad = roundUp(nc, tileN);
         if (transB) {
             // B stored [n,k] (nn.Linear weight layout): op(B)(p,j) = b[bOff + j*ldb + p].
-            for (int jr = 0; jr < nc; jr += NR) {
-                int nr = Math.min(NR, nc - jr);
-                for (int j = 0; j < NR; j++) {
+            for (int jr = 0; jr < nc; jr += tileN) {
+                int nr = Math.min(tileN, nc - jr);
+                for (int j = 0; j < tileN; j++) {
                     int src = bOff + (jc + jr + j) * ldb;
                     for (int pc = 0; pc < k; pc += kcStep) {
                         int kc = Math.min(kcStep, k - pc), base = pc * ncPad + jr * kc + j;
                         if (j < nr) {
-                            for (int p = 0; p < kc; p++) bp[base + p * NR] = b[src + pc + p];
+                            for (int p = 0; p < kc; p++) bp[base + p * tileN] = b[src + pc + p];
                         } else {
-                            for (int p = 0; p < kc; p++) bp[base + p * NR] = 0f;
+                            for (int p = 0; p < kc; p++) bp[base + p * tileN] = 0f;
                         }
                     }
                 }
@@ -367,10 +553,10 @@ public final class JavaSgemm implements Sgemm {
                 int kc = Math.min(kcStep, k - pc);
                 for (int p = 0; p < kc; p++) {
                     int row = bOff + (pc + p) * ldb + jc;
-                    for (int jr = 0; jr < nc; jr += NR) {
-                        int nr = Math.min(NR, nc - jr), dst = pc * ncPad + jr * kc + p * NR;
+                    for (int jr = 0; jr < nc; jr += tileN) {
+                        int nr = Math.min(tileN, nc - jr), dst = pc * ncPad + jr * kc + p * tileN;
                         System.arraycopy(b, row + jr, bp, dst, nr);
-                        if (nr < NR) Arrays.fill(bp, dst + nr, dst + NR, 0f);
+                        if (nr < tileN) Arrays.fill(bp, dst + nr, dst + tileN, 0f);
                     }
                 }
             }

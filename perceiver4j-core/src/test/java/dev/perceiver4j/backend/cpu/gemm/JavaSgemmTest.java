@@ -1,50 +1,128 @@
 package dev.perceiver4j.backend.cpu.gemm;
 
 import dev.perceiver4j.backend.cpu.CpuPool;
+import dev.perceiver4j.backend.cpu.gemm.JavaSgemm.Kernel;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
 
+import java.util.ArrayList;
+import java.util.List;
 import java.util.SplittableRandom;
+import java.util.stream.Stream;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 class JavaSgemmTest {
 
-    @ParameterizedTest(name = "{0} threads")
-    @ValueSource(ints = {1, 2, 3})
-    void matchesNaiveOnAllLayouts(int threads) {
+    /** Every kernel shape on 1, 2 and 3 threads (3: uneven splits of the slivers). */
+    static Stream<Arguments> kernelsAndThreads() {
+        List<Arguments> all = new ArrayList<>();
+        for (Kernel kernel : Kernel.values()) {
+            for (int threads = 1; threads <= 3; threads++) all.add(Arguments.of(kernel, threads));
+        }
+        return all.stream();
+    }
+
+    @ParameterizedTest(name = "{0} kernel, {1} threads")
+    @MethodSource("kernelsAndThreads")
+    void matchesNaiveOnAllLayouts(Kernel kernel, int threads) {
         try (CpuPool pool = CpuPool.create(threads)) {
-            int checked = SgemmChecks.compareAll(new JavaSgemm(pool), 42 + threads);
+            int checked = SgemmChecks.compareAll(new JavaSgemm(pool, kernel), 42 + threads);
             assertThat(checked).isEqualTo(SgemmChecks.SHAPES.length * 4 * 3);
         }
     }
 
-    @ParameterizedTest(name = "{0} threads")
-    @ValueSource(ints = {1, 2, 3})
-    void crossesEveryBlockBoundary(int threads) {
+    @ParameterizedTest(name = "{0} kernel, {1} threads")
+    @MethodSource("kernelsAndThreads")
+    void crossesEveryBlockBoundary(Kernel kernel, int threads) {
         // Larger than MC, KC and NC in every dimension, with tails, so that several K panels
         // accumulate, several N panels and M blocks are visited and the thread split is uneven.
-        int m = JavaSgemm.MC + 2 * JavaSgemm.MR + 1;
-        int k = 2 * JavaSgemm.KC + 3;
-        int n = JavaSgemm.NC + JavaSgemm.NR + 5;
+        int m = kernel.mc + 2 * kernel.mr + 1;
+        int k = 2 * kernel.kc + 3;
+        int n = kernel.nc + kernel.nr + 5;
         SplittableRandom rnd = new SplittableRandom(7);
         try (CpuPool pool = CpuPool.create(threads)) {
-            Sgemm g = new JavaSgemm(pool);
+            Sgemm g = new JavaSgemm(pool, kernel);
             SgemmChecks.compare(g, false, false, m, n, k, 1f, 0f, 1, rnd);
             SgemmChecks.compare(g, true, true, m, n, k, 0.5f, 0.5f, 0, rnd);
             SgemmChecks.compare(g, false, true, n, m, k, 1f, 1f, 2, rnd);
         }
     }
 
+    /**
+     * Tails of both tiles: m not a multiple of 6 or 8, n not a multiple of 2 or 4 vectors (64 / 32
+     * floats with AVX-512), k odd and above one K panel (several panels, the last one shorter), on
+     * column strips (n >= m) and row strips (m > n) when threaded.
+     */
+    @ParameterizedTest(name = "{0} kernel, {1} threads")
+    @MethodSource("kernelsAndThreads")
+    void handlesTileTails(Kernel kernel, int threads) {
+        int[][] shapes = {
+                {13, 130, 301}, {35, 191, 513}, {7, 65, 259}, {385, 100, 257}, {1, 64, 300},
+                {6, 63, 1}, {47, 200, 129}, {130, 97, 385},
+        };
+        SplittableRandom rnd = new SplittableRandom(11 + threads);
+        try (CpuPool pool = CpuPool.create(threads)) {
+            Sgemm g = new JavaSgemm(pool, kernel);
+            for (int[] s : shapes) {
+                for (int combo = 0; combo < 4; combo++) {
+                    boolean ta = (combo & 1) != 0, tb = (combo & 2) != 0;
+                    SgemmChecks.compare(g, ta, tb, s[0], s[1], s[2], 1.5f, 0f, rnd.nextInt(4), rnd);
+                    SgemmChecks.compare(g, ta, tb, s[0], s[1], s[2], 1f, 0.5f, rnd.nextInt(4), rnd);
+                }
+            }
+        }
+    }
+
     @Test
-    void reusesWorkspacesAcrossCallsOfDifferentSizes() {
+    void kernelNamesParse() {
+        assertThat(Kernel.parse("8x2")).isEqualTo(Kernel.K8X2);
+        assertThat(Kernel.parse(" 6x4 ")).isEqualTo(Kernel.K6X4);
+        assertThatThrownBy(() -> Kernel.parse("4x4"))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining(JavaSgemm.KERNEL_PROPERTY + "=4x4")
+                .hasMessageContaining("8x2, 6x4");
+    }
+
+    @Test
+    void defaultKernelComesFromTheProperty() {
+        try (CpuPool pool = CpuPool.create(1)) {
+            assertThat(new JavaSgemm(pool).kernel()).isEqualTo(JavaSgemm.DEFAULT_KERNEL);
+            assertThat(new JavaSgemm(pool, Kernel.K6X4).kernel()).isEqualTo(Kernel.K6X4);
+        }
+        if (System.getProperty(JavaSgemm.KERNEL_PROPERTY) == null) {
+            assertThat(JavaSgemm.DEFAULT_KERNEL).isEqualTo(Kernel.K8X2);
+        }
+    }
+
+    @Test
+    void tileSizesFitTheBlocking() {
+        for (Kernel kernel : Kernel.values()) {
+            assertThat(kernel.nr % JavaSgemm.SPECIES.length()).as(kernel + " NR").isZero();
+            assertThat(kernel.nc % kernel.nr).as(kernel + " NC").isZero();
+            assertThat(kernel.mc % kernel.mr).as(kernel + " MC").isZero();
+        }
+        assertThat(Kernel.K8X2.mr).isEqualTo(8);
+        assertThat(Kernel.K8X2.nr).isEqualTo(2 * JavaSgemm.SPECIES.length());
+        assertThat(Kernel.K6X4.mr).isEqualTo(6);
+        assertThat(Kernel.K6X4.nr).isEqualTo(4 * JavaSgemm.SPECIES.length());
+    }
+
+    @Test
+    void reusesWorkspacesAcrossCallsOfDifferentSizesAndKernels() {
+        // The per-thread workspaces are shared by both kernels: alternate them on the same threads.
         try (CpuPool pool = CpuPool.create(2)) {
-            Sgemm g = new JavaSgemm(pool);
+            Sgemm g = new JavaSgemm(pool, Kernel.K8X2);
+            Sgemm w = new JavaSgemm(pool, Kernel.K6X4);
             SplittableRandom rnd = new SplittableRandom(3);
             SgemmChecks.compare(g, false, false, 300, 300, 300, 1f, 0f, 0, rnd);
+            SgemmChecks.compare(w, false, false, 300, 300, 300, 1f, 0f, 0, rnd);
             SgemmChecks.compare(g, false, false, 9, 11, 13, 1f, 0f, 0, rnd);
+            SgemmChecks.compare(w, false, false, 9, 11, 13, 1f, 0f, 0, rnd);
+            SgemmChecks.compare(w, true, false, 300, 300, 300, 1f, 0f, 0, rnd);
             SgemmChecks.compare(g, true, false, 300, 300, 300, 1f, 0f, 0, rnd);
         }
     }
@@ -93,9 +171,11 @@ class JavaSgemmTest {
     }
 
     @Test
-    void nameMentionsThreads() {
+    void nameMentionsThreadsAndKernel() {
         try (CpuPool pool = CpuPool.create(2)) {
             assertThat(new JavaSgemm(pool).name()).startsWith("java-vector(2 threads");
+            assertThat(new JavaSgemm(pool, Kernel.K6X4).name()).startsWith("java-vector(2 threads").endsWith(", 6x4 kernel)");
+            assertThat(new JavaSgemm(pool, Kernel.K8X2).name()).endsWith(", 8x2 kernel)");
         }
     }
 }
