@@ -1206,6 +1206,38 @@ __device__ __forceinline__ void tc_round_rows(unsigned* dst, int st, int rows) {
     }
 }
 
+/** Starts copying key tile `tile` (K rows, then V rows, stride KS / VS) into buffer tile & 1 of tsm, as one group. */
+template <int DQK, int DV, int KS, int VS>
+__device__ __forceinline__ void tc_fetch_keys(unsigned* tsm, int tile, const float* k, const float* v, int b, int h, int nk,
+                                              long long qkW, long long vW) {
+    unsigned* st = tsm + (tile & 1) * TC_KEYS * (KS + VS);
+    tc_copy_rows<DQK>(st, KS, k, b, h, nk, tile * TC_KEYS, TC_KEYS, qkW);
+    tc_copy_rows<DV>(st + TC_KEYS * KS, VS, v, b, h, nk, tile * TC_KEYS, TC_KEYS, vW);
+    cp_async_commit();
+}
+
+/**
+ * Key tile `tile` of `tiles` for the forward and dQ kernels (tile 0 fetched before the loop), ready in
+ * shared memory: starts fetching the next tile into the other buffer (which every warp finished
+ * with before the caller's last barrier), waits for this one, rounds it to TF32 and syncs the block.
+ * Returns its K tile [TC_KEYS][KS]; the V tile [TC_KEYS][VS] follows it.
+ */
+template <int DQK, int DV, int KS, int VS>
+__device__ __forceinline__ unsigned* tc_key_tile(unsigned* tsm, int tile, int tiles, const float* k, const float* v, int b,
+                                                 int h, int nk, long long qkW, long long vW) {
+    if (tile + 1 < tiles) {
+        tc_fetch_keys<DQK, DV, KS, VS>(tsm, tile + 1, k, v, b, h, nk, qkW, vW);
+        cp_async_wait<1>();
+    } else {
+        cp_async_wait<0>();
+    }
+    unsigned* ks = tsm + (tile & 1) * TC_KEYS * (KS + VS);
+    tc_round_rows<DQK>(ks, KS, TC_KEYS);
+    tc_round_rows<DV>(ks + TC_KEYS * KS, VS, TC_KEYS);
+    __syncthreads(); // the tile is complete and rounded
+    return ks;
+}
+
 /** Starts copying 32-bit values [i0, i0 + count) of one row of a [rows, n] array to dst (zeros past n). */
 __device__ __forceinline__ void tc_copy_values(float* dst, const float* src, long long row, int n, int i0, int count) {
     for (int t = threadIdx.x; t < count; t += blockDim.x) {
@@ -1252,27 +1284,11 @@ __device__ void attention_forward_tc(const float* q, const float* k, const float
     const int keyEnd = causal ? imin(nk, lastRow + shift + 1) : nk;
 
     const int tiles = (keyEnd + TC_KEYS - 1) / TC_KEYS;
-    auto fetch = [&](int tile) {
-        unsigned* st = tsm + (tile & 1) * STAGE;
-        tc_copy_rows<DQK>(st, KS, k, b, h, nk, tile * TC_KEYS, TC_KEYS, qkW);
-        tc_copy_rows<DV>(st + TC_KEYS * KS, VS, v, b, h, nk, tile * TC_KEYS, TC_KEYS, vW);
-        cp_async_commit();
-    };
-    if (tiles > 0) fetch(0);
-
+    if (tiles > 0) tc_fetch_keys<DQK, DV, KS, VS>(tsm, 0, k, v, b, h, nk, qkW, vW);
     for (int tile = 0; tile < tiles; tile++) {
         const int j0 = tile * TC_KEYS;
-        unsigned* Ks = tsm + (tile & 1) * STAGE;
+        unsigned* Ks = tc_key_tile<DQK, DV, KS, VS>(tsm, tile, tiles, k, v, b, h, nk, qkW, vW);
         unsigned* Vs = Ks + TC_KEYS * KS;
-        if (tile + 1 < tiles) {
-            fetch(tile + 1); // into the other buffer, which every warp finished with before the last barrier
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        tc_round_rows<DQK>(Ks, KS, TC_KEYS);
-        tc_round_rows<DV>(Vs, VS, TC_KEYS);
-        __syncthreads(); // the tile is complete and rounded
 
         float s[TC_KEYS / 8][4];
 #pragma unroll
@@ -1464,27 +1480,11 @@ __device__ void attention_backward_dq_tc(const float* q, const float* k, const f
     const int keyEnd = causal ? imin(nk, lastRow + shift + 1) : nk;
 
     const int tiles = (keyEnd + TC_KEYS - 1) / TC_KEYS;
-    auto fetch = [&](int tile) {
-        unsigned* st = tsm + (tile & 1) * STAGE;
-        tc_copy_rows<DQK>(st, KS, k, b, h, nk, tile * TC_KEYS, TC_KEYS, qkW);
-        tc_copy_rows<DV>(st + TC_KEYS * KS, VS, v, b, h, nk, tile * TC_KEYS, TC_KEYS, vW);
-        cp_async_commit();
-    };
-    if (tiles > 0) fetch(0);
-
+    if (tiles > 0) tc_fetch_keys<DQK, DV, KS, VS>(tsm, 0, k, v, b, h, nk, qkW, vW);
     for (int tile = 0; tile < tiles; tile++) {
         const int j0 = tile * TC_KEYS;
-        unsigned* Ks = tsm + (tile & 1) * STAGE;
+        unsigned* Ks = tc_key_tile<DQK, DV, KS, VS>(tsm, tile, tiles, k, v, b, h, nk, qkW, vW);
         unsigned* Vs = Ks + TC_KEYS * KS;
-        if (tile + 1 < tiles) {
-            fetch(tile + 1);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        tc_round_rows<DQK>(Ks, KS, TC_KEYS);
-        tc_round_rows<DV>(Vs, VS, TC_KEYS);
-        __syncthreads();
 
         float s[TC_KEYS / 8][4], dp[TC_KEYS / 8][4];
 #pragma unroll
