@@ -1206,6 +1206,30 @@ __device__ __forceinline__ void tc_round_rows(unsigned* dst, int st, int rows) {
     }
 }
 
+/**
+ * Adds a warp's m16n8 accumulator fragments — this thread's rows r0 and r1, columns 2·t4 and 2·t4 + 1
+ * of each 8-column tile — into head h (D columns) of a [B, n, H·D] tensor; rows ≥ n are skipped.
+ */
+template <int D>
+__device__ __forceinline__ void tc_add_fragments(float* dst, const float (*acc)[4], int b, int h, int H, int n, int r0, int r1,
+                                                 int t4) {
+    const long long width = (long long) H * D;
+#pragma unroll
+    for (int nt = 0; nt < D / 8; nt++) {
+        int c = h * D + nt * 8 + 2 * t4;
+        if (r0 < n) {
+            float* o = dst + ((long long) b * n + r0) * width + c;
+            o[0] += acc[nt][0];
+            o[1] += acc[nt][1];
+        }
+        if (r1 < n) {
+            float* o = dst + ((long long) b * n + r1) * width + c;
+            o[0] += acc[nt][2];
+            o[1] += acc[nt][3];
+        }
+    }
+}
+
 /** Starts copying key tile `tile` (K rows, then V rows, stride KS / VS) into buffer tile & 1 of tsm, as one group. */
 template <int DQK, int DV, int KS, int VS>
 __device__ __forceinline__ void tc_fetch_keys(unsigned* tsm, int tile, const float* k, const float* v, int b, int h, int nk,
@@ -1528,20 +1552,7 @@ __device__ void attention_backward_dq_tc(const float* q, const float* k, const f
         __syncthreads(); // this buffer is refilled by the next fetch; G is rewritten
     }
 
-#pragma unroll
-    for (int nt = 0; nt < DQK / 8; nt++) {
-        int c = h * DQK + nt * 8 + 2 * t4;
-        if (r0 < nq) {
-            float* o = dQ + ((long long) b * nq + r0) * qkW + c;
-            o[0] += acc[nt][0];
-            o[1] += acc[nt][1];
-        }
-        if (r1 < nq) {
-            float* o = dQ + ((long long) b * nq + r1) * qkW + c;
-            o[0] += acc[nt][2];
-            o[1] += acc[nt][3];
-        }
-    }
+    tc_add_fragments<DQK>(dQ, acc, b, h, H, nq, r0, r1, t4);
 }
 
 template <int DQK, int DV>
@@ -1676,34 +1687,8 @@ __device__ void attention_backward_dkdv_tc(const float* q, const float* k, const
     }
     cp_async_wait<0>(); // nothing may stay in flight at exit (no tiles: the V rows' group)
 
-#pragma unroll
-    for (int nt = 0; nt < DQK / 8; nt++) {
-        int c = h * DQK + nt * 8 + 2 * t4;
-        if (r0 < nk) {
-            float* o = dK + ((long long) b * nk + r0) * qkW + c;
-            o[0] += accK[nt][0];
-            o[1] += accK[nt][1];
-        }
-        if (r1 < nk) {
-            float* o = dK + ((long long) b * nk + r1) * qkW + c;
-            o[0] += accK[nt][2];
-            o[1] += accK[nt][3];
-        }
-    }
-#pragma unroll
-    for (int nt = 0; nt < DV / 8; nt++) {
-        int c = h * DV + nt * 8 + 2 * t4;
-        if (r0 < nk) {
-            float* o = dV + ((long long) b * nk + r0) * vW + c;
-            o[0] += accV[nt][0];
-            o[1] += accV[nt][1];
-        }
-        if (r1 < nk) {
-            float* o = dV + ((long long) b * nk + r1) * vW + c;
-            o[0] += accV[nt][2];
-            o[1] += accV[nt][3];
-        }
-    }
+    tc_add_fragments<DQK>(dK, accK, b, h, H, nk, r0, r1, t4);
+    tc_add_fragments<DV>(dV, accV, b, h, H, nk, r0, r1, t4);
 }
 
 #endif // __CUDA_ARCH__ >= 800
