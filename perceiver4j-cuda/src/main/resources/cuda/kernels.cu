@@ -1164,6 +1164,27 @@ __device__ __forceinline__ void mma_tf32(float* d, const unsigned* a, unsigned b
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+/**
+ * A fragments of one m16n8k8 row pair — rows r0 and r1 of head h (D columns, in steps of 8) of a
+ * [B, n, H·D] tensor, rounded to TF32 — for every k step: a[kk] = {(r0, c), (r1, c), (r0, c+4),
+ * (r1, c+4)} with c = 8·kk + t4. Rows ≥ n give zeros.
+ */
+template <int D>
+__device__ __forceinline__ void tc_row_fragments(unsigned (*a)[4], const float* src, int b, int h, int H, int n, int r0, int r1,
+                                                 int t4) {
+    const long long width = (long long) H * D;
+    const float* p0 = src + ((long long) b * n + imin(r0, n - 1)) * width + (long long) h * D;
+    const float* p1 = src + ((long long) b * n + imin(r1, n - 1)) * width + (long long) h * D;
+#pragma unroll
+    for (int kk = 0; kk < D / 8; kk++) {
+        int c = kk * 8 + t4;
+        a[kk][0] = tf32_bits(r0 < n ? p0[c] : 0.0f);
+        a[kk][1] = tf32_bits(r1 < n ? p1[c] : 0.0f);
+        a[kk][2] = tf32_bits(r0 < n ? p0[c + 4] : 0.0f);
+        a[kk][3] = tf32_bits(r1 < n ? p1[c + 4] : 0.0f);
+    }
+}
+
 /** Shared memory of the tensor-core forward, in 32-bit words (the host computes the same). */
 __host__ __device__ constexpr int tc_k_stride(int dqk) { return dqk + 4; }                  // conflict-free B reads of K
 __host__ __device__ constexpr int tc_v_stride(int dv) { return dv + (40 - dv % 32) % 32; }  // ≡ 8 mod 32: same for V
@@ -1288,18 +1309,7 @@ __device__ void attention_forward_tc(const float* q, const float* k, const float
     const int shift = nk - nq;
 
     unsigned qa[DQK / 8][4];
-    {
-        const float* q0 = q + ((long long) b * nq + imin(r0, nq - 1)) * qkW + (long long) h * DQK;
-        const float* q1 = q + ((long long) b * nq + imin(r1, nq - 1)) * qkW + (long long) h * DQK;
-#pragma unroll
-        for (int kk = 0; kk < DQK / 8; kk++) {
-            int c = kk * 8 + t4;
-            qa[kk][0] = tf32_bits(r0 < nq ? q0[c] : 0.0f);
-            qa[kk][1] = tf32_bits(r1 < nq ? q1[c] : 0.0f);
-            qa[kk][2] = tf32_bits(r0 < nq ? q0[c + 4] : 0.0f);
-            qa[kk][3] = tf32_bits(r1 < nq ? q1[c + 4] : 0.0f);
-        }
-    }
+    tc_row_fragments<DQK>(qa, q, b, h, H, nq, r0, r1, t4);
     float o[DV / 8][4];
 #pragma unroll
     for (int nt = 0; nt < DV / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
@@ -1476,25 +1486,8 @@ __device__ void attention_backward_dq_tc(const float* q, const float* k, const f
     const int shift = nk - nq;
 
     unsigned qa[DQK / 8][4], ga[DV / 8][4];
-    {
-        const long long q0 = ((long long) b * nq + imin(r0, nq - 1)), q1 = ((long long) b * nq + imin(r1, nq - 1));
-#pragma unroll
-        for (int kk = 0; kk < DQK / 8; kk++) {
-            int c = h * DQK + kk * 8 + t4;
-            qa[kk][0] = tf32_bits(r0 < nq ? q[q0 * qkW + c] : 0.0f);
-            qa[kk][1] = tf32_bits(r1 < nq ? q[q1 * qkW + c] : 0.0f);
-            qa[kk][2] = tf32_bits(r0 < nq ? q[q0 * qkW + c + 4] : 0.0f);
-            qa[kk][3] = tf32_bits(r1 < nq ? q[q1 * qkW + c + 4] : 0.0f);
-        }
-#pragma unroll
-        for (int kk = 0; kk < DV / 8; kk++) {
-            int c = h * DV + kk * 8 + t4;
-            ga[kk][0] = tf32_bits(r0 < nq ? dOut[q0 * vW + c] : 0.0f);
-            ga[kk][1] = tf32_bits(r1 < nq ? dOut[q1 * vW + c] : 0.0f);
-            ga[kk][2] = tf32_bits(r0 < nq ? dOut[q0 * vW + c + 4] : 0.0f);
-            ga[kk][3] = tf32_bits(r1 < nq ? dOut[q1 * vW + c + 4] : 0.0f);
-        }
-    }
+    tc_row_fragments<DQK>(qa, q, b, h, H, nq, r0, r1, t4);
+    tc_row_fragments<DV>(ga, dOut, b, h, H, nq, r0, r1, t4);
     const float lse0 = r0 < nq ? lse[(long long) bh * nq + r0] : NEG_INF, lse1 = r1 < nq ? lse[(long long) bh * nq + r1] : NEG_INF;
     const float d0 = r0 < nq ? rowDot[(long long) bh * nq + r0] : 0.0f, d1 = r1 < nq ? rowDot[(long long) bh * nq + r1] : 0.0f;
     float acc[DQK / 8][4];
@@ -1575,17 +1568,7 @@ __device__ void attention_backward_dkdv_tc(const float* q, const float* k, const
     const int shift = nk - nq;
 
     unsigned ka[DQK / 8][4];
-    {
-        const long long k0 = ((long long) b * nk + imin(r0, nk - 1)), k1 = ((long long) b * nk + imin(r1, nk - 1));
-#pragma unroll
-        for (int kk = 0; kk < DQK / 8; kk++) {
-            int c = h * DQK + kk * 8 + t4;
-            ka[kk][0] = tf32_bits(r0 < nk ? k[k0 * qkW + c] : 0.0f);
-            ka[kk][1] = tf32_bits(r1 < nk ? k[k1 * qkW + c] : 0.0f);
-            ka[kk][2] = tf32_bits(r0 < nk ? k[k0 * qkW + c + 4] : 0.0f);
-            ka[kk][3] = tf32_bits(r1 < nk ? k[k1 * qkW + c + 4] : 0.0f);
-        }
-    }
+    tc_row_fragments<DQK>(ka, k, b, h, H, nk, r0, r1, t4);
     tc_copy_rows<DV>(Vr, GS, v, b, h, nk, j0, TC_ROWS, vW); // completes with the first tile's group
     const bool keyOk0 = att_key_ok(pad, b, nk, r0), keyOk1 = att_key_ok(pad, b, nk, r1);
     const unsigned* vrow = Vr + warp * 16 * GS;

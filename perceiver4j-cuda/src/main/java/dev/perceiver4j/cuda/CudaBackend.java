@@ -349,16 +349,20 @@ public final class CudaBackend implements Backend {
 
     // ---- normalisation and pointwise ---------------------------------------------------------
 
-    /** Threads for a one-block-per-row kernel over rows of length {@code n}: a multiple of 32, at most 1024. */
     /** Whether the warp-per-row layer norm kernels apply: d a multiple of 4 up to 4·32·LN_VECS, rows 16-byte aligned. */
     private boolean warpLayerNorm(int d, Tensor... rowTensors) {
-        if (d % 4 != 0 || d > 4 * 32 * LN_VECS) return false;
-        for (Tensor t : rowTensors) {
+        return d % 4 == 0 && d <= 4 * 32 * LN_VECS && aligned16(rowTensors);
+    }
+
+    /** Whether every tensor's data starts 16-byte aligned (for the float4 / 16-byte cp.async kernels). */
+    private boolean aligned16(Tensor... tensors) {
+        for (Tensor t : tensors) {
             if (ptr(t) % 16 != 0) return false;
         }
         return true;
     }
 
+    /** Threads for a one-block-per-row kernel over rows of length {@code n}: a multiple of 32, at most 1024. */
     private static int rowThreads(int n) {
         if (n >= 1024) return 1024;
         return Math.max(32, (n + 31) / 32 * 32);
@@ -454,7 +458,7 @@ public final class CudaBackend implements Backend {
         sameSize(a, out, kernel);
         int n = a.size(), bLen = b.size();
         if (n == 0) return;
-        if (n % 4 == 0 && bLen % 4 == 0 && ((ptr(a) | ptr(b) | ptr(out)) & 15) == 0) { // float4 variant
+        if (n % 4 == 0 && bLen % 4 == 0 && aligned16(a, b, out)) { // float4 variant
             kernels.launch(kernel + "4").grid(Kernels.blocks(n / 4, THREADS)).block(THREADS).ptr(ptr(a)).ptr(ptr(b)).ptr(ptr(out))
                     .i32(n / 4).i32(bLen / 4).go();
             return;
@@ -620,13 +624,8 @@ public final class CudaBackend implements Backend {
      * these head dims, and {@code streamed} (the tensors the kernels copy with 16-byte cp.async) 16-byte aligned.
      */
     boolean tensorCoreAttention(AttentionShape s, Tensor... streamed) {
-        if (!(TC_ATTENTION && gemm.precision().reduced() && context.computeCapability() >= 80 && TC_SHAPES.contains(tcKey(s.dqk(), s.dv())))) {
-            return false;
-        }
-        for (Tensor t : streamed) {
-            if (ptr(t) % 16 != 0) return false;
-        }
-        return true;
+        return TC_ATTENTION && gemm.precision().reduced() && context.computeCapability() >= 80
+                && TC_SHAPES.contains(tcKey(s.dqk(), s.dv())) && aligned16(streamed);
     }
 
     /** Shared memory of the tensor-core forward: two K+V tile buffers (tc_k_stride, tc_v_stride), per-warp P tiles (kernels.cu). */

@@ -71,11 +71,7 @@ final class Gemm {
         return precision;
     }
 
-    /** Largest power of two (≤ 256) dividing every address the operand takes over the batch (elements of 4 bytes). */
-    private static int alignment(long address, long strideElements) {
-        return alignment(address, strideElements, 4);
-    }
-
+    /** Largest power of two (≤ 256) dividing every address the operand takes over the batch. */
     private static int alignment(long address, long strideElements, int elementBytes) {
         long a = Long.lowestOneBit(address | (strideElements * elementBytes) | 256);
         return (int) Math.min(256, a);
@@ -91,22 +87,27 @@ final class Gemm {
         if (m == 0 || n == 0) return;
         if (batch > 1 && (sX == 0 || sY == 0 || sC == 0)) throw new IllegalArgumentException("Gemm.run: zero batch stride (loop instead)");
         context.makeCurrent();
-        if (precision == MatmulPrecision.BF16) {
-            // bf16 copies of the spans the operands cover (the batch's matrices and any gaps between them)
-            DeviceBuffer bx = toBf16(x, (batch > 1 ? (batch - 1) * sX : 0) + (long) m * k);
-            DeviceBuffer by = toBf16(y, (batch > 1 ? (batch - 1) * sY : 0) + (long) k * n);
-            Key key = new Key(tx, ty, m, n, k, batch, sX, sY, sC, bias != 0, accumulate,
-                    alignment(bx.address(), batch > 1 ? sX : 0, 2), alignment(by.address(), batch > 1 ? sY : 0, 2),
-                    alignment(c, batch > 1 ? sC : 0), bias == 0 ? 0 : alignment(bias, 0));
-            matmul(key, bx.address(), by.address(), c, accumulate, bias);
+        boolean bf16 = precision == MatmulPrecision.BF16;
+        // bf16: copies of the spans the operands cover (the batch's matrices and any gaps between them)
+        DeviceBuffer bx = bf16 ? toBf16(x, (batch > 1 ? (batch - 1) * sX : 0) + (long) m * k) : null;
+        DeviceBuffer by = bf16 ? toBf16(y, (batch > 1 ? (batch - 1) * sY : 0) + (long) k * n) : null;
+        long xa = bf16 ? bx.address() : x, ya = bf16 ? by.address() : y;
+        int ab = bf16 ? 2 : 4; // bytes per A/B element
+        Key key = new Key(tx, ty, m, n, k, batch, sX, sY, sC, bias != 0, accumulate,
+                alignment(xa, batch > 1 ? sX : 0, ab), alignment(ya, batch > 1 ? sY : 0, ab), alignment(c, batch > 1 ? sC : 0, 4),
+                bias == 0 ? 0 : alignment(bias, 0, 4));
+        Plan p = plans.get(key);
+        if (p == null) {
+            p = plan(key, bias);
+            plans.put(key, p);
+        }
+        if (bias != 0) CublasLt.matmulDescSetLong(p.desc(), CublasLt.MATMUL_DESC_BIAS_POINTER, bias);
+        CublasLt.matmul(handle, p.desc(), one, ya, p.aLayout(), xa, p.bLayout(), accumulate ? one : zero, c, p.cLayout(), c, p.cLayout(),
+                p.algo(), workspace.address(), WORKSPACE_BYTES, context.stream(), describe(key));
+        if (bf16) {
             allocator.free(bx); // safe: later work on the stream runs after the product
             allocator.free(by);
-            return;
         }
-        Key key = new Key(tx, ty, m, n, k, batch, sX, sY, sC, bias != 0, accumulate,
-                alignment(x, batch > 1 ? sX : 0), alignment(y, batch > 1 ? sY : 0), alignment(c, batch > 1 ? sC : 0),
-                bias == 0 ? 0 : alignment(bias, 0));
-        matmul(key, x, y, c, accumulate, bias);
     }
 
     /** A bf16 copy (rounded to nearest even) of {@code elements} fp32 values at {@code address}. */
@@ -116,17 +117,6 @@ final class Gemm {
         kernels.launch("p4j_f32_to_bf16").grid(Kernels.blocks(elements, 256)).block(256).ptr(address).ptr(b.address())
                 .i32((int) elements).go();
         return b;
-    }
-
-    private void matmul(Key key, long x, long y, long c, boolean accumulate, long bias) {
-        Plan p = plans.get(key);
-        if (p == null) {
-            p = plan(key, bias);
-            plans.put(key, p);
-        }
-        if (bias != 0) CublasLt.matmulDescSetLong(p.desc(), CublasLt.MATMUL_DESC_BIAS_POINTER, bias);
-        CublasLt.matmul(handle, p.desc(), one, y, p.aLayout(), x, p.bLayout(), accumulate ? one : zero, c, p.cLayout(), c, p.cLayout(),
-                p.algo(), workspace.address(), WORKSPACE_BYTES, context.stream(), describe(key));
     }
 
     private Plan plan(Key key, long bias) {
