@@ -15,6 +15,7 @@
 #define STATUS_BAD_TOKEN_ID 1
 #define STATUS_BAD_TARGET 2
 #define STATUS_I64_OVERFLOW 3
+#define STATUS_BAD_ROW 4
 
 #define NEG_INF __int_as_float(0xff800000)
 
@@ -450,6 +451,29 @@ extern "C" __global__ void p4j_embedding(const float* table, const int* ids, flo
     }
 }
 
+// dst[rows[i], :] = src[i, :], rows of `width` elements of `bytes` bytes each (4: 32-bit words,
+// else single bytes). One block per source row. An index outside [0, count) is reported, and that
+// row is skipped.
+extern "C" __global__ void p4j_scatter_rows(const void* src, const int* rows, void* dst, int n, int count, int width, int bytes,
+                                            int* status) {
+    int i = blockIdx.x;
+    int r = rows[i];
+    if (r < 0 || r >= count) {
+        if (threadIdx.x == 0) report(status, STATUS_BAD_ROW, i, r, count);
+        return;
+    }
+    if (bytes == 4) {
+        const unsigned* s = (const unsigned*) src + (long long) i * width;
+        unsigned* d = (unsigned*) dst + (long long) r * width;
+        for (int j = threadIdx.x; j < width; j += blockDim.x) d[j] = s[j];
+    } else {
+        long long w = (long long) width * bytes;
+        const unsigned char* s = (const unsigned char*) src + i * w;
+        unsigned char* d = (unsigned char*) dst + r * w;
+        for (long long j = threadIdx.x; j < w; j += blockDim.x) d[j] = s[j];
+    }
+}
+
 // dTable[v] += Σ dOut[t] over the tokens t with ids[t] == v, summed in ascending t (no float
 // atomics: results repeat bit for bit). A stable counting sort of the token indices by id first,
 // in chunks of EMB_CHUNK tokens, then one gather-sum per (id, column):
@@ -862,6 +886,109 @@ extern "C" __global__ void p4j_attention_forward(const float* q, const float* k,
         }
         if (lane == 0) lse[(long long) bh * nq + i] = none ? NEG_INF : m[r] + logf(l[r]);
     }
+}
+
+// Decode attention: one query row per (b, h) (nq == 1, the cached generation step), no dropout,
+// split over the keys so that a long key range keeps every SM busy. Causal masks do not matter for
+// one query (right-aligned, it sees every key).
+// Step 1, block (s, bh): keys [s·chunk, min(nk, (s+1)·chunk)) → the partial softmax state
+// (max m, sum l, acc[dv] = Σ e^{score − m} v) in part[bh, s, 0 .. 2 + dv). Warp w takes every
+// DEC_WARPS-th key from w, lanes split the channels; the warps' states merge in shared memory.
+// Step 2 (p4j_attention_decode_combine), block bh: M = max_s m_s, L = Σ_s l_s e^{m_s − M},
+// out = Σ_s acc_s e^{m_s − M} / L, lse = M + log L; 0 and −inf when no key is visible (as the
+// tiled forward).
+#define DEC_WARPS 4
+
+extern "C" __global__ void p4j_attention_decode(const float* q, const float* k, const float* v, const unsigned char* pad,
+                                                float* part, int H, int nk, int dqk, int dv, float scale, int chunk) {
+    __shared__ float red[DEC_WARPS][2 + 32 * ATT_MAXC];
+    const int s = blockIdx.x, bh = blockIdx.y, b = bh / H, h = bh % H;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const long long qkW = (long long) H * dqk, vW = (long long) H * dv;
+    float qs[ATT_MAXC], acc[ATT_MAXC];
+#pragma unroll
+    for (int t = 0; t < ATT_MAXC; t++) {
+        int c = lane + 32 * t;
+        qs[t] = c < dqk ? q[(long long) b * qkW + (long long) h * dqk + c] : 0.0f;
+        acc[t] = 0.0f;
+    }
+    float m = NEG_INF, l = 0.0f;
+    const int j1 = imin(nk, (s + 1) * chunk);
+    for (int j = s * chunk + warp; j < j1; j += DEC_WARPS) {
+        if (!att_key_ok(pad, b, nk, j)) continue; // warp-uniform
+        const float* kr = k + ((long long) b * nk + j) * qkW + (long long) h * dqk;
+        float d = 0.0f;
+#pragma unroll
+        for (int t = 0; t < ATT_MAXC; t++) {
+            int c = lane + 32 * t;
+            if (c < dqk) d += qs[t] * kr[c];
+        }
+        float sc = warp_sum(d) * scale;
+        float mNew = fmaxf(m, sc);
+        float corr = expf(m - mNew); // 0 while m is −inf
+        float p = expf(sc - mNew);
+        l = l * corr + p;
+        m = mNew;
+        const float* vr = v + ((long long) b * nk + j) * vW + (long long) h * dv;
+#pragma unroll
+        for (int t = 0; t < ATT_MAXC; t++) {
+            int c = lane + 32 * t;
+            acc[t] = acc[t] * corr + (c < dv ? p * vr[c] : 0.0f);
+        }
+    }
+    if (lane == 0) {
+        red[warp][0] = m;
+        red[warp][1] = l;
+    }
+#pragma unroll
+    for (int t = 0; t < ATT_MAXC; t++) {
+        int c = lane + 32 * t;
+        if (c < dv) red[warp][2 + c] = acc[t];
+    }
+    __syncthreads();
+    if (warp != 0) return;
+    float M = NEG_INF;
+    for (int w = 0; w < DEC_WARPS; w++) M = fmaxf(M, red[w][0]);
+    float f[DEC_WARPS], L = 0.0f;
+#pragma unroll
+    for (int w = 0; w < DEC_WARPS; w++) {
+        f[w] = red[w][0] == NEG_INF ? 0.0f : expf(red[w][0] - M);
+        L += red[w][1] * f[w];
+    }
+    float* o = part + ((long long) bh * gridDim.x + s) * (2 + dv);
+    if (lane == 0) {
+        o[0] = M;
+        o[1] = L;
+    }
+    for (int c = lane; c < dv; c += 32) {
+        float a = 0.0f;
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++) a += red[w][2 + c] * f[w];
+        o[2 + c] = a;
+    }
+}
+
+extern "C" __global__ void p4j_attention_decode_combine(const float* part, float* out, float* lse, int H, int dv, int splits) {
+    const int bh = blockIdx.x, b = bh / H, h = bh % H;
+    const long long stride = 2 + dv;
+    const float* p = part + (long long) bh * splits * stride;
+    float M = NEG_INF;
+    for (int s = 0; s < splits; s++) M = fmaxf(M, p[s * stride]);
+    float L = 0.0f;
+    for (int s = 0; s < splits; s++) {
+        float ms = p[s * stride];
+        if (ms != NEG_INF) L += p[s * stride + 1] * expf(ms - M);
+    }
+    float* o = out + (long long) b * H * dv + (long long) h * dv;
+    for (int c = threadIdx.x; c < dv; c += blockDim.x) {
+        float a = 0.0f;
+        for (int s = 0; s < splits; s++) {
+            float ms = p[s * stride];
+            if (ms != NEG_INF) a += p[s * stride + 2 + c] * expf(ms - M);
+        }
+        o[c] = L == 0.0f ? 0.0f : a / L;
+    }
+    if (threadIdx.x == 0) lse[bh] = L == 0.0f ? NEG_INF : M + logf(L);
 }
 
 // Backward, step 1: rowDot[b, h, i] = dOut_i · out_i over head h's Dv channels (written). One warp per row.

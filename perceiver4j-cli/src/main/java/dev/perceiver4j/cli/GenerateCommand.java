@@ -140,7 +140,13 @@ final class GenerateCommand implements Runnable {
     static int stream(PerceiverAR m, int[] prompt, int maxBytes, Sampler.Config sc, List<String> stops,
                       PerceiverArGenerator.Options o, PrintStream out) {
         if (maxBytes == 0) return 0;
-        PerceiverArGenerator g = new PerceiverArGenerator(m, o);
+        try (PerceiverArGenerator g = new PerceiverArGenerator(m, o)) {
+            return stream(g, m, prompt, maxBytes, sc, stops, out);
+        }
+    }
+
+    private static int stream(PerceiverArGenerator g, PerceiverAR m, int[] prompt, int maxBytes, Sampler.Config sc, List<String> stops,
+                              PrintStream out) {
         Sampler sampler = new Sampler(sc);
         BitSet specials = new BitSet();
         specials.set(0, ByteTokenizer.OFFSET);                 // byte-level text: never emit special ids

@@ -22,6 +22,19 @@ public interface Backend {
     /** Waits until every queued op has finished (asynchronous backends); a no-op on the CPU. */
     default void synchronize() {}
 
+    /**
+     * Records the ops {@code body} queues on this backend into a {@link Recording} that can run
+     * them again, or returns {@code null} when this backend does not record (the CPU: callers then
+     * just run {@code body} each time). The body runs once while recording; on the GPU its ops
+     * only queue and execute at the first {@link Recording#replay()}. It must not read values back
+     * (toFloatArray, crossEntropy, sumSquares, synchronize) or upload host data (fromFloats,
+     * fromInts, fromBools); tensors it creates are the recording's, and only tensors made before
+     * may carry results out.
+     */
+    default Recording record(Runnable body) {
+        return null;
+    }
+
     /** One line on device memory (reserved, in use, peak) for backends that manage their own; "" on the CPU. */
     default String memoryReport() {
         return "";
@@ -121,6 +134,14 @@ public interface Backend {
 
     /** dst.narrow(axis, start, src.dim(axis)) = src (or += when accumulate). */
     void unnarrow(Tensor src, int axis, int start, Tensor dst, boolean accumulate);
+
+    /**
+     * dst[rows[i], :] = src[i, :] for every i, the row index read from a tensor (so a recorded
+     * step can write where a value it reads says). src: [m, D] (leading dims flattened), rows: I32 [m],
+     * dst: [R, D], src and dst of one dtype (any). A row index outside [0, R) is an
+     * IllegalArgumentException (on asynchronous backends at the next synchronisation).
+     */
+    void scatterRows(Tensor src, Tensor rows, Tensor dst);
 
     // ---- attention ---------------------------------------------------------------------------
 

@@ -179,6 +179,10 @@ public final class ProfilingBackend implements Backend {
         time("unnarrow " + shape(src) + "->" + shape(dst), 0, () -> inner.unnarrow(src, axis, start, dst, accumulate));
     }
 
+    @Override public void scatterRows(Tensor src, Tensor rows, Tensor dst) {
+        time("scatterRows " + shape(src) + "->" + shape(dst), 0, () -> inner.scatterRows(src, rows, dst));
+    }
+
     @Override public void attention(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse) {
         time(attentionKey("attention", s, keyPad), attentionFlops(s), () -> inner.attention(s, q, k, v, keyPad, out, lse));
     }

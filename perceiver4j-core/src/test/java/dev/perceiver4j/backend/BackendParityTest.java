@@ -135,6 +135,48 @@ class BackendParityTest {
         }
     }
 
+    /**
+     * scatterRows writes row i of src to the row rows[i] says and touches nothing else: with
+     * consecutive indices it equals unnarrow; a permutation puts each row where it names; BOOL
+     * rows (padding masks) move too; a bad index names itself.
+     */
+    @Test
+    void scatterRowsEqualsUnnarrowAndHonoursEveryIndex() {
+        SplittableRandom rng = new SplittableRandom(4);
+        float[] base = new float[7 * 5], rows = new float[3 * 5];
+        for (int i = 0; i < base.length; i++) base[i] = (float) rng.nextGaussian();
+        for (int i = 0; i < rows.length; i++) rows[i] = (float) rng.nextGaussian();
+        for (Backend be : List.of(REF, candidates().get(0))) {
+            Tensor viaUnnarrow = be.fromFloats(base, Shape.of(1, 7, 5)), viaScatter = be.fromFloats(base, Shape.of(1, 7, 5));
+            Tensor src = be.fromFloats(rows, Shape.of(1, 3, 5));
+            be.unnarrow(src, 1, 2, viaUnnarrow, false);
+            be.scatterRows(src, be.fromInts(new int[] {2, 3, 4}, Shape.of(3)), viaScatter.reshape(7, 5));
+            assertThat(viaScatter.toFloatArray()).containsExactly(viaUnnarrow.toFloatArray());
+
+            Tensor permuted = be.fromFloats(base, Shape.of(7, 5));
+            int[] to = {6, 0, 3};
+            be.scatterRows(src, be.fromInts(to, Shape.of(3)), permuted);
+            float[] got = permuted.toFloatArray();
+            for (int r = 0; r < 7; r++) {
+                int from = r == 6 ? 0 : r == 0 ? 1 : r == 3 ? 2 : -1;
+                for (int c = 0; c < 5; c++) {
+                    float want = from < 0 ? base[r * 5 + c] : rows[from * 5 + c];
+                    assertThat(got[r * 5 + c]).as("%s row %d col %d", be.name(), r, c).isEqualTo(want);
+                }
+            }
+
+            Tensor pad = be.fromBools(new boolean[] {true, true, true, true}, Shape.of(1, 4));
+            be.scatterRows(be.zeros(Shape.of(1, 1), DType.BOOL), be.fromInts(new int[] {2}, Shape.of(1)), pad.reshape(4, 1));
+            assertThat(pad.toFloatArray()).containsExactly(1f, 1f, 0f, 1f);
+
+            Tensor bad = be.fromInts(new int[] {1, 7, 0}, Shape.of(3));
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> be.scatterRows(src, bad, permuted))
+                    .hasMessageContaining("row index 7 at position 1");
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> be.scatterRows(src, bad, be.zeros(Shape.of(7, 4), DType.F32)))
+                    .hasMessageContaining("row width");
+        }
+    }
+
     static List<float[]> adamRun(Backend be, float[] p0, float[] g0) {
         Shape s = Shape.of(p0.length);
         Tensor p = be.fromFloats(p0, s), g = be.fromFloats(g0, s), m = be.zeros(s, DType.F32), v = be.zeros(s, DType.F32);

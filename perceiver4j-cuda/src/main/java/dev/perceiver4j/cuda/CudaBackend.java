@@ -5,6 +5,8 @@ import dev.perceiver4j.backend.AttentionShape;
 import dev.perceiver4j.backend.Backend;
 import dev.perceiver4j.backend.MatmulShape;
 import dev.perceiver4j.backend.AxisSlab;
+import dev.perceiver4j.backend.Recording;
+import dev.perceiver4j.backend.RowScatter;
 import dev.perceiver4j.cuda.ffm.Driver;
 import dev.perceiver4j.tensor.DType;
 import dev.perceiver4j.tensor.Scope;
@@ -58,6 +60,12 @@ public final class CudaBackend implements Backend {
     private static final int LN_VECS = 12, LN_WARPS = 8;
     /** Tokens per chunk of the embedding backward's counting sort (EMB_CHUNK in kernels.cu). */
     private static final int EMB_CHUNK = 1024;
+    /** Off with -Dperceiver4j.cuda.graphs=false: {@link #record} returns null and callers run their ops one by one. */
+    private static final boolean GRAPHS = !"false".equals(System.getProperty("perceiver4j.cuda.graphs"));
+    /** Warps per block and keys per block of the split-key decode attention (DEC_WARPS in kernels.cu). */
+    private static final int DEC_WARPS = 4, DEC_KEYS = 32;
+    /** Off with -Dperceiver4j.cuda.decodeAttention=false: one-query attention then uses the tiled kernels. */
+    private static final boolean DECODE_ATTENTION = !"false".equals(System.getProperty("perceiver4j.cuda.decodeAttention"));
     /** Off with -Dperceiver4j.cuda.tcAttention=false: TF32 mode then keeps the fp32 attention kernels. */
     private static final boolean TC_ATTENTION = !"false".equals(System.getProperty("perceiver4j.cuda.tcAttention"));
 
@@ -114,6 +122,17 @@ public final class CudaBackend implements Backend {
         return nl < 0 ? r : r.substring(0, nl);
     }
 
+    /**
+     * Captures the body's ops into a CUDA graph ({@link CudaGraph}); null when graphs are switched
+     * off ({@code -Dperceiver4j.cuda.graphs=false}).
+     *
+     * @throws IllegalStateException when the body does what a graph cannot hold (host copies, waits)
+     */
+    @Override
+    public Recording record(Runnable body) {
+        return GRAPHS ? CudaGraph.capture(context, allocator, body) : null;
+    }
+
     /** Waits for the stream and raises any bad input the kernels recorded. */
     @Override
     public void synchronize() {
@@ -126,6 +145,7 @@ public final class CudaBackend implements Backend {
             case 1 -> "embedding: token id " + s[2] + " at position " + s[1] + " is outside the vocabulary [0, " + s[3] + ")";
             case 2 -> "crossEntropy: target " + s[2] + " at row " + s[1] + " is outside [0, " + s[3] + ") and is not the ignore index";
             case 3 -> "cast I64 -> I32: the value at position " + s[1] + " does not fit in int32";
+            case 4 -> "scatterRows: row index " + s[2] + " at position " + s[1] + " is outside [0, " + s[3] + ")";
             default -> "CUDA kernel reported status " + s[0] + " at position " + s[1];
         });
     }
@@ -579,6 +599,17 @@ public final class CudaBackend implements Backend {
                 .i32(fromFull ? 1 : 0).i32(accumulate ? 1 : 0).go();
     }
 
+    @Override
+    public void scatterRows(Tensor src, Tensor rows, Tensor dst) {
+        int width = RowScatter.width(src, rows, dst), n = rows.size(), count = dst.size() / width;
+        if (n == 0) return;
+        int bytes = src.dtype().bytes();
+        boolean words = bytes % 4 == 0;   // F32, I32, I64 (two words per element), else byte rows (BOOL, BF16)
+        int unitWidth = words ? width * (bytes / 4) : width * bytes;
+        kernels.launch("p4j_scatter_rows").grid(n).block(Math.min(THREADS, rowThreads(unitWidth)))
+                .ptr(ptr(src)).ptr(ptr(rows)).ptr(ptr(dst)).i32(n).i32(count).i32(unitWidth).i32(words ? 4 : 1).ptr(status.address()).go();
+    }
+
     // ---- attention ---------------------------------------------------------------------------
 
     private static void checkAttention(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse) {
@@ -628,6 +659,29 @@ public final class CudaBackend implements Backend {
                 && TC_SHAPES.contains(tcKey(s.dqk(), s.dv())) && aligned16(streamed);
     }
 
+    /**
+     * One query row per (batch, head) without dropout (the cached generation step) and enough keys to
+     * split: {@code p4j_attention_decode} spreads the keys over many blocks (DEC_KEYS per block), then
+     * {@code p4j_attention_decode_combine} merges their softmax states (kernels.cu). The tiled kernels
+     * would give each (batch, head) one block that walks every key alone.
+     */
+    static boolean decodeAttention(AttentionShape s) {
+        return DECODE_ATTENTION && s.nq() == 1 && s.dropout() == 0f && s.nk() >= 2 * DEC_KEYS;
+    }
+
+    private void attentionDecode(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse) {
+        int bh = s.batch() * s.heads();
+        int splits = Math.max(1, Math.min((s.nk() + DEC_KEYS - 1) / DEC_KEYS, 16 * context.multiprocessors() / bh));
+        int chunk = (s.nk() + splits - 1) / splits;
+        DeviceBuffer part = allocator.allocate(4L * bh * splits * (2 + s.dv()));
+        kernels.launch("p4j_attention_decode").grid(splits, bh).block(DEC_WARPS * 32)
+                .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(part.address())
+                .i32(s.heads()).i32(s.nk()).i32(s.dqk()).i32(s.dv()).f32(s.scale()).i32(chunk).go();
+        kernels.launch("p4j_attention_decode_combine").grid(bh).block(Math.min(THREADS, rowThreads(s.dv())))
+                .ptr(part.address()).ptr(ptr(out)).ptr(ptr(lse)).i32(s.heads()).i32(s.dv()).i32(splits).go();
+        allocator.free(part); // later work on the stream runs after these kernels
+    }
+
     /** Shared memory of the tensor-core forward: two K+V tile buffers (tc_k_stride, tc_v_stride), per-warp P tiles (kernels.cu). */
     private static int tensorCoreShared(AttentionShape s) {
         int kStride = s.dqk() + 4, vStride = s.dv() + (40 - s.dv() % 32) % 32;
@@ -648,6 +702,10 @@ public final class CudaBackend implements Backend {
     public void attention(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse) {
         checkAttention(s, q, k, v, keyPad, out, lse);
         int bh = s.batch() * s.heads();
+        if (decodeAttention(s)) {
+            attentionDecode(s, q, k, v, keyPad, out, lse);
+            return;
+        }
         boolean tc = tensorCoreAttention(s, k, v);
         Kernels.Launch l = tc
                 ? kernels.launch("p4j_attention_forward_tc_" + s.dqk() + "_" + s.dv()).grid((s.nq() + TC_ROWS - 1) / TC_ROWS, bh)

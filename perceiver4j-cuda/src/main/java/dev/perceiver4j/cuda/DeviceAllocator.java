@@ -5,7 +5,9 @@ import dev.perceiver4j.cuda.ffm.Driver;
 
 import java.lang.ref.Cleaner;
 import java.util.ArrayDeque;
+import java.util.ArrayList;
 import java.util.HashSet;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
@@ -42,6 +44,15 @@ public final class DeviceAllocator {
     private long cachedBytes;     // Σ bytes on the free lists
     private long buffersReserved; // count of live cuMemAlloc'd buffers
     private long peakInUse;
+    private Held held; // non-null while a CUDA graph is being recorded
+
+    /**
+     * The buffers a graph recording keeps: every buffer handed out while recording (the graph's
+     * nodes use their addresses, so no Cleaner may reclaim them while it lives) and every buffer
+     * freed while recording (the graph will still write them at each replay, so nobody else may get
+     * them). {@link #returnHeld} gives the freed ones back when the graph is destroyed.
+     */
+    record Held(List<DeviceBuffer> allocated, List<DeviceBuffer> freed) {}
 
     DeviceAllocator(CudaContext context) {
         this.context = context;
@@ -67,6 +78,7 @@ public final class DeviceAllocator {
         } else {
             b = newBuffer(reserve(cls), cls);
         }
+        if (held != null) held.allocated().add(b);
         peakInUse = Math.max(peakInUse, inUseBytes());
         return b;
     }
@@ -76,8 +88,32 @@ public final class DeviceAllocator {
      * must drop every reference to it: the object itself goes on the list and is handed out again.
      */
     public synchronized void free(DeviceBuffer b) {
+        if (held != null) {
+            held.freed().add(b);
+            return;
+        }
         free.computeIfAbsent(b.bytes(), k -> new ArrayDeque<>()).push(b);
         cachedBytes += b.bytes();
+    }
+
+    /** Starts keeping buffers for a graph recording (see {@link Held}). */
+    synchronized void beginHold() {
+        if (held != null) throw new IllegalStateException("a CUDA graph is already being recorded");
+        held = new Held(new ArrayList<>(), new ArrayList<>());
+    }
+
+    /** Stops keeping buffers; the recording owns what was kept. */
+    synchronized Held endHold() {
+        Held h = held;
+        held = null;
+        return h;
+    }
+
+    /** Puts the buffers freed during a recording back on the free lists (the graph is destroyed). */
+    synchronized void returnHeld(Held h) {
+        for (DeviceBuffer b : h.freed()) free(b);
+        h.freed().clear();
+        h.allocated().clear();
     }
 
     /**

@@ -72,9 +72,11 @@ public final class GpuSelfTest {
             CudaBackend tf = new CudaBackend(cuda.context(), true);
             checks.addAll(OpParity.matmulChecks(tf, ref, seed, 1e-2));
             checks.addAll(OpParity.tensorCoreAttentionChecks(tf, ref, seed, 1e-2));
+            checks.addAll(ModelParity.generationChecks(tf, 1e-2, "tf32"));
             CudaBackend bf = new CudaBackend(cuda.context(), MatmulPrecision.BF16);
             checks.addAll(OpParity.matmulChecks(bf, ref, seed, BF16_TOLERANCE, "bf16"));
         }
+        checks.addAll(ModelParity.generationChecks(cuda, ModelParity.LOGITS, "fp32"));
         checks.addAll(ModelParity.trainingChecks(cuda, new CpuBackend(CpuPool.common(), new JavaSgemm(CpuPool.common()))));
         if (fixtures != null) checks.addAll(ModelParity.fixtureChecks(cuda, fixtures));
         int failed = 0;

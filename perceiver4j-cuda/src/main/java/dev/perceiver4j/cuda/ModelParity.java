@@ -7,6 +7,7 @@ import dev.perceiver4j.io.SafetensorsReader;
 import dev.perceiver4j.io.TensorSource;
 import dev.perceiver4j.model.ar.PerceiverAR;
 import dev.perceiver4j.model.ar.PerceiverArConfig;
+import dev.perceiver4j.model.ar.PerceiverArGenerator;
 import dev.perceiver4j.model.io.PerceiverForMaskedLM;
 import dev.perceiver4j.nn.Params;
 import dev.perceiver4j.tensor.Scope;
@@ -66,6 +67,49 @@ public final class ModelParity {
         return List.of(new OpParity.Check(
                 "model: Perceiver AR 3 training steps (dropouts on), params + losses vs CPU (rel)", TRAINING,
                 () -> training(gpu, cpu)));
+    }
+
+    /**
+     * Cached generation with the one-position step recorded as a CUDA graph and replayed: after every
+     * appended byte (70, through latent and window slides) its logits must equal an uncached forward
+     * over the same window on the same backend, within {@code tolerance} (absolute).
+     */
+    public static List<OpParity.Check> generationChecks(Backend gpu, double tolerance, String label) {
+        return List.of(new OpParity.Check("model: Perceiver AR generation, recorded step vs uncached forward, 70 bytes (" + label + ")",
+                tolerance, () -> generation(gpu)));
+    }
+
+    private static double generation(Backend be) {
+        PerceiverArConfig c = trainingConfig();
+        PerceiverAR m = new PerceiverAR(be, c, 5L);
+        SplittableRandom r = new SplittableRandom(11);
+        double worst = 0;
+        try (PerceiverArGenerator g = new PerceiverArGenerator(m, new PerceiverArGenerator.Options(12, 3, 5))) {
+            float[] logits = g.start(r.ints(20, 6, 262).toArray());
+            for (int step = 0; step < 70; step++) {
+                worst = Math.max(worst, generationError(be, m, g, logits));
+                logits = g.append(6 + r.nextInt(256));
+            }
+            worst = Math.max(worst, generationError(be, m, g, logits));
+            if (!g.stepRecorded()) throw new AssertionError("the one-position step was not recorded");
+            if (g.fixedShapeSteps() < 30) throw new AssertionError("only " + g.fixedShapeSteps() + " recorded steps ran");
+            if (g.windowStart() == 0) throw new AssertionError("the window never slid");
+        }
+        return worst;
+    }
+
+    /** max |cached − uncached| over the last position's logits of the generator's window. */
+    private static double generationError(Backend be, PerceiverAR m, PerceiverArGenerator g, float[] cached) {
+        int[] toks = g.tokens();
+        int ws = g.windowStart(), n = g.length(), p = g.prefixEnd() - ws, v = m.config().vocabSize();
+        float[] full;
+        try (var ng = Autograd.noGrad(); Scope s = Scope.open()) {
+            full = m.forward(be.fromInts(Arrays.copyOfRange(toks, ws, n), Shape.of(1, n - ws)), null, p).toFloatArray();
+        }
+        int last = (n - ws - p - 1) * v;
+        double max = 0;
+        for (int j = 0; j < v; j++) max = Math.max(max, Math.abs((double) cached[j] - full[last + j]));
+        return max;
     }
 
     // ---- fixtures ------------------------------------------------------------------------------

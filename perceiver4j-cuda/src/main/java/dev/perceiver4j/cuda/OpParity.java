@@ -80,6 +80,7 @@ public final class OpParity {
         p.pointwise(c);
         p.reductions(c);
         p.axisCopies(c);
+        p.scatters(c);
         p.embeddings(c);
         p.losses(c);
         p.optimizer(c);
@@ -433,6 +434,24 @@ public final class OpParity {
         }
     }
 
+    private void scatters(List<Check> c) {
+        c.add(new Check("scatterRows F32 [5,37] into [11,37], permuted rows", 0, () -> {
+            Pair dst = randPair(1, 11, 37), src = randPair(1, 5, 37), rows = bothInts(new int[] {9, 0, 4, 10, 3}, 5);
+            gpu.scatterRows(src.g(), rows.g(), dst.g());
+            ref.scatterRows(src.r(), rows.r(), dst.r());
+            return err(dst);
+        }));
+        c.add(new Check("scatterRows BOOL [2,1] into a [1,9] mask viewed as [9,1]", 0, () -> {
+            boolean[] m = {true, true, true, false, true, true, true, true, true};
+            Pair dst = new Pair(gpu.fromBools(m, Shape.of(1, 9)), ref.fromBools(m, Shape.of(1, 9)));
+            Pair src = new Pair(gpu.fromBools(new boolean[] {false, true}, Shape.of(2, 1)), ref.fromBools(new boolean[] {false, true}, Shape.of(2, 1)));
+            Pair rows = bothInts(new int[] {7, 3}, 2);
+            gpu.scatterRows(src.g(), rows.g(), dst.g().reshape(9, 1));
+            ref.scatterRows(src.r(), rows.r(), dst.r().reshape(9, 1));
+            return err(dst);
+        }));
+    }
+
     // ---- embedding -----------------------------------------------------------------------------
 
     private void embeddings(List<Check> c) {
@@ -681,6 +700,14 @@ public final class OpParity {
         attentionCase(c, 1, 2, 130, 300, 32, 160, true, 1, 0.1f);    // several tiles on both sides
         attentionCase(c, 1, 1, 20, 33, 256, 256, false, 1, 0f);      // the largest head dims: > 48 KiB shared memory
         attentionCase(c, 1, 1, 1, 1, 1, 1, true, 0, 0f);
+        // One query row with many keys: the split-key decode kernels (cached generation), incl. a fully padded row.
+        attentionForward(c, 1, 8, 1, 4096, 64, 64, true, 1, 0f, FP32, " (split-key decode)");
+        attentionForward(c, 3, 2, 1, 517, 7, 13, false, 2, 0f, FP32, " (split-key decode)");
+        attentionForward(c, 1, 1, 1, 64, 256, 256, false, 0, 0f, FP32, " (split-key decode)");
+        c.add(new Check("attention: one query over 64+ keys takes the split-key decode kernels", 0, () ->
+                CudaBackend.decodeAttention(attentionShape(1, 8, 1, 4096, 64, 64, true, 0f))
+                        && CudaBackend.decodeAttention(attentionShape(1, 1, 1, 64, 256, 256, false, 0f))
+                        && !CudaBackend.decodeAttention(attentionShape(1, 8, 1, 4096, 64, 64, true, 0.1f)) ? 0 : 1));
         // The dropout mask itself: with v = I (Dv = Nk) out[i, j] is the dropped probability P_ij·M_ij.
         for (boolean causal : new boolean[] {false, true}) {
             int batch = 2, heads = 3, nq = 19, nk = 37, dqk = 8;
@@ -716,6 +743,50 @@ public final class OpParity {
                 else if (!Arrays.equals(first, addr)) return 1;
             }
             return 0;
+        }));
+        c.add(new Check("scatterRows: a bad row index is reported at the next synchronisation", 0, () -> {
+            Tensor dst = cuda.zeros(Shape.of(4, 3), DType.F32), src = cuda.zeros(Shape.of(2, 3), DType.F32);
+            cuda.scatterRows(src, cuda.fromInts(new int[] {1, 4}, Shape.of(2)), dst);
+            try {
+                cuda.synchronize();
+                return 1;
+            } catch (IllegalArgumentException e) {
+                return e.getMessage().contains("row index 4 at position 1") ? 0 : 1;
+            }
+        }));
+        c.add(new Check("CUDA graph: a replay reruns the recorded ops on updated inputs", 0, () -> {
+            // y = relu(x·w) + x, x read from a tensor the host rewrites between replays.
+            Tensor x = cuda.persistentZeros(Shape.of(3, 8), DType.F32), w = cuda.fromFloats(randn(64, 1), Shape.of(8, 8));
+            Tensor y = cuda.persistentZeros(Shape.of(3, 8), DType.F32);
+            try (dev.perceiver4j.backend.Recording g = cuda.record(() -> {
+                Tensor h = cuda.empty(Shape.of(3, 8), DType.F32), pre = cuda.empty(Shape.of(3, 8), DType.F32);
+                cuda.matmul(x, false, w, false, null, Activation.RELU, h, pre);
+                cuda.add(h, x, y);
+            })) {
+                if (g == null || g.ops() < 2) return 1;
+                double worst = 0;
+                for (int rep = 0; rep < 3; rep++) {
+                    float[] xv = randn(24, 1);
+                    cuda.copy(cuda.fromFloats(xv, Shape.of(3, 8)), x);
+                    g.replay();
+                    Tensor rx = ref.fromFloats(xv, Shape.of(3, 8)), rh = ref.empty(Shape.of(3, 8), DType.F32), ry = ref.empty(Shape.of(3, 8), DType.F32);
+                    ref.matmul(rx, false, ref.fromFloats(cuda.toFloatArray(w), Shape.of(8, 8)), false, null, Activation.RELU, rh,
+                            ref.empty(Shape.of(3, 8), DType.F32));
+                    ref.add(rh, rx, ry);
+                    worst = Math.max(worst, err(cuda.toFloatArray(y), ref.toFloatArray(ry)));
+                }
+                return worst <= 1e-5 ? 0 : worst;
+            }
+        }));
+        c.add(new Check("CUDA graph: a body that reads back is refused with a clear error", 0, () -> {
+            Tensor t = cuda.persistentZeros(Shape.of(4), DType.F32);
+            try {
+                cuda.record(() -> cuda.toFloatArray(t)).close();
+                return 1;
+            } catch (IllegalStateException e) {
+                // and the stream works normally afterwards
+                return e.getMessage().contains("recording a CUDA graph failed") && cuda.toFloatArray(t).length == 4 ? 0 : 1;
+            }
         }));
         c.add(new Check("embedding: a bad id is reported at the next synchronisation", 0, () -> {
             Tensor table = cuda.fromFloats(new float[12], Shape.of(4, 3));

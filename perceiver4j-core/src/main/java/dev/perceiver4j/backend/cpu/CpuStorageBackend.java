@@ -2,6 +2,7 @@ package dev.perceiver4j.backend.cpu;
 
 import dev.perceiver4j.backend.AxisSlab;
 import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.backend.RowScatter;
 import dev.perceiver4j.backend.cpu.fast.FastOps;
 import dev.perceiver4j.tensor.DType;
 import dev.perceiver4j.tensor.Scope;
@@ -148,6 +149,18 @@ abstract sealed class CpuStorageBackend implements Backend permits CpuBackend, R
     @Override
     public void unnarrow(Tensor src, int axis, int start, Tensor dst, boolean accumulate) {
         blockCopy(src, dst, axis, start, false, accumulate);
+    }
+
+    @Override
+    public void scatterRows(Tensor src, Tensor rows, Tensor dst) {
+        int width = RowScatter.width(src, rows, dst);
+        int[] r = rows.ints();
+        int count = dst.shape().numel() == 0 ? 0 : dst.size() / width;
+        for (int i = 0; i < rows.size(); i++) {
+            int row = r[rows.offset() + i];
+            check(row >= 0 && row < count, "scatterRows: row index " + row + " at position " + i + " is outside [0, " + count + ")");
+            System.arraycopy(src.data(), src.offset() + i * width, dst.data(), dst.offset() + row * width, width);
+        }
     }
 
     /**

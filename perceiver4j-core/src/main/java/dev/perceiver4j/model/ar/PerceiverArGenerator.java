@@ -3,6 +3,7 @@ package dev.perceiver4j.model.ar;
 import dev.perceiver4j.autograd.Autograd;
 import dev.perceiver4j.autograd.F;
 import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.backend.Recording;
 import dev.perceiver4j.tensor.DType;
 import dev.perceiver4j.tensor.Scope;
 import dev.perceiver4j.tensor.Shape;
@@ -33,9 +34,28 @@ import java.util.Arrays;
  *   <li>When the window would exceed {@code max_seq_len}, it drops its oldest {@code windowStride}
  *       positions at once; positions count from the window start, so every cached key is rebuilt.</li>
  * </ul>
- * Memory: cross-attention keys/values [max_seq_len, C] ×2 plus [latents, C] ×2 per self-attention layer.
+ * <p><b>The one-position step</b> (every append that slides nothing) has fixed shapes: it attends over
+ * the whole caches with padding masks instead of the filled rows, and writes its new keys/values
+ * with {@link Backend#scatterRows} at row indices read from a small device tensor (token, window
+ * position, latent row). Its ops therefore never change from one byte to the next, so a backend that
+ * records ({@link Backend#record}: CUDA graphs) records them once and replays them for every such
+ * byte; the host then only uploads three ints and reads the logits back. On the CPU the step runs with
+ * exact shapes over the filled rows, as before.
+ *
+ * <p>Memory: cross-attention keys/values [max_seq_len, C] ×2 plus [latents, C] ×2 per self-attention
+ * layer. {@link #close()} frees the recorded step (the caches go with the generator).
  */
-public final class PerceiverArGenerator {
+public final class PerceiverArGenerator implements AutoCloseable {
+
+    /** How the one-position step runs (package-private: tests pin it). */
+    enum StepMode {
+        /** Recorded and replayed where the backend records, else {@link #EXACT}. */
+        AUTO,
+        /** Exact shapes over the filled cache rows; a fresh sequence of ops per byte. */
+        EXACT,
+        /** The fixed-shape step (masks, scattered rows), run op by op without recording. */
+        FIXED
+    }
 
     /**
      * latents: number of latent positions (1 … max_seq_len; the model's max_latents by default, and
@@ -77,10 +97,26 @@ public final class PerceiverArGenerator {
     private int n, ws, pe;                      // length, window start, prefix end (= first latent)
     private long prefixProjected, latentsComputed;
 
+    // The fixed-shape one-position step (see the class comment).
+    private final StepMode mode;
+    private Tensor stepState;                   // I32 [3]: token, window position (= cross row), latent row
+    private Tensor crossPad, selfPad;           // BOOL [1, max_seq_len], [1, latents]: true = row not filled
+    private Tensor filled;                      // BOOL [1, 1] false: written into a pad row as it fills
+    private Tensor stepLogits;                  // F32 [V]
+    private boolean padsCurrent;                // the pads describe the cache rows filled so far
+    private Recording recorded;
+    private boolean recordTried;
+    private long fixedSteps;
+
     public PerceiverArGenerator(PerceiverAR model, Options options) {
+        this(model, options, StepMode.AUTO);
+    }
+
+    PerceiverArGenerator(PerceiverAR model, Options options, StepMode mode) {
         this.model = model;
         this.config = model.config();
         this.options = options;
+        this.mode = mode;
         options.validate(config);
         this.be = model.params().backend();
         this.ch = config.numChannels();
@@ -129,7 +165,40 @@ public final class PerceiverArGenerator {
             projectPrefix(ws, pe);
             return computeLatents(pe);
         }
-        return computeLatents(latentsSlid ? pe : n - 1);
+        if (latentsSlid) return computeLatents(pe);
+        if (mode == StepMode.AUTO && !recordTried) {
+            recordTried = true;
+            allocateStepTensors();
+            try {
+                recorded = be.record(this::fixedStepOps);
+            } catch (IllegalStateException e) {   // a backend bug, not the user's: say so once, then run op by op
+                System.err.println("generation: recording the one-position step failed, running it op by op: " + e.getMessage());
+            }
+        }
+        return mode == StepMode.FIXED || recorded != null ? fixedStep() : computeLatents(n - 1);
+    }
+
+    /** Frees the recorded step, if any (the generator can still be used: it records again). */
+    @Override
+    public void close() {
+        if (recorded != null) recorded.close();
+        recorded = null;
+        recordTried = false;
+    }
+
+    /** One-position steps run with fixed shapes (recorded or not) so far. */
+    public long fixedShapeSteps() {
+        return fixedSteps;
+    }
+
+    /** Whether the one-position step is a recording (a CUDA graph) that is replayed. */
+    public boolean stepRecorded() {
+        return recorded != null;
+    }
+
+    /** Ops (graph nodes) in the recorded step; 0 when it is not recorded. */
+    public int recordedOps() {
+        return recorded == null ? 0 : recorded.ops();
     }
 
     /** Tokens so far (prompt and appended). */
@@ -181,6 +250,7 @@ public final class PerceiverArGenerator {
     /** Cross-attention keys/values of prefix tokens [from, to) (kv_norm) into cache rows [from − ws, to − ws). */
     private void projectPrefix(int from, int to) {
         if (to <= from) return;
+        padsCurrent = false;
         try (var ng = Autograd.noGrad(); Scope s = Scope.open()) {
             Tensor pos = positions(from, to);
             Tensor kvn = model.kvNorm().forward(model.embed(ids(from, to), pos));                    // [1, m, C]
@@ -197,6 +267,7 @@ public final class PerceiverArGenerator {
      */
     private float[] computeLatents(int from) {
         int m = n - from;
+        padsCurrent = false;
         try (var ng = Autograd.noGrad(); Scope s = Scope.open()) {
             Tensor pos2 = positions(from, n);
             Tensor pos = pos2.reshape(m);
@@ -223,6 +294,77 @@ public final class PerceiverArGenerator {
             }
             latentsComputed += m;
             return model.logits(m == 1 ? h : F.narrow(h, 1, m - 1, 1)).toFloatArray();             // [V]
+        }
+    }
+
+    /**
+     * The one-position step for token n − 1 with fixed shapes: upload (token, window position, latent
+     * row), then run {@link #fixedStepOps()}, replaying its recording where the backend records.
+     * Every cache row before the new one is filled; the pads say which (rebuilt after any other path
+     * wrote the caches).
+     */
+    private float[] fixedStep() {
+        allocateStepTensors();
+        if (!padsCurrent) {
+            be.copy(be.fromBools(padFrom(config.maxSeqLen(), n - 1 - ws), crossPad.shape()), crossPad);
+            be.copy(be.fromBools(padFrom(options.latents(), n - 1 - pe), selfPad.shape()), selfPad);
+            padsCurrent = true;
+        }
+        be.copy(be.fromInts(new int[] {seq[n - 1], n - 1 - ws, n - 1 - pe}, stepState.shape()), stepState);
+        if (recorded != null) recorded.replay();
+        else fixedStepOps();
+        latentsComputed++;
+        fixedSteps++;
+        return stepLogits.toFloatArray();
+    }
+
+    private void allocateStepTensors() {
+        if (stepState != null) return;
+        stepState = be.persistentZeros(Shape.of(3), DType.I32);
+        crossPad = be.persistentZeros(Shape.of(1, config.maxSeqLen()), DType.BOOL);
+        selfPad = be.persistentZeros(Shape.of(1, options.latents()), DType.BOOL);
+        filled = be.persistentZeros(Shape.of(1, 1), DType.BOOL);
+        stepLogits = be.persistentZeros(Shape.of(config.vocabSize()), DType.F32);
+    }
+
+    /** rows ≥ filledRows are padding. */
+    private static boolean[] padFrom(int rows, int filledRows) {
+        boolean[] p = new boolean[rows];
+        Arrays.fill(p, filledRows, rows, true);
+        return p;
+    }
+
+    /**
+     * The ops of the one-position step. Reads only device tensors (stepState, caches, pads), so the
+     * same ops serve every byte: the new position's keys/values go to cache rows read from stepState,
+     * and attention runs over whole caches, masking rows not filled yet.
+     */
+    private void fixedStepOps() {
+        try (var ng = Autograd.noGrad(); Scope s = Scope.open()) {
+            Tensor token = stepState.alias(0, Shape.of(1, 1));
+            Tensor pos = stepState.alias(1, Shape.of(1));                                          // window position = cross row
+            Tensor selfRow = stepState.alias(2, Shape.of(1));
+            Tensor x = model.embed(token, pos.reshape(1, 1));                                        // [1, 1, C]
+
+            PerceiverAR.Attention ca = model.crossAttention();
+            Tensor qn = model.qNorm().forward(x);
+            be.scatterRows(ca.key(qn, pos), pos, crossK.reshape(config.maxSeqLen(), ch));
+            be.scatterRows(ca.v.forward(qn), pos, crossV.reshape(config.maxSeqLen(), ch));
+            be.scatterRows(filled, pos, crossPad.reshape(config.maxSeqLen(), 1));
+            Tensor h = F.add(ca.o.forward(ca.attend(ca.query(qn, pos), crossK, crossV, crossPad, null)), x);
+            h = F.add(h, model.crossMlp().forward(h));
+
+            be.scatterRows(filled, selfRow, selfPad.reshape(options.latents(), 1));
+            for (int i = 0; i < selfK.length; i++) {
+                PerceiverAR.Attention sa = model.selfAttention(i);
+                Tensor rp = model.selfRotary(i) ? pos : null;
+                Tensor hn = model.selfNorm(i).forward(h);
+                be.scatterRows(sa.key(hn, rp), selfRow, selfK[i].reshape(options.latents(), ch));
+                be.scatterRows(sa.v.forward(hn), selfRow, selfV[i].reshape(options.latents(), ch));
+                h = F.add(h, sa.o.forward(sa.attend(sa.query(hn, rp), selfK[i], selfV[i], selfPad, null)));
+                h = F.add(h, model.selfMlp(i).forward(h));
+            }
+            be.copy(model.logits(h).reshape(config.vocabSize()), stepLogits);
         }
     }
 }

@@ -62,7 +62,11 @@ class PerceiverArGeneratorTest {
     }
 
     static void checkExact(PerceiverAR m, PerceiverArGenerator.Options o, int promptLen, int steps) {
-        PerceiverArGenerator g = new PerceiverArGenerator(m, o);
+        checkExact(m, o, promptLen, steps, PerceiverArGenerator.StepMode.AUTO);
+    }
+
+    static void checkExact(PerceiverAR m, PerceiverArGenerator.Options o, int promptLen, int steps, PerceiverArGenerator.StepMode mode) {
+        PerceiverArGenerator g = new PerceiverArGenerator(m, o, mode);
         SplittableRandom r = new SplittableRandom(11);
         int[] prompt = r.ints(promptLen, 6, 262).toArray();
         double worst = diff(m, g, g.start(prompt));
@@ -79,6 +83,29 @@ class PerceiverArGeneratorTest {
         }
         assertThat(latentSlid).as("latents slid").isTrue();
         assertThat(windowSlid).as("window slid past max_seq_len").isTrue();
+        if (mode == PerceiverArGenerator.StepMode.FIXED && o.latentStride() < o.latents()) {
+            assertThat(g.fixedShapeSteps()).as("one-position steps with fixed shapes").isPositive();
+        } else if (mode != PerceiverArGenerator.StepMode.FIXED) {
+            assertThat(g.fixedShapeSteps()).as("the CPU backend records nothing: exact shapes").isZero();
+        }
+    }
+
+    /**
+     * The fixed-shape step (whole caches with padding masks, rows written through scatterRows at
+     * indices read from a tensor: what a CUDA graph replays) gives the uncached logits too, through
+     * every kind of slide, including the pad rebuilds after each slide.
+     */
+    @ParameterizedTest(name = "fixed-shape step: latents {0}, latent stride {1}, window stride {2}, prompt {3}")
+    @CsvSource({"8, 1, 1, 3", "8, 3, 5, 3", "5, 2, 24, 10", "12, 12, 7, 30", "1, 1, 2, 1"})
+    void fixedShapeStepEqualsUncachedForwardAcrossSlides(int latents, int latentStride, int windowStride, int promptLen) {
+        checkExact(model(true, 1, Activation.GELU, true), new PerceiverArGenerator.Options(latents, latentStride, windowStride), promptLen, 70,
+                PerceiverArGenerator.StepMode.FIXED);
+    }
+
+    @Test
+    void fixedShapeStepExactForRotaryEverywhereSquaredReluAndUntiedHead() {
+        checkExact(model(false, -1, Activation.SQUARED_RELU, false), new PerceiverArGenerator.Options(6, 2, 4), 4, 60,
+                PerceiverArGenerator.StepMode.FIXED);
     }
 
     @ParameterizedTest(name = "latents {0}, latent stride {1}, window stride {2}, prompt {3}")

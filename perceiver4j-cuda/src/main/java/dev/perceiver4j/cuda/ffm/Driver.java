@@ -89,6 +89,28 @@ public final class Driver {
     // CUresult cuFuncSetAttribute(CUfunction hfunc, CUfunction_attribute attrib, int value)
     private static final MethodHandle cuFuncSetAttribute = bind("cuFuncSetAttribute", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
 
+    // CUresult cuStreamBeginCapture_v2(CUstream hStream, CUstreamCaptureMode mode)
+    private static final MethodHandle cuStreamBeginCapture = bind("cuStreamBeginCapture_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+    // CUresult cuStreamEndCapture(CUstream hStream, CUgraph *phGraph)
+    private static final MethodHandle cuStreamEndCapture = bind("cuStreamEndCapture", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+    // CUresult cuGraphInstantiateWithFlags(CUgraphExec *phGraphExec, CUgraph hGraph, unsigned long long flags)
+    private static final MethodHandle cuGraphInstantiateWithFlags = bind("cuGraphInstantiateWithFlags",
+            FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, JAVA_LONG));
+    // CUresult cuGraphGetNodes(CUgraph hGraph, CUgraphNode *nodes, size_t *numNodes)
+    private static final MethodHandle cuGraphGetNodes = bind("cuGraphGetNodes", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
+    // CUresult cuGraphLaunch(CUgraphExec hGraphExec, CUstream hStream)
+    private static final MethodHandle cuGraphLaunch = bind("cuGraphLaunch", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+    // CUresult cuGraphExecDestroy(CUgraphExec hGraphExec)
+    private static final MethodHandle cuGraphExecDestroy = bind("cuGraphExecDestroy", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+    // CUresult cuGraphDestroy(CUgraph hGraph)
+    private static final MethodHandle cuGraphDestroy = bind("cuGraphDestroy", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+
+    /**
+     * CUstreamCaptureMode: the capturing thread may still make calls that are unsafe during capture
+     * (cuMemAlloc when the caching allocator grows); other threads are not affected.
+     */
+    public static final int CU_STREAM_CAPTURE_MODE_RELAXED = 2;
+
     /** CUfunction_attribute: the most dynamic shared memory a launch of the function may request. */
     public static final int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
 
@@ -333,6 +355,78 @@ public final class Driver {
             }
         } catch (Throwable t) {
             throw CudaException.downcall("cuLaunchKernel", t);
+        }
+    }
+
+    // ---- graphs ----------------------------------------------------------------------------------
+
+    /** Starts capturing the work queued on {@code stream} into a graph instead of running it. */
+    public static void streamBeginCapture(MemorySegment stream, int mode) {
+        try {
+            check((int) cuStreamBeginCapture.invokeExact(stream, mode), "cuStreamBeginCapture_v2");
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuStreamBeginCapture_v2", t);
+        }
+    }
+
+    /**
+     * Ends the capture; returns the CUresult (CUDA_ERROR_STREAM_CAPTURE_INVALIDATED when an illegal
+     * call broke it) and the graph in {@code graph[0]} (NULL on failure). Always call it after
+     * {@link #streamBeginCapture}, or the stream stays in capture mode.
+     */
+    public static int streamEndCapture(MemorySegment stream, MemorySegment[] graph) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(ADDRESS);
+            int r = (int) cuStreamEndCapture.invokeExact(stream, v);
+            graph[0] = v.get(ADDRESS, 0);
+            return r;
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuStreamEndCapture", t);
+        }
+    }
+
+    public static MemorySegment graphInstantiate(MemorySegment graph) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(ADDRESS);
+            check((int) cuGraphInstantiateWithFlags.invokeExact(v, graph, 0L), "cuGraphInstantiateWithFlags");
+            return v.get(ADDRESS, 0);
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuGraphInstantiateWithFlags", t);
+        }
+    }
+
+    /** Number of nodes (kernels, copies, memsets) in a graph. */
+    public static long graphNodeCount(MemorySegment graph) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment n = a.allocate(JAVA_LONG);
+            check((int) cuGraphGetNodes.invokeExact(graph, MemorySegment.NULL, n), "cuGraphGetNodes");
+            return n.get(JAVA_LONG, 0);
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuGraphGetNodes", t);
+        }
+    }
+
+    public static void graphLaunch(MemorySegment exec, MemorySegment stream) {
+        try {
+            check((int) cuGraphLaunch.invokeExact(exec, stream), "cuGraphLaunch");
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuGraphLaunch", t);
+        }
+    }
+
+    public static void graphExecDestroy(MemorySegment exec) {
+        try {
+            check((int) cuGraphExecDestroy.invokeExact(exec), "cuGraphExecDestroy");
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuGraphExecDestroy", t);
+        }
+    }
+
+    public static void graphDestroy(MemorySegment graph) {
+        try {
+            check((int) cuGraphDestroy.invokeExact(graph), "cuGraphDestroy");
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuGraphDestroy", t);
         }
     }
 }

@@ -1,0 +1,24 @@
+package dev.perceiver4j.backend;
+
+/**
+ * A sequence of backend ops recorded once and run again as a whole ({@link Backend#record}): a CUDA
+ * graph on the GPU, where one launch replaces the host work of every op in it.
+ *
+ * <p>A replay runs exactly the recorded ops on exactly the recorded tensors, with the arguments they
+ * had when recorded (sizes, offsets, scalars). Whatever changes from one replay to the next must be
+ * read by the ops from tensors the caller updates in place before {@link #replay()} (token ids,
+ * positions, row indices for {@link Backend#scatterRows}, padding masks). The recording owns the
+ * intermediate buffers its ops use until {@link #close()}.
+ */
+public interface Recording extends AutoCloseable {
+
+    /** Queues the recorded ops once more (asynchronously, like any backend op). */
+    void replay();
+
+    /** Number of ops (graph nodes) recorded, for logs. */
+    int ops();
+
+    /** Frees the recording and hands its buffers back; replay afterwards throws. */
+    @Override
+    void close();
+}

@@ -1,0 +1,94 @@
+package dev.perceiver4j.cuda;
+
+import dev.perceiver4j.backend.Recording;
+import dev.perceiver4j.cuda.ffm.CudaException;
+import dev.perceiver4j.cuda.ffm.Driver;
+import dev.perceiver4j.tensor.Scope;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * A {@link Recording} as a CUDA graph: the body's kernels, copies, memsets and cuBLASLt products
+ * are captured from the backend's stream (relaxed capture mode, so the caching allocator may still
+ * grow), instantiated once, and replayed with one {@code cuGraphLaunch}.
+ *
+ * <p>The buffers the body allocated or freed stay with the graph until {@link #close()} (see
+ * {@link DeviceAllocator.Held}): its nodes keep writing them at every replay.
+ */
+final class CudaGraph implements Recording {
+    private final CudaContext context;
+    private final DeviceAllocator allocator;
+    private final DeviceAllocator.Held held;
+    private final int nodes;
+    private MemorySegment graph, exec;
+
+    private CudaGraph(CudaContext context, DeviceAllocator allocator, DeviceAllocator.Held held, MemorySegment graph, MemorySegment exec,
+                      int nodes) {
+        this.context = context;
+        this.allocator = allocator;
+        this.held = held;
+        this.graph = graph;
+        this.exec = exec;
+        this.nodes = nodes;
+    }
+
+    /**
+     * Captures {@code body} (which runs once, queueing but not executing its work).
+     *
+     * @throws IllegalStateException when the body does something a graph cannot hold (a host copy,
+     *         a synchronisation); the message names the capture error and the body's exception
+     */
+    static CudaGraph capture(CudaContext context, DeviceAllocator allocator, Runnable body) {
+        context.makeCurrent();
+        MemorySegment stream = context.stream();
+        allocator.beginHold();
+        RuntimeException failure = null;
+        Driver.streamBeginCapture(stream, Driver.CU_STREAM_CAPTURE_MODE_RELAXED);
+        try (Scope s = Scope.open()) {
+            body.run();
+        } catch (RuntimeException e) {
+            failure = e;
+        }
+        MemorySegment[] g = new MemorySegment[1];
+        int r = Driver.streamEndCapture(stream, g);
+        DeviceAllocator.Held held = allocator.endHold();
+        if (failure != null || r != 0) {
+            if (g[0] != null && !g[0].equals(MemorySegment.NULL)) Driver.graphDestroy(g[0]);
+            allocator.returnHeld(held);
+            String why = r != 0 ? "cuStreamEndCapture failed: " + Driver.errorName(r) : "the recorded ops threw";
+            throw new IllegalStateException("recording a CUDA graph failed (" + why + "); the body must not copy from or to the host "
+                    + "or synchronise" + (failure != null ? ": " + failure.getMessage() : ""), failure);
+        }
+        try {
+            int nodes = Math.toIntExact(Driver.graphNodeCount(g[0]));
+            return new CudaGraph(context, allocator, held, g[0], Driver.graphInstantiate(g[0]), nodes);
+        } catch (CudaException e) {
+            Driver.graphDestroy(g[0]);
+            allocator.returnHeld(held);
+            throw e;
+        }
+    }
+
+    @Override
+    public void replay() {
+        if (exec == null) throw new IllegalStateException("replay of a closed CUDA graph");
+        context.makeCurrent();
+        Driver.graphLaunch(exec, context.stream());
+    }
+
+    @Override
+    public int ops() {
+        return nodes;
+    }
+
+    /** Destroys the graph (launches still in flight finish first) and returns its buffers to the allocator. */
+    @Override
+    public void close() {
+        if (exec == null) return;
+        context.makeCurrent();
+        Driver.graphExecDestroy(exec);
+        Driver.graphDestroy(graph);
+        exec = graph = null;
+        allocator.returnHeld(held);
+    }
+}
