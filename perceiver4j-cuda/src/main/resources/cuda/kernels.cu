@@ -892,56 +892,81 @@ extern "C" __global__ void p4j_attention_forward(const float* q, const float* k,
 // split over the keys so that a long key range keeps every SM busy. Causal masks do not matter for
 // one query (right-aligned, it sees every key).
 // Step 1, block (s, bh): keys [s·chunk, min(nk, (s+1)·chunk)) → the partial softmax state
-// (max m, sum l, acc[dv] = Σ e^{score − m} v) in part[bh, s, 0 .. 2 + dv). Warp w takes every
-// DEC_WARPS-th key from w, lanes split the channels; the warps' states merge in shared memory.
+// (max m, sum l, acc[dv] = Σ e^{score − m} v) in part[bh, s, 0 .. 2 + dv). Warp w takes groups of
+// DEC_GROUP keys, every DEC_WARPS-th group from w; lanes split the channels; the warps' states merge
+// in shared memory.
 // Step 2 (p4j_attention_decode_combine), block bh: M = max_s m_s, L = Σ_s l_s e^{m_s − M},
 // out = Σ_s acc_s e^{m_s − M} / L, lse = M + log L; 0 and −inf when no key is visible (as the
 // tiled forward).
 #define DEC_WARPS 4
+#define DEC_MAX_SPLITS 256
+#define DEC_GROUP 4
+#define DEC_MAXC ATT_MAXC
 
 extern "C" __global__ void p4j_attention_decode(const float* q, const float* k, const float* v, const unsigned char* pad,
                                                 float* part, int H, int nk, int dqk, int dv, float scale, int chunk) {
-    __shared__ float red[DEC_WARPS][2 + 32 * ATT_MAXC];
+    __shared__ float red[DEC_WARPS][2 + 32 * DEC_MAXC];
     const int s = blockIdx.x, bh = blockIdx.y, b = bh / H, h = bh % H;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const long long qkW = (long long) H * dqk, vW = (long long) H * dv;
-    float qs[ATT_MAXC], acc[ATT_MAXC];
+    float qs[DEC_MAXC], acc[DEC_MAXC];
 #pragma unroll
-    for (int t = 0; t < ATT_MAXC; t++) {
+    for (int t = 0; t < DEC_MAXC; t++) {
         int c = lane + 32 * t;
         qs[t] = c < dqk ? q[(long long) b * qkW + (long long) h * dqk + c] : 0.0f;
         acc[t] = 0.0f;
     }
     float m = NEG_INF, l = 0.0f;
     const int j1 = imin(nk, (s + 1) * chunk);
-    for (int j = s * chunk + warp; j < j1; j += DEC_WARPS) {
-        if (!att_key_ok(pad, b, nk, j)) continue; // warp-uniform
-        const float* kr = k + ((long long) b * nk + j) * qkW + (long long) h * dqk;
-        float d = 0.0f;
+    // DEC_GROUP keys per warp at a time, their K and V rows loaded before any is used, so the
+    // loads' latencies overlap (one key at a time waits for two memory round trips per key).
+    for (int j0 = s * chunk + warp * DEC_GROUP; j0 < j1; j0 += DEC_WARPS * DEC_GROUP) {
+        float kk[DEC_GROUP][DEC_MAXC], vv[DEC_GROUP][DEC_MAXC];
+        bool ok[DEC_GROUP];
 #pragma unroll
-        for (int t = 0; t < ATT_MAXC; t++) {
-            int c = lane + 32 * t;
-            if (c < dqk) d += qs[t] * kr[c];
+        for (int g = 0; g < DEC_GROUP; g++) {
+            int j = j0 + g;
+            ok[g] = j < j1 && att_key_ok(pad, b, nk, j);
+            const float* kr = k + ((long long) b * nk + j) * qkW + (long long) h * dqk;
+            const float* vr = v + ((long long) b * nk + j) * vW + (long long) h * dv;
+#pragma unroll
+            for (int t = 0; t < DEC_MAXC; t++) {
+                int c = lane + 32 * t;
+                kk[g][t] = ok[g] && c < dqk ? kr[c] : 0.0f;
+                vv[g][t] = ok[g] && c < dv ? vr[c] : 0.0f;
+            }
         }
-        float sc = warp_sum(d) * scale;
-        float mNew = fmaxf(m, sc);
+        float sc[DEC_GROUP], gmax = NEG_INF;
+#pragma unroll
+        for (int g = 0; g < DEC_GROUP; g++) {
+            float d = 0.0f;
+#pragma unroll
+            for (int t = 0; t < DEC_MAXC; t++) d += qs[t] * kk[g][t];
+            d = warp_sum(d) * scale;
+            sc[g] = ok[g] ? d : NEG_INF;
+            gmax = fmaxf(gmax, sc[g]);
+        }
+        if (gmax == NEG_INF) continue; // warp-uniform: no visible key in this group
+        float mNew = fmaxf(m, gmax);
         float corr = expf(m - mNew); // 0 while m is −inf
-        float p = expf(sc - mNew);
-        l = l * corr + p;
-        m = mNew;
-        const float* vr = v + ((long long) b * nk + j) * vW + (long long) h * dv;
+        l *= corr;
 #pragma unroll
-        for (int t = 0; t < ATT_MAXC; t++) {
-            int c = lane + 32 * t;
-            acc[t] = acc[t] * corr + (c < dv ? p * vr[c] : 0.0f);
+        for (int t = 0; t < DEC_MAXC; t++) acc[t] *= corr;
+#pragma unroll
+        for (int g = 0; g < DEC_GROUP; g++) {
+            float p = ok[g] ? expf(sc[g] - mNew) : 0.0f;
+            l += p;
+#pragma unroll
+            for (int t = 0; t < DEC_MAXC; t++) acc[t] += p * vv[g][t];
         }
+        m = mNew;
     }
     if (lane == 0) {
         red[warp][0] = m;
         red[warp][1] = l;
     }
 #pragma unroll
-    for (int t = 0; t < ATT_MAXC; t++) {
+    for (int t = 0; t < DEC_MAXC; t++) {
         int c = lane + 32 * t;
         if (c < dv) red[warp][2 + c] = acc[t];
     }
@@ -969,23 +994,35 @@ extern "C" __global__ void p4j_attention_decode(const float* q, const float* k, 
 }
 
 extern "C" __global__ void p4j_attention_decode_combine(const float* part, float* out, float* lse, int H, int dv, int splits) {
-    const int bh = blockIdx.x, b = bh / H, h = bh % H;
+    __shared__ float weight[DEC_MAX_SPLITS]; // e^{m_s − M}
+    __shared__ float total[2];               // M, L
+    const int bh = blockIdx.x, b = bh / H, h = bh % H, lane = threadIdx.x & 31;
     const long long stride = 2 + dv;
     const float* p = part + (long long) bh * splits * stride;
-    float M = NEG_INF;
-    for (int s = 0; s < splits; s++) M = fmaxf(M, p[s * stride]);
-    float L = 0.0f;
-    for (int s = 0; s < splits; s++) {
-        float ms = p[s * stride];
-        if (ms != NEG_INF) L += p[s * stride + 1] * expf(ms - M);
+    if (threadIdx.x < 32) { // warp 0: lanes over the splits
+        float M = NEG_INF;
+        for (int s = lane; s < splits; s += 32) M = fmaxf(M, p[s * stride]);
+        M = warp_max(M);
+        float L = 0.0f;
+        for (int s = lane; s < splits; s += 32) {
+            float ms = p[s * stride];
+            float f = ms == NEG_INF ? 0.0f : expf(ms - M);
+            weight[s] = f;
+            L += p[s * stride + 1] * f;
+        }
+        L = warp_sum(L);
+        if (lane == 0) {
+            total[0] = M;
+            total[1] = L;
+        }
     }
+    __syncthreads();
+    const float M = total[0], L = total[1];
     float* o = out + (long long) b * H * dv + (long long) h * dv;
     for (int c = threadIdx.x; c < dv; c += blockDim.x) {
         float a = 0.0f;
-        for (int s = 0; s < splits; s++) {
-            float ms = p[s * stride];
-            if (ms != NEG_INF) a += p[s * stride + 2 + c] * expf(ms - M);
-        }
+#pragma unroll 8
+        for (int s = 0; s < splits; s++) a += p[s * stride + 2 + c] * weight[s];
         o[c] = L == 0.0f ? 0.0f : a / L;
     }
     if (threadIdx.x == 0) lse[bh] = L == 0.0f ? NEG_INF : M + logf(L);

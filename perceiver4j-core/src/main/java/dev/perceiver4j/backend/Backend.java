@@ -63,6 +63,12 @@ public interface Backend {
     /** A BOOL tensor on this backend holding {@code values} (true = 1, false = 0). */
     Tensor fromBools(boolean[] values, Shape shape);
 
+    /** dst = values, into an existing I32 tensor of as many elements (no allocation: per-step inputs of a recorded step). */
+    void writeInts(int[] values, Tensor dst);
+
+    /** dst = values (true = 1), into an existing BOOL tensor of as many elements. */
+    void writeBools(boolean[] values, Tensor dst);
+
     /** Copy of the contents as floats (any dtype). */
     float[] toFloatArray(Tensor t);
 

@@ -179,6 +179,9 @@ public final class ProfilingBackend implements Backend {
         time("unnarrow " + shape(src) + "->" + shape(dst), 0, () -> inner.unnarrow(src, axis, start, dst, accumulate));
     }
 
+    @Override public void writeInts(int[] values, Tensor dst) { time("writeInts " + shape(dst), 0, () -> inner.writeInts(values, dst)); }
+    @Override public void writeBools(boolean[] values, Tensor dst) { time("writeBools " + shape(dst), 0, () -> inner.writeBools(values, dst)); }
+
     @Override public void scatterRows(Tensor src, Tensor rows, Tensor dst) {
         time("scatterRows " + shape(src) + "->" + shape(dst), 0, () -> inner.scatterRows(src, rows, dst));
     }

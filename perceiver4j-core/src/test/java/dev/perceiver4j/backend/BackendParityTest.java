@@ -169,6 +169,13 @@ class BackendParityTest {
             be.scatterRows(be.zeros(Shape.of(1, 1), DType.BOOL), be.fromInts(new int[] {2}, Shape.of(1)), pad.reshape(4, 1));
             assertThat(pad.toFloatArray()).containsExactly(1f, 1f, 0f, 1f);
 
+            Tensor idx = be.zeros(Shape.of(2, 3), DType.I32), mask = be.zeros(Shape.of(4), DType.BOOL);
+            be.writeInts(new int[] {4, -2, 9}, idx.alias(3, Shape.of(3)));
+            be.writeBools(new boolean[] {false, true, true, false}, mask);
+            assertThat(idx.toFloatArray()).containsExactly(0f, 0f, 0f, 4f, -2f, 9f);
+            assertThat(mask.toFloatArray()).containsExactly(0f, 1f, 1f, 0f);
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> be.writeInts(new int[] {1, 2}, idx)).hasMessageContaining("2 values");
+
             Tensor bad = be.fromInts(new int[] {1, 7, 0}, Shape.of(3));
             org.assertj.core.api.Assertions.assertThatThrownBy(() -> be.scatterRows(src, bad, permuted))
                     .hasMessageContaining("row index 7 at position 1");

@@ -62,8 +62,8 @@ public final class CudaBackend implements Backend {
     private static final int EMB_CHUNK = 1024;
     /** Off with -Dperceiver4j.cuda.graphs=false: {@link #record} returns null and callers run their ops one by one. */
     private static final boolean GRAPHS = !"false".equals(System.getProperty("perceiver4j.cuda.graphs"));
-    /** Warps per block and keys per block of the split-key decode attention (DEC_WARPS in kernels.cu). */
-    private static final int DEC_WARPS = 4, DEC_KEYS = 32;
+    /** Warps per block, keys per block (at least) and most blocks per (batch, head) of the split-key decode attention (DEC_WARPS, DEC_MAX_SPLITS in kernels.cu). */
+    private static final int DEC_WARPS = 4, DEC_KEYS = Integer.getInteger("perceiver4j.cuda.decodeKeys", 32), DEC_MAX_SPLITS = 256;
     /** Off with -Dperceiver4j.cuda.decodeAttention=false: one-query attention then uses the tiled kernels. */
     private static final boolean DECODE_ATTENTION = !"false".equals(System.getProperty("perceiver4j.cuda.decodeAttention"));
     /** Off with -Dperceiver4j.cuda.tcAttention=false: TF32 mode then keeps the fp32 attention kernels. */
@@ -217,6 +217,22 @@ public final class CudaBackend implements Backend {
         for (int i = 0; i < b.length; i++) b[i] = (byte) (values[i] ? 1 : 0);
         if (b.length > 0) Driver.memcpyHtoD(ptr(t), MemorySegment.ofArray(b), b.length);
         return t;
+    }
+
+    @Override
+    public void writeInts(int[] values, Tensor dst) {
+        check(dst.dtype() == DType.I32 && values.length == dst.size(), "writeInts: " + values.length + " values into " + dst.describe());
+        context.makeCurrent();
+        if (values.length > 0) Driver.memcpyHtoD(ptr(dst), MemorySegment.ofArray(values), 4L * values.length);
+    }
+
+    @Override
+    public void writeBools(boolean[] values, Tensor dst) {
+        check(dst.dtype() == DType.BOOL && values.length == dst.size(), "writeBools: " + values.length + " values into " + dst.describe());
+        context.makeCurrent();
+        byte[] b = new byte[values.length];
+        for (int i = 0; i < b.length; i++) b[i] = (byte) (values[i] ? 1 : 0);
+        if (b.length > 0) Driver.memcpyHtoD(ptr(dst), MemorySegment.ofArray(b), b.length);
     }
 
     @Override
@@ -671,7 +687,7 @@ public final class CudaBackend implements Backend {
 
     private void attentionDecode(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse) {
         int bh = s.batch() * s.heads();
-        int splits = Math.max(1, Math.min((s.nk() + DEC_KEYS - 1) / DEC_KEYS, 16 * context.multiprocessors() / bh));
+        int splits = Math.max(1, Math.min(Math.min((s.nk() + DEC_KEYS - 1) / DEC_KEYS, 16 * context.multiprocessors() / bh), DEC_MAX_SPLITS));
         int chunk = (s.nk() + splits - 1) / splits;
         DeviceBuffer part = allocator.allocate(4L * bh * splits * (2 + s.dv()));
         kernels.launch("p4j_attention_decode").grid(splits, bh).block(DEC_WARPS * 32)

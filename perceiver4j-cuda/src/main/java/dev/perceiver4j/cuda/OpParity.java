@@ -435,6 +435,15 @@ public final class OpParity {
     }
 
     private void scatters(List<Check> c) {
+        c.add(new Check("writeInts into an I32 view, writeBools into a BOOL tensor", 0, () -> {
+            Pair idx = emptyPair(DType.I32, 2, 3), mask = emptyPair(DType.BOOL, 5);
+            for (Backend be : List.of(gpu, ref)) {
+                Tensor i = be == gpu ? idx.g() : idx.r(), m = be == gpu ? mask.g() : mask.r();
+                be.writeInts(new int[] {4, -2, 9}, i.alias(3, Shape.of(3)));
+                be.writeBools(new boolean[] {false, true, true, false, true}, m);
+            }
+            return Math.max(err(idx), err(mask));
+        }));
         c.add(new Check("scatterRows F32 [5,37] into [11,37], permuted rows", 0, () -> {
             Pair dst = randPair(1, 11, 37), src = randPair(1, 5, 37), rows = bothInts(new int[] {9, 0, 4, 10, 3}, 5);
             gpu.scatterRows(src.g(), rows.g(), dst.g());

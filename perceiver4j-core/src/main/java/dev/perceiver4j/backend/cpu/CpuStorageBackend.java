@@ -94,6 +94,19 @@ abstract sealed class CpuStorageBackend implements Backend permits CpuBackend, R
     }
 
     @Override
+    public void writeInts(int[] values, Tensor dst) {
+        check(dst.dtype() == DType.I32 && values.length == dst.size(), "writeInts: " + values.length + " values into " + dst.describe());
+        System.arraycopy(values, 0, dst.ints(), dst.offset(), values.length);
+    }
+
+    @Override
+    public void writeBools(boolean[] values, Tensor dst) {
+        check(dst.dtype() == DType.BOOL && values.length == dst.size(), "writeBools: " + values.length + " values into " + dst.describe());
+        byte[] b = dst.bools();
+        for (int i = 0; i < values.length; i++) b[dst.offset() + i] = (byte) (values[i] ? 1 : 0);
+    }
+
+    @Override
     public float[] toFloatArray(Tensor t) {
         int n = t.size();
         int o = t.offset();

@@ -398,14 +398,17 @@ public final class PerceiverAR {
 
         /** q_proj(xq), rotated by pos (I32 [B·Nq]) unless pos is null. */
         Tensor query(Tensor xq, Tensor pos) {
-            Tensor qq = q.forward(xq);
-            return pos == null ? qq : F.rotary(qq, pos, invFreq, heads, rot);
+            return rotate(q.forward(xq), pos);
         }
 
         /** k_proj(xkv), rotated by pos (I32 [B·Nk]) unless pos is null. */
         Tensor key(Tensor xkv, Tensor pos) {
-            Tensor kk = k.forward(xkv);
-            return pos == null ? kk : F.rotary(kk, pos, invFreq, heads, rot);
+            return rotate(k.forward(xkv), pos);
+        }
+
+        /** Projected queries or keys x [.., C] rotated by pos (I32, one per row), or x itself when pos is null. */
+        Tensor rotate(Tensor x, Tensor pos) {
+            return pos == null ? x : F.rotary(x, pos, invFreq, heads, rot);
         }
 
         /** Causal right-aligned attention of projected q [B, Nq, C] over k, v [B, Nk, C] (before o_proj). */

@@ -2,6 +2,7 @@ package dev.perceiver4j.model.ar;
 
 import dev.perceiver4j.autograd.Autograd;
 import dev.perceiver4j.autograd.F;
+import dev.perceiver4j.backend.Activation;
 import dev.perceiver4j.backend.Backend;
 import dev.perceiver4j.backend.Recording;
 import dev.perceiver4j.tensor.DType;
@@ -103,6 +104,7 @@ public final class PerceiverArGenerator implements AutoCloseable {
     private Tensor crossPad, selfPad;           // BOOL [1, max_seq_len], [1, latents]: true = row not filled
     private Tensor filled;                      // BOOL [1, 1] false: written into a pad row as it fills
     private Tensor stepLogits;                  // F32 [V]
+    private Tensor[] qkv;                       // [3C, C] per attention (cross, then self layers): q_proj, k_proj, v_proj rows
     private boolean padsCurrent;                // the pads describe the cache rows filled so far
     private Recording recorded;
     private boolean recordTried;
@@ -136,6 +138,7 @@ public final class PerceiverArGenerator implements AutoCloseable {
         for (int i = 0; i < prompt.length; i++) checkToken(prompt[i], i);
         seq = Arrays.copyOf(prompt, Math.max(256, prompt.length * 2));
         n = prompt.length;
+        if (qkv != null) fuseProjections();   // the fixed-shape step runs: take the model's current weights
         ws = Math.max(0, n - config.maxSeqLen());
         pe = n - Math.min(options.latents(), n - ws);
         projectPrefix(ws, pe);
@@ -306,11 +309,11 @@ public final class PerceiverArGenerator implements AutoCloseable {
     private float[] fixedStep() {
         allocateStepTensors();
         if (!padsCurrent) {
-            be.copy(be.fromBools(padFrom(config.maxSeqLen(), n - 1 - ws), crossPad.shape()), crossPad);
-            be.copy(be.fromBools(padFrom(options.latents(), n - 1 - pe), selfPad.shape()), selfPad);
+            be.writeBools(padFrom(config.maxSeqLen(), n - 1 - ws), crossPad);
+            be.writeBools(padFrom(options.latents(), n - 1 - pe), selfPad);
             padsCurrent = true;
         }
-        be.copy(be.fromInts(new int[] {seq[n - 1], n - 1 - ws, n - 1 - pe}, stepState.shape()), stepState);
+        be.writeInts(new int[] {seq[n - 1], n - 1 - ws, n - 1 - pe}, stepState);
         if (recorded != null) recorded.replay();
         else fixedStepOps();
         latentsComputed++;
@@ -320,11 +323,37 @@ public final class PerceiverArGenerator implements AutoCloseable {
 
     private void allocateStepTensors() {
         if (stepState != null) return;
+        fuseProjections();
         stepState = be.persistentZeros(Shape.of(3), DType.I32);
         crossPad = be.persistentZeros(Shape.of(1, config.maxSeqLen()), DType.BOOL);
         selfPad = be.persistentZeros(Shape.of(1, options.latents()), DType.BOOL);
         filled = be.persistentZeros(Shape.of(1, 1), DType.BOOL);
         stepLogits = be.persistentZeros(Shape.of(config.vocabSize()), DType.F32);
+    }
+
+    /**
+     * Copies each attention's q_proj, k_proj and v_proj weights into one [3C, C] matrix, so the step
+     * projects a position with one product (three small products cost three kernel launches). Run
+     * at every start(), so the step always uses the model's current weights.
+     */
+    private void fuseProjections() {
+        if (qkv == null) {
+            qkv = new Tensor[1 + selfK.length];
+            for (int i = 0; i < qkv.length; i++) qkv[i] = be.persistentZeros(Shape.of(3 * ch, ch), DType.F32);
+        }
+        for (int i = 0; i < qkv.length; i++) {
+            PerceiverAR.Attention a = i == 0 ? model.crossAttention() : model.selfAttention(i - 1);
+            be.unnarrow(a.q.weight, 0, 0, qkv[i], false);
+            be.unnarrow(a.k.weight, 0, ch, qkv[i], false);
+            be.unnarrow(a.v.weight, 0, 2 * ch, qkv[i], false);
+        }
+    }
+
+    /** q_proj, k_proj, v_proj of one position x [1, 1, C] with attention {@code a}'s fused weights: three views of one [1, 3C] row. */
+    private Tensor[] project(Tensor x, int a) {
+        Tensor row = F.matmul(x.reshape(1, ch), false, qkv[a], true, null, Activation.NONE);   // [1, 3C]
+        Shape s = Shape.of(1, 1, ch);
+        return new Tensor[] {row.alias(0, s), row.alias(ch, s), row.alias(2 * ch, s)};
     }
 
     /** rows ≥ filledRows are padding. */
@@ -348,20 +377,21 @@ public final class PerceiverArGenerator implements AutoCloseable {
 
             PerceiverAR.Attention ca = model.crossAttention();
             Tensor qn = model.qNorm().forward(x);
-            be.scatterRows(ca.key(qn, pos), pos, crossK.reshape(config.maxSeqLen(), ch));
-            be.scatterRows(ca.v.forward(qn), pos, crossV.reshape(config.maxSeqLen(), ch));
+            Tensor[] p = project(qn, 0);                                                             // q, k, v [1, 1, C]
+            be.scatterRows(ca.rotate(p[1], pos), pos, crossK.reshape(config.maxSeqLen(), ch));
+            be.scatterRows(p[2], pos, crossV.reshape(config.maxSeqLen(), ch));
             be.scatterRows(filled, pos, crossPad.reshape(config.maxSeqLen(), 1));
-            Tensor h = F.add(ca.o.forward(ca.attend(ca.query(qn, pos), crossK, crossV, crossPad, null)), x);
+            Tensor h = F.add(ca.o.forward(ca.attend(ca.rotate(p[0], pos), crossK, crossV, crossPad, null)), x);
             h = F.add(h, model.crossMlp().forward(h));
 
             be.scatterRows(filled, selfRow, selfPad.reshape(options.latents(), 1));
             for (int i = 0; i < selfK.length; i++) {
                 PerceiverAR.Attention sa = model.selfAttention(i);
                 Tensor rp = model.selfRotary(i) ? pos : null;
-                Tensor hn = model.selfNorm(i).forward(h);
-                be.scatterRows(sa.key(hn, rp), selfRow, selfK[i].reshape(options.latents(), ch));
-                be.scatterRows(sa.v.forward(hn), selfRow, selfV[i].reshape(options.latents(), ch));
-                h = F.add(h, sa.o.forward(sa.attend(sa.query(hn, rp), selfK[i], selfV[i], selfPad, null)));
+                p = project(model.selfNorm(i).forward(h), 1 + i);
+                be.scatterRows(sa.rotate(p[1], rp), selfRow, selfK[i].reshape(options.latents(), ch));
+                be.scatterRows(p[2], selfRow, selfV[i].reshape(options.latents(), ch));
+                h = F.add(h, sa.o.forward(sa.attend(sa.rotate(p[0], rp), selfK[i], selfV[i], selfPad, null)));
                 h = F.add(h, model.selfMlp(i).forward(h));
             }
             be.copy(model.logits(h).reshape(config.vocabSize()), stepLogits);

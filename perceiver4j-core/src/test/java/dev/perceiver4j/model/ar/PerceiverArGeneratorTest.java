@@ -119,6 +119,26 @@ class PerceiverArGeneratorTest {
         checkExact(model(false, -1, Activation.SQUARED_RELU, false), new PerceiverArGenerator.Options(6, 2, 4), 4, 60);
     }
 
+    /** The fixed-shape step fuses q/k/v weights; start() takes the model's current weights each time. */
+    @Test
+    void fixedShapeStepFollowsWeightChangesBetweenSequences() {
+        PerceiverAR m = model(true, -1, Activation.GELU, true);
+        PerceiverArGenerator g = new PerceiverArGenerator(m, new PerceiverArGenerator.Options(8, 2, 4), PerceiverArGenerator.StepMode.FIXED);
+        int[] prompt = {10, 11, 12, 13};
+        g.start(prompt);
+        for (int s = 0; s < 5; s++) g.append(30 + s);
+        for (dev.perceiver4j.tensor.Tensor t : new dev.perceiver4j.tensor.Tensor[] {m.crossAttention().k.weight, m.selfAttention(0).v.weight}) {
+            float[] w = t.floats();
+            for (int i = t.offset(); i < t.offset() + t.size(); i++) w[i] *= -1.5f;
+        }
+        float[] logits = g.start(prompt);
+        for (int s = 0; s < 6; s++) {
+            logits = g.append(40 + s);
+            assertThat(diff(m, g, logits)).as("step %d after the weights changed", s).isLessThanOrEqualTo(TOL);
+        }
+        assertThat(g.fixedShapeSteps()).isPositive();
+    }
+
     @Test
     void cachingComputesEachPrefixPositionOnceWhileTheWindowStays() {
         PerceiverAR m = model(true, 1, Activation.GELU, true);
