@@ -1,9 +1,12 @@
 package dev.perceiver4j.autograd;
 
+import dev.perceiver4j.tensor.Scope;
 import dev.perceiver4j.tensor.Tensor;
 
 import java.util.ArrayList;
+import java.util.IdentityHashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
  * The tape: ops record one entry per output while gradients are enabled, and
@@ -75,7 +78,14 @@ public final class Autograd {
     /**
      * Reverse-mode differentiation of the scalar {@code loss}: its gradient is increased by 1, then
      * every recorded op, newest first, turns its output gradient into input gradients. The tape
-     * is cleared afterwards; gradients stay (and accumulate over calls until zeroed).
+     * is cleared afterwards; gradients of leaves (parameters, inputs) stay and accumulate over calls
+     * until zeroed.
+     *
+     * <p>An activation's gradient is complete once every op that read the activation has run its
+     * backward, and the op that produced the activation is the last to read that gradient. Right
+     * after that op's backward the gradient buffer goes back to the step scope's pool (and
+     * {@code grad()} of the activation becomes null), so the backward pass holds only the gradients
+     * still in flight instead of one per activation.
      */
     public static void backward(Tensor loss) {
         if (loss.shape().numel() != 1) throw new IllegalArgumentException("backward() needs a scalar loss, got " + loss.describe());
@@ -84,11 +94,17 @@ public final class Autograd {
         Tensor seed = loss.gradOrZeros();
         float[] one = {1f};
         loss.backend().axpy(1f, loss.backend().fromFloats(one, seed.shape()), seed);
+        // The oldest entry producing each output (a reshape view shares its base's gradient).
+        Map<Tensor, Integer> producer = new IdentityHashMap<>();
+        for (int i = 0; i < tape.size(); i++) producer.putIfAbsent(tape.get(i).output().root(), i);
         try (var ng = noGrad()) {
             for (int i = tape.size() - 1; i >= 0; i--) {
                 Entry e = tape.get(i);
                 Tensor dOut = e.output().grad();
-                if (dOut != null) e.fn().apply(dOut);
+                if (dOut == null) continue;
+                e.fn().apply(dOut);
+                Tensor root = e.output().root();
+                if (producer.get(root) == i && Scope.owns(dOut.data()) && Scope.release(dOut.data())) root.setGrad(null);
             }
         } finally {
             tape.clear();

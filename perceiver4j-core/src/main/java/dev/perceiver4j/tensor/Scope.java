@@ -92,6 +92,27 @@ public final class Scope implements AutoCloseable {
         return t; // not ours (a parameter, or allocated in an outer scope): nothing to hand over
     }
 
+    /**
+     * Hands {@code buffer} back to its backend's pool now, if one of this thread's open scopes
+     * holds it (innermost first, newest allocation first); returns whether it did. For buffers
+     * nothing will read again, such as an activation's gradient once the op that produced the
+     * activation has run its backward. On the GPU the buffer's next user runs after the work already
+     * queued, on the same stream.
+     */
+    public static boolean release(Object buffer) {
+        for (Scope s = CURRENT.get(); s != null; s = s.parent) {
+            if (!s.buffers.remove(buffer)) continue;
+            for (int i = s.owned.size() - 1; i >= 0; i--) {
+                if (s.owned.get(i).buffer() == buffer) {
+                    s.owned.remove(i).backend().release(buffer);
+                    return true;
+                }
+            }
+            throw new IllegalStateException("scope bookkeeping: a tracked buffer is missing from its owner list");
+        }
+        return false;
+    }
+
     /** Number of buffers this scope holds (for tests and leak reports). */
     public int buffersHeld() {
         return owned.size();

@@ -103,6 +103,7 @@ public final class CpuBackend extends CpuStorageBackend {
                 }
             }
         }
+        if (dC != dOut) Scope.release(dC.data()); // the temporary goes back to the step's pool now (a no-op outside scopes)
     }
 
     // ---- normalisation and pointwise ---------------------------------------------------------
