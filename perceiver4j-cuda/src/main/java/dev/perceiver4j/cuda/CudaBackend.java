@@ -63,7 +63,7 @@ public final class CudaBackend implements Backend {
     /** Off with -Dperceiver4j.cuda.graphs=false: {@link #record} returns null and callers run their ops one by one. */
     private static final boolean GRAPHS = !"false".equals(System.getProperty("perceiver4j.cuda.graphs"));
     /** Warps per block, keys per block (at least) and most blocks per (batch, head) of the split-key decode attention (DEC_WARPS, DEC_MAX_SPLITS in kernels.cu). */
-    private static final int DEC_WARPS = 4, DEC_KEYS = Integer.getInteger("perceiver4j.cuda.decodeKeys", 32), DEC_MAX_SPLITS = 256;
+    private static final int DEC_WARPS = 4, DEC_KEYS = 32, DEC_MAX_SPLITS = 256;
     /** Off with -Dperceiver4j.cuda.decodeAttention=false: one-query attention then uses the tiled kernels. */
     private static final boolean DECODE_ATTENTION = !"false".equals(System.getProperty("perceiver4j.cuda.decodeAttention"));
     /** Off with -Dperceiver4j.cuda.tcAttention=false: TF32 mode then keeps the fp32 attention kernels. */

@@ -712,6 +712,7 @@ public final class OpParity {
         // One query row with many keys: the split-key decode kernels (cached generation), incl. a fully padded row.
         attentionForward(c, 1, 8, 1, 4096, 64, 64, true, 1, 0f, FP32, " (split-key decode)");
         attentionForward(c, 3, 2, 1, 517, 7, 13, false, 2, 0f, FP32, " (split-key decode)");
+        attentionBackward(c, 3, 2, 1, 517, 7, 13, false, 2, 0f, FP32, " (lse from the split-key decode)");
         attentionForward(c, 1, 1, 1, 64, 256, 256, false, 0, 0f, FP32, " (split-key decode)");
         c.add(new Check("attention: one query over 64+ keys takes the split-key decode kernels", 0, () ->
                 CudaBackend.decodeAttention(attentionShape(1, 8, 1, 4096, 64, 64, true, 0f))

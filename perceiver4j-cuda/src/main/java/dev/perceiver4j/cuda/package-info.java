@@ -8,6 +8,9 @@
  *   <li>{@link dev.perceiver4j.cuda.DeviceAllocator} — caching allocator, size classes, per-Scope reuse.</li>
  *   <li>{@link dev.perceiver4j.cuda.Kernels} — resources/cuda/kernels.cu compiled once by NVRTC.</li>
  *   <li>{@link dev.perceiver4j.cuda.CudaBackend} — the {@link dev.perceiver4j.backend.Backend}.</li>
+ *   <li>{@link dev.perceiver4j.cuda.CudaGraph} — {@link dev.perceiver4j.backend.Backend#record}: ops captured
+ *       from the stream into a CUDA graph and replayed (the cached generation step).</li>
+ *   <li>{@link dev.perceiver4j.cuda.GraphOpTimes} — developer tool: each op's device time inside a graph.</li>
  *   <li>{@link dev.perceiver4j.cuda.GpuSelfTest} — op-by-op parity against the CPU reference ({@link dev.perceiver4j.cuda.OpParity})
  *       and model-level parity ({@link dev.perceiver4j.cuda.ModelParity}), runnable without Maven.</li>
  * </ul>
@@ -19,10 +22,11 @@
  * mul, scale, axpy, fill, sumSquares, sumRows, softmax, narrow, unnarrow, embedding, crossEntropy
  * (z-loss, ignoreIndex), adamw, dropout (the CPU's Philox mask bit for bit), rotary, and flash-style
  * attention (tiled, online softmax, backward recomputed from lse; causal, key padding, dropout with
- * the CPU's mask; head dims up to 256).
+ * the CPU's mask; head dims up to 256; tensor cores in the TF32 and bf16 modes; split-key decode
+ * kernels for one query row), scatterRows, writeInts, writeBools, and record (CUDA graphs).
  *
- * <p>Not implemented yet: bf16 compute; attention with head dims above 256 and matmul with K = 0
- * (UnsupportedOperationException). Both models run on this backend (ModelParity checks them); the
- * CLI does not bundle the module yet.
+ * <p>Not implemented yet: bf16 storage; attention with head dims above 256 and matmul with K = 0
+ * (UnsupportedOperationException). Both models run on this backend (ModelParity checks them) and
+ * the CLI jar bundles the module ({@code --backend cuda}).
  */
 package dev.perceiver4j.cuda;
