@@ -12,6 +12,7 @@ import dev.perceiver4j.io.TensorSource;
 import dev.perceiver4j.model.ar.PerceiverAR;
 import dev.perceiver4j.model.ar.PerceiverArConfig;
 import dev.perceiver4j.model.io.PerceiverForMaskedLM;
+import dev.perceiver4j.model.io.RecordedMaskedLm;
 import dev.perceiver4j.nn.Weights;
 import dev.perceiver4j.tensor.Scope;
 import dev.perceiver4j.tensor.Shape;
@@ -24,6 +25,7 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -83,11 +85,24 @@ final class PredictCommand implements Runnable {
             }
             int p = prefixLen != null ? prefixLen : Math.max(0, in.n() - m.config().maxLatents());
             if (p < 0 || p >= in.n()) throw new IllegalArgumentException("--prefix-len " + p + " must be in [0, " + in.n() + ")");
-            run(in, m.config().vocabSize(), in.n() - p, (ids, mask) -> m.forward(ids, mask, p));
+            run(in, m.config().vocabSize(), in.n() - p, (ids, mask, rows) -> {
+                try (Scope s = Scope.open()) {
+                    return m.forward(be.fromInts(ids, Shape.of(rows, in.n())), mask == null ? null : be.fromInts(mask, Shape.of(rows, in.n())), p)
+                            .toFloatArray();
+                }
+            });
             System.out.printf("(prefix length %d)%n", p);
         } else {
             PerceiverForMaskedLM m = Main.loadMaskedLm(be, model);
-            run(in, m.config().vocabSize(), m.config().maxPositionEmbeddings(), (ids, mask) -> m.forward(ids, mask, false, 0L));
+            // One recorded pass per chunk shape (the full --batch-size and a shorter last chunk): on a GPU
+            // each chunk is then one CUDA graph launch.
+            Map<Integer, RecordedMaskedLm> passes = new HashMap<>();
+            try {
+                run(in, m.config().vocabSize(), m.config().maxPositionEmbeddings(),
+                        (ids, mask, rows) -> passes.computeIfAbsent(rows, r -> new RecordedMaskedLm(m, r, in.n())).forward(ids, mask).toFloatArray());
+            } finally {
+                passes.values().forEach(RecordedMaskedLm::close);
+            }
         }
     }
 
@@ -126,8 +141,14 @@ final class PredictCommand implements Runnable {
         }
     }
 
+    /** One chunk: ids and mask (null: none) of {@code rows} sequences → their logits, flattened. */
+    @FunctionalInterface
+    private interface ChunkForward {
+        float[] apply(int[] ids, int[] mask, int rows);
+    }
+
     /** Runs the model in chunks of --batch-size rows → writes logits [B, rowsOut, vocab]. */
-    private void run(Inputs in, int vocab, int rowsOut, java.util.function.BiFunction<Tensor, Tensor, Tensor> forward) throws IOException {
+    private void run(Inputs in, int vocab, int rowsOut, ChunkForward forward) throws IOException {
         int b = in.b(), n = in.n();
         for (int i = 0; i < in.ids().length; i++) {
             if (in.ids()[i] < 0 || in.ids()[i] >= vocab) {
@@ -140,12 +161,10 @@ final class PredictCommand implements Runnable {
         try (var ng = Autograd.noGrad()) {
             for (int start = 0; start < b; start += batchSize) {
                 int rows = Math.min(batchSize, b - start);
-                try (Scope s = Scope.open()) {
-                    Tensor ids = be.fromInts(Arrays.copyOfRange(in.ids(), start * n, (start + rows) * n), Shape.of(rows, n));
-                    Tensor mask = in.mask() == null ? null : be.fromInts(Arrays.copyOfRange(in.mask(), start * n, (start + rows) * n), Shape.of(rows, n));
-                    float[] out = forward.apply(ids, mask).toFloatArray();
-                    System.arraycopy(out, 0, logits, start * rowsOut * vocab, out.length);
-                }
+                int[] ids = Arrays.copyOfRange(in.ids(), start * n, (start + rows) * n);
+                int[] mask = in.mask() == null ? null : Arrays.copyOfRange(in.mask(), start * n, (start + rows) * n);
+                float[] out = forward.apply(ids, mask, rows);
+                System.arraycopy(out, 0, logits, start * rowsOut * vocab, out.length);
                 bar.update(start + rows, "");
             }
         }

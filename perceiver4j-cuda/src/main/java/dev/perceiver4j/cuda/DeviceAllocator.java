@@ -6,6 +6,8 @@ import dev.perceiver4j.cuda.ffm.Driver;
 import java.lang.ref.Cleaner;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Collections;
+import java.util.IdentityHashMap;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
@@ -50,9 +52,11 @@ public final class DeviceAllocator {
      * The buffers a graph recording keeps: every buffer handed out while recording (the graph's
      * nodes use their addresses, so no Cleaner may reclaim them while it lives) and every buffer
      * freed while recording (the graph will still write them at each replay, so nobody else may get
-     * them). {@link #returnHeld} gives the freed ones back when the graph is destroyed.
+     * them). A buffer freed while recording may serve a later request of the same recording (its
+     * free lists, {@code reuse}): replays run the nodes in recording order, so that is the reuse an
+     * op-by-op run makes. {@link #returnHeld} gives the freed ones back when the graph is destroyed.
      */
-    record Held(List<DeviceBuffer> allocated, List<DeviceBuffer> freed) {}
+    record Held(List<DeviceBuffer> allocated, Set<DeviceBuffer> freed, Map<Long, ArrayDeque<DeviceBuffer>> reuse) {}
 
     DeviceAllocator(CudaContext context) {
         this.context = context;
@@ -72,13 +76,18 @@ public final class DeviceAllocator {
         long cls = sizeClass(Math.max(1, bytes));
         ArrayDeque<DeviceBuffer> q = free.get(cls);
         DeviceBuffer b;
-        if (q != null && !q.isEmpty()) {
-            b = q.pop();
-            cachedBytes -= cls;
+        ArrayDeque<DeviceBuffer> own = held == null ? null : held.reuse().get(cls);
+        if (own != null && !own.isEmpty()) {
+            b = own.pop();   // freed earlier in this recording, and still the recording's
         } else {
-            b = newBuffer(reserve(cls), cls);
+            if (q != null && !q.isEmpty()) {
+                b = q.pop();
+                cachedBytes -= cls;
+            } else {
+                b = newBuffer(reserve(cls), cls);
+            }
+            if (held != null) held.allocated().add(b);
         }
-        if (held != null) held.allocated().add(b);
         peakInUse = Math.max(peakInUse, inUseBytes());
         return b;
     }
@@ -90,6 +99,7 @@ public final class DeviceAllocator {
     public synchronized void free(DeviceBuffer b) {
         if (held != null) {
             held.freed().add(b);
+            held.reuse().computeIfAbsent(b.bytes(), k -> new ArrayDeque<>()).push(b);
             return;
         }
         free.computeIfAbsent(b.bytes(), k -> new ArrayDeque<>()).push(b);
@@ -99,7 +109,7 @@ public final class DeviceAllocator {
     /** Starts keeping buffers for a graph recording (see {@link Held}). */
     synchronized void beginHold() {
         if (held != null) throw new IllegalStateException("a CUDA graph is already being recorded");
-        held = new Held(new ArrayList<>(), new ArrayList<>());
+        held = new Held(new ArrayList<>(), Collections.newSetFromMap(new IdentityHashMap<>()), new TreeMap<>());
     }
 
     /** Stops keeping buffers; the recording owns what was kept. */
@@ -114,6 +124,7 @@ public final class DeviceAllocator {
         for (DeviceBuffer b : h.freed()) free(b);
         h.freed().clear();
         h.allocated().clear();
+        h.reuse().clear();
     }
 
     /**

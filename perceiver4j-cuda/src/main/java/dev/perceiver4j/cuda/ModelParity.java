@@ -9,6 +9,7 @@ import dev.perceiver4j.model.ar.PerceiverAR;
 import dev.perceiver4j.model.ar.PerceiverArConfig;
 import dev.perceiver4j.model.ar.PerceiverArGenerator;
 import dev.perceiver4j.model.io.PerceiverForMaskedLM;
+import dev.perceiver4j.model.io.RecordedMaskedLm;
 import dev.perceiver4j.nn.Params;
 import dev.perceiver4j.tensor.Scope;
 import dev.perceiver4j.tensor.Shape;
@@ -54,6 +55,8 @@ public final class ModelParity {
         Path mlm = dir.resolve("hf-perceiver-mlm-tiny"), ar = dir.resolve("kr-perceiver-ar");
         c.add(new OpParity.Check("model: hf-perceiver-mlm-tiny logits vs Hugging Face (all positions, abs)", LOGITS,
                 () -> mlmLogits(gpu, mlm)));
+        c.add(new OpParity.Check("model: hf-perceiver-mlm-tiny recorded pass (CUDA graph) vs Hugging Face, then new inputs vs op by op", LOGITS,
+                () -> mlmRecorded(gpu, mlm)));
         for (int p : new int[] {48, 20, 0}) {
             c.add(new OpParity.Check("model: kr-perceiver-ar logits, prefix " + p + " (non-pad latents, abs)", LOGITS,
                     () -> arLogits(gpu, ar, p)));
@@ -144,6 +147,35 @@ public final class ModelParity {
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
+    }
+
+    private static double mlmRecorded(Backend be, Path dir) {
+        try (TensorSource io = SafetensorsReader.open(require(dir.resolve("io.safetensors")))) {
+            int b = (int) io.info("input_ids").shape()[0], n = (int) io.info("input_ids").shape()[1];
+            int[] ids = ints(io.readLongs("input_ids")), mask = ints(io.readLongs("attention_mask"));
+            float[] want = io.readFloats("logits");
+            PerceiverForMaskedLM m = PerceiverForMaskedLM.load(be, require(dir.resolve("model.safetensors")));
+            try (RecordedMaskedLm pass = new RecordedMaskedLm(m, b, n)) {
+                if (!pass.recorded()) throw new AssertionError("the pass was not recorded");
+                double max = maxDiff(pass.forward(ids, mask).toFloatArray(), want);
+                int[] other = ids.clone();
+                for (int i = 0; i < other.length; i++) other[i] = 6 + (other[i] * 7 + i) % 256;
+                float[] again = pass.forward(other, null).toFloatArray(), opByOp;
+                try (var ng = Autograd.noGrad(); Scope s = Scope.open()) {
+                    opByOp = m.forward(be.fromInts(other, Shape.of(b, n)), null, false, 0L).toFloatArray();
+                }
+                return Math.max(max, maxDiff(again, opByOp));
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    private static double maxDiff(float[] got, float[] want) {
+        if (got.length != want.length) throw new AssertionError(got.length + " values, want " + want.length);
+        double max = 0;
+        for (int i = 0; i < want.length; i++) max = Math.max(max, Math.abs((double) got[i] - want[i]));
+        return max;
     }
 
     private static double arLogits(Backend be, Path dir, int p) {

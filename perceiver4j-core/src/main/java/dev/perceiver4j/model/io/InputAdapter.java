@@ -16,6 +16,12 @@ public interface InputAdapter {
      */
     Adapted adapt(Tensor inputs, Tensor attentionMask);
 
+    /**
+     * As {@link #adapt}, with the key-padding mask given as the encoder takes it (BOOL [B, M], true =
+     * padding, or null): no host round trip, so the call can be recorded ({@code Backend.record}).
+     */
+    Adapted adaptWithKeyPad(Tensor inputs, Tensor keyPad);
+
     /** x: [B, M, C]; keyPad: BOOL [B, M] (true = padding) or null. */
     record Adapted(Tensor x, Tensor keyPad) {}
 }

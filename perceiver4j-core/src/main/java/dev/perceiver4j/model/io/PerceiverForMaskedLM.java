@@ -89,8 +89,20 @@ public final class PerceiverForMaskedLM {
      * decoder positions (HF always decodes all of them).
      */
     public Tensor forward(Tensor ids, Tensor attentionMask, boolean training, long seed) {
-        int b = ids.dim(0), p = config.maxPositionEmbeddings();
-        Tensor h = perceiver.forward(ids, attentionMask, training, seed);                    // [B, P, dModel]
+        return logits(ids.dim(0), perceiver.forward(ids, attentionMask, training, seed));
+    }
+
+    /**
+     * As {@link #forward}, the padding given as a key-padding mask (BOOL [B, N], true = padding, or
+     * null): every op stays on the backend, so the pass can be recorded ({@link RecordedMaskedLm}).
+     */
+    public Tensor forwardWithKeyPad(Tensor ids, Tensor keyPad, boolean training, long seed) {
+        return logits(ids.dim(0), perceiver.forwardWithKeyPad(ids, keyPad, training, seed));
+    }
+
+    /** h [B, P, dModel] → tied output logits [B, P, V]. */
+    private Tensor logits(int b, Tensor h) {
+        int p = config.maxPositionEmbeddings();
         Tensor logits = F.matmul(h.reshape(b * p, config.dModel()), false, text.embeddingTable(), true, outputBias, Activation.NONE);
         return logits.reshape(b, p, config.vocabSize());                                      // [B, P, V]
     }

@@ -30,7 +30,15 @@ public final class PerceiverIO {
 
     /** inputs and attentionMask as the adapter takes them → decoder output [B, P, Cq]. */
     public Tensor forward(Tensor inputs, Tensor attentionMask, boolean training, long seed) {
-        InputAdapter.Adapted in = adapter.adapt(inputs, attentionMask);
+        return forward(adapter.adapt(inputs, attentionMask), inputs, training, seed);
+    }
+
+    /** As {@link #forward}, the padding given as the encoder's key-padding mask (BOOL [B, M], true = padding, or null). */
+    public Tensor forwardWithKeyPad(Tensor inputs, Tensor keyPad, boolean training, long seed) {
+        return forward(adapter.adaptWithKeyPad(inputs, keyPad), inputs, training, seed);
+    }
+
+    private Tensor forward(InputAdapter.Adapted in, Tensor inputs, boolean training, long seed) {
         Tensor z = encoder.forward(in.x(), in.keyPad(), training, seed);                  // [B, L, dLatents]
         Tensor q = queries.queries(inputs.dim(0));                                        // [B, P, Cq]
         return decoder.forward(q, z, null, training, seed, 1L << 32);                     // the decoder ignores input padding

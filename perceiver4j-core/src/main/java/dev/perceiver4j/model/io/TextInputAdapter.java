@@ -35,10 +35,15 @@ public final class TextInputAdapter implements InputAdapter {
     /** ids: I32 [B, N] (N ≤ maxLen) → x [B, N, D] = embeddings[ids] + positions[0:N]. */
     @Override
     public Adapted adapt(Tensor ids, Tensor attentionMask) {
+        return adaptWithKeyPad(ids, attentionMask == null ? null : padMask(attentionMask));
+    }
+
+    @Override
+    public Adapted adaptWithKeyPad(Tensor ids, Tensor keyPad) {
         int n = ids.dim(1), maxLen = positionEmbeddings.dim(0);
         if (n > maxLen) throw new IllegalArgumentException("input of " + n + " tokens exceeds the " + maxLen + " learned positions");
         Tensor x = F.add(embeddings.forward(ids), F.narrow(positionEmbeddings, 0, 0, n));
-        return new Adapted(x, attentionMask == null ? null : padMask(attentionMask));
+        return new Adapted(x, keyPad);
     }
 
     /** BOOL [B, N], true where attentionMask is 0 (padding). */

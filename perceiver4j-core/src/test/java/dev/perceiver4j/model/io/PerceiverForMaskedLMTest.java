@@ -112,6 +112,35 @@ class PerceiverForMaskedLMTest {
         assertThat(last).isLessThan(first / 2);
     }
 
+    /**
+     * The recorded-pass runner (what predict and bench use) reproduces HF's logits, and a second
+     * call with other inputs and no padding matches an ordinary forward of those inputs.
+     */
+    @Test
+    void recordedPassRunnerMatchesHfAndTheOrdinaryForward() throws IOException {
+        Io io = io();
+        Backend be = new CpuBackend(POOL, new JavaSgemm(POOL));
+        PerceiverForMaskedLM m = PerceiverForMaskedLM.load(be, fixture("model.safetensors"));
+        try (RecordedMaskedLm pass = new RecordedMaskedLm(m, io.b(), io.n())) {
+            float[] got = pass.forward(io.ids(), io.mask()).toFloatArray();
+            double max = 0;
+            for (int i = 0; i < got.length; i++) max = Math.max(max, Math.abs(got[i] - io.logits()[i]));
+            assertThat(max).as("max |Δlogit| vs HF").isLessThanOrEqualTo(1e-4);
+
+            int[] other = io.ids().clone();
+            for (int i = 0; i < other.length; i++) other[i] = 6 + (other[i] * 7 + i) % 256;
+            float[] again = pass.forward(other, null).toFloatArray(), want;
+            try (var ng = Autograd.noGrad()) {
+                want = m.forward(be.fromInts(other, Shape.of(io.b(), io.n())), null, false, 0L).toFloatArray();
+            }
+            for (int i = 0; i < want.length; i++) assertThat(again[i]).as("logit %d", i).isCloseTo(want[i], org.assertj.core.data.Offset.offset(1e-5f));
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> pass.forward(new int[3], null)).hasMessageContaining("3 token ids");
+            int[] bad = io.ids().clone();
+            bad[io.n() + 1] = 262;
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> pass.forward(bad, null)).hasMessageContaining("token id 262 at [1, 1]");
+        }
+    }
+
     @Test
     void referenceBackendAgreesToo() throws IOException {
         double[] d = maxDiff(new RefBackend(POOL), fixture("model.safetensors"), io());
