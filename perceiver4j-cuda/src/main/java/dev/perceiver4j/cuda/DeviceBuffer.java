@@ -8,6 +8,8 @@ package dev.perceiver4j.cuda;
 public final class DeviceBuffer {
     private final long address;
     private final long bytes;
+    /** Bytes the current holder asked for (≤ bytes); shared with the allocator's Cleaner action, which must not see this object. */
+    final long[] requested = new long[1];
 
     DeviceBuffer(long address, long bytes) {
         this.address = address;
