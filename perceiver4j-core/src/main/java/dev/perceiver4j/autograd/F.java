@@ -93,10 +93,19 @@ public final class F {
         if (Autograd.needsGrad(a, b)) {
             Autograd.record("add", out, dOut -> {
                 if (grad(a)) be.axpy(1f, dOut, a.gradOrZeros());
-                if (grad(b)) be.sumRows(dOut, b.gradOrZeros());
+                if (grad(b)) accumulateBroadcast(be, dOut, b);
             });
         }
         return out;
+    }
+
+    /**
+     * b.grad += Σ over the broadcast copies of g (g has a's shape, b a suffix of it): a column sum,
+     * or a plain axpy when b is not broadcast (the residual adds; the same numbers, one kernel).
+     */
+    private static void accumulateBroadcast(Backend be, Tensor g, Tensor b) {
+        if (g.size() == b.size()) be.axpy(1f, g, b.gradOrZeros());
+        else be.sumRows(g, b.gradOrZeros());
     }
 
     /** a ∘ b, b broadcast over a's leading dims. */
@@ -114,7 +123,7 @@ public final class F {
                 if (grad(b)) {               // dB += Σ_broadcast dOut ∘ a
                     Tensor t = be.empty(a.shape(), DType.F32);
                     be.mul(dOut, a, t);
-                    be.sumRows(t, b.gradOrZeros());
+                    accumulateBroadcast(be, t, b);
                 }
             });
         }
