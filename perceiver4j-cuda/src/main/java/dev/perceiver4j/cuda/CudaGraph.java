@@ -6,6 +6,7 @@ import dev.perceiver4j.cuda.ffm.Driver;
 import dev.perceiver4j.tensor.Scope;
 
 import java.lang.foreign.MemorySegment;
+import java.lang.ref.Cleaner;
 
 /**
  * A {@link Recording} as a CUDA graph: the body's kernels, copies, memsets and cuBLASLt products
@@ -13,23 +14,61 @@ import java.lang.foreign.MemorySegment;
  * grow), instantiated once, and replayed with one {@code cuGraphLaunch}.
  *
  * <p>The buffers the body allocated or freed stay with the graph until {@link #close()} (see
- * {@link DeviceAllocator.Held}): its nodes keep writing them at every replay.
+ * {@link DeviceAllocator.Held}): its nodes keep writing them at every replay. A graph dropped
+ * without close() is released when the garbage collector finds it unreachable.
  */
 final class CudaGraph implements Recording {
+    private static final Cleaner CLEANER = Cleaner.create();
+    private static final java.util.concurrent.atomic.AtomicInteger LIVE = new java.util.concurrent.atomic.AtomicInteger();
+
+    /**
+     * What a graph owns, released exactly once: by {@link #close()}, or by the Cleaner when the
+     * CudaGraph becomes unreachable unclosed (a launch still in flight finishes first: the driver
+     * frees an executing graph when it completes, and later users of the buffers queue behind it on
+     * the same stream). Must not refer to the CudaGraph.
+     */
+    private static final class Resources implements Runnable {
+        private final CudaContext context;
+        private final DeviceAllocator allocator;
+        private final DeviceAllocator.Held held;
+        private final MemorySegment graph, exec;
+
+        Resources(CudaContext context, DeviceAllocator allocator, DeviceAllocator.Held held, MemorySegment graph, MemorySegment exec) {
+            this.context = context;
+            this.allocator = allocator;
+            this.held = held;
+            this.graph = graph;
+            this.exec = exec;
+        }
+
+        @Override
+        public void run() {
+            LIVE.decrementAndGet();
+            context.makeCurrent();
+            Driver.graphExecDestroy(exec);
+            Driver.graphDestroy(graph);
+            allocator.returnHeld(held);
+        }
+    }
+
     private final CudaContext context;
-    private final DeviceAllocator allocator;
-    private final DeviceAllocator.Held held;
+    private final MemorySegment exec;
     private final int nodes;
-    private MemorySegment graph, exec;
+    private final Cleaner.Cleanable cleanable;
+    private boolean closed;
 
     private CudaGraph(CudaContext context, DeviceAllocator allocator, DeviceAllocator.Held held, MemorySegment graph, MemorySegment exec,
                       int nodes) {
         this.context = context;
-        this.allocator = allocator;
-        this.held = held;
-        this.graph = graph;
         this.exec = exec;
         this.nodes = nodes;
+        this.cleanable = CLEANER.register(this, new Resources(context, allocator, held, graph, exec));
+        LIVE.incrementAndGet();
+    }
+
+    /** Graphs recorded and not yet released (closed or collected), for leak checks. */
+    static int live() {
+        return LIVE.get();
     }
 
     /**
@@ -71,7 +110,7 @@ final class CudaGraph implements Recording {
 
     @Override
     public void replay() {
-        if (exec == null) throw new IllegalStateException("replay of a closed CUDA graph");
+        if (closed) throw new IllegalStateException("replay of a closed CUDA graph");
         context.makeCurrent();
         Driver.graphLaunch(exec, context.stream());
     }
@@ -84,11 +123,8 @@ final class CudaGraph implements Recording {
     /** Destroys the graph (launches still in flight finish first) and returns its buffers to the allocator. */
     @Override
     public void close() {
-        if (exec == null) return;
-        context.makeCurrent();
-        Driver.graphExecDestroy(exec);
-        Driver.graphDestroy(graph);
-        exec = graph = null;
-        allocator.returnHeld(held);
+        if (closed) return;
+        closed = true;
+        cleanable.clean();
     }
 }

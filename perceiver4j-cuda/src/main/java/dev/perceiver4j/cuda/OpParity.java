@@ -788,6 +788,17 @@ public final class OpParity {
                 return worst <= 1e-5 ? 0 : worst;
             }
         }));
+        c.add(new Check("CUDA graph: one dropped without close() is released by the garbage collector", 0, () -> {
+            int before = CudaGraph.live();
+            Tensor t = cuda.persistentZeros(Shape.of(4), DType.F32);
+            cuda.record(() -> cuda.fill(t, 2f)).replay();   // never closed
+            if (CudaGraph.live() != before + 1) return 1;
+            for (int i = 0; i < 50 && CudaGraph.live() > before; i++) {
+                System.gc();
+                java.util.concurrent.locks.LockSupport.parkNanos(20_000_000L);
+            }
+            return CudaGraph.live() == before && cuda.toFloatArray(t)[3] == 2f ? 0 : 1;
+        }));
         c.add(new Check("CUDA graph: a body that reads back is refused with a clear error", 0, () -> {
             Tensor t = cuda.persistentZeros(Shape.of(4), DType.F32);
             try {
