@@ -4,6 +4,7 @@ import dev.perceiver4j.backend.Activation;
 import dev.perceiver4j.backend.Backend;
 import dev.perceiver4j.backend.AttentionShape;
 import dev.perceiver4j.tensor.DType;
+import dev.perceiver4j.tensor.Scope;
 import dev.perceiver4j.tensor.Shape;
 import dev.perceiver4j.tensor.Tensor;
 
@@ -128,6 +129,19 @@ public final class F {
             });
         }
         return out;
+    }
+
+    /**
+     * Declares that nothing will read {@code t}'s values again and hands its buffer back to the step
+     * scope's pool now, instead of when the step ends. Only for an activation that no recorded
+     * backward reads: one whose consumers were all {@link #add} or {@link #dropout} (their backward
+     * passes need no values; matmul keeps its inputs, layer norm its input, attention q, k, v and
+     * its output). Its gradient still flows. A no-op for tensors no scope owns (parameters).
+     */
+    public static void discard(Tensor t) {
+        if (t.root() != t || t.data() == null || !Scope.owns(t.data())) return;
+        Scope.release(t.data());
+        t.discardStorage();
     }
 
     /** alpha · x. */

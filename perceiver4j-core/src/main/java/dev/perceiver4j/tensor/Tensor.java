@@ -25,6 +25,7 @@ public final class Tensor {
 
     private final Tensor base; // non-null for views: gradients live on the base
     private boolean requiresGrad;
+    private boolean discarded; // values handed back to the step's pool (F.discard); the gradient still lives in the scope
     private Tensor grad;
     private String name;
 
@@ -114,6 +115,17 @@ public final class Tensor {
         this.offset = newOffset;
     }
 
+    /**
+     * Drops this activation's storage (its buffer has gone back to the step scope's pool): reading
+     * it afterwards fails loudly, and its gradient, if backward needs one, is still allocated in
+     * the step scope. Used by {@code F.discard}.
+     */
+    public void discardStorage() {
+        if (base != null) throw new IllegalStateException("cannot discard a view: " + describe());
+        this.data = null;
+        this.discarded = true;
+    }
+
     /** A view with another shape of the same element count; shares storage and gradient. */
     public Tensor reshape(int... dims) {
         int infer = -1;
@@ -181,7 +193,7 @@ public final class Tensor {
         if (r.grad == null) {
             // An activation's gradient lives as long as the activation (same scope); a leaf's
             // gradient (a parameter or an input) must outlive every step scope.
-            r.grad = Scope.owns(r.data) ? backend.zeros(r.shape, DType.F32) : backend.persistentZeros(r.shape, DType.F32);
+            r.grad = r.discarded || Scope.owns(r.data) ? backend.zeros(r.shape, DType.F32) : backend.persistentZeros(r.shape, DType.F32);
         }
         return r == this ? grad : r.grad.reshape(shape.dims());
     }

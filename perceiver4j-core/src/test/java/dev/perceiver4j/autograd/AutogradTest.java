@@ -234,4 +234,36 @@ class AutogradTest {
         kept = w.grad().toFloatArray();
         assertThat(released).containsExactly(kept);
     }
+
+    /**
+     * F.discard hands an add-only intermediate back to the pool during forward: the scope holds one
+     * buffer fewer, reading it fails loudly, and the gradients equal a run that keeps it.
+     */
+    @Test
+    void discardedIntermediatesLeaveTheScopeAndGradientsStayExact() {
+        SplittableRandom rng = new SplittableRandom(8);
+        Tensor w = random(Shape.of(8, 8), rng, 0.5, true), x = random(Shape.of(3, 8), rng, 1, false);
+        Tensor t = BE.fromInts(new int[] {2, 0, 5}, Shape.of(3));
+        float[][] grads = new float[2][];
+        for (int run = 0; run < 2; run++) {
+            boolean discard = run == 1;
+            w.setGrad(null);
+            try (Scope s = Scope.open()) {
+                Tensor h = F.linear(x, w, null, Activation.GELU);
+                Tensor branch = F.linear(h, w, null, Activation.NONE);        // read only by the add below
+                Tensor y = F.add(h, branch);
+                int held = s.buffersHeld();
+                if (discard) {
+                    F.discard(branch);
+                    assertThat(s.buffersHeld()).isEqualTo(held - 1);
+                    assertThatThrownBy(branch::toFloatArray).isInstanceOf(RuntimeException.class);
+                }
+                F.crossEntropy(F.linear(y, w, null, Activation.NONE), t, -1, 0f).backward();
+                grads[run] = w.grad().toFloatArray();
+            }
+        }
+        assertThat(grads[1]).containsExactly(grads[0]);
+        F.discard(w);   // a parameter: not a scope buffer, left alone
+        assertThat(w.toFloatArray()).hasSize(64);
+    }
 }

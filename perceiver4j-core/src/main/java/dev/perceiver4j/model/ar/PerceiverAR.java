@@ -299,14 +299,14 @@ public final class PerceiverAR {
         Tensor qn = qNorm.forward(latents);
         Tensor kv = prefixLen == 0 ? qn : F.concat(1, kvNorm.forward(F.narrow(x, 1, 0, prefixLen)), qn);   // [B, N, C]
         Tensor h = F.add(residual(crossAttention.forward(qn, kv, posLat, posAll, pad, noVisibleKey, attn(d, site)), d, site), latents);
-        h = F.add(h, residual(crossMlp.forward(h), d, site));
+        h = addResidual(h, crossMlp.forward(h), d, site);
 
         // Causal self-attention over the latents (no key padding, as in the reference).
         for (int i = 0; i < selfAttention.size(); i++) {
             Tensor rp = selfRotary(i) ? posLat : null;
             Tensor hn = selfNorms.get(i).forward(h);
-            h = F.add(h, residual(selfAttention.get(i).forward(hn, hn, rp, rp, null, null, attn(d, site)), d, site));
-            h = F.add(h, residual(selfMlps.get(i).forward(h), d, site));
+            h = addResidual(h, selfAttention.get(i).forward(hn, hn, rp, rp, null, null, attn(d, site)), d, site);
+            h = addResidual(h, selfMlps.get(i).forward(h), d, site);
         }
         return logits(h);                                                                           // [B, L, V]
     }
@@ -320,6 +320,18 @@ public final class PerceiverAR {
 
     private static Tensor residual(Tensor branch, Dropouts d, int[] site) {
         return d == null || d.residual() == 0 ? branch : F.dropout(branch, d.residual(), d.seed(), 1000 + site[0]++);
+    }
+
+    /**
+     * h + residual(branch) → the new h; the branch output (and its dropped-out copy) go back to the
+     * step's pool at once: only dropout and the add read them, and their backward needs no values.
+     */
+    private static Tensor addResidual(Tensor h, Tensor branch, Dropouts d, int[] site) {
+        Tensor r = residual(branch, d, site);
+        Tensor out = F.add(h, r);
+        F.discard(r);
+        if (r != branch) F.discard(branch);
+        return out;
     }
 
     private static int[] hostInts(Tensor t) {

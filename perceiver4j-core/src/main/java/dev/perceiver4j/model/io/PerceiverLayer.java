@@ -81,7 +81,14 @@ public final class PerceiverLayer {
         Tensor v = value.forward(kvn);                                  // [B, M, v]
         Tensor ctx = F.attention(q, k, v, kv == null ? null : keyPad, heads, false, training ? dropout : 0f, seed, stream);
         Tensor a = dense.forward(ctx);                                  // [B, N, qDim]
-        if (queryResidual) a = F.add(a, x);
-        return F.add(a, dense2.forward(dense1.forward(layernorm.forward(a))));
+        if (queryResidual) {
+            Tensor projected = a;
+            a = F.add(projected, x);
+            F.discard(projected);                                       // only the add read it: backward needs no values
+        }
+        Tensor m = dense2.forward(dense1.forward(layernorm.forward(a)));
+        Tensor y = F.add(a, m);
+        F.discard(m);
+        return y;
     }
 }
