@@ -42,7 +42,10 @@ public final class TextInputAdapter implements InputAdapter {
     public Adapted adaptWithKeyPad(Tensor ids, Tensor keyPad) {
         int n = ids.dim(1), maxLen = positionEmbeddings.dim(0);
         if (n > maxLen) throw new IllegalArgumentException("input of " + n + " tokens exceeds the " + maxLen + " learned positions");
-        Tensor x = F.add(embeddings.forward(ids), F.narrow(positionEmbeddings, 0, 0, n));
+        Tensor tokens = embeddings.forward(ids), positions = F.narrow(positionEmbeddings, 0, 0, n);
+        Tensor x = F.add(tokens, positions);
+        F.discard(tokens);      // read only by the add: backward needs no values
+        F.discard(positions);
         return new Adapted(x, keyPad);
     }
 
