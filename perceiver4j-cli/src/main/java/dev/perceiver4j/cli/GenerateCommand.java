@@ -92,11 +92,18 @@ final class GenerateCommand implements Runnable {
             System.out.flush();
         }
         long t0 = System.nanoTime();
-        int n = stream(m, ByteTokenizer.ids(promptBytes), maxBytes, new Sampler.Config(temperature, topK, topP, seed), stops, o, System.out);
+        int n = 0;
+        String step = "";
+        if (maxBytes > 0) {
+            try (PerceiverArGenerator g = new PerceiverArGenerator(m, o)) {
+                n = stream(g, m, ByteTokenizer.ids(promptBytes), maxBytes, new Sampler.Config(temperature, topK, topP, seed), stops, System.out);
+                if (g.stepRecorded()) step = ", each byte's step replayed as a recording of " + g.recordedOps() + " ops";
+            }
+        }
         double secs = (System.nanoTime() - t0) / 1e9;
         System.out.println();
-        System.err.printf(Locale.ROOT, "generated %d bytes in %.2f s (%.1f bytes/s, %d latents, context up to %d bytes)%n",
-                n, secs, n / Math.max(secs, 1e-9), o.latents(), m.config().maxSeqLen());
+        System.err.printf(Locale.ROOT, "generated %d bytes in %.2f s (%.1f bytes/s, %d latents, context up to %d bytes%s)%n",
+                n, secs, n / Math.max(secs, 1e-9), o.latents(), m.config().maxSeqLen(), step);
     }
 
     private byte[] promptBytes() {
