@@ -104,7 +104,7 @@ public final class Autograd {
                 if (dOut == null) continue;
                 e.fn().apply(dOut);
                 Tensor root = e.output().root();
-                if (producer.get(root) == i && Scope.owns(dOut.data()) && Scope.release(dOut.data())) root.setGrad(null);
+                if (producer.get(root) == i && Scope.release(dOut.data())) root.setGrad(null);   // releases only scope buffers
             }
         } finally {
             tape.clear();

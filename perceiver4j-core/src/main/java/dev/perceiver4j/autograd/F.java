@@ -139,9 +139,8 @@ public final class F {
      * its output). Its gradient still flows. A no-op for tensors no scope owns (parameters).
      */
     public static void discard(Tensor t) {
-        if (t.root() != t || t.data() == null || !Scope.owns(t.data())) return;
-        Scope.release(t.data());
-        t.discardStorage();
+        if (t.root() != t || t.data() == null) return;
+        if (Scope.release(t.data())) t.discardStorage();   // releases only scope buffers
     }
 
     /** alpha · x. */

@@ -21,4 +21,18 @@ public interface Recording extends AutoCloseable {
     /** Frees the recording and hands its buffers back; replay afterwards throws. */
     @Override
     void close();
+
+    /**
+     * {@code backend.record(body)}, or null when the backend does not record or recording failed;
+     * a failure (a backend problem, not the caller's) is said once on stderr, naming {@code what},
+     * and the caller then runs the ops one by one.
+     */
+    static Recording recordOrNull(Backend backend, Runnable body, String what) {
+        try {
+            return backend.record(body);
+        } catch (RuntimeException e) {
+            System.err.println(what + ": recording failed, running the ops one by one: " + e.getMessage());
+            return null;
+        }
+    }
 }

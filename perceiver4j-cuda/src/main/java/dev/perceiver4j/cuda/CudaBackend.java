@@ -205,7 +205,7 @@ public final class CudaBackend implements Backend {
     public Tensor fromInts(int[] values, Shape shape) {
         check(values.length == shape.numel(), "fromInts: " + values.length + " values for shape " + shape);
         Tensor t = allocate(shape, DType.I32, false);
-        if (values.length > 0) Driver.memcpyHtoD(ptr(t), MemorySegment.ofArray(values), 4L * values.length);
+        writeInts(values, t);
         return t;
     }
 
@@ -213,9 +213,7 @@ public final class CudaBackend implements Backend {
     public Tensor fromBools(boolean[] values, Shape shape) {
         check(values.length == shape.numel(), "fromBools: " + values.length + " values for shape " + shape);
         Tensor t = allocate(shape, DType.BOOL, false);
-        byte[] b = new byte[values.length];
-        for (int i = 0; i < b.length; i++) b[i] = (byte) (values[i] ? 1 : 0);
-        if (b.length > 0) Driver.memcpyHtoD(ptr(t), MemorySegment.ofArray(b), b.length);
+        writeBools(values, t);
         return t;
     }
 
@@ -717,11 +715,11 @@ public final class CudaBackend implements Backend {
     @Override
     public void attention(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse) {
         checkAttention(s, q, k, v, keyPad, out, lse);
-        int bh = s.batch() * s.heads();
         if (decodeAttention(s)) {
             attentionDecode(s, q, k, v, keyPad, out, lse);
             return;
         }
+        int bh = s.batch() * s.heads();
         boolean tc = tensorCoreAttention(s, k, v);
         Kernels.Launch l = tc
                 ? kernels.launch("p4j_attention_forward_tc_" + s.dqk() + "_" + s.dv()).grid((s.nq() + TC_ROWS - 1) / TC_ROWS, bh)

@@ -88,9 +88,9 @@ abstract sealed class CpuStorageBackend implements Backend permits CpuBackend, R
     @Override
     public Tensor fromBools(boolean[] values, Shape shape) {
         check(values.length == shape.numel(), "fromBools: " + values.length + " values for shape " + shape);
-        byte[] b = new byte[values.length];
-        for (int i = 0; i < b.length; i++) b[i] = (byte) (values[i] ? 1 : 0);
-        return new Tensor(this, shape, DType.BOOL, b, 0);
+        Tensor t = new Tensor(this, shape, DType.BOOL, new byte[values.length], 0);
+        writeBools(values, t);
+        return t;
     }
 
     @Override

@@ -172,11 +172,7 @@ public final class PerceiverArGenerator implements AutoCloseable {
         if (mode == StepMode.AUTO && !recordTried) {
             recordTried = true;
             allocateStepTensors();
-            try {
-                recorded = be.record(this::fixedStepOps);
-            } catch (RuntimeException e) {   // a backend problem, not the user's: say so once, then run op by op
-                System.err.println("generation: recording the one-position step failed, running it op by op: " + e.getMessage());
-            }
+            recorded = Recording.recordOrNull(be, this::fixedStepOps, "generation (the one-position step)");
         }
         return mode == StepMode.FIXED || recorded != null ? fixedStep() : computeLatents(n - 1);
     }

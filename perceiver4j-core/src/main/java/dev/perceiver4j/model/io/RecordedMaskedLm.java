@@ -40,16 +40,7 @@ public final class RecordedMaskedLm implements AutoCloseable {
         this.ids = be.persistentZeros(Shape.of(batch, length), DType.I32);
         this.keyPad = be.persistentZeros(Shape.of(batch, length), DType.BOOL);
         this.logits = be.persistentZeros(Shape.of(batch, c.maxPositionEmbeddings(), c.vocabSize()), DType.F32);
-        this.recording = recordOrNull();
-    }
-
-    private Recording recordOrNull() {
-        try {
-            return be.record(this::pass);
-        } catch (RuntimeException e) {   // a backend problem, not the caller's: say so, then run op by op
-            System.err.println("masked LM: recording the pass failed, running it op by op: " + e.getMessage());
-            return null;
-        }
+        this.recording = Recording.recordOrNull(be, this::pass, "masked LM (the inference pass)");
     }
 
     /**
