@@ -85,7 +85,8 @@ public final class Autograd {
      * backward, and the op that produced the activation is the last to read that gradient. Right
      * after that op's backward the gradient buffer goes back to the step scope's pool (and
      * {@code grad()} of the activation becomes null), so the backward pass holds only the gradients
-     * still in flight instead of one per activation.
+     * still in flight instead of one per activation. Values of a discarded, recomputable activation
+     * (see {@link F#discard}) that a reader rebuilt go back to the pool at the same point.
      */
     public static void backward(Tensor loss) {
         if (loss.shape().numel() != 1) throw new IllegalArgumentException("backward() needs a scalar loss, got " + loss.describe());
@@ -100,11 +101,14 @@ public final class Autograd {
         try (var ng = noGrad()) {
             for (int i = tape.size() - 1; i >= 0; i--) {
                 Entry e = tape.get(i);
-                Tensor dOut = e.output().grad();
-                if (dOut == null) continue;
-                e.fn().apply(dOut);
                 Tensor root = e.output().root();
-                if (producer.get(root) == i && Scope.release(dOut.data())) root.setGrad(null);   // releases only scope buffers
+                boolean last = producer.get(root) == i;   // no later reader of the output's values or gradient
+                Tensor dOut = e.output().grad();
+                if (dOut != null) {
+                    e.fn().apply(dOut);
+                    if (last && Scope.release(dOut.data())) root.setGrad(null);   // releases only scope buffers
+                }
+                if (last) root.releaseRecomputed();     // values F.discard gave away and a reader rebuilt
             }
         } finally {
             tape.clear();

@@ -20,6 +20,9 @@ import java.util.Arrays;
 public final class F {
     private F() {}
 
+    /** Whether {@link #discard} gives away recomputable activations ({@code -Dperceiver4j.recompute}, default true). */
+    private static final boolean RECOMPUTE = !"false".equalsIgnoreCase(System.getProperty("perceiver4j.recompute", "true").trim());
+
     private static boolean grad(Tensor t) {
         return t != null && t.requiresGrad();
     }
@@ -44,8 +47,9 @@ public final class F {
         Tensor pre = act == Activation.NONE ? null : be.empty(outShape, DType.F32);
         be.matmul(a, transA, b, transB, bias, act, out, pre);
         if (Autograd.needsGrad(a, b, bias)) {
-            Autograd.record("matmul", out, dOut -> be.matmulBackward(dOut, a, transA, b, transB, bias, act, pre,
+            Autograd.record("matmul", out, dOut -> be.matmulBackward(dOut, a.materialize(), transA, b.materialize(), transB, bias, act, pre,
                     grad(a) ? a.gradOrZeros() : null, grad(b) ? b.gradOrZeros() : null, grad(bias) ? bias.gradOrZeros() : null));
+            if (pre != null) out.recomputeWith(() -> be.activation(act, pre, out));   // the same act() as the epilogue
         }
         return out;
     }
@@ -65,8 +69,11 @@ public final class F {
                 Tensor dX = grad(x) ? x.gradOrZeros() : be.zeros(x.shape(), DType.F32);
                 Tensor dG = grad(gamma) ? gamma.gradOrZeros() : be.zeros(gamma.shape(), DType.F32);
                 Tensor dB = grad(beta) ? beta.gradOrZeros() : be.zeros(beta.shape(), DType.F32);
-                be.layerNormBackward(dOut, x, gamma, mean, rstd, dX, dG, dB);
+                be.layerNormBackward(dOut, x.materialize(), gamma, mean, rstd, dX, dG, dB);
             });
+            // Backward keeps x, mean and rstd, so the output can be rebuilt instead of kept (F.discard);
+            // the kernel is deterministic per row, so mean and rstd are rewritten with the same values.
+            out.recomputeWith(() -> be.layerNorm(x.materialize(), gamma, beta, eps, out, mean, rstd));
         }
         return out;
     }
@@ -77,7 +84,7 @@ public final class F {
         Tensor out = be.empty(x.shape(), DType.F32);
         be.activation(act, x, out);
         if (Autograd.needsGrad(x)) {
-            Autograd.record("activation", out, dOut -> be.activationBackward(act, x, dOut, x.gradOrZeros()));
+            Autograd.record("activation", out, dOut -> be.activationBackward(act, x.materialize(), dOut, x.gradOrZeros()));
         }
         return out;
     }
@@ -118,12 +125,12 @@ public final class F {
             Autograd.record("mul", out, dOut -> {
                 if (grad(a)) {               // dA += dOut ∘ b
                     Tensor t = be.empty(a.shape(), DType.F32);
-                    be.mul(dOut, b, t);
+                    be.mul(dOut, b.materialize(), t);
                     be.axpy(1f, t, a.gradOrZeros());
                 }
                 if (grad(b)) {               // dB += Σ_broadcast dOut ∘ a
                     Tensor t = be.empty(a.shape(), DType.F32);
-                    be.mul(dOut, a, t);
+                    be.mul(dOut, a.materialize(), t);
                     accumulateBroadcast(be, t, b);
                 }
             });
@@ -132,14 +139,24 @@ public final class F {
     }
 
     /**
-     * Declares that nothing will read {@code t}'s values again and hands its buffer back to the step
-     * scope's pool now, instead of when the step ends. Only for an activation that no recorded
-     * backward reads: one whose consumers were all {@link #add} or {@link #dropout} (their backward
-     * passes need no values; matmul keeps its inputs, layer norm its input, attention q, k, v and
-     * its output). Its gradient still flows. A no-op for tensors no scope owns (parameters).
+     * Declares that the forward pass will not read {@code t}'s values again and hands its buffer back
+     * to the step scope's pool now, instead of when the step ends. Two kinds of activation qualify:
+     * <ul>
+     *   <li>one no recorded backward reads: its consumers were all {@link #add} or {@link #dropout}
+     *       (their backward passes need no values);</li>
+     *   <li>one that can be recomputed ({@link Tensor#recomputable()}: the outputs of
+     *       {@link #layerNorm} and of {@link #matmul} with an activation, while gradients are
+     *       recorded). The first backward that reads it rebuilds it from what its producer keeps
+     *       anyway (x, mean, rstd; the pre-activation), and the buffer goes back once the producer's
+     *       own backward has run. This trades a cheap elementwise pass for a full activation.</li>
+     * </ul>
+     * Its gradient still flows. Any other discarded tensor fails loudly when read. A no-op for
+     * tensors no scope owns (parameters) and for views, and for recomputable tensors when
+     * {@code -Dperceiver4j.recompute=false} (keep them: more memory, no recomputation).
      */
     public static void discard(Tensor t) {
         if (t.root() != t || t.data() == null) return;
+        if (!RECOMPUTE && t.recomputable()) return;
         if (Scope.release(t.data())) t.discardStorage();   // releases only scope buffers
     }
 
@@ -233,7 +250,7 @@ public final class F {
                 Tensor dQ = grad(q) ? q.gradOrZeros() : be.zeros(q.shape(), DType.F32);
                 Tensor dK = grad(k) ? k.gradOrZeros() : be.zeros(k.shape(), DType.F32);
                 Tensor dV = grad(v) ? v.gradOrZeros() : be.zeros(v.shape(), DType.F32);
-                be.attentionBackward(s, q, k, v, keyPad, out, lse, dOut, dQ, dK, dV);
+                be.attentionBackward(s, q.materialize(), k.materialize(), v.materialize(), keyPad, out, lse, dOut, dQ, dK, dV);
             });
         }
         return out;

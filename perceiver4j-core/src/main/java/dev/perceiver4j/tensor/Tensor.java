@@ -26,6 +26,8 @@ public final class Tensor {
     private final Tensor base; // non-null for views: gradients live on the base
     private boolean requiresGrad;
     private boolean discarded; // values handed back to the step's pool (F.discard); the gradient still lives in the scope
+    private Runnable recompute; // rewrites this tensor's values from saved inputs (layer norm, matmul activation outputs)
+    private boolean recomputed; // holds values rebuilt by materialize(), to be handed back after the producer's backward
     private Tensor grad;
     private String name;
 
@@ -68,43 +70,43 @@ public final class Tensor {
         return shape.size();
     }
 
-    /** Backend storage object (CPU: the Java array). */
+    /** Backend storage object (CPU: the Java array); a view reads its base's, which may have been discarded or rebuilt. */
     public Object data() {
-        return data;
+        return base != null ? base.data : data;
     }
 
     /** Element offset of this tensor's first element inside {@link #data()}. */
     public int offset() {
-        return offset;
+        return base != null ? base.offset : offset;
     }
 
     /** The CPU float array behind an F32 tensor. */
     public float[] floats() {
-        if (data instanceof float[] f && dtype == DType.F32) return f;
+        if (data() instanceof float[] f && dtype == DType.F32) return f;
         throw new IllegalStateException("tensor " + describe() + " is not a CPU F32 tensor");
     }
 
     /** The CPU int array behind an I32 tensor. */
     public int[] ints() {
-        if (data instanceof int[] a && dtype == DType.I32) return a;
+        if (data() instanceof int[] a && dtype == DType.I32) return a;
         throw new IllegalStateException("tensor " + describe() + " is not a CPU I32 tensor");
     }
 
     /** The CPU long array behind an I64 tensor. */
     public long[] longs() {
-        if (data instanceof long[] a && dtype == DType.I64) return a;
+        if (data() instanceof long[] a && dtype == DType.I64) return a;
         throw new IllegalStateException("tensor " + describe() + " is not a CPU I64 tensor");
     }
 
     /** The CPU short array (raw bf16 bits) behind a BF16 tensor. */
     public short[] shorts() {
-        if (data instanceof short[] a && dtype == DType.BF16) return a;
+        if (data() instanceof short[] a && dtype == DType.BF16) return a;
         throw new IllegalStateException("tensor " + describe() + " is not a CPU BF16 tensor");
     }
 
     /** The CPU byte array (0 / 1) behind a BOOL tensor. */
     public byte[] bools() {
-        if (data instanceof byte[] a && dtype == DType.BOOL) return a;
+        if (data() instanceof byte[] a && dtype == DType.BOOL) return a;
         throw new IllegalStateException("tensor " + describe() + " is not a CPU BOOL tensor");
     }
 
@@ -124,6 +126,54 @@ public final class Tensor {
         if (base != null) throw new IllegalStateException("cannot discard a view: " + describe());
         this.data = null;
         this.discarded = true;
+        this.recomputed = false;
+    }
+
+    /**
+     * Registers how to rebuild this activation's values from inputs its producer keeps for backward
+     * anyway (F.layerNorm: the normalisation again; F.matmul with an activation: act(preAct)), so
+     * {@code F.discard} may hand its buffer back even though a backward pass reads it.
+     */
+    public void recomputeWith(Runnable recipe) {
+        if (base != null) throw new IllegalStateException("cannot make a view recomputable: " + describe());
+        this.recompute = recipe;
+    }
+
+    /** Whether {@link #recomputeWith} gave this tensor (or its base) a recipe. */
+    public boolean recomputable() {
+        return root().recompute != null;
+    }
+
+    /**
+     * Makes sure the values are present: a tensor whose storage was discarded gets a fresh buffer
+     * from the current scope and its recipe runs again. A discarded tensor without a recipe is an
+     * IllegalStateException naming it (an op reads values that F.discard gave away). Returns this.
+     */
+    public Tensor materialize() {
+        Tensor r = root();
+        if (r.data != null) return this;
+        if (!r.discarded) throw new IllegalStateException("tensor " + describe() + " has no storage");
+        if (r.recompute == null) {
+            throw new IllegalStateException("tensor " + describe() + " was discarded (F.discard) but an op still reads its values");
+        }
+        Tensor fresh = backend.empty(r.shape, r.dtype);
+        r.data = fresh.data;
+        r.offset = fresh.offset;
+        r.recomputed = true;
+        r.recompute.run();
+        return this;
+    }
+
+    /**
+     * Hands values rebuilt by {@link #materialize} back to the scope's pool (the producer's backward,
+     * the last reader, has run); a no-op for any other tensor. Returns whether a buffer went back.
+     */
+    public boolean releaseRecomputed() {
+        Tensor r = root();
+        if (!r.recomputed || !Scope.release(r.data)) return false;
+        r.data = null;
+        r.recomputed = false;
+        return true;
     }
 
     /** A view with another shape of the same element count; shares storage and gradient. */
@@ -146,7 +196,7 @@ public final class Tensor {
         Shape s = Shape.of(d);
         if (s.numel() != shape.numel()) throw new IllegalArgumentException("cannot reshape " + shape + " (" + shape.numel() + " elements) to " + s);
         Tensor root = base != null ? base : this;
-        Tensor v = new Tensor(backend, s, dtype, data, offset, root);
+        Tensor v = new Tensor(backend, s, dtype, root.data, root.offset, root);
         v.requiresGrad = root.requiresGrad;
         v.name = name;
         return v;
@@ -161,7 +211,7 @@ public final class Tensor {
         if (elemOffset < 0 || elemOffset + s.numel() > shape.numel()) {
             throw new IllegalArgumentException("alias [" + elemOffset + ", +" + s.numel() + ") outside " + describe());
         }
-        return new Tensor(backend, s, dtype, data, offset + elemOffset, null);
+        return new Tensor(backend, s, dtype, data(), offset() + elemOffset, null);
     }
 
     /** The tensor whose gradient this one shares (itself unless it is a view). */

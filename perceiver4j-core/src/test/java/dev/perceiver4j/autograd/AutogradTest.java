@@ -266,4 +266,85 @@ class AutogradTest {
         F.discard(w);   // a parameter: not a scope buffer, left alone
         assertThat(w.toFloatArray()).hasSize(64);
     }
+
+    /**
+     * A layer norm output and a GELU output read by matmuls' backward are discarded during forward
+     * and rebuilt in backward: the scope holds two buffers fewer after forward, the gradients of
+     * every input equal a run that keeps them (bit for bit), and the rebuilt buffers are handed
+     * back after their producers' backward (the tensors hold no storage when backward returns).
+     */
+    @Test
+    void recomputedActivationsGiveExactGradientsAndGoBackToThePool() {
+        SplittableRandom rng = new SplittableRandom(9);
+        Tensor x = random(Shape.of(2, 5, 16), rng, 1.5, true);
+        Tensor gamma = random(Shape.of(16), rng, 1, true), beta = random(Shape.of(16), rng, 0.3, true);
+        Tensor w1 = random(Shape.of(32, 16), rng, 0.4, true), b1 = random(Shape.of(32), rng, 0.2, true);
+        Tensor w2 = random(Shape.of(7, 32), rng, 0.4, true);
+        Tensor t = BE.fromInts(new int[] {1, 6, 0, 3, 3, 2, 5, 4, 0, 1}, Shape.of(2, 5));
+        List<Tensor> inputs = List.of(x, gamma, beta, w1, b1, w2);
+        float[][][] grads = new float[2][][];
+        for (int run = 0; run < 2; run++) {
+            boolean discard = run == 1;
+            for (Tensor p : inputs) p.setGrad(null);
+            try (Scope s = Scope.open()) {
+                Tensor xn = F.layerNorm(x, gamma, beta, 1e-5f);
+                Tensor h = F.linear(xn, w1, b1, Activation.GELU);        // [2, 5, 32]
+                Tensor logits = F.linear(h, w2, null, Activation.NONE);  // [2, 5, 7]
+                assertThat(xn.recomputable()).isTrue();
+                assertThat(h.recomputable()).isTrue();
+                if (discard) {
+                    int held = s.buffersHeld();
+                    F.discard(xn);
+                    F.discard(h);
+                    assertThat(s.buffersHeld()).isEqualTo(held - 2);
+                    assertThat(xn.data()).isNull();
+                    assertThat(h.reshape(10, 32).data()).isNull();       // a view sees its base's storage
+                }
+                F.crossEntropy(logits, t, -1, 1e-3f).backward();
+                if (discard) {
+                    assertThat(xn.data()).isNull();                     // rebuilt, then handed back
+                    assertThat(h.data()).isNull();
+                }
+                grads[run] = new float[inputs.size()][];
+                for (int i = 0; i < inputs.size(); i++) grads[run][i] = inputs.get(i).grad().toFloatArray();
+            }
+        }
+        for (int i = 0; i < inputs.size(); i++) assertThat(grads[1][i]).as("gradient %d", i).containsExactly(grads[0][i]);
+    }
+
+    /** Rebuilding writes the same values the forward produced (layer norm and an activation epilogue). */
+    @Test
+    void materializeRebuildsTheForwardValues() {
+        SplittableRandom rng = new SplittableRandom(10);
+        Tensor x = random(Shape.of(6, 24), rng, 2, true);
+        Tensor gamma = random(Shape.of(24), rng, 1, true), beta = random(Shape.of(24), rng, 0.5, true);
+        Tensor w = random(Shape.of(40, 24), rng, 0.5, true);
+        try (Scope s = Scope.open()) {
+            Tensor xn = F.layerNorm(x, gamma, beta, 1e-5f);
+            Tensor h = F.linear(xn, w, null, Activation.GELU);
+            float[] xnBefore = xn.toFloatArray(), hBefore = h.toFloatArray();
+            F.discard(h);
+            F.discard(xn);
+            assertThat(h.materialize().toFloatArray()).containsExactly(hBefore);
+            assertThat(xn.materialize().toFloatArray()).containsExactly(xnBefore);
+            assertThat(xn.releaseRecomputed()).isTrue();
+            assertThat(xn.releaseRecomputed()).isFalse();              // nothing left to hand back
+        }
+    }
+
+    /** A discarded tensor with no recipe that a backward still reads fails naming the tensor. */
+    @Test
+    void readingADiscardedTensorWithoutRecipeFailsNamingIt() {
+        SplittableRandom rng = new SplittableRandom(11);
+        Tensor a = random(Shape.of(3, 8), rng, 1, true), w = random(Shape.of(4, 8), rng, 0.5, true);
+        Tensor t = BE.fromInts(new int[] {0, 3, 1}, Shape.of(3));
+        try (Scope s = Scope.open()) {
+            Tensor sum = F.add(a, a).name("sum");
+            Tensor loss = F.crossEntropy(F.linear(sum, w, null, Activation.NONE), t, -1, 0f);
+            assertThat(sum.recomputable()).isFalse();
+            F.discard(sum);                                            // wrong: the matmul's backward reads it
+            assertThatThrownBy(loss::backward).isInstanceOf(IllegalStateException.class)
+                    .hasMessageContaining("sum [3, 8] F32").hasMessageContaining("discarded");
+        }
+    }
 }

@@ -297,15 +297,24 @@ public final class PerceiverAR {
 
         // Cross-attention: latents attend to concat(kv_norm(prefix), q_norm(latents)).
         Tensor qn = qNorm.forward(latents);
-        Tensor kv = prefixLen == 0 ? qn : F.concat(1, kvNorm.forward(F.narrow(x, 1, 0, prefixLen)), qn);   // [B, N, C]
-        Tensor h = F.add(residual(crossAttention.forward(qn, kv, posLat, posAll, pad, noVisibleKey, attn(d, site)), d, site), latents);
+        Tensor kv = qn;                                                                             // [B, N, C]
+        if (prefixLen > 0) {
+            Tensor prefixNormed = kvNorm.forward(F.narrow(x, 1, 0, prefixLen));
+            kv = F.concat(1, prefixNormed, qn);
+            F.discard(prefixNormed);                        // only the concat read it
+        }
+        Tensor crossOut = crossAttention.forward(qn, kv, posLat, posAll, pad, noVisibleKey, attn(d, site));
+        F.discard(qn);                                      // rebuilt in backward from layer norm's saved statistics
+        Tensor h = F.add(residual(crossOut, d, site), latents);
         h = addResidual(h, crossMlp.forward(h), d, site);
 
         // Causal self-attention over the latents (no key padding, as in the reference).
         for (int i = 0; i < selfAttention.size(); i++) {
             Tensor rp = selfRotary(i) ? posLat : null;
             Tensor hn = selfNorms.get(i).forward(h);
-            h = addResidual(h, selfAttention.get(i).forward(hn, hn, rp, rp, null, null, attn(d, site)), d, site);
+            Tensor att = selfAttention.get(i).forward(hn, hn, rp, rp, null, null, attn(d, site));
+            F.discard(hn);                                  // rebuilt in backward from layer norm's saved statistics
+            h = addResidual(h, att, d, site);
             h = addResidual(h, selfMlps.get(i).forward(h), d, site);
         }
         return logits(h);                                                                           // [B, L, V]
@@ -459,8 +468,17 @@ public final class PerceiverAR {
             this.down = new Linear(p.sub(3), widening * ch, ch, false);
         }
 
+        /**
+         * x: [B, N, C] → [B, N, C]. The normed input and the widened hidden state go back to the
+         * step's pool once read; backward rebuilds them (see F.discard).
+         */
         Tensor forward(Tensor x) {
-            return down.forward(up.forward(norm.forward(x)));
+            Tensor xn = norm.forward(x);
+            Tensor h = up.forward(xn);                  // [B, N, widening·C], activation applied
+            F.discard(xn);
+            Tensor y = down.forward(h);
+            F.discard(h);
+            return y;
         }
     }
 }

@@ -79,6 +79,9 @@ public final class PerceiverLayer {
         Tensor q = query.forward(xn);                                   // [B, N, qk]
         Tensor k = key.forward(kvn);                                    // [B, M, qk]
         Tensor v = value.forward(kvn);                                  // [B, M, v]
+        // The normed inputs are rebuilt in backward from what layer norm keeps (see F.discard).
+        F.discard(xn);
+        if (kvn != xn) F.discard(kvn);
         Tensor ctx = F.attention(q, k, v, kv == null ? null : keyPad, heads, false, training ? dropout : 0f, seed, stream);
         Tensor a = dense.forward(ctx);                                  // [B, N, qDim]
         if (queryResidual) {
@@ -86,7 +89,11 @@ public final class PerceiverLayer {
             a = F.add(projected, x);
             F.discard(projected);                                       // only the add read it: backward needs no values
         }
-        Tensor m = dense2.forward(dense1.forward(layernorm.forward(a)));
+        Tensor an = layernorm.forward(a);
+        Tensor h = dense1.forward(an);                                  // [B, N, widening·qDim], GELU applied
+        F.discard(an);
+        Tensor m = dense2.forward(h);
+        F.discard(h);                                                   // rebuilt in backward as gelu(pre-activation)
         Tensor y = F.add(a, m);
         F.discard(m);
         return y;
