@@ -126,11 +126,15 @@ public final class Params {
 
     /**
      * Moves every trainable parameter into one slab (idempotent) and gives each a gradient view in
-     * a second slab of the same layout. Returns the parameter slab.
+     * a second slab of the same layout. Returns the parameter slab. Matrices (rank ≥ 2) come first,
+     * then vectors, each group in registration order: AdamW decays exactly the matrices, so its
+     * update is two launches over two contiguous runs instead of one per parameter.
      */
     public Slab pack() {
         if (registry.slab == null) {
-            List<Tensor> ts = new ArrayList<>(registry.trainable.values());
+            List<Tensor> ts = new ArrayList<>();
+            for (Tensor t : registry.trainable.values()) if (t.rank() >= 2) ts.add(t);
+            for (Tensor t : registry.trainable.values()) if (t.rank() < 2) ts.add(t);
             Slab values = Slab.pack(registry.backend, ts);
             Slab grads = values.like(registry.backend);
             for (int i = 0; i < ts.size(); i++) ts.get(i).setGrad(grads.view(i));
