@@ -1045,18 +1045,24 @@ extern "C" __global__ void p4j_attention_rowdot(const float* dOut, const float* 
 
 // Recomputed P_ij = exp(s_ij − lse_i), dropout multiplier M_ij, dP_ij = dOut_i · v_j;
 // dS_ij = scale · P_ij · (M_ij · dP_ij − rowDot_i). Returns dS; *pDropped = P_ij · M_ij.
-__device__ __forceinline__ float att_ds(float sDot, float dp, float lseI, float rowDotI, bool ok, float scale, float pdrop,
-                                        float keepScale, unsigned long long seed, unsigned long long stream,
-                                        unsigned long long idx, float* pDropped) {
+// att_ds_mult takes the multiplier M_ij (keepScale or 0; 1 without dropout) from the caller.
+__device__ __forceinline__ float att_ds_mult(float sDot, float dp, float lseI, float rowDotI, bool ok, float scale, float mult,
+                                             float* pDropped) {
     if (!ok || lseI == NEG_INF) {
         *pDropped = 0.0f;
         return 0.0f;
     }
     float p = expf(sDot * scale - lseI);
-    float mult = 1.0f;
-    if (pdrop > 0.0f) mult = philox_keep(seed, stream, idx, pdrop) ? keepScale : 0.0f;
     *pDropped = p * mult;
     return scale * p * (mult * dp - rowDotI);
+}
+
+__device__ __forceinline__ float att_ds(float sDot, float dp, float lseI, float rowDotI, bool ok, float scale, float pdrop,
+                                        float keepScale, unsigned long long seed, unsigned long long stream,
+                                        unsigned long long idx, float* pDropped) {
+    float mult = 1.0f;
+    if (pdrop > 0.0f && ok && lseI != NEG_INF) mult = philox_keep(seed, stream, idx, pdrop) ? keepScale : 0.0f;
+    return att_ds_mult(sDot, dp, lseI, rowDotI, ok, scale, mult, pDropped);
 }
 
 // Backward, step 2: dQ += Σ_j dS_ij k_j. Rows = queries; columns = key tiles.
@@ -1457,6 +1463,58 @@ __device__ __forceinline__ void tc_copy_values(float* dst, const float* src, lon
     }
 }
 
+// Attention dropout in the tensor-core kernels draws the same bits as philox_keep with a quarter of the
+// Philox work: a Philox block holds four consecutive indices (row·nk + key), and when nk % 4 == 0 the
+// four lanes that need one group of blocks each draw one and hand the words round by shuffles. All 32
+// lanes must call these together (the callers' loops are warp-uniform).
+
+/**
+ * Keep flags of this thread's four elements of one 8-key group of a row-major m16n8 tile (forward, dQ):
+ * rows with index bases baseA and baseB ((bh·nq + row)·nk), keys c0 + 2·t4 and c0 + 2·t4 + 1 (c0 a
+ * multiple of 8). The quad (same g) needs four blocks (2 rows × 2 key halves): lane t4 draws block
+ * (row t4 >> 1, half t4 & 1). Bit e is (row A, key + e), bit 2 + e (row B, key + e).
+ */
+__device__ __forceinline__ unsigned att_keep_rows(unsigned long long seed, unsigned long long stream, unsigned long long baseA,
+                                                  unsigned long long baseB, int c0, int lane, float p) {
+    const int t4 = lane & 3, quad = lane & ~3, half = t4 >> 1, pick = t4 & 1;
+    unsigned w[4];
+    philox_bits(seed, stream, (half ? baseB : baseA) + c0 + 4 * pick, w);
+    unsigned keep = 0;
+#pragma unroll
+    for (int row = 0; row < 2; row++) {
+        const int src = quad + 2 * row + half;   // that lane drew (row, our half): our two keys are its words 2·pick, 2·pick + 1
+        unsigned x0 = __shfl_sync(0xffffffffu, w[0], src), x1 = __shfl_sync(0xffffffffu, w[1], src);
+        unsigned x2 = __shfl_sync(0xffffffffu, w[2], src), x3 = __shfl_sync(0xffffffffu, w[3], src);
+        keep |= (philox_keep_bits(pick ? x2 : x0, p) ? 1u : 0u) << (2 * row);
+        keep |= (philox_keep_bits(pick ? x3 : x1, p) ? 1u : 0u) << (2 * row + 1);
+    }
+    return keep;
+}
+
+/**
+ * The same for the transposed tile of the dK/dV kernel: this thread's keys ka and ka + 8 (rows g, g + 8)
+ * and queries with index bases baseQ and baseQ + nk (columns 2·t4, 2·t4 + 1). Keys 4m … 4m + 3 sit in
+ * lanes g = 4m … 4m + 3 of one t4, and those four lanes need the same four blocks (2 queries × 2 key
+ * groups): lane s = g & 3 draws block s (query s & 1, key group s >> 1), then a 4 × 4 transpose by
+ * rotating shuffles gives each lane word g & 3 of every block. Bit e is (query + e, ka), bit 2 + e
+ * (query + e, ka + 8).
+ */
+__device__ __forceinline__ unsigned att_keep_keys(unsigned long long seed, unsigned long long stream, unsigned long long baseQ,
+                                                  int nk, int ka, int lane, float p) {
+    const int t4 = lane & 3, g = lane >> 2, me = g & 3, group = (g & ~3) * 4 + t4;   // group: the lane with s = 0
+    unsigned w[4];
+    philox_bits(seed, stream, baseQ + (unsigned long long) (me & 1) * nk + (ka & ~3) + 8 * (me >> 1), w);
+    unsigned keep = 0;
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+        const int give = (me - r) & 3, from = (me + r) & 3;   // lane `from` hands us word `me` of its block
+        unsigned mine = give == 0 ? w[0] : give == 1 ? w[1] : give == 2 ? w[2] : w[3];
+        unsigned got = __shfl_sync(0xffffffffu, mine, group + 4 * from);
+        keep |= (philox_keep_bits(got, p) ? 1u : 0u) << from;
+    }
+    return keep;
+}
+
 template <int DQK, int DV>
 __device__ void attention_forward_tc(const float* q, const float* k, const float* v, const unsigned char* pad,
                                      float* out, float* lse, int H, int nq, int nk, float scale, int causal,
@@ -1478,6 +1536,8 @@ __device__ void attention_forward_tc(const float* q, const float* k, const float
 #pragma unroll
     for (int nt = 0; nt < DV / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
     float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;
+    const unsigned long long base0 = ((unsigned long long) bh * nq + r0) * (unsigned long long) nk, base1 = base0 + 8ull * nk;
+    const bool quadDrop = pdrop > 0.0f && nk % 4 == 0;   // Philox blocks shared by the quad (att_keep_rows)
     const int lastRow = imin(nq, i0 + TC_ROWS) - 1;
     const int keyEnd = causal ? imin(nk, lastRow + shift + 1) : nk;
 
@@ -1521,6 +1581,7 @@ __device__ void attention_forward_tc(const float* q, const float* k, const float
         float ps0 = 0.0f, ps1 = 0.0f;
 #pragma unroll
         for (int nt = 0; nt < TC_KEYS / 8; nt++) {
+            const unsigned keep = quadDrop ? att_keep_rows(seed, stream, base0, base1, j0 + nt * 8, lane, pdrop) : 0u;
 #pragma unroll
             for (int e = 0; e < 2; e++) {
                 int jj = nt * 8 + 2 * t4 + e, j = j0 + jj;
@@ -1528,9 +1589,12 @@ __device__ void attention_forward_tc(const float* q, const float* k, const float
                 float p1 = s[nt][2 + e] == NEG_INF ? 0.0f : expf(s[nt][2 + e] - mn1);
                 ps0 += p0;
                 ps1 += p1;
-                if (pdrop > 0.0f) {
-                    if (p0 != 0.0f) p0 *= philox_keep(seed, stream, ((unsigned long long) bh * nq + r0) * (unsigned long long) nk + j, pdrop) ? keepScale : 0.0f;
-                    if (p1 != 0.0f) p1 *= philox_keep(seed, stream, ((unsigned long long) bh * nq + r1) * (unsigned long long) nk + j, pdrop) ? keepScale : 0.0f;
+                if (quadDrop) {
+                    p0 *= (keep >> e) & 1u ? keepScale : 0.0f;
+                    p1 *= (keep >> (2 + e)) & 1u ? keepScale : 0.0f;
+                } else if (pdrop > 0.0f) {
+                    if (p0 != 0.0f) p0 *= philox_keep(seed, stream, base0 + j, pdrop) ? keepScale : 0.0f;
+                    if (p1 != 0.0f) p1 *= philox_keep(seed, stream, base1 + j, pdrop) ? keepScale : 0.0f;
                 }
                 P[g * TC_PS + jj] = tf32_bits(p0);
                 P[(g + 8) * TC_PS + jj] = tf32_bits(p1);
@@ -1657,6 +1721,8 @@ __device__ void attention_backward_dq_tc(const float* q, const float* k, const f
     float acc[DQK / 8][4];
 #pragma unroll
     for (int nt = 0; nt < DQK / 8; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+    const unsigned long long base0 = ((unsigned long long) bh * nq + r0) * (unsigned long long) nk, base1 = base0 + 8ull * nk;
+    const bool quadDrop = pdrop > 0.0f && nk % 4 == 0;   // as in the forward (att_keep_rows)
     const int lastRow = imin(nq, i0 + TC_ROWS) - 1;
     const int keyEnd = causal ? imin(nk, lastRow + shift + 1) : nk;
 
@@ -1681,17 +1747,22 @@ __device__ void attention_backward_dq_tc(const float* q, const float* k, const f
         }
 #pragma unroll
         for (int nt = 0; nt < TC_KEYS / 8; nt++) {
+            const unsigned keep = quadDrop ? att_keep_rows(seed, stream, base0, base1, j0 + nt * 8, lane, pdrop) : 0u;
 #pragma unroll
             for (int e = 0; e < 2; e++) {
                 int jj = nt * 8 + 2 * t4 + e, j = j0 + jj;
                 bool keyOk = j < keyEnd && att_key_ok(pad, b, nk, j);
                 bool ok0 = keyOk && r0 < nq && (!causal || j <= r0 + shift);
                 bool ok1 = keyOk && r1 < nq && (!causal || j <= r1 + shift);
-                float unused;
-                float ds0 = att_ds(s[nt][e], dp[nt][e], lse0, d0, ok0, scale, pdrop, keepScale, seed, stream,
-                                   ((unsigned long long) bh * nq + r0) * (unsigned long long) nk + j, &unused);
-                float ds1 = att_ds(s[nt][2 + e], dp[nt][2 + e], lse1, d1, ok1, scale, pdrop, keepScale, seed, stream,
-                                   ((unsigned long long) bh * nq + r1) * (unsigned long long) nk + j, &unused);
+                float unused, ds0, ds1;
+                if (quadDrop) {
+                    ds0 = att_ds_mult(s[nt][e], dp[nt][e], lse0, d0, ok0, scale, (keep >> e) & 1u ? keepScale : 0.0f, &unused);
+                    ds1 = att_ds_mult(s[nt][2 + e], dp[nt][2 + e], lse1, d1, ok1, scale, (keep >> (2 + e)) & 1u ? keepScale : 0.0f,
+                                      &unused);
+                } else {
+                    ds0 = att_ds(s[nt][e], dp[nt][e], lse0, d0, ok0, scale, pdrop, keepScale, seed, stream, base0 + j, &unused);
+                    ds1 = att_ds(s[nt][2 + e], dp[nt][2 + e], lse1, d1, ok1, scale, pdrop, keepScale, seed, stream, base1 + j, &unused);
+                }
                 G[g * TC_PS + jj] = tf32_bits(ds0);
                 G[(g + 8) * TC_PS + jj] = tf32_bits(ds1);
             }
@@ -1741,6 +1812,7 @@ __device__ void attention_backward_dkdv_tc(const float* q, const float* k, const
     for (int nt = 0; nt < DQK / 8; nt++) accK[nt][0] = accK[nt][1] = accK[nt][2] = accK[nt][3] = 0.0f;
 #pragma unroll
     for (int nt = 0; nt < DV / 8; nt++) accV[nt][0] = accV[nt][1] = accV[nt][2] = accV[nt][3] = 0.0f;
+    const bool quadDrop = pdrop > 0.0f && nk % 4 == 0;   // Philox blocks shared by four lanes (att_keep_keys)
     // queries that may see key j0 or later: i ≥ j0 − shift when causal
     const int iStart = causal ? (j0 - shift > 0 ? j0 - shift : 0) : 0;
 
@@ -1799,16 +1871,24 @@ __device__ void attention_backward_dkdv_tc(const float* q, const float* k, const
         }
 #pragma unroll
         for (int nt = 0; nt < TC_KEYS / 8; nt++) {
+            const unsigned long long baseQ = ((unsigned long long) bh * nq + q0 + nt * 8 + 2 * t4) * (unsigned long long) nk;
+            const unsigned keep = quadDrop ? att_keep_keys(seed, stream, baseQ, nk, r0, lane, pdrop) : 0u;
 #pragma unroll
             for (int e = 0; e < 2; e++) {
                 int ii = nt * 8 + 2 * t4 + e, i = q0 + ii;
                 bool ok0 = keyOk0 && i < nq && (!causal || r0 <= i + shift);
                 bool ok1 = keyOk1 && i < nq && (!causal || r1 <= i + shift);
-                float pd0, pd1;
-                float ds0 = att_ds(s[nt][e], dp[nt][e], Ls[ii], Ds[ii], ok0, scale, pdrop, keepScale, seed, stream,
-                                   ((unsigned long long) bh * nq + i) * (unsigned long long) nk + r0, &pd0);
-                float ds1 = att_ds(s[nt][2 + e], dp[nt][2 + e], Ls[ii], Ds[ii], ok1, scale, pdrop, keepScale, seed, stream,
-                                   ((unsigned long long) bh * nq + i) * (unsigned long long) nk + r1, &pd1);
+                float pd0, pd1, ds0, ds1;
+                if (quadDrop) {
+                    ds0 = att_ds_mult(s[nt][e], dp[nt][e], Ls[ii], Ds[ii], ok0, scale, (keep >> e) & 1u ? keepScale : 0.0f, &pd0);
+                    ds1 = att_ds_mult(s[nt][2 + e], dp[nt][2 + e], Ls[ii], Ds[ii], ok1, scale,
+                                      (keep >> (2 + e)) & 1u ? keepScale : 0.0f, &pd1);
+                } else {
+                    ds0 = att_ds(s[nt][e], dp[nt][e], Ls[ii], Ds[ii], ok0, scale, pdrop, keepScale, seed, stream,
+                                 baseQ + (unsigned long long) e * nk + r0, &pd0);
+                    ds1 = att_ds(s[nt][2 + e], dp[nt][2 + e], Ls[ii], Ds[ii], ok1, scale, pdrop, keepScale, seed, stream,
+                                 baseQ + (unsigned long long) e * nk + r1, &pd1);
+                }
                 Pt[g * TC_PS + ii] = tf32_bits(pd0);
                 Pt[(g + 8) * TC_PS + ii] = tf32_bits(pd1);
                 St[g * TC_PS + ii] = tf32_bits(ds0);
