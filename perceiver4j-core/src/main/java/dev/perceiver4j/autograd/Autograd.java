@@ -64,6 +64,26 @@ public final class Autograd {
         STATE.get().tape.add(new Entry(op, output, fn));
     }
 
+    /**
+     * For a backward function of the op that produced {@code from}, when {@code from}'s gradient is
+     * all that {@code to}'s gradient will start from: hands {@code from}'s gradient buffer to
+     * {@code to} (a view of it in {@code to}'s shape) instead of {@code to.grad += from.grad} into
+     * a fresh zero buffer. Only when {@code to} has no gradient yet, both live in the step scope
+     * (activations, not parameters or inputs, whose gradients must outlive it) and have as many
+     * elements; {@code from} is left without a gradient, and {@link #backward} no longer frees the
+     * buffer after this op. Nothing may read {@code from}'s gradient after the call. Returns whether
+     * it handed over (else the caller accumulates).
+     */
+    public static boolean handOverGrad(Tensor from, Tensor to) {
+        Tensor src = from.root(), dst = to.root();
+        Tensor g = src.grad();
+        if (g == null || dst.grad() != null || src == dst || g.size() != dst.size()) return false;
+        if (!Scope.owns(g.data()) || !(dst.discarded() || Scope.owns(dst.data()))) return false;
+        dst.setGrad(g.reshape(dst.shape().dims()));
+        src.setGrad(null);
+        return true;
+    }
+
     /** Number of entries on this thread's tape. */
     public static int tapeSize() {
         return STATE.get().tape.size();
@@ -106,7 +126,8 @@ public final class Autograd {
                 Tensor dOut = e.output().grad();
                 if (dOut != null) {
                     e.fn().apply(dOut);
-                    if (last && Scope.release(dOut.data())) root.setGrad(null);   // releases only scope buffers
+                    // releases only scope buffers, and not one the op handed over (handOverGrad)
+                    if (last && root.grad() != null && Scope.release(dOut.data())) root.setGrad(null);
                 }
                 if (last) root.releaseRecomputed();     // values F.discard gave away and a reader rebuilt
             }

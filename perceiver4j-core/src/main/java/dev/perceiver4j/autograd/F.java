@@ -100,8 +100,9 @@ public final class F {
         be.add(a, b, out);
         if (Autograd.needsGrad(a, b)) {
             Autograd.record("add", out, dOut -> {
-                if (grad(a)) be.axpy(1f, dOut, a.gradOrZeros());
                 if (grad(b)) accumulateBroadcast(be, dOut, b);
+                // a's gradient is often still unallocated here (a residual stream): it takes dOut's buffer.
+                if (grad(a) && !Autograd.handOverGrad(out, a)) be.axpy(1f, dOut, a.gradOrZeros());
             });
         }
         return out;

@@ -139,6 +139,11 @@ public final class Tensor {
         this.recompute = recipe;
     }
 
+    /** Whether F.discard handed this tensor's (or its base's) storage back (it may have been rebuilt since). */
+    public boolean discarded() {
+        return root().discarded;
+    }
+
     /** Whether {@link #recomputeWith} gave this tensor (or its base) a recipe. */
     public boolean recomputable() {
         return root().recompute != null;

@@ -347,4 +347,36 @@ class AutogradTest {
                     .hasMessageContaining("sum [3, 8] F32").hasMessageContaining("discarded");
         }
     }
+
+    /**
+     * handOverGrad moves an activation's gradient buffer to another activation with no gradient
+     * yet, and refuses a tensor whose gradient must outlive the step (a leaf) or one that already
+     * has a gradient; a residual chain's gradients still match finite differences.
+     */
+    @Test
+    void gradientsAreHandedOverOnlyBetweenStepActivations() {
+        SplittableRandom rng = new SplittableRandom(12);
+        Tensor leaf = random(Shape.of(2, 6), rng, 1, true);
+        try (Scope s = Scope.open()) {
+            Tensor a = F.scale(leaf, 2f), b = F.scale(leaf, 3f);
+            Tensor g = a.gradOrZeros();
+            assertThat(Autograd.handOverGrad(a, b)).isTrue();
+            assertThat(a.grad()).isNull();
+            assertThat(b.grad().data()).isSameAs(g.data());
+            assertThat(Autograd.handOverGrad(b, leaf)).isFalse();            // a leaf keeps its own persistent gradient
+            Tensor c = F.scale(leaf, 4f);
+            c.gradOrZeros();
+            assertThat(Autograd.handOverGrad(b, c)).isFalse();               // c already accumulates elsewhere
+            assertThat(b.grad().data()).isSameAs(g.data());
+        }
+        Tensor w = random(Shape.of(6, 6), rng, 0.4, true), x = random(Shape.of(3, 6), rng, 1, true);
+        Tensor t = BE.fromInts(new int[] {1, 4, 2}, Shape.of(3));
+        try (Scope s = Scope.open()) {   // activations in a step scope, so the adds hand their gradients over
+            checkGradients(() -> {
+                Tensor h = F.linear(x, w, null, Activation.NONE);
+                for (int i = 0; i < 3; i++) h = F.add(h, F.linear(h, w, null, Activation.GELU));   // residual stream
+                return F.crossEntropy(h, t, -1, 0f);
+            }, List.of(w, x), 1e-2, 2e-3);
+        }
+    }
 }
