@@ -20,7 +20,7 @@ public final class Tensor {
     private final Backend backend;
     private final Shape shape;
     private final DType dtype;
-    private Object data;
+    private Object data;       // null for views: their storage is the base's (data(), offset())
     private int offset;
 
     private final Tensor base; // non-null for views: gradients live on the base
@@ -139,9 +139,14 @@ public final class Tensor {
         this.recompute = recipe;
     }
 
-    /** Whether F.discard handed this tensor's (or its base's) storage back (it may have been rebuilt since). */
-    public boolean discarded() {
-        return root().discarded;
+    /**
+     * Whether this tensor (or its base) is a step activation: its storage is a buffer of an open
+     * {@link Scope}, or was until F.discard handed it back. Its gradient may then live in the scope
+     * too; a leaf's (parameter, input) must outlive it.
+     */
+    public boolean inStepScope() {
+        Tensor r = root();
+        return r.discarded || Scope.owns(r.data);
     }
 
     /** Whether {@link #recomputeWith} gave this tensor (or its base) a recipe. */
@@ -201,7 +206,7 @@ public final class Tensor {
         Shape s = Shape.of(d);
         if (s.numel() != shape.numel()) throw new IllegalArgumentException("cannot reshape " + shape + " (" + shape.numel() + " elements) to " + s);
         Tensor root = base != null ? base : this;
-        Tensor v = new Tensor(backend, s, dtype, root.data, root.offset, root);
+        Tensor v = new Tensor(backend, s, dtype, null, 0, root);   // storage is read from the base (data(), offset())
         v.requiresGrad = root.requiresGrad;
         v.name = name;
         return v;
@@ -248,7 +253,7 @@ public final class Tensor {
         if (r.grad == null) {
             // An activation's gradient lives as long as the activation (same scope); a leaf's
             // gradient (a parameter or an input) must outlive every step scope.
-            r.grad = r.discarded || Scope.owns(r.data) ? backend.zeros(r.shape, DType.F32) : backend.persistentZeros(r.shape, DType.F32);
+            r.grad = r.inStepScope() ? backend.zeros(r.shape, DType.F32) : backend.persistentZeros(r.shape, DType.F32);
         }
         return r == this ? grad : r.grad.reshape(shape.dims());
     }
