@@ -71,17 +71,52 @@ final class ArBench {
         Runnable warm = trainStep(be, base.withSizes(lengths.getFirst(), base.maxLatents()), batch, 2L);
         for (int i = 0; i < 6; i++) warm.run();
         be.synchronize();
-        System.out.printf(Locale.ROOT, "%8s %12s %12s %16s %16s %10s%n", "context", "mean ms", "min ms", "target bytes/s", "input bytes/s", "vs first");
-        double first = Double.NaN;
+        System.out.printf(Locale.ROOT, "%8s %12s %12s %16s %16s %10s %10s %10s%n", "context", "mean ms", "min ms", "target bytes/s", "input bytes/s",
+                "vs first", "GFLOP", "FLOPs vs");
+        double first = Double.NaN, firstFlops = Double.NaN;
         for (int n : lengths) {
-            if (n <= base.maxLatents()) throw new IllegalArgumentException("context " + n + " must exceed the " + base.maxLatents() + " latents");
+            // context = latents is a model without prefix (the latents attend to each other only).
+            if (n < base.maxLatents()) throw new IllegalArgumentException("context " + n + " is shorter than the " + base.maxLatents() + " latents");
             PerceiverArConfig c = base.withSizes(n, base.maxLatents());
             Timing t = time(be, warmup, reps, trainStep(be, c, batch, 1L));
-            if (Double.isNaN(first)) first = t.mean();
-            System.out.printf(Locale.ROOT, "%8d %12.1f %12.1f %,16.0f %,16.0f %9.2fx%n", n, t.mean(), t.min(),
-                    batch * base.maxLatents() / (t.mean() / 1e3), (double) batch * n / (t.mean() / 1e3), t.mean() / first);
+            double flops = forwardFlops(c, batch).training();
+            if (Double.isNaN(first)) {
+                first = t.mean();
+                firstFlops = flops;
+            }
+            System.out.printf(Locale.ROOT, "%8d %12.1f %12.1f %,16.0f %,16.0f %9.2fx %10.2f %9.2fx%n", n, t.mean(), t.min(),
+                    batch * base.maxLatents() / (t.mean() / 1e3), (double) batch * n / (t.mean() / 1e3), t.mean() / first,
+                    flops / 1e9, flops / firstFlops);
         }
         BenchCommand.printMemory(be);
+    }
+
+    /** Forward multiply-add FLOPs (×2) of a Perceiver AR step: matrix products and attention, separately. */
+    record ForwardFlops(double products, double attention) {
+        /** A training step: backward ≈ 2 × forward. */
+        double training() {
+            return 3 * (products + attention);
+        }
+    }
+
+    /**
+     * Analytic forward FLOPs of {@code c} at its full context ({@code maxSeqLen}, {@code maxLatents}),
+     * {@code batch} sequences, prefix dropout applied as in training. Products: q/o projections
+     * and MLPs of the cross-attention over the latents, its k/v projections over the kept prefix
+     * plus the latents, the same per latent layer, the logits. Attention: scores and weighted sums,
+     * each latent seeing the kept prefix and, causally, half the latents on average. Not counted:
+     * embeddings, layer norms, softmax and elementwise ops (memory-bound, no multiply-adds).
+     */
+    static ForwardFlops forwardFlops(PerceiverArConfig c, int batch) {
+        double ch = c.numChannels(), lat = c.maxLatents();
+        int prefix = c.maxSeqLen() - c.maxLatents();
+        double kept = c.crossAttentionDropout() > 0 && c.crossAttentionDropoutMode() == PerceiverArConfig.PrefixDropoutMode.SUBSET
+                ? PerceiverAR.keptPrefix(prefix, c.crossAttentionDropout()) : prefix;
+        double crossProducts = 2 * lat * ch * ch + 2 * (kept + lat) * ch * ch + 2 * lat * ch * ch * c.crossAttentionWideningFactor();
+        double selfProducts = 4 * lat * ch * ch + 2 * lat * ch * ch * c.selfAttentionWideningFactor();
+        double products = crossProducts + c.numSelfAttentionLayers() * selfProducts + lat * ch * c.vocabSize();
+        double attention = 2 * lat * (kept + lat / 2) * ch + c.numSelfAttentionLayers() * 2 * lat * (lat / 2) * ch;
+        return new ForwardFlops(2 * batch * products, 2 * batch * attention);
     }
 
     /** Cached generation (latent strides 1, N/8, N/2) against the uncached forward per byte, same model, same process. */

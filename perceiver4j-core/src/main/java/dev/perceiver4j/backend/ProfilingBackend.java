@@ -64,6 +64,11 @@ public final class ProfilingBackend implements Backend {
         return sb.toString();
     }
 
+    /** FLOPs counted so far by the ops whose key starts with {@code opPrefix} (e.g. "matmul "), since the last reset. */
+    public double flops(String opPrefix) {
+        return entries.entrySet().stream().filter(e -> e.getKey().startsWith(opPrefix)).mapToDouble(e -> e.getValue().flops).sum();
+    }
+
     private void time(String key, double flops, Runnable op) {
         long t0 = System.nanoTime();
         op.run();
