@@ -34,9 +34,14 @@ public final class F {
         return matmul(x, false, w, true, b, act);
     }
 
-    /** out = act(op(a) · op(b) + bias); see {@link Backend#matmul}. */
+    /**
+     * out = act(op(a) · op(b) + bias); see {@link Backend#matmul}. On a backend that multiplies
+     * in bf16 ({@link Backend#matmulOperandType}) the activation a is replaced by its bf16 copy
+     * ({@link #productOperand}); b (a weight) is the backend's to round.
+     */
     public static Tensor matmul(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act) {
         Backend be = a.backend();
+        a = productOperand(a);
         int[] dims = a.shape().dims();
         int m = transA ? dims[dims.length - 1] : dims[dims.length - 2];
         int n = transB ? b.dim(-2) : b.dim(-1);
@@ -47,11 +52,41 @@ public final class F {
         Tensor pre = act == Activation.NONE ? null : be.empty(outShape, DType.F32);
         be.matmul(a, transA, b, transB, bias, act, out, pre);
         if (Autograd.needsGrad(a, b, bias)) {
-            Autograd.record("matmul", out, dOut -> be.matmulBackward(dOut, a.materialize(), transA, b.materialize(), transB, bias, act, pre,
-                    grad(a) ? a.gradOrZeros() : null, grad(b) ? b.gradOrZeros() : null, grad(bias) ? bias.gradOrZeros() : null));
+            Tensor x = a;
+            Autograd.record("matmul", out, dOut -> be.matmulBackward(dOut, x.materialize(), transA, b.materialize(), transB, bias, act, pre,
+                    grad(x) ? x.gradOrZeros() : null, grad(b) ? b.gradOrZeros() : null, grad(bias) ? bias.gradOrZeros() : null));
             if (pre != null) out.recomputeWith(() -> be.activation(act, pre, out));   // the same act() as the epilogue
         }
         return out;
+    }
+
+    /**
+     * The activation operand of a product: {@code a} itself, or, when the backend multiplies in bf16
+     * and a is an F32 activation of an open scope, a bf16 copy of a (of its base, for a view) made
+     * once and shared by every product reading a (q, k and v read the same normed input). The copy
+     * is what those products keep for backward; its gradient (F32) is handed to a. It can be
+     * rebuilt from a, so {@link #discard} of a discards the copy too. Other tensors (parameters,
+     * tensors outside any scope) are rounded by the backend per product.
+     */
+    static Tensor productOperand(Tensor a) {
+        Backend be = a.backend();
+        if (be.matmulOperandType() != DType.BF16 || a.dtype() != DType.F32 || Scope.current() == null || !a.inStepScope()) return a;
+        Tensor r = a.root();
+        Tensor copy = r.productCopy();
+        if (copy == null) {
+            Tensor c = be.empty(r.shape(), DType.BF16);
+            be.cast(r.materialize(), c);
+            if (Autograd.needsGrad(r)) {
+                Autograd.record("toBf16", c, dOut -> {
+                    if (!Autograd.handOverGrad(c, r)) be.axpy(1f, dOut, r.gradOrZeros());
+                });
+                c.recomputeWith(() -> be.cast(r.materialize(), c));
+            }
+            r.cacheProductCopy(c);
+            copy = c;
+        }
+        copy.materialize();
+        return a == r ? copy : copy.reshape(a.shape().dims());
     }
 
     // ---- normalisation and pointwise ---------------------------------------------------------
@@ -157,6 +192,8 @@ public final class F {
      */
     public static void discard(Tensor t) {
         if (t.root() != t || t.data() == null) return;
+        Tensor copy = t.productCopy();
+        if (copy != null) discard(copy);                    // rebuilt from t when a backward reads it
         if (!RECOMPUTE && t.recomputable()) return;
         if (Scope.release(t.data())) t.discardStorage();   // releases only scope buffers
     }

@@ -51,6 +51,16 @@ public interface Backend {
     /** Zero-filled tensor that no Scope will release (parameters, gradients, optimizer state). */
     Tensor persistentZeros(Shape shape, DType dtype);
 
+    /**
+     * The dtype {@code F.matmul} hands this backend as the activation operand of a product: F32,
+     * or BF16 on a backend that multiplies in bf16 anyway (CUDA in its bf16 mode). F then rounds
+     * each activation to bf16 once, shares that copy among every product reading it, and keeps
+     * it (half the bytes) for backward. Every backend's matmul accepts either dtype for a and b.
+     */
+    default DType matmulOperandType() {
+        return DType.F32;
+    }
+
     /** Hands a buffer back to this backend's pool (called by Scope.close). */
     void release(Object buffer);
 

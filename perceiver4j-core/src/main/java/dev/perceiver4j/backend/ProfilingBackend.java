@@ -69,6 +69,11 @@ public final class ProfilingBackend implements Backend {
         return entries.entrySet().stream().filter(e -> e.getKey().startsWith(opPrefix)).mapToDouble(e -> e.getValue().flops).sum();
     }
 
+    /** Calls so far of the ops whose key starts with {@code opPrefix}, since the last reset. */
+    public long calls(String opPrefix) {
+        return entries.entrySet().stream().filter(e -> e.getKey().startsWith(opPrefix)).mapToLong(e -> e.getValue().calls).sum();
+    }
+
     private void time(String key, double flops, Runnable op) {
         long t0 = System.nanoTime();
         op.run();
@@ -117,6 +122,7 @@ public final class ProfilingBackend implements Backend {
     @Override public String name() { return inner.name() + " [profiled]"; }
     @Override public void synchronize() { inner.synchronize(); }
     @Override public String memoryReport() { return inner.memoryReport(); }
+    @Override public DType matmulOperandType() { return inner.matmulOperandType(); }
 
     @Override public Tensor empty(Shape shape, DType dtype) { return own(inner.empty(shape, dtype)); }
     @Override public Tensor zeros(Shape shape, DType dtype) { return own(inner.zeros(shape, dtype)); }

@@ -113,6 +113,11 @@ public final class Scope implements AutoCloseable {
         return false;
     }
 
+    /** Whether this scope has not been closed yet. */
+    public boolean isOpen() {
+        return !closed;
+    }
+
     /** Number of buffers this scope holds (for tests and leak reports). */
     public int buffersHeld() {
         return owned.size();

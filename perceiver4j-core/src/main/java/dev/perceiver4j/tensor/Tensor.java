@@ -30,6 +30,8 @@ public final class Tensor {
     private boolean recomputed; // holds values rebuilt by materialize(), to be handed back after the producer's backward
     private Tensor grad;
     private String name;
+    private Tensor productCopy; // F.matmul's low-precision copy of this activation, shared by every product that reads it
+    private Scope productCopyScope; // the scope that holds the copy's buffer: the copy is valid while it is open
 
     /** For backends: wraps storage they allocated. Users create tensors through a Backend. */
     public Tensor(Backend backend, Shape shape, DType dtype, Object data, int offset) {
@@ -147,6 +149,33 @@ public final class Tensor {
     public boolean inStepScope() {
         Tensor r = root();
         return r.discarded || Scope.owns(r.data);
+    }
+
+    /**
+     * The low-precision copy {@link #cacheProductCopy} stored on this tensor (or its base), or null
+     * when there is none or the scope that held its buffer has closed.
+     */
+    public Tensor productCopy() {
+        Tensor r = root();
+        if (r.productCopy != null && !r.productCopyScope.isOpen()) {
+            r.productCopy = null;
+            r.productCopyScope = null;
+        }
+        return r.productCopy;
+    }
+
+    /**
+     * Stores {@code copy} (same shape as this tensor's base) as the operand F.matmul multiplies in
+     * place of this activation; it stays valid while the current scope is open. Only for values
+     * that do not change while that scope lives (a step's activations), and only inside a scope.
+     */
+    public void cacheProductCopy(Tensor copy) {
+        Tensor r = root();
+        if (!copy.shape.equals(r.shape)) throw new IllegalArgumentException("copy " + copy.describe() + " does not match " + r.describe());
+        Scope s = Scope.current();
+        if (s == null) throw new IllegalStateException("a product copy needs an open Scope: " + describe());
+        r.productCopy = copy;
+        r.productCopyScope = s;
     }
 
     /** Whether {@link #recomputeWith} gave this tensor (or its base) a recipe. */

@@ -311,19 +311,37 @@ public final class CudaBackend implements Backend {
         return d;
     }
 
+    /** One product operand: device address, element stride between batch entries (0 = shared), stored as bf16. */
+    private record Operand(long address, long stride, boolean bf16) {
+        static Operand of(long address, long stride, Tensor t) {
+            return new Operand(address, stride, t.dtype() == DType.BF16);
+        }
+
+        /** The operand of batch entry i. */
+        long at(int i) {
+            return address + (bf16 ? 2L : 4L) * i * stride;
+        }
+    }
+
     /**
      * Row-major C[m,n] (+)= op(X)·op(Y) over {@code batch} entries with element strides; loops over
      * the batch when a stride is 0 (an operand shared by every entry, e.g. a 2-D weight).
      */
-    private void gemm(boolean tx, long x, long sX, boolean ty, long y, long sY, long c, long sC, int m, int n, int k,
+    private void gemm(boolean tx, Operand x, boolean ty, Operand y, long c, long sC, int m, int n, int k,
                       boolean accumulate, int batch, long bias) {
-        if (batch == 1 || (sX != 0 && sY != 0 && sC != 0)) {
-            gemm.run(tx, x, ty, y, c, m, n, k, accumulate, batch, sX, sY, sC, bias);
+        if (batch == 1 || (x.stride() != 0 && y.stride() != 0 && sC != 0)) {
+            gemm.run(tx, x.address(), x.bf16(), ty, y.address(), y.bf16(), c, m, n, k, accumulate, batch, x.stride(), y.stride(), sC, bias);
         } else {
             for (int i = 0; i < batch; i++) {
-                gemm.run(tx, x + 4 * i * sX, ty, y + 4 * i * sY, c + 4 * i * sC, m, n, k, accumulate, 1, 0, 0, 0, bias);
+                gemm.run(tx, x.at(i), x.bf16(), ty, y.at(i), y.bf16(), c + 4L * i * sC, m, n, k, accumulate, 1, 0, 0, 0, bias);
             }
         }
+    }
+
+    /** BF16 in the bf16 matmul mode: F then hands over shared bf16 copies of activations (Backend.matmulOperandType). */
+    @Override
+    public DType matmulOperandType() {
+        return gemm.precision() == MatmulPrecision.BF16 ? DType.BF16 : DType.F32;
     }
 
     @Override
@@ -334,8 +352,8 @@ public final class CudaBackend implements Backend {
         // target = op(a)·op(b) (+ bias when cuBLASLt's BIAS epilogue can add it: one GEMM call)
         Tensor target = act == Activation.NONE ? out : preAct;
         boolean fuseBias = bias != null && d.batch() == 1;
-        gemm(transA, ptr(a), d.strideA(), transB, ptr(b), d.strideB(), ptr(target), (long) d.m() * d.n(), d.m(), d.n(), d.k(),
-                false, d.batch(), fuseBias ? ptr(bias) : 0);
+        gemm(transA, Operand.of(ptr(a), d.strideA(), a), transB, Operand.of(ptr(b), d.strideB(), b), ptr(target), (long) d.m() * d.n(),
+                d.m(), d.n(), d.k(), false, d.batch(), fuseBias ? ptr(bias) : 0);
         boolean biasLeft = bias != null && !fuseBias;
         if (biasLeft || act != Activation.NONE) {
             // preAct = target + bias (in place), out = act(preAct): the exact-GELU epilogue
@@ -363,21 +381,27 @@ public final class CudaBackend implements Backend {
                     .ptr(ptr(preAct)).ptr(ptr(dOut)).ptr(dC).i32(total).i32(act.ordinal()).i32(0).go();
         }
         if (dBias != null) columnSums(dC, rows, d.n(), ptr(dBias));
-        long pa = ptr(a), pb = ptr(b), sA = d.strideA(), sB = d.strideB();
+        // A bf16 product rounds dC once for both of its products (not once per product).
+        boolean bf16 = gemm.precision() == MatmulPrecision.BF16 || a.dtype() == DType.BF16 || b.dtype() == DType.BF16;
+        DeviceBuffer dC16 = bf16 && dA != null && dB != null ? gemm.toBf16(dC, total) : null;
+        Operand g = dC16 != null ? new Operand(dC16.address(), mn, true) : new Operand(dC, mn, false);
+        Operand oa = Operand.of(ptr(a), d.strideA(), a), ob = Operand.of(ptr(b), d.strideB(), b);
+        long sA = d.strideA(), sB = d.strideB();
         if (dA != null) {
             if (!transA) { // dA[M,K] += dC[M,N] · op(B)ᵀ
-                gemm(false, dC, mn, !transB, pb, sB, ptr(dA), sA, d.m(), d.k(), d.n(), true, d.batch(), 0);
+                gemm(false, g, !transB, ob, ptr(dA), sA, d.m(), d.k(), d.n(), true, d.batch(), 0);
             } else {       // dA[K,M] += op(B)[K,N] · dCᵀ
-                gemm(transB, pb, sB, true, dC, mn, ptr(dA), sA, d.k(), d.m(), d.n(), true, d.batch(), 0);
+                gemm(transB, ob, true, g, ptr(dA), sA, d.k(), d.m(), d.n(), true, d.batch(), 0);
             }
         }
         if (dB != null) {
             if (!transB) { // dB[K,N] += op(A)ᵀ · dC
-                gemm(!transA, pa, sA, false, dC, mn, ptr(dB), sB, d.k(), d.n(), d.m(), true, d.batch(), 0);
+                gemm(!transA, oa, false, g, ptr(dB), sB, d.k(), d.n(), d.m(), true, d.batch(), 0);
             } else {       // dB[N,K] += dCᵀ · op(A)
-                gemm(true, dC, mn, transA, pa, sA, ptr(dB), sB, d.n(), d.k(), d.m(), true, d.batch(), 0);
+                gemm(true, g, transA, oa, ptr(dB), sB, d.n(), d.k(), d.m(), true, d.batch(), 0);
             }
         }
+        if (dC16 != null) allocator.free(dC16);
         if (tmp != null) allocator.free(tmp); // safe: later work on the stream runs after these GEMMs
     }
 

@@ -29,16 +29,18 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  *
  * <p>Plans (descriptor, layouts, the heuristic's algorithm) are cached per shape, transposes,
  * batch strides and operand alignment. Compute type ({@link MatmulPrecision}): exact fp32
- * ({@code CUBLAS_COMPUTE_32F}), TF32 ({@code CUBLAS_COMPUTE_32F_FAST_TF32}), or BF16: both operands
- * are first rounded to bf16 copies (one cast kernel each, into buffers from the caching allocator,
- * freed right after in stream order) and multiplied on tensor cores with fp32 accumulation into the
- * fp32 C ({@code CUBLAS_COMPUTE_32F} with bf16 A/B layouts); the bias epilogue stays fp32.
+ * ({@code CUBLAS_COMPUTE_32F}), TF32 ({@code CUBLAS_COMPUTE_32F_FAST_TF32}), or BF16: operands
+ * stored as bf16 (F's shared activation copies, see {@code Backend.matmulOperandType}) are read as
+ * they are, fp32 ones are first rounded to bf16 copies (one cast kernel each, into buffers from the
+ * caching allocator, freed right after in stream order), and the product runs on tensor cores
+ * with fp32 accumulation into the fp32 C ({@code CUBLAS_COMPUTE_32F} with bf16 A/B layouts); the
+ * bias epilogue stays fp32. A bf16 operand makes the product bf16 in any mode.
  */
 final class Gemm {
     static final long WORKSPACE_BYTES = 32L << 20;
 
     private record Key(boolean tx, boolean ty, int m, int n, int k, int batch, long sX, long sY, long sC,
-                       boolean bias, boolean accumulate, int alignX, int alignY, int alignC, int alignBias) {}
+                       boolean bias, boolean accumulate, boolean bf16, int alignX, int alignY, int alignC, int alignBias) {}
 
     private record Plan(MemorySegment desc, MemorySegment aLayout, MemorySegment bLayout, MemorySegment cLayout, MemorySegment algo) {}
 
@@ -78,22 +80,24 @@ final class Gemm {
     }
 
     /**
-     * C[m,n] = op(X)·op(Y) (+ bias[n]) (+ C when accumulate), all row-major fp32 with tight leading
-     * dimensions, for {@code batch} entries at element strides sX, sY, sC (each > 0 when batch > 1).
-     * X: [m,k] ([k,m] if tx); Y: [k,n] ([n,k] if ty); bias: device address or 0.
+     * C[m,n] = op(X)·op(Y) (+ bias[n]) (+ C when accumulate), all row-major with tight leading
+     * dimensions, C fp32, for {@code batch} entries at element strides sX, sY, sC (each > 0 when
+     * batch > 1). X: [m,k] ([k,m] if tx); Y: [k,n] ([n,k] if ty); bias: device address or 0.
+     * xBf16 / yBf16: the operand is stored as bf16 already. The product runs in bf16 when the
+     * precision is BF16 or an operand is bf16; an fp32 operand is then rounded into a temporary copy.
      */
-    synchronized void run(boolean tx, long x, boolean ty, long y, long c, int m, int n, int k, boolean accumulate,
-                          int batch, long sX, long sY, long sC, long bias) {
+    synchronized void run(boolean tx, long x, boolean xBf16, boolean ty, long y, boolean yBf16, long c, int m, int n, int k,
+                          boolean accumulate, int batch, long sX, long sY, long sC, long bias) {
         if (m == 0 || n == 0) return;
         if (batch > 1 && (sX == 0 || sY == 0 || sC == 0)) throw new IllegalArgumentException("Gemm.run: zero batch stride (loop instead)");
         context.makeCurrent();
-        boolean bf16 = precision == MatmulPrecision.BF16;
-        // bf16: copies of the spans the operands cover (the batch's matrices and any gaps between them)
-        DeviceBuffer bx = bf16 ? toBf16(x, (batch > 1 ? (batch - 1) * sX : 0) + (long) m * k) : null;
-        DeviceBuffer by = bf16 ? toBf16(y, (batch > 1 ? (batch - 1) * sY : 0) + (long) k * n) : null;
-        long xa = bf16 ? bx.address() : x, ya = bf16 ? by.address() : y;
+        boolean bf16 = precision == MatmulPrecision.BF16 || xBf16 || yBf16;
+        // bf16: copies of the spans the fp32 operands cover (the batch's matrices and any gaps between them)
+        DeviceBuffer bx = bf16 && !xBf16 ? toBf16(x, (batch > 1 ? (batch - 1) * sX : 0) + (long) m * k) : null;
+        DeviceBuffer by = bf16 && !yBf16 ? toBf16(y, (batch > 1 ? (batch - 1) * sY : 0) + (long) k * n) : null;
+        long xa = bx != null ? bx.address() : x, ya = by != null ? by.address() : y;
         int ab = bf16 ? 2 : 4; // bytes per A/B element
-        Key key = new Key(tx, ty, m, n, k, batch, sX, sY, sC, bias != 0, accumulate,
+        Key key = new Key(tx, ty, m, n, k, batch, sX, sY, sC, bias != 0, accumulate, bf16,
                 alignment(xa, batch > 1 ? sX : 0, ab), alignment(ya, batch > 1 ? sY : 0, ab), alignment(c, batch > 1 ? sC : 0, 4),
                 bias == 0 ? 0 : alignment(bias, 0, 4));
         Plan p = plans.get(key);
@@ -104,14 +108,13 @@ final class Gemm {
         if (bias != 0) CublasLt.matmulDescSetLong(p.desc(), CublasLt.MATMUL_DESC_BIAS_POINTER, bias);
         CublasLt.matmul(handle, p.desc(), one, ya, p.aLayout(), xa, p.bLayout(), accumulate ? one : zero, c, p.cLayout(), c, p.cLayout(),
                 p.algo(), workspace.address(), WORKSPACE_BYTES, context.stream(), describe(key));
-        if (bf16) {
-            allocator.free(bx); // safe: later work on the stream runs after the product
-            allocator.free(by);
-        }
+        // safe: later work on the stream runs after the product
+        if (bx != null) allocator.free(bx);
+        if (by != null) allocator.free(by);
     }
 
-    /** A bf16 copy (rounded to nearest even) of {@code elements} fp32 values at {@code address}. */
-    private DeviceBuffer toBf16(long address, long elements) {
+    /** A bf16 copy (rounded to nearest even) of {@code elements} fp32 values at {@code address}; the caller frees it. */
+    DeviceBuffer toBf16(long address, long elements) {
         if (elements > Integer.MAX_VALUE) throw new IllegalArgumentException("bf16 matmul operand of " + elements + " elements is too large");
         DeviceBuffer b = allocator.allocate(2 * elements);
         kernels.launch("p4j_f32_to_bf16").grid(Kernels.blocks(elements, 256)).block(256).ptr(address).ptr(b.address())
@@ -121,9 +124,9 @@ final class Gemm {
 
     private Plan plan(Key key, long bias) {
         int m = key.m(), n = key.n(), k = key.k();
-        MemorySegment desc = CublasLt.matmulDescCreate(precision == MatmulPrecision.TF32 ? CublasLt.CUBLAS_COMPUTE_32F_FAST_TF32
+        MemorySegment desc = CublasLt.matmulDescCreate(precision == MatmulPrecision.TF32 && !key.bf16() ? CublasLt.CUBLAS_COMPUTE_32F_FAST_TF32
                 : CublasLt.CUBLAS_COMPUTE_32F, CublasLt.CUDA_R_32F);
-        int ab = precision == MatmulPrecision.BF16 ? CublasLt.CUDA_R_16BF : CublasLt.CUDA_R_32F; // A and B; C stays fp32
+        int ab = key.bf16() ? CublasLt.CUDA_R_16BF : CublasLt.CUDA_R_32F; // A and B; C stays fp32
         CublasLt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_TRANSA, key.ty() ? CublasLt.CUBLAS_OP_T : CublasLt.CUBLAS_OP_N);
         CublasLt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_TRANSB, key.tx() ? CublasLt.CUBLAS_OP_T : CublasLt.CUBLAS_OP_N);
         CublasLt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_EPILOGUE, key.bias() ? CublasLt.EPILOGUE_BIAS : CublasLt.EPILOGUE_DEFAULT);
@@ -153,6 +156,6 @@ final class Gemm {
     private String describe(Key key) {
         return (key.batch() > 1 ? key.batch() + "×" : "") + "[" + key.m() + "," + key.n() + "] = " + (key.tx() ? "Xᵀ" : "X") + "·"
                 + (key.ty() ? "Yᵀ" : "Y") + " (k " + key.k() + (key.bias() ? ", +bias" : "") + (key.accumulate() ? ", +C" : "")
-                + ", " + precision.label() + ")";
+                + ", " + (key.bf16() ? "bf16" : precision.label()) + ")";
     }
 }

@@ -35,6 +35,15 @@ public final class GpuSelfTest {
      */
     static final double BF16_TOLERANCE = 0.35;
 
+    /**
+     * Loss and parameter tolerance (relative to max(1, |cpu|)) of the bf16 training check against
+     * the fp32 CPU run: rounding every product's operands to bf16 (2⁻⁹ relative each) moves a
+     * cross-entropy of ≈ 5.6 by a few 1e-3 in this small model; a wrong gradient (missing term,
+     * wrong copy) moves the losses of steps 2 and 3 by far more. Parameters move at most 3 · lr =
+     * 3e-3 in three AdamW steps, so at this tolerance only the losses can fail.
+     */
+    static final double BF16_TRAINING = 1e-2;
+
     private GpuSelfTest() {}
 
     public static void main(String[] args) {
@@ -75,6 +84,9 @@ public final class GpuSelfTest {
             checks.addAll(ModelParity.generationChecks(tf, 1e-2, "tf32"));
             CudaBackend bf = new CudaBackend(cuda.context(), MatmulPrecision.BF16);
             checks.addAll(OpParity.matmulChecks(bf, ref, seed, BF16_TOLERANCE, "bf16"));
+            checks.addAll(OpParity.bf16OperandChecks(bf, ref, seed, BF16_TOLERANCE));
+            checks.addAll(ModelParity.generationChecks(bf, 1e-2, "bf16"));
+            checks.addAll(ModelParity.trainingChecks(bf, new CpuBackend(CpuPool.common(), new JavaSgemm(CpuPool.common())), BF16_TRAINING, "bf16"));
         }
         checks.addAll(ModelParity.generationChecks(cuda, ModelParity.LOGITS, "fp32"));
         checks.addAll(ModelParity.trainingChecks(cuda, new CpuBackend(CpuPool.common(), new JavaSgemm(CpuPool.common()))));

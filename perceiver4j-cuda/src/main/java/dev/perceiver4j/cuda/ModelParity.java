@@ -67,8 +67,13 @@ public final class ModelParity {
 
     /** The training check: 3 AdamW steps of a small Perceiver AR on {@code gpu} and on {@code cpu}. */
     public static List<OpParity.Check> trainingChecks(Backend gpu, Backend cpu) {
+        return trainingChecks(gpu, cpu, TRAINING, "fp32");
+    }
+
+    /** The training check at another tolerance, labelled (a reduced-precision backend). */
+    public static List<OpParity.Check> trainingChecks(Backend gpu, Backend cpu, double tolerance, String label) {
         return List.of(new OpParity.Check(
-                "model: Perceiver AR 3 training steps (dropouts on), params + losses vs CPU (rel)", TRAINING,
+                "model: Perceiver AR 3 training steps (dropouts on), params + losses vs CPU (rel, " + label + ")", tolerance,
                 () -> training(gpu, cpu)));
     }
 

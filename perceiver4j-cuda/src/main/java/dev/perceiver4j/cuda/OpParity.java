@@ -105,6 +105,51 @@ public final class OpParity {
     }
 
     /**
+     * Products whose activation operand a is stored as bf16 (F's shared copies in the bf16 mode):
+     * the same bf16 values on both backends (the reference widens them exactly), b fp32 (the GPU
+     * rounds it), forward and backward, labelled [bf16 operand].
+     */
+    public static List<Check> bf16OperandChecks(Backend gpu, Backend ref, long seed, double tolerance) {
+        OpParity p = new OpParity(gpu, ref, seed);
+        List<Check> c = new ArrayList<>();
+        p.bf16OperandCase(c, new int[] {3, 5, 7}, false, new int[] {7, 9}, false, Activation.GELU, tolerance);
+        p.bf16OperandCase(c, new int[] {2, 33, 129}, false, new int[] {65, 129}, true, Activation.NONE, tolerance);
+        p.bf16OperandCase(c, new int[] {2, 7, 5}, true, new int[] {2, 7, 9}, false, Activation.NONE, tolerance);
+        return c;
+    }
+
+    private Pair bf16Pair(double scale, int... dims) {
+        Pair f = randPair(scale, dims), h = emptyPair(DType.BF16, dims);
+        gpu.cast(f.g(), h.g());
+        ref.cast(f.r(), h.r());
+        return h;
+    }
+
+    private void bf16OperandCase(List<Check> c, int[] aDims, boolean tA, int[] bDims, boolean tB, Activation act, double tolerance) {
+        String shape = Arrays.toString(aDims) + (tA ? "ᵀ" : "") + "·" + Arrays.toString(bDims) + (tB ? "ᵀ" : "") + " " + act + " [bf16 operand]";
+        int m = tA ? aDims[aDims.length - 1] : aDims[aDims.length - 2];
+        int n = tB ? bDims[bDims.length - 2] : bDims[bDims.length - 1];
+        int[] outDims = aDims.clone();
+        outDims[outDims.length - 2] = m;
+        outDims[outDims.length - 1] = n;
+        c.add(new Check("matmul " + shape, tolerance, () -> {
+            Pair a = bf16Pair(1, aDims), b = randPair(1, bDims), bias = randPair(1, n);
+            Pair out = emptyPair(DType.F32, outDims), pre = act == Activation.NONE ? null : emptyPair(DType.F32, outDims);
+            gpu.matmul(a.g(), tA, b.g(), tB, bias.g(), act, out.g(), g(pre));
+            ref.matmul(a.r(), tA, b.r(), tB, bias.r(), act, out.r(), r(pre));
+            return Math.max(err(out), pre == null ? 0 : err(pre));
+        }));
+        c.add(new Check("matmulBackward " + shape, tolerance, () -> {
+            Pair a = bf16Pair(1, aDims), b = randPair(1, bDims), bias = randPair(1, n);
+            Pair pre = act == Activation.NONE ? null : randPair(1.5, outDims);
+            Pair dOut = randPair(1, outDims), dA = randPair(1, aDims), dB = randPair(1, bDims), dBias = randPair(1, n);
+            gpu.matmulBackward(dOut.g(), a.g(), tA, b.g(), tB, bias.g(), act, g(pre), dA.g(), dB.g(), dBias.g());
+            ref.matmulBackward(dOut.r(), a.r(), tA, b.r(), tB, bias.r(), act, r(pre), dA.r(), dB.r(), dBias.r());
+            return Math.max(Math.max(err(dA), err(dB)), err(dBias));
+        }));
+    }
+
+    /**
      * Attention forward and backward at the head dims that have tensor-core (TF32) kernels, labelled
      * [tf32 tensor cores], at a TF32 tolerance (for a backend whose matrix products run in TF32).
      */

@@ -24,7 +24,16 @@ public final class CpuBackend extends CpuStorageBackend {
     private final Sgemm gemm;
 
     public CpuBackend(CpuPool pool, Sgemm gemm) {
-        super(pool);
+        this(pool, gemm, DType.F32);
+    }
+
+    /**
+     * With {@code matmulOperands} BF16, F's products hand this backend bf16 copies of activations
+     * as on the GPU's bf16 mode ({@link Backend#matmulOperandType}): the CPU widens them back
+     * (exactly), so the same autograd path runs here with F32 arithmetic.
+     */
+    public CpuBackend(CpuPool pool, Sgemm gemm, DType matmulOperands) {
+        super(pool, matmulOperands);
         this.gemm = gemm;
     }
 
@@ -48,6 +57,8 @@ public final class CpuBackend extends CpuStorageBackend {
     /** Dimensions of one matmul call: batch entries, M, N, K and the per-batch strides. */
     @Override
     public void matmul(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor out, Tensor preAct) {
+        a = widened(a);
+        b = widened(b);
         MatmulShape d = MatmulShape.of(a, transA, b, transB, out);
         float[] A = a.floats(), B = b.floats(), C = out.floats();
         for (int i = 0; i < d.batch(); i++) {
@@ -68,6 +79,8 @@ public final class CpuBackend extends CpuStorageBackend {
     @Override
     public void matmulBackward(Tensor dOut, Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor preAct,
                                Tensor dA, Tensor dB, Tensor dBias) {
+        a = widened(a);
+        b = widened(b);
         MatmulShape d = MatmulShape.of(a, transA, b, transB, dOut);
         int rows = d.batch() * d.m();
         // dC = dOut · act'(preAct); dBias += Σ_rows dC

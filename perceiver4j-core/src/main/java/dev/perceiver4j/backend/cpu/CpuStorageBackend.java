@@ -19,9 +19,30 @@ import java.util.Arrays;
 abstract sealed class CpuStorageBackend implements Backend permits CpuBackend, RefBackend {
     final CpuPool pool;
     private final CpuBuffers buffers = new CpuBuffers();
+    private final DType matmulOperands;
 
-    CpuStorageBackend(CpuPool pool) {
+    CpuStorageBackend(CpuPool pool, DType matmulOperands) {
+        if (matmulOperands != DType.F32 && matmulOperands != DType.BF16) {
+            throw new IllegalArgumentException("matmul operands must be F32 or BF16, got " + matmulOperands);
+        }
         this.pool = pool;
+        this.matmulOperands = matmulOperands;
+    }
+
+    /** F32 unless this backend was built to take bf16 activation operands (tests of that path on the CPU). */
+    @Override
+    public DType matmulOperandType() {
+        return matmulOperands;
+    }
+
+    /** {@code t} itself if F32; a BF16 operand widened (exactly) into an F32 temporary outside any scope. */
+    static Tensor widened(Tensor t) {
+        if (t == null || t.dtype() == DType.F32) return t;
+        if (t.dtype() != DType.BF16) throw new IllegalArgumentException("matmul operand " + t.describe() + " must be F32 or BF16");
+        float[] f = new float[t.size()];
+        short[] h = t.shorts();
+        for (int i = 0; i < f.length; i++) f[i] = Float.intBitsToFloat((h[t.offset() + i] & 0xFFFF) << 16);
+        return new Tensor(t.backend(), t.shape(), DType.F32, f, 0);
     }
 
     public CpuPool pool() {

@@ -4,6 +4,7 @@ import dev.perceiver4j.backend.AttentionShape;
 import dev.perceiver4j.backend.Activation;
 import dev.perceiver4j.backend.cpu.ref.RefAttention;
 import dev.perceiver4j.backend.cpu.ref.RefOps;
+import dev.perceiver4j.tensor.DType;
 import dev.perceiver4j.tensor.Tensor;
 
 /**
@@ -15,7 +16,7 @@ import dev.perceiver4j.tensor.Tensor;
 public final class RefBackend extends CpuStorageBackend {
 
     public RefBackend(CpuPool pool) {
-        super(pool);
+        super(pool, DType.F32);
     }
 
     @Override
@@ -26,6 +27,7 @@ public final class RefBackend extends CpuStorageBackend {
     /** The tensor's values widened to double (null stays null). */
     private static double[] d(Tensor t) {
         if (t == null) return null;
+        if (t.dtype() == DType.BF16) t = widened(t);
         float[] f = t.floats();
         double[] r = new double[t.size()];
         for (int i = 0; i < r.length; i++) r[i] = f[t.offset() + i];

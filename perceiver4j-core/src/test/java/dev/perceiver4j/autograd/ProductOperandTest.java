@@ -1,0 +1,136 @@
+package dev.perceiver4j.autograd;
+
+import dev.perceiver4j.backend.Activation;
+import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.backend.ProfilingBackend;
+import dev.perceiver4j.backend.cpu.CpuBackend;
+import dev.perceiver4j.backend.cpu.CpuPool;
+import dev.perceiver4j.backend.cpu.fast.FastOps;
+import dev.perceiver4j.backend.cpu.gemm.JavaSgemm;
+import dev.perceiver4j.tensor.DType;
+import dev.perceiver4j.tensor.Scope;
+import dev.perceiver4j.tensor.Shape;
+import dev.perceiver4j.tensor.Tensor;
+import org.junit.jupiter.api.Test;
+
+import java.util.List;
+import java.util.SplittableRandom;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * F's bf16 product operands (Backend.matmulOperandType = BF16, as CUDA's bf16 mode): one copy per
+ * activation shared by every product that reads it, kept or rebuilt for backward, its gradient
+ * handed to the activation. Run on the CPU backend built with bf16 operands, which widens them
+ * back exactly, against the same graph on the plain F32 backend.
+ */
+class ProductOperandTest {
+    static final CpuPool POOL = CpuPool.create(2);
+
+    static ProfilingBackend backend(DType operands) {
+        return new ProfilingBackend(new CpuBackend(POOL, new JavaSgemm(POOL), operands));
+    }
+
+    /** Uniform values in ±scale; rounded to bf16 when {@code exact}, so that a bf16 copy holds them unchanged. */
+    static Tensor random(Backend be, Shape s, long seed, double scale, boolean exact) {
+        SplittableRandom rng = new SplittableRandom(seed);
+        float[] a = new float[s.size()];
+        for (int i = 0; i < a.length; i++) {
+            a[i] = (float) ((rng.nextDouble() * 2 - 1) * scale);
+            if (exact) a[i] = Float.intBitsToFloat((FastOps.floatToBf16(a[i]) & 0xFFFF) << 16);
+        }
+        return be.fromFloats(a, s).requiresGrad(true);
+    }
+
+    record Run(float loss, List<float[]> grads, long casts) {}
+
+    /** Two products read one activation a = 0.5·x (exact in bf16 when x is): loss, gradients, casts. */
+    static Run twoProducts(ProfilingBackend be) {
+        Tensor x = random(be, Shape.of(3, 4, 16), 1, 2, true);
+        Tensor w1 = random(be, Shape.of(8, 16), 2, 0.5, false), w2 = random(be, Shape.of(8, 16), 3, 0.5, false);
+        Tensor b1 = random(be, Shape.of(8), 4, 0.2, false);
+        Tensor t = be.fromInts(new int[] {1, 6, 0, 3, 3, 2, 5, 4, 0, 1, 7, 7}, Shape.of(3, 4));
+        be.reset();
+        try (Scope s = Scope.open()) {
+            Tensor a = F.scale(x, 0.5f);
+            Tensor logits = F.add(F.linear(a, w1, b1, Activation.NONE), F.linear(a, w2, null, Activation.NONE));
+            Tensor loss = F.crossEntropy(logits, t, -1, 1e-3f);
+            loss.backward();
+            return new Run(loss.item(), List.of(x.grad().toFloatArray(), w1.grad().toFloatArray(), w2.grad().toFloatArray(),
+                    b1.grad().toFloatArray()), be.calls("cast F32->BF16"));
+        }
+    }
+
+    @Test
+    void oneSharedCopyOfExactValuesGivesTheF32ResultsBitForBit() {
+        Run f32 = twoProducts(backend(DType.F32)), bf16 = twoProducts(backend(DType.BF16));
+        assertThat(f32.casts()).isZero();
+        assertThat(bf16.casts()).as("one copy for both products, none for the weights on the CPU").isEqualTo(1);
+        assertThat(bf16.loss()).isEqualTo(f32.loss());
+        for (int i = 0; i < f32.grads().size(); i++) assertThat(bf16.grads().get(i)).as("gradient %d", i).containsExactly(f32.grads().get(i));
+    }
+
+    @Test
+    void aDiscardedInputIsRebuiltOnceForBackwardAndHandedBack() {
+        float[][] reference = null;
+        for (DType operands : new DType[] {DType.F32, DType.BF16}) {
+            ProfilingBackend be = backend(operands);
+            Tensor x = random(be, Shape.of(2, 6, 32), 5, 1.5, false);
+            Tensor gamma = random(be, Shape.of(32), 6, 1, false), beta = random(be, Shape.of(32), 7, 0.3, false);
+            Tensor wq = random(be, Shape.of(16, 32), 8, 0.4, false), wk = random(be, Shape.of(16, 32), 9, 0.4, false);
+            Tensor t = be.fromInts(new int[] {1, 6, 0, 3, 3, 2, 5, 4, 0, 1, 7, 9}, Shape.of(2, 6));
+            List<Tensor> inputs = List.of(x, gamma, beta, wq, wk);
+            be.reset();
+            float[][] grads = new float[inputs.size()][];
+            try (Scope s = Scope.open()) {
+                Tensor xn = F.layerNorm(x, gamma, beta, 1e-5f);
+                Tensor logits = F.add(F.linear(xn, wq, null, Activation.NONE), F.linear(xn, wk, null, Activation.GELU));
+                Tensor copy = xn.productCopy();
+                assertThat(copy == null).isEqualTo(operands == DType.F32);
+                F.discard(xn);
+                assertThat(xn.data()).isNull();
+                if (copy != null) assertThat(copy.data()).as("the copy goes with its source").isNull();
+                F.crossEntropy(logits, t, -1, 0f).backward();
+                assertThat(xn.data()).isNull();                          // rebuilt, then handed back
+                if (copy != null) assertThat(copy.data()).isNull();
+                for (int i = 0; i < inputs.size(); i++) grads[i] = inputs.get(i).grad().toFloatArray();
+            }
+            assertThat(be.calls("layerNorm ")).as("forward, then one rebuild for both products' backward").isEqualTo(2);
+            if (operands == DType.F32) {
+                reference = grads;
+                continue;
+            }
+            assertThat(be.calls("cast F32->BF16")).as("forward copy, then one rebuild").isEqualTo(2);
+            for (int i = 0; i < inputs.size(); i++) {   // bf16 rounding of xn (8-bit mantissa): within 2 % of the largest entry
+                double max = 0, err = 0;
+                for (int j = 0; j < grads[i].length; j++) {
+                    max = Math.max(max, Math.abs(reference[i][j]));
+                    err = Math.max(err, Math.abs(grads[i][j] - reference[i][j]));
+                }
+                assertThat(err).as("gradient %d", i).isLessThanOrEqualTo(0.02 * max).isPositive();
+            }
+        }
+    }
+
+    @Test
+    void copiesAreMadeOnlyForStepActivationsAndDieWithTheirScope() {
+        ProfilingBackend be = backend(DType.BF16);
+        Tensor w = random(be, Shape.of(8, 16), 2, 0.5, false);
+        Tensor x = random(be, Shape.of(4, 16), 1, 1, false);
+        be.reset();
+        try (Scope outer = Scope.open()) {
+            F.matmul(x, false, w, true, null, Activation.NONE);            // x is a leaf outside the scope: rounded by the backend, not copied
+            assertThat(be.calls("cast")).isZero();
+            Tensor a = F.scale(x, 2f);
+            try (Scope inner = Scope.open()) {
+                F.linear(a, w, null, Activation.NONE);
+                F.linear(a.reshape(2, 2, 16), w, null, Activation.NONE);   // a view shares its base's copy
+                assertThat(a.productCopy()).isNotNull();
+                assertThat(be.calls("cast")).isEqualTo(1);
+            }
+            assertThat(a.productCopy()).as("its buffer went back with the inner scope").isNull();
+            F.linear(a, w, null, Activation.NONE);
+            assertThat(be.calls("cast")).isEqualTo(2);
+        }
+    }
+}
