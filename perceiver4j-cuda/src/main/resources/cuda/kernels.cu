@@ -174,16 +174,20 @@ __device__ __forceinline__ float act_derivative(int act, float x) {
     }
 }
 
-// p = c + bias[i mod cols] (bias may be null); pre[i] = p (pre may be null); out[i] = act(p).
+// p = c + bias[i mod cols] (bias may be null); pre[i] = p (pre may be null); out[i] = act(p), or
+// out16[i] = bf16(act(p)) when out16 is not null (an output only products read; out is then unused).
 // c, pre, out [n] viewed as [n/cols, cols]; bias [cols]. out and pre may alias c.
 // Serves matmul's epilogue and the plain activation (bias = pre = null).
-extern "C" __global__ void p4j_bias_act(const float* c, const float* bias, int cols, float* pre, float* out, int n, int act) {
+extern "C" __global__ void p4j_bias_act(const float* c, const float* bias, int cols, float* pre, float* out, int n, int act,
+                                        unsigned short* out16) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     float p = c[i];
     if (bias != 0) p += bias[i % cols];
     if (pre != 0) pre[i] = p;
-    out[i] = act_forward(act, p);
+    float y = act_forward(act, p);
+    if (out16 != 0) out16[i] = f32_to_bf16_bits(y);
+    else out[i] = y;
 }
 
 // g = dOut[i]·act'(x[i]); dX[i] += g (accumulate != 0) or dX[i] = g (written; matmul's dC).
@@ -270,7 +274,7 @@ extern "C" __global__ void p4j_column_finish(const float* partial, int chunks, i
 // One block per row. x, out [rows, d]; gamma, beta [d]; mean, rstd [rows] (written).
 // Two passes (mean, then Σ(x−mean)²): biased variance, rstd = 1/sqrt(var + eps).
 extern "C" __global__ void p4j_layernorm(const float* x, const float* gamma, const float* beta, float* out,
-                                         float* mean, float* rstd, int rows, int d, float eps) {
+                                         float* mean, float* rstd, int rows, int d, float eps, unsigned short* out16) {
     __shared__ float sh[32];
     int r = blockIdx.x;
     const float* xr = x + (long long) r * d;
@@ -284,21 +288,28 @@ extern "C" __global__ void p4j_layernorm(const float* x, const float* gamma, con
     }
     float rs = rsqrtf(block_sum(v, sh) / d + eps);
     float* outr = out + (long long) r * d;
-    for (int j = threadIdx.x; j < d; j += blockDim.x) outr[j] = (xr[j] - mu) * rs * gamma[j] + beta[j];
+    unsigned short* o16 = out16 == 0 ? 0 : out16 + (long long) r * d;
+    for (int j = threadIdx.x; j < d; j += blockDim.x) {
+        float y = (xr[j] - mu) * rs * gamma[j] + beta[j];
+        if (o16 != 0) o16[j] = f32_to_bf16_bits(y);
+        else outr[j] = y;
+    }
     if (threadIdx.x == 0) {
         mean[r] = mu;
         rstd[r] = rs;
     }
 }
 
+// (out16 not null: the output is written there as bf16 instead of to out, for normed inputs only
+// products read.)
 // The same two kernels for rows of d ≤ 4·32·LN_VECS floats with d % 4 == 0 and 16-byte aligned
-// rows: one warp per row, the row held in registers as float4 (read once), warp-shuffle sums.
+// rows (8-byte aligned for a bf16 output): one warp per row, the row held in registers as float4 (read once), warp-shuffle sums.
 // Same math (two-pass variance, biased, rstd = 1/sqrt(var + eps)); only the summation order differs.
 #define LN_VECS 12
 #define LN_WARPS 8
 
 extern "C" __global__ void __launch_bounds__(LN_WARPS * 32) p4j_layernorm_warp(const float* x, const float* gamma,
-        const float* beta, float* out, float* mean, float* rstd, int rows, int d, float eps) {
+        const float* beta, float* out, float* mean, float* rstd, int rows, int d, float eps, unsigned short* out16) {
     const int r = blockIdx.x * LN_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31, d4 = d >> 2;
     if (r >= rows) return; // warp-uniform
     const float4* xr = reinterpret_cast<const float4*>(x + (long long) r * d);
@@ -332,7 +343,14 @@ extern "C" __global__ void __launch_bounds__(LN_WARPS * 32) p4j_layernorm_warp(c
             y.y = (v[t].y - mu) * rs * g.y + b.y;
             y.z = (v[t].z - mu) * rs * g.z + b.z;
             y.w = (v[t].w - mu) * rs * g.w + b.w;
-            o4[c] = y;
+            if (out16 != 0) {
+                uint2 h;
+                h.x = (unsigned int) f32_to_bf16_bits(y.x) | ((unsigned int) f32_to_bf16_bits(y.y) << 16);
+                h.y = (unsigned int) f32_to_bf16_bits(y.z) | ((unsigned int) f32_to_bf16_bits(y.w) << 16);
+                reinterpret_cast<uint2*>(out16 + (long long) r * d)[c] = h;
+            } else {
+                o4[c] = y;
+            }
         }
     }
     if (lane == 0) {

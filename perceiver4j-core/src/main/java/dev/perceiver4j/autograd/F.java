@@ -31,7 +31,12 @@ public final class F {
 
     /** y = act(x · wᵀ + b). x: [..., Din]; w: [Dout, Din]; b: [Dout] or null → y: [..., Dout]. */
     public static Tensor linear(Tensor x, Tensor w, Tensor b, Activation act) {
-        return matmul(x, false, w, true, b, act);
+        return matmul(x, false, w, true, b, act, DType.F32);
+    }
+
+    /** {@link #linear} with its output stored as {@code outType} (F32, or BF16 for an output only products read). */
+    public static Tensor linear(Tensor x, Tensor w, Tensor b, Activation act, DType outType) {
+        return matmul(x, false, w, true, b, act, outType);
     }
 
     /**
@@ -40,6 +45,15 @@ public final class F {
      * ({@link #productOperand}); b (a weight) is the backend's to round.
      */
     public static Tensor matmul(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act) {
+        return matmul(a, transA, b, transB, bias, act, DType.F32);
+    }
+
+    /**
+     * {@link #matmul} with the output stored as {@code outType}: BF16 for an activation that only
+     * products read (an MLP's hidden state on a bf16-product backend), written so by the epilogue
+     * instead of copied later. The pre-activation kept for backward stays F32.
+     */
+    public static Tensor matmul(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, DType outType) {
         Backend be = a.backend();
         a = productOperand(a);
         int[] dims = a.shape().dims();
@@ -48,7 +62,7 @@ public final class F {
         dims[dims.length - 2] = m;
         dims[dims.length - 1] = n;
         Shape outShape = Shape.of(dims);
-        Tensor out = be.empty(outShape, DType.F32);
+        Tensor out = be.empty(outShape, outType);
         Tensor pre = act == Activation.NONE ? null : be.empty(outShape, DType.F32);
         be.matmul(a, transA, b, transB, bias, act, out, pre);
         if (Autograd.needsGrad(a, b, bias)) {
@@ -93,8 +107,16 @@ public final class F {
 
     /** Layer norm over the last dim. x: [..., D]; gamma, beta: [D]. */
     public static Tensor layerNorm(Tensor x, Tensor gamma, Tensor beta, float eps) {
+        return layerNorm(x, gamma, beta, eps, DType.F32);
+    }
+
+    /**
+     * {@link #layerNorm} with the output stored as {@code outType}: BF16 for a normed input that
+     * only products read, on a bf16-product backend (the kernel writes the copy F.matmul would make).
+     */
+    public static Tensor layerNorm(Tensor x, Tensor gamma, Tensor beta, float eps, DType outType) {
         Backend be = x.backend();
-        Tensor out = be.empty(x.shape(), DType.F32);
+        Tensor out = be.empty(x.shape(), outType);
         Shape rows = Shape.of(x.shape().rows());
         Tensor mean = be.empty(rows, DType.F32), rstd = be.empty(rows, DType.F32);
         be.layerNorm(x, gamma, beta, eps, out, mean, rstd);

@@ -17,7 +17,8 @@ public record AxisSlab(int outer, int fullRun, int partRun, int startOffset) {
         for (int i = 0; i < full.rank(); i++) {
             check(i == ax || full.dim(i) == part.dim(i), "narrow: shapes differ off axis " + ax + ": " + full.describe() + " vs " + part.describe());
         }
-        check(full.dtype() == DType.F32 && part.dtype() == DType.F32, "narrow: F32 only, got " + full.describe() + " and " + part.describe());
+        check(full.dtype() == part.dtype() && (full.dtype() == DType.F32 || full.dtype() == DType.BF16),
+                "narrow: F32 or BF16 (both the same) only, got " + full.describe() + " and " + part.describe());
         int len = part.dim(ax);
         check(start >= 0 && start + len <= full.dim(ax), "narrow: [" + start + ", " + (start + len) + ") outside axis " + ax + " of " + full.describe());
         int outer = full.shape().product(0, ax), inner = full.shape().product(ax + 1, full.rank());

@@ -20,4 +20,12 @@ public final class LayerNorm {
     public Tensor forward(Tensor x) {
         return F.layerNorm(x, weight, bias, eps);
     }
+
+    /**
+     * x: [..., d] → [..., d] for readers that are all matrix products: stored in the backend's
+     * product operand dtype ({@code Backend.matmulOperandType}: BF16 in CUDA's bf16 mode, else F32).
+     */
+    public Tensor forwardToProducts(Tensor x) {
+        return F.layerNorm(x, weight, bias, eps, x.backend().matmulOperandType());
+    }
 }

@@ -26,4 +26,9 @@ public final class Linear {
     public Tensor forward(Tensor x) {
         return F.linear(x, weight, bias, act);
     }
+
+    /** x: [..., in] → [..., out] for readers that are all matrix products: stored in the backend's product operand dtype. */
+    public Tensor forwardToProducts(Tensor x) {
+        return F.linear(x, weight, bias, act, x.backend().matmulOperandType());
+    }
 }

@@ -133,4 +133,48 @@ class ProductOperandTest {
             assertThat(be.calls("cast")).isEqualTo(2);
         }
     }
+
+    @Test
+    void layerNormActivationAndProductOutputsInBf16AreTheRoundedF32Outputs() {
+        for (Backend be : new Backend[] {backend(DType.F32), new dev.perceiver4j.backend.cpu.RefBackend(POOL)}) {
+            Tensor x = random(be, Shape.of(6, 40), 11, 3, false), g = random(be, Shape.of(40), 12, 1, false), b = random(be, Shape.of(40), 13, 1, false);
+            Tensor w = random(be, Shape.of(24, 40), 14, 0.5, false);
+            try (var ng = Autograd.noGrad(); Scope s = Scope.open()) {
+                Tensor[][] pairs = {
+                        {F.layerNorm(x, g, b, 1e-5f), F.layerNorm(x, g, b, 1e-5f, DType.BF16)},
+                        {F.linear(x, w, null, Activation.GELU), F.linear(x, w, null, Activation.GELU, DType.BF16)},
+                        {F.linear(x, w, null, Activation.NONE), F.linear(x, w, null, Activation.NONE, DType.BF16)}};
+                for (Tensor[] p : pairs) {
+                    assertThat(p[1].dtype()).isEqualTo(DType.BF16);
+                    Tensor rounded = be.empty(p[0].shape(), DType.BF16);
+                    be.cast(p[0], rounded);
+                    assertThat(p[1].toFloatArray()).as(be.name()).containsExactly(rounded.toFloatArray());
+                }
+            }
+        }
+    }
+
+    /** One Perceiver AR training step: 4 layers, so 4 + 2 rounded copies (attention outputs, the logits' input), nothing else cast. */
+    @Test
+    void aPerceiverArStepWithBf16ProductInputsCastsOnlyWhatNoKernelWritesAsBf16() {
+        var c = dev.perceiver4j.model.ar.PerceiverArConfig.krasserm(2, 4, 1, 2, 0.5f, dev.perceiver4j.text.ByteTokenizer.VOCAB, 48, 16, 32, false, true);
+        double[] losses = new double[2];
+        long[] casts = new long[2];
+        for (int run = 0; run < 2; run++) {
+            ProfilingBackend be = backend(run == 0 ? DType.F32 : DType.BF16);
+            var m = new dev.perceiver4j.model.ar.PerceiverAR(be, c, 3L);
+            int[] ids = new SplittableRandom(5).ints(2L * 48, 6, 262).toArray();
+            int[] targets = new SplittableRandom(6).ints(2L * 16, 6, 262).toArray();
+            be.reset();
+            try (Scope s = Scope.open()) {
+                Tensor loss = F.crossEntropy(m.forwardTraining(ids, 2, 32, 1L), be.fromInts(targets, Shape.of(2, 16)), -1, 0f);
+                loss.backward();
+                losses[run] = loss.item();
+            }
+            casts[run] = be.calls("cast F32->BF16");
+        }
+        assertThat(casts[0]).isZero();
+        assertThat(casts[1]).isEqualTo(4 + 2);
+        assertThat(Math.abs(losses[1] - losses[0])).isLessThanOrEqualTo(1e-2 * losses[0]).isPositive();
+    }
 }

@@ -349,19 +349,25 @@ public final class CudaBackend implements Backend {
         MatmulShape d = matDims(a, transA, b, transB, out);
         check(act == Activation.NONE || preAct != null, "matmul with activation " + act + " needs a preAct buffer");
         check(bias == null || bias.size() == d.n(), "matmul: bias " + (bias == null ? "" : bias.describe()) + " should have " + d.n() + " elements");
-        // target = op(a)·op(b) (+ bias when cuBLASLt's BIAS epilogue can add it: one GEMM call)
-        Tensor target = act == Activation.NONE ? out : preAct;
+        // target = op(a)·op(b) (+ bias when cuBLASLt's BIAS epilogue can add it: one GEMM call); a bf16
+        // out without activation gets the fp32 product in a temporary, rounded by the epilogue kernel.
+        boolean out16 = out.dtype() == DType.BF16;
+        check(out.dtype() == DType.F32 || out16, "matmul: out " + out.describe() + " must be F32 or BF16");
+        int total = d.batch() * d.m() * d.n();
+        DeviceBuffer tmp = out16 && act == Activation.NONE ? allocator.allocate(4L * total) : null;
+        long target = act != Activation.NONE ? ptr(preAct) : tmp != null ? tmp.address() : ptr(out);
         boolean fuseBias = bias != null && d.batch() == 1;
-        gemm(transA, Operand.of(ptr(a), d.strideA(), a), transB, Operand.of(ptr(b), d.strideB(), b), ptr(target), (long) d.m() * d.n(),
+        gemm(transA, Operand.of(ptr(a), d.strideA(), a), transB, Operand.of(ptr(b), d.strideB(), b), target, (long) d.m() * d.n(),
                 d.m(), d.n(), d.k(), false, d.batch(), fuseBias ? ptr(bias) : 0);
         boolean biasLeft = bias != null && !fuseBias;
-        if (biasLeft || act != Activation.NONE) {
-            // preAct = target + bias (in place), out = act(preAct): the exact-GELU epilogue
-            int total = d.batch() * d.m() * d.n();
+        if (biasLeft || act != Activation.NONE || out16) {
+            // preAct = target + bias (in place), out = act(preAct): the exact-GELU epilogue (bf16 out: rounded)
             kernels.launch("p4j_bias_act").grid(Kernels.blocks(total, THREADS)).block(THREADS)
-                    .ptr(ptr(target)).ptr(biasLeft ? ptr(bias) : 0).i32(d.n())
-                    .ptr(act == Activation.NONE ? 0 : ptr(preAct)).ptr(ptr(out)).i32(total).i32(act.ordinal()).go();
+                    .ptr(target).ptr(biasLeft ? ptr(bias) : 0).i32(d.n())
+                    .ptr(act == Activation.NONE ? 0 : ptr(preAct)).ptr(out16 ? 0 : ptr(out)).i32(total).i32(act.ordinal())
+                    .ptr(out16 ? ptr(out) : 0).go();
         }
+        if (tmp != null) allocator.free(tmp); // safe: later work on the stream runs after the epilogue
     }
 
     @Override
@@ -432,10 +438,13 @@ public final class CudaBackend implements Backend {
         check(gamma.size() == d && beta.size() == d, "layerNorm: gamma/beta must have " + d + " elements, got " + gamma.describe() + ", " + beta.describe());
         check(mean.size() == rows && rstd.size() == rows, "layerNorm: mean/rstd must have " + rows + " elements");
         if (rows == 0) return;
-        boolean warp = warpLayerNorm(d, x, gamma, beta, out);
+        boolean out16 = out.dtype() == DType.BF16;   // normed inputs only products read (F.layerNorm's outType)
+        check(out.dtype() == DType.F32 || out16, "layerNorm: out " + out.describe() + " must be F32 or BF16");
+        boolean warp = out16 ? warpLayerNorm(d, x, gamma, beta) && ptr(out) % 8 == 0 : warpLayerNorm(d, x, gamma, beta, out);
         kernels.launch(warp ? "p4j_layernorm_warp" : "p4j_layernorm").grid(warp ? (rows + LN_WARPS - 1) / LN_WARPS : rows)
                 .block(warp ? LN_WARPS * 32 : rowThreads(d))
-                .ptr(ptr(x)).ptr(ptr(gamma)).ptr(ptr(beta)).ptr(ptr(out)).ptr(ptr(mean)).ptr(ptr(rstd)).i32(rows).i32(d).f32(eps).go();
+                .ptr(ptr(x)).ptr(ptr(gamma)).ptr(ptr(beta)).ptr(out16 ? 0 : ptr(out)).ptr(ptr(mean)).ptr(ptr(rstd)).i32(rows).i32(d).f32(eps)
+                .ptr(out16 ? ptr(out) : 0).go();
     }
 
     @Override
@@ -487,8 +496,9 @@ public final class CudaBackend implements Backend {
         sameSize(x, out, "activation");
         int n = x.size();
         if (n == 0) return;
+        boolean out16 = out.dtype() == DType.BF16;   // the rebuilt hidden state of an MLP whose output only products read
         kernels.launch("p4j_bias_act").grid(Kernels.blocks(n, THREADS)).block(THREADS)
-                .ptr(ptr(x)).ptr(0).i32(1).ptr(0).ptr(ptr(out)).i32(n).i32(act.ordinal()).go();
+                .ptr(ptr(x)).ptr(0).i32(1).ptr(0).ptr(out16 ? 0 : ptr(out)).i32(n).i32(act.ordinal()).ptr(out16 ? ptr(out) : 0).go();
     }
 
     @Override
@@ -626,10 +636,17 @@ public final class CudaBackend implements Backend {
         axisCopy(src, dst, axis, start, false, accumulate);
     }
 
-    /** Copies between a full tensor and the slab [start, start+len) of it along {@code axis} (F32). */
+    /** Copies between a full tensor and the slab [start, start+len) of it along {@code axis} (F32; BF16 plain copies of even runs). */
     private void axisCopy(Tensor src, Tensor dst, int axis, int start, boolean fromFull, boolean accumulate) {
         Tensor full = fromFull ? src : dst, part = fromFull ? dst : src;
         AxisSlab g = AxisSlab.of(full, part, axis, start);
+        if (full.dtype() == DType.BF16) {
+            // plain bf16 copies move pairs of elements as 32-bit words (the kernel only copies bits)
+            check(!accumulate, "narrow: accumulating into BF16 " + dst.describe() + " is not supported");
+            boolean pairs = g.fullRun() % 2 == 0 && g.partRun() % 2 == 0 && g.startOffset() % 2 == 0 && ptr(src) % 4 == 0 && ptr(dst) % 4 == 0;
+            if (!pairs) throw new UnsupportedOperationException("CudaBackend: BF16 narrow with odd run lengths or offsets: " + full.describe() + ", " + part.describe());
+            g = new AxisSlab(g.outer(), g.fullRun() / 2, g.partRun() / 2, g.startOffset() / 2);
+        }
         long total = (long) g.outer() * g.partRun();
         if (total == 0) return;
         kernels.launch("p4j_axis_copy").grid(Kernels.blocks(total, THREADS)).block(THREADS)

@@ -77,6 +77,7 @@ public final class GpuSelfTest {
         RefBackend ref = new RefBackend(CpuPool.common());
 
         List<OpParity.Check> checks = new java.util.ArrayList<>(OpParity.checks(cuda, ref, seed));
+        checks.addAll(OpParity.bf16OutputChecks(cuda, ref, seed));
         if (tf32) {
             CudaBackend tf = new CudaBackend(cuda.context(), true);
             checks.addAll(OpParity.matmulChecks(tf, ref, seed, 1e-2));

@@ -118,6 +118,49 @@ public final class OpParity {
         return c;
     }
 
+    /** Layer norm, activation and products writing bf16 outputs, on a backend with exact fp32 products; see {@link #BF16_OUTPUT}. */
+    public static List<Check> bf16OutputChecks(Backend gpu, Backend ref, long seed) {
+        OpParity p = new OpParity(gpu, ref, seed);
+        List<Check> c = new ArrayList<>();
+        p.bf16Outputs(c);
+        return c;
+    }
+
+    /**
+     * bf16 outputs (normed inputs and hidden states only products read): the GPU rounds its fp32
+     * result, the reference its double result via float. Both round values that agree to fp32
+     * precision, so they differ by at most one bf16 unit in the last place: 2⁻⁷ of the value.
+     */
+    static final double BF16_OUTPUT = 0x1p-7;
+
+    private void bf16Outputs(List<Check> c) {
+        for (int[] dims : new int[][] {{7, 45}, {33, 1280}, {5, 1031}}) {   // warp-per-row kernel (d % 4 == 0) and block-per-row
+            int rows = dims[0], d = dims[1];
+            c.add(new Check("layerNorm → BF16 " + Arrays.toString(dims), BF16_OUTPUT, () -> {
+                Pair x = randPair(2, rows, d), gamma = randPair(1, d), beta = randPair(1, d);
+                Pair out = emptyPair(DType.BF16, rows, d), mean = emptyPair(DType.F32, rows), rstd = emptyPair(DType.F32, rows);
+                gpu.layerNorm(x.g(), gamma.g(), beta.g(), 1e-5f, out.g(), mean.g(), rstd.g());
+                ref.layerNorm(x.r(), gamma.r(), beta.r(), 1e-5f, out.r(), mean.r(), rstd.r());
+                return Math.max(err(out), Math.max(err(mean), err(rstd)));
+            }));
+        }
+        c.add(new Check("activation GELU → BF16 [1001]", BF16_OUTPUT, () -> {
+            Pair x = randPair(2, 1001), out = emptyPair(DType.BF16, 1001);
+            gpu.activation(Activation.GELU, x.g(), out.g());
+            ref.activation(Activation.GELU, x.r(), out.r());
+            return err(out);
+        }));
+        for (Activation act : new Activation[] {Activation.GELU, Activation.NONE}) {
+            c.add(new Check("matmul [2, 9, 33]·[40, 33]ᵀ +bias " + act + " → BF16", BF16_OUTPUT, () -> {
+                Pair a = randPair(1, 2, 9, 33), b = randPair(1, 40, 33), bias = randPair(1, 40);
+                Pair out = emptyPair(DType.BF16, 2, 9, 40), pre = act == Activation.NONE ? null : emptyPair(DType.F32, 2, 9, 40);
+                gpu.matmul(a.g(), false, b.g(), true, bias.g(), act, out.g(), g(pre));
+                ref.matmul(a.r(), false, b.r(), true, bias.r(), act, out.r(), r(pre));
+                return Math.max(err(out), pre == null ? 0 : err(pre));
+            }));
+        }
+    }
+
     private Pair bf16Pair(double scale, int... dims) {
         Pair f = randPair(scale, dims), h = emptyPair(DType.BF16, dims);
         gpu.cast(f.g(), h.g());

@@ -56,9 +56,10 @@ public final class CpuBackend extends CpuStorageBackend {
 
     /** Dimensions of one matmul call: batch entries, M, N, K and the per-batch strides. */
     @Override
-    public void matmul(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor out, Tensor preAct) {
+    public void matmul(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor dst, Tensor preAct) {
         a = widened(a);
         b = widened(b);
+        Tensor out = f32Target(dst);
         MatmulShape d = MatmulShape.of(a, transA, b, transB, out);
         float[] A = a.floats(), B = b.floats(), C = out.floats();
         for (int i = 0; i < d.batch(); i++) {
@@ -74,6 +75,7 @@ public final class CpuBackend extends CpuStorageBackend {
                     bias == null ? null : bias.floats(), bias == null ? 0 : bias.offset(), act,
                     preAct == null ? null : preAct.floats(), preAct == null ? 0 : preAct.offset());
         }
+        roundInto(out, dst);
     }
 
     @Override
@@ -125,8 +127,10 @@ public final class CpuBackend extends CpuStorageBackend {
     public void layerNorm(Tensor x, Tensor gamma, Tensor beta, float eps, Tensor out, Tensor mean, Tensor rstd) {
         int d = x.shape().last(), rows = x.shape().rows();
         check(gamma.size() == d && beta.size() == d, "layerNorm: gamma/beta must have " + d + " elements, got " + gamma.describe() + ", " + beta.describe());
+        Tensor o = f32Target(out);
         FastOps.layerNorm(pool, x.floats(), x.offset(), gamma.floats(), gamma.offset(), beta.floats(), beta.offset(),
-                out.floats(), out.offset(), mean.floats(), mean.offset(), rstd.floats(), rstd.offset(), rows, d, eps);
+                o.floats(), o.offset(), mean.floats(), mean.offset(), rstd.floats(), rstd.offset(), rows, d, eps);
+        roundInto(o, out);
     }
 
     @Override
@@ -140,7 +144,9 @@ public final class CpuBackend extends CpuStorageBackend {
     @Override
     public void activation(Activation act, Tensor x, Tensor out) {
         sameSize(x, out, "activation");
-        FastOps.activation(pool, act, x.floats(), x.offset(), out.floats(), out.offset(), x.size());
+        Tensor o = f32Target(out);
+        FastOps.activation(pool, act, x.floats(), x.offset(), o.floats(), o.offset(), x.size());
+        roundInto(o, out);
     }
 
     @Override

@@ -35,6 +35,22 @@ abstract sealed class CpuStorageBackend implements Backend permits CpuBackend, R
         return matmulOperands;
     }
 
+    /**
+     * Where an op computes an output that may be BF16 (layer norm, activations and products whose
+     * only readers are products): {@code out} itself if F32, else an F32 temporary outside any
+     * scope, which {@link #roundInto} then rounds into {@code out}.
+     */
+    static Tensor f32Target(Tensor out) {
+        if (out == null || out.dtype() == DType.F32) return out;
+        if (out.dtype() != DType.BF16) throw new IllegalArgumentException("output " + out.describe() + " must be F32 or BF16");
+        return new Tensor(out.backend(), out.shape(), DType.F32, new float[out.size()], 0);
+    }
+
+    /** Rounds {@code f32} (from {@link #f32Target}) into {@code out}; nothing when they are the same tensor. */
+    void roundInto(Tensor f32, Tensor out) {
+        if (f32 != out) cast(f32, out);
+    }
+
     /** {@code t} itself if F32; a BF16 operand widened (exactly) into an F32 temporary outside any scope. */
     static Tensor widened(Tensor t) {
         if (t == null || t.dtype() == DType.F32) return t;
@@ -204,6 +220,14 @@ abstract sealed class CpuStorageBackend implements Backend permits CpuBackend, R
     private void blockCopy(Tensor src, Tensor dst, int axis, int start, boolean fromFull, boolean accumulate) {
         Tensor full = fromFull ? src : dst, part = fromFull ? dst : src;
         AxisSlab g = AxisSlab.of(full, part, axis, start);
+        if (full.dtype() == DType.BF16) {   // plain copies (bf16 operands of products: F.concat of normed inputs)
+            check(!accumulate, "narrow: accumulating into BF16 " + dst.describe() + " is not supported");
+            for (int o = 0; o < g.outer(); o++) {
+                int fo = full.offset() + o * g.fullRun() + g.startOffset(), po = part.offset() + o * g.partRun();
+                System.arraycopy(src.data(), fromFull ? fo : po, dst.data(), fromFull ? po : fo, g.partRun());
+            }
+            return;
+        }
         float[] F = full.floats(), P = part.floats();
         for (int o = 0; o < g.outer(); o++) {
             int fo = full.offset() + o * g.fullRun() + g.startOffset(), po = part.offset() + o * g.partRun();

@@ -2,6 +2,7 @@ package dev.perceiver4j.backend.cpu;
 
 import dev.perceiver4j.backend.AttentionShape;
 import dev.perceiver4j.backend.Activation;
+import dev.perceiver4j.backend.cpu.fast.FastOps;
 import dev.perceiver4j.backend.cpu.ref.RefAttention;
 import dev.perceiver4j.backend.cpu.ref.RefOps;
 import dev.perceiver4j.tensor.DType;
@@ -34,9 +35,14 @@ public final class RefBackend extends CpuStorageBackend {
         return r;
     }
 
-    /** Writes {@code v} into {@code t}, rounding to float. */
+    /** Writes {@code v} into {@code t}, rounding to float (and on to bf16 for a BF16 output). */
     private static void put(double[] v, Tensor t) {
         if (t == null) return;
+        if (t.dtype() == DType.BF16) {   // rounded to float, then to bf16, as the fast kernels do
+            short[] h = t.shorts();
+            for (int i = 0; i < v.length; i++) h[t.offset() + i] = FastOps.floatToBf16((float) v[i]);
+            return;
+        }
         float[] f = t.floats();
         for (int i = 0; i < v.length; i++) f[t.offset() + i] = (float) v[i];
     }

@@ -296,10 +296,10 @@ public final class PerceiverAR {
         Tensor latents = prefixLen == 0 ? x : F.narrow(x, 1, prefixLen, lat);                      // [B, L, C]
 
         // Cross-attention: latents attend to concat(kv_norm(prefix), q_norm(latents)).
-        Tensor qn = qNorm.forward(latents);
+        Tensor qn = qNorm.forwardToProducts(latents);                                              // read by products only
         Tensor kv = qn;                                                                             // [B, N, C]
         if (prefixLen > 0) {
-            Tensor prefixNormed = kvNorm.forward(F.narrow(x, 1, 0, prefixLen));
+            Tensor prefixNormed = kvNorm.forwardToProducts(F.narrow(x, 1, 0, prefixLen));
             kv = F.concat(1, prefixNormed, qn);
             F.discard(prefixNormed);                        // only the concat read it
         }
@@ -311,7 +311,7 @@ public final class PerceiverAR {
         // Causal self-attention over the latents (no key padding, as in the reference).
         for (int i = 0; i < selfAttention.size(); i++) {
             Tensor rp = selfRotary(i) ? posLat : null;
-            Tensor hn = selfNorms.get(i).forward(h);
+            Tensor hn = selfNorms.get(i).forwardToProducts(h);
             Tensor att = selfAttention.get(i).forward(hn, hn, rp, rp, null, null, attn(d, site));
             F.discard(hn);                                  // rebuilt in backward from layer norm's saved statistics
             h = addResidual(h, att, d, site);
@@ -473,8 +473,8 @@ public final class PerceiverAR {
          * step's pool once read; backward rebuilds them (see F.discard).
          */
         Tensor forward(Tensor x) {
-            Tensor xn = norm.forward(x);
-            Tensor h = up.forward(xn);                  // [B, N, widening·C], activation applied
+            Tensor xn = norm.forwardToProducts(x);      // products only read these two
+            Tensor h = up.forwardToProducts(xn);        // [B, N, widening·C], activation applied
             F.discard(xn);
             Tensor y = down.forward(h);
             F.discard(h);

@@ -74,8 +74,8 @@ public final class PerceiverLayer {
     }
 
     private Tensor compute(Tensor x, Tensor kv, Tensor keyPad, boolean training, long seed, long stream) {
-        Tensor xn = layernorm1.forward(x);
-        Tensor kvn = kv == null ? xn : layernorm2.forward(kv);
+        Tensor xn = layernorm1.forwardToProducts(x);                    // only q (and k, v) read the normed inputs
+        Tensor kvn = kv == null ? xn : layernorm2.forwardToProducts(kv);
         Tensor q = query.forward(xn);                                   // [B, N, qk]
         Tensor k = key.forward(kvn);                                    // [B, M, qk]
         Tensor v = value.forward(kvn);                                  // [B, M, v]
@@ -89,8 +89,8 @@ public final class PerceiverLayer {
             a = F.add(projected, x);
             F.discard(projected);                                       // only the add read it: backward needs no values
         }
-        Tensor an = layernorm.forward(a);
-        Tensor h = dense1.forward(an);                                  // [B, N, widening·qDim], GELU applied
+        Tensor an = layernorm.forwardToProducts(a);
+        Tensor h = dense1.forwardToProducts(an);                        // [B, N, widening·qDim], GELU applied
         F.discard(an);
         Tensor m = dense2.forward(h);
         F.discard(h);                                                   // rebuilt in backward as gelu(pre-activation)
