@@ -80,21 +80,32 @@ final class Gemm {
     }
 
     /**
+     * Rows or columns of C at or below which a product runs on fp32 operands even in the bf16 mode
+     * (TF32): such a skinny product (one decoding position, a few rows) is bound by reading the
+     * other operand, which rounding to bf16 first would read and write once more.
+     */
+    static final int SKINNY = 32;
+
+    /**
      * C[m,n] = op(X)·op(Y) (+ bias[n]) (+ C when accumulate), all row-major with tight leading
      * dimensions, C fp32, for {@code batch} entries at element strides sX, sY, sC (each > 0 when
      * batch > 1). X: [m,k] ([k,m] if tx); Y: [k,n] ([n,k] if ty); bias: device address or 0.
      * xBf16 / yBf16: the operand is stored as bf16 already. The product runs in bf16 when the
-     * precision is BF16 or an operand is bf16; an fp32 operand is then rounded into a temporary copy.
+     * precision is BF16 or an operand is bf16, an fp32 operand then rounded into a temporary
+     * copy; except a {@link #SKINNY} one, which widens a bf16 operand instead and runs in TF32
+     * (FP32 in that precision).
      */
     synchronized void run(boolean tx, long x, boolean xBf16, boolean ty, long y, boolean yBf16, long c, int m, int n, int k,
                           boolean accumulate, int batch, long sX, long sY, long sC, long bias) {
         if (m == 0 || n == 0) return;
         if (batch > 1 && (sX == 0 || sY == 0 || sC == 0)) throw new IllegalArgumentException("Gemm.run: zero batch stride (loop instead)");
         context.makeCurrent();
-        boolean bf16 = precision == MatmulPrecision.BF16 || xBf16 || yBf16;
-        // bf16: copies of the spans the fp32 operands cover (the batch's matrices and any gaps between them)
-        DeviceBuffer bx = bf16 && !xBf16 ? toBf16(x, (batch > 1 ? (batch - 1) * sX : 0) + (long) m * k) : null;
-        DeviceBuffer by = bf16 && !yBf16 ? toBf16(y, (batch > 1 ? (batch - 1) * sY : 0) + (long) k * n) : null;
+        boolean bf16 = (precision == MatmulPrecision.BF16 || xBf16 || yBf16) && Math.min(m, n) > SKINNY;
+        // temporary copies of the spans the operands cover (the batch's matrices and any gaps between them):
+        // fp32 operands rounded for a bf16 product, bf16 operands widened for an fp32 one
+        long xSpan = (batch > 1 ? (batch - 1) * sX : 0) + (long) m * k, ySpan = (batch > 1 ? (batch - 1) * sY : 0) + (long) k * n;
+        DeviceBuffer bx = bf16 != xBf16 ? convert(x, xSpan, bf16) : null;
+        DeviceBuffer by = bf16 != yBf16 ? convert(y, ySpan, bf16) : null;
         long xa = bx != null ? bx.address() : x, ya = by != null ? by.address() : y;
         int ab = bf16 ? 2 : 4; // bytes per A/B element
         Key key = new Key(tx, ty, m, n, k, batch, sX, sY, sC, bias != 0, accumulate, bf16,
@@ -113,6 +124,16 @@ final class Gemm {
         if (by != null) allocator.free(by);
     }
 
+    /** {@code elements} values at {@code address} rounded to bf16 ({@code toBf16}) or widened from bf16 to fp32; the caller frees it. */
+    private DeviceBuffer convert(long address, long elements, boolean toBf16) {
+        if (toBf16) return toBf16(address, elements);
+        if (elements > Integer.MAX_VALUE) throw new IllegalArgumentException("matmul operand of " + elements + " elements is too large");
+        DeviceBuffer b = allocator.allocate(4 * elements);
+        kernels.launch("p4j_bf16_to_f32").grid(Kernels.blocks(elements, 256)).block(256).ptr(address).ptr(b.address())
+                .i32((int) elements).go();
+        return b;
+    }
+
     /** A bf16 copy (rounded to nearest even) of {@code elements} fp32 values at {@code address}; the caller frees it. */
     DeviceBuffer toBf16(long address, long elements) {
         if (elements > Integer.MAX_VALUE) throw new IllegalArgumentException("bf16 matmul operand of " + elements + " elements is too large");
@@ -124,7 +145,8 @@ final class Gemm {
 
     private Plan plan(Key key, long bias) {
         int m = key.m(), n = key.n(), k = key.k();
-        MemorySegment desc = CublasLt.matmulDescCreate(precision == MatmulPrecision.TF32 && !key.bf16() ? CublasLt.CUBLAS_COMPUTE_32F_FAST_TF32
+        // fp32 operands: TF32 tensor cores unless the precision is exact FP32 (the bf16 mode's skinny products too)
+        MemorySegment desc = CublasLt.matmulDescCreate(!key.bf16() && precision != MatmulPrecision.FP32 ? CublasLt.CUBLAS_COMPUTE_32F_FAST_TF32
                 : CublasLt.CUBLAS_COMPUTE_32F, CublasLt.CUDA_R_32F);
         int ab = key.bf16() ? CublasLt.CUDA_R_16BF : CublasLt.CUDA_R_32F; // A and B; C stays fp32
         CublasLt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_TRANSA, key.ty() ? CublasLt.CUBLAS_OP_T : CublasLt.CUBLAS_OP_N);
@@ -156,6 +178,6 @@ final class Gemm {
     private String describe(Key key) {
         return (key.batch() > 1 ? key.batch() + "×" : "") + "[" + key.m() + "," + key.n() + "] = " + (key.tx() ? "Xᵀ" : "X") + "·"
                 + (key.ty() ? "Yᵀ" : "Y") + " (k " + key.k() + (key.bias() ? ", +bias" : "") + (key.accumulate() ? ", +C" : "")
-                + ", " + (key.bf16() ? "bf16" : precision.label()) + ")";
+                + ", " + (key.bf16() ? "bf16" : precision == MatmulPrecision.FP32 ? precision.label() : "tf32") + ")";
     }
 }

@@ -112,9 +112,11 @@ public final class OpParity {
     public static List<Check> bf16OperandChecks(Backend gpu, Backend ref, long seed, double tolerance) {
         OpParity p = new OpParity(gpu, ref, seed);
         List<Check> c = new ArrayList<>();
-        p.bf16OperandCase(c, new int[] {3, 5, 7}, false, new int[] {7, 9}, false, Activation.GELU, tolerance);
+        // above Gemm.SKINNY rows and columns (bf16 products), then a skinny one (the bf16 operand widened, TF32)
+        p.bf16OperandCase(c, new int[] {3, 40, 17}, false, new int[] {17, 36}, false, Activation.GELU, tolerance);
         p.bf16OperandCase(c, new int[] {2, 33, 129}, false, new int[] {65, 129}, true, Activation.NONE, tolerance);
-        p.bf16OperandCase(c, new int[] {2, 7, 5}, true, new int[] {2, 7, 9}, false, Activation.NONE, tolerance);
+        p.bf16OperandCase(c, new int[] {2, 40, 35}, true, new int[] {2, 40, 48}, false, Activation.NONE, tolerance);
+        p.bf16OperandCase(c, new int[] {3, 5, 7}, false, new int[] {7, 9}, false, Activation.GELU, tolerance);
         return c;
     }
 
@@ -363,6 +365,7 @@ public final class OpParity {
         matmulCase(c, "batched, bᵀ, bias", new int[] {4, 6, 10}, false, new int[] {4, 5, 10}, true, true, Activation.NONE);
         matmulCase(c, "shared b with aᵀ (loop over batch), bias, GELU", new int[] {3, 7, 5}, true, new int[] {7, 9}, false, true, Activation.GELU);
         matmulCase(c, "2-D 33x129 · 129x65, bias", new int[] {33, 129}, false, new int[] {129, 65}, false, true, Activation.NONE);
+        matmulCase(c, "batched, aᵀ, 35x48 (not skinny), GELU", new int[] {2, 40, 35}, true, new int[] {2, 40, 48}, false, true, Activation.GELU);
     }
 
     private void matmulCase(List<Check> c, String label, int[] aDims, boolean tA, int[] bDims, boolean tB, boolean withBias, Activation act) {
