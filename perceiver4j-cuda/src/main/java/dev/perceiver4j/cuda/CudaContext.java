@@ -22,7 +22,6 @@ public final class CudaContext {
     private final int ccMajor, ccMinor, multiprocessors;
     private final int driverVersion;
     private final ThreadLocal<Boolean> current = ThreadLocal.withInitial(() -> false);
-    private volatile boolean capturing; // a CUDA graph is being recorded on the stream: no synchronisation allowed
 
     private CudaContext(int ordinal) {
         NativeLibraries.driver(); // a clear CudaException when libcuda is missing, before Driver's bindings load
@@ -69,15 +68,6 @@ public final class CudaContext {
 
     public MemorySegment stream() {
         return stream;
-    }
-
-    /** Whether a CUDA graph is being recorded on the stream (work is queued, not run; no synchronisation). */
-    public boolean capturing() {
-        return capturing;
-    }
-
-    void capturing(boolean on) {
-        capturing = on;
     }
 
     public int ordinal() {

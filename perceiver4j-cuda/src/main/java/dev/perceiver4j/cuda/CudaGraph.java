@@ -83,13 +83,10 @@ final class CudaGraph implements Recording {
         allocator.beginHold();
         RuntimeException failure = null;
         Driver.streamBeginCapture(stream, Driver.CU_STREAM_CAPTURE_MODE_RELAXED);
-        context.capturing(true);
         try (Scope s = Scope.open()) {
             body.run();
         } catch (RuntimeException e) {
             failure = e;
-        } finally {
-            context.capturing(false);
         }
         MemorySegment[] g = new MemorySegment[1];
         int r = Driver.streamEndCapture(stream, g);

@@ -42,18 +42,7 @@ final class Gemm {
     private record Key(boolean tx, boolean ty, int m, int n, int k, int batch, long sX, long sY, long sC,
                        boolean bias, boolean accumulate, boolean bf16, int alignX, int alignY, int alignC, int alignBias) {}
 
-    /** tuned: the algorithm was timed against cuBLASLt's other candidates (only with {@link #AUTOTUNE}). */
-    private record Plan(MemorySegment desc, MemorySegment aLayout, MemorySegment bLayout, MemorySegment cLayout, MemorySegment algo,
-                        MemorySegment candidates, int count, boolean tuned) {}
-
-    /**
-     * {@code -Dperceiver4j.cuda.autotune=true}: the first product of each shape times cuBLASLt's top
-     * {@link #CANDIDATES} algorithms on its real operands (into a scratch output) and keeps the
-     * fastest, instead of taking the heuristic's first. Off by default: the choice follows timing
-     * noise, so two processes may pick different algorithms and round differently.
-     */
-    static final boolean AUTOTUNE = Boolean.getBoolean("perceiver4j.cuda.autotune");
-    static final int CANDIDATES = 8;
+    private record Plan(MemorySegment desc, MemorySegment aLayout, MemorySegment bLayout, MemorySegment cLayout, MemorySegment algo) {}
 
     private final CudaContext context;
     private final MatmulPrecision precision;
@@ -128,10 +117,6 @@ final class Gemm {
             plans.put(key, p);
         }
         if (bias != 0) CublasLt.matmulDescSetLong(p.desc(), CublasLt.MATMUL_DESC_BIAS_POINTER, bias);
-        if (AUTOTUNE && !p.tuned() && !context.capturing()) {   // a recording cannot be timed: tuned at the next plain call
-            p = tune(key, p, xa, ya, accumulate);
-            plans.put(key, p);
-        }
         CublasLt.matmul(handle, p.desc(), one, ya, p.aLayout(), xa, p.bLayout(), accumulate ? one : zero, c, p.cLayout(), c, p.cLayout(),
                 p.algo(), workspace.address(), WORKSPACE_BYTES, context.stream(), describe(key));
         // safe: later work on the stream runs after the product
@@ -178,58 +163,17 @@ final class Gemm {
         }
         MemorySegment pref = CublasLt.preferenceCreate(WORKSPACE_BYTES, key.alignY(), key.alignX(), key.alignC(), key.alignC());
         try {
-            int requested = AUTOTUNE ? CANDIDATES : 1;
-            MemorySegment results = arena.allocate(CublasLt.HEURISTIC_RESULT_BYTES * requested, 8);
-            int count = CublasLt.algoGetHeuristics(handle, desc, aL, bL, cL, cL, pref, results, requested);
-            if (count == 0) throw new CudaException("cuBLASLt found no algorithm for " + describe(key));
-            for (int i = 0; i < count; i++) {
-                long ws = results.get(JAVA_LONG, i * CublasLt.HEURISTIC_RESULT_BYTES + CublasLt.HEURISTIC_WORKSPACE_OFFSET);
-                if (ws > WORKSPACE_BYTES) throw new CudaException("cuBLASLt algorithm wants " + ws + " bytes of workspace for " + describe(key));
+            MemorySegment result = arena.allocate(CublasLt.HEURISTIC_RESULT_BYTES, 8);
+            if (!CublasLt.algoGetHeuristic(handle, desc, aL, bL, cL, cL, pref, result)) {
+                throw new CudaException("cuBLASLt found no algorithm for " + describe(key));
             }
-            return new Plan(desc, aL, bL, cL, results.asSlice(0, CublasLt.HEURISTIC_ALGO_BYTES), results, count, count == 1);
+            long ws = result.get(JAVA_LONG, CublasLt.HEURISTIC_WORKSPACE_OFFSET);
+            if (ws > WORKSPACE_BYTES) throw new CudaException("cuBLASLt algorithm wants " + ws + " bytes of workspace for " + describe(key));
+            return new Plan(desc, aL, bL, cL, result.asSlice(0, CublasLt.HEURISTIC_ALGO_BYTES));
         } finally {
             CublasLt.preferenceDestroy(pref);
         }
     }
-
-    /**
-     * Times each candidate algorithm of {@code p} (one warm-up, then {@link #TUNE_REPS} products on
-     * the real operands into a scratch output, waited for) and returns the plan with the fastest.
-     */
-    private Plan tune(Key key, Plan p, long xa, long ya, boolean accumulate) {
-        long cElements = (key.batch() > 1 ? (key.batch() - 1) * key.sC() : 0) + (long) key.m() * key.n();
-        DeviceBuffer scratch = allocator.allocate(4 * cElements);
-        try {
-            context.synchronize();
-            int best = 0;
-            long bestNanos = Long.MAX_VALUE;
-            for (int i = 0; i < p.count(); i++) {
-                MemorySegment algo = p.candidates().asSlice(i * CublasLt.HEURISTIC_RESULT_BYTES, CublasLt.HEURISTIC_ALGO_BYTES);
-                long t0 = 0;
-                for (int r = -1; r < TUNE_REPS; r++) {
-                    if (r == 0) {
-                        context.synchronize();
-                        t0 = System.nanoTime();
-                    }
-                    CublasLt.matmul(handle, p.desc(), one, ya, p.aLayout(), xa, p.bLayout(), accumulate ? one : zero, scratch.address(),
-                            p.cLayout(), scratch.address(), p.cLayout(), algo, workspace.address(), WORKSPACE_BYTES, context.stream(),
-                            describe(key) + " (tuning)");
-                }
-                context.synchronize();
-                long nanos = System.nanoTime() - t0;
-                if (nanos < bestNanos) {
-                    bestNanos = nanos;
-                    best = i;
-                }
-            }
-            return new Plan(p.desc(), p.aLayout(), p.bLayout(), p.cLayout(),
-                    p.candidates().asSlice(best * CublasLt.HEURISTIC_RESULT_BYTES, CublasLt.HEURISTIC_ALGO_BYTES), p.candidates(), p.count(), true);
-        } finally {
-            allocator.free(scratch);
-        }
-    }
-
-    static final int TUNE_REPS = 5;
 
     private String describe(Key key) {
         return (key.batch() > 1 ? key.batch() + "×" : "") + "[" + key.m() + "," + key.n() + "] = " + (key.tx() ? "Xᵀ" : "X") + "·"

@@ -242,20 +242,17 @@ public final class CublasLt {
     }
 
     /**
-     * Asks for up to {@code requested} algorithms, best first by cuBLASLt's heuristic; writes that
-     * many cublasLtMatmulHeuristicResult_t into {@code results} ({@link #HEURISTIC_RESULT_BYTES} each)
-     * and returns how many leading ones are usable (0 when cuBLASLt has none).
+     * Asks for the best algorithm; writes one cublasLtMatmulHeuristicResult_t into {@code result}
+     * ({@link #HEURISTIC_RESULT_BYTES} bytes, caller-owned) and returns false when cuBLASLt has none.
      */
-    public static int algoGetHeuristics(MemorySegment handle, MemorySegment desc, MemorySegment aDesc, MemorySegment bDesc,
-                                        MemorySegment cDesc, MemorySegment dDesc, MemorySegment pref, MemorySegment results, int requested) {
+    public static boolean algoGetHeuristic(MemorySegment handle, MemorySegment desc, MemorySegment aDesc, MemorySegment bDesc,
+                                           MemorySegment cDesc, MemorySegment dDesc, MemorySegment pref, MemorySegment result) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment count = a.allocate(JAVA_INT);
-            int r = (int) cublasLtMatmulAlgoGetHeuristic.invokeExact(handle, desc, aDesc, bDesc, cDesc, dDesc, pref, requested, results, count);
-            if (r == 15) return 0; // CUBLAS_STATUS_NOT_SUPPORTED
+            int r = (int) cublasLtMatmulAlgoGetHeuristic.invokeExact(handle, desc, aDesc, bDesc, cDesc, dDesc, pref, 1, result, count);
+            if (r == 15) return false; // CUBLAS_STATUS_NOT_SUPPORTED: no algorithm for this problem
             check(r, "cublasLtMatmulAlgoGetHeuristic");
-            int n = 0, got = count.get(JAVA_INT, 0);
-            while (n < got && results.get(JAVA_INT, n * HEURISTIC_RESULT_BYTES + HEURISTIC_STATE_OFFSET) == 0) n++;
-            return n;
+            return count.get(JAVA_INT, 0) > 0 && result.get(JAVA_INT, HEURISTIC_STATE_OFFSET) == 0;
         } catch (Throwable t) {
             throw CudaException.downcall("cublasLtMatmulAlgoGetHeuristic", t);
         }
