@@ -75,6 +75,33 @@ public final class F {
     }
 
     /**
+     * residual + x · wᵀ + b, as {@code F.add(residual, F.linear(x, w, b, NONE))} in one backend call
+     * ({@link Backend#matmulAdd}: fused on the GPU). x: [..., Din]; w: [Dout, Din]; residual: [..., Dout].
+     * Backward: the product's gradients from dOut, then dOut goes to the residual (handed over
+     * when the residual has no gradient yet).
+     */
+    public static Tensor linearAdd(Tensor x, Tensor w, Tensor b, Tensor residual) {
+        Backend be = x.backend();
+        Tensor a = productOperand(x);
+        if (residual.dim(-1) != w.dim(0) || residual.size() / residual.dim(-1) != a.size() / a.dim(-1)) {
+            throw new IllegalArgumentException("linearAdd: residual " + residual.describe() + " does not match " + a.describe() + " · " + w.describe() + "ᵀ");
+        }
+        Tensor out = be.empty(residual.shape(), DType.F32);
+        be.matmulAdd(a, false, w, true, b, residual, out);
+        if (Autograd.needsGrad(a, w, b, residual)) {
+            Autograd.record("linearAdd", out, dOut -> {
+                if (grad(a) || grad(w) || grad(b)) {
+                    be.matmulBackward(dOut, a.materialize(), false, w.materialize(), true, b, Activation.NONE, null,
+                            grad(a) ? a.gradOrZeros() : null, grad(w) ? w.gradOrZeros() : null, grad(b) ? b.gradOrZeros() : null);
+                }
+                // after the product read dOut: the residual stream takes its buffer
+                if (grad(residual) && !Autograd.handOverGrad(out, residual)) be.axpy(1f, dOut, residual.gradOrZeros());
+            });
+        }
+        return out;
+    }
+
+    /**
      * The activation operand of a product: {@code a} itself, or, when the backend multiplies in bf16
      * and a is an F32 activation of an open scope, a bf16 copy of a (of its base, for a view) made
      * once and shared by every product reading a (q, k and v read the same normed input). The copy

@@ -98,6 +98,16 @@ public interface Backend {
      */
     void matmul(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor out, Tensor preAct);
 
+    /**
+     * out = residual + op(a) · op(b) + bias (no activation; shapes as {@link #matmul}, residual and out
+     * distinct, of out's shape): a product added to a residual stream. This default runs the product,
+     * then the add; a backend may fuse them (CUDA: cuBLASLt reads the residual as its C operand).
+     */
+    default void matmulAdd(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Tensor residual, Tensor out) {
+        matmul(a, transA, b, transB, bias, Activation.NONE, out, null);
+        add(out, residual, out);
+    }
+
     /** Gradients of {@link #matmul}; dA, dB, dBias may be null when not wanted. */
     void matmulBackward(Tensor dOut, Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor preAct,
                         Tensor dA, Tensor dB, Tensor dBias);

@@ -150,6 +150,13 @@ public final class ProfilingBackend implements Backend {
     }
 
     @Override
+    public void matmulAdd(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Tensor residual, Tensor out) {
+        MatmulShape s = MatmulShape.of(a, transA, b, transB, out);
+        time(matmulKey("matmulAdd", s, transA, transB, bias, Activation.NONE), 2.0 * s.batch() * s.m() * s.n() * (double) s.k(),
+                () -> inner.matmulAdd(a, transA, b, transB, bias, residual, out));
+    }
+
+    @Override
     public void matmulBackward(Tensor dOut, Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor preAct,
                                Tensor dA, Tensor dB, Tensor dBias) {
         MatmulShape s = MatmulShape.of(a, transA, b, transB, dOut);

@@ -27,6 +27,12 @@ public final class Linear {
         return F.linear(x, weight, bias, act);
     }
 
+    /** residual + this layer's output (no activation): x [..., in], residual [..., out] → [..., out], one fused call. */
+    public Tensor forwardAdd(Tensor x, Tensor residual) {
+        if (act != Activation.NONE) throw new IllegalStateException("forwardAdd needs a linear layer without activation, this one has " + act);
+        return F.linearAdd(x, weight, bias, residual);
+    }
+
     /** x: [..., in] → [..., out] for readers that are all matrix products: stored in the backend's product operand dtype. */
     public Tensor forwardToProducts(Tensor x) {
         return F.linear(x, weight, bias, act, x.backend().matmulOperandType());

@@ -379,4 +379,30 @@ class AutogradTest {
             }, List.of(w, x), 1e-2, 2e-3);
         }
     }
+
+    /** F.linearAdd is F.add(residual, F.linear(x, w, b)) in one backend call: the same values and gradients, bit for bit on the CPU. */
+    @Test
+    void linearAddIsTheProductPlusTheResidual() {
+        SplittableRandom rng = new SplittableRandom(21);
+        Tensor x = random(Shape.of(2, 5, 12), rng, 1, true), w = random(Shape.of(9, 12), rng, 0.5, true);
+        Tensor b = random(Shape.of(9), rng, 0.2, true), r = random(Shape.of(2, 5, 9), rng, 1, true);
+        Tensor t = BE.fromInts(new int[] {1, 6, 0, 3, 3, 2, 5, 4, 0, 8}, Shape.of(2, 5));
+        List<Tensor> inputs = List.of(x, w, b, r);
+        float[][][] grads = new float[2][inputs.size()][];
+        float[][] values = new float[2][];
+        for (int run = 0; run < 2; run++) {
+            for (Tensor p : inputs) p.setGrad(null);
+            try (Scope s = Scope.open()) {
+                Tensor rs = F.scale(r, 1f);                 // a step activation, as the residual stream is
+                Tensor y = run == 0 ? F.add(rs, F.linear(x, w, b, Activation.NONE)) : F.linearAdd(x, w, b, rs);
+                values[run] = y.toFloatArray();
+                F.crossEntropy(y, t, -1, 1e-3f).backward();
+                for (int i = 0; i < inputs.size(); i++) grads[run][i] = inputs.get(i).grad().toFloatArray();
+            }
+        }
+        assertThat(values[1]).containsExactly(values[0]);
+        for (int i = 0; i < inputs.size(); i++) assertThat(grads[1][i]).as("gradient %d", i).containsExactly(grads[0][i]);
+        assertThatThrownBy(() -> F.linearAdd(x, w, b, BE.zeros(Shape.of(2, 5, 8), DType.F32)))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("residual");
+    }
 }

@@ -370,6 +370,22 @@ public final class CudaBackend implements Backend {
         if (tmp != null) allocator.free(tmp); // safe: later work on the stream runs after the epilogue
     }
 
+    /** out = residual + op(a)·op(b) + bias in one cuBLASLt call (the residual as C, beta = 1; the BIAS epilogue when one batch entry). */
+    @Override
+    public void matmulAdd(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Tensor residual, Tensor out) {
+        MatmulShape d = matDims(a, transA, b, transB, out);
+        check(bias == null || bias.size() == d.n(), "matmulAdd: bias " + (bias == null ? "" : bias.describe()) + " should have " + d.n() + " elements");
+        check(residual.size() == out.size() && residual.dtype() == DType.F32 && out.dtype() == DType.F32,
+                "matmulAdd: residual " + residual.describe() + " and out " + out.describe() + " must be F32 of one size");
+        check(ptr(residual) != ptr(out), "matmulAdd: residual and out must be distinct");
+        if (d.batch() != 1) {   // batched products (the models do not add those to a residual): product, then add
+            Backend.super.matmulAdd(a, transA, b, transB, bias, residual, out);
+            return;
+        }
+        gemm.run(transA, ptr(a), a.dtype() == DType.BF16, transB, ptr(b), b.dtype() == DType.BF16, ptr(out), ptr(residual),
+                d.m(), d.n(), d.k(), true, 1, 0, 0, 0, bias == null ? 0 : ptr(bias));
+    }
+
     @Override
     public void matmulBackward(Tensor dOut, Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor preAct,
                                Tensor dA, Tensor dB, Tensor dBias) {

@@ -97,6 +97,12 @@ final class Gemm {
      */
     synchronized void run(boolean tx, long x, boolean xBf16, boolean ty, long y, boolean yBf16, long c, int m, int n, int k,
                           boolean accumulate, int batch, long sX, long sY, long sC, long bias) {
+        run(tx, x, xBf16, ty, y, yBf16, c, c, m, n, k, accumulate, batch, sX, sY, sC, bias);
+    }
+
+    /** {@link #run} with the added C read from {@code cIn} (same layout as c) when {@code accumulate}: c = op(X)·op(Y) (+ bias) + cIn. */
+    synchronized void run(boolean tx, long x, boolean xBf16, boolean ty, long y, boolean yBf16, long c, long cIn, int m, int n, int k,
+                          boolean accumulate, int batch, long sX, long sY, long sC, long bias) {
         if (m == 0 || n == 0) return;
         if (batch > 1 && (sX == 0 || sY == 0 || sC == 0)) throw new IllegalArgumentException("Gemm.run: zero batch stride (loop instead)");
         context.makeCurrent();
@@ -109,7 +115,7 @@ final class Gemm {
         long xa = bx != null ? bx.address() : x, ya = by != null ? by.address() : y;
         int ab = bf16 ? 2 : 4; // bytes per A/B element
         Key key = new Key(tx, ty, m, n, k, batch, sX, sY, sC, bias != 0, accumulate, bf16,
-                alignment(xa, batch > 1 ? sX : 0, ab), alignment(ya, batch > 1 ? sY : 0, ab), alignment(c, batch > 1 ? sC : 0, 4),
+                alignment(xa, batch > 1 ? sX : 0, ab), alignment(ya, batch > 1 ? sY : 0, ab), alignment(c | cIn, batch > 1 ? sC : 0, 4),
                 bias == 0 ? 0 : alignment(bias, 0, 4));
         Plan p = plans.get(key);
         if (p == null) {
@@ -117,7 +123,7 @@ final class Gemm {
             plans.put(key, p);
         }
         if (bias != 0) CublasLt.matmulDescSetLong(p.desc(), CublasLt.MATMUL_DESC_BIAS_POINTER, bias);
-        CublasLt.matmul(handle, p.desc(), one, ya, p.aLayout(), xa, p.bLayout(), accumulate ? one : zero, c, p.cLayout(), c, p.cLayout(),
+        CublasLt.matmul(handle, p.desc(), one, ya, p.aLayout(), xa, p.bLayout(), accumulate ? one : zero, cIn, p.cLayout(), c, p.cLayout(),
                 p.algo(), workspace.address(), WORKSPACE_BYTES, context.stream(), describe(key));
         // safe: later work on the stream runs after the product
         if (bx != null) allocator.free(bx);

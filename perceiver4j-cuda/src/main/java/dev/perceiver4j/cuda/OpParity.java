@@ -366,6 +366,20 @@ public final class OpParity {
         matmulCase(c, "shared b with aᵀ (loop over batch), bias, GELU", new int[] {3, 7, 5}, true, new int[] {7, 9}, false, true, Activation.GELU);
         matmulCase(c, "2-D 33x129 · 129x65, bias", new int[] {33, 129}, false, new int[] {129, 65}, false, true, Activation.NONE);
         matmulCase(c, "batched, aᵀ, 35x48 (not skinny), GELU", new int[] {2, 40, 35}, true, new int[] {2, 40, 48}, false, true, Activation.GELU);
+        matmulAdds(c);
+    }
+
+    /** out = residual + a·bᵀ + bias in one cuBLASLt call, against the reference's product then add. */
+    private void matmulAdds(List<Check> c) {
+        for (boolean withBias : new boolean[] {true, false}) {
+            c.add(new Check("matmulAdd [3, 37, 45]·[50, 45]ᵀ " + (withBias ? "+bias " : "") + "+ residual", FP32, () -> {
+                Pair a = randPair(1, 3, 37, 45), b = randPair(1, 50, 45), bias = withBias ? randPair(1, 50) : null;
+                Pair res = randPair(2, 3, 37, 50), out = emptyPair(DType.F32, 3, 37, 50);
+                gpu.matmulAdd(a.g(), false, b.g(), true, g(bias), res.g(), out.g());
+                ref.matmulAdd(a.r(), false, b.r(), true, r(bias), res.r(), out.r());
+                return err(out);
+            }));
+        }
     }
 
     private void matmulCase(List<Check> c, String label, int[] aDims, boolean tA, int[] bDims, boolean tB, boolean withBias, Activation act) {

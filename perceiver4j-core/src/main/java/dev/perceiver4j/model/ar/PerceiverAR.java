@@ -303,19 +303,22 @@ public final class PerceiverAR {
             kv = F.concat(1, prefixNormed, qn);
             F.discard(prefixNormed);                        // only the concat read it
         }
-        Tensor crossOut = crossAttention.forward(qn, kv, posLat, posAll, pad, noVisibleKey, attn(d, site));
+        // Without residual dropout each residual add rides on the branch's last product (Linear.forwardAdd).
+        boolean fused = d == null || d.residual() == 0;
+        Tensor h = fused ? crossAttention.forward(qn, kv, posLat, posAll, pad, noVisibleKey, attn(d, site), latents)
+                : F.add(residual(crossAttention.forward(qn, kv, posLat, posAll, pad, noVisibleKey, attn(d, site), null), d, site), latents);
         F.discard(qn);                                      // rebuilt in backward from layer norm's saved statistics
-        Tensor h = F.add(residual(crossOut, d, site), latents);
-        h = addResidual(h, crossMlp.forward(h), d, site);
+        h = fused ? crossMlp.forwardAdd(h, h) : addResidual(h, crossMlp.forward(h), d, site);
 
         // Causal self-attention over the latents (no key padding, as in the reference).
         for (int i = 0; i < selfAttention.size(); i++) {
             Tensor rp = selfRotary(i) ? posLat : null;
             Tensor hn = selfNorms.get(i).forwardToProducts(h);
-            Tensor att = selfAttention.get(i).forward(hn, hn, rp, rp, null, null, attn(d, site));
+            Attention sa = selfAttention.get(i);
+            h = fused ? sa.forward(hn, hn, rp, rp, null, null, attn(d, site), h)
+                    : addResidual(h, sa.forward(hn, hn, rp, rp, null, null, attn(d, site), null), d, site);
             F.discard(hn);                                  // rebuilt in backward from layer norm's saved statistics
-            h = addResidual(h, att, d, site);
-            h = addResidual(h, selfMlps.get(i).forward(h), d, site);
+            h = fused ? selfMlps.get(i).forwardAdd(h, h) : addResidual(h, selfMlps.get(i).forward(h), d, site);
         }
         return logits(h);                                                                           // [B, L, V]
     }
@@ -441,10 +444,11 @@ public final class PerceiverAR {
         /**
          * xq: [B, Nq, C] (normed), xkv: [B, Nk, C] (normed); qPos I32 [B·Nq] / kPos I32 [B·Nk] or null
          * (no rotary); keyPad BOOL [B, Nk] or null; noVisibleKey: host floats [B·Nq·C], 1 on rows whose
-         * visible keys are all padding, or null; dropout on the probabilities or null.
-         * Causal, right-aligned → [B, Nq, C].
+         * visible keys are all padding, or null; dropout on the probabilities or null; residual [B, Nq, C]
+         * added to the output projection, or null. Causal, right-aligned → [B, Nq, C].
          */
-        Tensor forward(Tensor xq, Tensor xkv, Tensor qPos, Tensor kPos, Tensor keyPad, float[] noVisibleKey, AttnDropout dropout) {
+        Tensor forward(Tensor xq, Tensor xkv, Tensor qPos, Tensor kPos, Tensor keyPad, float[] noVisibleKey, AttnDropout dropout,
+                       Tensor residual) {
             Tensor qq = query(xq, qPos), kk = key(xkv, kPos), vv = v.forward(xkv);
             Tensor ctx = attend(qq, kk, vv, keyPad, dropout);                                      // fully masked rows → 0
             if (noVisibleKey != null) {
@@ -453,7 +457,7 @@ public final class PerceiverAR {
                 Tensor mean = F.attention(be.zeros(qq.shape(), DType.F32), be.zeros(kk.shape(), DType.F32), vv, null, heads, false, 0f, 0L, 0L);
                 ctx = F.add(ctx, F.mul(mean, be.fromFloats(noVisibleKey, ctx.shape())));
             }
-            return o.forward(ctx);
+            return residual == null ? o.forward(ctx) : o.forwardAdd(ctx, residual);
         }
     }
 
@@ -473,10 +477,19 @@ public final class PerceiverAR {
          * step's pool once read; backward rebuilds them (see F.discard).
          */
         Tensor forward(Tensor x) {
+            return forward(x, null);
+        }
+
+        /** residual + forward(x), the add fused into the last product. */
+        Tensor forwardAdd(Tensor x, Tensor residual) {
+            return forward(x, residual);
+        }
+
+        private Tensor forward(Tensor x, Tensor residual) {
             Tensor xn = norm.forwardToProducts(x);      // products only read these two
             Tensor h = up.forwardToProducts(xn);        // [B, N, widening·C], activation applied
             F.discard(xn);
-            Tensor y = down.forward(h);
+            Tensor y = residual == null ? down.forward(h) : down.forwardAdd(h, residual);
             F.discard(h);
             return y;
         }

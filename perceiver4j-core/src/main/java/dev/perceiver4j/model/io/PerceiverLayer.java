@@ -83,19 +83,12 @@ public final class PerceiverLayer {
         F.discard(xn);
         if (kvn != xn) F.discard(kvn);
         Tensor ctx = F.attention(q, k, v, kv == null ? null : keyPad, heads, false, training ? dropout : 0f, seed, stream);
-        Tensor a = dense.forward(ctx);                                  // [B, N, qDim]
-        if (queryResidual) {
-            Tensor projected = a;
-            a = F.add(projected, x);
-            F.discard(projected);                                       // only the add read it: backward needs no values
-        }
+        Tensor a = queryResidual ? dense.forwardAdd(ctx, x) : dense.forward(ctx);   // [B, N, qDim]: x + dense(ctx)
         Tensor an = layernorm.forwardToProducts(a);
         Tensor h = dense1.forwardToProducts(an);                        // [B, N, widening·qDim], GELU applied
         F.discard(an);
-        Tensor m = dense2.forward(h);
+        Tensor y = dense2.forwardAdd(h, a);                             // a + dense2(h)
         F.discard(h);                                                   // rebuilt in backward as gelu(pre-activation)
-        Tensor y = F.add(a, m);
-        F.discard(m);
         return y;
     }
 }
