@@ -26,9 +26,12 @@ import java.lang.foreign.MemorySegment;
  * addresses step after step). Buffers allocated inside a Scope go back on its close; the rest
  * (fromFloats, persistentZeros, tensors made outside a scope) when the GC finds them unreachable.
  *
- * <p>Precision: fp32 storage throughout. Matrix products follow {@link MatmulPrecision}
+ * <p>Precision: matrix products follow {@link MatmulPrecision}
  * ({@code -Dperceiver4j.cuda.precision=fp32|tf32|bf16}, default exact fp32): TF32 or bf16 tensor
- * cores with fp32 accumulation. In the TF32 and bf16 modes attention, forward and backward, runs its
+ * cores with fp32 accumulation. Storage is fp32 except, in the bf16 mode, the activations F hands
+ * products as operands ({@link #matmulOperandType()}: layer-norm outputs, MLP hidden states and
+ * shared rounded copies, all BF16); products with at most {@code Gemm.SKINNY} rows or columns run
+ * in TF32 there. In the TF32 and bf16 modes attention, forward and backward, runs its
  * products on tensor cores (TF32 mma.sync, fp32 softmax, fp32 accumulation) at the head dims that
  * have a kernel (Dqk×Dv 8×8, 16×16, 32×32, 64×64, 32×96, 32×160).
  * GELU is the exact erf form in our own epilogue kernel:

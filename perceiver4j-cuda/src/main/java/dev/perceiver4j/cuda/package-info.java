@@ -18,14 +18,16 @@
  * <p>Implemented (forward and backward, fp32, checked against {@code RefBackend}): memory (empty, zeros,
  * persistentZeros, release, fromFloats, fromInts, fromBools, toFloatArray, copy, every cast the CPU
  * backend supports: F32↔BF16, I32/I64/BOOL→F32, I32↔I64), matmul (batched, shared 2-D b, transposes,
- * bias, GELU / squared ReLU / ReLU with preAct; cuBLASLt, fp32 or TF32), layerNorm, activation, add,
+ * bias, GELU / squared ReLU / ReLU with preAct; cuBLASLt, fp32, TF32 or bf16 operands; F32 or BF16 out),
+ * matmulAdd (the residual as cuBLASLt's C), layerNorm (F32 or BF16 out), activation, add,
  * mul, scale, axpy, fill, sumSquares, sumRows, softmax, narrow, unnarrow, embedding, crossEntropy
  * (z-loss, ignoreIndex), adamw, dropout (the CPU's Philox mask bit for bit), rotary, and flash-style
  * attention (tiled, online softmax, backward recomputed from lse; causal, key padding, dropout with
  * the CPU's mask; head dims up to 256; tensor cores in the TF32 and bf16 modes; split-key decode
  * kernels for one query row), scatterRows, writeInts, writeBools, and record (CUDA graphs).
  *
- * <p>Not implemented yet: bf16 storage; attention with head dims above 256 and matmul with K = 0
+ * <p>Not implemented yet: bf16 storage beyond product operands and outputs (the bf16 mode's layer
+ * norms, MLP hidden states and shared operand copies); bf16 attention; attention with head dims above 256 and matmul with K = 0
  * (UnsupportedOperationException). Both models run on this backend (ModelParity checks them) and
  * the CLI jar bundles the module ({@code --backend cuda}).
  */
