@@ -1940,13 +1940,9 @@ __device__ void attention_backward_dkdv_tc(const float* q, const float* k, const
 
 // The backward specialisations, p4j_attention_backward_dq_tc_<Dqk>_<Dv> and
 // p4j_attention_backward_dkdv_tc_<Dqk>_<Dv>, for the forward's shapes; arguments as the fp32
-// backward kernels' (dqk and dv not read). DQ_BLOCKS: 3 asks ptxas to leave registers for 3 blocks
-// per SM (32×160: 167 registers instead of 196, which gave 2, while its 59 KB of shared memory
-// allows 3); 0 leaves the choice to ptxas (an explicit 1 made it use more registers for 64×64).
-#define P4J_TC_DQ_BOUNDS_0 __launch_bounds__(TC_WARPS * 32)
-#define P4J_TC_DQ_BOUNDS_3 __launch_bounds__(TC_WARPS * 32, 3)
-#define P4J_ATTENTION_BACKWARD_TC(DQK, DV, DQ_BLOCKS)                                                                  \
-    extern "C" __global__ void P4J_TC_DQ_BOUNDS_##DQ_BLOCKS p4j_attention_backward_dq_tc_##DQK##_##DV(                \
+// backward kernels' (dqk and dv not read).
+#define P4J_ATTENTION_BACKWARD_TC(DQK, DV)                                                                             \
+    extern "C" __global__ void __launch_bounds__(TC_WARPS * 32) p4j_attention_backward_dq_tc_##DQK##_##DV(            \
             const float* q, const float* k, const float* v, const unsigned char* pad, const float* lse,               \
             const float* rowDot, const float* dOut, float* dQ, int H, int nq, int nk, int dqk, int dv, float scale,   \
             int causal, float pdrop, float keepScale, unsigned long long seed, unsigned long long stream) {           \
@@ -1961,9 +1957,9 @@ __device__ void attention_backward_dkdv_tc(const float* q, const float* k, const
         P4J_SM80((attention_backward_dkdv_tc<DQK, DV>(q, k, v, pad, lse, rowDot, dOut, dK, dV, H, nq, nk, scale,      \
                                                      causal, pdrop, keepScale, seed, stream)));                        \
     }
-P4J_ATTENTION_BACKWARD_TC(8, 8, 0)
-P4J_ATTENTION_BACKWARD_TC(16, 16, 0)
-P4J_ATTENTION_BACKWARD_TC(32, 32, 0)
-P4J_ATTENTION_BACKWARD_TC(64, 64, 0)
-P4J_ATTENTION_BACKWARD_TC(32, 96, 0)
-P4J_ATTENTION_BACKWARD_TC(32, 160, 3)
+P4J_ATTENTION_BACKWARD_TC(8, 8)
+P4J_ATTENTION_BACKWARD_TC(16, 16)
+P4J_ATTENTION_BACKWARD_TC(32, 32)
+P4J_ATTENTION_BACKWARD_TC(64, 64)
+P4J_ATTENTION_BACKWARD_TC(32, 96)
+P4J_ATTENTION_BACKWARD_TC(32, 160)
