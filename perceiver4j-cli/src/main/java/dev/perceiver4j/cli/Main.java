@@ -2,6 +2,7 @@ package dev.perceiver4j.cli;
 
 import dev.perceiver4j.backend.Backend;
 import dev.perceiver4j.backend.cpu.gemm.JavaSgemm;
+import dev.perceiver4j.cuda.MatmulPrecision;
 import dev.perceiver4j.model.io.PerceiverForMaskedLM;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -44,6 +45,10 @@ public final class Main implements Runnable {
         @Option(names = "--gemm-kernel", description = "8x2 | 6x4: register tile of the pure-Java SGEMM (default: 8x2, or -Dperceiver4j.sgemm.kernel; 6x4 is meant for Intel AVX-512 cores)")
         String gemmKernel;
 
+        @Option(names = "--precision", description = "fp32 | tf32 | bf16: matrix products on the GPU (default: fp32, exact, or -Dperceiver4j.cuda.precision;"
+                + " bf16 = mixed precision, the fastest for training; ignored on the CPU)")
+        String precision;
+
         void apply() {
             System.setProperty("perceiver4j.backend", backend);
             if (threads != null) {
@@ -59,6 +64,15 @@ public final class Main implements Runnable {
                 }
                 // JavaSgemm reads the property once, when it is first used: after apply(), as the backend is created.
                 System.setProperty(JavaSgemm.KERNEL_PROPERTY, gemmKernel.trim());
+            }
+            if (precision != null) {
+                try {
+                    MatmulPrecision.parse(precision);
+                } catch (IllegalArgumentException e) {
+                    throw new CommandLine.ParameterException(new CommandLine(new Main()), "--precision must be fp32, tf32 or bf16, got " + precision);
+                }
+                // The CUDA backend reads it when it is created: after apply().
+                System.setProperty(MatmulPrecision.PROPERTY, precision.trim());
             }
         }
     }

@@ -160,4 +160,12 @@ class CliTest {
         assertThat(stderr()).contains("--gemm-kernel must be 8x2 or 6x4, got 4x4");
         assertThat(System.getProperty("perceiver4j.sgemm.kernel")).isEqualTo(before);
     }
+
+    @Test
+    void rejectsAnUnknownPrecision() {
+        String before = System.getProperty("perceiver4j.cuda.precision");
+        assertThat(Main.run("info", "--precision", "fp16")).isNotZero();
+        assertThat(stderr()).contains("--precision must be fp32, tf32 or bf16, got fp16");
+        assertThat(System.getProperty("perceiver4j.cuda.precision")).isEqualTo(before);
+    }
 }
