@@ -114,7 +114,8 @@ public final class F {
         if (be.matmulOperandType() != DType.BF16 || a.dtype() != DType.F32 || Scope.current() == null || !a.inStepScope()) return a;
         Tensor r = a.root();
         Tensor copy = r.productCopy();
-        if (copy == null) {
+        // a copy made while gradients were off carries none: a product that needs them makes its own
+        if (copy == null || (Autograd.needsGrad(r) && !copy.requiresGrad())) {
             Tensor c = be.empty(r.shape(), DType.BF16);
             be.cast(r.materialize(), c);
             if (Autograd.needsGrad(r)) {

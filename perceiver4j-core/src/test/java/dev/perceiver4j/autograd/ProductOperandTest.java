@@ -134,6 +134,27 @@ class ProductOperandTest {
         }
     }
 
+    /** A copy made without gradients is not reused by a product that needs them: the gradient still reaches the source. */
+    @Test
+    void aCopyMadeWithoutGradientsIsNotReusedWhenGradientsAreNeeded() {
+        ProfilingBackend be = backend(DType.BF16);
+        Tensor w = random(be, Shape.of(8, 16), 2, 0.5, false);
+        Tensor x = random(be, Shape.of(4, 16), 1, 1, true);
+        try (Scope s = Scope.open()) {
+            Tensor a = F.scale(x, 0.5f);
+            try (var ng = Autograd.noGrad()) {
+                F.linear(a, w, null, Activation.NONE);
+            }
+            Tensor y = F.linear(a, w, null, Activation.NONE);
+            F.crossEntropy(y, be.fromInts(new int[] {1, 2, 3, 4}, Shape.of(4)), -1, 0f).backward();
+            assertThat(x.grad()).isNotNull();
+            float[] g = x.grad().toFloatArray();
+            double norm = 0;
+            for (float v : g) norm += v * v;
+            assertThat(norm).isPositive();
+        }
+    }
+
     @Test
     void layerNormActivationAndProductOutputsInBf16AreTheRoundedF32Outputs() {
         for (Backend be : new Backend[] {backend(DType.F32), new dev.perceiver4j.backend.cpu.RefBackend(POOL)}) {
