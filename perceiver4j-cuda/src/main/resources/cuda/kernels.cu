@@ -1686,6 +1686,214 @@ P4J_ATTENTION_TC(64, 64)
 P4J_ATTENTION_TC(32, 96)
 P4J_ATTENTION_TC(32, 160)
 
+// ================================================================ attention forward on bf16 tensor cores
+//
+// The tensor-core forward for the bf16 matmul mode: Q, K, V rounded to bf16 (as each tile is staged,
+// from the fp32 tensors), mma.sync m16n8k16 .bf16 with fp32 accumulation, softmax, masks, dropout
+// (the same Philox bits, att_keep_rows) and the online rescaling in fp32, P rounded to bf16. The
+// S accumulator of two adjacent 8-key tiles is, element for element, the A fragment of the next
+// product (PTX m16n8k16: A a0a1 (g, 2t..2t+1), a2a3 (g+8, ..), a4a5 (g, 2t+8..), a6a7 (g+8, 2t+8..);
+// C c0c1 (g, 2t..), c2c3 (g+8, 2t..)), so P stays in registers. K is read as B (k = channels, n =
+// keys: two consecutive bf16 of one K row per register); V as B (k = keys, n = channels) through
+// ldmatrix .trans from its row-major tile. Tiles of BF_KEYS keys; rows padded to a stride ≡ 4 mod 8
+// words, which keeps both the K reads and the ldmatrix rows free of bank conflicts. Head dims must
+// be multiples of 16 (Dqk) and 8 (Dv); the host launches it for the pairs instantiated below.
+
+#define BF_KEYS 64
+
+/** Words per bf16 tile row of D channels: D/2 rounded up to ≡ 4 (mod 8) (the host computes the same). */
+__host__ __device__ constexpr int bf_stride(int d) { return d / 2 + (12 - (d / 2) % 8) % 8; }
+
+#if __CUDA_ARCH__ >= 800
+__device__ __forceinline__ unsigned bf16_pair(float lo, float hi) {
+    return (unsigned) f32_to_bf16_bits(lo) | ((unsigned) f32_to_bf16_bits(hi) << 16);
+}
+
+__device__ __forceinline__ void mma_bf16(float* d, const unsigned* a, unsigned b0, unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/** Rows [r0, r0 + rows) of head h (D fp32 channels) of a [B, n, width] tensor, rounded to bf16 into dst (stride st words); rows ≥ n → 0. */
+template <int D>
+__device__ __forceinline__ void bf_stage_rows(unsigned* dst, int st, const float* src, int b, int h, int n, int r0, int rows,
+                                              long long width) {
+    constexpr int C4 = D / 4;
+    for (int t = threadIdx.x; t < rows * C4; t += blockDim.x) {
+        int rr = t / C4, c = (t % C4) * 4, r = r0 + rr;
+        float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (r < n) x = *reinterpret_cast<const float4*>(src + ((long long) b * n + r) * width + (long long) h * D + c);
+        *reinterpret_cast<uint2*>(dst + rr * st + c / 2) = make_uint2(bf16_pair(x.x, x.y), bf16_pair(x.z, x.w));
+    }
+}
+
+template <int DQK, int DV>
+__device__ void attention_forward_bf16(const float* q, const float* k, const float* v, const unsigned char* pad,
+                                       float* out, float* lse, int H, int nq, int nk, float scale, int causal,
+                                       float pdrop, float keepScale, unsigned long long seed, unsigned long long stream) {
+    constexpr int KS = bf_stride(DQK), VS = bf_stride(DV);
+    extern __shared__ unsigned tsm[];
+    unsigned* Ks = tsm;                      // [BF_KEYS][KS]
+    unsigned* Vs = tsm + BF_KEYS * KS;       // [BF_KEYS][VS]
+    const int bh = blockIdx.y, b = bh / H, h = bh % H;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+    const int i0 = blockIdx.x * TC_ROWS;
+    const int r0 = i0 + warp * 16 + g, r1 = r0 + 8;
+    const long long qkW = (long long) H * DQK, vW = (long long) H * DV;
+    const int shift = nk - nq;
+
+    unsigned qa[DQK / 16][4];   // Q rows r0, r1 as A fragments, one per 16 channels
+    {
+        const float* p0 = q + ((long long) b * nq + imin(r0, nq - 1)) * qkW + (long long) h * DQK;
+        const float* p1 = q + ((long long) b * nq + imin(r1, nq - 1)) * qkW + (long long) h * DQK;
+#pragma unroll
+        for (int ks = 0; ks < DQK / 16; ks++) {
+            int c = ks * 16 + 2 * t4;
+            float2 a = r0 < nq ? *reinterpret_cast<const float2*>(p0 + c) : make_float2(0.0f, 0.0f);
+            float2 bq = r1 < nq ? *reinterpret_cast<const float2*>(p1 + c) : make_float2(0.0f, 0.0f);
+            float2 e = r0 < nq ? *reinterpret_cast<const float2*>(p0 + c + 8) : make_float2(0.0f, 0.0f);
+            float2 f = r1 < nq ? *reinterpret_cast<const float2*>(p1 + c + 8) : make_float2(0.0f, 0.0f);
+            qa[ks][0] = bf16_pair(a.x, a.y);
+            qa[ks][1] = bf16_pair(bq.x, bq.y);
+            qa[ks][2] = bf16_pair(e.x, e.y);
+            qa[ks][3] = bf16_pair(f.x, f.y);
+        }
+    }
+    float o[DV / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < DV / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+    float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;
+    const unsigned long long base0 = ((unsigned long long) bh * nq + r0) * (unsigned long long) nk, base1 = base0 + 8ull * nk;
+    const bool quadDrop = pdrop > 0.0f && nk % 4 == 0;
+    const int lastRow = imin(nq, i0 + TC_ROWS) - 1;
+    const int keyEnd = causal ? imin(nk, lastRow + shift + 1) : nk;
+
+    for (int j0 = 0; j0 < keyEnd; j0 += BF_KEYS) {
+        bf_stage_rows<DQK>(Ks, KS, k, b, h, nk, j0, BF_KEYS, qkW);
+        bf_stage_rows<DV>(Vs, VS, v, b, h, nk, j0, BF_KEYS, vW);
+        __syncthreads(); // the tile is staged
+
+        float s[BF_KEYS / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < BF_KEYS / 8; nt++) {
+            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+            const unsigned* kr = Ks + (nt * 8 + g) * KS + t4;
+#pragma unroll
+            for (int ks = 0; ks < DQK / 16; ks++) mma_bf16(s[nt], qa[ks], kr[ks * 8], kr[ks * 8 + 4]);
+        }
+        float mx0 = NEG_INF, mx1 = NEG_INF;
+#pragma unroll
+        for (int nt = 0; nt < BF_KEYS / 8; nt++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                int j = j0 + nt * 8 + 2 * t4 + e;
+                bool keyOk = j < keyEnd && att_key_ok(pad, b, nk, j);
+                bool ok0 = keyOk && r0 < nq && (!causal || j <= r0 + shift);
+                bool ok1 = keyOk && r1 < nq && (!causal || j <= r1 + shift);
+                s[nt][e] = ok0 ? s[nt][e] * scale : NEG_INF;
+                s[nt][2 + e] = ok1 ? s[nt][2 + e] * scale : NEG_INF;
+                mx0 = fmaxf(mx0, s[nt][e]);
+                mx1 = fmaxf(mx1, s[nt][2 + e]);
+            }
+        }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+        const float c0 = mn0 == NEG_INF ? 1.0f : expf(m0 - mn0);
+        const float c1 = mn1 == NEG_INF ? 1.0f : expf(m1 - mn1);
+        float ps0 = 0.0f, ps1 = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < BF_KEYS / 8; nt++) {
+            const unsigned keep = quadDrop ? att_keep_rows(seed, stream, base0, base1, j0 + nt * 8, lane, pdrop) : 0u;
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                int j = j0 + nt * 8 + 2 * t4 + e;
+                float p0 = s[nt][e] == NEG_INF ? 0.0f : expf(s[nt][e] - mn0);
+                float p1 = s[nt][2 + e] == NEG_INF ? 0.0f : expf(s[nt][2 + e] - mn1);
+                ps0 += p0;
+                ps1 += p1;
+                if (quadDrop) {
+                    p0 *= (keep >> e) & 1u ? keepScale : 0.0f;
+                    p1 *= (keep >> (2 + e)) & 1u ? keepScale : 0.0f;
+                } else if (pdrop > 0.0f) {
+                    if (p0 != 0.0f) p0 *= philox_keep(seed, stream, base0 + j, pdrop) ? keepScale : 0.0f;
+                    if (p1 != 0.0f) p1 *= philox_keep(seed, stream, base1 + j, pdrop) ? keepScale : 0.0f;
+                }
+                s[nt][e] = p0;       // s now holds P (after dropout), in the C layout
+                s[nt][2 + e] = p1;
+            }
+        }
+        ps0 += __shfl_xor_sync(0xffffffffu, ps0, 1);
+        ps0 += __shfl_xor_sync(0xffffffffu, ps0, 2);
+        ps1 += __shfl_xor_sync(0xffffffffu, ps1, 1);
+        ps1 += __shfl_xor_sync(0xffffffffu, ps1, 2);
+        l0 = l0 * c0 + ps0;
+        l1 = l1 * c1 + ps1;
+        m0 = mn0;
+        m1 = mn1;
+#pragma unroll
+        for (int nt = 0; nt < DV / 8; nt++) {
+            o[nt][0] *= c0;
+            o[nt][1] *= c0;
+            o[nt][2] *= c1;
+            o[nt][3] *= c1;
+        }
+#pragma unroll
+        for (int kk = 0; kk < BF_KEYS / 16; kk++) {
+            const unsigned pa[4] = {bf16_pair(s[2 * kk][0], s[2 * kk][1]), bf16_pair(s[2 * kk][2], s[2 * kk][3]),
+                                    bf16_pair(s[2 * kk + 1][0], s[2 * kk + 1][1]), bf16_pair(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+            // ldmatrix .x2 .trans: lanes 0–15 address V rows 16·kk + 0..15 (keys) at channel 8·nt
+            const unsigned rowAddr = (unsigned) __cvta_generic_to_shared(Vs + (kk * 16 + (lane & 15)) * VS);
+#pragma unroll
+            for (int nt = 0; nt < DV / 8; nt++) {
+                unsigned b0, b1;
+                asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+                             : "=r"(b0), "=r"(b1) : "r"(rowAddr + nt * 16));
+                mma_bf16(o[nt], pa, b0, b1);
+            }
+        }
+        __syncthreads(); // every warp is done with the tile before the next one is staged
+    }
+
+    const float inv0 = l0 == 0.0f ? 0.0f : 1.0f / l0, inv1 = l1 == 0.0f ? 0.0f : 1.0f / l1;
+    float* o0 = out + ((long long) b * nq + imin(r0, nq - 1)) * vW + (long long) h * DV;
+    float* o1 = out + ((long long) b * nq + imin(r1, nq - 1)) * vW + (long long) h * DV;
+#pragma unroll
+    for (int nt = 0; nt < DV / 8; nt++) {
+        int c = nt * 8 + 2 * t4;
+        if (r0 < nq) {
+            o0[c] = o[nt][0] * inv0;
+            o0[c + 1] = o[nt][1] * inv0;
+        }
+        if (r1 < nq) {
+            o1[c] = o[nt][2] * inv1;
+            o1[c + 1] = o[nt][3] * inv1;
+        }
+    }
+    if (t4 == 0) {
+        if (r0 < nq) lse[(long long) bh * nq + r0] = l0 == 0.0f ? NEG_INF : m0 + logf(l0);
+        if (r1 < nq) lse[(long long) bh * nq + r1] = l1 == 0.0f ? NEG_INF : m1 + logf(l1);
+    }
+}
+#endif // __CUDA_ARCH__ >= 800
+
+// p4j_attention_forward_bf16_<Dqk>_<Dv>: arguments as p4j_attention_forward's (dqk, dv not read).
+#define P4J_ATTENTION_BF16(DQK, DV)                                                                                    \
+    extern "C" __global__ void __launch_bounds__(TC_WARPS * 32) p4j_attention_forward_bf16_##DQK##_##DV(              \
+            const float* q, const float* k, const float* v, const unsigned char* pad, float* out, float* lse, int H,   \
+            int nq, int nk, int dqk, int dv, float scale, int causal, float pdrop, float keepScale,                    \
+            unsigned long long seed, unsigned long long stream) {                                                      \
+        P4J_SM80((attention_forward_bf16<DQK, DV>(q, k, v, pad, out, lse, H, nq, nk, scale, causal, pdrop, keepScale, seed, stream))); \
+    }
+P4J_ATTENTION_BF16(16, 16)
+P4J_ATTENTION_BF16(32, 32)
+P4J_ATTENTION_BF16(64, 64)
+P4J_ATTENTION_BF16(32, 96)
+P4J_ATTENTION_BF16(32, 160)
+
 // ================================================================ attention backward on tensor cores (TF32)
 //
 // The two backward kernels above with their products on tensor cores (mma.sync m16n8k8, TF32 inputs,

@@ -71,6 +71,13 @@ public final class CudaBackend implements Backend {
     private static final boolean DECODE_ATTENTION = !"false".equals(System.getProperty("perceiver4j.cuda.decodeAttention"));
     /** Off with -Dperceiver4j.cuda.tcAttention=false: TF32 mode then keeps the fp32 attention kernels. */
     private static final boolean TC_ATTENTION = !"false".equals(System.getProperty("perceiver4j.cuda.tcAttention"));
+    /** (Dqk, Dv) pairs with a bf16 tensor-core forward, p4j_attention_forward_bf16_&lt;Dqk&gt;_&lt;Dv&gt; in kernels.cu. */
+    private static final java.util.Set<Long> BF16_SHAPES = java.util.Set.of(tcKey(16, 16), tcKey(32, 32), tcKey(64, 64),
+            tcKey(32, 96), tcKey(32, 160));
+    /** Keys per tile of the bf16 forward (BF_KEYS in kernels.cu). */
+    private static final int BF_KEYS = 64;
+    /** Off with -Dperceiver4j.cuda.bf16Attention=false: the bf16 mode's attention forward then runs in TF32. */
+    private static final boolean BF16_ATTENTION = !"false".equals(System.getProperty("perceiver4j.cuda.bf16Attention"));
 
     private final CudaContext context;
     private final DeviceAllocator allocator;
@@ -762,6 +769,17 @@ public final class CudaBackend implements Backend {
         return 4 * (2 * TC_KEYS * (kStride + vStride) + TC_WARPS * 16 * (TC_KEYS + 4));
     }
 
+    /** Whether the attention forward of shape s runs on the bf16 kernels (the bf16 mode, a shape with one, aligned tensors). */
+    boolean bf16Attention(AttentionShape s, Tensor q, Tensor k, Tensor v) {
+        return BF16_ATTENTION && gemm.precision() == MatmulPrecision.BF16 && tensorCoreAttention(s, k, v)
+                && BF16_SHAPES.contains(tcKey(s.dqk(), s.dv())) && aligned16(q);
+    }
+
+    /** Words per bf16 tile row of d channels in the bf16 forward: d/2 rounded up to ≡ 4 (mod 8) (bf_stride in kernels.cu). */
+    private static int bf16Stride(int d) {
+        return d / 2 + (12 - (d / 2) % 8) % 8;
+    }
+
     /** Shared memory of the tensor-core dQ kernel: two K+V tile buffers of stride D+4, per-warp dS tiles (kernels.cu). */
     private static int tensorCoreDqShared(AttentionShape s) {
         return 4 * (2 * TC_KEYS * (s.dqk() + 4 + s.dv() + 4) + TC_WARPS * 16 * (TC_KEYS + 4));
@@ -781,7 +799,11 @@ public final class CudaBackend implements Backend {
         }
         int bh = s.batch() * s.heads();
         boolean tc = tensorCoreAttention(s, k, v);
-        Kernels.Launch l = tc
+        boolean bf16 = tc && bf16Attention(s, q, k, v);
+        Kernels.Launch l = bf16
+                ? kernels.launch("p4j_attention_forward_bf16_" + s.dqk() + "_" + s.dv()).grid((s.nq() + TC_ROWS - 1) / TC_ROWS, bh)
+                        .block(TC_WARPS * 32).sharedBytes(4 * BF_KEYS * (bf16Stride(s.dqk()) + bf16Stride(s.dv())))
+                : tc
                 ? kernels.launch("p4j_attention_forward_tc_" + s.dqk() + "_" + s.dv()).grid((s.nq() + TC_ROWS - 1) / TC_ROWS, bh)
                         .block(TC_WARPS * 32).sharedBytes(tensorCoreShared(s))
                 : kernels.launch("p4j_attention_forward").grid((s.nq() + ATT_ROWS - 1) / ATT_ROWS, bh).block(ATT_THREADS)

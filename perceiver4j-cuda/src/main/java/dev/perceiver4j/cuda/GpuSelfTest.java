@@ -44,6 +44,15 @@ public final class GpuSelfTest {
      */
     static final double BF16_TRAINING = 1e-2;
 
+    /**
+     * bf16 attention tolerance (error relative to max(1, |reference|)): rounding q and k to bf16 moves a
+     * score by at most 2⁻⁸·scale·Σ|q·k|, about 0.014 for unit Gaussians at Dqk 32 (0.64·32/√32 · 2⁻⁸ ≈ 0.014),
+     * so probabilities move by ≈ 1.5 %, and rounding P and V adds 2⁻⁸: outputs of |v| ≤ 3 move by
+     * ≈ 0.05 at worst, and the TF32 backward recomputes P against the bf16 forward's lse. A wrong
+     * fragment layout or mask gives errors of order 1.
+     */
+    static final double BF16_ATTENTION = 0.1;
+
     private GpuSelfTest() {}
 
     public static void main(String[] args) {
@@ -86,6 +95,7 @@ public final class GpuSelfTest {
             CudaBackend bf = new CudaBackend(cuda.context(), MatmulPrecision.BF16);
             checks.addAll(OpParity.matmulChecks(bf, ref, seed, BF16_TOLERANCE, "bf16"));
             checks.addAll(OpParity.bf16OperandChecks(bf, ref, seed, BF16_TOLERANCE));
+            checks.addAll(OpParity.bf16AttentionChecks(bf, ref, seed, BF16_ATTENTION));
             checks.addAll(ModelParity.generationChecks(bf, 1e-2, "bf16"));
             checks.addAll(ModelParity.trainingChecks(bf, new CpuBackend(CpuPool.common(), new JavaSgemm(CpuPool.common())), BF16_TRAINING, "bf16"));
         }

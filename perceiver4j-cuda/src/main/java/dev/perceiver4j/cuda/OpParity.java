@@ -222,6 +222,32 @@ public final class OpParity {
         return c;
     }
 
+    /**
+     * Attention in the bf16 mode, labelled [bf16 tensor cores]: the forward on the bf16 kernels (checked to
+     * be the ones taken), the backward (TF32 kernels) from that forward's output and lse.
+     */
+    public static List<Check> bf16AttentionChecks(Backend gpu, Backend ref, long seed, double tolerance) {
+        OpParity p = new OpParity(gpu, ref, seed);
+        List<Check> c = new ArrayList<>();
+        String tc = " [bf16 tensor cores]";
+        c.add(new Check("attention takes the bf16 kernels" + tc, 0, () -> {
+            AttentionShape s = attentionShape(2, 8, 256, 256, 32, 160, false, 0f);
+            Tensor q = gpu.zeros(Shape.of(2, 256, 8 * 32), DType.F32), v = gpu.zeros(Shape.of(2, 256, 8 * 160), DType.F32);
+            if (!(gpu instanceof CudaBackend cb) || !cb.bf16Attention(s, q, q, v)) {
+                throw new AssertionError("the backend does not pick the bf16 attention kernels");
+            }
+            return 0;
+        }));
+        for (int[] a : new int[][] { // batch, heads, nq, nk, dqk, dv, causal, padMode, dropout ×10
+                {2, 1, 16, 45, 32, 160, 0, 1, 0}, {2, 8, 256, 256, 32, 160, 0, 0, 0}, {2, 8, 256, 256, 32, 160, 0, 0, 1},
+                {2, 8, 300, 64, 32, 96, 0, 0, 0}, {2, 4, 37, 37, 64, 64, 1, 0, 0}, {2, 4, 130, 600, 64, 64, 1, 1, 1},
+                {2, 4, 13, 50, 16, 16, 1, 1, 0}, {2, 2, 20, 29, 32, 32, 1, 2, 0}, {2, 2, 70, 200, 32, 96, 1, 2, 3}}) {
+            p.attentionForward(c, a[0], a[1], a[2], a[3], a[4], a[5], a[6] == 1, a[7], a[8] / 10f, tolerance, tc);
+            p.attentionBackward(c, a[0], a[1], a[2], a[3], a[4], a[5], a[6] == 1, a[7], a[8] / 10f, tolerance, tc);
+        }
+        return c;
+    }
+
     // ---- helpers -----------------------------------------------------------------------------
 
     /** The same values on both backends. */
