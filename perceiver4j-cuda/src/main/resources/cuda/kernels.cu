@@ -1452,10 +1452,11 @@ __device__ __forceinline__ void tc_fetch_keys(unsigned* tsm, int tile, const flo
 /**
  * Key tile `tile` of `tiles` for the forward and dQ kernels (tile 0 fetched before the loop), ready in
  * shared memory: starts fetching the next tile into the other buffer (which every warp finished
- * with before the caller's last barrier), waits for this one, rounds it to TF32 and syncs the block.
+ * with before the caller's last barrier), waits for this one, rounds it to TF32 (unless ROUND_TF32
+ * is false) and syncs the block.
  * Returns its K tile [TC_KEYS][KS]; the V tile [TC_KEYS][VS] follows it.
  */
-template <int DQK, int DV, int KS, int VS>
+template <int DQK, int DV, int KS, int VS, bool ROUND_TF32 = true>
 __device__ __forceinline__ unsigned* tc_key_tile(unsigned* tsm, int tile, int tiles, const float* k, const float* v, int b,
                                                  int h, int nk, long long qkW, long long vW) {
     if (tile + 1 < tiles) {
@@ -1465,9 +1466,11 @@ __device__ __forceinline__ unsigned* tc_key_tile(unsigned* tsm, int tile, int ti
         cp_async_wait<0>();
     }
     unsigned* ks = tsm + (tile & 1) * TC_KEYS * (KS + VS);
-    tc_round_rows<DQK>(ks, KS, TC_KEYS);
-    tc_round_rows<DV>(ks + TC_KEYS * KS, VS, TC_KEYS);
-    __syncthreads(); // the tile is complete and rounded
+    if (ROUND_TF32) {   // the bf16 forward rounds as it reads instead
+        tc_round_rows<DQK>(ks, KS, TC_KEYS);
+        tc_round_rows<DV>(ks + TC_KEYS * KS, VS, TC_KEYS);
+    }
+    __syncthreads(); // the tile is complete (and rounded)
     return ks;
 }
 
@@ -1688,21 +1691,20 @@ P4J_ATTENTION_TC(32, 160)
 
 // ================================================================ attention forward on bf16 tensor cores
 //
-// The tensor-core forward for the bf16 matmul mode: Q, K, V rounded to bf16 (as each tile is staged,
-// from the fp32 tensors), mma.sync m16n8k16 .bf16 with fp32 accumulation, softmax, masks, dropout
-// (the same Philox bits, att_keep_rows) and the online rescaling in fp32, P rounded to bf16. The
-// S accumulator of two adjacent 8-key tiles is, element for element, the A fragment of the next
-// product (PTX m16n8k16: A a0a1 (g, 2t..2t+1), a2a3 (g+8, ..), a4a5 (g, 2t+8..), a6a7 (g+8, 2t+8..);
-// C c0c1 (g, 2t..), c2c3 (g+8, 2t..)), so P stays in registers. K is read as B (k = channels, n =
-// keys: two consecutive bf16 of one K row per register); V as B (k = keys, n = channels) through
-// ldmatrix .trans from its row-major tile. Tiles of BF_KEYS keys; rows padded to a stride ≡ 4 mod 8
-// words, which keeps both the K reads and the ldmatrix rows free of bank conflicts. Head dims must
-// be multiples of 16 (Dqk) and 8 (Dv); the host launches it for the pairs instantiated below.
+// The tensor-core forward for the bf16 matmul mode: mma.sync m16n8k16 .bf16 with fp32 accumulation;
+// softmax, masks, dropout (the same Philox bits, att_keep_rows) and the online rescaling in fp32.
+// K and V tiles stream into shared memory as fp32 (cp.async, double buffered, tc_key_tile without
+// the TF32 rounding) and each operand pair is rounded to bf16 as a fragment is built; Q is rounded
+// once into registers; P is rounded in registers: the S accumulator of two adjacent 8-key tiles is,
+// element for element, the A fragment of the P·V product (PTX m16n8k16: A a0a1 (g, 2t..2t+1), a2a3
+// (g+8, ..), a4a5 (g, 2t+8..), a6a7 (g+8, 2t+8..); C c0c1 (g, 2t..), c2c3 (g+8, 2t..)), so P never
+// goes through shared memory. B fragments: K as (k = channels 2t, 2t+1 of key g), one float2 read;
+// V as (k = keys 2t, 2t+1, n = channel g), two reads. Row strides: K Dqk + 8 words (float2 reads by
+// a half warp hit 32 distinct banks), V Dv + 4 (the two-row reads do). Dqk must be a multiple of 16.
 
-#define BF_KEYS 64
-
-/** Words per bf16 tile row of D channels: D/2 rounded up to ≡ 4 (mod 8) (the host computes the same). */
-__host__ __device__ constexpr int bf_stride(int d) { return d / 2 + (12 - (d / 2) % 8) % 8; }
+/** Row strides (words) of the bf16 forward's fp32 K and V tiles (the host computes the same). */
+__host__ __device__ constexpr int bf_k_stride(int dqk) { return dqk + 8; }
+__host__ __device__ constexpr int bf_v_stride(int dv) { return dv + 4; }
 
 #if __CUDA_ARCH__ >= 800
 __device__ __forceinline__ unsigned bf16_pair(float lo, float hi) {
@@ -1715,27 +1717,12 @@ __device__ __forceinline__ void mma_bf16(float* d, const unsigned* a, unsigned b
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-/** Rows [r0, r0 + rows) of head h (D fp32 channels) of a [B, n, width] tensor, rounded to bf16 into dst (stride st words); rows ≥ n → 0. */
-template <int D>
-__device__ __forceinline__ void bf_stage_rows(unsigned* dst, int st, const float* src, int b, int h, int n, int r0, int rows,
-                                              long long width) {
-    constexpr int C4 = D / 4;
-    for (int t = threadIdx.x; t < rows * C4; t += blockDim.x) {
-        int rr = t / C4, c = (t % C4) * 4, r = r0 + rr;
-        float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (r < n) x = *reinterpret_cast<const float4*>(src + ((long long) b * n + r) * width + (long long) h * D + c);
-        *reinterpret_cast<uint2*>(dst + rr * st + c / 2) = make_uint2(bf16_pair(x.x, x.y), bf16_pair(x.z, x.w));
-    }
-}
-
 template <int DQK, int DV>
 __device__ void attention_forward_bf16(const float* q, const float* k, const float* v, const unsigned char* pad,
                                        float* out, float* lse, int H, int nq, int nk, float scale, int causal,
                                        float pdrop, float keepScale, unsigned long long seed, unsigned long long stream) {
-    constexpr int KS = bf_stride(DQK), VS = bf_stride(DV);
+    constexpr int KS = bf_k_stride(DQK), VS = bf_v_stride(DV);
     extern __shared__ unsigned tsm[];
-    unsigned* Ks = tsm;                      // [BF_KEYS][KS]
-    unsigned* Vs = tsm + BF_KEYS * KS;       // [BF_KEYS][VS]
     const int bh = blockIdx.y, b = bh / H, h = bh % H;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
     const int i0 = blockIdx.x * TC_ROWS;
@@ -1769,22 +1756,27 @@ __device__ void attention_forward_bf16(const float* q, const float* k, const flo
     const int lastRow = imin(nq, i0 + TC_ROWS) - 1;
     const int keyEnd = causal ? imin(nk, lastRow + shift + 1) : nk;
 
-    for (int j0 = 0; j0 < keyEnd; j0 += BF_KEYS) {
-        bf_stage_rows<DQK>(Ks, KS, k, b, h, nk, j0, BF_KEYS, qkW);
-        bf_stage_rows<DV>(Vs, VS, v, b, h, nk, j0, BF_KEYS, vW);
-        __syncthreads(); // the tile is staged
+    const int tiles = (keyEnd + TC_KEYS - 1) / TC_KEYS;
+    if (tiles > 0) tc_fetch_keys<DQK, DV, KS, VS>(tsm, 0, k, v, b, h, nk, qkW, vW);
+    for (int tile = 0; tile < tiles; tile++) {
+        const int j0 = tile * TC_KEYS;
+        const float* Ks = reinterpret_cast<const float*>(tc_key_tile<DQK, DV, KS, VS, false>(tsm, tile, tiles, k, v, b, h, nk, qkW, vW));
+        const float* Vs = Ks + TC_KEYS * KS;
 
-        float s[BF_KEYS / 8][4];
+        float s[TC_KEYS / 8][4];
 #pragma unroll
-        for (int nt = 0; nt < BF_KEYS / 8; nt++) {
+        for (int nt = 0; nt < TC_KEYS / 8; nt++) {
             s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-            const unsigned* kr = Ks + (nt * 8 + g) * KS + t4;
+            const float* kr = Ks + (nt * 8 + g) * KS + 2 * t4;
 #pragma unroll
-            for (int ks = 0; ks < DQK / 16; ks++) mma_bf16(s[nt], qa[ks], kr[ks * 8], kr[ks * 8 + 4]);
+            for (int ks = 0; ks < DQK / 16; ks++) {
+                float2 x = *reinterpret_cast<const float2*>(kr + ks * 16), y = *reinterpret_cast<const float2*>(kr + ks * 16 + 8);
+                mma_bf16(s[nt], qa[ks], bf16_pair(x.x, x.y), bf16_pair(y.x, y.y));
+            }
         }
         float mx0 = NEG_INF, mx1 = NEG_INF;
 #pragma unroll
-        for (int nt = 0; nt < BF_KEYS / 8; nt++) {
+        for (int nt = 0; nt < TC_KEYS / 8; nt++) {
 #pragma unroll
             for (int e = 0; e < 2; e++) {
                 int j = j0 + nt * 8 + 2 * t4 + e;
@@ -1806,7 +1798,7 @@ __device__ void attention_forward_bf16(const float* q, const float* k, const flo
         const float c1 = mn1 == NEG_INF ? 1.0f : expf(m1 - mn1);
         float ps0 = 0.0f, ps1 = 0.0f;
 #pragma unroll
-        for (int nt = 0; nt < BF_KEYS / 8; nt++) {
+        for (int nt = 0; nt < TC_KEYS / 8; nt++) {
             const unsigned keep = quadDrop ? att_keep_rows(seed, stream, base0, base1, j0 + nt * 8, lane, pdrop) : 0u;
 #pragma unroll
             for (int e = 0; e < 2; e++) {
@@ -1842,20 +1834,17 @@ __device__ void attention_forward_bf16(const float* q, const float* k, const flo
             o[nt][3] *= c1;
         }
 #pragma unroll
-        for (int kk = 0; kk < BF_KEYS / 16; kk++) {
+        for (int kk = 0; kk < TC_KEYS / 16; kk++) {
             const unsigned pa[4] = {bf16_pair(s[2 * kk][0], s[2 * kk][1]), bf16_pair(s[2 * kk][2], s[2 * kk][3]),
                                     bf16_pair(s[2 * kk + 1][0], s[2 * kk + 1][1]), bf16_pair(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-            // ldmatrix .x2 .trans: lanes 0–15 address V rows 16·kk + 0..15 (keys) at channel 8·nt
-            const unsigned rowAddr = (unsigned) __cvta_generic_to_shared(Vs + (kk * 16 + (lane & 15)) * VS);
+            const float* vr = Vs + (kk * 16 + 2 * t4) * VS + g;   // keys 2t, 2t+1 (and 8 more), channel g of each 8
 #pragma unroll
             for (int nt = 0; nt < DV / 8; nt++) {
-                unsigned b0, b1;
-                asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
-                             : "=r"(b0), "=r"(b1) : "r"(rowAddr + nt * 16));
-                mma_bf16(o[nt], pa, b0, b1);
+                const float* c = vr + nt * 8;
+                mma_bf16(o[nt], pa, bf16_pair(c[0], c[VS]), bf16_pair(c[8 * VS], c[9 * VS]));
             }
         }
-        __syncthreads(); // every warp is done with the tile before the next one is staged
+        __syncthreads(); // every warp is done with this buffer (the next fetch overwrites it)
     }
 
     const float inv0 = l0 == 0.0f ? 0.0f : 1.0f / l0, inv1 = l1 == 0.0f ? 0.0f : 1.0f / l1;

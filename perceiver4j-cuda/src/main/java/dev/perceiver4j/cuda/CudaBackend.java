@@ -74,8 +74,6 @@ public final class CudaBackend implements Backend {
     /** (Dqk, Dv) pairs with a bf16 tensor-core forward, p4j_attention_forward_bf16_&lt;Dqk&gt;_&lt;Dv&gt; in kernels.cu. */
     private static final java.util.Set<Long> BF16_SHAPES = java.util.Set.of(tcKey(16, 16), tcKey(32, 32), tcKey(64, 64),
             tcKey(32, 96), tcKey(32, 160));
-    /** Keys per tile of the bf16 forward (BF_KEYS in kernels.cu). */
-    private static final int BF_KEYS = 64;
     /** Off with -Dperceiver4j.cuda.bf16Attention=false: the bf16 mode's attention forward then runs in TF32. */
     private static final boolean BF16_ATTENTION = !"false".equals(System.getProperty("perceiver4j.cuda.bf16Attention"));
 
@@ -775,9 +773,9 @@ public final class CudaBackend implements Backend {
                 && BF16_SHAPES.contains(tcKey(s.dqk(), s.dv())) && aligned16(q);
     }
 
-    /** Words per bf16 tile row of d channels in the bf16 forward: d/2 rounded up to ≡ 4 (mod 8) (bf_stride in kernels.cu). */
-    private static int bf16Stride(int d) {
-        return d / 2 + (12 - (d / 2) % 8) % 8;
+    /** Shared memory of the bf16 forward: two fp32 K+V tile buffers, rows of Dqk + 8 and Dv + 4 words (bf_k_stride, bf_v_stride). */
+    private static int bf16Shared(AttentionShape s) {
+        return 4 * 2 * TC_KEYS * (s.dqk() + 8 + s.dv() + 4);
     }
 
     /** Shared memory of the tensor-core dQ kernel: two K+V tile buffers of stride D+4, per-warp dS tiles (kernels.cu). */
@@ -802,7 +800,7 @@ public final class CudaBackend implements Backend {
         boolean bf16 = tc && bf16Attention(s, q, k, v);
         Kernels.Launch l = bf16
                 ? kernels.launch("p4j_attention_forward_bf16_" + s.dqk() + "_" + s.dv()).grid((s.nq() + TC_ROWS - 1) / TC_ROWS, bh)
-                        .block(TC_WARPS * 32).sharedBytes(4 * BF_KEYS * (bf16Stride(s.dqk()) + bf16Stride(s.dv())))
+                        .block(TC_WARPS * 32).sharedBytes(bf16Shared(s))
                 : tc
                 ? kernels.launch("p4j_attention_forward_tc_" + s.dqk() + "_" + s.dv()).grid((s.nq() + TC_ROWS - 1) / TC_ROWS, bh)
                         .block(TC_WARPS * 32).sharedBytes(tensorCoreShared(s))
