@@ -1707,8 +1707,11 @@ __host__ __device__ constexpr int bf_k_stride(int dqk) { return dqk + 8; }
 __host__ __device__ constexpr int bf_v_stride(int dv) { return dv + 4; }
 
 #if __CUDA_ARCH__ >= 800
+/** Two floats rounded to nearest-even bf16 in one instruction, lo in the low half (as f32_to_bf16_bits for non-NaN values). */
 __device__ __forceinline__ unsigned bf16_pair(float lo, float hi) {
-    return (unsigned) f32_to_bf16_bits(lo) | ((unsigned) f32_to_bf16_bits(hi) << 16);
+    unsigned r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
 }
 
 __device__ __forceinline__ void mma_bf16(float* d, const unsigned* a, unsigned b0, unsigned b1) {
