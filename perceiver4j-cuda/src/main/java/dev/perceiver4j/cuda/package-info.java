@@ -27,7 +27,8 @@
  * kernels for one query row), scatterRows, writeInts, writeBools, and record (CUDA graphs).
  *
  * <p>Not implemented yet: bf16 storage beyond product operands and outputs (the bf16 mode's layer
- * norms, MLP hidden states and shared operand copies); bf16 attention; attention with head dims above 256 and matmul with K = 0
+ * norms, MLP hidden states and shared operand copies); a bf16 attention backward (the bf16 mode's forward
+ * runs on bf16 tensor cores); attention with head dims above 256 and matmul with K = 0
  * (UnsupportedOperationException). Both models run on this backend (ModelParity checks them) and
  * the CLI jar bundles the module ({@code --backend cuda}).
  */
