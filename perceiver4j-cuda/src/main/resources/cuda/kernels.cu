@@ -1536,6 +1536,105 @@ __device__ __forceinline__ unsigned att_keep_keys(unsigned long long seed, unsig
     return keep;
 }
 
+/**
+ * One key tile of the tensor-core forwards' online softmax, for this thread's rows r0 and r1 (C
+ * layout, NT 8-key tiles from key j0): masks and scales the scores s, updates the running max m and
+ * sum l (before dropout), rescales the NV output accumulator tiles o, and leaves P (after dropout,
+ * same Philox bits as everywhere) in s. A row with no visible key yet keeps m = −inf and P = 0.
+ */
+template <int NT, int NV>
+__device__ __forceinline__ void att_softmax_tile(float (*s)[4], float (*o)[4], float& m0, float& m1, float& l0, float& l1,
+                                                 const unsigned char* pad, int b, int nk, int nq, int j0, int keyEnd, int r0, int r1,
+                                                 int shift, int causal, float scale, bool quadDrop, float pdrop, float keepScale,
+                                                 unsigned long long seed, unsigned long long stream, unsigned long long base0,
+                                                 unsigned long long base1, int lane) {
+    const int t4 = lane & 3;
+    float mx0 = NEG_INF, mx1 = NEG_INF;
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            int j = j0 + nt * 8 + 2 * t4 + e;
+            bool keyOk = j < keyEnd && att_key_ok(pad, b, nk, j);
+            bool ok0 = keyOk && r0 < nq && (!causal || j <= r0 + shift);
+            bool ok1 = keyOk && r1 < nq && (!causal || j <= r1 + shift);
+            s[nt][e] = ok0 ? s[nt][e] * scale : NEG_INF;
+            s[nt][2 + e] = ok1 ? s[nt][2 + e] * scale : NEG_INF;
+            mx0 = fmaxf(mx0, s[nt][e]);
+            mx1 = fmaxf(mx1, s[nt][2 + e]);
+        }
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+    const float c0 = mn0 == NEG_INF ? 1.0f : expf(m0 - mn0); // 0 when m was −inf and a key became visible
+    const float c1 = mn1 == NEG_INF ? 1.0f : expf(m1 - mn1);
+    float ps0 = 0.0f, ps1 = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+        const unsigned keep = quadDrop ? att_keep_rows(seed, stream, base0, base1, j0 + nt * 8, lane, pdrop) : 0u;
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            int j = j0 + nt * 8 + 2 * t4 + e;
+            float p0 = s[nt][e] == NEG_INF ? 0.0f : expf(s[nt][e] - mn0);
+            float p1 = s[nt][2 + e] == NEG_INF ? 0.0f : expf(s[nt][2 + e] - mn1);
+            ps0 += p0;
+            ps1 += p1;
+            if (quadDrop) {
+                p0 *= (keep >> e) & 1u ? keepScale : 0.0f;
+                p1 *= (keep >> (2 + e)) & 1u ? keepScale : 0.0f;
+            } else if (pdrop > 0.0f) {
+                if (p0 != 0.0f) p0 *= philox_keep(seed, stream, base0 + j, pdrop) ? keepScale : 0.0f;
+                if (p1 != 0.0f) p1 *= philox_keep(seed, stream, base1 + j, pdrop) ? keepScale : 0.0f;
+            }
+            s[nt][e] = p0;
+            s[nt][2 + e] = p1;
+        }
+    }
+    ps0 += __shfl_xor_sync(0xffffffffu, ps0, 1);
+    ps0 += __shfl_xor_sync(0xffffffffu, ps0, 2);
+    ps1 += __shfl_xor_sync(0xffffffffu, ps1, 1);
+    ps1 += __shfl_xor_sync(0xffffffffu, ps1, 2);
+    l0 = l0 * c0 + ps0;
+    l1 = l1 * c1 + ps1;
+    m0 = mn0;
+    m1 = mn1;
+#pragma unroll
+    for (int nt = 0; nt < NV; nt++) {
+        o[nt][0] *= c0;
+        o[nt][1] *= c0;
+        o[nt][2] *= c1;
+        o[nt][3] *= c1;
+    }
+}
+
+/** The tensor-core forwards' epilogue: rows r0, r1 of head h of out ([B, nq, vW]) = o / l, and their lse (−inf, out 0 for a row that saw no key). */
+template <int DV>
+__device__ __forceinline__ void att_store_rows(float* out, float* lse, const float (*o)[4], float m0, float m1, float l0, float l1,
+                                               int b, int h, int bh, int nq, long long vW, int r0, int r1, int t4) {
+    const float inv0 = l0 == 0.0f ? 0.0f : 1.0f / l0, inv1 = l1 == 0.0f ? 0.0f : 1.0f / l1;
+    float* o0 = out + ((long long) b * nq + imin(r0, nq - 1)) * vW + (long long) h * DV;
+    float* o1 = out + ((long long) b * nq + imin(r1, nq - 1)) * vW + (long long) h * DV;
+#pragma unroll
+    for (int nt = 0; nt < DV / 8; nt++) {
+        int c = nt * 8 + 2 * t4;
+        if (r0 < nq) {
+            o0[c] = o[nt][0] * inv0;
+            o0[c + 1] = o[nt][1] * inv0;
+        }
+        if (r1 < nq) {
+            o1[c] = o[nt][2] * inv1;
+            o1[c + 1] = o[nt][3] * inv1;
+        }
+    }
+    if (t4 == 0) {
+        if (r0 < nq) lse[(long long) bh * nq + r0] = l0 == 0.0f ? NEG_INF : m0 + logf(l0);
+        if (r1 < nq) lse[(long long) bh * nq + r1] = l1 == 0.0f ? NEG_INF : m1 + logf(l1);
+    }
+}
+
 template <int DQK, int DV>
 __device__ void attention_forward_tc(const float* q, const float* k, const float* v, const unsigned char* pad,
                                      float* out, float* lse, int H, int nq, int nk, float scale, int causal,
@@ -1577,6 +1676,9 @@ __device__ void attention_forward_tc(const float* q, const float* k, const float
 #pragma unroll
             for (int kk = 0; kk < DQK / 8; kk++) mma_tf32(s[nt], qa[kk], kr[kk * 8], kr[kk * 8 + 4]);
         }
+        // The softmax step of att_softmax_tile, written out here so that each P value goes to the shared
+        // tile as it is computed: with the helper (P kept in s, then stored) ptxas gave 64×64 147
+        // registers instead of 128, one block per SM fewer.
         float mx0 = NEG_INF, mx1 = NEG_INF;
 #pragma unroll
         for (int nt = 0; nt < TC_KEYS / 8; nt++) {
@@ -1649,25 +1751,7 @@ __device__ void attention_forward_tc(const float* q, const float* k, const float
         __syncthreads(); // every warp is done with this buffer (the next fetch overwrites it) and with P
     }
 
-    const float inv0 = l0 == 0.0f ? 0.0f : 1.0f / l0, inv1 = l1 == 0.0f ? 0.0f : 1.0f / l1;
-    float* o0 = out + ((long long) b * nq + imin(r0, nq - 1)) * vW + (long long) h * DV;
-    float* o1 = out + ((long long) b * nq + imin(r1, nq - 1)) * vW + (long long) h * DV;
-#pragma unroll
-    for (int nt = 0; nt < DV / 8; nt++) {
-        int c = nt * 8 + 2 * t4;
-        if (r0 < nq) {
-            o0[c] = o[nt][0] * inv0;
-            o0[c + 1] = o[nt][1] * inv0;
-        }
-        if (r1 < nq) {
-            o1[c] = o[nt][2] * inv1;
-            o1[c + 1] = o[nt][3] * inv1;
-        }
-    }
-    if (t4 == 0) {
-        if (r0 < nq) lse[(long long) bh * nq + r0] = l0 == 0.0f ? NEG_INF : m0 + logf(l0);
-        if (r1 < nq) lse[(long long) bh * nq + r1] = l1 == 0.0f ? NEG_INF : m1 + logf(l1);
-    }
+    att_store_rows<DV>(out, lse, o, m0, m1, l0, l1, b, h, bh, nq, vW, r0, r1, t4);
 }
 
 #endif // __CUDA_ARCH__ >= 800
@@ -1777,65 +1861,8 @@ __device__ void attention_forward_bf16(const float* q, const float* k, const flo
                 mma_bf16(s[nt], qa[ks], bf16_pair(x.x, x.y), bf16_pair(y.x, y.y));
             }
         }
-        float mx0 = NEG_INF, mx1 = NEG_INF;
-#pragma unroll
-        for (int nt = 0; nt < TC_KEYS / 8; nt++) {
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                int j = j0 + nt * 8 + 2 * t4 + e;
-                bool keyOk = j < keyEnd && att_key_ok(pad, b, nk, j);
-                bool ok0 = keyOk && r0 < nq && (!causal || j <= r0 + shift);
-                bool ok1 = keyOk && r1 < nq && (!causal || j <= r1 + shift);
-                s[nt][e] = ok0 ? s[nt][e] * scale : NEG_INF;
-                s[nt][2 + e] = ok1 ? s[nt][2 + e] * scale : NEG_INF;
-                mx0 = fmaxf(mx0, s[nt][e]);
-                mx1 = fmaxf(mx1, s[nt][2 + e]);
-            }
-        }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
-        const float c0 = mn0 == NEG_INF ? 1.0f : expf(m0 - mn0);
-        const float c1 = mn1 == NEG_INF ? 1.0f : expf(m1 - mn1);
-        float ps0 = 0.0f, ps1 = 0.0f;
-#pragma unroll
-        for (int nt = 0; nt < TC_KEYS / 8; nt++) {
-            const unsigned keep = quadDrop ? att_keep_rows(seed, stream, base0, base1, j0 + nt * 8, lane, pdrop) : 0u;
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                int j = j0 + nt * 8 + 2 * t4 + e;
-                float p0 = s[nt][e] == NEG_INF ? 0.0f : expf(s[nt][e] - mn0);
-                float p1 = s[nt][2 + e] == NEG_INF ? 0.0f : expf(s[nt][2 + e] - mn1);
-                ps0 += p0;
-                ps1 += p1;
-                if (quadDrop) {
-                    p0 *= (keep >> e) & 1u ? keepScale : 0.0f;
-                    p1 *= (keep >> (2 + e)) & 1u ? keepScale : 0.0f;
-                } else if (pdrop > 0.0f) {
-                    if (p0 != 0.0f) p0 *= philox_keep(seed, stream, base0 + j, pdrop) ? keepScale : 0.0f;
-                    if (p1 != 0.0f) p1 *= philox_keep(seed, stream, base1 + j, pdrop) ? keepScale : 0.0f;
-                }
-                s[nt][e] = p0;       // s now holds P (after dropout), in the C layout
-                s[nt][2 + e] = p1;
-            }
-        }
-        ps0 += __shfl_xor_sync(0xffffffffu, ps0, 1);
-        ps0 += __shfl_xor_sync(0xffffffffu, ps0, 2);
-        ps1 += __shfl_xor_sync(0xffffffffu, ps1, 1);
-        ps1 += __shfl_xor_sync(0xffffffffu, ps1, 2);
-        l0 = l0 * c0 + ps0;
-        l1 = l1 * c1 + ps1;
-        m0 = mn0;
-        m1 = mn1;
-#pragma unroll
-        for (int nt = 0; nt < DV / 8; nt++) {
-            o[nt][0] *= c0;
-            o[nt][1] *= c0;
-            o[nt][2] *= c1;
-            o[nt][3] *= c1;
-        }
+        att_softmax_tile<TC_KEYS / 8, DV / 8>(s, o, m0, m1, l0, l1, pad, b, nk, nq, j0, keyEnd, r0, r1, shift, causal, scale,
+                                               quadDrop, pdrop, keepScale, seed, stream, base0, base1, lane);   // s now holds P
 #pragma unroll
         for (int kk = 0; kk < TC_KEYS / 16; kk++) {
             const unsigned pa[4] = {bf16_pair(s[2 * kk][0], s[2 * kk][1]), bf16_pair(s[2 * kk][2], s[2 * kk][3]),
@@ -1850,25 +1877,7 @@ __device__ void attention_forward_bf16(const float* q, const float* k, const flo
         __syncthreads(); // every warp is done with this buffer (the next fetch overwrites it)
     }
 
-    const float inv0 = l0 == 0.0f ? 0.0f : 1.0f / l0, inv1 = l1 == 0.0f ? 0.0f : 1.0f / l1;
-    float* o0 = out + ((long long) b * nq + imin(r0, nq - 1)) * vW + (long long) h * DV;
-    float* o1 = out + ((long long) b * nq + imin(r1, nq - 1)) * vW + (long long) h * DV;
-#pragma unroll
-    for (int nt = 0; nt < DV / 8; nt++) {
-        int c = nt * 8 + 2 * t4;
-        if (r0 < nq) {
-            o0[c] = o[nt][0] * inv0;
-            o0[c + 1] = o[nt][1] * inv0;
-        }
-        if (r1 < nq) {
-            o1[c] = o[nt][2] * inv1;
-            o1[c + 1] = o[nt][3] * inv1;
-        }
-    }
-    if (t4 == 0) {
-        if (r0 < nq) lse[(long long) bh * nq + r0] = l0 == 0.0f ? NEG_INF : m0 + logf(l0);
-        if (r1 < nq) lse[(long long) bh * nq + r1] = l1 == 0.0f ? NEG_INF : m1 + logf(l1);
-    }
+    att_store_rows<DV>(out, lse, o, m0, m1, l0, l1, b, h, bh, nq, vW, r0, r1, t4);
 }
 #endif // __CUDA_ARCH__ >= 800
 
