@@ -199,27 +199,12 @@ public final class OpParity {
      * [tf32 tensor cores], at a TF32 tolerance (for a backend whose matrix products run in TF32).
      */
     public static List<Check> tensorCoreAttentionChecks(Backend gpu, Backend ref, long seed, double tolerance) {
-        OpParity p = new OpParity(gpu, ref, seed);
-        List<Check> c = new ArrayList<>();
-        String tc = " [tf32 tensor cores]";
-        // The checks below only test the tensor-core kernels if the backend picks them for fresh tensors.
-        c.add(new Check("attention takes the tensor-core kernels" + tc, 0, () -> {
-            AttentionShape s = attentionShape(2, 8, 256, 256, 32, 160, false, 0f);
-            Tensor q = gpu.zeros(Shape.of(2, 256, 8 * 32), DType.F32), v = gpu.zeros(Shape.of(2, 256, 8 * 160), DType.F32);
-            if (!(gpu instanceof CudaBackend cb) || !cb.tensorCoreAttention(s, q, q, v, v)) {
-                throw new AssertionError("the backend does not pick the tensor-core attention kernels");
-            }
-            return 0;
-        }));
-        for (int[] a : new int[][] { // batch, heads, nq, nk, dqk, dv, causal, padMode, dropout ×10
-                {2, 1, 16, 45, 32, 160, 0, 1, 0}, {2, 8, 256, 256, 32, 160, 0, 0, 0}, {2, 8, 256, 256, 32, 160, 0, 0, 1}, {2, 8, 300, 64, 32, 96, 0, 0, 0},
-                {2, 4, 37, 37, 64, 64, 1, 0, 0}, {2, 4, 130, 600, 64, 64, 1, 1, 1}, {2, 4, 13, 50, 16, 16, 1, 1, 0},
-                {2, 3, 40, 40, 16, 16, 1, 1, 5}, {1, 2, 130, 300, 32, 160, 1, 1, 1}, {3, 2, 33, 71, 8, 8, 0, 2, 2},
-                {2, 2, 20, 29, 32, 32, 1, 2, 0}, {2, 2, 70, 200, 32, 96, 1, 2, 3}}) {
-            p.attentionForward(c, a[0], a[1], a[2], a[3], a[4], a[5], a[6] == 1, a[7], a[8] / 10f, tolerance, tc);
-            p.attentionBackward(c, a[0], a[1], a[2], a[3], a[4], a[5], a[6] == 1, a[7], a[8] / 10f, tolerance, tc);
-        }
-        return c;
+        return attentionKernelChecks(gpu, ref, seed, tolerance, "tf32 tensor cores", "tensor-core",
+                (cb, s, q, v) -> cb.tensorCoreAttention(s, q, q, v, v), new int[][] {
+                        {2, 1, 16, 45, 32, 160, 0, 1, 0}, {2, 8, 256, 256, 32, 160, 0, 0, 0}, {2, 8, 256, 256, 32, 160, 0, 0, 1},
+                        {2, 8, 300, 64, 32, 96, 0, 0, 0}, {2, 4, 37, 37, 64, 64, 1, 0, 0}, {2, 4, 130, 600, 64, 64, 1, 1, 1},
+                        {2, 4, 13, 50, 16, 16, 1, 1, 0}, {2, 3, 40, 40, 16, 16, 1, 1, 5}, {1, 2, 130, 300, 32, 160, 1, 1, 1},
+                        {3, 2, 33, 71, 8, 8, 0, 2, 2}, {2, 2, 20, 29, 32, 32, 1, 2, 0}, {2, 2, 70, 200, 32, 96, 1, 2, 3}});
     }
 
     /**
@@ -227,21 +212,37 @@ public final class OpParity {
      * be the ones taken), the backward (TF32 kernels) from that forward's output and lse.
      */
     public static List<Check> bf16AttentionChecks(Backend gpu, Backend ref, long seed, double tolerance) {
+        return attentionKernelChecks(gpu, ref, seed, tolerance, "bf16 tensor cores", "bf16",
+                (cb, s, q, v) -> cb.bf16Attention(s, q, q, v), new int[][] {
+                        {2, 1, 16, 45, 32, 160, 0, 1, 0}, {2, 8, 256, 256, 32, 160, 0, 0, 0}, {2, 8, 256, 256, 32, 160, 0, 0, 1},
+                        {2, 8, 300, 64, 32, 96, 0, 0, 0}, {2, 4, 37, 37, 64, 64, 1, 0, 0}, {2, 4, 130, 600, 64, 64, 1, 1, 1},
+                        {2, 4, 13, 50, 16, 16, 1, 1, 0}, {2, 2, 20, 29, 32, 32, 1, 2, 0}, {2, 2, 70, 200, 32, 96, 1, 2, 3}});
+    }
+
+    /** Whether a CUDA backend picks some attention kernels for shape s and fresh tensors q (also as k) and v. */
+    private interface KernelPick {
+        boolean picks(CudaBackend cb, AttentionShape s, Tensor q, Tensor v);
+    }
+
+    /**
+     * A check that the backend picks the kernels under test for fresh tensors (else the rest would test
+     * others), then forward and backward at each shape {batch, heads, nq, nk, dqk, dv, causal, padMode,
+     * dropout ×10}, labelled [label].
+     */
+    private static List<Check> attentionKernelChecks(Backend gpu, Backend ref, long seed, double tolerance, String label, String kernels,
+                                                     KernelPick pick, int[][] shapes) {
         OpParity p = new OpParity(gpu, ref, seed);
         List<Check> c = new ArrayList<>();
-        String tc = " [bf16 tensor cores]";
-        c.add(new Check("attention takes the bf16 kernels" + tc, 0, () -> {
+        String tc = " [" + label + "]";
+        c.add(new Check("attention takes the " + kernels + " kernels" + tc, 0, () -> {
             AttentionShape s = attentionShape(2, 8, 256, 256, 32, 160, false, 0f);
             Tensor q = gpu.zeros(Shape.of(2, 256, 8 * 32), DType.F32), v = gpu.zeros(Shape.of(2, 256, 8 * 160), DType.F32);
-            if (!(gpu instanceof CudaBackend cb) || !cb.bf16Attention(s, q, q, v)) {
-                throw new AssertionError("the backend does not pick the bf16 attention kernels");
+            if (!(gpu instanceof CudaBackend cb) || !pick.picks(cb, s, q, v)) {
+                throw new AssertionError("the backend does not pick the " + kernels + " attention kernels");
             }
             return 0;
         }));
-        for (int[] a : new int[][] { // batch, heads, nq, nk, dqk, dv, causal, padMode, dropout ×10
-                {2, 1, 16, 45, 32, 160, 0, 1, 0}, {2, 8, 256, 256, 32, 160, 0, 0, 0}, {2, 8, 256, 256, 32, 160, 0, 0, 1},
-                {2, 8, 300, 64, 32, 96, 0, 0, 0}, {2, 4, 37, 37, 64, 64, 1, 0, 0}, {2, 4, 130, 600, 64, 64, 1, 1, 1},
-                {2, 4, 13, 50, 16, 16, 1, 1, 0}, {2, 2, 20, 29, 32, 32, 1, 2, 0}, {2, 2, 70, 200, 32, 96, 1, 2, 3}}) {
+        for (int[] a : shapes) {
             p.attentionForward(c, a[0], a[1], a[2], a[3], a[4], a[5], a[6] == 1, a[7], a[8] / 10f, tolerance, tc);
             p.attentionBackward(c, a[0], a[1], a[2], a[3], a[4], a[5], a[6] == 1, a[7], a[8] / 10f, tolerance, tc);
         }
