@@ -11,7 +11,8 @@ import dev.perceiver4j.tensor.Tensor;
  */
 public record AxisSlab(int outer, int fullRun, int partRun, int startOffset) {
 
-    public static AxisSlab of(Tensor full, Tensor part, int axis, int start) {
+    /** The geometry of one narrow (accumulate: dst += instead of =, which needs F32) between full and part; checks both. */
+    public static AxisSlab of(Tensor full, Tensor part, int axis, int start, boolean accumulate) {
         int ax = full.shape().axis(axis);
         check(full.rank() == part.rank(), "narrow: rank differs " + full.describe() + " vs " + part.describe());
         for (int i = 0; i < full.rank(); i++) {
@@ -19,6 +20,7 @@ public record AxisSlab(int outer, int fullRun, int partRun, int startOffset) {
         }
         check(full.dtype() == part.dtype() && (full.dtype() == DType.F32 || full.dtype() == DType.BF16),
                 "narrow: F32 or BF16 (both the same) only, got " + full.describe() + " and " + part.describe());
+        check(!accumulate || full.dtype() == DType.F32, "narrow: accumulating into BF16 " + full.describe() + " is not supported");
         int len = part.dim(ax);
         check(start >= 0 && start + len <= full.dim(ax), "narrow: [" + start + ", " + (start + len) + ") outside axis " + ax + " of " + full.describe());
         int outer = full.shape().product(0, ax), inner = full.shape().product(ax + 1, full.rank());

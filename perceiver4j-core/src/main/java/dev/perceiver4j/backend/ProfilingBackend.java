@@ -66,12 +66,16 @@ public final class ProfilingBackend implements Backend {
 
     /** FLOPs counted so far by the ops whose key starts with {@code opPrefix} (e.g. "matmul "), since the last reset. */
     public double flops(String opPrefix) {
-        return entries.entrySet().stream().filter(e -> e.getKey().startsWith(opPrefix)).mapToDouble(e -> e.getValue().flops).sum();
+        return matching(opPrefix).mapToDouble(e -> e.flops).sum();
     }
 
     /** Calls so far of the ops whose key starts with {@code opPrefix}, since the last reset. */
     public long calls(String opPrefix) {
-        return entries.entrySet().stream().filter(e -> e.getKey().startsWith(opPrefix)).mapToLong(e -> e.getValue().calls).sum();
+        return matching(opPrefix).mapToLong(e -> e.calls).sum();
+    }
+
+    private java.util.stream.Stream<Entry> matching(String opPrefix) {
+        return entries.entrySet().stream().filter(e -> e.getKey().startsWith(opPrefix)).map(Map.Entry::getValue);
     }
 
     private void time(String key, double flops, Runnable op) {

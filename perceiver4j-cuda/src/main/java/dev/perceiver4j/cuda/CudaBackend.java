@@ -663,10 +663,9 @@ public final class CudaBackend implements Backend {
     /** Copies between a full tensor and the slab [start, start+len) of it along {@code axis} (F32; BF16 plain copies of even runs). */
     private void axisCopy(Tensor src, Tensor dst, int axis, int start, boolean fromFull, boolean accumulate) {
         Tensor full = fromFull ? src : dst, part = fromFull ? dst : src;
-        AxisSlab g = AxisSlab.of(full, part, axis, start);
+        AxisSlab g = AxisSlab.of(full, part, axis, start, accumulate);
         if (full.dtype() == DType.BF16) {
-            // plain bf16 copies move pairs of elements as 32-bit words (the kernel only copies bits)
-            check(!accumulate, "narrow: accumulating into BF16 " + dst.describe() + " is not supported");
+            // plain bf16 copies (AxisSlab refuses to accumulate them) move pairs of elements as 32-bit words
             boolean pairs = g.fullRun() % 2 == 0 && g.partRun() % 2 == 0 && g.startOffset() % 2 == 0 && ptr(src) % 4 == 0 && ptr(dst) % 4 == 0;
             if (!pairs) throw new UnsupportedOperationException("CudaBackend: BF16 narrow with odd run lengths or offsets: " + full.describe() + ", " + part.describe());
             g = new AxisSlab(g.outer(), g.fullRun() / 2, g.partRun() / 2, g.startOffset() / 2);

@@ -132,21 +132,16 @@ final class Gemm {
 
     /** {@code elements} values at {@code address} rounded to bf16 ({@code toBf16}) or widened from bf16 to fp32; the caller frees it. */
     private DeviceBuffer convert(long address, long elements, boolean toBf16) {
-        if (toBf16) return toBf16(address, elements);
         if (elements > Integer.MAX_VALUE) throw new IllegalArgumentException("matmul operand of " + elements + " elements is too large");
-        DeviceBuffer b = allocator.allocate(4 * elements);
-        kernels.launch("p4j_bf16_to_f32").grid(Kernels.blocks(elements, 256)).block(256).ptr(address).ptr(b.address())
-                .i32((int) elements).go();
+        DeviceBuffer b = allocator.allocate((toBf16 ? 2 : 4) * elements);
+        kernels.launch(toBf16 ? "p4j_f32_to_bf16" : "p4j_bf16_to_f32").grid(Kernels.blocks(elements, 256)).block(256)
+                .ptr(address).ptr(b.address()).i32((int) elements).go();
         return b;
     }
 
     /** A bf16 copy (rounded to nearest even) of {@code elements} fp32 values at {@code address}; the caller frees it. */
     DeviceBuffer toBf16(long address, long elements) {
-        if (elements > Integer.MAX_VALUE) throw new IllegalArgumentException("bf16 matmul operand of " + elements + " elements is too large");
-        DeviceBuffer b = allocator.allocate(2 * elements);
-        kernels.launch("p4j_f32_to_bf16").grid(Kernels.blocks(elements, 256)).block(256).ptr(address).ptr(b.address())
-                .i32((int) elements).go();
-        return b;
+        return convert(address, elements, true);
     }
 
     private Plan plan(Key key, long bias) {

@@ -171,27 +171,8 @@ public final class OpParity {
     }
 
     private void bf16OperandCase(List<Check> c, int[] aDims, boolean tA, int[] bDims, boolean tB, Activation act, double tolerance) {
-        String shape = Arrays.toString(aDims) + (tA ? "ᵀ" : "") + "·" + Arrays.toString(bDims) + (tB ? "ᵀ" : "") + " " + act + " [bf16 operand]";
-        int m = tA ? aDims[aDims.length - 1] : aDims[aDims.length - 2];
-        int n = tB ? bDims[bDims.length - 2] : bDims[bDims.length - 1];
-        int[] outDims = aDims.clone();
-        outDims[outDims.length - 2] = m;
-        outDims[outDims.length - 1] = n;
-        c.add(new Check("matmul " + shape, tolerance, () -> {
-            Pair a = bf16Pair(1, aDims), b = randPair(1, bDims), bias = randPair(1, n);
-            Pair out = emptyPair(DType.F32, outDims), pre = act == Activation.NONE ? null : emptyPair(DType.F32, outDims);
-            gpu.matmul(a.g(), tA, b.g(), tB, bias.g(), act, out.g(), g(pre));
-            ref.matmul(a.r(), tA, b.r(), tB, bias.r(), act, out.r(), r(pre));
-            return Math.max(err(out), pre == null ? 0 : err(pre));
-        }));
-        c.add(new Check("matmulBackward " + shape, tolerance, () -> {
-            Pair a = bf16Pair(1, aDims), b = randPair(1, bDims), bias = randPair(1, n);
-            Pair pre = act == Activation.NONE ? null : randPair(1.5, outDims);
-            Pair dOut = randPair(1, outDims), dA = randPair(1, aDims), dB = randPair(1, bDims), dBias = randPair(1, n);
-            gpu.matmulBackward(dOut.g(), a.g(), tA, b.g(), tB, bias.g(), act, g(pre), dA.g(), dB.g(), dBias.g());
-            ref.matmulBackward(dOut.r(), a.r(), tA, b.r(), tB, bias.r(), act, r(pre), dA.r(), dB.r(), dBias.r());
-            return Math.max(Math.max(err(dA), err(dB)), err(dBias));
-        }));
+        String name = Arrays.toString(aDims) + (tA ? "ᵀ" : "") + "·" + Arrays.toString(bDims) + (tB ? "ᵀ" : "") + " " + act + " [bf16 operand]";
+        matmulCase(c, name, aDims, tA, bDims, tB, true, act, true, tolerance);
     }
 
     /**
@@ -411,20 +392,26 @@ public final class OpParity {
 
     private void matmulCase(List<Check> c, String label, int[] aDims, boolean tA, int[] bDims, boolean tB, boolean withBias, Activation act) {
         String shape = Arrays.toString(aDims) + (tA ? "ᵀ" : "") + "·" + Arrays.toString(bDims) + (tB ? "ᵀ" : "");
+        matmulCase(c, label + " " + shape, aDims, tA, bDims, tB, withBias, act, false, FP32);
+    }
+
+    /** matmul and matmulBackward on random inputs, a stored as BF16 on both sides when aBf16 (the reference widens it exactly). */
+    private void matmulCase(List<Check> c, String name, int[] aDims, boolean tA, int[] bDims, boolean tB, boolean withBias, Activation act,
+                            boolean aBf16, double tolerance) {
         int m = tA ? aDims[aDims.length - 1] : aDims[aDims.length - 2];
         int n = tB ? bDims[bDims.length - 2] : bDims[bDims.length - 1];
         int[] outDims = aDims.clone();
         outDims[outDims.length - 2] = m;
         outDims[outDims.length - 1] = n;
-        c.add(new Check("matmul " + label + " " + shape, FP32, () -> {
-            Pair a = randPair(1, aDims), b = randPair(1, bDims), bias = withBias ? randPair(1, n) : null;
+        c.add(new Check("matmul " + name, tolerance, () -> {
+            Pair a = aBf16 ? bf16Pair(1, aDims) : randPair(1, aDims), b = randPair(1, bDims), bias = withBias ? randPair(1, n) : null;
             Pair out = emptyPair(DType.F32, outDims), pre = act == Activation.NONE ? null : emptyPair(DType.F32, outDims);
             gpu.matmul(a.g(), tA, b.g(), tB, g(bias), act, out.g(), g(pre));
             ref.matmul(a.r(), tA, b.r(), tB, r(bias), act, out.r(), r(pre));
             return Math.max(err(out), pre == null ? 0 : err(pre));
         }));
-        c.add(new Check("matmulBackward " + label + " " + shape, FP32, () -> {
-            Pair a = randPair(1, aDims), b = randPair(1, bDims), bias = withBias ? randPair(1, n) : null;
+        c.add(new Check("matmulBackward " + name, tolerance, () -> {
+            Pair a = aBf16 ? bf16Pair(1, aDims) : randPair(1, aDims), b = randPair(1, bDims), bias = withBias ? randPair(1, n) : null;
             Pair pre = act == Activation.NONE ? null : randPair(1.5, outDims);
             Pair dOut = randPair(1, outDims);
             Pair dA = randPair(1, aDims), dB = randPair(1, bDims), dBias = withBias ? randPair(1, n) : null;

@@ -51,14 +51,13 @@ abstract sealed class CpuStorageBackend implements Backend permits CpuBackend, R
         if (f32 != out) cast(f32, out);
     }
 
-    /** {@code t} itself if F32; a BF16 operand widened (exactly) into an F32 temporary outside any scope. */
-    static Tensor widened(Tensor t) {
+    /** {@code t} itself if F32; a BF16 operand widened (exactly, by {@link #cast}) into an F32 temporary outside any scope. */
+    Tensor widened(Tensor t) {
         if (t == null || t.dtype() == DType.F32) return t;
         if (t.dtype() != DType.BF16) throw new IllegalArgumentException("matmul operand " + t.describe() + " must be F32 or BF16");
-        float[] f = new float[t.size()];
-        short[] h = t.shorts();
-        for (int i = 0; i < f.length; i++) f[i] = Float.intBitsToFloat((h[t.offset() + i] & 0xFFFF) << 16);
-        return new Tensor(t.backend(), t.shape(), DType.F32, f, 0);
+        Tensor f = new Tensor(this, t.shape(), DType.F32, new float[t.size()], 0);
+        cast(t, f);
+        return f;
     }
 
     public CpuPool pool() {
@@ -219,24 +218,14 @@ abstract sealed class CpuStorageBackend implements Backend permits CpuBackend, R
      */
     private void blockCopy(Tensor src, Tensor dst, int axis, int start, boolean fromFull, boolean accumulate) {
         Tensor full = fromFull ? src : dst, part = fromFull ? dst : src;
-        AxisSlab g = AxisSlab.of(full, part, axis, start);
-        if (full.dtype() == DType.BF16) {   // plain copies (bf16 operands of products: F.concat of normed inputs)
-            check(!accumulate, "narrow: accumulating into BF16 " + dst.describe() + " is not supported");
-            for (int o = 0; o < g.outer(); o++) {
-                int fo = full.offset() + o * g.fullRun() + g.startOffset(), po = part.offset() + o * g.partRun();
-                System.arraycopy(src.data(), fromFull ? fo : po, dst.data(), fromFull ? po : fo, g.partRun());
-            }
-            return;
-        }
-        float[] F = full.floats(), P = part.floats();
+        AxisSlab g = AxisSlab.of(full, part, axis, start, accumulate);
         for (int o = 0; o < g.outer(); o++) {
             int fo = full.offset() + o * g.fullRun() + g.startOffset(), po = part.offset() + o * g.partRun();
             int so = fromFull ? fo : po, dOff = fromFull ? po : fo;
-            float[] S = fromFull ? F : P, D = fromFull ? P : F;
-            if (accumulate) {
-                FastOps.axpy(pool, 1f, S, so, D, dOff, g.partRun());
-            } else {
-                System.arraycopy(S, so, D, dOff, g.partRun());
+            if (accumulate) {   // F32 (AxisSlab checks)
+                FastOps.axpy(pool, 1f, src.floats(), so, dst.floats(), dOff, g.partRun());
+            } else {            // any dtype: the arrays' elements
+                System.arraycopy(src.data(), so, dst.data(), dOff, g.partRun());
             }
         }
     }

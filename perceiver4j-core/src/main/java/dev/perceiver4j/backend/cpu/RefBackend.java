@@ -26,7 +26,7 @@ public final class RefBackend extends CpuStorageBackend {
     }
 
     /** The tensor's values widened to double (null stays null). */
-    private static double[] d(Tensor t) {
+    private double[] d(Tensor t) {
         if (t == null) return null;
         if (t.dtype() == DType.BF16) t = widened(t);
         float[] f = t.floats();
