@@ -1536,32 +1536,45 @@ __device__ __forceinline__ unsigned att_keep_keys(unsigned long long seed, unsig
     return keep;
 }
 
+/** 2^x, approximate (ex2.approx.ftz: relative error about 2^-22, far below bf16's 2^-9); 2^-inf = 0. */
+__device__ __forceinline__ float att_ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
 /**
- * One key tile of the tensor-core forwards' online softmax, for this thread's rows r0 and r1 (C
- * layout, NT 8-key tiles from key j0): masks and scales the scores s, updates the running max m and
- * sum l (before dropout), rescales the NV output accumulator tiles o, and leaves P (after dropout,
- * same Philox bits as everywhere) in s. A row with no visible key yet keeps m = −inf and P = 0.
+ * One key tile of the bf16 forward's online softmax, in base 2, for this thread's rows r0 and r1 (C
+ * layout, NT 8-key tiles from key j0): scales the scores s by scale2 = scale·log2(e), masks them
+ * (MASKED only: kbias[key − j0] is 0 for a key visible to every row, −inf otherwise, and the causal
+ * rule), updates the running max m (base-2 units) and sum l (before dropout), rescales the NV output
+ * accumulator tiles o when a row's max moved, and leaves P (after dropout, the same Philox bits as
+ * every other attention kernel) in s. Without MASKED the caller has checked that every key of the tile
+ * is visible to every row, so no element is tested. A row with no visible key yet keeps m = −inf, P = 0.
  */
-template <int NT, int NV>
+template <int NT, int NV, bool MASKED>
 __device__ __forceinline__ void att_softmax_tile(float (*s)[4], float (*o)[4], float& m0, float& m1, float& l0, float& l1,
-                                                 const unsigned char* pad, int b, int nk, int nq, int j0, int keyEnd, int r0, int r1,
-                                                 int shift, int causal, float scale, bool quadDrop, float pdrop, float keepScale,
-                                                 unsigned long long seed, unsigned long long stream, unsigned long long base0,
-                                                 unsigned long long base1, int lane) {
+                                                 const float* kbias, int j0, int r0, int r1, int shift, int causal, float scale2,
+                                                 bool quadDrop, float pdrop, float keepScale, unsigned long long seed,
+                                                 unsigned long long stream, unsigned long long base0, unsigned long long base1,
+                                                 int lane) {
     const int t4 = lane & 3;
     float mx0 = NEG_INF, mx1 = NEG_INF;
 #pragma unroll
     for (int nt = 0; nt < NT; nt++) {
 #pragma unroll
         for (int e = 0; e < 2; e++) {
-            int j = j0 + nt * 8 + 2 * t4 + e;
-            bool keyOk = j < keyEnd && att_key_ok(pad, b, nk, j);
-            bool ok0 = keyOk && r0 < nq && (!causal || j <= r0 + shift);
-            bool ok1 = keyOk && r1 < nq && (!causal || j <= r1 + shift);
-            s[nt][e] = ok0 ? s[nt][e] * scale : NEG_INF;
-            s[nt][2 + e] = ok1 ? s[nt][2 + e] * scale : NEG_INF;
-            mx0 = fmaxf(mx0, s[nt][e]);
-            mx1 = fmaxf(mx1, s[nt][2 + e]);
+            float x0 = s[nt][e] * scale2, x1 = s[nt][2 + e] * scale2;
+            if (MASKED) {
+                const int jl = nt * 8 + 2 * t4 + e, j = j0 + jl;
+                const bool keyOk = kbias[jl] == 0.0f;
+                x0 = keyOk && (!causal || j <= r0 + shift) ? x0 : NEG_INF;
+                x1 = keyOk && (!causal || j <= r1 + shift) ? x1 : NEG_INF;
+            }
+            s[nt][e] = x0;
+            s[nt][2 + e] = x1;
+            mx0 = fmaxf(mx0, x0);
+            mx1 = fmaxf(mx1, x1);
         }
     }
     mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
@@ -1569,23 +1582,24 @@ __device__ __forceinline__ void att_softmax_tile(float (*s)[4], float (*o)[4], f
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
     const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
-    const float c0 = mn0 == NEG_INF ? 1.0f : expf(m0 - mn0); // 0 when m was −inf and a key became visible
-    const float c1 = mn1 == NEG_INF ? 1.0f : expf(m1 - mn1);
+    // Subtrahends: a row that has seen no visible key (mn = −inf, only when MASKED) subtracts 0, so
+    // −inf − (−inf) never happens; its P and c are then 0, harmless as its l and o are still 0.
+    const float u0 = MASKED && mn0 == NEG_INF ? 0.0f : mn0, u1 = MASKED && mn1 == NEG_INF ? 0.0f : mn1;
+    const float c0 = att_ex2(m0 - u0), c1 = att_ex2(m1 - u1);   // 1 when the max stayed, 0 when m was −inf
     float ps0 = 0.0f, ps1 = 0.0f;
 #pragma unroll
     for (int nt = 0; nt < NT; nt++) {
         const unsigned keep = quadDrop ? att_keep_rows(seed, stream, base0, base1, j0 + nt * 8, lane, pdrop) : 0u;
 #pragma unroll
         for (int e = 0; e < 2; e++) {
-            int j = j0 + nt * 8 + 2 * t4 + e;
-            float p0 = s[nt][e] == NEG_INF ? 0.0f : expf(s[nt][e] - mn0);
-            float p1 = s[nt][2 + e] == NEG_INF ? 0.0f : expf(s[nt][2 + e] - mn1);
+            float p0 = att_ex2(s[nt][e] - u0), p1 = att_ex2(s[nt][2 + e] - u1);
             ps0 += p0;
             ps1 += p1;
             if (quadDrop) {
                 p0 *= (keep >> e) & 1u ? keepScale : 0.0f;
                 p1 *= (keep >> (2 + e)) & 1u ? keepScale : 0.0f;
             } else if (pdrop > 0.0f) {
+                const int j = j0 + nt * 8 + 2 * t4 + e;
                 if (p0 != 0.0f) p0 *= philox_keep(seed, stream, base0 + j, pdrop) ? keepScale : 0.0f;
                 if (p1 != 0.0f) p1 *= philox_keep(seed, stream, base1 + j, pdrop) ? keepScale : 0.0f;
             }
@@ -1601,12 +1615,14 @@ __device__ __forceinline__ void att_softmax_tile(float (*s)[4], float (*o)[4], f
     l1 = l1 * c1 + ps1;
     m0 = mn0;
     m1 = mn1;
+    if (__any_sync(0xffffffffu, c0 != 1.0f || c1 != 1.0f)) {   // most tiles after the first leave every max in place
 #pragma unroll
-    for (int nt = 0; nt < NV; nt++) {
-        o[nt][0] *= c0;
-        o[nt][1] *= c0;
-        o[nt][2] *= c1;
-        o[nt][3] *= c1;
+        for (int nt = 0; nt < NV; nt++) {
+            o[nt][0] *= c0;
+            o[nt][1] *= c0;
+            o[nt][2] *= c1;
+            o[nt][3] *= c1;
+        }
     }
 }
 
@@ -1676,9 +1692,8 @@ __device__ void attention_forward_tc(const float* q, const float* k, const float
 #pragma unroll
             for (int kk = 0; kk < DQK / 8; kk++) mma_tf32(s[nt], qa[kk], kr[kk * 8], kr[kk * 8 + 4]);
         }
-        // The softmax step of att_softmax_tile, written out here so that each P value goes to the shared
-        // tile as it is computed: with the helper (P kept in s, then stored) ptxas gave 64×64 147
-        // registers instead of 128, one block per SM fewer.
+        // Online softmax step (natural base, every element tested), each P value going to the shared
+        // tile as it is computed.
         float mx0 = NEG_INF, mx1 = NEG_INF;
 #pragma unroll
         for (int nt = 0; nt < TC_KEYS / 8; nt++) {
@@ -1775,20 +1790,27 @@ P4J_ATTENTION_TC(32, 160)
 
 // ================================================================ attention forward on bf16 tensor cores
 //
-// The tensor-core forward for the bf16 matmul mode: mma.sync m16n8k16 .bf16 with fp32 accumulation;
-// softmax, masks, dropout (the same Philox bits, att_keep_rows) and the online rescaling in fp32.
-// K and V tiles stream into shared memory as fp32 (cp.async, double buffered, tc_key_tile without
-// the TF32 rounding) and each operand pair is rounded to bf16 as a fragment is built; Q is rounded
-// once into registers; P is rounded in registers: the S accumulator of two adjacent 8-key tiles is,
-// element for element, the A fragment of the P·V product (PTX m16n8k16: A a0a1 (g, 2t..2t+1), a2a3
-// (g+8, ..), a4a5 (g, 2t+8..), a6a7 (g+8, 2t+8..); C c0c1 (g, 2t..), c2c3 (g+8, 2t..)), so P never
-// goes through shared memory. B fragments: K as (k = channels 2t, 2t+1 of key g), one float2 read;
-// V as (k = keys 2t, 2t+1, n = channel g), two reads. Row strides: K Dqk + 8 words (float2 reads by
-// a half warp hit 32 distinct banks), V Dv + 4 (the two-row reads do). Dqk must be a multiple of 16.
+// The tensor-core forward for the bf16 matmul mode, FlashAttention-2 style: mma.sync m16n8k16 .bf16
+// with fp32 accumulation; softmax (base 2, ex2.approx), masks, dropout (the same Philox bits,
+// att_keep_rows) and the online rescaling in fp32. The operands are bf16 copies the host makes once
+// per call (CudaBackend.bf16Operand): rounding inside the kernel made every block round every tile
+// it read again, and that work cost more than the products. Block: W warps of 16 query rows; key
+// tiles of BK keys arrive by cp.async, double buffered, in bf16 tiles with row strides of D + 8
+// halves (the eight 16-byte rows an ldmatrix phase reads fall in distinct bank groups), and the warps
+// read their B fragments with ldmatrix (K as stored, V transposed). Q sits in registers; P is rounded
+// in registers: the S accumulator of two adjacent 8-key tiles is, element for element,
+// the A fragment of the P·V product (PTX m16n8k16: A a0a1 (g, 2t..2t+1), a2a3 (g+8, ..), a4a5
+// (g, 2t+8..), a6a7 (g+8, 2t+8..); C c0c1 (g, 2t..), c2c3 (g+8, 2t..)), so P never goes through shared
+// memory. Tiles that every row sees whole (no padding, not past the end, below the causal diagonal)
+// skip the per-element mask tests. Dqk and Dv must be multiples of 16.
 
-/** Row strides (words) of the bf16 forward's fp32 K and V tiles (the host computes the same). */
-__host__ __device__ constexpr int bf_k_stride(int dqk) { return dqk + 8; }
-__host__ __device__ constexpr int bf_v_stride(int dv) { return dv + 4; }
+#define LOG2E 1.4426950408889634f
+#define LN2 0.6931471805599453f
+
+/** Keys per tile of the bf16 forward and dQ kernels (the host computes the same): 32 for wide values (registers), else 64. */
+__host__ __device__ constexpr int bf_keys(int dv) { return dv > 64 ? 32 : 64; }
+/** Queries per tile of the bf16 dK/dV kernel (the host computes the same): 32 unless both head dims are small (registers). */
+__host__ __device__ constexpr int bf_queries(int dqk, int dv) { return dqk + dv > 96 ? 32 : 64; }
 
 #if __CUDA_ARCH__ >= 800
 /** Two floats rounded to nearest-even bf16 in one instruction, lo in the low half (as f32_to_bf16_bits for non-NaN values). */
@@ -1804,91 +1826,458 @@ __device__ __forceinline__ void mma_bf16(float* d, const unsigned* a, unsigned b
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-template <int DQK, int DV>
-__device__ void attention_forward_bf16(const float* q, const float* k, const float* v, const unsigned char* pad,
-                                       float* out, float* lse, int H, int nq, int nk, float scale, int causal,
-                                       float pdrop, float keepScale, unsigned long long seed, unsigned long long stream) {
-    constexpr int KS = bf_k_stride(DQK), VS = bf_v_stride(DV);
-    extern __shared__ unsigned tsm[];
+/** Four 8×8 bf16 matrices from shared memory (lanes 8m … 8m + 7 give the row addresses of matrix m). */
+__device__ __forceinline__ void ldsm_x4(unsigned* r, const unsigned short* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"((unsigned) __cvta_generic_to_shared(p)));
+}
+
+/** The same, each matrix transposed: register m of lane 4g + t holds (row 2t, column g), (row 2t + 1, column g). */
+__device__ __forceinline__ void ldsm_x4_trans(unsigned* r, const unsigned short* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"((unsigned) __cvta_generic_to_shared(p)));
+}
+
+/** Two 8×8 bf16 matrices (lanes 0 … 15 give the row addresses). */
+__device__ __forceinline__ void ldsm_x2(unsigned* r, const unsigned short* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];"
+                 : "=r"(r[0]), "=r"(r[1]) : "r"((unsigned) __cvta_generic_to_shared(p)));
+}
+
+/** This lane's ldmatrix row within an 8-row group and column offset, for B fragments read as stored (x4: four 8-column blocks). */
+__device__ __forceinline__ int bf_lane_row(int lane) { return lane & 7; }
+__device__ __forceinline__ int bf_lane_col(int lane) { return (lane >> 3) * 8; }
+/** The same for a 16-row step read transposed (x4: rows 0–7 / 8–15 of columns 0–7, then of columns 8–15), and for A fragments read as stored. */
+__device__ __forceinline__ int bf_lane_row_t(int lane) { return (lane & 7) + ((lane >> 3) & 1) * 8; }
+__device__ __forceinline__ int bf_lane_col_t(int lane) { return (lane >> 4) * 8; }
+
+/**
+ * Starts copying rows [r0, r0 + ROWS) of head h of a [B, n, width] bf16 tensor (D halves per head) by
+ * cp.async into a bf16 tile [ROWS][D + 8], 16 bytes per copy, rows past n zero-filled. Every
+ * specialisation's tile is a whole number of block-wide steps.
+ */
+template <int D, int ROWS, int NT>
+__device__ __forceinline__ void bf_copy_rows(unsigned short* dst, const unsigned short* src, int b, int h, int n, int r0,
+                                             long long width) {
+    constexpr int C8 = D / 8, STEPS = ROWS * C8 / NT;
+    static_assert(ROWS * C8 % NT == 0, "tile not a whole number of block-wide steps");
+    const unsigned short* rows = src + ((long long) b * n + r0) * width + (long long) h * D;
+    const int left = n - r0;   // rows of the tile that exist
+#pragma unroll 1   // unrolled, the per-step addresses are hoisted out of the tile loop: dozens of registers
+    for (int i = 0; i < STEPS; i++) {
+        const int t = threadIdx.x + i * NT, rr = t / C8, c = (t % C8) * 8;
+        const unsigned short* from = rr < left ? rows + rr * width + c : src;   // in bounds either way
+        unsigned to = (unsigned) __cvta_generic_to_shared(dst + rr * (D + 8) + c);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(to), "l"(from), "r"(rr < left ? 16 : 0));
+    }
+}
+
+/** Rows r0, r1 of head h of a [B, n, H·D] bf16 tensor as m16n8k16 A fragments, one per 16 columns (rows ≥ n: zeros). */
+template <int D>
+__device__ __forceinline__ void bf_row_fragments(unsigned (*a)[4], const unsigned short* src, int b, int h, int H, int n, int r0,
+                                                 int r1, int t4) {
+    const long long width = (long long) H * D;
+    const unsigned* p0 = reinterpret_cast<const unsigned*>(src + ((long long) b * n + imin(r0, n - 1)) * width + (long long) h * D);
+    const unsigned* p1 = reinterpret_cast<const unsigned*>(src + ((long long) b * n + imin(r1, n - 1)) * width + (long long) h * D);
+#pragma unroll
+    for (int ks = 0; ks < D / 16; ks++) {
+        const int c = ks * 8 + t4;   // in pairs
+        a[ks][0] = r0 < n ? p0[c] : 0u;
+        a[ks][1] = r1 < n ? p1[c] : 0u;
+        a[ks][2] = r0 < n ? p0[c + 4] : 0u;
+        a[ks][3] = r1 < n ? p1[c + 4] : 0u;
+    }
+}
+
+/** Starts copying rows [r0, r0 + R) of head h of bf16 x ([B, n, H·DX]) and y ([B, n, H·DY]) into the tiles tx, ty, as one group. */
+template <int DX, int DY, int R, int NT>
+__device__ __forceinline__ void bf_fetch_rows(unsigned short* tx, unsigned short* ty, const unsigned short* x, const unsigned short* y,
+                                              int b, int h, int n, int r0, long long xW, long long yW) {
+    bf_copy_rows<DX, R, NT>(tx, x, b, h, n, r0, xW);
+    bf_copy_rows<DY, R, NT>(ty, y, b, h, n, r0, yW);
+    cp_async_commit();
+}
+
+/**
+ * Key tile `tile` of `tiles` for the bf16 forward and dQ kernels, double buffered (tile 0 fetched before
+ * the loop; buffer tile & 1 holds K [BK][DQK + 8] then V [BK][DV + 8] halves, then BK mask words):
+ * starts fetching the next tile into the other buffer (every warp finished with it before the
+ * caller's last barrier), writes this tile's mask words (0 for a key below keyEnd and not padded,
+ * −inf otherwise), waits for this tile and syncs the block. Returns the buffer, and in `hidden`
+ * whether any key of the tile is hidden.
+ */
+template <int DQK, int DV, int BK, int NT>
+__device__ __forceinline__ unsigned short* bf_key_tile(unsigned short* tsm, int tile, int tiles, const unsigned short* k,
+                                                       const unsigned short* v, const unsigned char* pad, int b, int h, int nk,
+                                                       int keyEnd, long long qkW, long long vW, bool& hidden) {
+    constexpr int STAGE = BK * (DQK + 8 + DV + 8) + 2 * BK;   // halves, mask words included
+    if (tile + 1 < tiles) {
+        unsigned short* next = tsm + ((tile + 1) & 1) * STAGE;
+        bf_fetch_rows<DQK, DV, BK, NT>(next, next + BK * (DQK + 8), k, v, b, h, nk, (tile + 1) * BK, qkW, vW);
+        cp_async_wait<1>();
+    } else {
+        cp_async_wait<0>();
+    }
+    unsigned short* st = tsm + (tile & 1) * STAGE;
+    float* kbias = reinterpret_cast<float*>(st + BK * (DQK + 8 + DV + 8));
+    bool mine = false;
+    if (threadIdx.x < BK) {
+        const int j = tile * BK + threadIdx.x;
+        mine = !(j < keyEnd && att_key_ok(pad, b, nk, j));
+        kbias[threadIdx.x] = mine ? NEG_INF : 0.0f;
+    }
+    hidden = __syncthreads_or(mine);   // the tile and its mask words are complete
+    return st;
+}
+
+/** S (or dPᵀ, …) += A·Bᵀ for one 8-row group of a bf16 tile [*][D + 8] read with ldmatrix: B rows from `row` (this lane's address, see the callers), A fragments a[D / 16]. */
+template <int D>
+__device__ __forceinline__ void bf_dot_rows(float* acc, const unsigned (*a)[4], const unsigned short* row) {
+#pragma unroll
+    for (int c = 0; c < D / 32; c++) {
+        unsigned x[4];
+        ldsm_x4(x, row + c * 32);
+        mma_bf16(acc, a[2 * c], x[0], x[1]);
+        mma_bf16(acc, a[2 * c + 1], x[2], x[3]);
+    }
+    if (D % 32 != 0) {
+        unsigned x[2];
+        ldsm_x2(x, row + (D / 32) * 32);
+        mma_bf16(acc, a[D / 16 - 1], x[0], x[1]);
+    }
+}
+
+/** acc[D / 8] += A·B for one 16-deep step: B a bf16 tile [16 rows of k][D + 8] read transposed with ldmatrix from `row` (this lane's address). */
+template <int D>
+__device__ __forceinline__ void bf_acc_cols(float (*acc)[4], const unsigned* a, const unsigned short* row) {
+#pragma unroll
+    for (int np = 0; np < D / 16; np++) {
+        unsigned x[4];
+        ldsm_x4_trans(x, row + np * 16);
+        mma_bf16(acc[2 * np], a, x[0], x[1]);
+        mma_bf16(acc[2 * np + 1], a, x[2], x[3]);
+    }
+}
+
+/** The m16n8k16 A fragment formed by two adjacent 8-column C tiles (the register trick for P and dS). */
+__device__ __forceinline__ void bf_c_to_a(unsigned* a, const float* c0, const float* c1) {
+    a[0] = bf16_pair(c0[0], c0[1]);
+    a[1] = bf16_pair(c0[2], c0[3]);
+    a[2] = bf16_pair(c1[0], c1[1]);
+    a[3] = bf16_pair(c1[2], c1[3]);
+}
+
+template <int DQK, int DV, int W>
+__device__ void attention_forward_bf16(const unsigned short* q, const unsigned short* k, const unsigned short* v,
+                                       const unsigned char* pad, float* out, float* lse, int H, int nq, int nk, float scale,
+                                       int causal, float pdrop, float keepScale, unsigned long long seed,
+                                       unsigned long long stream) {
+    constexpr int ROWS = 16 * W, NT = 32 * W;   // W warps of 16 query rows
+    constexpr int BK = bf_keys(DV), KST = DQK + 8, VST = DV + 8;
+    extern __shared__ unsigned tsm[];   // two buffers of bf_key_tile
     const int bh = blockIdx.y, b = bh / H, h = bh % H;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
-    const int i0 = blockIdx.x * TC_ROWS;
+    const int i0 = blockIdx.x * ROWS;
     const int r0 = i0 + warp * 16 + g, r1 = r0 + 8;
     const long long qkW = (long long) H * DQK, vW = (long long) H * DV;
     const int shift = nk - nq;
 
-    unsigned qa[DQK / 16][4];   // Q rows r0, r1 as A fragments, one per 16 channels
-    {
-        const float* p0 = q + ((long long) b * nq + imin(r0, nq - 1)) * qkW + (long long) h * DQK;
-        const float* p1 = q + ((long long) b * nq + imin(r1, nq - 1)) * qkW + (long long) h * DQK;
-#pragma unroll
-        for (int ks = 0; ks < DQK / 16; ks++) {
-            int c = ks * 16 + 2 * t4;
-            float2 a = r0 < nq ? *reinterpret_cast<const float2*>(p0 + c) : make_float2(0.0f, 0.0f);
-            float2 bq = r1 < nq ? *reinterpret_cast<const float2*>(p1 + c) : make_float2(0.0f, 0.0f);
-            float2 e = r0 < nq ? *reinterpret_cast<const float2*>(p0 + c + 8) : make_float2(0.0f, 0.0f);
-            float2 f = r1 < nq ? *reinterpret_cast<const float2*>(p1 + c + 8) : make_float2(0.0f, 0.0f);
-            qa[ks][0] = bf16_pair(a.x, a.y);
-            qa[ks][1] = bf16_pair(bq.x, bq.y);
-            qa[ks][2] = bf16_pair(e.x, e.y);
-            qa[ks][3] = bf16_pair(f.x, f.y);
-        }
-    }
+    unsigned qa[DQK / 16][4];   // Q rows r0, r1 as A fragments (rows ≥ nq: zeros, never stored)
+    bf_row_fragments<DQK>(qa, q, b, h, H, nq, r0, r1, t4);
     float o[DV / 8][4];
 #pragma unroll
     for (int nt = 0; nt < DV / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
     float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;
     const unsigned long long base0 = ((unsigned long long) bh * nq + r0) * (unsigned long long) nk, base1 = base0 + 8ull * nk;
     const bool quadDrop = pdrop > 0.0f && nk % 4 == 0;
-    const int lastRow = imin(nq, i0 + TC_ROWS) - 1;
+    const int lastRow = imin(nq, i0 + ROWS) - 1;
     const int keyEnd = causal ? imin(nk, lastRow + shift + 1) : nk;
+    const float scale2 = scale * LOG2E;
+    // ldmatrix addresses of this lane within a buffer: K as stored (matrix m: 8 keys × channels 8m …),
+    // V transposed (matrices: keys 0–7 / 8–15 × channels 0–7, then the same for channels 8–15).
+    const int kOff = bf_lane_row(lane) * KST + bf_lane_col(lane);
+    const int vOff = BK * KST + bf_lane_row_t(lane) * VST + bf_lane_col_t(lane);
+    unsigned short* buf = reinterpret_cast<unsigned short*>(tsm);
 
-    const int tiles = (keyEnd + TC_KEYS - 1) / TC_KEYS;
-    if (tiles > 0) tc_fetch_keys<DQK, DV, KS, VS>(tsm, 0, k, v, b, h, nk, qkW, vW);
+    const int tiles = (keyEnd + BK - 1) / BK;
+    if (tiles > 0) bf_fetch_rows<DQK, DV, BK, NT>(buf, buf + BK * KST, k, v, b, h, nk, 0, qkW, vW);
     for (int tile = 0; tile < tiles; tile++) {
-        const int j0 = tile * TC_KEYS;
-        const float* Ks = reinterpret_cast<const float*>(tc_key_tile<DQK, DV, KS, VS, false>(tsm, tile, tiles, k, v, b, h, nk, qkW, vW));
-        const float* Vs = Ks + TC_KEYS * KS;
+        const int j0 = tile * BK;
+        bool hidden;
+        const unsigned short* st = bf_key_tile<DQK, DV, BK, NT>(buf, tile, tiles, k, v, pad, b, h, nk, keyEnd, qkW, vW, hidden);
+        const float* kbias = reinterpret_cast<const float*>(st + BK * (KST + VST));
+        const bool masked = hidden || (causal && j0 + BK - 1 > i0 + shift);
 
-        float s[TC_KEYS / 8][4];
+        float s[BK / 8][4];
 #pragma unroll
-        for (int nt = 0; nt < TC_KEYS / 8; nt++) {
+        for (int nt = 0; nt < BK / 8; nt++) {
             s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-            const float* kr = Ks + (nt * 8 + g) * KS + 2 * t4;
-#pragma unroll
-            for (int ks = 0; ks < DQK / 16; ks++) {
-                float2 x = *reinterpret_cast<const float2*>(kr + ks * 16), y = *reinterpret_cast<const float2*>(kr + ks * 16 + 8);
-                mma_bf16(s[nt], qa[ks], bf16_pair(x.x, x.y), bf16_pair(y.x, y.y));
-            }
+            bf_dot_rows<DQK>(s[nt], qa, st + kOff + nt * 8 * KST);
         }
-        att_softmax_tile<TC_KEYS / 8, DV / 8>(s, o, m0, m1, l0, l1, pad, b, nk, nq, j0, keyEnd, r0, r1, shift, causal, scale,
-                                               quadDrop, pdrop, keepScale, seed, stream, base0, base1, lane);   // s now holds P
+        if (masked)
+            att_softmax_tile<BK / 8, DV / 8, true>(s, o, m0, m1, l0, l1, kbias, j0, r0, r1, shift, causal, scale2, quadDrop,
+                                                   pdrop, keepScale, seed, stream, base0, base1, lane);
+        else
+            att_softmax_tile<BK / 8, DV / 8, false>(s, o, m0, m1, l0, l1, kbias, j0, r0, r1, shift, causal, scale2, quadDrop,
+                                                    pdrop, keepScale, seed, stream, base0, base1, lane);   // s now holds P
 #pragma unroll
-        for (int kk = 0; kk < TC_KEYS / 16; kk++) {
-            const unsigned pa[4] = {bf16_pair(s[2 * kk][0], s[2 * kk][1]), bf16_pair(s[2 * kk][2], s[2 * kk][3]),
-                                    bf16_pair(s[2 * kk + 1][0], s[2 * kk + 1][1]), bf16_pair(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-            const float* vr = Vs + (kk * 16 + 2 * t4) * VS + g;   // keys 2t, 2t+1 (and 8 more), channel g of each 8
-#pragma unroll
-            for (int nt = 0; nt < DV / 8; nt++) {
-                const float* c = vr + nt * 8;
-                mma_bf16(o[nt], pa, bf16_pair(c[0], c[VS]), bf16_pair(c[8 * VS], c[9 * VS]));
-            }
+        for (int kk = 0; kk < BK / 16; kk++) {
+            unsigned pa[4];
+            bf_c_to_a(pa, s[2 * kk], s[2 * kk + 1]);
+            bf_acc_cols<DV>(o, pa, st + vOff + kk * 16 * VST);
         }
-        __syncthreads(); // every warp is done with this buffer (the next fetch overwrites it)
+        __syncthreads();   // every warp is done with this buffer (the next fetch overwrites it)
     }
 
-    att_store_rows<DV>(out, lse, o, m0, m1, l0, l1, b, h, bh, nq, vW, r0, r1, t4);
+    att_store_rows<DV>(out, lse, o, m0 * LN2, m1 * LN2, l0, l1, b, h, bh, nq, vW, r0, r1, t4);
+}
+
+// Backward on bf16 tensor cores (the bf16 mode's counterpart of the TF32 backward kernels below, same
+// split and the same fixed accumulation order, so results repeat bit for bit): operands rounded to
+// bf16 as in the forward, P recomputed in base 2 from the forward's lse, dS = scale·P·(M·dP − rowDot)
+// in fp32, and both P and dS fed back as A fragments straight from registers (bf_c_to_a).
+//
+// dQ: 64 queries per block, key tiles as in the forward (bf_key_tile); S = Q·Kᵀ, dP = dOut·Vᵀ from Q
+// and dOut fragments in registers, then dQ += dS·K with K read transposed.
+// dK/dV: 64 keys per block with their K and V rows as A fragments in registers; query tiles of
+// bf_queries(Dqk, Dv) queries staged and rounded like key tiles (plus their lse and rowDot): Sᵀ = K·Qᵀ,
+// dPᵀ = V·dOutᵀ, dV += (P∘M)ᵀ·dOut and dK += dSᵀ·Q with dOut and Q read transposed.
+
+/** lse in base 2 for P = 2^(s·scale·log2 e − lse₂); +inf for a row that saw no key or does not exist, so its P is 0. */
+__device__ __forceinline__ float bf_lse2(float lse, bool exists) {
+    return exists && lse != NEG_INF ? lse * LOG2E : __int_as_float(0x7f800000);
+}
+
+template <int DQK, int DV, int W>
+__device__ void attention_backward_dq_bf16(const unsigned short* q, const unsigned short* k, const unsigned short* v,
+                                           const unsigned char* pad, const float* lse, const float* rowDot,
+                                           const unsigned short* dOut, float* dQ, int H, int nq, int nk, float scale, int causal,
+                                           float pdrop, float keepScale, unsigned long long seed, unsigned long long stream) {
+    constexpr int ROWS = 16 * W, NT = 32 * W;   // W warps of 16 query rows
+    constexpr int BK = bf_keys(DV), KST = DQK + 8, VST = DV + 8;
+    extern __shared__ unsigned tsm[];   // as the forward's
+    const int bh = blockIdx.y, b = bh / H, h = bh % H;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+    const int i0 = blockIdx.x * ROWS;
+    const int r0 = i0 + warp * 16 + g, r1 = r0 + 8;
+    const long long qkW = (long long) H * DQK, vW = (long long) H * DV;
+    const int shift = nk - nq;
+
+    unsigned qa[DQK / 16][4], ga[DV / 16][4];
+    bf_row_fragments<DQK>(qa, q, b, h, H, nq, r0, r1, t4);
+    bf_row_fragments<DV>(ga, dOut, b, h, H, nq, r0, r1, t4);
+    const float l0 = bf_lse2(r0 < nq ? lse[(long long) bh * nq + r0] : 0.0f, r0 < nq);
+    const float l1 = bf_lse2(r1 < nq ? lse[(long long) bh * nq + r1] : 0.0f, r1 < nq);
+    const float d0 = r0 < nq ? rowDot[(long long) bh * nq + r0] : 0.0f, d1 = r1 < nq ? rowDot[(long long) bh * nq + r1] : 0.0f;
+    float acc[DQK / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < DQK / 8; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+    const unsigned long long base0 = ((unsigned long long) bh * nq + r0) * (unsigned long long) nk, base1 = base0 + 8ull * nk;
+    const bool quadDrop = pdrop > 0.0f && nk % 4 == 0;
+    const int lastRow = imin(nq, i0 + ROWS) - 1;
+    const int keyEnd = causal ? imin(nk, lastRow + shift + 1) : nk;
+    const float scale2 = scale * LOG2E;
+    const int kOff = bf_lane_row(lane) * KST + bf_lane_col(lane);                     // K as stored (S)
+    const int vOff = BK * KST + bf_lane_row(lane) * VST + bf_lane_col(lane);          // V as stored (dP)
+    const int kOffT = bf_lane_row_t(lane) * KST + bf_lane_col_t(lane);                // K transposed (dS·K)
+    unsigned short* buf = reinterpret_cast<unsigned short*>(tsm);
+
+    const int tiles = (keyEnd + BK - 1) / BK;
+    if (tiles > 0) bf_fetch_rows<DQK, DV, BK, NT>(buf, buf + BK * KST, k, v, b, h, nk, 0, qkW, vW);
+    for (int tile = 0; tile < tiles; tile++) {
+        const int j0 = tile * BK;
+        bool hidden;
+        const unsigned short* st = bf_key_tile<DQK, DV, BK, NT>(buf, tile, tiles, k, v, pad, b, h, nk, keyEnd, qkW, vW, hidden);
+        const float* kbias = reinterpret_cast<const float*>(st + BK * (KST + VST));
+        const bool masked = hidden || (causal && j0 + BK - 1 > i0 + shift);
+        float s[BK / 8][4], dp[BK / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < BK / 8; nt++) {
+            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+            dp[nt][0] = dp[nt][1] = dp[nt][2] = dp[nt][3] = 0.0f;
+            bf_dot_rows<DQK>(s[nt], qa, st + kOff + nt * 8 * KST);
+            bf_dot_rows<DV>(dp[nt], ga, st + vOff + nt * 8 * VST);
+        }
+#pragma unroll
+        for (int nt = 0; nt < BK / 8; nt++) {
+            const unsigned keep = quadDrop ? att_keep_rows(seed, stream, base0, base1, j0 + nt * 8, lane, pdrop) : 0u;
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int jl = nt * 8 + 2 * t4 + e, j = j0 + jl;
+                bool ok0 = true, ok1 = true;
+                if (masked) {
+                    const bool keyOk = kbias[jl] == 0.0f;
+                    ok0 = keyOk && (!causal || j <= r0 + shift);
+                    ok1 = keyOk && (!causal || j <= r1 + shift);
+                }
+                const float p0 = ok0 ? att_ex2(s[nt][e] * scale2 - l0) : 0.0f;
+                const float p1 = ok1 ? att_ex2(s[nt][2 + e] * scale2 - l1) : 0.0f;
+                float m0 = 1.0f, m1 = 1.0f;
+                if (quadDrop) {
+                    m0 = (keep >> e) & 1u ? keepScale : 0.0f;
+                    m1 = (keep >> (2 + e)) & 1u ? keepScale : 0.0f;
+                } else if (pdrop > 0.0f) {
+                    if (p0 != 0.0f) m0 = philox_keep(seed, stream, base0 + j, pdrop) ? keepScale : 0.0f;
+                    if (p1 != 0.0f) m1 = philox_keep(seed, stream, base1 + j, pdrop) ? keepScale : 0.0f;
+                }
+                s[nt][e] = scale * p0 * (m0 * dp[nt][e] - d0);   // dS
+                s[nt][2 + e] = scale * p1 * (m1 * dp[nt][2 + e] - d1);
+            }
+        }
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; kk++) {
+            unsigned da[4];
+            bf_c_to_a(da, s[2 * kk], s[2 * kk + 1]);
+            bf_acc_cols<DQK>(acc, da, st + kOffT + kk * 16 * KST);
+        }
+        __syncthreads();   // every warp is done with this buffer (the next fetch overwrites it)
+    }
+
+    tc_add_fragments<DQK>(dQ, acc, b, h, H, nq, r0, r1, t4);
+}
+
+template <int DQK, int DV, int W>
+__device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsigned short* k, const unsigned short* v,
+                                             const unsigned char* pad, const float* lse, const float* rowDot,
+                                             const unsigned short* dOut, float* dK, float* dV, int H, int nq, int nk, float scale,
+                                             int causal, float pdrop, float keepScale, unsigned long long seed,
+                                             unsigned long long stream) {
+    constexpr int ROWS = 16 * W, NT = 32 * W;   // W warps of 16 keys
+    constexpr int BQ = bf_queries(DQK, DV), QST = DQK + 8, GST = DV + 8;
+    // two buffers, each: Q [BQ][QST], dOut [BQ][GST] halves, then lse [BQ] and rowDot [BQ] words
+    constexpr int STAGE = BQ * (QST + GST) + 4 * BQ;
+    extern __shared__ unsigned tsm[];
+    unsigned short* buf = reinterpret_cast<unsigned short*>(tsm);
+    const int bh = blockIdx.y, b = bh / H, h = bh % H;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+    const int j0 = blockIdx.x * ROWS;
+    const int r0 = j0 + warp * 16 + g, r1 = r0 + 8;   // the two keys this thread owns
+    const long long qkW = (long long) H * DQK, vW = (long long) H * DV;
+    const int shift = nk - nq;
+
+    unsigned ka[DQK / 16][4], va[DV / 16][4];
+    bf_row_fragments<DQK>(ka, k, b, h, H, nk, r0, r1, t4);
+    bf_row_fragments<DV>(va, v, b, h, H, nk, r0, r1, t4);
+    const bool keyOk0 = att_key_ok(pad, b, nk, r0), keyOk1 = att_key_ok(pad, b, nk, r1);
+    // every key of the block exists and is not padded: the tiles below the causal diagonal need no tests
+    const bool allKeys = __syncthreads_and(threadIdx.x >= ROWS || att_key_ok(pad, b, nk, j0 + threadIdx.x));
+    float accK[DQK / 8][4], accV[DV / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < DQK / 8; nt++) accK[nt][0] = accK[nt][1] = accK[nt][2] = accK[nt][3] = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < DV / 8; nt++) accV[nt][0] = accV[nt][1] = accV[nt][2] = accV[nt][3] = 0.0f;
+    const bool quadDrop = pdrop > 0.0f && nk % 4 == 0;   // Philox blocks shared by four lanes (att_keep_keys)
+    const float scale2 = scale * LOG2E;
+    const int iStart = causal ? (j0 - shift > 0 ? j0 - shift : 0) : 0;   // queries that may see key j0 or later
+    const int qOff = bf_lane_row(lane) * QST + bf_lane_col(lane);                     // Q as stored (Sᵀ)
+    const int gOff = BQ * QST + bf_lane_row(lane) * GST + bf_lane_col(lane);          // dOut as stored (dPᵀ)
+    const int qOffT = bf_lane_row_t(lane) * QST + bf_lane_col_t(lane);                // Q transposed (dK)
+    const int gOffT = BQ * QST + bf_lane_row_t(lane) * GST + bf_lane_col_t(lane);     // dOut transposed (dV)
+
+    const int tiles = iStart < nq ? (nq - iStart + BQ - 1) / BQ : 0;
+    auto fetch = [&](int tile) {   // lse and rowDot past nq arrive as 0; bf_lse2 hides those queries
+        const int from = iStart + tile * BQ;
+        unsigned short* st = buf + (tile & 1) * STAGE;
+        float* ld = reinterpret_cast<float*>(st + BQ * (QST + GST));
+        tc_copy_values(ld, lse, bh, nq, from, BQ);
+        tc_copy_values(ld + BQ, rowDot, bh, nq, from, BQ);
+        bf_fetch_rows<DQK, DV, BQ, NT>(st, st + BQ * QST, q, dOut, b, h, nq, from, qkW, vW);   // commits the group
+    };
+    if (tiles > 0) fetch(0);
+    for (int tile = 0; tile < tiles; tile++) {
+        const int q0 = iStart + tile * BQ;
+        if (tile + 1 < tiles) {
+            fetch(tile + 1);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();   // this tile is complete
+        const unsigned short* st = buf + (tile & 1) * STAGE;
+        const float* ls = reinterpret_cast<const float*>(st + BQ * (QST + GST));
+        const bool masked = !allKeys || (causal && j0 + ROWS - 1 > q0 + shift);
+
+        float s[BQ / 8][4], dp[BQ / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < BQ / 8; nt++) {
+            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+            dp[nt][0] = dp[nt][1] = dp[nt][2] = dp[nt][3] = 0.0f;
+            bf_dot_rows<DQK>(s[nt], ka, st + qOff + nt * 8 * QST);
+            bf_dot_rows<DV>(dp[nt], va, st + gOff + nt * 8 * GST);
+        }
+#pragma unroll
+        for (int nt = 0; nt < BQ / 8; nt++) {
+            const unsigned long long baseQ = ((unsigned long long) bh * nq + q0 + nt * 8 + 2 * t4) * (unsigned long long) nk;
+            const unsigned keep = quadDrop ? att_keep_keys(seed, stream, baseQ, nk, r0, lane, pdrop) : 0u;
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int ii = nt * 8 + 2 * t4 + e, i = q0 + ii;
+                bool ok0 = true, ok1 = true;
+                if (masked) {
+                    ok0 = keyOk0 && (!causal || r0 <= i + shift);
+                    ok1 = keyOk1 && (!causal || r1 <= i + shift);
+                }
+                const float li = bf_lse2(ls[ii], i < nq), di = ls[BQ + ii];
+                const float p0 = ok0 ? att_ex2(s[nt][e] * scale2 - li) : 0.0f;
+                const float p1 = ok1 ? att_ex2(s[nt][2 + e] * scale2 - li) : 0.0f;
+                float m0 = 1.0f, m1 = 1.0f;
+                if (quadDrop) {
+                    m0 = (keep >> e) & 1u ? keepScale : 0.0f;
+                    m1 = (keep >> (2 + e)) & 1u ? keepScale : 0.0f;
+                } else if (pdrop > 0.0f) {
+                    const unsigned long long idx = baseQ + (unsigned long long) e * nk;
+                    if (p0 != 0.0f) m0 = philox_keep(seed, stream, idx + r0, pdrop) ? keepScale : 0.0f;
+                    if (p1 != 0.0f) m1 = philox_keep(seed, stream, idx + r1, pdrop) ? keepScale : 0.0f;
+                }
+                s[nt][e] = p0 * m0;   // (P∘M)ᵀ
+                s[nt][2 + e] = p1 * m1;
+                dp[nt][e] = scale * p0 * (m0 * dp[nt][e] - di);   // dSᵀ
+                dp[nt][2 + e] = scale * p1 * (m1 * dp[nt][2 + e] - di);
+            }
+        }
+#pragma unroll
+        for (int kk = 0; kk < BQ / 16; kk++) {
+            unsigned pa[4], sa[4];
+            bf_c_to_a(pa, s[2 * kk], s[2 * kk + 1]);
+            bf_c_to_a(sa, dp[2 * kk], dp[2 * kk + 1]);
+            bf_acc_cols<DV>(accV, pa, st + gOffT + kk * 16 * GST);
+            bf_acc_cols<DQK>(accK, sa, st + qOffT + kk * 16 * QST);
+        }
+        __syncthreads();   // every warp is done with this buffer (the next fetch overwrites it)
+    }
+
+    tc_add_fragments<DQK>(dK, accK, b, h, H, nk, r0, r1, t4);
+    tc_add_fragments<DV>(dV, accV, b, h, H, nk, r0, r1, t4);
 }
 #endif // __CUDA_ARCH__ >= 800
 
-// p4j_attention_forward_bf16_<Dqk>_<Dv>: arguments as p4j_attention_forward's (dqk, dv not read).
-#define P4J_ATTENTION_BF16(DQK, DV)                                                                                    \
-    extern "C" __global__ void __launch_bounds__(TC_WARPS * 32) p4j_attention_forward_bf16_##DQK##_##DV(              \
-            const float* q, const float* k, const float* v, const unsigned char* pad, float* out, float* lse, int H,   \
+// p4j_attention_forward_bf16_<Dqk>_<Dv>_w<W>, p4j_attention_backward_dq_bf16_…_w<W> and …_dkdv_bf16_…_w<W>:
+// blocks of W warps (16 W query rows, or keys for dK/dV); arguments as the fp32 kernels' (dqk, dv not read).
+#define P4J_ATTENTION_BF16_W(DQK, DV, W)                                                                              \
+    extern "C" __global__ void __launch_bounds__(W * 32) p4j_attention_forward_bf16_##DQK##_##DV##_w##W(               \
+            const unsigned short* q, const unsigned short* k, const unsigned short* v, const unsigned char* pad, float* out, float* lse, int H,   \
             int nq, int nk, int dqk, int dv, float scale, int causal, float pdrop, float keepScale,                    \
             unsigned long long seed, unsigned long long stream) {                                                      \
-        P4J_SM80((attention_forward_bf16<DQK, DV>(q, k, v, pad, out, lse, H, nq, nk, scale, causal, pdrop, keepScale, seed, stream))); \
+        P4J_SM80((attention_forward_bf16<DQK, DV, W>(q, k, v, pad, out, lse, H, nq, nk, scale, causal, pdrop, keepScale, seed, \
+                                                    stream)));                                                         \
+    }                                                                                                                  \
+    extern "C" __global__ void __launch_bounds__(W * 32) p4j_attention_backward_dq_bf16_##DQK##_##DV##_w##W(           \
+            const unsigned short* q, const unsigned short* k, const unsigned short* v, const unsigned char* pad, const float* lse,               \
+            const float* rowDot, const unsigned short* dOut, float* dQ, int H, int nq, int nk, int dqk, int dv, float scale,   \
+            int causal, float pdrop, float keepScale, unsigned long long seed, unsigned long long stream) {           \
+        P4J_SM80((attention_backward_dq_bf16<DQK, DV, W>(q, k, v, pad, lse, rowDot, dOut, dQ, H, nq, nk, scale, causal, \
+                                                        pdrop, keepScale, seed, stream)));                             \
+    }                                                                                                                  \
+    extern "C" __global__ void __launch_bounds__(W * 32) p4j_attention_backward_dkdv_bf16_##DQK##_##DV##_w##W(         \
+            const unsigned short* q, const unsigned short* k, const unsigned short* v, const unsigned char* pad, const float* lse,               \
+            const float* rowDot, const unsigned short* dOut, float* dK, float* dV, int H, int nq, int nk, int dqk, int dv,     \
+            float scale, int causal, float pdrop, float keepScale, unsigned long long seed,                           \
+            unsigned long long stream) {                                                                               \
+        P4J_SM80((attention_backward_dkdv_bf16<DQK, DV, W>(q, k, v, pad, lse, rowDot, dOut, dK, dV, H, nq, nk, scale, \
+                                                          causal, pdrop, keepScale, seed, stream)));                   \
     }
+// W = 4: 8-warp blocks (128 rows, half the staging work per row) measured the same (session 8, call 4).
+#define P4J_ATTENTION_BF16(DQK, DV) P4J_ATTENTION_BF16_W(DQK, DV, 4)
 P4J_ATTENTION_BF16(16, 16)
 P4J_ATTENTION_BF16(32, 32)
 P4J_ATTENTION_BF16(64, 64)

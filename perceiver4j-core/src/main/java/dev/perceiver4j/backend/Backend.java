@@ -175,7 +175,9 @@ public interface Backend {
      * Scaled dot-product attention, heads as column groups. q: [B, Nq, H·Dqk], k: [B, Nk, H·Dqk],
      * v: [B, Nk, H·Dv], keyPad: BOOL [B, Nk] (true = padding, masked) or null, out: [B, Nq, H·Dv],
      * lse: F32 [B, H, Nq] (log-sum-exp per query, saved for backward). Causal masks are right
-     * aligned (query i sees key j iff j ≤ i + Nk − Nq); dropout acts on the probabilities.
+     * aligned (query i sees key j iff j ≤ i + Nk − Nq); dropout acts on the probabilities. q, k and v
+     * may be F32 or BF16 (the projections of a bf16-product backend write them as BF16, see
+     * {@link #matmulOperandType}); gradients are F32.
      */
     void attention(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse);
 

@@ -114,8 +114,10 @@ public final class ProfilingBackend implements Backend {
                 transA ? " tA" : "", transB ? " tB" : "", bias != null ? " +bias" : "", act != Activation.NONE ? " " + act : "");
     }
 
-    private static String attentionKey(String op, AttentionShape s, Tensor keyPad) {
-        return String.format(Locale.ROOT, "%s b%d h%d q%d k%d dqk%d dv%d%s%s%s", op, s.batch(), s.heads(), s.nq(), s.nk(), s.dqk(), s.dv(),
+    /** "attention[Backward] [bf16 ]b… h… …": bf16 when q, k, v arrive as bf16. */
+    private static String attentionKey(String op, AttentionShape s, Tensor q, Tensor keyPad) {
+        return String.format(Locale.ROOT, "%s %sb%d h%d q%d k%d dqk%d dv%d%s%s%s", op, q.dtype() == DType.BF16 ? "bf16 " : "",
+                s.batch(), s.heads(), s.nq(), s.nk(), s.dqk(), s.dv(),
                 s.causal() ? " causal" : "", keyPad != null ? " pad" : "", s.dropout() > 0 ? " dropout" : "");
     }
 
@@ -209,11 +211,11 @@ public final class ProfilingBackend implements Backend {
     }
 
     @Override public void attention(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse) {
-        time(attentionKey("attention", s, keyPad), attentionFlops(s), () -> inner.attention(s, q, k, v, keyPad, out, lse));
+        time(attentionKey("attention", s, q, keyPad), attentionFlops(s), () -> inner.attention(s, q, k, v, keyPad, out, lse));
     }
     @Override public void attentionBackward(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse,
                                             Tensor dOut, Tensor dQ, Tensor dK, Tensor dV) {
-        time(attentionKey("attentionBackward", s, keyPad), 2.5 * attentionFlops(s),
+        time(attentionKey("attentionBackward", s, q, keyPad), 2.5 * attentionFlops(s),
                 () -> inner.attentionBackward(s, q, k, v, keyPad, out, lse, dOut, dQ, dK, dV));
     }
 

@@ -175,6 +175,40 @@ class ProductOperandTest {
         }
     }
 
+    /**
+     * Attention reads bf16 projections (PerceiverLayer writes q, k, v as bf16 on a bf16-product backend):
+     * every backend widens them, so for bf16-exact values output and gradients equal the F32 run's
+     * bit for bit, and the gradients reach the bf16 tensors as F32.
+     */
+    @Test
+    void attentionTakesBf16InputsAndGivesTheF32ResultsForExactValues() {
+        for (Backend be : new Backend[] {backend(DType.F32), new dev.perceiver4j.backend.cpu.RefBackend(POOL)}) {
+            Tensor[] f32 = {random(be, Shape.of(2, 5, 8), 21, 1.5, true), random(be, Shape.of(2, 7, 8), 22, 1.5, true),
+                    random(be, Shape.of(2, 7, 12), 23, 2, true)};
+            Tensor[] bf16 = new Tensor[3];
+            for (int i = 0; i < 3; i++) {
+                bf16[i] = be.empty(f32[i].shape(), DType.BF16);
+                be.cast(f32[i], bf16[i]);
+                bf16[i].requiresGrad(true);
+            }
+            Tensor targets = be.fromInts(new int[] {0, 3, 5, 1, 2, 4, 5, 0, 1, 3}, Shape.of(10));
+            float[][] outs = new float[2][];
+            for (int run = 0; run < 2; run++) {
+                Tensor[] in = run == 0 ? f32 : bf16;
+                try (Scope s = Scope.open()) {
+                    Tensor out = F.attention(in[0], in[1], in[2], null, 2, true, 0f, 0L, 0L);   // [2, 5, 12]
+                    outs[run] = out.toFloatArray();
+                    F.crossEntropy(out.reshape(10, 12), targets, -1, 0f).backward();
+                }
+            }
+            assertThat(outs[1]).as(be.name()).containsExactly(outs[0]);
+            for (int i = 0; i < 3; i++) {
+                assertThat(bf16[i].grad().dtype()).isEqualTo(DType.F32);
+                assertThat(bf16[i].grad().toFloatArray()).as(be.name() + " gradient " + i).containsExactly(f32[i].grad().toFloatArray());
+            }
+        }
+    }
+
     /** One Perceiver AR training step: 4 layers, so 4 + 2 rounded copies (attention outputs, the logits' input), nothing else cast. */
     @Test
     void aPerceiverArStepWithBf16ProductInputsCastsOnlyWhatNoKernelWritesAsBf16() {

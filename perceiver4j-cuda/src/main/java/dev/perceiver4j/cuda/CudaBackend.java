@@ -14,6 +14,8 @@ import dev.perceiver4j.tensor.Shape;
 import dev.perceiver4j.tensor.Tensor;
 
 import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
 
 /**
  * The CUDA backend: tensors live in device memory ({@code Tensor.data()} is a {@link DeviceBuffer},
@@ -71,11 +73,13 @@ public final class CudaBackend implements Backend {
     private static final boolean DECODE_ATTENTION = !"false".equals(System.getProperty("perceiver4j.cuda.decodeAttention"));
     /** Off with -Dperceiver4j.cuda.tcAttention=false: TF32 mode then keeps the fp32 attention kernels. */
     private static final boolean TC_ATTENTION = !"false".equals(System.getProperty("perceiver4j.cuda.tcAttention"));
-    /** (Dqk, Dv) pairs with a bf16 tensor-core forward, p4j_attention_forward_bf16_&lt;Dqk&gt;_&lt;Dv&gt; in kernels.cu. */
+    /** (Dqk, Dv) pairs with bf16 tensor-core attention kernels, p4j_attention_{forward,backward_dq,backward_dkdv}_bf16_&lt;Dqk&gt;_&lt;Dv&gt; in kernels.cu. */
     private static final java.util.Set<Long> BF16_SHAPES = java.util.Set.of(tcKey(16, 16), tcKey(32, 32), tcKey(64, 64),
             tcKey(32, 96), tcKey(32, 160));
-    /** Off with -Dperceiver4j.cuda.bf16Attention=false: the bf16 mode's attention forward then runs in TF32. */
+    /** Off with -Dperceiver4j.cuda.bf16Attention=false: the bf16 mode's attention (forward and backward) then runs in TF32. */
     private static final boolean BF16_ATTENTION = !"false".equals(System.getProperty("perceiver4j.cuda.bf16Attention"));
+    /** Warps per block of the bf16 attention kernels, 16 rows each (the W of P4J_ATTENTION_BF16 in kernels.cu). */
+    private static final int BF16_WARPS = 4;
 
     private final CudaContext context;
     private final DeviceAllocator allocator;
@@ -766,15 +770,45 @@ public final class CudaBackend implements Backend {
         return 4 * (2 * TC_KEYS * (kStride + vStride) + TC_WARPS * 16 * (TC_KEYS + 4));
     }
 
-    /** Whether the attention forward of shape s runs on the bf16 kernels (the bf16 mode, a shape with one, aligned tensors). */
+    /** Whether attention of shape s runs on the bf16 kernels, forward and backward (the bf16 mode, a shape with them, aligned tensors). */
     boolean bf16Attention(AttentionShape s, Tensor q, Tensor k, Tensor v) {
         return BF16_ATTENTION && gemm.precision() == MatmulPrecision.BF16 && tensorCoreAttention(s, k, v)
                 && BF16_SHAPES.contains(tcKey(s.dqk(), s.dv())) && aligned16(q);
     }
 
-    /** Shared memory of the bf16 forward: two fp32 K+V tile buffers, rows of Dqk + 8 and Dv + 4 words (bf_k_stride, bf_v_stride). */
+    /**
+     * Shared memory of the bf16 forward and dQ kernels (kernels.cu, bf_key_tile): two buffers of a bf16 K
+     * and V tile (rows of D + 8 halves) and one mask word per key, for bf_keys(Dv) keys.
+     */
     private static int bf16Shared(AttentionShape s) {
-        return 4 * 2 * TC_KEYS * (s.dqk() + 8 + s.dv() + 4);
+        int keys = s.dv() > 64 ? 32 : 64;
+        return 2 * keys * (2 * (s.dqk() + 8 + s.dv() + 8) + 4);
+    }
+
+    /**
+     * Shared memory of the bf16 dK/dV kernel: two buffers of a bf16 Q and dOut tile (rows of D + 8 halves)
+     * with their lse and rowDot, for bf_queries(Dqk, Dv) queries.
+     */
+    private static int bf16DkdvShared(AttentionShape s) {
+        int queries = s.dqk() + s.dv() > 96 ? 32 : 64;
+        return 2 * queries * (2 * (s.dqk() + 8 + s.dv() + 8) + 8);
+    }
+
+    /**
+     * t itself when it has dtype {@code want} (F32 or BF16), else a converted copy (outside any scope; added
+     * to {@code temps}, which the caller frees after its launches): the bf16 attention kernels read bf16
+     * operands only (rounded once per call, not by every block that reads a tile), the others fp32.
+     */
+    private Tensor asType(Tensor t, DType want, List<DeviceBuffer> temps) {
+        if (t.dtype() == want) return t;
+        check(t.dtype() == DType.F32 || t.dtype() == DType.BF16, "attention: " + t.describe() + " must be F32 or BF16");
+        DeviceBuffer b = want == DType.BF16 ? gemm.toBf16(ptr(t), t.size()) : gemm.toF32(ptr(t), t.size());
+        temps.add(b);
+        return new Tensor(this, t.shape(), want, b, 0);
+    }
+
+    private void freeAll(List<DeviceBuffer> temps) {
+        for (DeviceBuffer b : temps) allocator.free(b); // later work on the stream runs after the kernels that read them
     }
 
     /** Shared memory of the tensor-core dQ kernel: two K+V tile buffers of stride D+4, per-warp dS tiles (kernels.cu). */
@@ -790,22 +824,33 @@ public final class CudaBackend implements Backend {
     @Override
     public void attention(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse) {
         checkAttention(s, q, k, v, keyPad, out, lse);
-        if (decodeAttention(s)) {
-            attentionDecode(s, q, k, v, keyPad, out, lse);
+        List<DeviceBuffer> temps = new ArrayList<>(3);
+        int bh = s.batch() * s.heads();
+        if (!decodeAttention(s) && bf16Attention(s, q, k, v)) {
+            q = asType(q, DType.BF16, temps);
+            k = asType(k, DType.BF16, temps);
+            v = asType(v, DType.BF16, temps);
+            shapeArgs(kernels.launch("p4j_attention_forward_bf16_" + s.dqk() + "_" + s.dv() + "_w" + BF16_WARPS)
+                    .grid((s.nq() + 16 * BF16_WARPS - 1) / (16 * BF16_WARPS), bh).block(BF16_WARPS * 32).sharedBytes(bf16Shared(s))
+                    .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(out)).ptr(ptr(lse)), s).go();
+            freeAll(temps);
             return;
         }
-        int bh = s.batch() * s.heads();
-        boolean tc = tensorCoreAttention(s, k, v);
-        boolean bf16 = tc && bf16Attention(s, q, k, v);
-        Kernels.Launch l = bf16
-                ? kernels.launch("p4j_attention_forward_bf16_" + s.dqk() + "_" + s.dv()).grid((s.nq() + TC_ROWS - 1) / TC_ROWS, bh)
-                        .block(TC_WARPS * 32).sharedBytes(bf16Shared(s))
-                : tc
-                ? kernels.launch("p4j_attention_forward_tc_" + s.dqk() + "_" + s.dv()).grid((s.nq() + TC_ROWS - 1) / TC_ROWS, bh)
-                        .block(TC_WARPS * 32).sharedBytes(tensorCoreShared(s))
-                : kernels.launch("p4j_attention_forward").grid((s.nq() + ATT_ROWS - 1) / ATT_ROWS, bh).block(ATT_THREADS)
-                        .sharedBytes(forwardShared(s));
-        shapeArgs(l.ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(out)).ptr(ptr(lse)), s).go();
+        q = asType(q, DType.F32, temps);
+        k = asType(k, DType.F32, temps);
+        v = asType(v, DType.F32, temps);
+        if (decodeAttention(s)) {
+            attentionDecode(s, q, k, v, keyPad, out, lse);
+        } else {
+            boolean tc = tensorCoreAttention(s, k, v);
+            Kernels.Launch l = tc
+                    ? kernels.launch("p4j_attention_forward_tc_" + s.dqk() + "_" + s.dv()).grid((s.nq() + TC_ROWS - 1) / TC_ROWS, bh)
+                            .block(TC_WARPS * 32).sharedBytes(tensorCoreShared(s))
+                    : kernels.launch("p4j_attention_forward").grid((s.nq() + ATT_ROWS - 1) / ATT_ROWS, bh).block(ATT_THREADS)
+                            .sharedBytes(forwardShared(s));
+            shapeArgs(l.ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(out)).ptr(ptr(lse)), s).go();
+        }
+        freeAll(temps);
     }
 
     @Override
@@ -818,18 +863,28 @@ public final class CudaBackend implements Backend {
         DeviceBuffer rowDot = allocator.allocate(4L * rows);
         kernels.launch("p4j_attention_rowdot").grid(Kernels.blocks(32L * rows, THREADS)).block(THREADS)
                 .ptr(ptr(dOut)).ptr(ptr(out)).ptr(rowDot.address()).i32(s.batch()).i32(s.heads()).i32(s.nq()).i32(s.dv()).go();
-        boolean tc = tensorCoreAttention(s, q, k, v, dOut);
-        String suffix = tc ? "_tc_" + s.dqk() + "_" + s.dv() : "";
-        int rowsPerBlock = tc ? TC_ROWS : ATT_ROWS, threads = tc ? TC_WARPS * 32 : ATT_THREADS;
+        boolean bf16 = tensorCoreAttention(s, dOut) && bf16Attention(s, q, k, v);
+        // the bf16 kernels read bf16 q, k, v and dOut; the others fp32
+        List<DeviceBuffer> temps = new ArrayList<>(4);
+        DType operands = bf16 ? DType.BF16 : DType.F32;
+        q = asType(q, operands, temps);
+        k = asType(k, operands, temps);
+        v = asType(v, operands, temps);
+        Tensor g = asType(dOut, operands, temps);
+        boolean tc = bf16 || tensorCoreAttention(s, q, k, v, dOut);
+        String suffix = bf16 ? "_bf16_" + s.dqk() + "_" + s.dv() + "_w" + BF16_WARPS : tc ? "_tc_" + s.dqk() + "_" + s.dv() : "";
+        int warps = bf16 ? BF16_WARPS : TC_WARPS;
+        int rowsPerBlock = tc ? 16 * warps : ATT_ROWS, threads = tc ? warps * 32 : ATT_THREADS;
         shapeArgs(kernels.launch("p4j_attention_backward_dq" + suffix).grid((s.nq() + rowsPerBlock - 1) / rowsPerBlock, bh)
-                .block(threads).sharedBytes(tc ? tensorCoreDqShared(s) : backwardShared(s))
-                .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(lse)).ptr(rowDot.address()).ptr(ptr(dOut))
+                .block(threads).sharedBytes(bf16 ? bf16Shared(s) : tc ? tensorCoreDqShared(s) : backwardShared(s))
+                .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(lse)).ptr(rowDot.address()).ptr(ptr(g))
                 .ptr(ptr(dQ)), s).go();
         shapeArgs(kernels.launch("p4j_attention_backward_dkdv" + suffix).grid((s.nk() + rowsPerBlock - 1) / rowsPerBlock, bh)
-                .block(threads).sharedBytes(tc ? tensorCoreDkdvShared(s) : backwardShared(s))
-                .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(lse)).ptr(rowDot.address()).ptr(ptr(dOut))
+                .block(threads).sharedBytes(bf16 ? bf16DkdvShared(s) : tc ? tensorCoreDkdvShared(s) : backwardShared(s))
+                .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(lse)).ptr(rowDot.address()).ptr(ptr(g))
                 .ptr(ptr(dK)).ptr(ptr(dV)), s).go();
         allocator.free(rowDot); // safe: later work on the stream runs after these kernels
+        freeAll(temps);
     }
 
     // ---- positions, embeddings, losses -------------------------------------------------------

@@ -144,6 +144,11 @@ final class Gemm {
         return convert(address, elements, true);
     }
 
+    /** An fp32 copy (exact) of {@code elements} bf16 values at {@code address}; the caller frees it. */
+    DeviceBuffer toF32(long address, long elements) {
+        return convert(address, elements, false);
+    }
+
     private Plan plan(Key key, long bias) {
         int m = key.m(), n = key.n(), k = key.k();
         // fp32 operands: TF32 tensor cores unless the precision is exact FP32 (the bf16 mode's skinny products too)

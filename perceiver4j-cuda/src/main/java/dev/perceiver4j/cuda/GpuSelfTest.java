@@ -48,8 +48,8 @@ public final class GpuSelfTest {
      * bf16 attention tolerance (error relative to max(1, |reference|)): rounding q and k to bf16 moves a
      * score by at most 2⁻⁸·scale·Σ|q·k|, about 0.014 for unit Gaussians at Dqk 32 (0.64·32/√32 · 2⁻⁸ ≈ 0.014),
      * so probabilities move by ≈ 1.5 %, and rounding P and V adds 2⁻⁸: outputs of |v| ≤ 3 move by
-     * ≈ 0.05 at worst, and the TF32 backward recomputes P against the bf16 forward's lse. A wrong
-     * fragment layout or mask gives errors of order 1.
+     * ≈ 0.05 at worst; the backward rounds dOut, P and dS to bf16 as well (2⁻⁹ relative each) and
+     * recomputes P against the forward's lse. A wrong fragment layout or mask gives errors of order 1.
      */
     static final double BF16_ATTENTION = 0.1;
 
@@ -96,6 +96,7 @@ public final class GpuSelfTest {
             checks.addAll(OpParity.matmulChecks(bf, ref, seed, BF16_TOLERANCE, "bf16"));
             checks.addAll(OpParity.bf16OperandChecks(bf, ref, seed, BF16_TOLERANCE));
             checks.addAll(OpParity.bf16AttentionChecks(bf, ref, seed, BF16_ATTENTION));
+            checks.addAll(OpParity.bf16InputAttentionChecks(bf, seed));
             checks.addAll(ModelParity.generationChecks(bf, 1e-2, "bf16"));
             checks.addAll(ModelParity.trainingChecks(bf, new CpuBackend(CpuPool.common(), new JavaSgemm(CpuPool.common())), BF16_TRAINING, "bf16"));
         }

@@ -189,15 +189,74 @@ public final class OpParity {
     }
 
     /**
-     * Attention in the bf16 mode, labelled [bf16 tensor cores]: the forward on the bf16 kernels (checked to
-     * be the ones taken), the backward (TF32 kernels) from that forward's output and lse.
+     * Attention in the bf16 mode, labelled [bf16 tensor cores]: forward and backward on the bf16 kernels
+     * (checked to be the ones taken), the backward from that forward's output and lse. The shapes cover
+     * unmasked key tiles (the kernels' fast path), padding, causal masks, a partial last tile, dropout
+     * with and without the quad-shared Philox blocks (nk % 4), and every (Dqk, Dv) specialisation.
      */
     public static List<Check> bf16AttentionChecks(Backend gpu, Backend ref, long seed, double tolerance) {
         return attentionKernelChecks(gpu, ref, seed, tolerance, "bf16 tensor cores", "bf16",
                 (cb, s, q, v) -> cb.bf16Attention(s, q, q, v), new int[][] {
                         {2, 1, 16, 45, 32, 160, 0, 1, 0}, {2, 8, 256, 256, 32, 160, 0, 0, 0}, {2, 8, 256, 256, 32, 160, 0, 0, 1},
                         {2, 8, 300, 64, 32, 96, 0, 0, 0}, {2, 4, 37, 37, 64, 64, 1, 0, 0}, {2, 4, 130, 600, 64, 64, 1, 1, 1},
-                        {2, 4, 13, 50, 16, 16, 1, 1, 0}, {2, 2, 20, 29, 32, 32, 1, 2, 0}, {2, 2, 70, 200, 32, 96, 1, 2, 3}});
+                        {1, 4, 200, 333, 64, 64, 0, 0, 0}, {2, 4, 13, 50, 16, 16, 1, 1, 0}, {2, 2, 20, 29, 32, 32, 1, 2, 0},
+                        {2, 2, 45, 37, 32, 32, 0, 1, 2}, {2, 2, 70, 200, 32, 96, 1, 2, 3}});
+    }
+
+    /**
+     * Attention with bf16 q, k, v (as the Perceiver IO projections write them in the bf16 mode) against the
+     * same call with F32 tensors holding the same (bf16-exact) values, on one backend: the bf16 kernels
+     * round F32 operands to exactly those values and the other kernels widen bf16 ones exactly, so
+     * outputs, lse and gradients must agree bit for bit (tolerance 0). Shapes with bf16 kernels, one
+     * causal with dropout, and one (Dqk 8) that falls back to the fp32-input kernels.
+     */
+    public static List<Check> bf16InputAttentionChecks(Backend gpu, long seed) {
+        OpParity p = new OpParity(gpu, gpu, seed);
+        List<Check> c = new ArrayList<>();
+        for (int[] a : new int[][] {{2, 8, 256, 256, 32, 160, 0, 0}, {2, 4, 130, 600, 64, 64, 1, 1}, {2, 3, 40, 50, 8, 8, 0, 0}}) {
+            c.add(new Check("attention with bf16 q, k, v = with their F32 values " + attentionLabel(a[0], a[1], a[2], a[3], a[4], a[5],
+                    a[6] == 1, 0, a[7] / 10f), 0, () -> p.bf16InputError(a[0], a[1], a[2], a[3], a[4], a[5], a[6] == 1, a[7] / 10f)));
+        }
+        return c;
+    }
+
+    private double bf16InputError(int batch, int heads, int nq, int nk, int dqk, int dv, boolean causal, float drop) {
+        AttentionShape s = attentionShape(batch, heads, nq, nk, dqk, dv, causal, drop);
+        Tensor[] f32 = new Tensor[3], b16 = new Tensor[3];
+        int[][] dims = {{batch, nq, heads * dqk}, {batch, nk, heads * dqk}, {batch, nk, heads * dv}};
+        for (int i = 0; i < 3; i++) {
+            b16[i] = gpu.empty(Shape.of(dims[i]), DType.BF16);
+            gpu.cast(gpu.fromFloats(randn(Shape.of(dims[i]).size(), 1), Shape.of(dims[i])), b16[i]);
+            f32[i] = gpu.empty(Shape.of(dims[i]), DType.F32);
+            gpu.cast(b16[i], f32[i]);   // the bf16 values, exactly
+        }
+        Tensor dOut = gpu.fromFloats(randn(batch * nq * heads * dv, 1), Shape.of(batch, nq, heads * dv));
+        float[][] results = new float[2][];
+        for (int run = 0; run < 2; run++) {
+            Tensor[] in = run == 0 ? f32 : b16;
+            Tensor out = gpu.empty(Shape.of(batch, nq, heads * dv), DType.F32), lse = gpu.empty(Shape.of(batch, heads, nq), DType.F32);
+            Tensor dQ = gpu.zeros(Shape.of(dims[0]), DType.F32), dK = gpu.zeros(Shape.of(dims[1]), DType.F32), dV = gpu.zeros(Shape.of(dims[2]), DType.F32);
+            gpu.attention(s, in[0], in[1], in[2], null, out, lse);
+            gpu.attentionBackward(s, in[0], in[1], in[2], null, out, lse, dOut, dQ, dK, dV);
+            results[run] = concat(gpu.toFloatArray(out), gpu.toFloatArray(lse), gpu.toFloatArray(dQ), gpu.toFloatArray(dK), gpu.toFloatArray(dV));
+        }
+        double worst = 0;
+        for (int i = 0; i < results[0].length; i++) {
+            worst = Math.max(worst, Float.compare(results[0][i], results[1][i]) == 0 ? 0 : Math.max(1e-30, Math.abs(results[0][i] - results[1][i])));
+        }
+        return worst;
+    }
+
+    private static float[] concat(float[]... parts) {
+        int n = 0;
+        for (float[] a : parts) n += a.length;
+        float[] r = new float[n];
+        int at = 0;
+        for (float[] a : parts) {
+            System.arraycopy(a, 0, r, at, a.length);
+            at += a.length;
+        }
+        return r;
     }
 
     /** Whether a CUDA backend picks some attention kernels for shape s and fresh tensors q (also as k) and v. */

@@ -217,6 +217,9 @@ public final class CpuBackend extends CpuStorageBackend {
 
     @Override
     public void attention(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse) {
+        q = widened(q);
+        k = widened(k);
+        v = widened(v);
         FastAttention.forward(pool, s, q.floats(), q.offset(), k.floats(), k.offset(), v.floats(), v.offset(),
                 padMask(keyPad, s), out.floats(), out.offset(), lse.floats(), lse.offset());
     }
@@ -224,6 +227,9 @@ public final class CpuBackend extends CpuStorageBackend {
     @Override
     public void attentionBackward(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse,
                                   Tensor dOut, Tensor dQ, Tensor dK, Tensor dV) {
+        q = widened(q);
+        k = widened(k);
+        v = widened(v);
         FastAttention.backward(pool, s, q.floats(), q.offset(), k.floats(), k.offset(), v.floats(), v.offset(),
                 padMask(keyPad, s), out.floats(), out.offset(), lse.floats(), lse.offset(),
                 dOut.floats(), dOut.offset(), dQ.floats(), dQ.offset(), dK.floats(), dK.offset(), dV.floats(), dV.offset());

@@ -54,7 +54,7 @@ abstract sealed class CpuStorageBackend implements Backend permits CpuBackend, R
     /** {@code t} itself if F32; a BF16 operand widened (exactly, by {@link #cast}) into an F32 temporary outside any scope. */
     Tensor widened(Tensor t) {
         if (t == null || t.dtype() == DType.F32) return t;
-        if (t.dtype() != DType.BF16) throw new IllegalArgumentException("matmul operand " + t.describe() + " must be F32 or BF16");
+        if (t.dtype() != DType.BF16) throw new IllegalArgumentException("product or attention operand " + t.describe() + " must be F32 or BF16");
         Tensor f = new Tensor(this, t.shape(), DType.F32, new float[t.size()], 0);
         cast(t, f);
         return f;
