@@ -1452,11 +1452,10 @@ __device__ __forceinline__ void tc_fetch_keys(unsigned* tsm, int tile, const flo
 /**
  * Key tile `tile` of `tiles` for the forward and dQ kernels (tile 0 fetched before the loop), ready in
  * shared memory: starts fetching the next tile into the other buffer (which every warp finished
- * with before the caller's last barrier), waits for this one, rounds it to TF32 (unless ROUND_TF32
- * is false) and syncs the block.
+ * with before the caller's last barrier), waits for this one, rounds it to TF32 and syncs the block.
  * Returns its K tile [TC_KEYS][KS]; the V tile [TC_KEYS][VS] follows it.
  */
-template <int DQK, int DV, int KS, int VS, bool ROUND_TF32 = true>
+template <int DQK, int DV, int KS, int VS>
 __device__ __forceinline__ unsigned* tc_key_tile(unsigned* tsm, int tile, int tiles, const float* k, const float* v, int b,
                                                  int h, int nk, long long qkW, long long vW) {
     if (tile + 1 < tiles) {
@@ -1466,11 +1465,9 @@ __device__ __forceinline__ unsigned* tc_key_tile(unsigned* tsm, int tile, int ti
         cp_async_wait<0>();
     }
     unsigned* ks = tsm + (tile & 1) * TC_KEYS * (KS + VS);
-    if (ROUND_TF32) {   // the bf16 forward rounds as it reads instead
-        tc_round_rows<DQK>(ks, KS, TC_KEYS);
-        tc_round_rows<DV>(ks + TC_KEYS * KS, VS, TC_KEYS);
-    }
-    __syncthreads(); // the tile is complete (and rounded)
+    tc_round_rows<DQK>(ks, KS, TC_KEYS);
+    tc_round_rows<DV>(ks + TC_KEYS * KS, VS, TC_KEYS);
+    __syncthreads(); // the tile is complete and rounded
     return ks;
 }
 
@@ -1793,7 +1790,7 @@ P4J_ATTENTION_TC(32, 160)
 // The tensor-core forward for the bf16 matmul mode, FlashAttention-2 style: mma.sync m16n8k16 .bf16
 // with fp32 accumulation; softmax (base 2, ex2.approx), masks, dropout (the same Philox bits,
 // att_keep_rows) and the online rescaling in fp32. The operands are bf16 copies the host makes once
-// per call (CudaBackend.bf16Operand): rounding inside the kernel made every block round every tile
+// per call (CudaBackend.asType): rounding inside the kernel made every block round every tile
 // it read again, and that work cost more than the products. Block: W warps of 16 query rows; key
 // tiles of BK keys arrive by cp.async, double buffered, in bf16 tiles with row strides of D + 8
 // halves (the eight 16-byte rows an ldmatrix phase reads fall in distinct bank groups), and the warps

@@ -231,32 +231,23 @@ public final class OpParity {
             gpu.cast(b16[i], f32[i]);   // the bf16 values, exactly
         }
         Tensor dOut = gpu.fromFloats(randn(batch * nq * heads * dv, 1), Shape.of(batch, nq, heads * dv));
-        float[][] results = new float[2][];
+        float[][][] results = new float[2][][];   // [run][out, lse, dQ, dK, dV]
         for (int run = 0; run < 2; run++) {
             Tensor[] in = run == 0 ? f32 : b16;
             Tensor out = gpu.empty(Shape.of(batch, nq, heads * dv), DType.F32), lse = gpu.empty(Shape.of(batch, heads, nq), DType.F32);
             Tensor dQ = gpu.zeros(Shape.of(dims[0]), DType.F32), dK = gpu.zeros(Shape.of(dims[1]), DType.F32), dV = gpu.zeros(Shape.of(dims[2]), DType.F32);
             gpu.attention(s, in[0], in[1], in[2], null, out, lse);
             gpu.attentionBackward(s, in[0], in[1], in[2], null, out, lse, dOut, dQ, dK, dV);
-            results[run] = concat(gpu.toFloatArray(out), gpu.toFloatArray(lse), gpu.toFloatArray(dQ), gpu.toFloatArray(dK), gpu.toFloatArray(dV));
+            results[run] = new float[][] {gpu.toFloatArray(out), gpu.toFloatArray(lse), gpu.toFloatArray(dQ), gpu.toFloatArray(dK),
+                    gpu.toFloatArray(dV)};
         }
         double worst = 0;
         for (int i = 0; i < results[0].length; i++) {
-            worst = Math.max(worst, Float.compare(results[0][i], results[1][i]) == 0 ? 0 : Math.max(1e-30, Math.abs(results[0][i] - results[1][i])));
+            // bit for bit: any difference, even ±0, counts (at least the smallest positive error)
+            boolean same = Arrays.equals(results[0][i], results[1][i]);
+            worst = Math.max(worst, same ? 0 : Math.max(Double.MIN_VALUE, err(results[1][i], results[0][i])));
         }
         return worst;
-    }
-
-    private static float[] concat(float[]... parts) {
-        int n = 0;
-        for (float[] a : parts) n += a.length;
-        float[] r = new float[n];
-        int at = 0;
-        for (float[] a : parts) {
-            System.arraycopy(a, 0, r, at, a.length);
-            at += a.length;
-        }
-        return r;
     }
 
     /** Whether a CUDA backend picks some attention kernels for shape s and fresh tensors q (also as k) and v. */
