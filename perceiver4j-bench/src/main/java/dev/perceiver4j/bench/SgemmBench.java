@@ -44,6 +44,17 @@ import java.util.concurrent.TimeUnit;
  *   java -jar perceiver4j-bench/target/perceiver4j-bench.jar SgemmBench -wi 2 -i 3 \
  *       -p impl=java -p transB=true -p shape=256x1280x1280
  * </pre>
+ *
+ * <p>{@code form} is the formulation of impl=java: {@code auto} (the default: {@code A . B^T} with
+ * the larger B runs transposed, B read in place, see {@link JavaSgemm}) or {@code packed} (always
+ * the usual formulation, which packs all of B); like {@code kernel}, impl=cblas runs for
+ * {@code auto} only. {@code weights} is the number of distinct B matrices cycled through, one per
+ * call: 1 keeps B hot in cache; 64 x 6.5 MB at 1280 x 1280 makes every call read its B from
+ * memory, as a model's forward pass does. For example, the two forms on cold weights:
+ * <pre>
+ *   java -jar perceiver4j-bench/target/perceiver4j-bench.jar SgemmBench -wi 3 -i 5 \
+ *       -p impl=java -p kernel=8x2 -p transB=true -p shape=256x1280x1280 -p form=auto,packed -p weights=64
+ * </pre>
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
@@ -71,10 +82,20 @@ public class SgemmBench {
     @Param({"false", "true"})
     public boolean transB;
 
+    /** Formulation of impl=java: auto (transposed where it pays) or packed (always pack B). */
+    @Param({"auto"})
+    public String form;
+
+    /** Distinct B matrices, one per call in turn (1: B stays in cache; many: B comes from memory). */
+    @Param({"1"})
+    public int weights;
+
     private CpuPool pool;
     private Sgemm gemm;
     private int m, n, k;
-    private float[] a, b, c;
+    private float[] a, c;
+    private float[][] bs;
+    private int next;
 
     @Setup(Level.Trial)
     public void setUp() {
@@ -86,20 +107,31 @@ public class SgemmBench {
         if (impl.equals("cblas") && tile != JavaSgemm.Kernel.K8X2) {
             throw new IllegalStateException("kernel=" + kernel + " applies to impl=java only (cblas runs with kernel=8x2): skipped");
         }
+        boolean transposedForm = switch (form) {
+            case "auto" -> true;
+            case "packed" -> false;
+            default -> throw new IllegalArgumentException("form must be auto or packed, got " + form);
+        };
+        if (impl.equals("cblas") && !transposedForm) {
+            throw new IllegalStateException("form=" + form + " applies to impl=java only (cblas runs with form=auto): skipped");
+        }
+        if (weights < 1) throw new IllegalArgumentException("weights must be >= 1, got " + weights);
         pool = CpuPool.create(threads);
         gemm = switch (impl) {
-            case "java" -> new JavaSgemm(pool, tile);
+            case "java" -> new JavaSgemm(pool, tile, transposedForm);
             case "cblas" -> CblasSgemm.load(pool)
                     .orElseThrow(() -> new IllegalStateException("no CBLAS found: run scripts/fetch-openblas.sh"));
             default -> throw new IllegalArgumentException("impl must be java or cblas, got " + impl);
         };
         SplittableRandom rnd = new SplittableRandom(1);
         a = new float[m * k];                       // A[M,K]
-        b = new float[k * n];                       // B[K,N] or B[N,K]
+        bs = new float[weights][k * n];             // each B[K,N] or B[N,K]
         c = new float[m * n];                       // C[M,N]
         for (int i = 0; i < a.length; i++) a[i] = (float) (rnd.nextDouble() - 0.5);
-        for (int i = 0; i < b.length; i++) b[i] = (float) (rnd.nextDouble() - 0.5);
-        System.out.println("# " + gemm.name() + " shape " + shape + " transB=" + transB);
+        for (float[] b : bs) {
+            for (int i = 0; i < b.length; i++) b[i] = (float) (rnd.nextDouble() - 0.5);
+        }
+        System.out.println("# " + gemm.name() + " shape " + shape + " transB=" + transB + " form=" + form + " weights=" + weights);
     }
 
     @TearDown(Level.Trial)
@@ -109,6 +141,8 @@ public class SgemmBench {
 
     @Benchmark
     public float[] sgemm() {
+        float[] b = bs[next];
+        next = next + 1 == bs.length ? 0 : next + 1;
         gemm.sgemm(false, transB, m, n, k, 1f, a, 0, k, b, 0, transB ? k : n, 0f, c, 0, n);
         return c;
     }
@@ -130,6 +164,7 @@ public class SgemmBench {
         int pImpl = indexOf(head, "Param: impl"), pThreads = indexOf(head, "Param: threads");
         int pShape = indexOf(head, "Param: shape"), pTrans = indexOf(head, "Param: transB");
         int pKernel = List.of(head).indexOf("Param: kernel"); // absent from CSVs written before the param existed
+        int pForm = List.of(head).indexOf("Param: form"), pWeights = List.of(head).indexOf("Param: weights"); // likewise
         for (String line : lines.subList(1, lines.size())) {
             String[] f = splitCsv(line);
             if (!f[unit].equals("us/op")) continue;
@@ -137,8 +172,10 @@ public class SgemmBench {
             double us = Double.parseDouble(f[score]);
             double gflops = 2.0 * s[0] * s[1] * s[2] / (us * 1e3);
             String tile = f[pImpl].equals("java") && pKernel >= 0 ? f[pKernel] : "-";
-            System.out.printf("%-6s kernel=%-3s threads=%s shape=%-14s transB=%-5s %10.1f us  %7.1f GFLOP/s%n",
-                    f[pImpl], tile, f[pThreads], f[pShape], f[pTrans], us, gflops);
+            String formulation = pForm >= 0 ? f[pForm] : "auto";
+            String cycled = pWeights >= 0 ? f[pWeights] : "1";
+            System.out.printf("%-6s kernel=%-3s threads=%s shape=%-14s transB=%-5s form=%-6s weights=%-3s %10.1f us  %7.1f GFLOP/s%n",
+                    f[pImpl], tile, f[pThreads], f[pShape], f[pTrans], formulation, cycled, us, gflops);
         }
     }
 

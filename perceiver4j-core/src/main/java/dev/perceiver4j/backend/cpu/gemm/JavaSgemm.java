@@ -33,6 +33,17 @@ import java.util.Objects;
  * Tails in k are just a shorter KC. Packing handles all four transpose combinations and any
  * lda / ldb, so the kernel only ever sees unit-stride panels.
  *
+ * <h2>Transposed formulation</h2>
+ * The scheme above packs all of B. For C = A . B^T with A stored [m,k] and B stored [n,k] (an
+ * activation times an nn.Linear weight) and n > m, that is the larger operand, and its packing
+ * is a scalar transposing copy of every weight: at the language-perceiver's 256 x 1280 x 1280 it
+ * cost about a quarter of the product. Such products run instead as C^T = B . A^T
+ * ({@link #sgemmTransposed}): B's rows are the A side of the 8x2 kernel, read in place; A^T is
+ * packed once per call into slivers shared by all threads, in K panels of up to
+ * {@value #TRANSPOSED_KC} rows (one panel for k <= 2048, so each output tile is merged into C once,
+ * transposed); threads split B's rows. The 6x4 kernel has no in-place path and always packs B.
+ * {@code -D}{@value #TRANSPOSED_PROPERTY}{@code =false} turns this off (always pack B).
+ *
  * <h2>Micro-kernels</h2>
  * Two register tiles, chosen once per JVM with the system property {@value #KERNEL_PROPERTY}
  * ({@code 8x2}, the default, or {@code 6x4}; tests and benchmarks pass a {@link Kernel} to
@@ -131,6 +142,15 @@ public final class JavaSgemm implements Sgemm {
         }
     }
 
+    /**
+     * System property turning the transposed formulation of {@link #JavaSgemm(CpuPool)} off
+     * ({@code false}; default {@code true}), to compare both in separate runs of one command.
+     */
+    public static final String TRANSPOSED_PROPERTY = "perceiver4j.sgemm.transposed";
+
+    /** {@value #TRANSPOSED_PROPERTY}, read once: anything but "false" leaves the formulation on. */
+    static final boolean DEFAULT_TRANSPOSED = !"false".equals(System.getProperty(TRANSPOSED_PROPERTY, "true").trim());
+
     /** The kernel of {@link #JavaSgemm(CpuPool)}: {@value #KERNEL_PROPERTY}, read once; null when that value is invalid. */
     static final Kernel DEFAULT_KERNEL;
     /** Why {@link #DEFAULT_KERNEL} is null. */
@@ -151,6 +171,16 @@ public final class JavaSgemm implements Sgemm {
     /** Most floats of one packed B strip (k x strip width): 8 MiB per thread. */
     private static final int MAX_STRIP = 1 << 21;
 
+    /**
+     * Most rows of a K panel in the transposed formulation ({@link #sgemmTransposed}): its B sliver
+     * (KC x NR floats, 128 KiB per 1024 rows with 512-bit vectors) stays in L2, and the products of
+     * the Perceiver models (k <= 1280) run as a single panel, so each output tile is merged once.
+     */
+    static final int TRANSPOSED_KC = 2048;
+
+    /** Rows of weights (rows of B) per block in the transposed formulation: MC x k floats stay in L2. */
+    static final int TRANSPOSED_MC = 128;
+
     /** Below this many flops (2mnk) the product runs on the calling thread alone. */
     private static final long PARALLEL_MIN_FLOPS = 1L << 21;
 
@@ -158,6 +188,8 @@ public final class JavaSgemm implements Sgemm {
     private static final class Workspace {
         float[] packA = new float[0];
         float[] packB = new float[0];
+        /** The packed A^T of {@link #sgemmTransposed}, filled by every thread and read by all. */
+        float[] packShared = new float[0];
         final float[] tile = new float[Math.max(MR_8X2 * NR_8X2, MR_6X4 * NR_6X4)];
 
         float[] packA(int size) {
@@ -169,26 +201,44 @@ public final class JavaSgemm implements Sgemm {
             if (packB.length < size) packB = new float[size];
             return packB;
         }
+
+        float[] packShared(int size) {
+            if (packShared.length < size) packShared = new float[size];
+            return packShared;
+        }
     }
 
     private static final ThreadLocal<Workspace> WORKSPACE = ThreadLocal.withInitial(Workspace::new);
 
     private final CpuPool pool;
     private final Kernel kernel;
+    /** Whether {@link #sgemmTransposed} may be chosen (false: always the usual formulation; benchmarks). */
+    private final boolean transposedForm;
 
     /**
-     * The kernel chosen by {@value #KERNEL_PROPERTY} (default 8x2).
+     * The kernel chosen by {@value #KERNEL_PROPERTY} (default 8x2), the transposed formulation as
+     * {@value #TRANSPOSED_PROPERTY} says (default on).
      *
      * @throws IllegalArgumentException when that property names no kernel
      */
     public JavaSgemm(CpuPool pool) {
-        this(pool, defaultKernel());
+        this(pool, defaultKernel(), DEFAULT_TRANSPOSED);
     }
 
     /** An explicit kernel, whatever {@value #KERNEL_PROPERTY} says (tests, benchmarks). */
     public JavaSgemm(CpuPool pool, Kernel kernel) {
+        this(pool, kernel, true);
+    }
+
+    /**
+     * An explicit kernel; {@code transposedForm = false} turns off the transposed formulation of
+     * {@code A . B^T} products with the larger B ({@link #transposedPays}), so that a benchmark can
+     * compare both in one process. Results are the same up to rounding (sums in another order).
+     */
+    public JavaSgemm(CpuPool pool, Kernel kernel, boolean transposedForm) {
         this.pool = Objects.requireNonNull(pool, "pool");
         this.kernel = Objects.requireNonNull(kernel, "kernel");
+        this.transposedForm = transposedForm;
     }
 
     private static Kernel defaultKernel() {
@@ -203,7 +253,8 @@ public final class JavaSgemm implements Sgemm {
 
     @Override
     public String name() {
-        return "java-vector(" + pool.threads() + " threads, " + SPECIES.vectorBitSize() + "-bit, " + kernel.label + " kernel)";
+        return "java-vector(" + pool.threads() + " threads, " + SPECIES.vectorBitSize() + "-bit, " + kernel.label + " kernel"
+                + (transposedForm || !kernel.directA ? "" : ", B always packed") + ")";
     }
 
     @Override
@@ -215,6 +266,10 @@ public final class JavaSgemm implements Sgemm {
 
         long flops = 2L * m * n * k;
         Kernel kn = kernel;
+        if (transposedForm && transposedPays(kn, transA, transB, m, n)) {
+            sgemmTransposed(kn, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+            return;
+        }
         if (pool.threads() == 1 || flops < PARALLEL_MIN_FLOPS) {
             gemmBlock(kn, transA, transB, 0, m, 0, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
         } else if (n >= m) {
@@ -227,6 +282,70 @@ public final class JavaSgemm implements Sgemm {
             int mr = kn.mr;
             pool.parallelFor(ceilDiv(m, mr), 1, (u0, u1) -> gemmBlock(kn, transA, transB,
                     u0 * mr, Math.min(m, u1 * mr), 0, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc));
+        }
+    }
+
+    /**
+     * Whether C = A . B^T with A stored [m,k] and B stored [n,k] (activations times an nn.Linear
+     * weight) runs as C^T = B . A^T on this kernel: whenever B is the larger operand, so that the
+     * larger one is read in place and the smaller one packed, as the usual formulation already
+     * does when m > n. Even at m = 1 (A^T padded to a whole NR sliver of zeros) this beat packing
+     * B on the dev machine: 2.6x at m = 8 and 1.3x at m = 256 against n = k = 1280.
+     */
+    static boolean transposedPays(Kernel kn, boolean transA, boolean transB, int m, int n) {
+        return kn.directA && !transA && transB && n > m;
+    }
+
+    /**
+     * C[m,n] = alpha A[m,k] . B[n,k]^T + beta C computed as C^T = B . A^T, for products whose B
+     * (typically a weight matrix) is larger than A (the activations of a few hundred positions).
+     * The usual formulation packs B, and that scalar transposing copy of every weight costs a
+     * large share of the product when m is small; here B's rows are read in place by the 8x2
+     * kernel's direct path, and only A is packed, once, shared by all threads: A^T in slivers of
+     * NR columns (= NR rows of A), with K panels of up to {@link #TRANSPOSED_KC} rows. The kernel's
+     * tiles are C^T tiles (MR rows of B by NR rows of A); each is merged into C transposed.
+     * Threads split B's rows (C's columns) in whole MR tiles.
+     */
+    private void sgemmTransposed(Kernel kn, int m, int n, int k, float alpha, float[] a, int aOff, int lda,
+                                 float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc) {
+        int mr = kn.mr, nr = kn.nr;
+        int mPad = roundUp(m, nr);
+        int kcStep = ceilDiv(k, ceilDiv(k, TRANSPOSED_KC));
+        // [K panels][m/NR slivers][kc][NR]: op(B') = A^T, i.e. packB of A "stored [n,k]".
+        float[] ap = WORKSPACE.get().packShared(k * mPad);
+        boolean inline = pool.threads() == 1 || 2L * m * n * k < PARALLEL_MIN_FLOPS;
+        if (inline) {
+            packB(nr, true, a, aOff, lda, k, kcStep, 0, m, ap, mPad, 0);
+            transposedBlock(kn, 0, n, m, k, kcStep, alpha, b, bOff, ldb, ap, mPad, beta, c, cOff, ldc);
+        } else {
+            pool.parallelFor(mPad / nr, 1, (s0, s1) -> packB(nr, true, a, aOff, lda, k, kcStep,
+                    s0 * nr, Math.min(m, s1 * nr) - s0 * nr, ap, mPad, s0 * nr));
+            pool.parallelFor(ceilDiv(n, mr), 1, (u0, u1) -> transposedBlock(kn, u0 * mr, Math.min(n, u1 * mr), m, k,
+                    kcStep, alpha, b, bOff, ldb, ap, mPad, beta, c, cOff, ldc));
+        }
+    }
+
+    /**
+     * C[0:m, i0:i1]^T (+)= B[i0:i1, 0:k] . A^T on the current thread: B's rows read in place (a
+     * partial last MR tile packed), A^T from the packed panels {@code ap} ({@code mPad} columns).
+     */
+    private static void transposedBlock(Kernel kn, int i0, int i1, int m, int k, int kcStep, float alpha,
+                                        float[] b, int bOff, int ldb, float[] ap, int mPad,
+                                        float beta, float[] c, int cOff, int ldc) {
+        Workspace ws = WORKSPACE.get();
+        int mr = kn.mr;
+        int mcStep = roundUp(ceilDiv(i1 - i0, ceilDiv(i1 - i0, TRANSPOSED_MC)), mr);
+        for (int ic = i0; ic < i1; ic += mcStep) {
+            int mc = Math.min(mcStep, i1 - ic);
+            int direct = mc / mr * mr;
+            for (int pc = 0; pc < k; pc += kcStep) {
+                int kc = Math.min(kcStep, k - pc);
+                float betaNow = pc == 0 ? beta : 1f;
+                float[] tail = ws.packA(mr * kc);
+                if (direct < mc) packA(mr, false, b, bOff, ldb, ic + direct, mc - direct, pc, kc, tail);
+                macroKernel(kn, mc, m, kc, alpha, betaNow, tail, ap, pc * mPad, c, cOff + ic, ldc, true, ws.tile,
+                        direct, b, bOff + ic * ldb + pc, ldb);
+            }
         }
     }
 
@@ -246,7 +365,7 @@ public final class JavaSgemm implements Sgemm {
         for (int jc = j0; jc < j1; jc += ncStep) {
             int nc = Math.min(ncStep, j1 - jc), ncPad = roundUp(nc, nr);
             float[] bp = ws.packB(k * ncPad);
-            packB(nr, transB, b, bOff, ldb, k, kcStep, jc, nc, bp);
+            packB(nr, transB, b, bOff, ldb, k, kcStep, jc, nc, bp, ncPad, 0);
             for (int pc = 0; pc < k; pc += kcStep) {
                 int kc = Math.min(kcStep, k - pc);
                 float betaNow = pc == 0 ? beta : 1f; // later K panels accumulate onto the first
@@ -258,7 +377,7 @@ public final class JavaSgemm implements Sgemm {
                     // streams); only a partial last sliver is packed, zero-padded, at ap[0].
                     int direct = transA || !kn.directA ? 0 : mc / mr * mr;
                     if (direct < mc) packA(mr, transA, a, aOff, lda, ic + direct, mc - direct, pc, kc, ap);
-                    macroKernel(kn, mc, nc, kc, alpha, betaNow, ap, bp, panel, c, cOff + ic * ldc + jc, ldc, ws.tile,
+                    macroKernel(kn, mc, nc, kc, alpha, betaNow, ap, bp, panel, c, cOff + ic * ldc + jc, ldc, false, ws.tile,
                             direct, a, aOff + ic * lda + pc, lda);
                 }
             }
@@ -268,10 +387,11 @@ public final class JavaSgemm implements Sgemm {
     /**
      * C[0:mc, 0:nc] at cBase (+)= A block [mc x kc] . packed B panel [kc x nc]. The first
      * {@code direct} rows of A are read in place from {@code a} (row i at aDirect + i*lda, 8x2
-     * only); the rest come packed from {@code ap}.
+     * only); the rest come packed from {@code ap}. With {@code transC} the result is stored
+     * transposed: element (i, j) of the block at c[cBase + j*ldc + i].
      */
     private static void macroKernel(Kernel kn, int mc, int nc, int kc, float alpha, float beta, float[] ap, float[] bp,
-                                    int panel, float[] c, int cBase, int ldc, float[] tile,
+                                    int panel, float[] c, int cBase, int ldc, boolean transC, float[] tile,
                                     int direct, float[] a, int aDirect, int lda) {
         int tileM = kn.mr, tileN = kn.nr;
         boolean wide = kn == Kernel.K6X4;
@@ -280,7 +400,7 @@ public final class JavaSgemm implements Sgemm {
             int bBase = panel + jr * kc; // sliver jr / NR starts at (jr / NR) * kc * NR
             for (int ir = 0; ir < mc; ir += tileM) {
                 int mr = Math.min(tileM, mc - ir);
-                int ci = cBase + ir * ldc + jr;
+                int ci = transC ? cBase + jr * ldc + ir : cBase + ir * ldc + jr;
                 if (wide) {
                     microKernel6x4(kc, ap, ir * kc, bp, bBase, tile);
                 } else if (ir < direct) {
@@ -288,7 +408,9 @@ public final class JavaSgemm implements Sgemm {
                 } else {
                     microKernel(kc, ap, (ir - direct) * kc, bp, bBase, tile);
                 }
-                if (mr == tileM && nr == tileN) {
+                if (transC) {
+                    mergeTransposed(mr, nr, tileN, tile, c, ci, ldc, alpha, beta);
+                } else if (mr == tileM && nr == tileN) {
                     mergeFullTile(tileM, tileN, tile, c, ci, ldc, alpha, beta);
                 } else {
                     // Tail tile: the padded lanes hold zero products; merge only the valid mr x nr part.
@@ -495,6 +617,21 @@ public final class JavaSgemm implements Sgemm {
     }
 
     /**
+     * C[ci + j*ldc + r] = alpha * tile[r][j] + beta * C (C not read when beta == 0) for the valid
+     * mr x nr part of a tile with rows of tileN floats: the tile merged transposed. Scalar, but
+     * it runs once per tile and K panel, against 2 * MR * NR * kc flops of the kernel.
+     */
+    private static void mergeTransposed(int mr, int nr, int tileN, float[] tile, float[] c, int ci, int ldc, float alpha, float beta) {
+        for (int j = 0; j < nr; j++) {
+            int row = ci + j * ldc;
+            for (int r = 0; r < mr; r++) {
+                float old = beta == 0f ? 0f : beta * c[row + r];
+                c[row + r] = alpha * tile[r * tileN + j] + old;
+            }
+        }
+    }
+
+    /**
      * Packs A[ic:ic+mc, pc:pc+kc] (op(A) coordinates) into slivers of tileM (= MR) rows: sliver s
      * holds rows ic + s*tileM ... as kc groups of tileM floats (k-major), zero-padded to tileM rows.
      */
@@ -524,13 +661,14 @@ public final class JavaSgemm implements Sgemm {
 
     /**
      * Packs B[0:k, jc:jc+nc] (op(B) coordinates) as consecutive K panels of kcStep rows (the last
-     * may be shorter): panel pc starts at pc * roundUp(nc, tileN) and holds slivers of tileN (= NR)
-     * columns, sliver s = kc rows of tileN floats at s * kc * tileN within the panel, zero-padded
-     * to tileN columns.
+     * may be shorter) of a packed strip {@code ncPad} columns wide: panel pc starts at pc * ncPad
+     * and holds slivers of tileN (= NR) columns, sliver s = kc rows of tileN floats at s * kc * tileN
+     * within the panel, zero-padded to tileN columns. Column jc of B goes to column {@code jDst} of
+     * the strip (a multiple of tileN; 0 unless several threads pack parts of one strip).
      * Each source row (or, for B stored [n,k], each source column) is read in one run.
      */
-    private static void packB(int tileN, boolean transB, float[] b, int bOff, int ldb, int k, int kcStep, int jc, int nc, float[] bp) {
-        int ncPad = roundUp(nc, tileN);
+    private static void packB(int tileN, boolean transB, float[] b, int bOff, int ldb, int k, int kcStep, int jc, int nc,
+                              float[] bp, int ncPad, int jDst) {
         if (transB) {
             // B stored [n,k] (nn.Linear weight layout): op(B)(p,j) = b[bOff + j*ldb + p].
             for (int jr = 0; jr < nc; jr += tileN) {
@@ -538,7 +676,7 @@ public final class JavaSgemm implements Sgemm {
                 for (int j = 0; j < tileN; j++) {
                     int src = bOff + (jc + jr + j) * ldb;
                     for (int pc = 0; pc < k; pc += kcStep) {
-                        int kc = Math.min(kcStep, k - pc), base = pc * ncPad + jr * kc + j;
+                        int kc = Math.min(kcStep, k - pc), base = pc * ncPad + (jDst + jr) * kc + j;
                         if (j < nr) {
                             for (int p = 0; p < kc; p++) bp[base + p * tileN] = b[src + pc + p];
                         } else {
@@ -554,7 +692,7 @@ public final class JavaSgemm implements Sgemm {
                 for (int p = 0; p < kc; p++) {
                     int row = bOff + (pc + p) * ldb + jc;
                     for (int jr = 0; jr < nc; jr += tileN) {
-                        int nr = Math.min(tileN, nc - jr), dst = pc * ncPad + jr * kc + p * tileN;
+                        int nr = Math.min(tileN, nc - jr), dst = pc * ncPad + (jDst + jr) * kc + p * tileN;
                         System.arraycopy(b, row + jr, bp, dst, nr);
                         if (nr < tileN) Arrays.fill(bp, dst + nr, dst + tileN, 0f);
                     }
