@@ -4,6 +4,10 @@ import dev.perceiver4j.autograd.Autograd;
 import dev.perceiver4j.autograd.F;
 import dev.perceiver4j.backend.Backend;
 import dev.perceiver4j.backend.Backends;
+import dev.perceiver4j.backend.cpu.CpuBackend;
+import dev.perceiver4j.backend.cpu.CpuPool;
+import dev.perceiver4j.backend.cpu.gemm.Sgemm;
+import dev.perceiver4j.backend.cpu.gemm.Sgemms;
 import dev.perceiver4j.model.ar.PerceiverArConfig;
 import dev.perceiver4j.model.io.PerceiverConfig;
 import dev.perceiver4j.model.io.PerceiverForMaskedLM;
@@ -40,6 +44,7 @@ import java.util.SplittableRandom;
                 "  ar-generate  Perceiver AR exact cached generation against the uncached forward per byte"},
         footer = {"", "Examples:",
                 "  ./perceiver4j bench --threads 2                       language-perceiver forward, batch 1 x 2048 bytes",
+                "  ./perceiver4j bench --threads 2 --gemm java --compare-gemm packed   two SGEMMs, alternating passes",
                 "  ./perceiver4j bench --batch 4 --reps 3 --threads 16",
                 "  ./perceiver4j bench --backend cuda --workload mlm-train --batch 16",
                 "  ./perceiver4j bench --backend cuda --batch 32 --profile   time per op and shape (adds a wait after each op)",
@@ -88,13 +93,24 @@ final class BenchCommand implements Runnable {
     @Option(names = "--gen-bytes", defaultValue = "200", description = "ar-generate: bytes generated per rep (default: ${DEFAULT-VALUE})")
     int genBytes;
 
+    @Option(names = "--compare-gemm", description = "mlm-forward on the CPU: time the passes alternately with the matrix products of --gemm /"
+            + " --gemm-kernel and with this one, in one process, and print both and their ratio: packed (the pure-Java kernel"
+            + " always packing B, without its transposed formulation), 8x2, 6x4, cblas")
+    String compareGemm;
+
     @Override
     public void run() {
         common.apply();
         if (profile) System.setProperty("perceiver4j.profile", "true");
         if (batch < 1 || length < 1 || reps < 1 || warmup < 0) throw new IllegalArgumentException("--batch, --length and --reps must be >= 1, --warmup >= 0");
+        if (compareGemm != null && !workload.equals("mlm-forward")) {
+            throw new IllegalArgumentException("--compare-gemm applies to --workload mlm-forward only");
+        }
         switch (workload) {
-            case "mlm-forward" -> mlmForward();
+            case "mlm-forward" -> {
+                if (compareGemm == null) mlmForward();
+                else mlmForwardCompared();
+            }
             case "mlm-train" -> mlmTrain();
             case "ar-train" -> ArBench.scaling(Backends.get(), arConfig(contexts.getFirst()), contexts, batch, warmup, reps);
             case "ar-generate" -> ArBench.generation(Backends.get(), arConfig(length), Math.max(1, length / 2), genBytes, warmup, reps);
@@ -131,6 +147,53 @@ final class BenchCommand implements Runnable {
             System.out.println(pass.recorded() ? "pass replayed as a recording of " + pass.recordedOps() + " ops" : "pass run op by op");
         }
         printResult("mlm-forward", t, mlmForwardFlops(m.config(), length) * batch / 1e9, "pass");
+        printMemory(be);
+    }
+
+    /**
+     * The forward pass of {@link #mlmForward} on one CPU backend whose products alternate between
+     * two SGEMMs: warm-up passes with each, then {@code reps} rounds of one timed pass with each,
+     * in the order AB, BA, AB, ... (neither always runs first). Prints each one's mean and min,
+     * the ratio of the means, and how many rounds the second won.
+     */
+    private void mlmForwardCompared() {
+        String be0 = common.backend.trim().toLowerCase(Locale.ROOT);
+        if (!be0.equals("cpu") && !be0.equals("auto")) {
+            throw new IllegalArgumentException("--compare-gemm compares CPU matrix products: use --backend cpu (or auto), not " + common.backend);
+        }
+        CpuPool pool = CpuPool.common();
+        Sgemm base = Sgemms.select(pool);
+        AlternatingSgemm ab = new AlternatingSgemm(base, AlternatingSgemm.named(compareGemm, base, pool));
+        Backend be = new CpuBackend(pool, ab);
+        PerceiverForMaskedLM m = languagePerceiver(be);
+        int[] ids = randomBytes(7), mask = allOnes(ids.length);
+        double[][] ms = new double[2][reps];
+        int secondWins = 0;
+        try (RecordedMaskedLm pass = new RecordedMaskedLm(m, batch, length)) {
+            for (int i = 0; i < 2 * warmup; i++) {
+                ab.use(i % 2);
+                pass.forward(ids, mask);
+            }
+            for (int r = 0; r < reps; r++) {
+                for (int j = 0; j < 2; j++) {
+                    int which = (r + j) % 2;
+                    ab.use(which);
+                    long t0 = System.nanoTime();
+                    pass.forward(ids, mask);
+                    be.synchronize();
+                    ms[which][r] = (System.nanoTime() - t0) / 1e6;
+                }
+                if (ms[1][r] < ms[0][r]) secondWins++;
+            }
+        }
+        double gflop = mlmForwardFlops(m.config(), length) * batch / 1e9;
+        for (int which = 0; which < 2; which++) {
+            ArBench.Timing t = new ArBench.Timing(Arrays.stream(ms[which]).average().orElseThrow(), Arrays.stream(ms[which]).min().orElseThrow());
+            System.out.println((which == 0 ? "A" : "B") + " = " + ab.get(which).name());
+            printResult("mlm-forward " + (which == 0 ? "A" : "B"), t, gflop, "pass");
+        }
+        double ratio = Arrays.stream(ms[1]).sum() / Arrays.stream(ms[0]).sum();
+        System.out.printf(Locale.ROOT, "B / A = %.3f (mean time); B faster in %d of %d rounds%n", ratio, secondWins, reps);
         printMemory(be);
     }
 

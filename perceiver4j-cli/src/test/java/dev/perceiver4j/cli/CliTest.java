@@ -65,6 +65,24 @@ class CliTest {
     }
 
     @Test
+    void benchComparesTwoSgemmsInOneProcess() {
+        // The full language-perceiver (201M parameters) on 32 bytes: one pass with each SGEMM per round.
+        int code = Main.run("bench", "--threads", "2", "--length", "32", "--warmup", "0", "--reps", "2", "--compare-gemm", "packed");
+        assertThat(code).as(stderr()).isZero();
+        String o = stdout();
+        assertThat(o).contains("A = ").contains("B = ").contains("B always packed")
+                .contains("mlm-forward A batch 1 x 32 bytes").contains("mlm-forward B batch 1 x 32 bytes");
+        java.util.regex.Matcher r = java.util.regex.Pattern.compile("B / A = ([0-9.]+) \\(mean time\\); B faster in ([0-9]) of 2 rounds").matcher(o);
+        assertThat(r.find()).as(o).isTrue();
+        assertThat(Double.parseDouble(r.group(1))).isPositive().isFinite();
+
+        assertThat(Main.run("bench", "--compare-gemm", "4x4", "--length", "32")).isEqualTo(1);
+        assertThat(stderr()).contains("--compare-gemm must be packed, 8x2, 6x4 or cblas, got 4x4");
+        assertThat(Main.run("bench", "--workload", "ar-train", "--compare-gemm", "packed")).isEqualTo(1);
+        assertThat(stderr()).contains("--compare-gemm applies to --workload mlm-forward only");
+    }
+
+    @Test
     void trainResumeGenerateAndEvalEndToEnd(@TempDir Path tmp) throws Exception {
         Path text = tmp.resolve("text");
         Files.createDirectories(text);
