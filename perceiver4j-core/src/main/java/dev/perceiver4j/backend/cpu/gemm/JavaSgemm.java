@@ -38,10 +38,12 @@ import java.util.Objects;
  * activation times an nn.Linear weight) and n > m, that is the larger operand, and its packing
  * is a scalar transposing copy of every weight: at the language-perceiver's 256 x 1280 x 1280 it
  * cost about a quarter of the product. Such products run instead as C^T = B . A^T
- * ({@link #sgemmTransposed}): B's rows are the A side of the 8x2 kernel, read in place; A^T is
+ * ({@link #sgemmTransposed}), with either kernel: B's rows are the A side of the kernel, copied
+ * block by block (whole rows, {@code System.arraycopy}) to a buffer whose row stride is the
+ * constant {@value #ROW_STRIDE}, so that the kernel addresses its MR rows from one index; A^T is
  * packed once per call into slivers shared by all threads, in K panels of up to
  * {@value #TRANSPOSED_KC} rows (one panel for k <= 2048, so each output tile is merged into C once,
- * transposed); threads split B's rows. The 6x4 kernel has no in-place path and always packs B.
+ * transposed); threads split B's rows.
  * {@code -D}{@value #TRANSPOSED_PROPERTY}{@code =false} turns this off (always pack B).
  *
  * <h2>Micro-kernels</h2>
@@ -62,15 +64,17 @@ import java.util.Objects;
  *       every {@code broadcast(SPECIES, ap[i])} of both kernels as {@code vbroadcastss zmm, m32},
  *       a pure load, in the disassembly on Zen 5; what 6x4 still saves is non-FMA work per FMA:
  *       10 loads and about 9 scalar uops per 24 FMAs, against 10 loads per 16 FMAs for 8x2, plus
- *       8 address computations per 16 in its in-place path.) A is always packed for it (no
- *       in-place path), and KC is halved so that its twice-as-wide B sliver still fits in L1.
+ *       8 address computations per 16 in its in-place path.) In the usual formulation A is always
+ *       packed for it (no in-place path), and KC is halved so that its twice-as-wide B sliver
+ *       still fits in L1.
  *       24 accumulators + 4 B vectors + 1 broadcast need 29 vector registers: it is meant for
  *       AVX-512 (32 registers); with 256-bit vectors (16 registers) it spills. On Zen 5 both
  *       tiles run at the same speed (docs/benchmarks.md).</li>
  * </ul>
- * Both keep their accumulators in locals of a small method written out by hand (no arrays, no
- * helper taking vectors), so that C2 keeps them in registers, and index with compile-time
- * constant strides. The shared packing and blocking code takes MR, NR, KC and MC from the
+ * Each tile has a variant per way its A side arrives: packed slivers, rows in place (8x2 only)
+ * and rows of the transposed formulation's buffer (both tiles). All keep their accumulators in
+ * locals of a small method written out by hand (no arrays, no helper taking vectors), so that C2
+ * keeps them in registers, and index with compile-time constant strides. The shared packing and blocking code takes MR, NR, KC and MC from the
  * instance's {@link Kernel}; the choice between micro-kernels is one branch per tile.
  *
  * <h2>Threads</h2>
@@ -181,6 +185,14 @@ public final class JavaSgemm implements Sgemm {
     /** Rows of weights (rows of B) per block in the transposed formulation: MC x k floats stay in L2. */
     static final int TRANSPOSED_MC = 128;
 
+    /**
+     * Row stride of the buffer the transposed formulation copies B's rows to: a constant, so a
+     * kernel reads its MR rows at fixed displacements from one index (reading them in place at
+     * stride ldb takes MR index registers). 16 floats (one cache line) more than
+     * {@link #TRANSPOSED_KC}, so that consecutive rows do not all fall into the same cache sets.
+     */
+    static final int ROW_STRIDE = TRANSPOSED_KC + 16;
+
     /** Below this many flops (2mnk) the product runs on the calling thread alone. */
     private static final long PARALLEL_MIN_FLOPS = 1L << 21;
 
@@ -254,7 +266,7 @@ public final class JavaSgemm implements Sgemm {
     @Override
     public String name() {
         return "java-vector(" + pool.threads() + " threads, " + SPECIES.vectorBitSize() + "-bit, " + kernel.label + " kernel"
-                + (transposedForm || !kernel.directA ? "" : ", B always packed") + ")";
+                + (transposedForm ? "" : ", B always packed") + ")";
     }
 
     @Override
@@ -266,7 +278,7 @@ public final class JavaSgemm implements Sgemm {
 
         long flops = 2L * m * n * k;
         Kernel kn = kernel;
-        if (transposedForm && transposedPays(kn, transA, transB, m, n)) {
+        if (transposedForm && transposedPays(transA, transB, m, n)) {
             sgemmTransposed(kn, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
             return;
         }
@@ -287,21 +299,21 @@ public final class JavaSgemm implements Sgemm {
 
     /**
      * Whether C = A . B^T with A stored [m,k] and B stored [n,k] (activations times an nn.Linear
-     * weight) runs as C^T = B . A^T on this kernel: whenever B is the larger operand, so that the
-     * larger one is read in place and the smaller one packed, as the usual formulation already
-     * does when m > n. Even at m = 1 (A^T padded to a whole NR sliver of zeros) this beat packing
-     * B on the dev machine: 2.6x at m = 8 and 1.3x at m = 256 against n = k = 1280.
+     * weight) runs as C^T = B . A^T: whenever B is the larger operand, so that the larger one is
+     * only copied row by row and the smaller one packed, as the usual formulation already does when
+     * m > n. Even at m = 1 (A^T padded to a whole NR sliver of zeros) this beat packing B on the
+     * dev machine: 2.6x at m = 8 and 1.3x at m = 256 against n = k = 1280.
      */
-    static boolean transposedPays(Kernel kn, boolean transA, boolean transB, int m, int n) {
-        return kn.directA && !transA && transB && n > m;
+    static boolean transposedPays(boolean transA, boolean transB, int m, int n) {
+        return !transA && transB && n > m;
     }
 
     /**
      * C[m,n] = alpha A[m,k] . B[n,k]^T + beta C computed as C^T = B . A^T, for products whose B
      * (typically a weight matrix) is larger than A (the activations of a few hundred positions).
      * The usual formulation packs B, and that scalar transposing copy of every weight costs a
-     * large share of the product when m is small; here B's rows are read in place by the 8x2
-     * kernel's direct path, and only A is packed, once, shared by all threads: A^T in slivers of
+     * large share of the product when m is small; here B's rows are only copied whole (see
+     * {@link #transposedBlock}), and A is packed, once, shared by all threads: A^T in slivers of
      * NR columns (= NR rows of A), with K panels of up to {@link #TRANSPOSED_KC} rows. The kernel's
      * tiles are C^T tiles (MR rows of B by NR rows of A); each is merged into C transposed.
      * Threads split B's rows (C's columns) in whole MR tiles.
@@ -326,8 +338,10 @@ public final class JavaSgemm implements Sgemm {
     }
 
     /**
-     * C[0:m, i0:i1]^T (+)= B[i0:i1, 0:k] . A^T on the current thread: B's rows read in place (a
-     * partial last MR tile packed), A^T from the packed panels {@code ap} ({@code mPad} columns).
+     * C[0:m, i0:i1]^T (+)= B[i0:i1, 0:k] . A^T on the current thread, A^T from the packed panels
+     * {@code ap} ({@code mPad} columns). Per block of up to {@link #TRANSPOSED_MC} rows of B and K
+     * panel: the block's rows are copied to the workspace at stride {@link #ROW_STRIDE} (zero rows
+     * up to a whole MR tile), then every sliver of A^T meets every MR-row tile of the block.
      */
     private static void transposedBlock(Kernel kn, int i0, int i1, int m, int k, int kcStep, float alpha,
                                         float[] b, int bOff, int ldb, float[] ap, int mPad,
@@ -335,16 +349,27 @@ public final class JavaSgemm implements Sgemm {
         Workspace ws = WORKSPACE.get();
         int mr = kn.mr;
         int mcStep = roundUp(ceilDiv(i1 - i0, ceilDiv(i1 - i0, TRANSPOSED_MC)), mr);
+        int tileN = kn.nr;
+        boolean wide = kn == Kernel.K6X4;
         for (int ic = i0; ic < i1; ic += mcStep) {
-            int mc = Math.min(mcStep, i1 - ic);
-            int direct = mc / mr * mr;
+            int mc = Math.min(mcStep, i1 - ic), mcPad = roundUp(mc, mr);
+            float[] rows = ws.packA(mcPad * ROW_STRIDE);
             for (int pc = 0; pc < k; pc += kcStep) {
                 int kc = Math.min(kcStep, k - pc);
                 float betaNow = pc == 0 ? beta : 1f;
-                float[] tail = ws.packA(mr * kc);
-                if (direct < mc) packA(mr, false, b, bOff, ldb, ic + direct, mc - direct, pc, kc, tail);
-                macroKernel(kn, mc, m, kc, alpha, betaNow, tail, ap, pc * mPad, c, cOff + ic, ldc, true, ws.tile,
-                        direct, b, bOff + ic * ldb + pc, ldb);
+                for (int r = 0; r < mcPad; r++) {
+                    if (r < mc) System.arraycopy(b, bOff + (ic + r) * ldb + pc, rows, r * ROW_STRIDE, kc);
+                    else Arrays.fill(rows, r * ROW_STRIDE, r * ROW_STRIDE + kc, 0f);
+                }
+                for (int jr = 0; jr < m; jr += tileN) {
+                    int nr = Math.min(tileN, m - jr);
+                    int bBase = pc * mPad + jr * kc; // sliver jr / NR of K panel pc
+                    for (int ir = 0; ir < mc; ir += mr) {
+                        if (wide) microKernel6x4Rows(kc, rows, ir * ROW_STRIDE, ap, bBase, ws.tile);
+                        else microKernelRows(kc, rows, ir * ROW_STRIDE, ap, bBase, ws.tile);
+                        mergeTransposed(Math.min(mr, mc - ir), nr, tileN, ws.tile, c, cOff + jr * ldc + ic + ir, ldc, alpha, betaNow);
+                    }
+                }
             }
         }
     }
@@ -377,7 +402,7 @@ public final class JavaSgemm implements Sgemm {
                     // streams); only a partial last sliver is packed, zero-padded, at ap[0].
                     int direct = transA || !kn.directA ? 0 : mc / mr * mr;
                     if (direct < mc) packA(mr, transA, a, aOff, lda, ic + direct, mc - direct, pc, kc, ap);
-                    macroKernel(kn, mc, nc, kc, alpha, betaNow, ap, bp, panel, c, cOff + ic * ldc + jc, ldc, false, ws.tile,
+                    macroKernel(kn, mc, nc, kc, alpha, betaNow, ap, bp, panel, c, cOff + ic * ldc + jc, ldc, ws.tile,
                             direct, a, aOff + ic * lda + pc, lda);
                 }
             }
@@ -387,11 +412,10 @@ public final class JavaSgemm implements Sgemm {
     /**
      * C[0:mc, 0:nc] at cBase (+)= A block [mc x kc] . packed B panel [kc x nc]. The first
      * {@code direct} rows of A are read in place from {@code a} (row i at aDirect + i*lda, 8x2
-     * only); the rest come packed from {@code ap}. With {@code transC} the result is stored
-     * transposed: element (i, j) of the block at c[cBase + j*ldc + i].
+     * only); the rest come packed from {@code ap}.
      */
     private static void macroKernel(Kernel kn, int mc, int nc, int kc, float alpha, float beta, float[] ap, float[] bp,
-                                    int panel, float[] c, int cBase, int ldc, boolean transC, float[] tile,
+                                    int panel, float[] c, int cBase, int ldc, float[] tile,
                                     int direct, float[] a, int aDirect, int lda) {
         int tileM = kn.mr, tileN = kn.nr;
         boolean wide = kn == Kernel.K6X4;
@@ -400,7 +424,7 @@ public final class JavaSgemm implements Sgemm {
             int bBase = panel + jr * kc; // sliver jr / NR starts at (jr / NR) * kc * NR
             for (int ir = 0; ir < mc; ir += tileM) {
                 int mr = Math.min(tileM, mc - ir);
-                int ci = transC ? cBase + jr * ldc + ir : cBase + ir * ldc + jr;
+                int ci = cBase + ir * ldc + jr;
                 if (wide) {
                     microKernel6x4(kc, ap, ir * kc, bp, bBase, tile);
                 } else if (ir < direct) {
@@ -408,9 +432,7 @@ public final class JavaSgemm implements Sgemm {
                 } else {
                     microKernel(kc, ap, (ir - direct) * kc, bp, bBase, tile);
                 }
-                if (transC) {
-                    mergeTransposed(mr, nr, tileN, tile, c, ci, ldc, alpha, beta);
-                } else if (mr == tileM && nr == tileN) {
+                if (mr == tileM && nr == tileN) {
                     mergeFullTile(tileM, tileN, tile, c, ci, ldc, alpha, beta);
                 } else {
                     // Tail tile: the padded lanes hold zero products; merge only the valid mr x nr part.
@@ -576,6 +598,125 @@ public final class JavaSgemm implements Sgemm {
             a = FloatVector.broadcast(SPECIES, ap[ai + 5]);
             c50 = a.fma(b0, c50); c51 = a.fma(b1, c51); c52 = a.fma(b2, c52); c53 = a.fma(b3, c53);
         }
+        c00.intoArray(tile, 0 * NR_6X4 + 0 * VL);
+        c01.intoArray(tile, 0 * NR_6X4 + 1 * VL);
+        c02.intoArray(tile, 0 * NR_6X4 + 2 * VL);
+        c03.intoArray(tile, 0 * NR_6X4 + 3 * VL);
+        c10.intoArray(tile, 1 * NR_6X4 + 0 * VL);
+        c11.intoArray(tile, 1 * NR_6X4 + 1 * VL);
+        c12.intoArray(tile, 1 * NR_6X4 + 2 * VL);
+        c13.intoArray(tile, 1 * NR_6X4 + 3 * VL);
+        c20.intoArray(tile, 2 * NR_6X4 + 0 * VL);
+        c21.intoArray(tile, 2 * NR_6X4 + 1 * VL);
+        c22.intoArray(tile, 2 * NR_6X4 + 2 * VL);
+        c23.intoArray(tile, 2 * NR_6X4 + 3 * VL);
+        c30.intoArray(tile, 3 * NR_6X4 + 0 * VL);
+        c31.intoArray(tile, 3 * NR_6X4 + 1 * VL);
+        c32.intoArray(tile, 3 * NR_6X4 + 2 * VL);
+        c33.intoArray(tile, 3 * NR_6X4 + 3 * VL);
+        c40.intoArray(tile, 4 * NR_6X4 + 0 * VL);
+        c41.intoArray(tile, 4 * NR_6X4 + 1 * VL);
+        c42.intoArray(tile, 4 * NR_6X4 + 2 * VL);
+        c43.intoArray(tile, 4 * NR_6X4 + 3 * VL);
+        c50.intoArray(tile, 5 * NR_6X4 + 0 * VL);
+        c51.intoArray(tile, 5 * NR_6X4 + 1 * VL);
+        c52.intoArray(tile, 5 * NR_6X4 + 2 * VL);
+        c53.intoArray(tile, 5 * NR_6X4 + 3 * VL);
+    }
+
+    /**
+     * {@link #microKernel} with the A sliver as 8 rows of the transposed formulation's row buffer:
+     * row r of the tile at a[aRow + r * ROW_STRIDE + p] for p in [0, kc). The fixed stride makes
+     * the 8 reads displacements of one index.
+     */
+    private static void microKernelRows(int kc, float[] a, int aRow, float[] bp, int bBase, float[] tile) {
+        final int s = ROW_STRIDE;
+        FloatVector zero = FloatVector.zero(SPECIES);
+        FloatVector c00 = zero, c01 = zero;
+        FloatVector c10 = zero, c11 = zero;
+        FloatVector c20 = zero, c21 = zero;
+        FloatVector c30 = zero, c31 = zero;
+        FloatVector c40 = zero, c41 = zero;
+        FloatVector c50 = zero, c51 = zero;
+        FloatVector c60 = zero, c61 = zero;
+        FloatVector c70 = zero, c71 = zero;
+        for (int p = 0; p < kc; p++) {
+            int ai = aRow + p;
+            int bi = bBase + p * NR_8X2;
+            FloatVector b0 = FloatVector.fromArray(SPECIES, bp, bi);
+            FloatVector b1 = FloatVector.fromArray(SPECIES, bp, bi + 1 * VL);
+            FloatVector v;
+            v = FloatVector.broadcast(SPECIES, a[ai]);
+            c00 = v.fma(b0, c00); c01 = v.fma(b1, c01);
+            v = FloatVector.broadcast(SPECIES, a[ai + s]);
+            c10 = v.fma(b0, c10); c11 = v.fma(b1, c11);
+            v = FloatVector.broadcast(SPECIES, a[ai + 2 * s]);
+            c20 = v.fma(b0, c20); c21 = v.fma(b1, c21);
+            v = FloatVector.broadcast(SPECIES, a[ai + 3 * s]);
+            c30 = v.fma(b0, c30); c31 = v.fma(b1, c31);
+            v = FloatVector.broadcast(SPECIES, a[ai + 4 * s]);
+            c40 = v.fma(b0, c40); c41 = v.fma(b1, c41);
+            v = FloatVector.broadcast(SPECIES, a[ai + 5 * s]);
+            c50 = v.fma(b0, c50); c51 = v.fma(b1, c51);
+            v = FloatVector.broadcast(SPECIES, a[ai + 6 * s]);
+            c60 = v.fma(b0, c60); c61 = v.fma(b1, c61);
+            v = FloatVector.broadcast(SPECIES, a[ai + 7 * s]);
+            c70 = v.fma(b0, c70); c71 = v.fma(b1, c71);
+        }
+        // Stores written out, as in microKernel (a helper taking 16 vectors would box them).
+        c00.intoArray(tile, 0 * NR_8X2 + 0 * VL);
+        c01.intoArray(tile, 0 * NR_8X2 + 1 * VL);
+        c10.intoArray(tile, 1 * NR_8X2 + 0 * VL);
+        c11.intoArray(tile, 1 * NR_8X2 + 1 * VL);
+        c20.intoArray(tile, 2 * NR_8X2 + 0 * VL);
+        c21.intoArray(tile, 2 * NR_8X2 + 1 * VL);
+        c30.intoArray(tile, 3 * NR_8X2 + 0 * VL);
+        c31.intoArray(tile, 3 * NR_8X2 + 1 * VL);
+        c40.intoArray(tile, 4 * NR_8X2 + 0 * VL);
+        c41.intoArray(tile, 4 * NR_8X2 + 1 * VL);
+        c50.intoArray(tile, 5 * NR_8X2 + 0 * VL);
+        c51.intoArray(tile, 5 * NR_8X2 + 1 * VL);
+        c60.intoArray(tile, 6 * NR_8X2 + 0 * VL);
+        c61.intoArray(tile, 6 * NR_8X2 + 1 * VL);
+        c70.intoArray(tile, 7 * NR_8X2 + 0 * VL);
+        c71.intoArray(tile, 7 * NR_8X2 + 1 * VL);
+    }
+
+    /**
+     * {@link #microKernel6x4} with the A sliver as 6 rows of the transposed formulation's row
+     * buffer: row r of the tile at a[aRow + r * ROW_STRIDE + p] for p in [0, kc).
+     */
+    private static void microKernel6x4Rows(int kc, float[] a, int aRow, float[] bp, int bBase, float[] tile) {
+        final int s = ROW_STRIDE;
+        FloatVector zero = FloatVector.zero(SPECIES);
+        FloatVector c00 = zero, c01 = zero, c02 = zero, c03 = zero;
+        FloatVector c10 = zero, c11 = zero, c12 = zero, c13 = zero;
+        FloatVector c20 = zero, c21 = zero, c22 = zero, c23 = zero;
+        FloatVector c30 = zero, c31 = zero, c32 = zero, c33 = zero;
+        FloatVector c40 = zero, c41 = zero, c42 = zero, c43 = zero;
+        FloatVector c50 = zero, c51 = zero, c52 = zero, c53 = zero;
+        for (int p = 0; p < kc; p++) {
+            int ai = aRow + p;
+            int bi = bBase + p * NR_6X4;
+            FloatVector b0 = FloatVector.fromArray(SPECIES, bp, bi);
+            FloatVector b1 = FloatVector.fromArray(SPECIES, bp, bi + 1 * VL);
+            FloatVector b2 = FloatVector.fromArray(SPECIES, bp, bi + 2 * VL);
+            FloatVector b3 = FloatVector.fromArray(SPECIES, bp, bi + 3 * VL);
+            FloatVector v;
+            v = FloatVector.broadcast(SPECIES, a[ai]);
+            c00 = v.fma(b0, c00); c01 = v.fma(b1, c01); c02 = v.fma(b2, c02); c03 = v.fma(b3, c03);
+            v = FloatVector.broadcast(SPECIES, a[ai + s]);
+            c10 = v.fma(b0, c10); c11 = v.fma(b1, c11); c12 = v.fma(b2, c12); c13 = v.fma(b3, c13);
+            v = FloatVector.broadcast(SPECIES, a[ai + 2 * s]);
+            c20 = v.fma(b0, c20); c21 = v.fma(b1, c21); c22 = v.fma(b2, c22); c23 = v.fma(b3, c23);
+            v = FloatVector.broadcast(SPECIES, a[ai + 3 * s]);
+            c30 = v.fma(b0, c30); c31 = v.fma(b1, c31); c32 = v.fma(b2, c32); c33 = v.fma(b3, c33);
+            v = FloatVector.broadcast(SPECIES, a[ai + 4 * s]);
+            c40 = v.fma(b0, c40); c41 = v.fma(b1, c41); c42 = v.fma(b2, c42); c43 = v.fma(b3, c43);
+            v = FloatVector.broadcast(SPECIES, a[ai + 5 * s]);
+            c50 = v.fma(b0, c50); c51 = v.fma(b1, c51); c52 = v.fma(b2, c52); c53 = v.fma(b3, c53);
+        }
+        // Stores written out, as in microKernel6x4.
         c00.intoArray(tile, 0 * NR_6X4 + 0 * VL);
         c01.intoArray(tile, 0 * NR_6X4 + 1 * VL);
         c02.intoArray(tile, 0 * NR_6X4 + 2 * VL);
