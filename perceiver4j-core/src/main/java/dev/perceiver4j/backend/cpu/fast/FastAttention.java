@@ -263,8 +263,11 @@ public final class FastAttention {
             }
             float inv = 1f / l;
             float[] acc = sc.acc;
-            int a = r * s.dv();
-            for (int c = 0; c < s.dv(); c++) out[o + c] = acc[a + c] * inv;
+            int a = r * s.dv(), dv = s.dv(), c = 0;
+            for (int bound = F.loopBound(dv); c < bound; c += LANES) {
+                FloatVector.fromArray(F, acc, a + c).mul(inv).intoArray(out, o + c);
+            }
+            for (; c < dv; c++) out[o + c] = acc[a + c] * inv;
             lse[lseIndex(b, h, i)] = sc.rowMax[r] + (float) Math.log(l);
         }
 
@@ -526,7 +529,10 @@ public final class FastAttention {
      *   for o < nOut, c < len
      * </pre>
      * Register-blocked 4 output rows x 4 vectors: each input vector load feeds 4 FMAs and the 16
-     * accumulators stay in registers over all nIn inputs. With (wOut, wIn) = (BLOCK_K, 1) the
+     * accumulators stay in registers over all nIn inputs. Tails of 2 vectors (Dv = 160 or 96,
+     * Dqk = 32) take a 4 x 2 block, a last single vector 4 x 1. Every output element sums its
+     * inputs in the same order whichever block computes it, so the results do not depend on the
+     * blocking. With (wOut, wIn) = (BLOCK_K, 1) the
      * weights are read row-wise (P V, dS K), with (1, BLOCK_K) transposed (P^T dOut, dS^T Q).
      */
     static void accumulate(float[] w, int wOut, int wIn, int nOut, int[] outRows, float[] out,
@@ -536,6 +542,7 @@ public final class FastAttention {
         for (; o + 3 < nOut; o += 4) {
             int c = 0;
             for (; c + 4 * LANES <= vecEnd; c += 4 * LANES) acc4x4(w, wOut, wIn, o, outRows, out, nIn, inRows, in, c);
+            for (; c + 2 * LANES <= vecEnd; c += 2 * LANES) acc4x2(w, wOut, wIn, o, outRows, out, nIn, inRows, in, c);
             for (; c < vecEnd; c += LANES) acc4x1(w, wOut, wIn, o, outRows, out, nIn, inRows, in, c);
             if (c < len) accScalar(w, wOut, wIn, o, o + 4, outRows, out, nIn, inRows, in, c, len);
         }
@@ -600,6 +607,41 @@ public final class FastAttention {
         x31.intoArray(out, y3 + l1);
         x32.intoArray(out, y3 + l2);
         x33.intoArray(out, y3 + l3);
+    }
+
+    private static void acc4x2(float[] w, int wOut, int wIn, int o, int[] outRows, float[] out,
+                               int nIn, int[] inRows, float[] in, int c) {
+        int y0 = outRows[o] + c, y1 = outRows[o + 1] + c, y2 = outRows[o + 2] + c, y3 = outRows[o + 3] + c;
+        int w0 = o * wOut, w1 = w0 + wOut, w2 = w1 + wOut, w3 = w2 + wOut;
+        int l1 = LANES;
+        FloatVector x00 = FloatVector.fromArray(F, out, y0), x01 = FloatVector.fromArray(F, out, y0 + l1);
+        FloatVector x10 = FloatVector.fromArray(F, out, y1), x11 = FloatVector.fromArray(F, out, y1 + l1);
+        FloatVector x20 = FloatVector.fromArray(F, out, y2), x21 = FloatVector.fromArray(F, out, y2 + l1);
+        FloatVector x30 = FloatVector.fromArray(F, out, y3), x31 = FloatVector.fromArray(F, out, y3 + l1);
+        for (int s = 0, ws = 0; s < nIn; s++, ws += wIn) {
+            int io = inRows[s] + c;
+            FloatVector v0 = FloatVector.fromArray(F, in, io), v1 = FloatVector.fromArray(F, in, io + l1);
+            FloatVector a = FloatVector.broadcast(F, w[w0 + ws]);
+            x00 = v0.fma(a, x00);
+            x01 = v1.fma(a, x01);
+            a = FloatVector.broadcast(F, w[w1 + ws]);
+            x10 = v0.fma(a, x10);
+            x11 = v1.fma(a, x11);
+            a = FloatVector.broadcast(F, w[w2 + ws]);
+            x20 = v0.fma(a, x20);
+            x21 = v1.fma(a, x21);
+            a = FloatVector.broadcast(F, w[w3 + ws]);
+            x30 = v0.fma(a, x30);
+            x31 = v1.fma(a, x31);
+        }
+        x00.intoArray(out, y0);
+        x01.intoArray(out, y0 + l1);
+        x10.intoArray(out, y1);
+        x11.intoArray(out, y1 + l1);
+        x20.intoArray(out, y2);
+        x21.intoArray(out, y2 + l1);
+        x30.intoArray(out, y3);
+        x31.intoArray(out, y3 + l1);
     }
 
     private static void acc4x1(float[] w, int wOut, int wIn, int o, int[] outRows, float[] out,
