@@ -46,10 +46,13 @@ import java.util.Arrays;
  * The three updates are one register-blocked kernel ({@link #accumulate}) with different strides.
  * All gradients are accumulated ({@code +=}) into the caller's arrays.
  *
- * <p>Score tiles (q.k, dOut.v) pack the key tile transposed and run a 4-row x 2-vector FMA kernel
- * with keys across lanes, so no dot needs a horizontal sum ({@link #dotTile}); P V and the gradient
- * updates are a register-blocked FMA kernel (4 output rows x 4 vectors); exp is the Vector API's
- * lane-wise EXP over a tile row.
+ * <p>Score tiles (q.k, dOut.v) read the key (value) tile transposed and run a 4-row x 2-vector FMA
+ * kernel with keys across lanes, so no dot needs a horizontal sum ({@link #dotTilePacked}). The
+ * forward transposes each head's keys once per call when a head has several query blocks (tiles
+ * with padded keys still gather their live keys); the backward transposes a key tile and its
+ * values once for all the query blocks that meet it; P V and the gradient
+ * updates are a register-blocked FMA kernel (4 output rows x 4 vectors); exp is {@code Erf.exp}
+ * over a tile row.
  */
 public final class FastAttention {
 
@@ -62,6 +65,8 @@ public final class FastAttention {
     static final int BLOCK_K = Math.max(64, LANES);
 
     private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
+    /** The forward's transposed keys ({@code Call.transposeKeys}), one buffer per calling thread. */
+    private static final ThreadLocal<float[]> KEYS_T = ThreadLocal.withInitial(() -> new float[0]);
 
     private FastAttention() {}
 
@@ -75,6 +80,9 @@ public final class FastAttention {
         Call c = new Call(s, q, qOff, k, kOff, v, vOff, keyPad, out, outOff, lse, lseOff);
         int qBlocks = ceilDiv(s.nq(), BLOCK_Q);
         int tasks = s.batch() * s.heads() * qBlocks;
+        // With several query blocks per head, every block would transpose the same key tiles:
+        // transpose each head's keys once instead.
+        float[] kt = qBlocks > 1 ? c.transposeKeys(pool) : null;
         pool.parallelFor(tasks, 1, (from, to) -> {
             Scratch sc = SCRATCH.get().ensure(s);
             for (int t = from; t < to; t++) {
@@ -82,7 +90,7 @@ public final class FastAttention {
                 // Interleave cheap and expensive causal blocks so contiguous chunks balance.
                 int qb = zigzag(t % qBlocks, qBlocks);
                 int i0 = qb * BLOCK_Q;
-                c.forwardBlock(sc, bh / s.heads(), bh % s.heads(), i0, Math.min(s.nq(), i0 + BLOCK_Q));
+                c.forwardBlock(sc, kt, bh / s.heads(), bh % s.heads(), i0, Math.min(s.nq(), i0 + BLOCK_Q));
             }
         });
     }
@@ -205,8 +213,52 @@ public final class FastAttention {
 
         // ---------------------------------------------------------------- forward
 
-        /** Forward over query rows [i0, i1) of head (b, h). */
-        void forwardBlock(Scratch sc, int b, int h, int i0, int i1) {
+        /**
+         * Start of the key tile at j0 (a multiple of BLOCK_K) of head (b, h) in {@link
+         * #transposeKeys}'s array: component c of key j0 + t at + c*BLOCK_K + t.
+         */
+        int keysTransposed(int b, int h, int j0) {
+            int tiles = ceilDiv(s.nk(), BLOCK_K);
+            return ((b * s.heads() + h) * tiles + j0 / BLOCK_K) * s.dqk() * BLOCK_K;
+        }
+
+        /**
+         * Every key tile of every head transposed as {@link #packTransposed} lays out one tile
+         * ([B, H, Nk / BLOCK_K, Dqk, BLOCK_K], a last partial tile zero-padded), so that a tile is
+         * one contiguous block. In a buffer of the calling thread, reused across calls.
+         */
+        float[] transposeKeys(CpuPool pool) {
+            int nk = s.nk(), dqk = s.dqk(), tiles = ceilDiv(nk, BLOCK_K);
+            int size = s.batch() * s.heads() * tiles * dqk * BLOCK_K;
+            float[] kt = KEYS_T.get();
+            if (kt.length < size) {
+                kt = new float[size];
+                KEYS_T.set(kt);
+            }
+            final float[] dst = kt;
+            pool.parallelFor(s.batch() * s.heads(), 1, (from, to) -> {
+                for (int bh = from; bh < to; bh++) {
+                    int b = bh / s.heads(), h = bh % s.heads();
+                    for (int j0 = 0; j0 < nk; j0 += BLOCK_K) {
+                        int n = Math.min(BLOCK_K, nk - j0), base = keysTransposed(b, h, j0);
+                        for (int t = 0; t < n; t++) {
+                            int src = kRow(b, h, j0 + t);
+                            for (int c = 0; c < dqk; c++) dst[base + c * BLOCK_K + t] = k[src + c];
+                        }
+                        if (n < BLOCK_K) {
+                            for (int c = 0; c < dqk; c++) Arrays.fill(dst, base + c * BLOCK_K + n, base + (c + 1) * BLOCK_K, 0f);
+                        }
+                    }
+                }
+            });
+            return dst;
+        }
+
+        /**
+         * Forward over query rows [i0, i1) of head (b, h). {@code kt}: the keys of {@link
+         * #transposeKeys}, read in place by tiles without padded keys; null: every tile is packed.
+         */
+        void forwardBlock(Scratch sc, float[] kt, int b, int h, int i0, int i1) {
             int rows = i1 - i0, dv = s.dv();
             Arrays.fill(sc.rowMax, 0, rows, Float.NEGATIVE_INFINITY);
             Arrays.fill(sc.rowSum, 0, rows, 0f);
@@ -220,7 +272,11 @@ public final class FastAttention {
                 int n = Math.min(BLOCK_K, keyEnd - j0);
                 int live = liveKeys(sc, b, h, j0, n);
                 if (live == 0) continue;
-                dotTile(q, sc.aRows, rows, k, sc.kIdx, live, s.dqk(), s.scale(), sc.tile, sc.packed);
+                if (kt != null && live == n) {
+                    dotTilePacked(q, sc.aRows, rows, live, s.dqk(), s.scale(), sc.tile, kt, keysTransposed(b, h, j0), BLOCK_K);
+                } else {
+                    dotTile(q, sc.aRows, rows, k, sc.kIdx, live, s.dqk(), s.scale(), sc.tile, sc.packed);
+                }
                 for (int r = 0; r < rows; r++) {
                     softmaxUpdate(sc, b, h, i0 + r, r, j0, n, live);
                 }
@@ -329,8 +385,11 @@ public final class FastAttention {
             int live = liveKeys(sc, b, h, j0, n);
             if (live == 0) return;
             int iStart = s.causal() ? Math.max(0, j0 - s.causalShift()) : 0; // rows whose bound reaches j0
+            // The tile's keys and values, transposed once for all the query blocks that meet them.
+            packTransposed(k, sc.kIdx, live, s.dqk(), sc.packed);
+            packTransposed(v, sc.vIdx, live, s.dv(), sc.packed2);
             for (int i0 = iStart; i0 < s.nq(); i0 += BLOCK_Q) {
-                backwardBlock(sc, g, b, h, i0, Math.min(BLOCK_Q, s.nq() - i0), j0, n, live, true, withDq);
+                backwardBlock(sc, g, b, h, i0, Math.min(BLOCK_Q, s.nq() - i0), j0, n, live, true, withDq, true);
             }
         }
 
@@ -340,13 +399,16 @@ public final class FastAttention {
             for (int j0 = 0; j0 < keyEnd; j0 += BLOCK_K) {
                 int n = Math.min(BLOCK_K, s.nk() - j0);
                 int live = liveKeys(sc, b, h, j0, n);
-                if (live > 0) backwardBlock(sc, g, b, h, i0, rows, j0, n, live, false, true);
+                if (live > 0) backwardBlock(sc, g, b, h, i0, rows, j0, n, live, false, true, false);
             }
         }
 
-        /** Gradient contributions of query rows [i0, i0+rows) with the tile's live keys. */
+        /**
+         * Gradient contributions of query rows [i0, i0+rows) with the tile's live keys; with
+         * {@code packed}, sc.packed / sc.packed2 already hold the tile's keys / values transposed.
+         */
         private void backwardBlock(Scratch sc, Grads g, int b, int h, int i0, int rows, int j0, int n, int live,
-                                   boolean withKv, boolean withDq) {
+                                   boolean withKv, boolean withDq, boolean packed) {
             float[] p = sc.tile, ds = sc.tile2;
             for (int r = 0; r < rows; r++) {
                 sc.aRows[r] = qRow(b, h, i0 + r);
@@ -357,8 +419,12 @@ public final class FastAttention {
                 sc.dkRows[t] = g.dkOff() + (sc.kIdx[t] - kOff);
                 sc.dvRows[t] = g.dvOff() + (sc.vIdx[t] - vOff);
             }
-            dotTile(q, sc.aRows, rows, k, sc.kIdx, live, s.dqk(), s.scale(), p, sc.packed);   // scores
-            dotTile(g.dOut(), sc.gRows, rows, v, sc.vIdx, live, s.dv(), 1f, ds, sc.packed);   // dOut_i . v_j
+            if (!packed) {
+                packTransposed(k, sc.kIdx, live, s.dqk(), sc.packed);
+                packTransposed(v, sc.vIdx, live, s.dv(), sc.packed2);
+            }
+            dotTilePacked(q, sc.aRows, rows, live, s.dqk(), s.scale(), p, sc.packed, 0, BLOCK_K);     // scores
+            dotTilePacked(g.dOut(), sc.gRows, rows, live, s.dv(), 1f, ds, sc.packed2, 0, BLOCK_K);   // dOut_i . v_j
             for (int r = 0; r < rows; r++) probabilityGradRow(sc, g, b, h, i0 + r, r, j0, n, live);
             if (withKv) {
                 accumulate(p, 1, BLOCK_K, live, sc.dvRows, g.dv(), rows, sc.gRows, g.dOut(), s.dv()); // dv += P'^T dOut
@@ -430,12 +496,13 @@ public final class FastAttention {
         final float[] rowMax = new float[BLOCK_Q];
         final float[] rowSum = new float[BLOCK_Q];
         float[] acc = new float[0];                         // [BLOCK_Q, dv] output accumulators
-        float[] packed = new float[0];                      // [max(dqk, dv), BLOCK_K] a key tile, transposed
+        float[] packed = new float[0];                      // [dqk, BLOCK_K] a key tile, transposed
+        float[] packed2 = new float[0];                     // backward: [dv, BLOCK_K] its value tile, transposed
 
         Scratch ensure(AttentionShape s) {
             if (acc.length < BLOCK_Q * s.dv()) acc = new float[BLOCK_Q * s.dv()];
-            int depth = Math.max(s.dqk(), s.dv());
-            if (packed.length < depth * BLOCK_K) packed = new float[depth * BLOCK_K];
+            if (packed.length < s.dqk() * BLOCK_K) packed = new float[s.dqk() * BLOCK_K];
+            if (packed2.length < s.dv() * BLOCK_K) packed2 = new float[s.dv() * BLOCK_K];
             return this;
         }
     }
@@ -455,12 +522,30 @@ public final class FastAttention {
      */
     static void dotTile(float[] a, int[] aRows, int rows, float[] b, int[] bRows, int cols, int len,
                         float scale, float[] dst, float[] bt) {
+        packTransposed(b, bRows, cols, len, bt);
+        dotTilePacked(a, aRows, rows, cols, len, scale, dst, bt, 0, BLOCK_K);
+    }
+
+    /**
+     * bt[c*BLOCK_K + t] = b[bRows[t] + c] for t < cols, c < len: a key (or value) tile transposed,
+     * keys across lanes, zero-padded up to the next multiple of 2 vectors.
+     */
+    static void packTransposed(float[] b, int[] bRows, int cols, int len, float[] bt) {
         int width = Math.min(BLOCK_K, (cols + 2 * LANES - 1) / (2 * LANES) * (2 * LANES));
         for (int t = 0; t < cols; t++) {
             int bo = bRows[t];
             for (int c = 0; c < len; c++) bt[c * BLOCK_K + t] = b[bo + c];
         }
         for (int c = 0; c < len; c++) Arrays.fill(bt, c * BLOCK_K + cols, c * BLOCK_K + width, 0f);
+    }
+
+    /**
+     * The arithmetic of {@link #dotTile} on a tile already transposed: key t's component c at
+     * bt[btOff + c*btStride + t], zeros from column cols up to the next multiple of 2 vectors.
+     */
+    static void dotTilePacked(float[] a, int[] aRows, int rows, int cols, int len, float scale, float[] dst,
+                              float[] bt, int btOff, int btStride) {
+        int width = Math.min(BLOCK_K, (cols + 2 * LANES - 1) / (2 * LANES) * (2 * LANES));
         FloatVector sv = FloatVector.broadcast(F, scale);
         int r = 0;
         for (; r + 3 < rows; r += 4) {
@@ -468,7 +553,7 @@ public final class FastAttention {
             for (int t = 0; t < width; t += 2 * LANES) {
                 FloatVector s00 = FloatVector.zero(F), s01 = s00, s10 = s00, s11 = s00;
                 FloatVector s20 = s00, s21 = s00, s30 = s00, s31 = s00;
-                for (int c = 0, bi = t; c < len; c++, bi += BLOCK_K) {
+                for (int c = 0, bi = btOff + t; c < len; c++, bi += btStride) {
                     FloatVector y0 = FloatVector.fromArray(F, bt, bi), y1 = FloatVector.fromArray(F, bt, bi + LANES);
                     FloatVector x = FloatVector.broadcast(F, a[a0 + c]);
                     s00 = x.fma(y0, s00);
@@ -498,7 +583,7 @@ public final class FastAttention {
             int a0 = aRows[r];
             for (int t = 0; t < width; t += 2 * LANES) {
                 FloatVector s00 = FloatVector.zero(F), s01 = s00;
-                for (int c = 0, bi = t; c < len; c++, bi += BLOCK_K) {
+                for (int c = 0, bi = btOff + t; c < len; c++, bi += btStride) {
                     FloatVector x = FloatVector.broadcast(F, a[a0 + c]);
                     s00 = x.fma(FloatVector.fromArray(F, bt, bi), s00);
                     s01 = x.fma(FloatVector.fromArray(F, bt, bi + LANES), s01);
