@@ -81,8 +81,13 @@ import java.util.Objects;
  * The output is split into at most {@code pool.threads()} contiguous strips along its larger
  * dimension (columns in multiples of NR, or rows in multiples of MR); each thread runs the whole
  * blocked algorithm on its strip with its own packing buffers (one {@link Workspace} per thread,
- * reused across calls). Splitting the larger dimension keeps the duplicated packing (each thread
- * packs all of the operand that is not split) small. Products under ~2 MFLOP run on the caller only.
+ * reused across calls). With column strips each thread packs its part of B and reads A (the
+ * 8x2 kernel, A stored [m,k]) in place. With row strips every thread needs all of B, so B is
+ * packed once, each thread packing some of its slivers, and shared (up to {@value
+ * #MAX_SHARED_B} floats; beyond, each thread packs all of it). This was 1.05-1.10x faster on 2
+ * threads of dev at 2048 x 768 x 768 / 1280, and saves more with more threads, each of which
+ * would otherwise pack the whole of B for a smaller strip. The transposed formulation shares its
+ * packed A^T the same way. Products under ~2 MFLOP run on the caller only.
  */
 public final class JavaSgemm implements Sgemm {
 
@@ -175,6 +180,9 @@ public final class JavaSgemm implements Sgemm {
     /** Most floats of one packed B strip (k x strip width): 8 MiB per thread. */
     private static final int MAX_STRIP = 1 << 21;
 
+    /** Most floats of a B packed once and shared by the row strips of all threads: 32 MiB. */
+    static final int MAX_SHARED_B = 1 << 23;
+
     /**
      * Most rows of a K panel in the transposed formulation ({@link #sgemmTransposed}): its B sliver
      * (KC x NR floats, 128 KiB per 1024 rows with 512-bit vectors) stays in L2, and the products of
@@ -200,7 +208,10 @@ public final class JavaSgemm implements Sgemm {
     private static final class Workspace {
         float[] packA = new float[0];
         float[] packB = new float[0];
-        /** The packed A^T of {@link #sgemmTransposed}, filled by every thread and read by all. */
+        /**
+         * An operand packed once per call and shared by all threads (the A^T of {@link
+         * #sgemmTransposed}, the B of row strips): each thread packs some slivers, all read it.
+         */
         float[] packShared = new float[0];
         final float[] tile = new float[Math.max(MR_8X2 * NR_8X2, MR_6X4 * NR_6X4)];
 
@@ -289,12 +300,28 @@ public final class JavaSgemm implements Sgemm {
             int nr = kn.nr;
             pool.parallelFor(ceilDiv(n, nr), 1, (u0, u1) -> gemmBlock(kn, transA, transB, 0, m,
                     u0 * nr, Math.min(n, u1 * nr), k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc));
+        } else if ((long) k * roundUp(n, kn.nr) <= MAX_SHARED_B) {
+            // Row strips of whole MR slivers. B (k x n, the smaller operand) is packed once, every
+            // thread packing some of its slivers, and shared: each strip needs all of it.
+            int mr = kn.mr, nr = kn.nr, nPad = roundUp(n, nr), kcStep = kcStep(kn, k);
+            float[] bp = WORKSPACE.get().packShared(k * nPad);
+            pool.parallelFor(nPad / nr, 1, (s0, s1) -> packB(nr, transB, b, bOff, ldb, k, kcStep,
+                    s0 * nr, Math.min(n, s1 * nr) - s0 * nr, bp, nPad, s0 * nr));
+            pool.parallelFor(ceilDiv(m, mr), 1, (u0, u1) -> multiplyPacked(kn, transA, u0 * mr, Math.min(m, u1 * mr),
+                    n, k, kcStep, alpha, a, aOff, lda, bp, nPad, beta, c, cOff, ldc));
         } else {
-            // Row strips of whole MR slivers; each thread packs all of B (k x n) and its part of A.
+            // Row strips, B too large to share: each thread packs all of B, strip by strip.
             int mr = kn.mr;
             pool.parallelFor(ceilDiv(m, mr), 1, (u0, u1) -> gemmBlock(kn, transA, transB,
                     u0 * mr, Math.min(m, u1 * mr), 0, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc));
         }
+    }
+
+    /** Depth of the K panels of the usual formulation: at most KC, k cut into equal panels. */
+    private static int kcStep(Kernel kn, int k) {
+        // Balanced: e.g. k = 300 gives two K panels of 152 + 148 rather than 256 + 44 (short panels
+        // waste the kernel's setup).
+        return ceilDiv(k, ceilDiv(k, kn.kc));
     }
 
     /**
@@ -378,33 +405,43 @@ public final class JavaSgemm implements Sgemm {
     private static void gemmBlock(Kernel kn, boolean transA, boolean transB, int i0, int i1, int j0, int j1, int k,
                                   float alpha, float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
                                   float beta, float[] c, int cOff, int ldc) {
-        Workspace ws = WORKSPACE.get();
-        int mr = kn.mr, nr = kn.nr;
-        // Balanced blocks: e.g. m = 256 gives two M blocks of 128 rather than 192 + 64, and k = 300
-        // two K panels of 152 + 148 rather than 256 + 44 (short panels waste the kernel's setup).
-        int kcStep = ceilDiv(k, ceilDiv(k, kn.kc));
-        int mcStep = roundUp(ceilDiv(i1 - i0, ceilDiv(i1 - i0, kn.mc)), mr);
+        int nr = kn.nr, kcStep = kcStep(kn, k);
         // The whole K extent of a column strip is packed at once (each B row or column is read in
         // one long run, which the hardware prefetchers follow from DRAM); strips narrow for deep k.
         int ncStep = Math.min(kn.nc, Math.max(nr, MAX_STRIP / k / nr * nr));
         for (int jc = j0; jc < j1; jc += ncStep) {
             int nc = Math.min(ncStep, j1 - jc), ncPad = roundUp(nc, nr);
-            float[] bp = ws.packB(k * ncPad);
+            float[] bp = WORKSPACE.get().packB(k * ncPad);
             packB(nr, transB, b, bOff, ldb, k, kcStep, jc, nc, bp, ncPad, 0);
-            for (int pc = 0; pc < k; pc += kcStep) {
-                int kc = Math.min(kcStep, k - pc);
-                float betaNow = pc == 0 ? beta : 1f; // later K panels accumulate onto the first
-                int panel = pc * ncPad;      // K panel pc of the packed strip
-                for (int ic = i0; ic < i1; ic += mcStep) {
-                    int mc = Math.min(mcStep, i1 - ic);
-                    float[] ap = ws.packA(roundUp(mc, mr) * kc);
-                    // 8x2 and A stored [m,k]: no packing, its MR rows are read in place (8 sequential
-                    // streams); only a partial last sliver is packed, zero-padded, at ap[0].
-                    int direct = transA || !kn.directA ? 0 : mc / mr * mr;
-                    if (direct < mc) packA(mr, transA, a, aOff, lda, ic + direct, mc - direct, pc, kc, ap);
-                    macroKernel(kn, mc, nc, kc, alpha, betaNow, ap, bp, panel, c, cOff + ic * ldc + jc, ldc, ws.tile,
-                            direct, a, aOff + ic * lda + pc, lda);
-                }
+            multiplyPacked(kn, transA, i0, i1, nc, k, kcStep, alpha, a, aOff, lda, bp, ncPad, beta, c, cOff + jc, ldc);
+        }
+    }
+
+    /**
+     * C[i0:i1, 0:nc] (+)= op(A)[i0:i1, :] . B, B packed as {@link #packB} lays out a strip {@code
+     * ncPad} columns wide with K panels of {@code kcStep} rows; C's column 0 at cOff. On the
+     * current thread: K panel by K panel, A in blocks of up to MC rows (read in place or packed).
+     */
+    private static void multiplyPacked(Kernel kn, boolean transA, int i0, int i1, int nc, int k, int kcStep, float alpha,
+                                       float[] a, int aOff, int lda, float[] bp, int ncPad,
+                                       float beta, float[] c, int cOff, int ldc) {
+        Workspace ws = WORKSPACE.get();
+        int mr = kn.mr;
+        // Balanced blocks: e.g. m = 256 gives two M blocks of 128 rather than 192 + 64.
+        int mcStep = roundUp(ceilDiv(i1 - i0, ceilDiv(i1 - i0, kn.mc)), mr);
+        for (int pc = 0; pc < k; pc += kcStep) {
+            int kc = Math.min(kcStep, k - pc);
+            float betaNow = pc == 0 ? beta : 1f; // later K panels accumulate onto the first
+            int panel = pc * ncPad;      // K panel pc of the packed strip
+            for (int ic = i0; ic < i1; ic += mcStep) {
+                int mc = Math.min(mcStep, i1 - ic);
+                float[] ap = ws.packA(roundUp(mc, mr) * kc);
+                // 8x2 and A stored [m,k]: no packing, its MR rows are read in place (8 sequential
+                // streams); only a partial last sliver is packed, zero-padded, at ap[0].
+                int direct = transA || !kn.directA ? 0 : mc / mr * mr;
+                if (direct < mc) packA(mr, transA, a, aOff, lda, ic + direct, mc - direct, pc, kc, ap);
+                macroKernel(kn, mc, nc, kc, alpha, betaNow, ap, bp, panel, c, cOff + ic * ldc, ldc, ws.tile,
+                        direct, a, aOff + ic * lda + pc, lda);
             }
         }
     }
