@@ -289,7 +289,7 @@ public final class JavaSgemm implements Sgemm {
 
         long flops = 2L * m * n * k;
         Kernel kn = kernel;
-        if (transposedForm && transposedPays(transA, transB, m, n)) {
+        if (transposedForm && transposedPays(transA, transB, m, n, kn.nr, pool.threads())) {
             sgemmTransposed(kn, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
             return;
         }
@@ -329,10 +329,14 @@ public final class JavaSgemm implements Sgemm {
      * weight) runs as C^T = B . A^T: whenever B is the larger operand, so that the larger one is
      * only copied row by row and the smaller one packed, as the usual formulation already does when
      * m > n. Even at m = 1 (A^T padded to a whole NR sliver of zeros) this beat packing B on the
-     * dev machine: 2.6x at m = 8 and 1.3x at m = 256 against n = k = 1280.
+     * dev machine: 2.6x at m = 8 and 1.3x at m = 256 against n = k = 1280. When n = m the two
+     * formulations ran at the same speed on 2 threads of dev; the transposed one is taken there
+     * only when the usual one's column strips (n / nr slivers) are fewer than the threads, since
+     * it splits n in tiles of MR = 6-8 rows (the language-perceiver's 256 x 1280 x 256 has 8
+     * slivers of 32 columns: half of 16 threads would idle).
      */
-    static boolean transposedPays(boolean transA, boolean transB, int m, int n) {
-        return !transA && transB && n > m;
+    static boolean transposedPays(boolean transA, boolean transB, int m, int n, int nr, int threads) {
+        return !transA && transB && (n > m || (n == m && ceilDiv(n, nr) < threads));
     }
 
     /**

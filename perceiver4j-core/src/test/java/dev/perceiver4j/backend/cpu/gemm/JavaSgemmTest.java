@@ -96,16 +96,31 @@ class JavaSgemmTest {
             for (boolean transposed : new boolean[] {true, false}) {
                 Sgemm g = new JavaSgemm(pool, kernel, transposed);
                 for (int[] s : shapes) {
-                    assertThat(JavaSgemm.transposedPays(false, true, s[0], s[1])).as("shape %s", List.of(s[0], s[1], s[2])).isTrue();
+                    assertThat(JavaSgemm.transposedPays(false, true, s[0], s[1], kernel.nr, threads)).as("shape %s", List.of(s[0], s[1], s[2])).isTrue();
                     for (float beta : new float[] {0f, 1f, 0.5f}) {
                         SgemmChecks.compare(g, false, true, s[0], s[1], s[2], beta == 1f ? 1f : 1.5f, beta, rnd.nextInt(4), rnd);
                     }
                 }
             }
         }
-        assertThat(JavaSgemm.transposedPays(false, true, 256, 256)).as("square: B is not larger").isFalse();
-        assertThat(JavaSgemm.transposedPays(true, true, 8, 64)).as("A stored [k,m]").isFalse();
-        assertThat(JavaSgemm.transposedPays(false, false, 8, 64)).as("B stored [k,n]").isFalse();
+        assertThat(JavaSgemm.transposedPays(false, true, 256, 256, 32, 2)).as("square, enough column strips").isFalse();
+        assertThat(JavaSgemm.transposedPays(false, true, 256, 256, 32, 16)).as("square, 8 strips for 16 threads").isTrue();
+        assertThat(JavaSgemm.transposedPays(false, true, 300, 256, 32, 16)).as("A larger").isFalse();
+        assertThat(JavaSgemm.transposedPays(true, true, 8, 64, 32, 1)).as("A stored [k,m]").isFalse();
+        assertThat(JavaSgemm.transposedPays(false, false, 8, 64, 32, 1)).as("B stored [k,n]").isFalse();
+    }
+
+    @Test
+    void squareProductsRunTransposedWhenColumnStripsAreFewerThanThreads() {
+        // 64 x 64 x 200 with NR = 32 (512-bit) gives 2 column strips: 5 threads take the transposed form.
+        int n = 2 * Kernel.K8X2.nr;
+        SplittableRandom rnd = new SplittableRandom(23);
+        try (CpuPool pool = CpuPool.create(5)) {
+            assertThat(JavaSgemm.transposedPays(false, true, n, n, Kernel.K8X2.nr, pool.threads())).isTrue();
+            for (Kernel kernel : Kernel.values()) {
+                SgemmChecks.compare(new JavaSgemm(pool, kernel), false, true, n, n, 200, 1.5f, 0.5f, 1, rnd);
+            }
+        }
     }
 
     @Test
