@@ -50,9 +50,8 @@ import java.util.Arrays;
  * kernel with keys across lanes, so no dot needs a horizontal sum ({@link #dotTilePacked}). The
  * forward transposes each head's keys once per call when a head has several query blocks (tiles
  * with padded keys still gather their live keys); the backward transposes a key tile and its
- * values once for all the query blocks that meet it; P V and the gradient
- * updates are a register-blocked FMA kernel (4 output rows x 4 vectors); exp is {@code Erf.exp}
- * over a tile row.
+ * values once for all the query blocks that meet it. P V and the gradient updates are a
+ * register-blocked FMA kernel (4 output rows x 4 vectors); exp is {@code Erf.exp} over a tile row.
  */
 public final class FastAttention {
 
@@ -541,7 +540,9 @@ public final class FastAttention {
 
     /**
      * The arithmetic of {@link #dotTile} on a tile already transposed: key t's component c at
-     * bt[btOff + c*btStride + t], zeros from column cols up to the next multiple of 2 vectors.
+     * bt[btOff + c*btStride + t]. Columns from cols up to the next multiple of 2 vectors score
+     * whatever the tile holds there (zeros in a packed tile; in the forward's transposed keys, the
+     * keys past a causal bound that cut the tile short): callers mask every score past the live keys.
      */
     static void dotTilePacked(float[] a, int[] aRows, int rows, int cols, int len, float scale, float[] dst,
                               float[] bt, int btOff, int btStride) {
