@@ -142,6 +142,80 @@ public final class Erf {
         return r;
     }
 
+    // ---------------------------------------------------------------- GELU over a range
+
+    private static final float GELU_INV_SQRT2 = 0.70710678118654752f;
+    private static final float GELU_INV_SQRT_2PI = 0.39894228040143268f;
+
+    /**
+     * GELU over x[xo, xo+n), exact form 0.5·x·(1 + erf(x/√2)) with this class's erf: y = gelu(x)
+     * when {@code grad} is false; else y = dOut·gelu'(x), gelu' = Φ(x) + x·φ(x), added into y when
+     * {@code accumulate} (dOut unused and may be null when not grad). y may be x or dOut.
+     *
+     * <p>One loop with erf and exp written out, the same operations in the same order as
+     * {@link #erf(FloatVector)} and {@link #exp(FloatVector)}, so the results are theirs: a method
+     * that takes or returns vectors is inlined by C2 only while its own compiled code is small,
+     * and once it has also been compiled on its own (exp is called from many places) a caller
+     * compiled later calls it, boxing every vector on the heap. JFR caught the GELU epilogue doing
+     * that: 780 MB of vector boxes per language-perceiver forward pass.
+     */
+    public static void gelu(boolean grad, float[] x, int xo, float[] dOut, int go, float[] y, int yo, int n, boolean accumulate) {
+        int L = SPECIES.length(), i = 0;
+        FloatVector one = FloatVector.broadcast(SPECIES, 1f);
+        for (int bound = SPECIES.loopBound(n); i < bound; i += L) {
+            FloatVector v = FloatVector.fromArray(SPECIES, x, xo + i);
+            FloatVector z = v.mul(GELU_INV_SQRT2);
+            // erf(z): x·P(x²) below 1, 1 − exp(Q(|x| − 2.5)) (signed) above
+            FloatVector u = z.mul(z);
+            FloatVector small = FloatVector.broadcast(SPECIES, SMALL[SMALL.length - 1]);
+            for (int k = SMALL.length - 2; k >= 0; k--) small = small.fma(u, FloatVector.broadcast(SPECIES, SMALL[k]));
+            small = small.mul(z);
+            FloatVector a = z.abs();
+            FloatVector t = a.min(LARGE_CLAMP).sub(LARGE_CENTER);
+            FloatVector q = FloatVector.broadcast(SPECIES, LARGE[LARGE.length - 1]);
+            for (int k = LARGE.length - 2; k >= 0; k--) q = q.fma(t, FloatVector.broadcast(SPECIES, LARGE[k]));
+            VectorMask<Float> under = q.compare(VectorOperators.LT, EXP_MIN);              // exp(q), written out
+            FloatVector qc = q.max(EXP_MIN).min(EXP_MAX);
+            FloatVector kf = qc.fma(LOG2E, ROUND_MAGIC).sub(ROUND_MAGIC);
+            FloatVector r = kf.fma(FloatVector.broadcast(SPECIES, -LN2_HI), qc);
+            r = kf.fma(FloatVector.broadcast(SPECIES, -LN2_LO), r);
+            FloatVector e = FloatVector.broadcast(SPECIES, EXP_POLY[EXP_POLY.length - 1]);
+            for (int k = EXP_POLY.length - 2; k >= 0; k--) e = e.fma(r, FloatVector.broadcast(SPECIES, EXP_POLY[k]));
+            IntVector ki = (IntVector) kf.convert(VectorOperators.F2I, 0);
+            e = e.mul(ki.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats()).blend(0f, under);
+            FloatVector large = one.sub(e).lanewise(VectorOperators.NEG, z.compare(VectorOperators.LT, 0f));
+            FloatVector erf = small.blend(large, a.compare(VectorOperators.GE, 1f));
+            if (!grad) {
+                v.mul(0.5f).mul(erf.add(1f)).intoArray(y, yo + i);
+                continue;
+            }
+            // φ(v)·√(2π) = exp(−v²/2), written out as above
+            FloatVector w = v.mul(v).mul(-0.5f);
+            VectorMask<Float> wUnder = w.compare(VectorOperators.LT, EXP_MIN);
+            FloatVector wc = w.max(EXP_MIN).min(EXP_MAX);
+            FloatVector wk = wc.fma(LOG2E, ROUND_MAGIC).sub(ROUND_MAGIC);
+            FloatVector wr = wk.fma(FloatVector.broadcast(SPECIES, -LN2_HI), wc);
+            wr = wk.fma(FloatVector.broadcast(SPECIES, -LN2_LO), wr);
+            FloatVector we = FloatVector.broadcast(SPECIES, EXP_POLY[EXP_POLY.length - 1]);
+            for (int k = EXP_POLY.length - 2; k >= 0; k--) we = we.fma(wr, FloatVector.broadcast(SPECIES, EXP_POLY[k]));
+            IntVector wki = (IntVector) wk.convert(VectorOperators.F2I, 0);
+            we = we.mul(wki.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats()).blend(0f, wUnder);
+            FloatVector cdf = erf.add(1f).mul(0.5f);
+            FloatVector pdf = we.mul(GELU_INV_SQRT_2PI);
+            FloatVector dv = v.fma(pdf, cdf), g = FloatVector.fromArray(SPECIES, dOut, go + i);
+            (accumulate ? g.fma(dv, FloatVector.fromArray(SPECIES, y, yo + i)) : g.mul(dv)).intoArray(y, yo + i);
+        }
+        for (; i < n; i++) {
+            float xv = x[xo + i];
+            if (!grad) {
+                y[yo + i] = 0.5f * xv * (1f + erf(xv * GELU_INV_SQRT2));
+            } else {
+                float d = dOut[go + i] * (0.5f * (1f + erf(xv * GELU_INV_SQRT2)) + xv * GELU_INV_SQRT_2PI * (float) Math.exp(-0.5f * xv * xv));
+                y[yo + i] = accumulate ? y[yo + i] + d : d;
+            }
+        }
+    }
+
     // ---------------------------------------------------------------- vector exp
 
     private static final float LOG2E = 1.44269504088896341f;

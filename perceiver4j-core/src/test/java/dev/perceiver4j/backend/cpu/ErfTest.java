@@ -109,4 +109,53 @@ class ErfTest {
             else assertThat((double) out[k]).isCloseTo(ref, within(3e-7 * ref));
         }
     }
+
+    /**
+     * Erf.gelu writes erf and exp out in one loop; it must give exactly what the vector erf and
+     * exp give lane by lane (forward, derivative written and accumulated by fma), vector tails
+     * by the scalar twins, over values in both erf branches, past its clamp and where exp underflows.
+     */
+    @Test
+    void writtenOutGeluMatchesTheVectorErfAndExpBitForBit() {
+        int n = 7 * S.length() + 5;
+        float[] x = new float[n], dOut = new float[n], acc = new float[n];
+        java.util.SplittableRandom rnd = new java.util.SplittableRandom(5);
+        float[] special = {0f, -0f, 0.999f, 1f, -1f, 1.001f, 2.5f, 5.6f, -5.6f, 13f, -13f, 40f, -40f, 1e-30f};
+        for (int i = 0; i < n; i++) {
+            x[i] = i < special.length ? special[i] : (float) (rnd.nextDouble() * 12 - 6);
+            dOut[i] = (float) (rnd.nextDouble() * 2 - 1);
+            acc[i] = (float) (rnd.nextDouble() - 0.5);
+        }
+        float invSqrt2 = 0.70710678118654752f, invSqrt2Pi = 0.39894228040143268f;
+        float[] fwd = new float[n], grad = new float[n], gradAcc = acc.clone();
+        Erf.gelu(false, x, 0, null, 0, fwd, 0, n, false);
+        Erf.gelu(true, x, 0, dOut, 0, grad, 0, n, false);
+        Erf.gelu(true, x, 0, dOut, 0, gradAcc, 0, n, true);
+        float[] wantFwd = new float[n], wantGrad = new float[n], wantAcc = new float[n];
+        int bound = S.loopBound(n);
+        for (int i = 0; i < bound; i += S.length()) {
+            FloatVector v = FloatVector.fromArray(S, x, i);
+            FloatVector erf = Erf.erf(v.mul(invSqrt2));
+            v.mul(0.5f).mul(erf.add(1f)).intoArray(wantFwd, i);
+            FloatVector dv = v.fma(Erf.exp(v.mul(v).mul(-0.5f)).mul(invSqrt2Pi), erf.add(1f).mul(0.5f));
+            FloatVector g = FloatVector.fromArray(S, dOut, i);
+            g.mul(dv).intoArray(wantGrad, i);
+            g.fma(dv, FloatVector.fromArray(S, acc, i)).intoArray(wantAcc, i);
+        }
+        for (int i = bound; i < n; i++) {
+            float xv = x[i];
+            wantFwd[i] = 0.5f * xv * (1f + Erf.erf(xv * invSqrt2));
+            float d = dOut[i] * (0.5f * (1f + Erf.erf(xv * invSqrt2)) + xv * invSqrt2Pi * (float) Math.exp(-0.5f * xv * xv));
+            wantGrad[i] = d;
+            wantAcc[i] = acc[i] + d;
+        }
+        assertThat(fwd).containsExactly(wantFwd);
+        assertThat(grad).containsExactly(wantGrad);
+        assertThat(gradAcc).containsExactly(wantAcc);
+        // and it is GELU: 0.5 x (1 + erf(x / sqrt 2)) in double, to the fast erf's accuracy
+        for (int i = 0; i < n; i++) {
+            double xd = x[i], want = 0.5 * xd * (1 + Erf.erf(xd / Math.sqrt(2)));
+            assertThat((double) fwd[i]).as("x = %s", x[i]).isCloseTo(want, within(1e-6 * Math.max(1, Math.abs(want))));
+        }
+    }
 }

@@ -232,7 +232,10 @@ public final class FastOps {
 
     // ================================================================ 2. activations
 
-    /** act(x) lane-wise; GELU exact via the fast erf. */
+    /**
+     * act(x) lane-wise; GELU exact via the fast erf. The loops over whole ranges call {@link
+     * Erf#gelu} for GELU instead (no vector crosses a call there; see its note on boxing).
+     */
     static FloatVector activate(Activation act, FloatVector x) {
         return switch (act) {
             case NONE -> x;
@@ -290,6 +293,10 @@ public final class FastOps {
             return;
         }
         pool.parallelFor(n, GRAIN, (from, to) -> {
+            if (act == Activation.GELU) {
+                Erf.gelu(false, x, xOff + from, null, 0, out, oOff + from, to - from, false);
+                return;
+            }
             int i = from;
             for (int bound = from + S.loopBound(to - from); i < bound; i += L)
                 activate(act, FloatVector.fromArray(S, x, xOff + i)).intoArray(out, oOff + i);
@@ -306,6 +313,10 @@ public final class FastOps {
         checkRange("dOut", dOut, dOff, n);
         checkRange("dx", dx, dxOff, n);
         pool.parallelFor(n, GRAIN, (from, to) -> {
+            if (act == Activation.GELU) {
+                Erf.gelu(true, x, xOff + from, dOut, dOff + from, dx, dxOff + from, to - from, true);
+                return;
+            }
             int i = from;
             for (int bound = from + S.loopBound(to - from); i < bound; i += L) {
                 FloatVector g = FloatVector.fromArray(S, dOut, dOff + i);
@@ -338,6 +349,16 @@ public final class FastOps {
             for (int r = r0; r < r1; r++) {
                 int cb = cOff + r * n, pb = pOff + r * n;
                 int j = 0;
+                if (act == Activation.GELU) { // pre = c + bias, then c = gelu(pre) in one written-out loop
+                    for (; j < bound; j += L) {
+                        FloatVector p = FloatVector.fromArray(S, c, cb + j);
+                        if (bias != null) p = p.add(FloatVector.fromArray(S, bias, bOff + j));
+                        p.intoArray(pre, pb + j);
+                    }
+                    for (; j < n; j++) pre[pb + j] = c[cb + j] + (bias != null ? bias[bOff + j] : 0f);
+                    Erf.gelu(false, pre, pb, null, 0, c, cb, n, false);
+                    continue;
+                }
                 for (; j < bound; j += L) {
                     FloatVector p = FloatVector.fromArray(S, c, cb + j);
                     if (bias != null) p = p.add(FloatVector.fromArray(S, bias, bOff + j));
@@ -372,6 +393,10 @@ public final class FastOps {
             if (dOut != dPre || dOff != dpOff) System.arraycopy(dOut, dOff, dPre, dpOff, (int) total);
         } else {
             pool.parallelFor((int) total, GRAIN, (from, to) -> {
+                if (act == Activation.GELU) {
+                    Erf.gelu(true, pre, pOff + from, dOut, dOff + from, dPre, dpOff + from, to - from, false);
+                    return;
+                }
                 int i = from;
                 for (int bound = from + S.loopBound(to - from); i < bound; i += L) {
                     FloatVector dv = activateDerivative(act, FloatVector.fromArray(S, pre, pOff + i));
