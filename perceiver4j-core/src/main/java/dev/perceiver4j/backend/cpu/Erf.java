@@ -142,6 +142,36 @@ public final class Erf {
         return r;
     }
 
+    // ---------------------------------------------------------------- exp over a range
+
+    /**
+     * out[oo+j] = exp(x[xo+j] − shift) for j below n rounded down to whole vectors (none when out
+     * is null; out may be x), returning their sum folded in {@code Lanes.sum}'s fixed order;
+     * callers take the tail past the last whole vector. The vector exp written out in the loop,
+     * the same operations as {@link #exp(FloatVector)}, for the reason given at {@link #gelu}: the
+     * softmax rows of attention and of the CPU ops must not depend on whether C2 inlines exp.
+     */
+    public static float expShifted(float[] x, int xo, int n, float shift, float[] out, int oo) {
+        int L = SPECIES.length();
+        FloatVector acc = FloatVector.zero(SPECIES);
+        for (int j = 0, bound = SPECIES.loopBound(n); j < bound; j += L) {
+            FloatVector z = FloatVector.fromArray(SPECIES, x, xo + j).sub(shift);
+            VectorMask<Float> under = z.compare(VectorOperators.LT, EXP_MIN);
+            FloatVector zc = z.max(EXP_MIN).min(EXP_MAX);
+            FloatVector kf = zc.fma(LOG2E, ROUND_MAGIC).sub(ROUND_MAGIC);
+            FloatVector r = kf.fma(FloatVector.broadcast(SPECIES, -LN2_HI), zc);
+            r = kf.fma(FloatVector.broadcast(SPECIES, -LN2_LO), r);
+            FloatVector e = FloatVector.broadcast(SPECIES, EXP_POLY[EXP_POLY.length - 1]);
+            for (int k = EXP_POLY.length - 2; k >= 0; k--) e = e.fma(r, FloatVector.broadcast(SPECIES, EXP_POLY[k]));
+            IntVector ki = (IntVector) kf.convert(VectorOperators.F2I, 0);
+            e = e.mul(ki.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats()).blend(0f, under);
+            if (out != null) e.intoArray(out, oo + j);
+            acc = acc.add(e);
+        }
+        for (int h = L / 2; h >= 1; h /= 2) acc = acc.add(acc.slice(h, acc)); // Lanes.sum's fold, written out
+        return acc.lane(0);
+    }
+
     // ---------------------------------------------------------------- GELU over a range
 
     private static final float GELU_INV_SQRT2 = 0.70710678118654752f;

@@ -158,4 +158,32 @@ class ErfTest {
             assertThat((double) fwd[i]).as("x = %s", x[i]).isCloseTo(want, within(1e-6 * Math.max(1, Math.abs(want))));
         }
     }
+
+    /** Erf.expShifted equals the vector exp lane by lane and Lanes.sum of those, bit for bit; the tail is left alone. */
+    @Test
+    void writtenOutExpShiftedMatchesTheVectorExpBitForBit() {
+        int n = 5 * S.length() + 3;
+        float[] x = new float[n];
+        java.util.SplittableRandom rnd = new java.util.SplittableRandom(9);
+        for (int i = 0; i < n; i++) x[i] = (float) (rnd.nextDouble() * 200 - 150); // exp underflows below -87.3 + shift
+        x[0] = Float.NEGATIVE_INFINITY; // a masked score
+        float shift = 3.25f;
+        float[] out = new float[n];
+        java.util.Arrays.fill(out, 7f);
+        float sum = Erf.expShifted(x, 0, n, shift, out, 0);
+        float[] want = new float[n];
+        java.util.Arrays.fill(want, 7f);
+        FloatVector acc = FloatVector.zero(S);
+        for (int i = 0; i < S.loopBound(n); i += S.length()) {
+            FloatVector e = Erf.exp(FloatVector.fromArray(S, x, i).sub(shift));
+            e.intoArray(want, i);
+            acc = acc.add(e);
+        }
+        assertThat(out).containsExactly(want);
+        assertThat(sum).isEqualTo(dev.perceiver4j.backend.cpu.fast.Lanes.sum(acc));
+        assertThat(Erf.expShifted(x, 0, n, shift, null, 0)).isEqualTo(sum);
+        float[] inPlace = x.clone();
+        assertThat(Erf.expShifted(inPlace, 0, n, shift, inPlace, 0)).isEqualTo(sum);
+        for (int i = 0; i < n; i++) assertThat(inPlace[i]).isEqualTo(i < S.loopBound(n) ? want[i] : x[i]);
+    }
 }

@@ -792,14 +792,7 @@ public final class FastAttention {
      * entries become 0); returns the sum.
      */
     static float expShifted(float[] x, int o, int n, float shift) {
-        FloatVector sum = FloatVector.zero(F);
-        for (int c = 0; c < n; c += LANES) {
-            FloatVector e = Erf.exp(FloatVector.fromArray(F, x, o + c).sub(shift));
-            e.intoArray(x, o + c);
-            sum = sum.add(e);
-        }
-        for (int h = LANES / 2; h >= 1; h /= 2) sum = sum.add(sum.slice(h, sum));     // Lanes' fold, written out
-        return sum.lane(0);
+        return Erf.expShifted(x, o, n, shift, x, o);
     }
 
     /**

@@ -586,15 +586,8 @@ public final class FastOps {
 
     /** Σ_j exp(x[base + j] − shift) over n values; writes the exponentials to out[oBase + j] when out != null. */
     private static float sumExp(float[] x, int base, int n, float shift, float[] out, int oBase) {
-        int bound = S.loopBound(n);
-        FloatVector acc = FloatVector.zero(S);
-        int j = 0;
-        for (; j < bound; j += L) {
-            FloatVector e = Erf.exp(FloatVector.fromArray(S, x, base + j).sub(shift));
-            if (out != null) e.intoArray(out, oBase + j);
-            acc = acc.add(e);
-        }
-        float s = Lanes.sum(acc);
+        int j = S.loopBound(n);
+        float s = Erf.expShifted(x, base, n, shift, out, oBase);
         for (; j < n; j++) {
             float e = (float) Math.exp(x[base + j] - shift);
             if (out != null) out[oBase + j] = e;
