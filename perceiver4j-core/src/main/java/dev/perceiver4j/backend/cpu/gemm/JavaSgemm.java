@@ -2,6 +2,7 @@ package dev.perceiver4j.backend.cpu.gemm;
 
 import dev.perceiver4j.backend.cpu.CpuPool;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorSpecies;
 
 import java.util.Arrays;
@@ -102,6 +103,15 @@ public final class JavaSgemm implements Sgemm {
     private static final int MR_8X2 = 8, NR_8X2 = 2 * VL;
     /** Rows / columns of the 6x4 tile (6 rows, 4 vectors). */
     private static final int MR_6X4 = 6, NR_6X4 = 4 * VL;
+
+    /** 8-lane floats (256-bit): one column of a tile, merged transposed ({@link #mergeTransposed}). */
+    private static final VectorSpecies<Float> EIGHT = FloatVector.SPECIES_256;
+    /** Offsets of an 8x2 tile's 8 rows: the gather indices of one of its columns. */
+    private static final int[] COLUMN_8X2 = {0, NR_8X2, 2 * NR_8X2, 3 * NR_8X2, 4 * NR_8X2, 5 * NR_8X2, 6 * NR_8X2, 7 * NR_8X2};
+    /** Offsets of a 6x4 tile's 6 rows (the last two lanes are masked off). */
+    private static final int[] COLUMN_6X4 = {0, NR_6X4, 2 * NR_6X4, 3 * NR_6X4, 4 * NR_6X4, 5 * NR_6X4, 0, 0};
+    /** The first 6 of 8 lanes. */
+    private static final VectorMask<Float> SIX_OF_EIGHT = EIGHT.indexInRange(0, MR_6X4);
 
     /** Register tile of the micro-kernel, with the blocking sizes that go with it. */
     public enum Kernel {
@@ -801,10 +811,26 @@ public final class JavaSgemm implements Sgemm {
 
     /**
      * C[ci + j*ldc + r] = alpha * tile[r][j] + beta * C (C not read when beta == 0) for the valid
-     * mr x nr part of a tile with rows of tileN floats: the tile merged transposed. Scalar, but
-     * it runs once per tile and K panel, against 2 * MR * NR * kc flops of the kernel.
+     * mr x nr part of a tile with rows of tileN floats: the tile merged transposed. Full tiles
+     * gather each column into a vector. On dev (1 and 2 threads) the transposed 256 x 1280 x 1280
+     * product ran 1.12x faster in a timing-only build that skipped the merge than with the scalar
+     * loop below, and the gathers made it 1.04-1.05x faster than that loop. Partial tiles take the
+     * scalar loop.
      */
     private static void mergeTransposed(int mr, int nr, int tileN, float[] tile, float[] c, int ci, int ldc, float alpha, float beta) {
+        if (mr == MR_8X2 && tileN == NR_8X2 || mr == MR_6X4 && tileN == NR_6X4) {
+            // A full tile: column j (one float per B row) gathered into one 8-lane vector (6 lanes
+            // for 6x4) and stored as C row j's consecutive floats. The same two roundings as below.
+            int[] column = mr == MR_8X2 ? COLUMN_8X2 : COLUMN_6X4;
+            VectorMask<Float> rows = mr == MR_8X2 ? EIGHT.maskAll(true) : SIX_OF_EIGHT;
+            for (int j = 0; j < nr; j++) {
+                int row = ci + j * ldc;
+                FloatVector v = FloatVector.fromArray(EIGHT, tile, j, column, 0, rows).mul(alpha);
+                if (beta != 0f) v = v.add(FloatVector.fromArray(EIGHT, c, row, rows).mul(beta));
+                v.intoArray(c, row, rows);
+            }
+            return;
+        }
         for (int j = 0; j < nr; j++) {
             int row = ci + j * ldc;
             for (int r = 0; r < mr; r++) {
