@@ -64,6 +64,8 @@ public final class FastAttention {
     static final int BLOCK_K = Math.max(64, LANES);
 
     private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
+    /** Most floats of the forward's transposed keys (16 MiB), a buffer each calling thread keeps. */
+    static final int MAX_KEYS_T = 1 << 22;
     /** The forward's transposed keys ({@code Call.transposeKeys}), one buffer per calling thread. */
     private static final ThreadLocal<float[]> KEYS_T = ThreadLocal.withInitial(() -> new float[0]);
 
@@ -80,8 +82,9 @@ public final class FastAttention {
         int qBlocks = ceilDiv(s.nq(), BLOCK_Q);
         int tasks = s.batch() * s.heads() * qBlocks;
         // With several query blocks per head, every block would transpose the same key tiles:
-        // transpose each head's keys once instead.
-        float[] kt = qBlocks > 1 ? c.transposeKeys(pool) : null;
+        // transpose each head's keys once instead, unless that buffer (kept for the next call)
+        // would pass MAX_KEYS_T floats; then each block packs its tiles as it goes.
+        float[] kt = qBlocks > 1 && c.keysTransposedSize() <= MAX_KEYS_T ? c.transposeKeys(pool) : null;
         pool.parallelFor(tasks, 1, (from, to) -> {
             Scratch sc = SCRATCH.get().ensure(s);
             for (int t = from; t < to; t++) {
@@ -226,9 +229,14 @@ public final class FastAttention {
          * ([B, H, Nk / BLOCK_K, Dqk, BLOCK_K], a last partial tile zero-padded), so that a tile is
          * one contiguous block. In a buffer of the calling thread, reused across calls.
          */
+        /** Floats of {@link #transposeKeys}'s array. */
+        long keysTransposedSize() {
+            return (long) s.batch() * s.heads() * ceilDiv(s.nk(), BLOCK_K) * s.dqk() * BLOCK_K;
+        }
+
         float[] transposeKeys(CpuPool pool) {
-            int nk = s.nk(), dqk = s.dqk(), tiles = ceilDiv(nk, BLOCK_K);
-            int size = s.batch() * s.heads() * tiles * dqk * BLOCK_K;
+            int nk = s.nk(), dqk = s.dqk();
+            int size = (int) keysTransposedSize();
             float[] kt = KEYS_T.get();
             if (kt.length < size) {
                 kt = new float[size];
