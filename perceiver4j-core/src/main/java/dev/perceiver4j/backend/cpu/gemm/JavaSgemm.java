@@ -191,7 +191,11 @@ public final class JavaSgemm implements Sgemm {
     /** Most floats of one packed B strip (k x strip width): 8 MiB per thread. */
     private static final int MAX_STRIP = 1 << 21;
 
-    /** Most floats of a B packed once and shared by the row strips of all threads: 32 MiB. */
+    /**
+     * Most floats of an operand packed once and shared by all threads (a row-strip B, or the
+     * transposed formulation's A^T): 32 MiB, kept by the calling thread for its next call. Larger
+     * products fall back to per-thread packing (row strips) or to the usual formulation.
+     */
     static final int MAX_SHARED_B = 1 << 23;
 
     /**
@@ -300,7 +304,8 @@ public final class JavaSgemm implements Sgemm {
 
         long flops = 2L * m * n * k;
         Kernel kn = kernel;
-        if (transposedForm && transposedPays(transA, transB, m, n, kn.nr, pool.threads())) {
+        if (transposedForm && transposedPays(transA, transB, m, n, kn.nr, pool.threads())
+                && (long) k * roundUp(m, kn.nr) <= MAX_SHARED_B) { // the packed A^T is kept for the next call
             sgemmTransposed(kn, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
             return;
         }
