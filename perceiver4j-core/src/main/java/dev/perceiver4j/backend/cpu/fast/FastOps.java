@@ -114,7 +114,8 @@ public final class FastOps {
                 FloatVector acc = FloatVector.zero(S);
                 int j = 0;
                 for (; j < bound; j += L) acc = acc.add(FloatVector.fromArray(S, x, xb + j));
-                float s = Lanes.sum(acc);
+                for (int h = L / 2; h >= 1; h /= 2) acc = acc.add(acc.slice(h, acc)); // Lanes.sum's fold, written out (see Lanes)
+                float s = acc.lane(0);
                 for (; j < d; j++) s += x[xb + j];
                 float mu = d == 0 ? 0f : s / d;
                 FloatVector accV = FloatVector.zero(S);
@@ -123,7 +124,8 @@ public final class FastOps {
                     FloatVector c = FloatVector.fromArray(S, x, xb + j).sub(mu);
                     accV = c.fma(c, accV);
                 }
-                float v = Lanes.sum(accV);
+                for (int h = L / 2; h >= 1; h /= 2) accV = accV.add(accV.slice(h, accV)); // Lanes.sum's fold, written out (see Lanes)
+                float v = accV.lane(0);
                 for (; j < d; j++) {
                     float c = x[xb + j] - mu;
                     v += c * c;
@@ -176,8 +178,10 @@ public final class FastOps {
                         accG = accG.add(g);
                         accGX = g.fma(xh, accGX);
                     }
-                    float sumG = Lanes.sum(accG);
-                    float sumGX = Lanes.sum(accGX);
+                    for (int h = L / 2; h >= 1; h /= 2) accG = accG.add(accG.slice(h, accG)); // Lanes.sum's fold, written out (see Lanes)
+                    float sumG = accG.lane(0);
+                    for (int h = L / 2; h >= 1; h /= 2) accGX = accGX.add(accGX.slice(h, accGX)); // Lanes.sum's fold, written out (see Lanes)
+                    float sumGX = accGX.lane(0);
                     for (; j < d; j++) {
                         float xh = (x[xb + j] - mu) * rs;
                         float g = dOut[gb + j] * gamma[gOff + j];
@@ -704,7 +708,8 @@ public final class FastOps {
                 int j = 0;
                 for (; j < bound; j += L)
                     acc = FloatVector.fromArray(S, dOut, gb + j).fma(FloatVector.fromArray(S, y, yb + j), acc);
-                float dot = Lanes.sum(acc);
+                for (int h = L / 2; h >= 1; h /= 2) acc = acc.add(acc.slice(h, acc)); // Lanes.sum's fold, written out (see Lanes)
+                float dot = acc.lane(0);
                 for (; j < n; j++) dot += dOut[gb + j] * y[yb + j];
                 j = 0;
                 for (; j < bound; j += L) {

@@ -14,6 +14,11 @@ import jdk.incubator.vector.VectorSpecies;
  * The rotations are {@code slice(k, v)}, which C2 compiles to a single lane-rotate; a
  * {@code rearrange} with a constant shuffle measured 3× slower than {@code reduceLanes} here,
  * the slice fold slightly faster.
+ *
+ * <p>Row loops that run millions of times per pass (layer norm, softmax backward) write this fold
+ * out instead of calling {@link #sum(FloatVector)}: when C2 compiles a caller without inlining
+ * the call, the vector argument is boxed, and in layer norm the accumulator was boxed on every
+ * iteration (JFR: Float512Vector allocations in its loop).
  */
 public final class Lanes {
     private Lanes() {}
