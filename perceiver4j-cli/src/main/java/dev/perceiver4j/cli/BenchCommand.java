@@ -157,8 +157,8 @@ final class BenchCommand implements Runnable {
      * the ratio of the means, and how many rounds the second won.
      */
     private void mlmForwardCompared() {
-        String be0 = common.backend.trim().toLowerCase(Locale.ROOT);
-        if (!be0.equals("cpu") && !be0.equals("auto")) {
+        String backendName = common.backend.trim().toLowerCase(Locale.ROOT);
+        if (!backendName.equals("cpu") && !backendName.equals("auto")) {
             throw new IllegalArgumentException("--compare-gemm compares CPU matrix products: use --backend cpu (or auto), not " + common.backend);
         }
         CpuPool pool = CpuPool.common();
