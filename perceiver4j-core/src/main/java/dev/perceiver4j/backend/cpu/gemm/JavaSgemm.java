@@ -319,10 +319,8 @@ public final class JavaSgemm implements Sgemm {
         } else if ((long) k * roundUp(n, kn.nr) <= MAX_SHARED_B) {
             // Row strips of whole MR slivers. B (k x n, the smaller operand) is packed once, every
             // thread packing some of its slivers, and shared: each strip needs all of it.
-            int mr = kn.mr, nr = kn.nr, nPad = roundUp(n, nr), kcStep = kcStep(kn, k);
-            float[] bp = WORKSPACE.get().packShared(k * nPad);
-            pool.parallelFor(nPad / nr, 1, (s0, s1) -> packB(nr, transB, b, bOff, ldb, k, kcStep,
-                    s0 * nr, Math.min(n, s1 * nr) - s0 * nr, bp, nPad, s0 * nr));
+            int mr = kn.mr, nPad = roundUp(n, kn.nr), kcStep = balanced(k, kn.kc);
+            float[] bp = packShared(true, kn.nr, transB, b, bOff, ldb, k, kcStep, n);
             pool.parallelFor(ceilDiv(m, mr), 1, (u0, u1) -> multiplyPacked(kn, transA, u0 * mr, Math.min(m, u1 * mr),
                     n, k, kcStep, alpha, a, aOff, lda, bp, nPad, beta, c, cOff, ldc));
         } else {
@@ -333,11 +331,30 @@ public final class JavaSgemm implements Sgemm {
         }
     }
 
-    /** Depth of the K panels of the usual formulation: at most KC, k cut into equal panels. */
-    private static int kcStep(Kernel kn, int k) {
-        // Balanced: e.g. k = 300 gives two K panels of 152 + 148 rather than 256 + 44 (short panels
-        // waste the kernel's setup).
-        return ceilDiv(k, ceilDiv(k, kn.kc));
+    /**
+     * The step that cuts {@code extent} into equal blocks of at most {@code max}: e.g. k = 300 with
+     * KC = 256 gives two K panels of 150 rather than 256 + 44 (short panels waste the kernel's
+     * setup), m = 256 with MC = 192 two blocks of 128 rather than 192 + 64.
+     */
+    private static int balanced(int extent, int max) {
+        return ceilDiv(extent, ceilDiv(extent, max));
+    }
+
+    /**
+     * op(B)[0:k, 0:n] packed as one strip of roundUp(n, nr) columns ({@link #packB}'s layout, K
+     * panels of kcStep rows) into the calling thread's shared buffer, the slivers split over the
+     * pool's threads when {@code parallel}. Every thread then reads it.
+     */
+    private float[] packShared(boolean parallel, int nr, boolean transB, float[] b, int bOff, int ldb, int k, int kcStep, int n) {
+        int nPad = roundUp(n, nr);
+        float[] bp = WORKSPACE.get().packShared(k * nPad);
+        if (parallel) {
+            pool.parallelFor(nPad / nr, 1, (s0, s1) -> packB(nr, transB, b, bOff, ldb, k, kcStep,
+                    s0 * nr, Math.min(n, s1 * nr) - s0 * nr, bp, nPad, s0 * nr));
+        } else {
+            packB(nr, transB, b, bOff, ldb, k, kcStep, 0, n, bp, nPad, 0);
+        }
+        return bp;
     }
 
     /**
@@ -367,18 +384,13 @@ public final class JavaSgemm implements Sgemm {
      */
     private void sgemmTransposed(Kernel kn, int m, int n, int k, float alpha, float[] a, int aOff, int lda,
                                  float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc) {
-        int mr = kn.mr, nr = kn.nr;
-        int mPad = roundUp(m, nr);
-        int kcStep = ceilDiv(k, ceilDiv(k, TRANSPOSED_KC));
-        // [K panels][m/NR slivers][kc][NR]: op(B') = A^T, i.e. packB of A "stored [n,k]".
-        float[] ap = WORKSPACE.get().packShared(k * mPad);
+        int mr = kn.mr, mPad = roundUp(m, kn.nr), kcStep = balanced(k, TRANSPOSED_KC);
         boolean inline = pool.threads() == 1 || 2L * m * n * k < PARALLEL_MIN_FLOPS;
+        // [K panels][m/NR slivers][kc][NR]: op(B') = A^T, i.e. A packed as a B "stored [n,k]".
+        float[] ap = packShared(!inline, kn.nr, true, a, aOff, lda, k, kcStep, m);
         if (inline) {
-            packB(nr, true, a, aOff, lda, k, kcStep, 0, m, ap, mPad, 0);
             transposedBlock(kn, 0, n, m, k, kcStep, alpha, b, bOff, ldb, ap, mPad, beta, c, cOff, ldc);
         } else {
-            pool.parallelFor(mPad / nr, 1, (s0, s1) -> packB(nr, true, a, aOff, lda, k, kcStep,
-                    s0 * nr, Math.min(m, s1 * nr) - s0 * nr, ap, mPad, s0 * nr));
             pool.parallelFor(ceilDiv(n, mr), 1, (u0, u1) -> transposedBlock(kn, u0 * mr, Math.min(n, u1 * mr), m, k,
                     kcStep, alpha, b, bOff, ldb, ap, mPad, beta, c, cOff, ldc));
         }
@@ -395,7 +407,7 @@ public final class JavaSgemm implements Sgemm {
                                         float beta, float[] c, int cOff, int ldc) {
         Workspace ws = WORKSPACE.get();
         int mr = kn.mr;
-        int mcStep = roundUp(ceilDiv(i1 - i0, ceilDiv(i1 - i0, TRANSPOSED_MC)), mr);
+        int mcStep = roundUp(balanced(i1 - i0, TRANSPOSED_MC), mr);
         int tileN = kn.nr;
         boolean wide = kn == Kernel.K6X4;
         for (int ic = i0; ic < i1; ic += mcStep) {
@@ -425,7 +437,7 @@ public final class JavaSgemm implements Sgemm {
     private static void gemmBlock(Kernel kn, boolean transA, boolean transB, int i0, int i1, int j0, int j1, int k,
                                   float alpha, float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
                                   float beta, float[] c, int cOff, int ldc) {
-        int nr = kn.nr, kcStep = kcStep(kn, k);
+        int nr = kn.nr, kcStep = balanced(k, kn.kc);
         // The whole K extent of a column strip is packed at once (each B row or column is read in
         // one long run, which the hardware prefetchers follow from DRAM); strips narrow for deep k.
         int ncStep = Math.min(kn.nc, Math.max(nr, MAX_STRIP / k / nr * nr));
@@ -447,8 +459,7 @@ public final class JavaSgemm implements Sgemm {
                                        float beta, float[] c, int cOff, int ldc) {
         Workspace ws = WORKSPACE.get();
         int mr = kn.mr;
-        // Balanced blocks: e.g. m = 256 gives two M blocks of 128 rather than 192 + 64.
-        int mcStep = roundUp(ceilDiv(i1 - i0, ceilDiv(i1 - i0, kn.mc)), mr);
+        int mcStep = roundUp(balanced(i1 - i0, kn.mc), mr);
         for (int pc = 0; pc < k; pc += kcStep) {
             int kc = Math.min(kcStep, k - pc);
             float betaNow = pc == 0 ? beta : 1f; // later K panels accumulate onto the first
