@@ -51,7 +51,7 @@ import java.util.Arrays;
  * forward transposes each head's keys once per call when a head has several query blocks (tiles
  * with padded keys still gather their live keys); the backward transposes a key tile and its
  * values once for all the query blocks that meet it. P V and the gradient updates are a
- * register-blocked FMA kernel (4 output rows x 4 vectors); exp is {@code Erf.exp} over a tile row.
+ * register-blocked FMA kernel (4 output rows x 4 vectors); exp is {@code Erf.expShifted} over a tile row.
  */
 public final class FastAttention {
 
@@ -308,7 +308,7 @@ public final class FastAttention {
             }
             float mOld = sc.rowMax[r];
             float mNew = Math.max(mOld, tileMax);
-            float tileSum = expShifted(tile, row, BLOCK_K, mNew);
+            float tileSum = Erf.expShifted(tile, row, BLOCK_K, mNew, tile, row); // BLOCK_K: whole vectors
             float corr = mOld == mNew ? 1f : (float) Math.exp(mOld - mNew); // mOld = -inf gives 0
             sc.rowSum[r] = sc.rowSum[r] * corr + tileSum;
             sc.rowMax[r] = mNew;
@@ -392,11 +392,9 @@ public final class FastAttention {
             int live = liveKeys(sc, b, h, j0, n);
             if (live == 0) return;
             int iStart = s.causal() ? Math.max(0, j0 - s.causalShift()) : 0; // rows whose bound reaches j0
-            // The tile's keys and values, transposed once for all the query blocks that meet them.
-            packTransposed(k, sc.kIdx, live, s.dqk(), sc.packed);
-            packTransposed(v, sc.vIdx, live, s.dv(), sc.packed2);
+            packKeyTile(sc, live); // once for all the query blocks that meet the tile
             for (int i0 = iStart; i0 < s.nq(); i0 += BLOCK_Q) {
-                backwardBlock(sc, g, b, h, i0, Math.min(BLOCK_Q, s.nq() - i0), j0, n, live, true, withDq, true);
+                backwardBlock(sc, g, b, h, i0, Math.min(BLOCK_Q, s.nq() - i0), j0, n, live, true, withDq);
             }
         }
 
@@ -406,16 +404,24 @@ public final class FastAttention {
             for (int j0 = 0; j0 < keyEnd; j0 += BLOCK_K) {
                 int n = Math.min(BLOCK_K, s.nk() - j0);
                 int live = liveKeys(sc, b, h, j0, n);
-                if (live > 0) backwardBlock(sc, g, b, h, i0, rows, j0, n, live, false, true, false);
+                if (live == 0) continue;
+                packKeyTile(sc, live);
+                backwardBlock(sc, g, b, h, i0, rows, j0, n, live, false, true);
             }
         }
 
+        /** The live keys and values of {@link #liveKeys}' tile, transposed into sc.packed / sc.packed2. */
+        private void packKeyTile(Scratch sc, int live) {
+            packTransposed(k, sc.kIdx, live, s.dqk(), sc.packed);
+            packTransposed(v, sc.vIdx, live, s.dv(), sc.packed2);
+        }
+
         /**
-         * Gradient contributions of query rows [i0, i0+rows) with the tile's live keys; with
-         * {@code packed}, sc.packed / sc.packed2 already hold the tile's keys / values transposed.
+         * Gradient contributions of query rows [i0, i0+rows) with the tile's live keys, whose keys /
+         * values the caller has transposed into sc.packed / sc.packed2 ({@link #packKeyTile}).
          */
         private void backwardBlock(Scratch sc, Grads g, int b, int h, int i0, int rows, int j0, int n, int live,
-                                   boolean withKv, boolean withDq, boolean packed) {
+                                   boolean withKv, boolean withDq) {
             float[] p = sc.tile, ds = sc.tile2;
             for (int r = 0; r < rows; r++) {
                 sc.aRows[r] = qRow(b, h, i0 + r);
@@ -425,10 +431,6 @@ public final class FastAttention {
             for (int t = 0; t < live; t++) {
                 sc.dkRows[t] = g.dkOff() + (sc.kIdx[t] - kOff);
                 sc.dvRows[t] = g.dvOff() + (sc.vIdx[t] - vOff);
-            }
-            if (!packed) {
-                packTransposed(k, sc.kIdx, live, s.dqk(), sc.packed);
-                packTransposed(v, sc.vIdx, live, s.dv(), sc.packed2);
             }
             dotTilePacked(q, sc.aRows, rows, live, s.dqk(), s.scale(), p, sc.packed, 0, BLOCK_K);     // scores
             dotTilePacked(g.dOut(), sc.gRows, rows, live, s.dv(), 1f, ds, sc.packed2, 0, BLOCK_K);   // dOut_i . v_j
@@ -456,7 +458,7 @@ public final class FastAttention {
                 return;
             }
             maskRow(sc, p, row, i, j0, live);
-            expShifted(p, row, BLOCK_K, rowLse); // p_ij, 0 where masked
+            Erf.expShifted(p, row, BLOCK_K, rowLse, p, row); // p_ij, 0 where masked
             boolean drop = s.dropout() > 0f;
             if (drop) dropoutMultipliers(s, s.dropoutIndex(b, h, i, j0), n, keepScale, sc.block, sc.mult);
             float dI = g.rowDot()[(b * s.heads() + h) * s.nq() + i], scale = s.scale();
@@ -793,14 +795,6 @@ public final class FastAttention {
         FloatVector m = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
         for (int c = 0; c < n; c += LANES) m = m.max(FloatVector.fromArray(F, x, o + c));
         return m.reduceLanes(VectorOperators.MAX);
-    }
-
-    /**
-     * x[o+t] = exp(x[o+t] - shift) for t in [0, n) (n a multiple of the vector length; -inf
-     * entries become 0); returns the sum.
-     */
-    static float expShifted(float[] x, int o, int n, float shift) {
-        return Erf.expShifted(x, o, n, shift, x, o);
     }
 
     /**

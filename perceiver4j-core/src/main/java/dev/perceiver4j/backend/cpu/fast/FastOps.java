@@ -43,8 +43,6 @@ public final class FastOps {
     /** Swaps the lanes of each (even, odd) pair: the partner of a rotary channel. */
     private static final VectorShuffle<Float> PAIR_SWAP = VectorShuffle.fromOp(S, i -> i ^ 1);
 
-    private static final float INV_SQRT2 = 0.70710678118654752f;
-    private static final float INV_SQRT_2PI = 0.39894228040143268f;
 
     private static int rowGrain(int width) {
         return Math.max(1, GRAIN / Math.max(1, width));
@@ -237,13 +235,13 @@ public final class FastOps {
     // ================================================================ 2. activations
 
     /**
-     * act(x) lane-wise; GELU exact via the fast erf. The loops over whole ranges call {@link
-     * Erf#gelu} for GELU instead (no vector crosses a call there; see its note on boxing).
+     * act(x) lane-wise, for every activation but GELU: loops over ranges run GELU through {@link
+     * Erf#gelu} (no vector crosses a call there; see its note on boxing).
      */
     static FloatVector activate(Activation act, FloatVector x) {
         return switch (act) {
             case NONE -> x;
-            case GELU -> x.mul(0.5f).mul(Erf.erf(x.mul(INV_SQRT2)).add(1f));
+            case GELU -> throw new IllegalArgumentException("GELU over a range runs through Erf.gelu");
             case SQUARED_RELU -> {
                 FloatVector r = x.max(0f);
                 yield r.mul(r);
@@ -252,15 +250,11 @@ public final class FastOps {
         };
     }
 
-    /** act'(x) lane-wise; RELU'(0) = 0; GELU' = Φ(x) + x·φ(x). */
+    /** act'(x) lane-wise, for every activation but GELU (see {@link #activate}); RELU'(0) = 0. */
     static FloatVector activateDerivative(Activation act, FloatVector x) {
         return switch (act) {
             case NONE -> FloatVector.broadcast(S, 1f);
-            case GELU -> {
-                FloatVector cdf = Erf.erf(x.mul(INV_SQRT2)).add(1f).mul(0.5f);
-                FloatVector pdf = Erf.exp(x.mul(x).mul(-0.5f)).mul(INV_SQRT_2PI);
-                yield x.fma(pdf, cdf);
-            }
+            case GELU -> throw new IllegalArgumentException("GELU' over a range runs through Erf.gelu");
             case SQUARED_RELU -> x.max(0f).mul(2f);
             case RELU -> FloatVector.zero(S).blend(1f, x.compare(VectorOperators.GT, 0f));
         };
@@ -270,7 +264,7 @@ public final class FastOps {
     static float activate(Activation act, float x) {
         return switch (act) {
             case NONE -> x;
-            case GELU -> 0.5f * x * (1f + Erf.erf(x * INV_SQRT2));
+            case GELU -> throw new IllegalArgumentException("GELU over a range runs through Erf.gelu");
             case SQUARED_RELU -> x > 0 ? x * x : 0f;
             case RELU -> x > 0 ? x : 0f;
         };
@@ -280,7 +274,7 @@ public final class FastOps {
     static float activateDerivative(Activation act, float x) {
         return switch (act) {
             case NONE -> 1f;
-            case GELU -> 0.5f * (1f + Erf.erf(x * INV_SQRT2)) + x * INV_SQRT_2PI * (float) Math.exp(-0.5f * x * x);
+            case GELU -> throw new IllegalArgumentException("GELU' over a range runs through Erf.gelu");
             case SQUARED_RELU -> x > 0 ? 2f * x : 0f;
             case RELU -> x > 0 ? 1f : 0f;
         };
@@ -349,31 +343,24 @@ public final class FastOps {
         else if (act != Activation.NONE) throw new IllegalArgumentException("pre must not be null when act is " + act);
         if (bias == null && pre == null) return; // act == NONE: identity
         int bound = S.loopBound(n);
+        // GELU: the loop stores pre = c + bias (and c = pre), then Erf.gelu turns the row into gelu(pre).
+        Activation rowAct = act == Activation.GELU ? Activation.NONE : act;
         pool.parallelFor(rows, rowGrain(n), (r0, r1) -> {
             for (int r = r0; r < r1; r++) {
                 int cb = cOff + r * n, pb = pOff + r * n;
                 int j = 0;
-                if (act == Activation.GELU) { // pre = c + bias, then c = gelu(pre) in one written-out loop
-                    for (; j < bound; j += L) {
-                        FloatVector p = FloatVector.fromArray(S, c, cb + j);
-                        if (bias != null) p = p.add(FloatVector.fromArray(S, bias, bOff + j));
-                        p.intoArray(pre, pb + j);
-                    }
-                    for (; j < n; j++) pre[pb + j] = c[cb + j] + (bias != null ? bias[bOff + j] : 0f);
-                    Erf.gelu(false, pre, pb, null, 0, c, cb, n, false);
-                    continue;
-                }
                 for (; j < bound; j += L) {
                     FloatVector p = FloatVector.fromArray(S, c, cb + j);
                     if (bias != null) p = p.add(FloatVector.fromArray(S, bias, bOff + j));
                     if (pre != null) p.intoArray(pre, pb + j);
-                    activate(act, p).intoArray(c, cb + j);
+                    activate(rowAct, p).intoArray(c, cb + j);
                 }
                 for (; j < n; j++) {
                     float p = c[cb + j] + (bias != null ? bias[bOff + j] : 0f);
                     if (pre != null) pre[pb + j] = p;
-                    c[cb + j] = activate(act, p);
+                    c[cb + j] = activate(rowAct, p);
                 }
+                if (act == Activation.GELU) Erf.gelu(false, pre, pb, null, 0, c, cb, n, false);
             }
         });
     }
