@@ -173,17 +173,19 @@ class CliTest {
 
     @Test
     void rejectsAnUnknownGemmKernel() {
-        String before = System.getProperty("perceiver4j.sgemm.kernel");
-        assertThat(Main.run("info", "--gemm-kernel", "4x4")).isNotZero();
-        assertThat(stderr()).contains("--gemm-kernel must be 8x2 or 6x4, got 4x4");
-        assertThat(System.getProperty("perceiver4j.sgemm.kernel")).isEqualTo(before);
+        assertRejectedLeavingProperty("--gemm-kernel", "4x4", "--gemm-kernel must be 8x2 or 6x4, got 4x4", "perceiver4j.sgemm.kernel");
     }
 
     @Test
     void rejectsAnUnknownPrecision() {
-        String before = System.getProperty("perceiver4j.cuda.precision");
-        assertThat(Main.run("info", "--precision", "fp16")).isNotZero();
-        assertThat(stderr()).contains("--precision must be fp32, tf32 or bf16, got fp16");
-        assertThat(System.getProperty("perceiver4j.cuda.precision")).isEqualTo(before);
+        assertRejectedLeavingProperty("--precision", "fp16", "--precision must be fp32, tf32 or bf16, got fp16", "perceiver4j.cuda.precision");
+    }
+
+    /** {@code info option value} fails with {@code message} and leaves the system property it would set as it was. */
+    private void assertRejectedLeavingProperty(String option, String value, String message, String property) {
+        String before = System.getProperty(property);
+        assertThat(Main.run("info", option, value)).isNotZero();
+        assertThat(stderr()).contains(message);
+        assertThat(System.getProperty(property)).isEqualTo(before);
     }
 }
