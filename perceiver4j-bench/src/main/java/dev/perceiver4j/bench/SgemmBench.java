@@ -46,7 +46,7 @@ import java.util.concurrent.TimeUnit;
  * </pre>
  *
  * <p>{@code form} is the formulation of impl=java: {@code auto} (the default: {@code A . B^T} with
- * the larger B runs transposed, B read in place, see {@link JavaSgemm}) or {@code packed} (always
+ * the larger B runs transposed, B's rows copied whole, see {@link JavaSgemm}) or {@code packed} (always
  * the usual formulation, which packs all of B); like {@code kernel}, impl=cblas runs for
  * {@code auto} only. {@code weights} is the number of distinct B matrices cycled through, one per
  * call: 1 keeps B hot in cache; 64 x 6.5 MB at 1280 x 1280 makes every call read its B from
