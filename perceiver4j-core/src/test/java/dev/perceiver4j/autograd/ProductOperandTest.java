@@ -209,6 +209,38 @@ class ProductOperandTest {
         }
     }
 
+    /**
+     * One masked-LM step of a small Perceiver IO (encoder cross-attention, 2 latent layers, decoder) with
+     * bf16 product operands: q, k and v reach attention as bf16 (written so by their products), the only
+     * casts left are the 4 attention outputs and the logits' input, and the loss stays within bf16
+     * rounding of the F32 run's; with F32 operands nothing is cast.
+     */
+    @Test
+    void aPerceiverIoStepWithBf16ProductInputsFeedsAttentionBf16Projections() {
+        var c = new dev.perceiver4j.model.io.PerceiverConfig(32, 48, 8, 1, 2, 4, 2, null, null, "kv", 1, 1, true, 262, 24, "gelu", 0f);
+        double[] losses = new double[2];
+        long[] casts = new long[2], bf16Attentions = new long[2];
+        for (int run = 0; run < 2; run++) {
+            ProfilingBackend be = backend(run == 0 ? DType.F32 : DType.BF16);
+            var m = new dev.perceiver4j.model.io.PerceiverForMaskedLM(be, c, 3L);
+            int[] ids = new SplittableRandom(5).ints(2L * 24, 6, 262).toArray();
+            int[] labels = new SplittableRandom(6).ints(2L * 24, 6, 262).toArray();
+            be.reset();
+            try (Scope s = Scope.open()) {
+                Tensor logits = m.forward(be.fromInts(ids, Shape.of(2, 24)), null, true, 1L);
+                Tensor loss = F.crossEntropy(logits.reshape(48, 262), be.fromInts(labels, Shape.of(48)), -1, 0f);
+                loss.backward();
+                losses[run] = loss.item();
+            }
+            casts[run] = be.calls("cast F32->BF16");
+            bf16Attentions[run] = be.calls("attention bf16 ") + be.calls("attentionBackward bf16 ");
+        }
+        assertThat(casts[0]).isZero();
+        assertThat(casts[1]).isEqualTo(4 + 1);
+        assertThat(bf16Attentions).containsExactly(0, 2 * 4);
+        assertThat(Math.abs(losses[1] - losses[0])).isLessThanOrEqualTo(1e-2 * losses[0]).isPositive();
+    }
+
     /** One Perceiver AR training step: 4 layers, so 4 + 2 rounded copies (attention outputs, the logits' input), nothing else cast. */
     @Test
     void aPerceiverArStepWithBf16ProductInputsCastsOnlyWhatNoKernelWritesAsBf16() {

@@ -76,9 +76,10 @@ public final class PerceiverLayer {
     private Tensor compute(Tensor x, Tensor kv, Tensor keyPad, boolean training, long seed, long stream) {
         Tensor xn = layernorm1.forwardToProducts(x);                    // only q (and k, v) read the normed inputs
         Tensor kvn = kv == null ? xn : layernorm2.forwardToProducts(kv);
-        Tensor q = query.forward(xn);                                   // [B, N, qk]
-        Tensor k = key.forward(kvn);                                    // [B, M, qk]
-        Tensor v = value.forward(kvn);                                  // [B, M, v]
+        // Only attention reads q, k and v: on a bf16-product backend their products write them as bf16.
+        Tensor q = query.forwardToProducts(xn);                         // [B, N, qk]
+        Tensor k = key.forwardToProducts(kvn);                          // [B, M, qk]
+        Tensor v = value.forwardToProducts(kvn);                        // [B, M, v]
         // The normed inputs are rebuilt in backward from what layer norm keeps (see F.discard).
         F.discard(xn);
         if (kvn != xn) F.discard(kvn);
