@@ -46,7 +46,8 @@ def category(name):
 def kernels(path, top):
     recs = rows(path)
     header, data = recs[0], recs[1:]
-    name, block, grid, value = (header.index(c) for c in ("Kernel Name", "Block Size", "Grid Size", "Metric Value"))
+    name, block, grid, metric, value = (header.index(c) for c in ("Kernel Name", "Block Size", "Grid Size", "Metric Name", "Metric Value"))
+    data = [r for r in data if r[metric] == "gpu__time_duration.sum"]   # other metrics asked for in the same run are not times
     per_kernel, per_category = collections.defaultdict(lambda: [0, 0.0]), collections.Counter()
     total = 0.0
     for r in data:

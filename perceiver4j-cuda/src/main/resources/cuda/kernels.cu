@@ -108,10 +108,33 @@ __device__ __forceinline__ unsigned short f32_to_bf16_bits(float f) {
     return (unsigned short) (rounded >> 16);
 }
 
-// x [n] F32 -> y [n] BF16
+// Elementwise kernels marked "4 per thread" take elements [4t, 4t + 4) in thread t (grid from
+// Kernels.quadBlocks): one 16-byte access per fp32 operand (8 bytes per bf16 one) when every pointer
+// is aligned for it, element by element otherwise and for the last, partial group. Both paths
+// compute the same values.
+__device__ __forceinline__ bool aligned16p(const void* p) { return ((unsigned long long) p & 15) == 0; }
+__device__ __forceinline__ bool aligned8p(const void* p) { return ((unsigned long long) p & 7) == 0; }
+
+// four floats as four bf16 values packed in 8 bytes (element 0 in the low half of .x, as in memory)
+__device__ __forceinline__ uint2 bf16x4_bits(float4 v) {
+    return make_uint2((unsigned int) f32_to_bf16_bits(v.x) | ((unsigned int) f32_to_bf16_bits(v.y) << 16),
+                      (unsigned int) f32_to_bf16_bits(v.z) | ((unsigned int) f32_to_bf16_bits(v.w) << 16));
+}
+
+// first element of thread t's group of four
+__device__ __forceinline__ long long quad_start() {
+    return 4LL * ((long long) blockIdx.x * blockDim.x + threadIdx.x);
+}
+
+// x [n] F32 -> y [n] BF16; 4 per thread
 extern "C" __global__ void p4j_f32_to_bf16(const float* x, unsigned short* y, int n) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) y[i] = f32_to_bf16_bits(x[i]);
+    long long i = quad_start();
+    if (i >= n) return;
+    if (i + 4 <= n && aligned16p(x) && aligned8p(y)) {
+        *(uint2*) (y + i) = bf16x4_bits(*(const float4*) (x + i));
+    } else {
+        for (long long j = i; j < n && j < i + 4; j++) y[j] = f32_to_bf16_bits(x[j]);
+    }
 }
 
 // x [n] BF16 -> y [n] F32 (exact)
@@ -177,26 +200,56 @@ __device__ __forceinline__ float act_derivative(int act, float x) {
 // p = c + bias[i mod cols] (bias may be null); pre[i] = p (pre may be null); out[i] = act(p), or
 // out16[i] = bf16(act(p)) when out16 is not null (an output only products read; out is then unused).
 // c, pre, out [n] viewed as [n/cols, cols]; bias [cols]. out and pre may alias c.
-// Serves matmul's epilogue and the plain activation (bias = pre = null).
+// Serves matmul's epilogue and the plain activation (bias = pre = null). 4 per thread (the
+// 16-byte path also needs cols a multiple of 4 when there is a bias, so a group is in one row).
 extern "C" __global__ void p4j_bias_act(const float* c, const float* bias, int cols, float* pre, float* out, int n, int act,
                                         unsigned short* out16) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    long long i = quad_start();
     if (i >= n) return;
-    float p = c[i];
-    if (bias != 0) p += bias[i % cols];
-    if (pre != 0) pre[i] = p;
-    float y = act_forward(act, p);
-    if (out16 != 0) out16[i] = f32_to_bf16_bits(y);
-    else out[i] = y;
+    bool vec = i + 4 <= n && aligned16p(c) && (bias == 0 || ((cols & 3) == 0 && aligned16p(bias))) && aligned16p(pre)
+               && (out16 != 0 ? aligned8p(out16) : aligned16p(out));
+    if (vec) {
+        float4 p = *(const float4*) (c + i);
+        if (bias != 0) {
+            float4 b = *(const float4*) (bias + (int) (i % cols));
+            p.x += b.x; p.y += b.y; p.z += b.z; p.w += b.w;
+        }
+        if (pre != 0) *(float4*) (pre + i) = p;
+        float4 y = make_float4(act_forward(act, p.x), act_forward(act, p.y), act_forward(act, p.z), act_forward(act, p.w));
+        if (out16 != 0) *(uint2*) (out16 + i) = bf16x4_bits(y);
+        else *(float4*) (out + i) = y;
+        return;
+    }
+    for (long long j = i; j < n && j < i + 4; j++) {
+        float p = c[j];
+        if (bias != 0) p += bias[(int) (j % cols)];
+        if (pre != 0) pre[j] = p;
+        float y = act_forward(act, p);
+        if (out16 != 0) out16[j] = f32_to_bf16_bits(y);
+        else out[j] = y;
+    }
 }
 
 // g = dOut[i]·act'(x[i]); dX[i] += g (accumulate != 0) or dX[i] = g (written; matmul's dC).
-// x is the pre-activation. x, dOut, dX [n].
+// x is the pre-activation. x, dOut, dX [n]. 4 per thread.
 extern "C" __global__ void p4j_act_backward(const float* x, const float* dOut, float* dX, int n, int act, int accumulate) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    long long i = quad_start();
     if (i >= n) return;
-    float g = dOut[i] * act_derivative(act, x[i]);
-    dX[i] = accumulate ? dX[i] + g : g;
+    if (i + 4 <= n && aligned16p(x) && aligned16p(dOut) && aligned16p(dX)) {
+        float4 v = *(const float4*) (x + i), d = *(const float4*) (dOut + i);
+        float4 g = make_float4(d.x * act_derivative(act, v.x), d.y * act_derivative(act, v.y),
+                               d.z * act_derivative(act, v.z), d.w * act_derivative(act, v.w));
+        if (accumulate) {
+            float4 o = *(const float4*) (dX + i);
+            g.x += o.x; g.y += o.y; g.z += o.z; g.w += o.w;
+        }
+        *(float4*) (dX + i) = g;
+        return;
+    }
+    for (long long j = i; j < n && j < i + 4; j++) {
+        float g = dOut[j] * act_derivative(act, x[j]);
+        dX[j] = accumulate ? dX[j] + g : g;
+    }
 }
 
 // ================================================================ elementwise
@@ -251,13 +304,58 @@ extern "C" __global__ void p4j_sum_squares_partial(const float* x, int n, double
 
 // Column sums in two deterministic stages. Stage 1: partial[chunk, j] = Σ x[r, j] over the
 // rows r of chunk (blockIdx.y), rowsPerChunk rows each. x [rows, cols]; partial [chunks, cols].
-extern "C" __global__ void p4j_column_partial(const float* x, int rows, int cols, int rowsPerChunk, float* partial) {
+// When x16 is not null it also writes x16 = bf16(x) (a bias gradient and the bf16 operand of the
+// same matmul backward from one read of dC).
+extern "C" __global__ void p4j_column_partial(const float* x, int rows, int cols, int rowsPerChunk, float* partial,
+                                              unsigned short* x16) {
     int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= cols) return;
     int r0 = blockIdx.y * rowsPerChunk, r1 = imin(rows, r0 + rowsPerChunk);
     float s = 0.0f;
-    for (int r = r0; r < r1; r++) s += x[(long long) r * cols + j];
+    if (x16 != 0) {
+        for (int r = r0; r < r1; r++) {
+            long long at = (long long) r * cols + j;
+            float v = x[at];
+            s += v;
+            x16[at] = f32_to_bf16_bits(v);
+        }
+    } else {
+        for (int r = r0; r < r1; r++) s += x[(long long) r * cols + j];
+    }
     partial[(long long) blockIdx.y * cols + j] = s;
+}
+
+// Stage 1, 4 columns per thread (cols a multiple of 4, x and partial 16-byte aligned, x16 8-byte
+// aligned): a block of 256 threads is 4 row groups x 64 column threads over 256 columns
+// (blockIdx.x) and the rows of chunk blockIdx.y; row group g sums rows r0+g, r0+g+4, ... and the four
+// group sums are added in the order g = 0..3, so the result depends on the shape alone. Writes
+// x16 = bf16(x) too when x16 is not null. Same partial layout as p4j_column_partial.
+extern "C" __global__ void p4j_column_partial4(const float* x, int rows, int cols, int rowsPerChunk, float* partial,
+                                               unsigned short* x16) {
+    __shared__ float4 groups[3][64];
+    int t = threadIdx.x & 63, g = threadIdx.x >> 6;
+    int c = (blockIdx.x * 64 + t) * 4;
+    bool active = c < cols;
+    int r0 = blockIdx.y * rowsPerChunk, r1 = imin(rows, r0 + rowsPerChunk);
+    float4 s = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (active) {
+#pragma unroll 4
+        for (int r = r0 + g; r < r1; r += 4) {
+            long long at = (long long) r * cols + c;
+            float4 v = *(const float4*) (x + at);
+            s.x += v.x; s.y += v.y; s.z += v.z; s.w += v.w;
+            if (x16 != 0) *(uint2*) (x16 + at) = bf16x4_bits(v);
+        }
+    }
+    if (g > 0) groups[g - 1][t] = s;
+    __syncthreads();
+    if (g == 0 && active) {
+        for (int k = 0; k < 3; k++) {
+            float4 o = groups[k][t];
+            s.x += o.x; s.y += o.y; s.z += o.z; s.w += o.w;
+        }
+        *(float4*) (partial + (long long) blockIdx.y * cols + c) = s;
+    }
 }
 
 // Stage 2: out[j] += Σ_c partial[c, j], chunks in order.

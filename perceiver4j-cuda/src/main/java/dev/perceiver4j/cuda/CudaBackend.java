@@ -310,7 +310,8 @@ public final class CudaBackend implements Backend {
             // the CPU backend does not support these either
             throw new UnsupportedOperationException("cast " + from + " -> " + to + " is not supported");
         }
-        kernels.launch(kernel).grid(Kernels.blocks(n, THREADS)).block(THREADS).ptr(ptr(src)).ptr(ptr(dst)).i32(n).go();
+        int grid = kernel.equals("p4j_f32_to_bf16") ? Kernels.quadBlocks(n, THREADS) : Kernels.blocks(n, THREADS);
+        kernels.launch(kernel).grid(grid).block(THREADS).ptr(ptr(src)).ptr(ptr(dst)).i32(n).go();
     }
 
     // ---- matrix products ---------------------------------------------------------------------
@@ -374,7 +375,7 @@ public final class CudaBackend implements Backend {
         boolean biasLeft = bias != null && !fuseBias;
         if (biasLeft || act != Activation.NONE || out16) {
             // preAct = target + bias (in place), out = act(preAct): the exact-GELU epilogue (bf16 out: rounded)
-            kernels.launch("p4j_bias_act").grid(Kernels.blocks(total, THREADS)).block(THREADS)
+            kernels.launch("p4j_bias_act").grid(Kernels.quadBlocks(total, THREADS)).block(THREADS)
                     .ptr(target).ptr(biasLeft ? ptr(bias) : 0).i32(d.n())
                     .ptr(act == Activation.NONE ? 0 : ptr(preAct)).ptr(out16 ? 0 : ptr(out)).i32(total).i32(act.ordinal())
                     .ptr(out16 ? ptr(out) : 0).go();
@@ -411,13 +412,21 @@ public final class CudaBackend implements Backend {
             check(preAct != null, "matmulBackward with activation " + act + " needs preAct");
             tmp = allocator.allocate(4L * total);
             dC = tmp.address();
-            kernels.launch("p4j_act_backward").grid(Kernels.blocks(total, THREADS)).block(THREADS)
+            kernels.launch("p4j_act_backward").grid(Kernels.quadBlocks(total, THREADS)).block(THREADS)
                     .ptr(ptr(preAct)).ptr(ptr(dOut)).ptr(dC).i32(total).i32(act.ordinal()).i32(0).go();
         }
-        if (dBias != null) columnSums(dC, rows, d.n(), ptr(dBias));
-        // A bf16 product rounds dC once for both of its products (not once per product).
+        // A bf16 product rounds dC once for both of its products (not once per product); with a bias
+        // gradient the column sums write that copy from the same read of dC.
         boolean bf16 = gemm.precision() == MatmulPrecision.BF16 || a.dtype() == DType.BF16 || b.dtype() == DType.BF16;
-        DeviceBuffer dC16 = bf16 && dA != null && dB != null ? gemm.toBf16(dC, total) : null;
+        boolean round = bf16 && dA != null && dB != null;
+        DeviceBuffer dC16 = null;
+        if (dBias != null && round) {
+            dC16 = allocator.allocate(2L * total);
+            columnSums(dC, rows, d.n(), ptr(dBias), dC16.address());
+        } else {
+            if (dBias != null) columnSums(dC, rows, d.n(), ptr(dBias), 0);
+            if (round) dC16 = gemm.toBf16(dC, total);
+        }
         Operand g = dC16 != null ? new Operand(dC16.address(), mn, true) : new Operand(dC, mn, false);
         Operand oa = Operand.of(ptr(a), d.strideA(), a), ob = Operand.of(ptr(b), d.strideB(), b);
         long sA = d.strideA(), sB = d.strideB();
@@ -498,13 +507,18 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    /** out[j] += Σ_r x[r, j]; x [rows, cols] at device address x; two deterministic stages. */
-    private void columnSums(long x, int rows, int cols, long out) {
+    /**
+     * out[j] += Σ_r x[r, j]; x [rows, cols] at device address x; two deterministic stages. When
+     * {@code x16} is not 0, the first stage also writes bf16(x) there ([rows, cols], 2 bytes each).
+     */
+    private void columnSums(long x, int rows, int cols, long out, long x16) {
         if (rows == 0 || cols == 0) return;
         int perChunk = rowsPerChunk(rows), chunks = (rows + perChunk - 1) / perChunk;
         DeviceBuffer partial = allocator.allocate(4L * chunks * cols);
-        kernels.launch("p4j_column_partial").grid(Kernels.blocks(cols, THREADS), chunks).block(THREADS)
-                .ptr(x).i32(rows).i32(cols).i32(perChunk).ptr(partial.address()).go();
+        boolean quads = cols % 4 == 0 && x % 16 == 0 && x16 % 8 == 0 && partial.address() % 16 == 0;
+        kernels.launch(quads ? "p4j_column_partial4" : "p4j_column_partial")
+                .grid(quads ? Kernels.blocks(cols, 4 * 64) : Kernels.blocks(cols, THREADS), chunks).block(quads ? 256 : THREADS)
+                .ptr(x).i32(rows).i32(cols).i32(perChunk).ptr(partial.address()).ptr(x16).go();
         columnFinish(partial.address(), chunks, cols, out);
         allocator.free(partial);
     }
@@ -525,7 +539,7 @@ public final class CudaBackend implements Backend {
         int n = x.size();
         if (n == 0) return;
         boolean out16 = out.dtype() == DType.BF16;   // the rebuilt hidden state of an MLP whose output only products read
-        kernels.launch("p4j_bias_act").grid(Kernels.blocks(n, THREADS)).block(THREADS)
+        kernels.launch("p4j_bias_act").grid(Kernels.quadBlocks(n, THREADS)).block(THREADS)
                 .ptr(ptr(x)).ptr(0).i32(1).ptr(0).ptr(out16 ? 0 : ptr(out)).i32(n).i32(act.ordinal()).ptr(out16 ? ptr(out) : 0).go();
     }
 
@@ -534,7 +548,7 @@ public final class CudaBackend implements Backend {
         sameSize(x, dX, "activationBackward");
         int n = x.size();
         if (n == 0) return;
-        kernels.launch("p4j_act_backward").grid(Kernels.blocks(n, THREADS)).block(THREADS)
+        kernels.launch("p4j_act_backward").grid(Kernels.quadBlocks(n, THREADS)).block(THREADS)
                 .ptr(ptr(x)).ptr(ptr(dOut)).ptr(ptr(dX)).i32(n).i32(act.ordinal()).i32(1).go();
     }
 
@@ -604,7 +618,7 @@ public final class CudaBackend implements Backend {
     public void sumRows(Tensor x, Tensor out) {
         int n = out.size();
         check(n > 0 && x.size() % n == 0, "sumRows: " + x.describe() + " is not a whole number of rows of " + n);
-        columnSums(ptr(x), x.size() / n, n, ptr(out));
+        columnSums(ptr(x), x.size() / n, n, ptr(out), 0);
     }
 
     private static void checkDropP(float p) {

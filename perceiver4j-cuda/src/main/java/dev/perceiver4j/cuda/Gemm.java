@@ -134,7 +134,8 @@ final class Gemm {
     private DeviceBuffer convert(long address, long elements, boolean toBf16) {
         if (elements > Integer.MAX_VALUE) throw new IllegalArgumentException("matmul operand of " + elements + " elements is too large");
         DeviceBuffer b = allocator.allocate((toBf16 ? 2 : 4) * elements);
-        kernels.launch(toBf16 ? "p4j_f32_to_bf16" : "p4j_bf16_to_f32").grid(Kernels.blocks(elements, 256)).block(256)
+        kernels.launch(toBf16 ? "p4j_f32_to_bf16" : "p4j_bf16_to_f32")
+                .grid(toBf16 ? Kernels.quadBlocks(elements, 256) : Kernels.blocks(elements, 256)).block(256)
                 .ptr(address).ptr(b.address()).i32((int) elements).go();
         return b;
     }

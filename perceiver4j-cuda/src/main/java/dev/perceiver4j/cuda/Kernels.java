@@ -89,6 +89,11 @@ public final class Kernels {
     }
 
     /** Number of 1-D blocks of {@code threads} covering {@code n} elements (at least 1). */
+    /** Blocks for a kernel taking 4 elements per thread (the "4 per thread" kernels of kernels.cu) over {@code n} elements. */
+    static int quadBlocks(long n, int threads) {
+        return blocks((n + 3) / 4, threads);
+    }
+
     static int blocks(long n, int threads) {
         long b = (n + threads - 1) / threads;
         if (b > Integer.MAX_VALUE) throw new IllegalArgumentException(n + " elements is too many for one launch");

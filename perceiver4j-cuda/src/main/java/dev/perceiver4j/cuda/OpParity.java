@@ -518,6 +518,19 @@ public final class OpParity {
                 return err(dX);
             }));
         }
+        // the 4-per-thread kernels' element-by-element path: every operand a view one element past an aligned start
+        c.add(new Check("activation GELU, activationBackward GELU, cast F32->BF16 on views at offset 1 [183]", FP32, () -> {
+            Shape s = Shape.of(183);
+            Pair x = both(uniform(184, -4, 4), 184), dOut = randPair(1, 184), dX = randPair(1, 184), out = emptyPair(DType.F32, 184);
+            Pair h = emptyPair(DType.BF16, 184);
+            gpu.activation(Activation.GELU, x.g().alias(1, s), out.g().alias(1, s));
+            ref.activation(Activation.GELU, x.r().alias(1, s), out.r().alias(1, s));
+            gpu.activationBackward(Activation.GELU, x.g().alias(1, s), dOut.g().alias(1, s), dX.g().alias(1, s));
+            ref.activationBackward(Activation.GELU, x.r().alias(1, s), dOut.r().alias(1, s), dX.r().alias(1, s));
+            gpu.cast(x.g().alias(1, s), h.g().alias(1, s));
+            ref.cast(x.r().alias(1, s), h.r().alias(1, s));
+            return Math.max(Math.max(err(out), err(dX)), err(h));
+        }));
         // a [4,3,10] with b of 10 or 30 elements: the scalar kernels; a [4,3,12] (b of 12, 36, 144): the float4 ones
         for (int[][] ab : new int[][][] {{{4, 3, 10}, {10}}, {{4, 3, 10}, {3, 10}}, {{4, 3, 10}, {4, 3, 10}},
                 {{4, 3, 12}, {12}}, {{4, 3, 12}, {3, 12}}, {{4, 3, 12}, {4, 3, 12}}}) {
