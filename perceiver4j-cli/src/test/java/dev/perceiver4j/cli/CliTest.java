@@ -173,7 +173,7 @@ class CliTest {
 
     @Test
     void rejectsAnUnknownGemmKernel() {
-        assertRejectedLeavingProperty("--gemm-kernel", "4x4", "--gemm-kernel must be 8x2 or 6x4, got 4x4", "perceiver4j.sgemm.kernel");
+        assertRejectedLeavingProperty("--gemm-kernel", "4x4", "--gemm-kernel must be 8x2, 6x4 or auto, got 4x4", "perceiver4j.sgemm.kernel");
     }
 
     @Test

@@ -49,7 +49,8 @@ import java.util.Objects;
  *
  * <h2>Micro-kernels</h2>
  * Two register tiles, chosen once per JVM with the system property {@value #KERNEL_PROPERTY}
- * ({@code 8x2}, the default, or {@code 6x4}; tests and benchmarks pass a {@link Kernel} to
+ * ({@code 8x2}, {@code 6x4}, or {@code auto}, the default: 6x4 on Intel cores with 512-bit vectors,
+ * 8x2 elsewhere, see {@link Kernel#forCpu}; tests and benchmarks pass a {@link Kernel} to
  * {@link #JavaSgemm(CpuPool, Kernel)} instead):
  * <ul>
  *   <li><b>8x2</b>: MR x NR = 8 x (2 x VL) in 16 vector accumulators; per k step 2 vector loads of
@@ -115,7 +116,7 @@ public final class JavaSgemm implements Sgemm {
 
     /** Register tile of the micro-kernel, with the blocking sizes that go with it. */
     public enum Kernel {
-        /** 8 rows x 2 vectors (16 accumulators), A stored [m,k] read in place. The default. */
+        /** 8 rows x 2 vectors (16 accumulators), A stored [m,k] read in place. The default except on Intel AVX-512 cores. */
         K8X2("8x2", 8, 2, 256, 256, true),
         /** 6 rows x 4 vectors (24 accumulators), A always packed; for Intel AVX-512 cores. */
         K6X4("6x4", 6, 4, 128, 384, false);
@@ -153,7 +154,17 @@ public final class JavaSgemm implements Sgemm {
             for (Kernel kn : values()) {
                 if (kn.label.equals(s)) return kn;
             }
-            throw new IllegalArgumentException("-D" + KERNEL_PROPERTY + "=" + name + " is not one of 8x2, 6x4");
+            throw new IllegalArgumentException("-D" + KERNEL_PROPERTY + "=" + name + " is not one of 8x2, 6x4, auto");
+        }
+
+        /**
+         * The kernel for a CPU: 6x4 on Intel ({@code vendor} "GenuineIntel") with 512-bit vectors
+         * ({@code floatLanes} >= 16, the 32 registers it needs), where it was 1.04x faster over a
+         * whole language-perceiver forward than 8x2 (docs/benchmarks.md); 8x2 everywhere else
+         * (1.06-1.14x faster than 6x4 on Zen 5). {@code vendor} may be null (unknown).
+         */
+        public static Kernel forCpu(String vendor, int floatLanes) {
+            return "GenuineIntel".equals(vendor) && floatLanes >= 16 ? K6X4 : K8X2;
         }
 
         @Override
@@ -180,12 +191,26 @@ public final class JavaSgemm implements Sgemm {
         Kernel kn = null;
         String error = null;
         try {
-            kn = Kernel.parse(System.getProperty(KERNEL_PROPERTY, Kernel.K8X2.label));
+            String name = System.getProperty(KERNEL_PROPERTY, "auto");
+            kn = name.trim().equals("auto") ? Kernel.forCpu(cpuVendor(), FloatVector.SPECIES_PREFERRED.length()) : Kernel.parse(name);
         } catch (IllegalArgumentException e) {
             error = e.getMessage();
         }
         DEFAULT_KERNEL = kn;
         KERNEL_ERROR = error;
+    }
+
+    /** The {@code vendor_id} of the first processor in /proc/cpuinfo (Linux), or null where there is none. */
+    static String cpuVendor() {
+        try (java.io.BufferedReader in = java.nio.file.Files.newBufferedReader(java.nio.file.Path.of("/proc/cpuinfo"))) {
+            for (String line; (line = in.readLine()) != null; ) {
+                int colon = line.indexOf(':');
+                if (line.startsWith("vendor_id") && colon > 0) return line.substring(colon + 1).trim();
+            }
+        } catch (java.io.IOException | RuntimeException e) {
+            // no /proc (macOS, Windows) or unreadable: unknown vendor, the 8x2 kernel
+        }
+        return null;
     }
 
     /** Most floats of one packed B strip (k x strip width): 8 MiB per thread. */

@@ -140,8 +140,16 @@ class JavaSgemmTest {
             assertThat(new JavaSgemm(pool, Kernel.K6X4).kernel()).isEqualTo(Kernel.K6X4);
         }
         if (System.getProperty(JavaSgemm.KERNEL_PROPERTY) == null) {
-            assertThat(JavaSgemm.DEFAULT_KERNEL).isEqualTo(Kernel.K8X2);
+            assertThat(JavaSgemm.DEFAULT_KERNEL).isEqualTo(Kernel.forCpu(JavaSgemm.cpuVendor(), JavaSgemm.SPECIES.length()));
         }
+    }
+
+    @Test
+    void autoKernelIs6x4OnlyOnIntelWith512BitVectors() {
+        assertThat(Kernel.forCpu("GenuineIntel", 16)).isEqualTo(Kernel.K6X4);
+        assertThat(Kernel.forCpu("GenuineIntel", 8)).as("AVX2: 16 registers, 6x4 would spill").isEqualTo(Kernel.K8X2);
+        assertThat(Kernel.forCpu("AuthenticAMD", 16)).isEqualTo(Kernel.K8X2);
+        assertThat(Kernel.forCpu(null, 16)).isEqualTo(Kernel.K8X2);
     }
 
     @Test
