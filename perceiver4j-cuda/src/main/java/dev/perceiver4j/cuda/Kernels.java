@@ -26,11 +26,17 @@ import static java.lang.foreign.ValueLayout.ADDRESS;
  * kernels.launch("p4j_scale").grid(blocks(n)).block(256).ptr(x).f32(alpha).ptr(out).i32(n).go();
  * }</pre>
  * The argument kinds must match the kernel's C signature one for one (pointer and
- * long long = 8 bytes, int/float = 4 bytes); each kernel's comment in the .cu file gives it.
+ * long long = 8 bytes, int/float = 4 bytes); {@link KernelSignatures} checks each launch against
+ * the declaration in the source.
  */
 public final class Kernels {
     static final String SOURCE = "cuda/kernels.cu";
     private static final Map<Integer, byte[]> CUBINS = new ConcurrentHashMap<>(); // per process, by sm_XY
+
+    /** The kernels' argument widths, read from the source once: every launch is checked against them. */
+    private static final class Signatures {
+        static final KernelSignatures ALL = KernelSignatures.parse(source());
+    }
 
     private final CudaContext context;
     private final Map<String, MemorySegment> functions = new HashMap<>();
@@ -88,12 +94,12 @@ public final class Kernels {
         sharedLimits.put(name, bytes);
     }
 
-    /** Number of 1-D blocks of {@code threads} covering {@code n} elements (at least 1). */
     /** Blocks for a kernel taking 4 elements per thread (the "4 per thread" kernels of kernels.cu) over {@code n} elements. */
     static int quadBlocks(long n, int threads) {
         return blocks((n + 3) / 4, threads);
     }
 
+    /** Number of 1-D blocks of {@code threads} covering {@code n} elements (at least 1). */
     static int blocks(long n, int threads) {
         long b = (n + threads - 1) / threads;
         if (b > Integer.MAX_VALUE) throw new IllegalArgumentException(n + " elements is too many for one launch");
@@ -182,8 +188,13 @@ public final class Kernels {
             return this;
         }
 
-        /** Queues the kernel on the context's stream (asynchronous; errors of the run surface at the next synchronisation). */
+        /**
+         * Queues the kernel on the context's stream (asynchronous; errors of the run surface at the
+         * next synchronisation). Arguments that do not match the kernel's declaration in the source
+         * throw {@link IllegalStateException} first.
+         */
         public void go() {
+            Signatures.ALL.check(name, count, wide);
             context.makeCurrent();
             MemorySegment f = function(name);
             allowShared(name, f, sharedBytes);
