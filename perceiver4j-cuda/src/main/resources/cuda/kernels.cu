@@ -442,10 +442,7 @@ extern "C" __global__ void __launch_bounds__(LN_WARPS * 32) p4j_layernorm_warp(c
             y.z = (v[t].z - mu) * rs * g.z + b.z;
             y.w = (v[t].w - mu) * rs * g.w + b.w;
             if (out16 != 0) {
-                uint2 h;
-                h.x = (unsigned int) f32_to_bf16_bits(y.x) | ((unsigned int) f32_to_bf16_bits(y.y) << 16);
-                h.y = (unsigned int) f32_to_bf16_bits(y.z) | ((unsigned int) f32_to_bf16_bits(y.w) << 16);
-                reinterpret_cast<uint2*>(out16 + (long long) r * d)[c] = h;
+                reinterpret_cast<uint2*>(out16 + (long long) r * d)[c] = bf16x4_bits(y);
             } else {
                 o4[c] = y;
             }
