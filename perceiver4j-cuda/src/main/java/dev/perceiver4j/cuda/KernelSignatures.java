@@ -4,6 +4,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
@@ -31,6 +32,10 @@ final class KernelSignatures {
     private final Map<String, int[]> exact = new HashMap<>();
     /** Name patterns of macro-built kernels, with their widths. */
     private final List<Map.Entry<Pattern, int[]>> templates = new ArrayList<>();
+    /** {@link #widths} per name asked for, so a launch matches the patterns once per kernel name, not once per launch. */
+    private final Map<String, int[]> resolved = new ConcurrentHashMap<>();
+    /** What {@link #resolved} holds for a name the source does not declare readably. */
+    private static final int[] UNKNOWN = new int[0];
 
     private KernelSignatures() {}
 
@@ -67,12 +72,17 @@ final class KernelSignatures {
 
     /** The argument widths of kernel {@code name}, or null when the source does not declare it by a name this class can read. */
     int[] widths(String name) {
+        int[] w = resolved.computeIfAbsent(name, this::resolve);
+        return w == UNKNOWN ? null : w;
+    }
+
+    private int[] resolve(String name) {
         int[] w = exact.get(name);
         if (w != null) return w;
         for (Map.Entry<Pattern, int[]> t : templates) {
             if (t.getKey().matcher(name).matches()) return t.getValue();
         }
-        return null;
+        return UNKNOWN;
     }
 
     /** Number of kernels known by exact name (tests). */
