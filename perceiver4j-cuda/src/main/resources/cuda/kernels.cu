@@ -252,6 +252,20 @@ extern "C" __global__ void p4j_act_backward(const float* x, const float* dOut, f
     }
 }
 
+// matmul backward's dC rounded as it is made: dC16[i] = bf16(dOut[i]·act'(x[i])), for a bf16 product
+// with no bias gradient (nothing else reads dC in fp32). x, dOut [n] F32; dC16 [n] BF16. 4 per thread.
+extern "C" __global__ void p4j_act_backward_bf16(const float* x, const float* dOut, unsigned short* dC16, int n, int act) {
+    long long i = quad_start();
+    if (i >= n) return;
+    if (i + 4 <= n && aligned16p(x) && aligned16p(dOut) && aligned8p(dC16)) {
+        float4 v = *(const float4*) (x + i), d = *(const float4*) (dOut + i);
+        *(uint2*) (dC16 + i) = bf16x4_bits(make_float4(d.x * act_derivative(act, v.x), d.y * act_derivative(act, v.y),
+                                                       d.z * act_derivative(act, v.z), d.w * act_derivative(act, v.w)));
+        return;
+    }
+    for (long long j = i; j < n && j < i + 4; j++) dC16[j] = f32_to_bf16_bits(dOut[j] * act_derivative(act, x[j]));
+}
+
 // ================================================================ elementwise
 
 // out[i] = a[i] + b[i mod bLen]; a, out [n]; b [bLen]

@@ -377,7 +377,8 @@ public final class CudaBackend implements Backend {
             // preAct = target + bias (in place), out = act(preAct): the exact-GELU epilogue (bf16 out: rounded)
             kernels.launch("p4j_bias_act").grid(Kernels.quadBlocks(total, THREADS)).block(THREADS)
                     .ptr(target).ptr(biasLeft ? ptr(bias) : 0).i32(d.n())
-                    .ptr(act == Activation.NONE ? 0 : ptr(preAct)).ptr(out16 ? 0 : ptr(out)).i32(total).i32(act.ordinal())
+                    .ptr(act == Activation.NONE || !biasLeft ? 0 : ptr(preAct))   // without a bias to add, preAct (= target) already holds it
+                    .ptr(out16 ? 0 : ptr(out)).i32(total).i32(act.ordinal())
                     .ptr(out16 ? ptr(out) : 0).go();
         }
         if (tmp != null) allocator.free(tmp); // safe: later work on the stream runs after the epilogue
@@ -405,25 +406,32 @@ public final class CudaBackend implements Backend {
         MatmulShape d = matDims(a, transA, b, transB, dOut);
         int rows = d.batch() * d.m(), total = rows * d.n();
         long mn = (long) d.m() * d.n();
+        // A bf16 product rounds dC once for both of its products (not once per product): with a bias
+        // gradient the column sums write that copy from the same read of dC; with an activation and
+        // no bias gradient the activation's backward writes only the copy.
+        boolean bf16 = gemm.precision() == MatmulPrecision.BF16 || a.dtype() == DType.BF16 || b.dtype() == DType.BF16;
+        boolean round = bf16 && dA != null && dB != null;
+        DeviceBuffer dC16 = null;
         // dC = dOut · act'(preAct) (a temporary, returned to the pool after the queued GEMMs)
         DeviceBuffer tmp = null;
         long dC = ptr(dOut);
         if (act != Activation.NONE) {
             check(preAct != null, "matmulBackward with activation " + act + " needs preAct");
-            tmp = allocator.allocate(4L * total);
-            dC = tmp.address();
-            kernels.launch("p4j_act_backward").grid(Kernels.quadBlocks(total, THREADS)).block(THREADS)
-                    .ptr(ptr(preAct)).ptr(ptr(dOut)).ptr(dC).i32(total).i32(act.ordinal()).i32(0).go();
+            if (round && dBias == null) {
+                dC16 = allocator.allocate(2L * total);
+                kernels.launch("p4j_act_backward_bf16").grid(Kernels.quadBlocks(total, THREADS)).block(THREADS)
+                        .ptr(ptr(preAct)).ptr(ptr(dOut)).ptr(dC16.address()).i32(total).i32(act.ordinal()).go();
+            } else {
+                tmp = allocator.allocate(4L * total);
+                dC = tmp.address();
+                kernels.launch("p4j_act_backward").grid(Kernels.quadBlocks(total, THREADS)).block(THREADS)
+                        .ptr(ptr(preAct)).ptr(ptr(dOut)).ptr(dC).i32(total).i32(act.ordinal()).i32(0).go();
+            }
         }
-        // A bf16 product rounds dC once for both of its products (not once per product); with a bias
-        // gradient the column sums write that copy from the same read of dC.
-        boolean bf16 = gemm.precision() == MatmulPrecision.BF16 || a.dtype() == DType.BF16 || b.dtype() == DType.BF16;
-        boolean round = bf16 && dA != null && dB != null;
-        DeviceBuffer dC16 = null;
-        if (dBias != null && round) {
+        if (dC16 == null && dBias != null && round) {
             dC16 = allocator.allocate(2L * total);
             columnSums(dC, rows, d.n(), ptr(dBias), dC16.address());
-        } else {
+        } else if (dC16 == null) {
             if (dBias != null) columnSums(dC, rows, d.n(), ptr(dBias), 0);
             if (round) dC16 = gemm.toBf16(dC, total);
         }

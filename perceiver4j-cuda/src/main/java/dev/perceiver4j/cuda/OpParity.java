@@ -424,6 +424,7 @@ public final class OpParity {
         matmulCase(c, "shared b with aᵀ (loop over batch), bias, GELU", new int[] {3, 7, 5}, true, new int[] {7, 9}, false, true, Activation.GELU);
         matmulCase(c, "2-D 33x129 · 129x65, bias", new int[] {33, 129}, false, new int[] {129, 65}, false, true, Activation.NONE);
         matmulCase(c, "batched, aᵀ, 35x48 (not skinny), GELU", new int[] {2, 40, 35}, true, new int[] {2, 40, 48}, false, true, Activation.GELU);
+        matmulCase(c, "2-D 40x36 (not skinny), GELU, no bias", new int[] {40, 17}, false, new int[] {17, 36}, false, false, Activation.GELU);
         matmulAdds(c);
     }
 
