@@ -2090,7 +2090,7 @@ __device__ __forceinline__ void bf_c_to_a(unsigned* a, const float* c0, const fl
     a[3] = bf16_pair(c1[2], c1[3]);
 }
 
-template <int DQK, int DV, int W>
+template <int DQK, int DV, int W, bool DROP>
 __device__ void attention_forward_bf16(const unsigned short* q, const unsigned short* k, const unsigned short* v,
                                        const unsigned char* pad, float* out, float* lse, int H, int nq, int nk, float scale,
                                        int causal, float pdrop, float keepScale, unsigned long long seed,
@@ -2112,6 +2112,7 @@ __device__ void attention_forward_bf16(const unsigned short* q, const unsigned s
     for (int nt = 0; nt < DV / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
     float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;
     const unsigned long long base0 = ((unsigned long long) bh * nq + r0) * (unsigned long long) nk, base1 = base0 + 8ull * nk;
+    if (!DROP) pdrop = 0.0f;   // a constant: the variant without dropout has no Philox code at all
     const bool quadDrop = pdrop > 0.0f && nk % 4 == 0;
     const int lastRow = imin(nq, i0 + ROWS) - 1;
     const int keyEnd = causal ? imin(nk, lastRow + shift + 1) : nk;
@@ -2171,7 +2172,7 @@ __device__ __forceinline__ float bf_lse2(float lse, bool exists) {
     return exists && lse != NEG_INF ? lse * LOG2E : __int_as_float(0x7f800000);
 }
 
-template <int DQK, int DV, int W>
+template <int DQK, int DV, int W, bool DROP>
 __device__ void attention_backward_dq_bf16(const unsigned short* q, const unsigned short* k, const unsigned short* v,
                                            const unsigned char* pad, const float* lse, const float* rowDot,
                                            const unsigned short* dOut, float* dQ, int H, int nq, int nk, float scale, int causal,
@@ -2196,6 +2197,7 @@ __device__ void attention_backward_dq_bf16(const unsigned short* q, const unsign
 #pragma unroll
     for (int nt = 0; nt < DQK / 8; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
     const unsigned long long base0 = ((unsigned long long) bh * nq + r0) * (unsigned long long) nk, base1 = base0 + 8ull * nk;
+    if (!DROP) pdrop = 0.0f;   // a constant: the variant without dropout has no Philox code at all
     const bool quadDrop = pdrop > 0.0f && nk % 4 == 0;
     const int lastRow = imin(nq, i0 + ROWS) - 1;
     const int keyEnd = causal ? imin(nk, lastRow + shift + 1) : nk;
@@ -2259,7 +2261,7 @@ __device__ void attention_backward_dq_bf16(const unsigned short* q, const unsign
     tc_add_fragments<DQK>(dQ, acc, b, h, H, nq, r0, r1, t4);
 }
 
-template <int DQK, int DV, int W>
+template <int DQK, int DV, int W, bool DROP>
 __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsigned short* k, const unsigned short* v,
                                              const unsigned char* pad, const float* lse, const float* rowDot,
                                              const unsigned short* dOut, float* dK, float* dV, int H, int nq, int nk, float scale,
@@ -2289,6 +2291,7 @@ __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsi
     for (int nt = 0; nt < DQK / 8; nt++) accK[nt][0] = accK[nt][1] = accK[nt][2] = accK[nt][3] = 0.0f;
 #pragma unroll
     for (int nt = 0; nt < DV / 8; nt++) accV[nt][0] = accV[nt][1] = accV[nt][2] = accV[nt][3] = 0.0f;
+    if (!DROP) pdrop = 0.0f;   // a constant: the variant without dropout has no Philox code at all
     const bool quadDrop = pdrop > 0.0f && nk % 4 == 0;   // Philox blocks shared by four lanes (att_keep_keys)
     const float scale2 = scale * LOG2E;
     const int iStart = causal ? (j0 - shift > 0 ? j0 - shift : 0) : 0;   // queries that may see key j0 or later
@@ -2376,31 +2379,32 @@ __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsi
 
 // p4j_attention_forward_bf16_<Dqk>_<Dv>_w<W>, p4j_attention_backward_dq_bf16_…_w<W> and …_dkdv_bf16_…_w<W>:
 // blocks of W warps (16 W query rows, or keys for dK/dV); arguments as the fp32 kernels' (dqk, dv not read).
-#define P4J_ATTENTION_BF16_W(DQK, DV, W)                                                                              \
-    extern "C" __global__ void __launch_bounds__(W * 32) p4j_attention_forward_bf16_##DQK##_##DV##_w##W(               \
+// Each comes twice: without dropout (pdrop not read, no Philox code) and with (SUFFIX _drop).
+#define P4J_ATTENTION_BF16_W(DQK, DV, W, DROP, SUFFIX)                                                                            \
+    extern "C" __global__ void __launch_bounds__(W * 32) p4j_attention_forward_bf16_##DQK##_##DV##_w##W##SUFFIX(               \
             const unsigned short* q, const unsigned short* k, const unsigned short* v, const unsigned char* pad, float* out, float* lse, int H,   \
             int nq, int nk, int dqk, int dv, float scale, int causal, float pdrop, float keepScale,                    \
             unsigned long long seed, unsigned long long stream) {                                                      \
-        P4J_SM80((attention_forward_bf16<DQK, DV, W>(q, k, v, pad, out, lse, H, nq, nk, scale, causal, pdrop, keepScale, seed, \
+        P4J_SM80((attention_forward_bf16<DQK, DV, W, DROP>(q, k, v, pad, out, lse, H, nq, nk, scale, causal, pdrop, keepScale, seed, \
                                                     stream)));                                                         \
     }                                                                                                                  \
-    extern "C" __global__ void __launch_bounds__(W * 32) p4j_attention_backward_dq_bf16_##DQK##_##DV##_w##W(           \
+    extern "C" __global__ void __launch_bounds__(W * 32) p4j_attention_backward_dq_bf16_##DQK##_##DV##_w##W##SUFFIX(           \
             const unsigned short* q, const unsigned short* k, const unsigned short* v, const unsigned char* pad, const float* lse,               \
             const float* rowDot, const unsigned short* dOut, float* dQ, int H, int nq, int nk, int dqk, int dv, float scale,   \
             int causal, float pdrop, float keepScale, unsigned long long seed, unsigned long long stream) {           \
-        P4J_SM80((attention_backward_dq_bf16<DQK, DV, W>(q, k, v, pad, lse, rowDot, dOut, dQ, H, nq, nk, scale, causal, \
+        P4J_SM80((attention_backward_dq_bf16<DQK, DV, W, DROP>(q, k, v, pad, lse, rowDot, dOut, dQ, H, nq, nk, scale, causal, \
                                                         pdrop, keepScale, seed, stream)));                             \
     }                                                                                                                  \
-    extern "C" __global__ void __launch_bounds__(W * 32) p4j_attention_backward_dkdv_bf16_##DQK##_##DV##_w##W(         \
+    extern "C" __global__ void __launch_bounds__(W * 32) p4j_attention_backward_dkdv_bf16_##DQK##_##DV##_w##W##SUFFIX(         \
             const unsigned short* q, const unsigned short* k, const unsigned short* v, const unsigned char* pad, const float* lse,               \
             const float* rowDot, const unsigned short* dOut, float* dK, float* dV, int H, int nq, int nk, int dqk, int dv,     \
             float scale, int causal, float pdrop, float keepScale, unsigned long long seed,                           \
             unsigned long long stream) {                                                                               \
-        P4J_SM80((attention_backward_dkdv_bf16<DQK, DV, W>(q, k, v, pad, lse, rowDot, dOut, dK, dV, H, nq, nk, scale, \
+        P4J_SM80((attention_backward_dkdv_bf16<DQK, DV, W, DROP>(q, k, v, pad, lse, rowDot, dOut, dK, dV, H, nq, nk, scale, \
                                                           causal, pdrop, keepScale, seed, stream)));                   \
     }
 // W = 4: 8-warp blocks (128 rows, half the staging work per row) measured the same (session 8, call 4).
-#define P4J_ATTENTION_BF16(DQK, DV) P4J_ATTENTION_BF16_W(DQK, DV, 4)
+#define P4J_ATTENTION_BF16(DQK, DV) P4J_ATTENTION_BF16_W(DQK, DV, 4, false, ) P4J_ATTENTION_BF16_W(DQK, DV, 4, true, _drop)
 P4J_ATTENTION_BF16(16, 16)
 P4J_ATTENTION_BF16(32, 32)
 P4J_ATTENTION_BF16(64, 64)

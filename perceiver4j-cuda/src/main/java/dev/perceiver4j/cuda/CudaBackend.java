@@ -746,6 +746,11 @@ public final class CudaBackend implements Backend {
                 .f32(s.dropout()).f32(s.dropout() == 0f ? 1f : keepScale(s.dropout())).i64(s.seed()).i64(s.stream());
     }
 
+    /** The bf16 attention kernels come without dropout code and with it (kernels.cu, P4J_ATTENTION_BF16_W). */
+    private static String dropSuffix(AttentionShape s) {
+        return s.dropout() > 0f ? "_drop" : "";
+    }
+
     private long padPtr(Tensor keyPad) {
         return keyPad == null ? 0 : ptr(keyPad);
     }
@@ -852,7 +857,7 @@ public final class CudaBackend implements Backend {
             q = asType(q, DType.BF16, temps);
             k = asType(k, DType.BF16, temps);
             v = asType(v, DType.BF16, temps);
-            shapeArgs(kernels.launch("p4j_attention_forward_bf16_" + s.dqk() + "_" + s.dv() + "_w" + BF16_WARPS)
+            shapeArgs(kernels.launch("p4j_attention_forward_bf16_" + s.dqk() + "_" + s.dv() + "_w" + BF16_WARPS + dropSuffix(s))
                     .grid((s.nq() + 16 * BF16_WARPS - 1) / (16 * BF16_WARPS), bh).block(BF16_WARPS * 32).sharedBytes(bf16Shared(s))
                     .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(out)).ptr(ptr(lse)), s).go();
             freeAll(temps);
@@ -894,7 +899,7 @@ public final class CudaBackend implements Backend {
         v = asType(v, operands, temps);
         Tensor g = asType(dOut, operands, temps);
         boolean tc = bf16 || tensorCoreAttention(s, q, k, v, dOut);
-        String suffix = bf16 ? "_bf16_" + s.dqk() + "_" + s.dv() + "_w" + BF16_WARPS : tc ? "_tc_" + s.dqk() + "_" + s.dv() : "";
+        String suffix = bf16 ? "_bf16_" + s.dqk() + "_" + s.dv() + "_w" + BF16_WARPS + dropSuffix(s) : tc ? "_tc_" + s.dqk() + "_" + s.dv() : "";
         int warps = bf16 ? BF16_WARPS : TC_WARPS;
         int rowsPerBlock = tc ? 16 * warps : ATT_ROWS, threads = tc ? warps * 32 : ATT_THREADS;
         shapeArgs(kernels.launch("p4j_attention_backward_dq" + suffix).grid((s.nq() + rowsPerBlock - 1) / rowsPerBlock, bh)

@@ -18,7 +18,7 @@ import java.util.regex.Pattern;
  * ({@link Kernels.Launch#ptr}, {@link Kernels.Launch#i64}); any other ({@code int}, {@code float},
  * {@code unsigned}) is 4 bytes ({@link Kernels.Launch#i32}, {@link Kernels.Launch#f32}). Kernels
  * declared inside a macro with a name built by {@code ##} (the attention specialisations) are kept
- * as name patterns, every upper-case macro parameter matching any word; a kernel whose whole name
+ * as name patterns, every upper-case macro parameter matching any word or none; a kernel whose whole name
  * is a macro parameter (instantiations such as {@code P4J_BINARY4(p4j_add4, +)}) is not known and
  * not checked.
  */
@@ -52,7 +52,7 @@ final class KernelSignatures {
                 continue;
             }
             StringBuilder regex = new StringBuilder();
-            for (String part : parts) regex.append(MACRO_PARAMETER.matcher(part).matches() ? "\\w+" : Pattern.quote(part));
+            for (String part : parts) regex.append(MACRO_PARAMETER.matcher(part).matches() ? "\\w*" : Pattern.quote(part));   // a parameter may be empty
             s.templates.add(Map.entry(Pattern.compile(regex.toString()), widths));
         }
         return s;

@@ -32,6 +32,9 @@ class KernelSignaturesTest {
         assertThat(REAL.widths("p4j_attention_forward_bf16_32_160_w4")).containsExactly(forward);
         assertThat(REAL.widths("p4j_attention_forward_tc_64_64")).containsExactly(forward);
         assertThat(REAL.widths("p4j_attention_backward_dkdv_bf16_64_64_w4")).hasSize(20);
+        // the variants with dropout: the same arguments, the name built with a suffix parameter
+        assertThat(REAL.widths("p4j_attention_forward_bf16_64_64_w4_drop")).containsExactly(forward);
+        assertThat(REAL.widths("p4j_attention_backward_dq_bf16_32_160_w4_drop")).hasSize(19);
         assertThat(REAL.widths("p4j_no_such_kernel")).isNull();
     }
 
@@ -74,6 +77,8 @@ class KernelSignaturesTest {
                 #define MAKE(D, W) \\
                     extern "C" __global__ void p4j_made_##D##_w##W( \\
                         float* x, int n) {}
+                #define MAKE2(D, SUFFIX) \\
+                    extern "C" __global__ void p4j_suffixed_##D##SUFFIX(int n) {}
                 extern "C" __global__ void p4j_empty() {}
                 """;
         KernelSignatures s = KernelSignatures.parse(src);
@@ -81,6 +86,8 @@ class KernelSignaturesTest {
         assertThat(s.widths("p4j_block_commented")).isNull();
         assertThat(s.widths("p4j_bounded")).containsExactly(8, 8, 8, 4);
         assertThat(s.widths("p4j_made_32_w4")).containsExactly(8, 4);
+        assertThat(s.widths("p4j_suffixed_32")).as("an empty macro parameter").containsExactly(4);
+        assertThat(s.widths("p4j_suffixed_32_drop")).containsExactly(4);
         assertThat(s.widths("p4j_empty")).isEmpty();
     }
 }
