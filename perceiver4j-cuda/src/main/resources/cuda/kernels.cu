@@ -1668,7 +1668,8 @@ __device__ __forceinline__ float att_ex2(float x) {
 
 /**
  * One key tile of the bf16 forward's online softmax, in base 2, for this thread's rows r0 and r1 (C
- * layout, NT 8-key tiles from key j0): scales the scores s by scale2 = scale·log2(e), masks them
+ * layout, NT 8-key tiles from key j0): scales the scores s by scale2 = scale·log2(e) (≥ 0: the caller
+ * negates Q for a negative scale, so the raw scores' max scales to the scaled scores' max), masks them
  * (MASKED only: kbias[key − j0] is 0 for a key visible to every row, −inf otherwise, and the causal
  * rule), updates the running max m (base-2 units) and sum l (before dropout), rescales the NV output
  * accumulator tiles o when a row's max moved, and leaves P (after dropout, the same Philox bits as
@@ -1682,20 +1683,20 @@ __device__ __forceinline__ void att_softmax_tile(float (*s)[4], float (*o)[4], f
                                                  unsigned long long stream, unsigned long long base0, unsigned long long base1,
                                                  int lane) {
     const int t4 = lane & 3;
-    float mx0 = NEG_INF, mx1 = NEG_INF;
+    float mx0 = NEG_INF, mx1 = NEG_INF;   // of the raw scores (hidden ones −inf)
 #pragma unroll
     for (int nt = 0; nt < NT; nt++) {
 #pragma unroll
         for (int e = 0; e < 2; e++) {
-            float x0 = s[nt][e] * scale2, x1 = s[nt][2 + e] * scale2;
+            float x0 = s[nt][e], x1 = s[nt][2 + e];
             if (MASKED) {
                 const int jl = nt * 8 + 2 * t4 + e, j = j0 + jl;
                 const bool keyOk = kbias[jl] == 0.0f;
                 x0 = keyOk && (!causal || j <= r0 + shift) ? x0 : NEG_INF;
                 x1 = keyOk && (!causal || j <= r1 + shift) ? x1 : NEG_INF;
+                s[nt][e] = x0;
+                s[nt][2 + e] = x1;
             }
-            s[nt][e] = x0;
-            s[nt][2 + e] = x1;
             mx0 = fmaxf(mx0, x0);
             mx1 = fmaxf(mx1, x1);
         }
@@ -1704,7 +1705,8 @@ __device__ __forceinline__ void att_softmax_tile(float (*s)[4], float (*o)[4], f
     mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+    // the tile's max in base-2 units (a row with every key hidden keeps −inf: −inf · 0 would be NaN)
+    const float mn0 = fmaxf(m0, mx0 == NEG_INF ? NEG_INF : mx0 * scale2), mn1 = fmaxf(m1, mx1 == NEG_INF ? NEG_INF : mx1 * scale2);
     // Subtrahends: a row that has seen no visible key (mn = −inf, only when MASKED) subtracts 0, so
     // −inf − (−inf) never happens; its P and c are then 0, harmless as its l and o are still 0.
     const float u0 = MASKED && mn0 == NEG_INF ? 0.0f : mn0, u1 = MASKED && mn1 == NEG_INF ? 0.0f : mn1;
@@ -1715,7 +1717,11 @@ __device__ __forceinline__ void att_softmax_tile(float (*s)[4], float (*o)[4], f
         const unsigned keep = quadDrop ? att_keep_rows(seed, stream, base0, base1, j0 + nt * 8, lane, pdrop) : 0u;
 #pragma unroll
         for (int e = 0; e < 2; e++) {
-            float p0 = att_ex2(s[nt][e] - u0), p1 = att_ex2(s[nt][2 + e] - u1);
+            float p0 = att_ex2(fmaf(s[nt][e], scale2, -u0)), p1 = att_ex2(fmaf(s[nt][2 + e], scale2, -u1));   // one FFMA each
+            if (MASKED) {   // hidden: 0 (also for scale 0, where −inf · 0 is NaN)
+                p0 = s[nt][e] == NEG_INF ? 0.0f : p0;
+                p1 = s[nt][2 + e] == NEG_INF ? 0.0f : p1;
+            }
             ps0 += p0;
             ps1 += p1;
             if (quadDrop) {
@@ -1756,16 +1762,25 @@ __device__ __forceinline__ void att_store_rows(float* out, float* lse, const flo
     const float inv0 = l0 == 0.0f ? 0.0f : 1.0f / l0, inv1 = l1 == 0.0f ? 0.0f : 1.0f / l1;
     float* o0 = out + ((long long) b * nq + imin(r0, nq - 1)) * vW + (long long) h * DV;
     float* o1 = out + ((long long) b * nq + imin(r1, nq - 1)) * vW + (long long) h * DV;
+    if ((reinterpret_cast<unsigned long long>(out) & 7) == 0) {   // every pair 8-byte aligned (DV even): one store per pair
 #pragma unroll
-    for (int nt = 0; nt < DV / 8; nt++) {
-        int c = nt * 8 + 2 * t4;
-        if (r0 < nq) {
-            o0[c] = o[nt][0] * inv0;
-            o0[c + 1] = o[nt][1] * inv0;
+        for (int nt = 0; nt < DV / 8; nt++) {
+            int c = nt * 8 + 2 * t4;
+            if (r0 < nq) *reinterpret_cast<float2*>(o0 + c) = make_float2(o[nt][0] * inv0, o[nt][1] * inv0);
+            if (r1 < nq) *reinterpret_cast<float2*>(o1 + c) = make_float2(o[nt][2] * inv1, o[nt][3] * inv1);
         }
-        if (r1 < nq) {
-            o1[c] = o[nt][2] * inv1;
-            o1[c + 1] = o[nt][3] * inv1;
+    } else {
+#pragma unroll
+        for (int nt = 0; nt < DV / 8; nt++) {
+            int c = nt * 8 + 2 * t4;
+            if (r0 < nq) {
+                o0[c] = o[nt][0] * inv0;
+                o0[c + 1] = o[nt][1] * inv0;
+            }
+            if (r1 < nq) {
+                o1[c] = o[nt][2] * inv1;
+                o1[c + 1] = o[nt][3] * inv1;
+            }
         }
     }
     if (t4 == 0) {
@@ -1932,6 +1947,12 @@ P4J_ATTENTION_TC(32, 160)
 
 /** Keys per tile of the bf16 forward and dQ kernels (the host computes the same): 32 for wide values (registers), else 64. */
 __host__ __device__ constexpr int bf_keys(int dv) { return dv > 64 ? 32 : 64; }
+/**
+ * Blocks per SM the bf16 forward's registers are held to (0: no limit). The variants without dropout
+ * for small heads fit 4 blocks of 4 warps in 128 registers (Dqk = Dv = 64: 16 bytes spilled, outside
+ * the key loop); wider heads and the dropout variants would spill far more (80 bytes at 64/64).
+ */
+__host__ __device__ constexpr int bf_forward_min_blocks(int dqk, int dv, bool drop) { return !drop && dqk + dv <= 128 ? 4 : 0; }
 /** Queries per tile of the bf16 dK/dV kernel (the host computes the same): 32 unless both head dims are small (registers). */
 __host__ __device__ constexpr int bf_queries(int dqk, int dv) { return dqk + dv > 96 ? 32 : 64; }
 
@@ -1984,14 +2005,32 @@ __device__ __forceinline__ void bf_copy_rows(unsigned short* dst, const unsigned
                                              long long width) {
     constexpr int C8 = D / 8, STEPS = ROWS * C8 / NT;
     static_assert(ROWS * C8 % NT == 0, "tile not a whole number of block-wide steps");
-    const unsigned short* rows = src + ((long long) b * n + r0) * width + (long long) h * D;
-    const int left = n - r0;   // rows of the tile that exist
-#pragma unroll 1   // unrolled, the per-step addresses are hoisted out of the tile loop: dozens of registers
-    for (int i = 0; i < STEPS; i++) {
-        const int t = threadIdx.x + i * NT, rr = t / C8, c = (t % C8) * 8;
-        const unsigned short* from = rr < left ? rows + rr * width + c : src;   // in bounds either way
+    if constexpr (NT % C8 == 0) {
+        // every step covers whole rows: this thread copies column c of rows rr, rr + STEP_ROWS, …, its
+        // addresses one constant stride apart (computed once, not per step)
+        constexpr int STEP_ROWS = NT / C8;
+        const int rr = threadIdx.x / C8, c = (threadIdx.x % C8) * 8;
+        const int left = n - r0 - rr;   // this thread's rows that exist: those with i · STEP_ROWS < left
+        const unsigned short* from = src + ((long long) b * n + r0 + rr) * width + (long long) h * D + c;
         unsigned to = (unsigned) __cvta_generic_to_shared(dst + rr * (D + 8) + c);
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(to), "l"(from), "r"(rr < left ? 16 : 0));
+        const long long fromStep = STEP_ROWS * width;
+#pragma unroll 1   // unrolled, the per-step addresses are hoisted out of the tile loop: dozens of registers
+        for (int i = 0; i < STEPS * STEP_ROWS; i += STEP_ROWS) {
+            const bool ok = i < left;
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(to), "l"(ok ? from : src), "r"(ok ? 16 : 0));
+            from += fromStep;   // src: in bounds either way
+            to += STEP_ROWS * (D + 8) * 2;
+        }
+    } else {
+        const unsigned short* rows = src + ((long long) b * n + r0) * width + (long long) h * D;
+        const int left = n - r0;   // rows of the tile that exist
+#pragma unroll 1   // unrolled, the per-step addresses are hoisted out of the tile loop: dozens of registers
+        for (int i = 0; i < STEPS; i++) {
+            const int t = threadIdx.x + i * NT, rr = t / C8, c = (t % C8) * 8;
+            const unsigned short* from = rr < left ? rows + rr * width + c : src;   // in bounds either way
+            unsigned to = (unsigned) __cvta_generic_to_shared(dst + rr * (D + 8) + c);
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(to), "l"(from), "r"(rr < left ? 16 : 0));
+        }
     }
 }
 
@@ -2107,6 +2146,13 @@ __device__ void attention_forward_bf16(const unsigned short* q, const unsigned s
 
     unsigned qa[DQK / 16][4];   // Q rows r0, r1 as A fragments (rows ≥ nq: zeros, never stored)
     bf_row_fragments<DQK>(qa, q, b, h, H, nq, r0, r1, t4);
+    if (scale < 0.0f) {   // att_softmax_tile wants scale ≥ 0: (−Q)·Kᵀ·|scale| is exactly Q·Kᵀ·scale
+#pragma unroll
+        for (int ks = 0; ks < DQK / 16; ks++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) qa[ks][i] ^= 0x80008000u;
+        scale = -scale;
+    }
     float o[DV / 8][4];
 #pragma unroll
     for (int nt = 0; nt < DV / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
@@ -2381,7 +2427,7 @@ __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsi
 // blocks of W warps (16 W query rows, or keys for dK/dV); arguments as the fp32 kernels' (dqk, dv not read).
 // Each comes twice: without dropout (pdrop not read, no Philox code) and with (SUFFIX _drop).
 #define P4J_ATTENTION_BF16_W(DQK, DV, W, DROP, SUFFIX)                                                                            \
-    extern "C" __global__ void __launch_bounds__(W * 32) p4j_attention_forward_bf16_##DQK##_##DV##_w##W##SUFFIX(               \
+    extern "C" __global__ void __launch_bounds__(W * 32, bf_forward_min_blocks(DQK, DV, DROP)) p4j_attention_forward_bf16_##DQK##_##DV##_w##W##SUFFIX(               \
             const unsigned short* q, const unsigned short* k, const unsigned short* v, const unsigned char* pad, float* out, float* lse, int H,   \
             int nq, int nk, int dqk, int dv, float scale, int causal, float pdrop, float keepScale,                    \
             unsigned long long seed, unsigned long long stream) {                                                      \
