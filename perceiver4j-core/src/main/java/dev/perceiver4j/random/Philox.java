@@ -38,11 +38,16 @@ public final class Philox {
         out[3] = c3;
     }
 
+    /** The block holding output {@code index} of (seed, stream): outputs index − index%4 … that + 3, into {@code out[0..3]}. */
+    public static void blockOf(long seed, long stream, long index, int[] out) {
+        long blk = index >>> 2;
+        block((int) blk, (int) (blk >>> 32), (int) stream, (int) (stream >>> 32), (int) seed, (int) (seed >>> 32), out);
+    }
+
     /** One 32-bit output: counter block (index/4, stream) under key seed, lane index%4. */
     public static int bits(long seed, long stream, long index) {
         int[] o = new int[4];
-        long blk = index >>> 2;
-        block((int) blk, (int) (blk >>> 32), (int) stream, (int) (stream >>> 32), (int) seed, (int) (seed >>> 32), o);
+        blockOf(seed, stream, index, o);
         return o[(int) (index & 3)];
     }
 

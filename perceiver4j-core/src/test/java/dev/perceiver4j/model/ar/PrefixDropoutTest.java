@@ -5,6 +5,7 @@ import dev.perceiver4j.backend.Backend;
 import dev.perceiver4j.backend.cpu.CpuBackend;
 import dev.perceiver4j.backend.cpu.CpuPool;
 import dev.perceiver4j.backend.cpu.gemm.JavaSgemm;
+import dev.perceiver4j.random.Philox;
 import dev.perceiver4j.tensor.Scope;
 import dev.perceiver4j.tensor.Shape;
 import org.junit.jupiter.api.Test;
@@ -37,6 +38,32 @@ class PrefixDropoutTest {
                     if (keep > 0) assertThat(kept[0]).isGreaterThanOrEqualTo(0);
                     if (keep > 0) assertThat(kept[keep - 1]).isLessThan(p);
                 }
+            }
+        }
+    }
+
+    /**
+     * The draw as its definition reads: swap i of a partial Fisher–Yates uses Philox output i of stream
+     * "PREF" + row (one full block per output), then the kept prefix is sorted. The model's version
+     * draws each block once per four swaps and orders by marking; both must give the same positions.
+     */
+    @Test
+    void theFastDrawEqualsTheDefinition() {
+        for (int[] pk : new int[][] {{3584, 1792}, {100, 1}, {37, 30}, {5, 5}, {1, 1}}) {
+            for (int row : new int[] {0, 1, 23}) {
+                int p = pk[0], keep = pk[1];
+                int[] idx = new int[p];
+                for (int i = 0; i < p; i++) idx[i] = i;
+                for (int i = 0; i < keep; i++) {
+                    long bits = Philox.bits(77L, 0x5052_4546_0000_0000L + row, i) & 0xFFFFFFFFL;
+                    int j = i + (int) ((bits * (p - i)) >>> 32);
+                    int t = idx[i];
+                    idx[i] = idx[j];
+                    idx[j] = t;
+                }
+                int[] expected = Arrays.copyOf(idx, keep);
+                Arrays.sort(expected);
+                assertThat(PerceiverAR.keptPrefixPositions(p, keep, 77L, row)).as("P %d keep %d row %d", p, keep, row).isEqualTo(expected);
             }
         }
     }
