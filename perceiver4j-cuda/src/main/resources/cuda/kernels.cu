@@ -657,14 +657,36 @@ extern "C" __global__ void p4j_emb_offsets(int* cnt, int chunks, int vocab, int*
     }
 }
 
+// One warp per chunk (blockDim 32): the chunk's positions go to their ids' next free slots in order, so
+// each id's run in order[] is ascending (the gather below adds in that order: deterministic).
 extern "C" __global__ void p4j_emb_place(const int* ids, int n, int vocab, int* start, int* order) {
-    if (threadIdx.x != 0) return;
     int c = blockIdx.x, end = imin(n, (c + 1) * EMB_CHUNK);
     int* cur = start + (long long) c * vocab;
+#if __CUDA_ARCH__ >= 700
+    // 32 positions at a time: lanes holding the same id take consecutive slots in lane order, the
+    // lowest of them reading and advancing that id's cursor (32 dependent steps per chunk, not 1,024).
+    const int lane = threadIdx.x;
+    for (int t0 = c * EMB_CHUNK; t0 < end; t0 += 32) {
+        const int t = t0 + lane;
+        int v = t < end ? ids[t] : -1;
+        if (v < 0 || v >= vocab) v = -1;   // not placed
+        const unsigned same = __match_any_sync(0xffffffffu, v);
+        const int leader = __ffs(same) - 1, rank = __popc(same & ((1u << lane) - 1u));
+        int slot = 0;
+        if (lane == leader && v >= 0) {
+            slot = cur[v];
+            cur[v] = slot + __popc(same);
+        }
+        slot = __shfl_sync(0xffffffffu, slot, leader);
+        if (v >= 0) order[slot + rank] = t;
+    }
+#else
+    if (threadIdx.x != 0) return;
     for (int t = c * EMB_CHUNK; t < end; t++) {
         int v = ids[t];
         if (v >= 0 && v < vocab) order[cur[v]++] = t;
     }
+#endif
 }
 
 extern "C" __global__ void p4j_emb_gather(const float* dOut, const int* order, const int* base, const int* total,

@@ -42,17 +42,28 @@ final class ArBench {
         return new Timing(Arrays.stream(ms).average().orElseThrow(), Arrays.stream(ms).min().orElseThrow());
     }
 
-    /** One training step per call: batch random crops, forward with prefix dropout, backward, AdamW. */
+    /** Random batches a training-step benchmark cycles through (drawn before timing, as a prefetching loader would have them). */
+    static final int BATCHES = 4;
+
+    /**
+     * One training step per call: one of {@link #BATCHES} random batches (drawn once, before timing:
+     * the reference benchmark also times its steps on data it made beforehand), forward with prefix
+     * dropout drawn per step, backward, gradient clipping, AdamW.
+     */
     static Runnable trainStep(Backend be, PerceiverArConfig c, int batch, long seed) {
         PerceiverAR m = new PerceiverAR(be, c, seed);
         Params p = m.params();
         AdamW opt = new AdamW(be, AdamW.Config.defaults(1e-4f), p.pack(), p.gradients());
         SplittableRandom rng = new SplittableRandom(seed);
         int n = c.maxSeqLen(), lat = c.maxLatents();
+        int[][] idsPool = new int[BATCHES][], targetsPool = new int[BATCHES][];
+        for (int i = 0; i < BATCHES; i++) {
+            idsPool[i] = rng.ints((long) batch * n, 6, 262).toArray();
+            targetsPool[i] = rng.ints((long) batch * lat, 6, 262).toArray();
+        }
         long[] step = {0};
         return () -> {
-            int[] ids = rng.ints((long) batch * n, 6, 262).toArray();
-            int[] targets = rng.ints((long) batch * lat, 6, 262).toArray();
+            int[] ids = idsPool[(int) (step[0] % BATCHES)], targets = targetsPool[(int) (step[0] % BATCHES)];
             try (Scope s = Scope.open()) {
                 Tensor logits = m.forwardTraining(ids, batch, n - lat, ++step[0]);
                 F.crossEntropy(logits, be.fromInts(targets, Shape.of(batch, lat)), -1, 0f).backward();
