@@ -1975,6 +1975,8 @@ __host__ __device__ constexpr int bf_keys(int dv) { return dv > 64 ? 32 : 64; }
  * the key loop); wider heads and the dropout variants would spill far more (80 bytes at 64/64).
  */
 __host__ __device__ constexpr int bf_forward_min_blocks(int dqk, int dv, bool drop) { return !drop && dqk + dv <= 128 ? 4 : 0; }
+/** The same for the bf16 dQ and dK/dV kernels: 3 blocks in 168 registers for small heads without dropout (32–40 bytes spilled at 64/64). */
+__host__ __device__ constexpr int bf_backward_min_blocks(int dqk, int dv, bool drop) { return !drop && dqk + dv <= 128 ? 3 : 0; }
 /** Queries per tile of the bf16 dK/dV kernel (the host computes the same): 32 unless both head dims are small (registers). */
 __host__ __device__ constexpr int bf_queries(int dqk, int dv) { return dqk + dv > 96 ? 32 : 64; }
 
@@ -2456,14 +2458,14 @@ __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsi
         P4J_SM80((attention_forward_bf16<DQK, DV, W, DROP>(q, k, v, pad, out, lse, H, nq, nk, scale, causal, pdrop, keepScale, seed, \
                                                     stream)));                                                         \
     }                                                                                                                  \
-    extern "C" __global__ void __launch_bounds__(W * 32) p4j_attention_backward_dq_bf16_##DQK##_##DV##_w##W##SUFFIX(           \
+    extern "C" __global__ void __launch_bounds__(W * 32, bf_backward_min_blocks(DQK, DV, DROP)) p4j_attention_backward_dq_bf16_##DQK##_##DV##_w##W##SUFFIX(           \
             const unsigned short* q, const unsigned short* k, const unsigned short* v, const unsigned char* pad, const float* lse,               \
             const float* rowDot, const unsigned short* dOut, float* dQ, int H, int nq, int nk, int dqk, int dv, float scale,   \
             int causal, float pdrop, float keepScale, unsigned long long seed, unsigned long long stream) {           \
         P4J_SM80((attention_backward_dq_bf16<DQK, DV, W, DROP>(q, k, v, pad, lse, rowDot, dOut, dQ, H, nq, nk, scale, causal, \
                                                         pdrop, keepScale, seed, stream)));                             \
     }                                                                                                                  \
-    extern "C" __global__ void __launch_bounds__(W * 32) p4j_attention_backward_dkdv_bf16_##DQK##_##DV##_w##W##SUFFIX(         \
+    extern "C" __global__ void __launch_bounds__(W * 32, bf_backward_min_blocks(DQK, DV, DROP)) p4j_attention_backward_dkdv_bf16_##DQK##_##DV##_w##W##SUFFIX(         \
             const unsigned short* q, const unsigned short* k, const unsigned short* v, const unsigned char* pad, const float* lse,               \
             const float* rowDot, const unsigned short* dOut, float* dK, float* dV, int H, int nq, int nk, int dqk, int dv,     \
             float scale, int causal, float pdrop, float keepScale, unsigned long long seed,                           \
