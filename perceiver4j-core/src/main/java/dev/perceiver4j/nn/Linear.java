@@ -33,7 +33,7 @@ public final class Linear {
         return F.linearAdd(x, weight, bias, residual);
     }
 
-    /** x: [..., in] → [..., out] for readers that are all matrix products: stored in the backend's product operand dtype. */
+    /** x: [..., in] → [..., out] for readers that are all matrix products or attention kernels: stored in the backend's product operand dtype. */
     public Tensor forwardToProducts(Tensor x) {
         return F.linear(x, weight, bias, act, x.backend().matmulOperandType());
     }

@@ -460,7 +460,11 @@ public final class PerceiverAR {
          */
         Tensor forward(Tensor xq, Tensor xkv, Tensor qPos, Tensor kPos, Tensor keyPad, float[] noVisibleKey, AttnDropout dropout,
                        Tensor residual) {
-            Tensor qq = query(xq, qPos), kk = key(xkv, kPos), vv = v.forward(xkv);
+            // Read only by the attention kernels: written in the products' operand type (bf16 in the bf16
+            // mode, so the kernels need no cast of their own, forward or backward), unless rotary follows.
+            Tensor qq = qPos == null ? q.forwardToProducts(xq) : query(xq, qPos);
+            Tensor kk = kPos == null ? k.forwardToProducts(xkv) : key(xkv, kPos);
+            Tensor vv = v.forwardToProducts(xkv);
             Tensor ctx = attend(qq, kk, vv, keyPad, dropout);                                      // fully masked rows → 0
             if (noVisibleKey != null) {
                 // Reference: all scores −max → uniform softmax over every key → the mean of v.
