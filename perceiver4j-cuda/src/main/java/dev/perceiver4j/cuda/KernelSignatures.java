@@ -24,7 +24,7 @@ import java.util.regex.Pattern;
  */
 final class KernelSignatures {
     private static final Pattern KERNEL = Pattern.compile(
-            "extern\\s+\"C\"\\s+__global__\\s+void\\s+(?:__launch_bounds__\\s*\\([^()]*\\)\\s*)?"
+            "extern\\s+\"C\"\\s+__global__\\s+void\\s+(?:__launch_bounds__\\s*\\((?:[^()]|\\([^()]*\\))*\\)\\s*)?"   // bounds may call a function
                     + "(\\w+(?:\\s*##\\s*\\w+)*)\\s*\\(([^)]*)\\)");
     private static final Pattern MACRO_PARAMETER = Pattern.compile("[A-Z][A-Z0-9_]*");
 

@@ -80,6 +80,7 @@ class KernelSignaturesTest {
                 #define MAKE2(D, SUFFIX) \\
                     extern "C" __global__ void p4j_suffixed_##D##SUFFIX(int n) {}
                 extern "C" __global__ void p4j_empty() {}
+                extern "C" __global__ void __launch_bounds__(W * 32, min_blocks(D, 4)) p4j_nested_bounds(int n, float* x) {}
                 """;
         KernelSignatures s = KernelSignatures.parse(src);
         assertThat(s.widths("p4j_commented")).isNull();
@@ -89,5 +90,6 @@ class KernelSignaturesTest {
         assertThat(s.widths("p4j_suffixed_32")).as("an empty macro parameter").containsExactly(4);
         assertThat(s.widths("p4j_suffixed_32_drop")).containsExactly(4);
         assertThat(s.widths("p4j_empty")).isEmpty();
+        assertThat(s.widths("p4j_nested_bounds")).as("launch bounds that call a function").containsExactly(4, 8);
     }
 }
