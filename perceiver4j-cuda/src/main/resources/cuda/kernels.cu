@@ -606,7 +606,7 @@ extern "C" __global__ void p4j_scatter_rows(const void* src, const int* rows, vo
 // in chunks of EMB_CHUNK tokens, then one gather-sum per (id, column):
 //   1. p4j_emb_count:   cnt[c, v] = #tokens of chunk c with id v           (int atomics: exact)
 //   2. p4j_emb_offsets: start[c, v] = where chunk c's tokens of id v go; base[v], total[v]
-//   3. p4j_emb_place:   order[start[c, v]++] = t, one thread per chunk walking it in order
+//   3. p4j_emb_place:   order[start[c, v]++] = t, one warp per chunk walking it in order, 32 tokens at a time
 //   4. p4j_emb_gather:  dTable[v, j] += Σ_{p < total[v]} dOut[order[base[v] + p], j]
 // ids are checked by the forward; out-of-range ids are skipped here.
 #define EMB_CHUNK 1024
