@@ -31,6 +31,16 @@ class ProductOperandTest {
         return new ProfilingBackend(new CpuBackend(POOL, new JavaSgemm(POOL), operands));
     }
 
+    /** The loss of one training step (its backward run too) on {@code be}, whose counts then cover that step alone. */
+    static double profiledStep(ProfilingBackend be, java.util.function.Supplier<Tensor> lossOfStep) {
+        be.reset();
+        try (Scope s = Scope.open()) {
+            Tensor loss = lossOfStep.get();
+            loss.backward();
+            return loss.item();
+        }
+    }
+
     /** Uniform values in ±scale; rounded to bf16 when {@code exact}, so that a bf16 copy holds them unchanged. */
     static Tensor random(Backend be, Shape s, long seed, double scale, boolean exact) {
         SplittableRandom rng = new SplittableRandom(seed);
@@ -225,13 +235,8 @@ class ProductOperandTest {
             var m = new dev.perceiver4j.model.io.PerceiverForMaskedLM(be, c, 3L);
             int[] ids = new SplittableRandom(5).ints(2L * 24, 6, 262).toArray();
             int[] labels = new SplittableRandom(6).ints(2L * 24, 6, 262).toArray();
-            be.reset();
-            try (Scope s = Scope.open()) {
-                Tensor logits = m.forward(be.fromInts(ids, Shape.of(2, 24)), null, true, 1L);
-                Tensor loss = F.crossEntropy(logits.reshape(48, 262), be.fromInts(labels, Shape.of(48)), -1, 0f);
-                loss.backward();
-                losses[run] = loss.item();
-            }
+            losses[run] = profiledStep(be, () -> F.crossEntropy(m.forward(be.fromInts(ids, Shape.of(2, 24)), null, true, 1L).reshape(48, 262),
+                    be.fromInts(labels, Shape.of(48)), -1, 0f));
             casts[run] = be.calls("cast F32->BF16");
             bf16Attentions[run] = be.calls("attention bf16 ") + be.calls("attentionBackward bf16 ");
         }
@@ -241,27 +246,27 @@ class ProductOperandTest {
         assertThat(Math.abs(losses[1] - losses[0])).isLessThanOrEqualTo(1e-2 * losses[0]).isPositive();
     }
 
-    /** One Perceiver AR training step: 4 layers, so 4 + 2 rounded copies (attention outputs, the logits' input), nothing else cast. */
+    /**
+     * One Perceiver AR training step: 4 layers, so 4 + 2 rounded copies (attention outputs, the logits' input), nothing else
+     * cast; the 3 self-attention layers without rotary get q, k, v as bf16 from their products, forward and backward.
+     */
     @Test
     void aPerceiverArStepWithBf16ProductInputsCastsOnlyWhatNoKernelWritesAsBf16() {
         var c = dev.perceiver4j.model.ar.PerceiverArConfig.krasserm(2, 4, 1, 2, 0.5f, dev.perceiver4j.text.ByteTokenizer.VOCAB, 48, 16, 32, false, true);
         double[] losses = new double[2];
-        long[] casts = new long[2];
+        long[] casts = new long[2], bf16Attentions = new long[2];
         for (int run = 0; run < 2; run++) {
             ProfilingBackend be = backend(run == 0 ? DType.F32 : DType.BF16);
             var m = new dev.perceiver4j.model.ar.PerceiverAR(be, c, 3L);
             int[] ids = new SplittableRandom(5).ints(2L * 48, 6, 262).toArray();
             int[] targets = new SplittableRandom(6).ints(2L * 16, 6, 262).toArray();
-            be.reset();
-            try (Scope s = Scope.open()) {
-                Tensor loss = F.crossEntropy(m.forwardTraining(ids, 2, 32, 1L), be.fromInts(targets, Shape.of(2, 16)), -1, 0f);
-                loss.backward();
-                losses[run] = loss.item();
-            }
+            losses[run] = profiledStep(be, () -> F.crossEntropy(m.forwardTraining(ids, 2, 32, 1L), be.fromInts(targets, Shape.of(2, 16)), -1, 0f));
             casts[run] = be.calls("cast F32->BF16");
+            bf16Attentions[run] = be.calls("attention bf16 ") + be.calls("attentionBackward bf16 ");
         }
         assertThat(casts[0]).isZero();
         assertThat(casts[1]).isEqualTo(4 + 2);
+        assertThat(bf16Attentions).containsExactly(0, 2 * 3);
         assertThat(Math.abs(losses[1] - losses[0])).isLessThanOrEqualTo(1e-2 * losses[0]).isPositive();
     }
 }
