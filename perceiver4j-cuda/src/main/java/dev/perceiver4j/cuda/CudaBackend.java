@@ -295,10 +295,12 @@ public final class CudaBackend implements Backend {
             return;
         }
         if (n == 0) return;
+        if ((from == DType.F32 && to == DType.BF16) || (from == DType.BF16 && to == DType.F32)) {
+            gemm.convertInto(ptr(src), ptr(dst), n, to == DType.BF16);   // the same kernels the products' operands use
+            return;
+        }
         String kernel;
-        if (from == DType.F32 && to == DType.BF16) kernel = "p4j_f32_to_bf16";
-        else if (from == DType.BF16 && to == DType.F32) kernel = "p4j_bf16_to_f32";
-        else if (from == DType.I32 && to == DType.F32) kernel = "p4j_i32_to_f32";
+        if (from == DType.I32 && to == DType.F32) kernel = "p4j_i32_to_f32";
         else if (from == DType.I32 && to == DType.I64) kernel = "p4j_i32_to_i64";
         else if (from == DType.I64 && to == DType.F32) kernel = "p4j_i64_to_f32";
         else if (from == DType.BOOL && to == DType.F32) kernel = "p4j_bool_to_f32";
@@ -310,8 +312,7 @@ public final class CudaBackend implements Backend {
             // the CPU backend does not support these either
             throw new UnsupportedOperationException("cast " + from + " -> " + to + " is not supported");
         }
-        int grid = kernel.equals("p4j_f32_to_bf16") ? Kernels.quadBlocks(n, THREADS) : Kernels.blocks(n, THREADS);
-        kernels.launch(kernel).grid(grid).block(THREADS).ptr(ptr(src)).ptr(ptr(dst)).i32(n).go();
+        kernels.launch(kernel).grid(Kernels.blocks(n, THREADS)).block(THREADS).ptr(ptr(src)).ptr(ptr(dst)).i32(n).go();
     }
 
     // ---- matrix products ---------------------------------------------------------------------

@@ -134,10 +134,15 @@ final class Gemm {
     private DeviceBuffer convert(long address, long elements, boolean toBf16) {
         if (elements > Integer.MAX_VALUE) throw new IllegalArgumentException("matmul operand of " + elements + " elements is too large");
         DeviceBuffer b = allocator.allocate((toBf16 ? 2 : 4) * elements);
+        convertInto(address, b.address(), (int) elements, toBf16);
+        return b;
+    }
+
+    /** Writes {@code elements} values at {@code src} rounded to bf16 ({@code toBf16}, 4 per thread) or widened to fp32 at {@code dst}. */
+    void convertInto(long src, long dst, int elements, boolean toBf16) {
         kernels.launch(toBf16 ? "p4j_f32_to_bf16" : "p4j_bf16_to_f32")
                 .grid(toBf16 ? Kernels.quadBlocks(elements, 256) : Kernels.blocks(elements, 256)).block(256)
-                .ptr(address).ptr(b.address()).i32((int) elements).go();
-        return b;
+                .ptr(src).ptr(dst).i32(elements).go();
     }
 
     /** A bf16 copy (rounded to nearest even) of {@code elements} fp32 values at {@code address}; the caller frees it. */
