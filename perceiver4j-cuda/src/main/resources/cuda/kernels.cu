@@ -1178,7 +1178,9 @@ extern "C" __global__ void p4j_attention_decode_combine(const float* part, float
 }
 
 // Backward, step 1: rowDot[b, h, i] = dOut_i · out_i over head h's Dv channels (written). One warp per row.
-extern "C" __global__ void p4j_attention_rowdot(const float* dOut, const float* out, float* rowDot, int B, int H, int nq, int dv) {
+// out16: the forward's output stored as bf16 instead (out not read), as the bf16 kernels write it for products.
+extern "C" __global__ void p4j_attention_rowdot(const float* dOut, const float* out, float* rowDot, int B, int H, int nq, int dv,
+                                                const unsigned short* out16) {
     long long row = ((long long) blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     if (row >= (long long) B * H * nq) return; // warp-uniform
@@ -1187,7 +1189,11 @@ extern "C" __global__ void p4j_attention_rowdot(const float* dOut, const float* 
     int b = (int) (bh / H), h = (int) (bh % H);
     long long base = ((long long) b * nq + i) * H * dv + (long long) h * dv;
     float s = 0.0f;
-    for (int c = lane; c < dv; c += 32) s += dOut[base + c] * out[base + c];
+    if (out16 != nullptr) {
+        for (int c = lane; c < dv; c += 32) s += dOut[base + c] * __uint_as_float((unsigned) out16[base + c] << 16);
+    } else {
+        for (int c = lane; c < dv; c += 32) s += dOut[base + c] * out[base + c];
+    }
     s = warp_sum(s);
     if (lane == 0) rowDot[row] = s;
 }
@@ -2153,11 +2159,33 @@ __device__ __forceinline__ void bf_c_to_a(unsigned* a, const float* c0, const fl
     a[3] = bf16_pair(c1[2], c1[3]);
 }
 
+/**
+ * att_store_rows for an output stored as bf16 (read only by products): each pair of channels rounded
+ * into one 4-byte store (out16 4-byte aligned, DV even); lse as there.
+ */
+template <int DV>
+__device__ __forceinline__ void att_store_rows_bf16(unsigned short* out16, float* lse, const float (*o)[4], float m0, float m1, float l0,
+                                                    float l1, int b, int h, int bh, int nq, long long vW, int r0, int r1, int t4) {
+    const float inv0 = l0 == 0.0f ? 0.0f : 1.0f / l0, inv1 = l1 == 0.0f ? 0.0f : 1.0f / l1;
+    unsigned short* o0 = out16 + ((long long) b * nq + imin(r0, nq - 1)) * vW + (long long) h * DV;
+    unsigned short* o1 = out16 + ((long long) b * nq + imin(r1, nq - 1)) * vW + (long long) h * DV;
+#pragma unroll
+    for (int nt = 0; nt < DV / 8; nt++) {
+        int c = nt * 8 + 2 * t4;
+        if (r0 < nq) *reinterpret_cast<unsigned*>(o0 + c) = bf16_pair(o[nt][0] * inv0, o[nt][1] * inv0);
+        if (r1 < nq) *reinterpret_cast<unsigned*>(o1 + c) = bf16_pair(o[nt][2] * inv1, o[nt][3] * inv1);
+    }
+    if (t4 == 0) {
+        if (r0 < nq) lse[(long long) bh * nq + r0] = l0 == 0.0f ? NEG_INF : m0 + logf(l0);
+        if (r1 < nq) lse[(long long) bh * nq + r1] = l1 == 0.0f ? NEG_INF : m1 + logf(l1);
+    }
+}
+
 template <int DQK, int DV, int W, bool DROP>
 __device__ void attention_forward_bf16(const unsigned short* q, const unsigned short* k, const unsigned short* v,
                                        const unsigned char* pad, float* out, float* lse, int H, int nq, int nk, float scale,
                                        int causal, float pdrop, float keepScale, unsigned long long seed,
-                                       unsigned long long stream) {
+                                       unsigned long long stream, unsigned short* out16) {
     constexpr int ROWS = 16 * W, NT = 32 * W;   // W warps of 16 query rows
     constexpr int BK = bf_keys(DV), KST = DQK + 8, VST = DV + 8;
     extern __shared__ unsigned tsm[];   // two buffers of bf_key_tile
@@ -2223,7 +2251,8 @@ __device__ void attention_forward_bf16(const unsigned short* q, const unsigned s
         __syncthreads();   // every warp is done with this buffer (the next fetch overwrites it)
     }
 
-    att_store_rows<DV>(out, lse, o, m0 * LN2, m1 * LN2, l0, l1, b, h, bh, nq, vW, r0, r1, t4);
+    if (out16 != nullptr) att_store_rows_bf16<DV>(out16, lse, o, m0 * LN2, m1 * LN2, l0, l1, b, h, bh, nq, vW, r0, r1, t4);
+    else att_store_rows<DV>(out, lse, o, m0 * LN2, m1 * LN2, l0, l1, b, h, bh, nq, vW, r0, r1, t4);
 }
 
 // Backward on bf16 tensor cores (the bf16 mode's counterpart of the TF32 backward kernels below, same
@@ -2448,15 +2477,16 @@ __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsi
 #endif // __CUDA_ARCH__ >= 800
 
 // p4j_attention_forward_bf16_<Dqk>_<Dv>_w<W>, p4j_attention_backward_dq_bf16_…_w<W> and …_dkdv_bf16_…_w<W>:
-// blocks of W warps (16 W query rows, or keys for dK/dV); arguments as the fp32 kernels' (dqk, dv not read).
+// blocks of W warps (16 W query rows, or keys for dK/dV); arguments as the fp32 kernels' (dqk, dv not read),
+// the forward's last one out16: where not null, the output is stored there as bf16 (out not written).
 // Each comes twice: without dropout (pdrop not read, no Philox code) and with (SUFFIX _drop).
 #define P4J_ATTENTION_BF16_W(DQK, DV, W, DROP, SUFFIX)                                                                            \
     extern "C" __global__ void __launch_bounds__(W * 32, bf_forward_min_blocks(DQK, DV, DROP)) p4j_attention_forward_bf16_##DQK##_##DV##_w##W##SUFFIX(               \
             const unsigned short* q, const unsigned short* k, const unsigned short* v, const unsigned char* pad, float* out, float* lse, int H,   \
             int nq, int nk, int dqk, int dv, float scale, int causal, float pdrop, float keepScale,                    \
-            unsigned long long seed, unsigned long long stream) {                                                      \
+            unsigned long long seed, unsigned long long stream, unsigned short* out16) {                               \
         P4J_SM80((attention_forward_bf16<DQK, DV, W, DROP>(q, k, v, pad, out, lse, H, nq, nk, scale, causal, pdrop, keepScale, seed, \
-                                                    stream)));                                                         \
+                                                    stream, out16)));                                                  \
     }                                                                                                                  \
     extern "C" __global__ void __launch_bounds__(W * 32, bf_backward_min_blocks(DQK, DV, DROP)) p4j_attention_backward_dq_bf16_##DQK##_##DV##_w##W##SUFFIX(           \
             const unsigned short* q, const unsigned short* k, const unsigned short* v, const unsigned char* pad, const float* lse,               \

@@ -317,7 +317,18 @@ public final class F {
      */
     public static Tensor attention(Tensor q, Tensor k, Tensor v, Tensor keyPad, int heads, boolean causal,
                                    float dropout, long seed, long stream) {
+        return attention(q, k, v, keyPad, heads, causal, dropout, seed, stream, DType.F32);
+    }
+
+    /**
+     * {@link #attention} with the output stored as {@code outType}: F32, or the backend's product
+     * operand type ({@code Backend.matmulOperandType}) for an output that only matrix products read
+     * (the output projection), so no cast follows and backward reads the same stored values.
+     */
+    public static Tensor attention(Tensor q, Tensor k, Tensor v, Tensor keyPad, int heads, boolean causal,
+                                   float dropout, long seed, long stream, DType outType) {
         Backend be = q.backend();
+        if (outType != DType.F32 && outType != DType.BF16) throw new IllegalArgumentException("attention: outType " + outType + " must be F32 or BF16");
         if (q.rank() != 3 || k.rank() != 3 || v.rank() != 3) {
             throw new IllegalArgumentException("attention expects [B, N, H·D] tensors, got q " + q.shape() + " k " + k.shape() + " v " + v.shape());
         }
@@ -330,7 +341,7 @@ public final class F {
             throw new IllegalArgumentException("attention: mismatched q " + q.shape() + " k " + k.shape() + " v " + v.shape());
         }
         AttentionShape s = new AttentionShape(b, heads, nq, nk, dqk, dv, (float) (1.0 / Math.sqrt(dqk)), causal, dropout, seed, stream);
-        Tensor out = be.empty(Shape.of(b, nq, heads * dv), DType.F32);
+        Tensor out = be.empty(Shape.of(b, nq, heads * dv), outType);
         Tensor lse = be.empty(Shape.of(b, heads, nq), DType.F32);
         be.attention(s, q, k, v, keyPad, out, lse);
         if (Autograd.needsGrad(q, k, v)) {

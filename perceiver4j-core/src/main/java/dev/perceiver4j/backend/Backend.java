@@ -177,7 +177,8 @@ public interface Backend {
      * lse: F32 [B, H, Nq] (log-sum-exp per query, saved for backward). Causal masks are right
      * aligned (query i sees key j iff j ≤ i + Nk − Nq); dropout acts on the probabilities. q, k and v
      * may be F32 or BF16 (the projections of a bf16-product backend write them as BF16, see
-     * {@link #matmulOperandType}); gradients are F32.
+     * {@link #matmulOperandType}); so may out (rounded from the fp32 result; an output only products
+     * read), which backward then reads as stored; gradients are F32.
      */
     void attention(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse);
 

@@ -74,6 +74,11 @@ public final class ProfilingBackend implements Backend {
         return matching(opPrefix).mapToLong(e -> e.calls).sum();
     }
 
+    /** Calls of the ops whose key (as in the report) satisfies {@code key}. */
+    public long callsWhere(java.util.function.Predicate<String> key) {
+        return entries.entrySet().stream().filter(e -> key.test(e.getKey())).mapToLong(e -> e.getValue().calls).sum();
+    }
+
     private java.util.stream.Stream<Entry> matching(String opPrefix) {
         return entries.entrySet().stream().filter(e -> e.getKey().startsWith(opPrefix)).map(Map.Entry::getValue);
     }
@@ -114,11 +119,12 @@ public final class ProfilingBackend implements Backend {
                 transA ? " tA" : "", transB ? " tB" : "", bias != null ? " +bias" : "", act != Activation.NONE ? " " + act : "");
     }
 
-    /** "attention[Backward] [bf16 ]b… h… …": bf16 when q, k, v arrive as bf16. */
-    private static String attentionKey(String op, AttentionShape s, Tensor q, Tensor keyPad) {
-        return String.format(Locale.ROOT, "%s %sb%d h%d q%d k%d dqk%d dv%d%s%s%s", op, q.dtype() == DType.BF16 ? "bf16 " : "",
+    /** "attention[Backward] [bf16 ]b… h… …[ out bf16]": bf16 when q, k, v arrive as bf16; out bf16 when the output is stored so. */
+    private static String attentionKey(String op, AttentionShape s, Tensor q, Tensor keyPad, Tensor out) {
+        return String.format(Locale.ROOT, "%s %sb%d h%d q%d k%d dqk%d dv%d%s%s%s%s", op, q.dtype() == DType.BF16 ? "bf16 " : "",
                 s.batch(), s.heads(), s.nq(), s.nk(), s.dqk(), s.dv(),
-                s.causal() ? " causal" : "", keyPad != null ? " pad" : "", s.dropout() > 0 ? " dropout" : "");
+                s.causal() ? " causal" : "", keyPad != null ? " pad" : "", s.dropout() > 0 ? " dropout" : "",
+                out.dtype() == DType.BF16 ? " out bf16" : "");
     }
 
     private static double attentionFlops(AttentionShape s) {
@@ -211,11 +217,11 @@ public final class ProfilingBackend implements Backend {
     }
 
     @Override public void attention(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse) {
-        time(attentionKey("attention", s, q, keyPad), attentionFlops(s), () -> inner.attention(s, q, k, v, keyPad, out, lse));
+        time(attentionKey("attention", s, q, keyPad, out), attentionFlops(s), () -> inner.attention(s, q, k, v, keyPad, out, lse));
     }
     @Override public void attentionBackward(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse,
                                             Tensor dOut, Tensor dQ, Tensor dK, Tensor dV) {
-        time(attentionKey("attentionBackward", s, q, keyPad), 2.5 * attentionFlops(s),
+        time(attentionKey("attentionBackward", s, q, keyPad, out), 2.5 * attentionFlops(s),
                 () -> inner.attentionBackward(s, q, k, v, keyPad, out, lse, dOut, dQ, dK, dV));
     }
 

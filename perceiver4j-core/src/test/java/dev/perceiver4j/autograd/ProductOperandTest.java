@@ -221,15 +221,16 @@ class ProductOperandTest {
 
     /**
      * One masked-LM step of a small Perceiver IO (encoder cross-attention, 2 latent layers, decoder) with
-     * bf16 product operands: q, k and v reach attention as bf16 (written so by their products), the only
-     * casts left are the 4 attention outputs and the logits' input, and the loss stays within bf16
-     * rounding of the F32 run's; with F32 operands nothing is cast.
+     * bf16 product operands: q, k and v reach attention as bf16 (written so by their products), attention
+     * stores its 4 outputs as bf16 for the output projections (forward, and backward reads them so), the
+     * only cast left is the logits' input, and the loss stays within bf16 rounding of the F32 run's;
+     * with F32 operands nothing is cast.
      */
     @Test
     void aPerceiverIoStepWithBf16ProductInputsFeedsAttentionBf16Projections() {
         var c = new dev.perceiver4j.model.io.PerceiverConfig(32, 48, 8, 1, 2, 4, 2, null, null, "kv", 1, 1, true, 262, 24, "gelu", 0f);
         double[] losses = new double[2];
-        long[] casts = new long[2], bf16Attentions = new long[2];
+        long[] casts = new long[2], bf16Attentions = new long[2], bf16Outputs = new long[2];
         for (int run = 0; run < 2; run++) {
             ProfilingBackend be = backend(run == 0 ? DType.F32 : DType.BF16);
             var m = new dev.perceiver4j.model.io.PerceiverForMaskedLM(be, c, 3L);
@@ -239,22 +240,26 @@ class ProductOperandTest {
                     be.fromInts(labels, Shape.of(48)), -1, 0f));
             casts[run] = be.calls("cast F32->BF16");
             bf16Attentions[run] = be.calls("attention bf16 ") + be.calls("attentionBackward bf16 ");
+            bf16Outputs[run] = be.callsWhere(k -> k.startsWith("attention") && k.endsWith(" out bf16"));
         }
         assertThat(casts[0]).isZero();
-        assertThat(casts[1]).isEqualTo(4 + 1);
+        assertThat(casts[1]).isEqualTo(1);
         assertThat(bf16Attentions).containsExactly(0, 2 * 4);
+        assertThat(bf16Outputs).containsExactly(0, 2 * 4);
         assertThat(Math.abs(losses[1] - losses[0])).isLessThanOrEqualTo(1e-2 * losses[0]).isPositive();
     }
 
     /**
-     * One Perceiver AR training step: 4 layers, so 4 + 2 rounded copies (attention outputs, the logits' input), nothing else
-     * cast; the 3 self-attention layers without rotary get q, k, v as bf16 from their products, forward and backward.
+     * One Perceiver AR training step (cross-attention and 4 self-attention layers): the 5 attention outputs are
+     * stored as bf16 for their output projections (forward, and backward reads them so), the logits' input is
+     * the only rounded copy; the 3 self-attention layers without rotary get q, k, v as bf16 from their products,
+     * forward and backward.
      */
     @Test
     void aPerceiverArStepWithBf16ProductInputsCastsOnlyWhatNoKernelWritesAsBf16() {
         var c = dev.perceiver4j.model.ar.PerceiverArConfig.krasserm(2, 4, 1, 2, 0.5f, dev.perceiver4j.text.ByteTokenizer.VOCAB, 48, 16, 32, false, true);
         double[] losses = new double[2];
-        long[] casts = new long[2], bf16Attentions = new long[2];
+        long[] casts = new long[2], bf16Attentions = new long[2], bf16Outputs = new long[2];
         for (int run = 0; run < 2; run++) {
             ProfilingBackend be = backend(run == 0 ? DType.F32 : DType.BF16);
             var m = new dev.perceiver4j.model.ar.PerceiverAR(be, c, 3L);
@@ -263,10 +268,12 @@ class ProductOperandTest {
             losses[run] = profiledStep(be, () -> F.crossEntropy(m.forwardTraining(ids, 2, 32, 1L), be.fromInts(targets, Shape.of(2, 16)), -1, 0f));
             casts[run] = be.calls("cast F32->BF16");
             bf16Attentions[run] = be.calls("attention bf16 ") + be.calls("attentionBackward bf16 ");
+            bf16Outputs[run] = be.callsWhere(k -> k.startsWith("attention") && k.endsWith(" out bf16"));
         }
         assertThat(casts[0]).isZero();
-        assertThat(casts[1]).isEqualTo(4 + 2);
+        assertThat(casts[1]).isEqualTo(1);
         assertThat(bf16Attentions).containsExactly(0, 2 * 3);
+        assertThat(bf16Outputs).containsExactly(0, 2 * 5);
         assertThat(Math.abs(losses[1] - losses[0])).isLessThanOrEqualTo(1e-2 * losses[0]).isPositive();
     }
 }

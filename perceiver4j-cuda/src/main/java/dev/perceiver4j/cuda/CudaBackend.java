@@ -339,17 +339,24 @@ public final class CudaBackend implements Backend {
 
     /**
      * Row-major C[m,n] (+)= op(X)·op(Y) over {@code batch} entries with element strides; loops over
-     * the batch when a stride is 0 (an operand shared by every entry, e.g. a 2-D weight).
+     * the batch when a stride is 0 (an operand shared by every entry, e.g. a 2-D weight). C is fp32,
+     * or bf16 when {@code out16} (rounded from the fp32 sums; no accumulate).
      */
-    private void gemm(boolean tx, Operand x, boolean ty, Operand y, long c, long sC, int m, int n, int k,
+    private void gemm(boolean tx, Operand x, boolean ty, Operand y, long c, long sC, boolean out16, int m, int n, int k,
                       boolean accumulate, int batch, long bias) {
         if (batch == 1 || (x.stride() != 0 && y.stride() != 0 && sC != 0)) {
-            gemm.run(tx, x.address(), x.bf16(), ty, y.address(), y.bf16(), c, m, n, k, accumulate, batch, x.stride(), y.stride(), sC, bias);
+            gemmOne(tx, x.address(), x.bf16(), ty, y.address(), y.bf16(), c, out16, m, n, k, accumulate, batch, x.stride(), y.stride(), sC, bias);
         } else {
             for (int i = 0; i < batch; i++) {
-                gemm.run(tx, x.at(i), x.bf16(), ty, y.at(i), y.bf16(), c + 4L * i * sC, m, n, k, accumulate, 1, 0, 0, 0, bias);
+                gemmOne(tx, x.at(i), x.bf16(), ty, y.at(i), y.bf16(), c + (out16 ? 2L : 4L) * i * sC, out16, m, n, k, accumulate, 1, 0, 0, 0, bias);
             }
         }
+    }
+
+    private void gemmOne(boolean tx, long x, boolean xBf16, boolean ty, long y, boolean yBf16, long c, boolean out16, int m, int n, int k,
+                         boolean accumulate, int batch, long sX, long sY, long sC, long bias) {
+        if (out16) gemm.runToBf16(tx, x, xBf16, ty, y, yBf16, c, m, n, k, batch, sX, sY, sC, bias);
+        else gemm.run(tx, x, xBf16, ty, y, yBf16, c, m, n, k, accumulate, batch, sX, sY, sC, bias);
     }
 
     /** BF16 in the bf16 matmul mode: F then hands over shared bf16 copies of activations (Backend.matmulOperandType). */
@@ -363,18 +370,20 @@ public final class CudaBackend implements Backend {
         MatmulShape d = matDims(a, transA, b, transB, out);
         check(act == Activation.NONE || preAct != null, "matmul with activation " + act + " needs a preAct buffer");
         check(bias == null || bias.size() == d.n(), "matmul: bias " + (bias == null ? "" : bias.describe()) + " should have " + d.n() + " elements");
-        // target = op(a)·op(b) (+ bias when cuBLASLt's BIAS epilogue can add it: one GEMM call); a bf16
-        // out without activation gets the fp32 product in a temporary, rounded by the epilogue kernel.
+        // target = op(a)·op(b) (+ bias when cuBLASLt's BIAS epilogue can add it: one GEMM call). A bf16
+        // out without activation is written by the product itself (rounded in its epilogue); with an
+        // activation the product writes the fp32 preAct and the exact-GELU kernel the rounded out.
         boolean out16 = out.dtype() == DType.BF16;
         check(out.dtype() == DType.F32 || out16, "matmul: out " + out.describe() + " must be F32 or BF16");
         int total = d.batch() * d.m() * d.n();
-        DeviceBuffer tmp = out16 && act == Activation.NONE ? allocator.allocate(4L * total) : null;
-        long target = act != Activation.NONE ? ptr(preAct) : tmp != null ? tmp.address() : ptr(out);
         boolean fuseBias = bias != null && d.batch() == 1;
-        gemm(transA, Operand.of(ptr(a), d.strideA(), a), transB, Operand.of(ptr(b), d.strideB(), b), target, (long) d.m() * d.n(),
+        boolean direct16 = out16 && act == Activation.NONE && (bias == null || fuseBias);
+        DeviceBuffer tmp = out16 && act == Activation.NONE && !direct16 ? allocator.allocate(4L * total) : null;
+        long target = act != Activation.NONE ? ptr(preAct) : tmp != null ? tmp.address() : ptr(out);
+        gemm(transA, Operand.of(ptr(a), d.strideA(), a), transB, Operand.of(ptr(b), d.strideB(), b), target, (long) d.m() * d.n(), direct16,
                 d.m(), d.n(), d.k(), false, d.batch(), fuseBias ? ptr(bias) : 0);
         boolean biasLeft = bias != null && !fuseBias;
-        if (biasLeft || act != Activation.NONE || out16) {
+        if (biasLeft || act != Activation.NONE || (out16 && !direct16)) {
             // preAct = target + bias (in place), out = act(preAct): the exact-GELU epilogue (bf16 out: rounded)
             kernels.launch("p4j_bias_act").grid(Kernels.quadBlocks(total, THREADS)).block(THREADS)
                     .ptr(target).ptr(biasLeft ? ptr(bias) : 0).i32(d.n())
@@ -441,16 +450,16 @@ public final class CudaBackend implements Backend {
         long sA = d.strideA(), sB = d.strideB();
         if (dA != null) {
             if (!transA) { // dA[M,K] += dC[M,N] · op(B)ᵀ
-                gemm(false, g, !transB, ob, ptr(dA), sA, d.m(), d.k(), d.n(), true, d.batch(), 0);
+                gemm(false, g, !transB, ob, ptr(dA), sA, false, d.m(), d.k(), d.n(), true, d.batch(), 0);
             } else {       // dA[K,M] += op(B)[K,N] · dCᵀ
-                gemm(transB, ob, true, g, ptr(dA), sA, d.k(), d.m(), d.n(), true, d.batch(), 0);
+                gemm(transB, ob, true, g, ptr(dA), sA, false, d.k(), d.m(), d.n(), true, d.batch(), 0);
             }
         }
         if (dB != null) {
             if (!transB) { // dB[K,N] += op(A)ᵀ · dC
-                gemm(!transA, oa, false, g, ptr(dB), sB, d.k(), d.n(), d.m(), true, d.batch(), 0);
+                gemm(!transA, oa, false, g, ptr(dB), sB, false, d.k(), d.n(), d.m(), true, d.batch(), 0);
             } else {       // dB[N,K] += dCᵀ · op(A)
-                gemm(true, g, transA, oa, ptr(dB), sB, d.n(), d.k(), d.m(), true, d.batch(), 0);
+                gemm(true, g, transA, oa, ptr(dB), sB, false, d.n(), d.k(), d.m(), true, d.batch(), 0);
             }
         }
         if (dC16 != null) allocator.free(dC16);
@@ -722,6 +731,7 @@ public final class CudaBackend implements Backend {
         check(k.size() == s.kSize(), "attention: k " + k.describe() + " should hold " + s.kSize() + " elements");
         check(v.size() == s.vSize(), "attention: v " + v.describe() + " should hold " + s.vSize() + " elements");
         check(out.size() == s.outSize(), "attention: out " + out.describe() + " should hold " + s.outSize() + " elements");
+        check(out.dtype() == DType.F32 || out.dtype() == DType.BF16, "attention: out " + out.describe() + " must be F32 or BF16");
         check(lse.size() == s.lseSize(), "attention: lse " + lse.describe() + " should hold " + s.lseSize() + " elements");
         check(keyPad == null || (keyPad.dtype() == DType.BOOL && keyPad.size() == s.keyPadSize()),
                 "attention: keyPad " + (keyPad == null ? "" : keyPad.describe()) + " should be BOOL with " + s.keyPadSize() + " elements");
@@ -854,13 +864,26 @@ public final class CudaBackend implements Backend {
         checkAttention(s, q, k, v, keyPad, out, lse);
         List<DeviceBuffer> temps = new ArrayList<>(3);
         int bh = s.batch() * s.heads();
-        if (!decodeAttention(s) && bf16Attention(s, q, k, v)) {
+        boolean bf16 = !decodeAttention(s) && bf16Attention(s, q, k, v);
+        if (out.dtype() == DType.BF16 && !(bf16 && ptr(out) % 4 == 0)) {
+            // a bf16 output the kernels cannot store directly: an fp32 one, rounded
+            DeviceBuffer b = allocator.allocate(4L * out.size());
+            temps.add(b);
+            Tensor wide = new Tensor(this, out.shape(), DType.F32, b, 0);
+            attention(s, q, k, v, keyPad, wide, lse);
+            cast(wide, out);
+            freeAll(temps);
+            return;
+        }
+        if (bf16) {
+            boolean out16 = out.dtype() == DType.BF16;   // stored as bf16 by the kernel (an output only products read)
             q = asType(q, DType.BF16, temps);
             k = asType(k, DType.BF16, temps);
             v = asType(v, DType.BF16, temps);
             shapeArgs(kernels.launch("p4j_attention_forward_bf16_" + s.dqk() + "_" + s.dv() + "_w" + BF16_WARPS + dropSuffix(s))
                     .grid((s.nq() + 16 * BF16_WARPS - 1) / (16 * BF16_WARPS), bh).block(BF16_WARPS * 32).sharedBytes(bf16Shared(s))
-                    .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(out)).ptr(ptr(lse)), s).go();
+                    .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(out16 ? 0 : ptr(out)).ptr(ptr(lse)), s)
+                    .ptr(out16 ? ptr(out) : 0).go();
             freeAll(temps);
             return;
         }
@@ -889,8 +912,10 @@ public final class CudaBackend implements Backend {
                 "attentionBackward: gradient sizes differ from the shape's");
         int bh = s.batch() * s.heads(), rows = s.lseSize();
         DeviceBuffer rowDot = allocator.allocate(4L * rows);
+        boolean out16 = out.dtype() == DType.BF16;
         kernels.launch("p4j_attention_rowdot").grid(Kernels.blocks(32L * rows, THREADS)).block(THREADS)
-                .ptr(ptr(dOut)).ptr(ptr(out)).ptr(rowDot.address()).i32(s.batch()).i32(s.heads()).i32(s.nq()).i32(s.dv()).go();
+                .ptr(ptr(dOut)).ptr(out16 ? 0 : ptr(out)).ptr(rowDot.address()).i32(s.batch()).i32(s.heads()).i32(s.nq()).i32(s.dv())
+                .ptr(out16 ? ptr(out) : 0).go();
         boolean bf16 = tensorCoreAttention(s, dOut) && bf16Attention(s, q, k, v);
         // the bf16 kernels read bf16 q, k, v and dOut; the others fp32
         List<DeviceBuffer> temps = new ArrayList<>(4);

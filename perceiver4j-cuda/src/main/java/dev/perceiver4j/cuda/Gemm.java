@@ -40,9 +40,11 @@ final class Gemm {
     static final long WORKSPACE_BYTES = 32L << 20;
 
     private record Key(boolean tx, boolean ty, int m, int n, int k, int batch, long sX, long sY, long sC,
-                       boolean bias, boolean accumulate, boolean bf16, int alignX, int alignY, int alignC, int alignBias) {}
+                       boolean bias, boolean accumulate, boolean bf16, boolean out16, int alignX, int alignY, int alignC, int alignBias) {}
 
-    private record Plan(MemorySegment desc, MemorySegment aLayout, MemorySegment bLayout, MemorySegment cLayout, MemorySegment algo) {}
+    /** bias16: the plan's bf16 output takes a bf16 bias (cuBLASLt refused an fp32 one), so {@link #run} rounds a copy per call. */
+    private record Plan(MemorySegment desc, MemorySegment aLayout, MemorySegment bLayout, MemorySegment cLayout, MemorySegment algo,
+                        boolean bias16) {}
 
     private final CudaContext context;
     private final MatmulPrecision precision;
@@ -103,10 +105,35 @@ final class Gemm {
     /** {@link #run} with the added C read from {@code cIn} (same layout as c) when {@code accumulate}: c = op(X)·op(Y) (+ bias) + cIn. */
     synchronized void run(boolean tx, long x, boolean xBf16, boolean ty, long y, boolean yBf16, long c, long cIn, int m, int n, int k,
                           boolean accumulate, int batch, long sX, long sY, long sC, long bias) {
+        execute(tx, x, xBf16, ty, y, yBf16, c, false, cIn, m, n, k, accumulate, batch, sX, sY, sC, bias);
+    }
+
+    /**
+     * {@link #run} with the result stored as bf16 at {@code d16} (element strides sD), rounded to
+     * nearest even from the fp32 accumulator plus bias, as an fp32 C rounded afterwards would be.
+     * A bf16 product writes it from its epilogue; a {@link #SKINNY} one (TF32 on fp32 operands,
+     * which cuBLASLt cannot write as bf16) goes through an fp32 temporary and one rounding kernel.
+     */
+    synchronized void runToBf16(boolean tx, long x, boolean xBf16, boolean ty, long y, boolean yBf16, long d16, int m, int n, int k,
+                                int batch, long sX, long sY, long sD, long bias) {
+        execute(tx, x, xBf16, ty, y, yBf16, d16, true, d16, m, n, k, false, batch, sX, sY, sD, bias);
+    }
+
+    private void execute(boolean tx, long x, boolean xBf16, boolean ty, long y, boolean yBf16, long c, boolean out16, long cIn, int m, int n,
+                         int k, boolean accumulate, int batch, long sX, long sY, long sC, long bias) {
         if (m == 0 || n == 0) return;
         if (batch > 1 && (sX == 0 || sY == 0 || sC == 0)) throw new IllegalArgumentException("Gemm.run: zero batch stride (loop instead)");
+        if (out16 && accumulate) throw new IllegalArgumentException("Gemm: a bf16 result cannot accumulate");
         context.makeCurrent();
         boolean bf16 = (precision == MatmulPrecision.BF16 || xBf16 || yBf16) && Math.min(m, n) > SKINNY;
+        if (out16 && !bf16) {   // TF32 / fp32 products write fp32 only: into a temporary, then rounded
+            long span = (batch > 1 ? (batch - 1) * sC : 0) + (long) m * n;
+            DeviceBuffer t = allocator.allocate(4L * span);
+            execute(tx, x, xBf16, ty, y, yBf16, t.address(), false, t.address(), m, n, k, false, batch, sX, sY, sC, bias);
+            convertInto(t.address(), c, Math.toIntExact(span), true);
+            allocator.free(t);   // safe: later work on the stream runs after the rounding
+            return;
+        }
         // temporary copies of the spans the operands cover (the batch's matrices and any gaps between them):
         // fp32 operands rounded for a bf16 product, bf16 operands widened for an fp32 one
         long xSpan = (batch > 1 ? (batch - 1) * sX : 0) + (long) m * k, ySpan = (batch > 1 ? (batch - 1) * sY : 0) + (long) k * n;
@@ -114,20 +141,22 @@ final class Gemm {
         DeviceBuffer by = bf16 != yBf16 ? convert(y, ySpan, bf16) : null;
         long xa = bx != null ? bx.address() : x, ya = by != null ? by.address() : y;
         int ab = bf16 ? 2 : 4; // bytes per A/B element
-        Key key = new Key(tx, ty, m, n, k, batch, sX, sY, sC, bias != 0, accumulate, bf16,
-                alignment(xa, batch > 1 ? sX : 0, ab), alignment(ya, batch > 1 ? sY : 0, ab), alignment(c | cIn, batch > 1 ? sC : 0, 4),
-                bias == 0 ? 0 : alignment(bias, 0, 4));
+        Key key = new Key(tx, ty, m, n, k, batch, sX, sY, sC, bias != 0, accumulate, bf16, out16,
+                alignment(xa, batch > 1 ? sX : 0, ab), alignment(ya, batch > 1 ? sY : 0, ab),
+                alignment(c | cIn, batch > 1 ? sC : 0, out16 ? 2 : 4), bias == 0 ? 0 : alignment(bias, 0, 4));
         Plan p = plans.get(key);
         if (p == null) {
             p = plan(key, bias);
             plans.put(key, p);
         }
-        if (bias != 0) CublasLt.matmulDescSetLong(p.desc(), CublasLt.MATMUL_DESC_BIAS_POINTER, bias);
+        DeviceBuffer bias16 = p.bias16() ? convert(bias, n, true) : null;
+        if (bias != 0) CublasLt.matmulDescSetLong(p.desc(), CublasLt.MATMUL_DESC_BIAS_POINTER, bias16 != null ? bias16.address() : bias);
         CublasLt.matmul(handle, p.desc(), one, ya, p.aLayout(), xa, p.bLayout(), accumulate ? one : zero, cIn, p.cLayout(), c, p.cLayout(),
                 p.algo(), workspace.address(), WORKSPACE_BYTES, context.stream(), describe(key));
         // safe: later work on the stream runs after the product
         if (bx != null) allocator.free(bx);
         if (by != null) allocator.free(by);
+        if (bias16 != null) allocator.free(bias16);
     }
 
     /** {@code elements} values at {@code address} rounded to bf16 ({@code toBf16}) or widened from bf16 to fp32; the caller frees it. */
@@ -155,19 +184,32 @@ final class Gemm {
         return convert(address, elements, false);
     }
 
+    /**
+     * The descriptor, layouts and algorithm for one key. A bf16 result with a bias first asks for an
+     * fp32 bias (no rounding of the bias, the same sums as an fp32 result rounded afterwards); where
+     * cuBLASLt has no algorithm for that, for a bias of the result's type, rounded per call.
+     */
     private Plan plan(Key key, long bias) {
+        Plan p = key.out16() && key.bias() ? tryPlan(key, bias, true) : null;
+        if (p == null) p = tryPlan(key, bias, false);
+        if (p == null) throw new CudaException("cuBLASLt found no algorithm for " + describe(key));
+        return p;
+    }
+
+    private Plan tryPlan(Key key, long bias, boolean f32BiasFor16) {
         int m = key.m(), n = key.n(), k = key.k();
         // fp32 operands: TF32 tensor cores unless the precision is exact FP32 (the bf16 mode's skinny products too)
         MemorySegment desc = CublasLt.matmulDescCreate(!key.bf16() && precision != MatmulPrecision.FP32 ? CublasLt.CUBLAS_COMPUTE_32F_FAST_TF32
                 : CublasLt.CUBLAS_COMPUTE_32F, CublasLt.CUDA_R_32F);
-        int ab = key.bf16() ? CublasLt.CUDA_R_16BF : CublasLt.CUDA_R_32F; // A and B; C stays fp32
+        int ab = key.bf16() ? CublasLt.CUDA_R_16BF : CublasLt.CUDA_R_32F; // A and B
         CublasLt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_TRANSA, key.ty() ? CublasLt.CUBLAS_OP_T : CublasLt.CUBLAS_OP_N);
         CublasLt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_TRANSB, key.tx() ? CublasLt.CUBLAS_OP_T : CublasLt.CUBLAS_OP_N);
         CublasLt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_EPILOGUE, key.bias() ? CublasLt.EPILOGUE_BIAS : CublasLt.EPILOGUE_DEFAULT);
         if (key.bias()) CublasLt.matmulDescSetLong(desc, CublasLt.MATMUL_DESC_BIAS_POINTER, bias);
+        if (f32BiasFor16) CublasLt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_BIAS_DATA_TYPE, CublasLt.CUDA_R_32F);
         MemorySegment aL = key.ty() ? CublasLt.matrixLayoutCreate(ab, k, n, k) : CublasLt.matrixLayoutCreate(ab, n, k, n);
         MemorySegment bL = key.tx() ? CublasLt.matrixLayoutCreate(ab, m, k, m) : CublasLt.matrixLayoutCreate(ab, k, m, k);
-        MemorySegment cL = CublasLt.matrixLayoutCreate(CublasLt.CUDA_R_32F, n, m, n);
+        MemorySegment cL = CublasLt.matrixLayoutCreate(key.out16() ? CublasLt.CUDA_R_16BF : CublasLt.CUDA_R_32F, n, m, n);
         if (key.batch() > 1) {
             CublasLt.matrixLayoutSetBatch(aL, key.batch(), key.sY());
             CublasLt.matrixLayoutSetBatch(bL, key.batch(), key.sX());
@@ -177,11 +219,15 @@ final class Gemm {
         try {
             MemorySegment result = arena.allocate(CublasLt.HEURISTIC_RESULT_BYTES, 8);
             if (!CublasLt.algoGetHeuristic(handle, desc, aL, bL, cL, cL, pref, result)) {
-                throw new CudaException("cuBLASLt found no algorithm for " + describe(key));
+                CublasLt.matrixLayoutDestroy(aL);
+                CublasLt.matrixLayoutDestroy(bL);
+                CublasLt.matrixLayoutDestroy(cL);
+                CublasLt.matmulDescDestroy(desc);
+                return null;
             }
             long ws = result.get(JAVA_LONG, CublasLt.HEURISTIC_WORKSPACE_OFFSET);
             if (ws > WORKSPACE_BYTES) throw new CudaException("cuBLASLt algorithm wants " + ws + " bytes of workspace for " + describe(key));
-            return new Plan(desc, aL, bL, cL, result.asSlice(0, CublasLt.HEURISTIC_ALGO_BYTES));
+            return new Plan(desc, aL, bL, cL, result.asSlice(0, CublasLt.HEURISTIC_ALGO_BYTES), key.out16() && key.bias() && !f32BiasFor16);
         } finally {
             CublasLt.preferenceDestroy(pref);
         }
@@ -190,6 +236,6 @@ final class Gemm {
     private String describe(Key key) {
         return (key.batch() > 1 ? key.batch() + "×" : "") + "[" + key.m() + "," + key.n() + "] = " + (key.tx() ? "Xᵀ" : "X") + "·"
                 + (key.ty() ? "Yᵀ" : "Y") + " (k " + key.k() + (key.bias() ? ", +bias" : "") + (key.accumulate() ? ", +C" : "")
-                + ", " + (key.bf16() ? "bf16" : precision == MatmulPrecision.FP32 ? precision.label() : "tf32") + ")";
+                + ", " + (key.bf16() ? "bf16" : precision == MatmulPrecision.FP32 ? precision.label() : "tf32") + (key.out16() ? ", bf16 out" : "") + ")";
     }
 }

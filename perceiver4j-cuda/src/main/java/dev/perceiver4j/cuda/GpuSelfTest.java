@@ -95,8 +95,10 @@ public final class GpuSelfTest {
             CudaBackend bf = new CudaBackend(cuda.context(), MatmulPrecision.BF16);
             checks.addAll(OpParity.matmulChecks(bf, ref, seed, BF16_TOLERANCE, "bf16"));
             checks.addAll(OpParity.bf16OperandChecks(bf, ref, seed, BF16_TOLERANCE));
+            checks.addAll(OpParity.bf16ProductOutputChecks(bf, seed));
             checks.addAll(OpParity.bf16AttentionChecks(bf, ref, seed, BF16_ATTENTION));
             checks.addAll(OpParity.bf16InputAttentionChecks(bf, seed));
+            checks.addAll(OpParity.bf16OutputAttentionChecks(bf, seed));
             checks.addAll(ModelParity.generationChecks(bf, 1e-2, "bf16"));
             checks.addAll(ModelParity.trainingChecks(bf, new CpuBackend(CpuPool.common(), new JavaSgemm(CpuPool.common())), BF16_TRAINING, "bf16"));
         }

@@ -163,6 +163,41 @@ public final class OpParity {
         }
     }
 
+    /**
+     * Products writing bf16 outputs on a bf16-mode backend (rounded in cuBLASLt's epilogue, or for a
+     * skinny product from an fp32 temporary) against the same product written as F32 and then cast,
+     * on one backend: both sum the same bf16 operands in fp32, perhaps in another order, so the two
+     * roundings differ by at most one bf16 unit ({@link #BF16_OUTPUT}). Cases: the bias fused into
+     * the epilogue, no bias, a batch of products, and a skinny product (5 rows).
+     */
+    public static List<Check> bf16ProductOutputChecks(Backend gpu, long seed) {
+        OpParity p = new OpParity(gpu, gpu, seed);
+        List<Check> c = new ArrayList<>();
+        c.add(p.roundedProductCheck(new int[] {2, 50, 96}, new int[] {72, 96}, new int[] {2, 50, 72}, true));
+        c.add(p.roundedProductCheck(new int[] {2, 50, 96}, new int[] {72, 96}, new int[] {2, 50, 72}, false));
+        c.add(p.roundedProductCheck(new int[] {3, 40, 64}, new int[] {3, 48, 64}, new int[] {3, 40, 48}, false));
+        c.add(p.roundedProductCheck(new int[] {5, 64}, new int[] {40, 64}, new int[] {5, 40}, true));
+        return c;
+    }
+
+    /** a·bᵀ (+ bias) written as BF16 against the F32 result cast to BF16. */
+    private Check roundedProductCheck(int[] aDims, int[] bDims, int[] outDims, boolean withBias) {
+        int n = outDims[outDims.length - 1];
+        String name = "matmul " + Arrays.toString(aDims) + "·" + Arrays.toString(bDims) + "ᵀ" + (withBias ? " +bias" : "")
+                + " → BF16 = the F32 result rounded [bf16 mode]";
+        return new Check(name, BF16_OUTPUT, () -> {
+            Tensor a = gpu.fromFloats(randn(Shape.of(aDims).size(), 1), Shape.of(aDims));
+            Tensor b = gpu.fromFloats(randn(Shape.of(bDims).size(), 1), Shape.of(bDims));
+            Tensor bias = withBias ? gpu.fromFloats(randn(n, 1), Shape.of(n)) : null;
+            Tensor out16 = gpu.zeros(Shape.of(outDims), DType.BF16), out32 = gpu.zeros(Shape.of(outDims), DType.F32);
+            Tensor rounded = gpu.zeros(Shape.of(outDims), DType.BF16);
+            gpu.matmul(a, false, b, true, bias, Activation.NONE, out16, null);
+            gpu.matmul(a, false, b, true, bias, Activation.NONE, out32, null);
+            gpu.cast(out32, rounded);
+            return err(gpu.toFloatArray(out16), gpu.toFloatArray(rounded));
+        });
+    }
+
     private Pair bf16Pair(double scale, int... dims) {
         Pair f = randPair(scale, dims), h = emptyPair(DType.BF16, dims);
         gpu.cast(f.g(), h.g());
@@ -218,6 +253,56 @@ public final class OpParity {
                     a[6] == 1, 0, a[7] / 10f), 0, () -> p.bf16InputError(a[0], a[1], a[2], a[3], a[4], a[5], a[6] == 1, a[7] / 10f)));
         }
         return c;
+    }
+
+    /**
+     * Attention storing its output as BF16 (for the output projection) against the same call with an F32
+     * output rounded afterwards, on one backend: the kernels round the same fp32 values to nearest even,
+     * and backward reads the output as stored, which an F32 output holding the rounded values gives exactly;
+     * so output, lse and gradients must agree bit for bit. Shapes: bf16 kernels without and with dropout
+     * (causal), one (Dqk 8) on the fp32 kernels, and one query (the decode kernels), both through an fp32 output.
+     */
+    public static List<Check> bf16OutputAttentionChecks(Backend gpu, long seed) {
+        OpParity p = new OpParity(gpu, gpu, seed);
+        List<Check> c = new ArrayList<>();
+        for (int[] a : new int[][] {{2, 8, 256, 256, 32, 160, 0, 0}, {2, 4, 130, 600, 64, 64, 1, 1}, {2, 3, 40, 50, 8, 8, 0, 0},
+                {2, 4, 1, 300, 32, 32, 1, 0}}) {
+            c.add(new Check("attention with a BF16 out = the F32 out rounded " + attentionLabel(a[0], a[1], a[2], a[3], a[4], a[5],
+                    a[6] == 1, 0, a[7] / 10f), 0, () -> p.bf16OutputError(a[0], a[1], a[2], a[3], a[4], a[5], a[6] == 1, a[7] / 10f)));
+        }
+        return c;
+    }
+
+    private double bf16OutputError(int batch, int heads, int nq, int nk, int dqk, int dv, boolean causal, float drop) {
+        AttentionShape s = attentionShape(batch, heads, nq, nk, dqk, dv, causal, drop);
+        int[][] dims = {{batch, nq, heads * dqk}, {batch, nk, heads * dqk}, {batch, nk, heads * dv}, {batch, nq, heads * dv}};
+        Tensor[] in = new Tensor[3];
+        for (int i = 0; i < 3; i++) in[i] = gpu.fromFloats(randn(Shape.of(dims[i]).size(), 1), Shape.of(dims[i]));
+        Tensor dOut = gpu.fromFloats(randn(Shape.of(dims[3]).size(), 1), Shape.of(dims[3]));
+        float[][][] results = new float[2][][];   // [run][out, lse, dQ, dK, dV]
+        for (int run = 0; run < 2; run++) {
+            Tensor out16 = gpu.empty(Shape.of(dims[3]), DType.BF16), lse = gpu.empty(Shape.of(batch, heads, nq), DType.F32);
+            Tensor out = out16;
+            if (run == 0) {   // F32 out, rounded; backward then reads an F32 out holding the rounded values
+                Tensor wide = gpu.empty(Shape.of(dims[3]), DType.F32);
+                gpu.attention(s, in[0], in[1], in[2], null, wide, lse);
+                gpu.cast(wide, out16);
+                out = gpu.empty(Shape.of(dims[3]), DType.F32);
+                gpu.cast(out16, out);
+            } else {
+                gpu.attention(s, in[0], in[1], in[2], null, out16, lse);
+            }
+            Tensor dQ = gpu.zeros(Shape.of(dims[0]), DType.F32), dK = gpu.zeros(Shape.of(dims[1]), DType.F32), dV = gpu.zeros(Shape.of(dims[2]), DType.F32);
+            gpu.attentionBackward(s, in[0], in[1], in[2], null, out, lse, dOut, dQ, dK, dV);
+            results[run] = new float[][] {gpu.toFloatArray(out16), gpu.toFloatArray(lse), gpu.toFloatArray(dQ), gpu.toFloatArray(dK),
+                    gpu.toFloatArray(dV)};
+        }
+        double worst = 0;
+        for (int i = 0; i < results[0].length; i++) {
+            boolean same = Arrays.equals(results[0][i], results[1][i]);
+            worst = Math.max(worst, same ? 0 : Math.max(Double.MIN_VALUE, err(results[1][i], results[0][i])));
+        }
+        return worst;
     }
 
     private double bf16InputError(int batch, int heads, int nq, int nk, int dqk, int dv, boolean causal, float drop) {

@@ -220,8 +220,10 @@ public final class CpuBackend extends CpuStorageBackend {
         q = widened(q);
         k = widened(k);
         v = widened(v);
+        Tensor o = f32Target(out);
         FastAttention.forward(pool, s, q.floats(), q.offset(), k.floats(), k.offset(), v.floats(), v.offset(),
-                padMask(keyPad, s), out.floats(), out.offset(), lse.floats(), lse.offset());
+                padMask(keyPad, s), o.floats(), o.offset(), lse.floats(), lse.offset());
+        roundInto(o, out);
     }
 
     @Override
@@ -230,6 +232,7 @@ public final class CpuBackend extends CpuStorageBackend {
         q = widened(q);
         k = widened(k);
         v = widened(v);
+        out = widened(out);
         FastAttention.backward(pool, s, q.floats(), q.offset(), k.floats(), k.offset(), v.floats(), v.offset(),
                 padMask(keyPad, s), out.floats(), out.offset(), lse.floats(), lse.offset(),
                 dOut.floats(), dOut.offset(), dQ.floats(), dQ.offset(), dK.floats(), dK.offset(), dV.floats(), dV.offset());

@@ -448,8 +448,13 @@ public final class PerceiverAR {
 
         /** Causal right-aligned attention of projected q [B, Nq, C] over k, v [B, Nk, C] (before o_proj). */
         Tensor attend(Tensor qq, Tensor kk, Tensor vv, Tensor keyPad, AttnDropout dropout) {
-            return dropout == null ? F.attention(qq, kk, vv, keyPad, heads, true, 0f, 0L, 0L)
-                    : F.attention(qq, kk, vv, keyPad, heads, true, dropout.p(), dropout.seed(), dropout.stream());
+            return attend(qq, kk, vv, keyPad, dropout, DType.F32);
+        }
+
+        /** {@link #attend} with the output stored as {@code outType} (the products' operand type when only o_proj reads it). */
+        Tensor attend(Tensor qq, Tensor kk, Tensor vv, Tensor keyPad, AttnDropout dropout, DType outType) {
+            return dropout == null ? F.attention(qq, kk, vv, keyPad, heads, true, 0f, 0L, 0L, outType)
+                    : F.attention(qq, kk, vv, keyPad, heads, true, dropout.p(), dropout.seed(), dropout.stream(), outType);
         }
 
         /**
@@ -465,7 +470,8 @@ public final class PerceiverAR {
             Tensor qq = qPos == null ? q.forwardToProducts(xq) : query(xq, qPos);
             Tensor kk = kPos == null ? k.forwardToProducts(xkv) : key(xkv, kPos);
             Tensor vv = v.forwardToProducts(xkv);
-            Tensor ctx = attend(qq, kk, vv, keyPad, dropout);                                      // fully masked rows → 0
+            // Only o_proj reads ctx (bf16 in the bf16 mode), unless rows without a visible key get the mean of v added.
+            Tensor ctx = attend(qq, kk, vv, keyPad, dropout, noVisibleKey == null ? xq.backend().matmulOperandType() : DType.F32);   // fully masked rows → 0
             if (noVisibleKey != null) {
                 // Reference: all scores −max → uniform softmax over every key → the mean of v.
                 Backend be = xq.backend();

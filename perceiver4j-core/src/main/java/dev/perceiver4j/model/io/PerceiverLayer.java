@@ -83,7 +83,9 @@ public final class PerceiverLayer {
         // The normed inputs are rebuilt in backward from what layer norm keeps (see F.discard).
         F.discard(xn);
         if (kvn != xn) F.discard(kvn);
-        Tensor ctx = F.attention(q, k, v, kv == null ? null : keyPad, heads, false, training ? dropout : 0f, seed, stream);
+        // Only the output projection reads ctx: stored in the products' operand type (bf16 in the bf16 mode).
+        Tensor ctx = F.attention(q, k, v, kv == null ? null : keyPad, heads, false, training ? dropout : 0f, seed, stream,
+                x.backend().matmulOperandType());
         Tensor a = queryResidual ? dense.forwardAdd(ctx, x) : dense.forward(ctx);   // [B, N, qDim]: x + dense(ctx)
         Tensor an = layernorm.forwardToProducts(a);
         Tensor h = dense1.forwardToProducts(an);                        // [B, N, widening·qDim], GELU applied
