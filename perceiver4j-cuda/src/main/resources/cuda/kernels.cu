@@ -782,15 +782,19 @@ extern "C" __global__ void p4j_axis_copy(const float* src, float* dst, int outer
 // One AdamW step, the float arithmetic of the CPU kernel (FastOps.adamw):
 // m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²; p = p·decay − m·stepSize / (√v·invSqrtBc2 + eps)
 // with decay = 1 − lr·wd, stepSize = lr/(1−β1^t), invSqrtBc2 = 1/√(1−β2^t) computed on the host.
+// mirror: where not null, the parameters' bf16 copy (CudaBackend's bf16 mirrors), written with the new values.
 extern "C" __global__ void p4j_adamw(float* param, const float* grad, float* m, float* v, int n, float b1, float b2,
-                                     float c1, float c2, float stepSize, float invSqrtBc2, float eps, float decay) {
+                                     float c1, float c2, float stepSize, float invSqrtBc2, float eps, float decay,
+                                     unsigned short* mirror) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     float g = grad[i];
     float mi = m[i] * b1 + g * c1;
     float vi = v[i] * b2 + g * g * c2;
     float denom = sqrtf(vi) * invSqrtBc2 + eps;
-    param[i] = param[i] * decay - mi * stepSize / denom;
+    float p = param[i] * decay - mi * stepSize / denom;
+    param[i] = p;
+    if (mirror != nullptr) mirror[i] = f32_to_bf16_bits(p);
     m[i] = mi;
     v[i] = vi;
 }

@@ -96,6 +96,7 @@ public final class CudaBackend implements Backend {
         this.context = context;
         this.allocator = new DeviceAllocator(context);
         this.kernels = new Kernels(context);
+        kernels.afterLaunch(this::refreshUnlessHeld);
         this.gemm = new Gemm(context, allocator, kernels, precision);
         this.status = allocator.allocate(16);
         Driver.memsetD32Async(status.address(), 0, 4, context.stream());
@@ -233,7 +234,8 @@ public final class CudaBackend implements Backend {
     public void writeInts(int[] values, Tensor dst) {
         check(dst.dtype() == DType.I32 && values.length == dst.size(), "writeInts: " + values.length + " values into " + dst.describe());
         context.makeCurrent();
-        if (values.length > 0) Driver.memcpyHtoD(ptr(dst), MemorySegment.ofArray(values), 4L * values.length);
+        if (values.length > 0) Driver.memcpyHtoD(out(dst), MemorySegment.ofArray(values), 4L * values.length);
+        refreshUnlessHeld();
     }
 
     @Override
@@ -242,7 +244,8 @@ public final class CudaBackend implements Backend {
         context.makeCurrent();
         byte[] b = new byte[values.length];
         for (int i = 0; i < b.length; i++) b[i] = (byte) (values[i] ? 1 : 0);
-        if (b.length > 0) Driver.memcpyHtoD(ptr(dst), MemorySegment.ofArray(b), b.length);
+        if (b.length > 0) Driver.memcpyHtoD(out(dst), MemorySegment.ofArray(b), b.length);
+        refreshUnlessHeld();
     }
 
     @Override
@@ -282,7 +285,8 @@ public final class CudaBackend implements Backend {
         sameSize(src, dst, "copy");
         check(src.dtype() == dst.dtype(), "copy: dtype " + src.dtype() + " to " + dst.dtype() + " (use cast)");
         long n = bytes(src.shape(), src.dtype());
-        if (n > 0) Driver.memcpyDtoDAsync(ptr(dst), ptr(src), n, context.stream());
+        if (n > 0) Driver.memcpyDtoDAsync(out(dst), ptr(src), n, context.stream());
+        refreshUnlessHeld();
     }
 
     @Override
@@ -296,7 +300,7 @@ public final class CudaBackend implements Backend {
         }
         if (n == 0) return;
         if ((from == DType.F32 && to == DType.BF16) || (from == DType.BF16 && to == DType.F32)) {
-            gemm.convertInto(ptr(src), ptr(dst), n, to == DType.BF16);   // the same kernels the products' operands use
+            gemm.convertInto(ptr(src), out(dst), n, to == DType.BF16);   // the same kernels the products' operands use
             return;
         }
         String kernel;
@@ -306,13 +310,13 @@ public final class CudaBackend implements Backend {
         else if (from == DType.BOOL && to == DType.F32) kernel = "p4j_bool_to_f32";
         else if (from == DType.I64 && to == DType.I32) {
             kernels.launch("p4j_i64_to_i32").grid(Kernels.blocks(n, THREADS)).block(THREADS)
-                    .ptr(ptr(src)).ptr(ptr(dst)).i32(n).ptr(status.address()).go();
+                    .ptr(ptr(src)).ptr(out(dst)).i32(n).ptr(status.address()).go();
             return;
         } else {
             // the CPU backend does not support these either
             throw new UnsupportedOperationException("cast " + from + " -> " + to + " is not supported");
         }
-        kernels.launch(kernel).grid(Kernels.blocks(n, THREADS)).block(THREADS).ptr(ptr(src)).ptr(ptr(dst)).i32(n).go();
+        kernels.launch(kernel).grid(Kernels.blocks(n, THREADS)).block(THREADS).ptr(ptr(src)).ptr(out(dst)).i32(n).go();
     }
 
     // ---- matrix products ---------------------------------------------------------------------
@@ -344,19 +348,112 @@ public final class CudaBackend implements Backend {
      */
     private void gemm(boolean tx, Operand x, boolean ty, Operand y, long c, long sC, boolean out16, int m, int n, int k,
                       boolean accumulate, int batch, long bias) {
+        gemm(tx, x, ty, y, c, sC, out16, m, n, k, accumulate, batch, bias, false);
+    }
+
+    /** The same with the bias stored as bf16 when {@code bias16} (for a bf16 result only). */
+    private void gemm(boolean tx, Operand x, boolean ty, Operand y, long c, long sC, boolean out16, int m, int n, int k,
+                      boolean accumulate, int batch, long bias, boolean bias16) {
         if (batch == 1 || (x.stride() != 0 && y.stride() != 0 && sC != 0)) {
-            gemmOne(tx, x.address(), x.bf16(), ty, y.address(), y.bf16(), c, out16, m, n, k, accumulate, batch, x.stride(), y.stride(), sC, bias);
+            gemmOne(tx, x.address(), x.bf16(), ty, y.address(), y.bf16(), c, out16, m, n, k, accumulate, batch, x.stride(), y.stride(), sC,
+                    bias, bias16);
         } else {
             for (int i = 0; i < batch; i++) {
-                gemmOne(tx, x.at(i), x.bf16(), ty, y.at(i), y.bf16(), c + (out16 ? 2L : 4L) * i * sC, out16, m, n, k, accumulate, 1, 0, 0, 0, bias);
+                gemmOne(tx, x.at(i), x.bf16(), ty, y.at(i), y.bf16(), c + (out16 ? 2L : 4L) * i * sC, out16, m, n, k, accumulate, 1, 0, 0, 0,
+                        bias, bias16);
             }
         }
     }
 
     private void gemmOne(boolean tx, long x, boolean xBf16, boolean ty, long y, boolean yBf16, long c, boolean out16, int m, int n, int k,
-                         boolean accumulate, int batch, long sX, long sY, long sC, long bias) {
-        if (out16) gemm.runToBf16(tx, x, xBf16, ty, y, yBf16, c, m, n, k, batch, sX, sY, sC, bias);
+                         boolean accumulate, int batch, long sX, long sY, long sC, long bias, boolean bias16) {
+        if (out16) gemm.runToBf16(tx, x, xBf16, ty, y, yBf16, c, m, n, k, batch, sX, sY, sC, bias, bias16);
         else gemm.run(tx, x, xBf16, ty, y, yBf16, c, m, n, k, accumulate, batch, sX, sY, sC, bias);
+    }
+
+    // ---- bf16 copies of persistent operands ---------------------------------------------------
+    //
+    // In the bf16 mode a product rounds each fp32 operand to bf16 first. For persistent tensors (weights,
+    // biases: not step activations) the rounding is kept instead: a buffer gets a bf16 mirror of its
+    // whole fp32 contents the first time a tensor-core product reads it outside a graph recording, and
+    // every later product (and graph) reads the mirror. Every write to such a buffer keeps it equal:
+    // each op names the tensors it writes through out(), and the written ranges are rounded again
+    // right after the op's launches (refreshMirrors: Kernels calls it after every launch, the copies
+    // and products after theirs), in stream order, so a graph that writes a weight re-rounds it too.
+    // AdamW writes the bf16 copy in the same kernel.
+
+    /** A written range of a mirrored buffer, rounded again by refreshMirrors. */
+    private record Stale(DeviceBuffer buffer, long offset, int count) {}
+
+    private final List<Stale> stale = new ArrayList<>();
+    private boolean refreshing;
+    /**
+     * Open ops of several launches (or products) that write: until the outermost ends, launches do not
+     * refresh (a range noted by out() may be written by a later launch of the op than the first).
+     */
+    private int holds;
+
+    private void hold() {
+        holds++;
+    }
+
+    /** After a launch or copy of a single-launch op (inside a held op the outermost release refreshes). */
+    private void refreshUnlessHeld() {
+        if (holds == 0) refreshMirrors();
+    }
+
+    /** Ends hold(): the outermost refreshes the ranges its op wrote. */
+    private void release() {
+        if (--holds == 0) refreshMirrors();
+    }
+
+    /** The device address of a tensor the op writes (as ptr); a range of a mirrored buffer is noted for refreshMirrors. */
+    private long out(Tensor t) {
+        DeviceBuffer b = buffer(t);
+        if (b.mirror != null && t.size() > 0) stale.add(new Stale(b, t.offset(), t.size()));
+        return ptr(t);
+    }
+
+    /** Rounds the ranges written since the last call into their buffers' mirrors (after the writing launches). */
+    private void refreshMirrors() {
+        if (refreshing || stale.isEmpty()) return;
+        refreshing = true;
+        try {
+            for (Stale w : stale) {
+                DeviceBuffer m = w.buffer().mirror;
+                if (m != null) gemm.convertInto(w.buffer().address() + 4L * w.offset(), m.address() + 2L * w.offset(), w.count(), true);
+            }
+            stale.clear();
+        } finally {
+            refreshing = false;
+        }
+    }
+
+    /**
+     * Whether persistent F32 tensor t has (or now gets) a bf16 mirror: the bf16 mode, not a step
+     * activation, not during a graph recording (the mirror's first rounding must run once, not at
+     * every replay).
+     */
+    private boolean bf16Copy(Tensor t) {
+        if (t == null || t.dtype() != DType.F32 || gemm.precision() != MatmulPrecision.BF16) return false;
+        DeviceBuffer b = buffer(t);
+        if (b.mirror != null) return true;
+        if (t.inStepScope() || allocator.recording() || b.requested[0] % 4 != 0) return false;
+        long n = b.requested[0] / 4;
+        if (n == 0 || n > Integer.MAX_VALUE) return false;
+        DeviceBuffer m = allocator.allocate(2L * n);
+        gemm.convertInto(b.address(), m.address(), (int) n, true);
+        b.mirror = m;
+        return true;
+    }
+
+    /**
+     * A product operand: t's bf16 mirror for a tensor-core product ({@code tensorCores}: more than
+     * Gemm.SKINNY rows and columns) of a persistent F32 tensor, else t as stored.
+     */
+    private Operand operand(Tensor t, long stride, boolean tensorCores) {
+        if (tensorCores && bf16Copy(t)) return new Operand(buffer(t).mirror.address() + 2L * t.offset(), stride, true);
+        return Operand.of(ptr(t), stride, t);
     }
 
     /** BF16 in the bf16 matmul mode: F then hands over shared bf16 copies of activations (Backend.matmulOperandType). */
@@ -367,103 +464,123 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void matmul(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor out, Tensor preAct) {
-        MatmulShape d = matDims(a, transA, b, transB, out);
-        check(act == Activation.NONE || preAct != null, "matmul with activation " + act + " needs a preAct buffer");
-        check(bias == null || bias.size() == d.n(), "matmul: bias " + (bias == null ? "" : bias.describe()) + " should have " + d.n() + " elements");
-        // target = op(a)·op(b) (+ bias when cuBLASLt's BIAS epilogue can add it: one GEMM call). A bf16
-        // out without activation is written by the product itself (rounded in its epilogue); with an
-        // activation the product writes the fp32 preAct and the exact-GELU kernel the rounded out.
-        boolean out16 = out.dtype() == DType.BF16;
-        check(out.dtype() == DType.F32 || out16, "matmul: out " + out.describe() + " must be F32 or BF16");
-        int total = d.batch() * d.m() * d.n();
-        boolean fuseBias = bias != null && d.batch() == 1;
-        boolean direct16 = out16 && act == Activation.NONE && (bias == null || fuseBias);
-        DeviceBuffer tmp = out16 && act == Activation.NONE && !direct16 ? allocator.allocate(4L * total) : null;
-        long target = act != Activation.NONE ? ptr(preAct) : tmp != null ? tmp.address() : ptr(out);
-        gemm(transA, Operand.of(ptr(a), d.strideA(), a), transB, Operand.of(ptr(b), d.strideB(), b), target, (long) d.m() * d.n(), direct16,
-                d.m(), d.n(), d.k(), false, d.batch(), fuseBias ? ptr(bias) : 0);
-        boolean biasLeft = bias != null && !fuseBias;
-        if (biasLeft || act != Activation.NONE || (out16 && !direct16)) {
-            // preAct = target + bias (in place), out = act(preAct): the exact-GELU epilogue (bf16 out: rounded)
-            kernels.launch("p4j_bias_act").grid(Kernels.quadBlocks(total, THREADS)).block(THREADS)
-                    .ptr(target).ptr(biasLeft ? ptr(bias) : 0).i32(d.n())
-                    .ptr(act == Activation.NONE || !biasLeft ? 0 : ptr(preAct))   // without a bias to add, preAct (= target) already holds it
-                    .ptr(out16 ? 0 : ptr(out)).i32(total).i32(act.ordinal())
-                    .ptr(out16 ? ptr(out) : 0).go();
+        hold();
+        try {
+            MatmulShape d = matDims(a, transA, b, transB, out);
+            check(act == Activation.NONE || preAct != null, "matmul with activation " + act + " needs a preAct buffer");
+            check(bias == null || bias.size() == d.n(), "matmul: bias " + (bias == null ? "" : bias.describe()) + " should have " + d.n() + " elements");
+            // target = op(a)·op(b) (+ bias when cuBLASLt's BIAS epilogue can add it: one GEMM call). A bf16
+            // out without activation is written by the product itself (rounded in its epilogue); with an
+            // activation the product writes the fp32 preAct and the exact-GELU kernel the rounded out.
+            boolean out16 = out.dtype() == DType.BF16;
+            check(out.dtype() == DType.F32 || out16, "matmul: out " + out.describe() + " must be F32 or BF16");
+            int total = d.batch() * d.m() * d.n();
+            boolean fuseBias = bias != null && d.batch() == 1;
+            boolean direct16 = out16 && act == Activation.NONE && (bias == null || fuseBias);
+            DeviceBuffer tmp = out16 && act == Activation.NONE && !direct16 ? allocator.allocate(4L * total) : null;
+            long target = act != Activation.NONE ? out(preAct) : tmp != null ? tmp.address() : out(out);
+            boolean tensorCores = Math.min(d.m(), d.n()) > Gemm.SKINNY;
+            boolean bias16 = fuseBias && direct16 && tensorCores && bf16Copy(bias);   // a bf16 result's bias from its bf16 copy
+            gemm(transA, operand(a, d.strideA(), tensorCores), transB, operand(b, d.strideB(), tensorCores), target, (long) d.m() * d.n(), direct16,
+                    d.m(), d.n(), d.k(), false, d.batch(), !fuseBias ? 0 : bias16 ? buffer(bias).mirror.address() + 2L * bias.offset() : ptr(bias), bias16);
+            boolean biasLeft = bias != null && !fuseBias;
+            if (biasLeft || act != Activation.NONE || (out16 && !direct16)) {
+                // preAct = target + bias (in place), out = act(preAct): the exact-GELU epilogue (bf16 out: rounded)
+                kernels.launch("p4j_bias_act").grid(Kernels.quadBlocks(total, THREADS)).block(THREADS)
+                        .ptr(target).ptr(biasLeft ? ptr(bias) : 0).i32(d.n())
+                        .ptr(act == Activation.NONE || !biasLeft ? 0 : ptr(preAct))   // without a bias to add, preAct (= target) already holds it
+                        .ptr(out16 ? 0 : out(out)).i32(total).i32(act.ordinal())
+                        .ptr(out16 ? out(out) : 0).go();
+            }
+            if (tmp != null) allocator.free(tmp); // safe: later work on the stream runs after the epilogue
+        } finally {
+            release();
         }
-        if (tmp != null) allocator.free(tmp); // safe: later work on the stream runs after the epilogue
     }
 
     /** out = residual + op(a)·op(b) + bias in one cuBLASLt call (the residual as C, beta = 1; the BIAS epilogue when one batch entry). */
     @Override
     public void matmulAdd(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Tensor residual, Tensor out) {
-        MatmulShape d = matDims(a, transA, b, transB, out);
-        check(bias == null || bias.size() == d.n(), "matmulAdd: bias " + (bias == null ? "" : bias.describe()) + " should have " + d.n() + " elements");
-        check(residual.size() == out.size() && residual.dtype() == DType.F32 && out.dtype() == DType.F32,
-                "matmulAdd: residual " + residual.describe() + " and out " + out.describe() + " must be F32 of one size");
-        check(ptr(residual) != ptr(out), "matmulAdd: residual and out must be distinct");
-        if (d.batch() != 1) {   // batched products (the models do not add those to a residual): product, then add
-            Backend.super.matmulAdd(a, transA, b, transB, bias, residual, out);
-            return;
+        hold();
+        try {
+            MatmulShape d = matDims(a, transA, b, transB, out);
+            check(bias == null || bias.size() == d.n(), "matmulAdd: bias " + (bias == null ? "" : bias.describe()) + " should have " + d.n() + " elements");
+            check(residual.size() == out.size() && residual.dtype() == DType.F32 && out.dtype() == DType.F32,
+                    "matmulAdd: residual " + residual.describe() + " and out " + out.describe() + " must be F32 of one size");
+            check(ptr(residual) != ptr(out), "matmulAdd: residual and out must be distinct");
+            if (d.batch() != 1) {   // batched products (the models do not add those to a residual): product, then add
+                Backend.super.matmulAdd(a, transA, b, transB, bias, residual, out);
+                return;
+            }
+            boolean tensorCores = Math.min(d.m(), d.n()) > Gemm.SKINNY;
+            Operand oa = operand(a, 0, tensorCores), ob = operand(b, 0, tensorCores);
+            gemm.run(transA, oa.address(), oa.bf16(), transB, ob.address(), ob.bf16(), out(out), ptr(residual),
+                    d.m(), d.n(), d.k(), true, 1, 0, 0, 0, bias == null ? 0 : ptr(bias));
+        } finally {
+            release();
         }
-        gemm.run(transA, ptr(a), a.dtype() == DType.BF16, transB, ptr(b), b.dtype() == DType.BF16, ptr(out), ptr(residual),
-                d.m(), d.n(), d.k(), true, 1, 0, 0, 0, bias == null ? 0 : ptr(bias));
     }
 
     @Override
     public void matmulBackward(Tensor dOut, Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor preAct,
                                Tensor dA, Tensor dB, Tensor dBias) {
-        MatmulShape d = matDims(a, transA, b, transB, dOut);
-        int rows = d.batch() * d.m(), total = rows * d.n();
-        long mn = (long) d.m() * d.n();
-        // A bf16 product rounds dC once for both of its products (not once per product): with a bias
-        // gradient the column sums write that copy from the same read of dC; with an activation and
-        // no bias gradient the activation's backward writes only the copy.
-        boolean bf16 = gemm.precision() == MatmulPrecision.BF16 || a.dtype() == DType.BF16 || b.dtype() == DType.BF16;
-        boolean round = bf16 && dA != null && dB != null;
-        DeviceBuffer dC16 = null;
-        // dC = dOut · act'(preAct) (a temporary, returned to the pool after the queued GEMMs)
-        DeviceBuffer tmp = null;
-        long dC = ptr(dOut);
-        if (act != Activation.NONE) {
-            check(preAct != null, "matmulBackward with activation " + act + " needs preAct");
-            if (round && dBias == null) {
+        hold();
+        try {
+            MatmulShape d = matDims(a, transA, b, transB, dOut);
+            int rows = d.batch() * d.m(), total = rows * d.n();
+            long mn = (long) d.m() * d.n();
+            // A bf16 product rounds dC once for both of its products (not once per product): with a bias
+            // gradient the column sums write that copy from the same read of dC; with an activation and
+            // no bias gradient the activation's backward writes only the copy.
+            boolean bf16 = gemm.precision() == MatmulPrecision.BF16 || a.dtype() == DType.BF16 || b.dtype() == DType.BF16;
+            boolean round = bf16 && dA != null && dB != null;
+            DeviceBuffer dC16 = null;
+            // dC = dOut · act'(preAct) (a temporary, returned to the pool after the queued GEMMs)
+            DeviceBuffer tmp = null;
+            long dC = ptr(dOut);
+            if (act != Activation.NONE) {
+                check(preAct != null, "matmulBackward with activation " + act + " needs preAct");
+                if (round && dBias == null) {
+                    dC16 = allocator.allocate(2L * total);
+                    kernels.launch("p4j_act_backward_bf16").grid(Kernels.quadBlocks(total, THREADS)).block(THREADS)
+                            .ptr(ptr(preAct)).ptr(ptr(dOut)).ptr(dC16.address()).i32(total).i32(act.ordinal()).go();
+                } else {
+                    tmp = allocator.allocate(4L * total);
+                    dC = tmp.address();
+                    kernels.launch("p4j_act_backward").grid(Kernels.quadBlocks(total, THREADS)).block(THREADS)
+                            .ptr(ptr(preAct)).ptr(ptr(dOut)).ptr(dC).i32(total).i32(act.ordinal()).i32(0).go();
+                }
+            }
+            if (dC16 == null && dBias != null && round) {
                 dC16 = allocator.allocate(2L * total);
-                kernels.launch("p4j_act_backward_bf16").grid(Kernels.quadBlocks(total, THREADS)).block(THREADS)
-                        .ptr(ptr(preAct)).ptr(ptr(dOut)).ptr(dC16.address()).i32(total).i32(act.ordinal()).go();
-            } else {
-                tmp = allocator.allocate(4L * total);
-                dC = tmp.address();
-                kernels.launch("p4j_act_backward").grid(Kernels.quadBlocks(total, THREADS)).block(THREADS)
-                        .ptr(ptr(preAct)).ptr(ptr(dOut)).ptr(dC).i32(total).i32(act.ordinal()).i32(0).go();
+                columnSums(dC, rows, d.n(), out(dBias), dC16.address());
+            } else if (dC16 == null) {
+                if (dBias != null) columnSums(dC, rows, d.n(), out(dBias), 0);
+                if (round) dC16 = gemm.toBf16(dC, total);
             }
-        }
-        if (dC16 == null && dBias != null && round) {
-            dC16 = allocator.allocate(2L * total);
-            columnSums(dC, rows, d.n(), ptr(dBias), dC16.address());
-        } else if (dC16 == null) {
-            if (dBias != null) columnSums(dC, rows, d.n(), ptr(dBias), 0);
-            if (round) dC16 = gemm.toBf16(dC, total);
-        }
-        Operand g = dC16 != null ? new Operand(dC16.address(), mn, true) : new Operand(dC, mn, false);
-        Operand oa = Operand.of(ptr(a), d.strideA(), a), ob = Operand.of(ptr(b), d.strideB(), b);
-        long sA = d.strideA(), sB = d.strideB();
-        if (dA != null) {
-            if (!transA) { // dA[M,K] += dC[M,N] · op(B)ᵀ
-                gemm(false, g, !transB, ob, ptr(dA), sA, false, d.m(), d.k(), d.n(), true, d.batch(), 0);
-            } else {       // dA[K,M] += op(B)[K,N] · dCᵀ
-                gemm(transB, ob, true, g, ptr(dA), sA, false, d.k(), d.m(), d.n(), true, d.batch(), 0);
+            Operand g = dC16 != null ? new Operand(dC16.address(), mn, true) : new Operand(dC, mn, false);
+            // op(B) feeds dA's product ([M, K] or [K, M]), op(A) dB's ([K, N] or [N, K])
+            Operand oa = operand(a, d.strideA(), Math.min(d.k(), d.n()) > Gemm.SKINNY), ob = operand(b, d.strideB(), Math.min(d.m(), d.k()) > Gemm.SKINNY);
+            long sA = d.strideA(), sB = d.strideB();
+            if (dA != null) {
+                if (!transA) { // dA[M,K] += dC[M,N] · op(B)ᵀ
+                    gemm(false, g, !transB, ob, out(dA), sA, false, d.m(), d.k(), d.n(), true, d.batch(), 0);
+                } else {       // dA[K,M] += op(B)[K,N] · dCᵀ
+                    gemm(transB, ob, true, g, out(dA), sA, false, d.k(), d.m(), d.n(), true, d.batch(), 0);
+                }
             }
-        }
-        if (dB != null) {
-            if (!transB) { // dB[K,N] += op(A)ᵀ · dC
-                gemm(!transA, oa, false, g, ptr(dB), sB, false, d.k(), d.n(), d.m(), true, d.batch(), 0);
-            } else {       // dB[N,K] += dCᵀ · op(A)
-                gemm(true, g, transA, oa, ptr(dB), sB, false, d.n(), d.k(), d.m(), true, d.batch(), 0);
+            if (dB != null) {
+                if (!transB) { // dB[K,N] += op(A)ᵀ · dC
+                    gemm(!transA, oa, false, g, out(dB), sB, false, d.k(), d.n(), d.m(), true, d.batch(), 0);
+                } else {       // dB[N,K] += dCᵀ · op(A)
+                    gemm(true, g, transA, oa, out(dB), sB, false, d.n(), d.k(), d.m(), true, d.batch(), 0);
+                }
             }
+            if (dC16 != null) allocator.free(dC16);
+            if (tmp != null) allocator.free(tmp); // safe: later work on the stream runs after these GEMMs
+        } finally {
+            release();
         }
-        if (dC16 != null) allocator.free(dC16);
-        if (tmp != null) allocator.free(tmp); // safe: later work on the stream runs after these GEMMs
     }
 
     // ---- normalisation and pointwise ---------------------------------------------------------
@@ -498,30 +615,35 @@ public final class CudaBackend implements Backend {
         boolean warp = out16 ? warpLayerNorm(d, x, gamma, beta) && ptr(out) % 8 == 0 : warpLayerNorm(d, x, gamma, beta, out);
         kernels.launch(warp ? "p4j_layernorm_warp" : "p4j_layernorm").grid(warp ? (rows + LN_WARPS - 1) / LN_WARPS : rows)
                 .block(warp ? LN_WARPS * 32 : rowThreads(d))
-                .ptr(ptr(x)).ptr(ptr(gamma)).ptr(ptr(beta)).ptr(out16 ? 0 : ptr(out)).ptr(ptr(mean)).ptr(ptr(rstd)).i32(rows).i32(d).f32(eps)
-                .ptr(out16 ? ptr(out) : 0).go();
+                .ptr(ptr(x)).ptr(ptr(gamma)).ptr(ptr(beta)).ptr(out16 ? 0 : out(out)).ptr(out(mean)).ptr(out(rstd)).i32(rows).i32(d).f32(eps)
+                .ptr(out16 ? out(out) : 0).go();
     }
 
     @Override
     public void layerNormBackward(Tensor dOut, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dX, Tensor dGamma, Tensor dBeta) {
-        int d = x.shape().last(), rows = x.shape().rows();
-        if (rows == 0) return;
-        if (dX != null) {
-            boolean warp = warpLayerNorm(d, dOut, x, gamma, dX);
-            kernels.launch(warp ? "p4j_layernorm_backward_x_warp" : "p4j_layernorm_backward_x")
-                    .grid(warp ? (rows + LN_WARPS - 1) / LN_WARPS : rows).block(warp ? LN_WARPS * 32 : rowThreads(d))
-                    .ptr(ptr(dOut)).ptr(ptr(x)).ptr(ptr(gamma)).ptr(ptr(mean)).ptr(ptr(rstd)).ptr(ptr(dX)).i32(rows).i32(d).go();
-        }
-        if (dGamma != null || dBeta != null) {
-            int perChunk = rowsPerChunk(rows), chunks = (rows + perChunk - 1) / perChunk;
-            DeviceBuffer pg = allocator.allocate(4L * chunks * d), pb = allocator.allocate(4L * chunks * d);
-            kernels.launch("p4j_layernorm_backward_params_partial").grid(Kernels.blocks(d, THREADS), chunks).block(THREADS)
-                    .ptr(ptr(dOut)).ptr(ptr(x)).ptr(ptr(mean)).ptr(ptr(rstd)).i32(rows).i32(d).i32(perChunk)
-                    .ptr(pg.address()).ptr(pb.address()).go();
-            if (dGamma != null) columnFinish(pg.address(), chunks, d, ptr(dGamma));
-            if (dBeta != null) columnFinish(pb.address(), chunks, d, ptr(dBeta));
-            allocator.free(pg);
-            allocator.free(pb);
+        hold();
+        try {
+            int d = x.shape().last(), rows = x.shape().rows();
+            if (rows == 0) return;
+            if (dX != null) {
+                boolean warp = warpLayerNorm(d, dOut, x, gamma, dX);
+                kernels.launch(warp ? "p4j_layernorm_backward_x_warp" : "p4j_layernorm_backward_x")
+                        .grid(warp ? (rows + LN_WARPS - 1) / LN_WARPS : rows).block(warp ? LN_WARPS * 32 : rowThreads(d))
+                        .ptr(ptr(dOut)).ptr(ptr(x)).ptr(ptr(gamma)).ptr(ptr(mean)).ptr(ptr(rstd)).ptr(out(dX)).i32(rows).i32(d).go();
+            }
+            if (dGamma != null || dBeta != null) {
+                int perChunk = rowsPerChunk(rows), chunks = (rows + perChunk - 1) / perChunk;
+                DeviceBuffer pg = allocator.allocate(4L * chunks * d), pb = allocator.allocate(4L * chunks * d);
+                kernels.launch("p4j_layernorm_backward_params_partial").grid(Kernels.blocks(d, THREADS), chunks).block(THREADS)
+                        .ptr(ptr(dOut)).ptr(ptr(x)).ptr(ptr(mean)).ptr(ptr(rstd)).i32(rows).i32(d).i32(perChunk)
+                        .ptr(pg.address()).ptr(pb.address()).go();
+                if (dGamma != null) columnFinish(pg.address(), chunks, d, out(dGamma));
+                if (dBeta != null) columnFinish(pb.address(), chunks, d, out(dBeta));
+                allocator.free(pg);
+                allocator.free(pb);
+            }
+        } finally {
+            release();
         }
     }
 
@@ -558,7 +680,7 @@ public final class CudaBackend implements Backend {
         if (n == 0) return;
         boolean out16 = out.dtype() == DType.BF16;   // the rebuilt hidden state of an MLP whose output only products read
         kernels.launch("p4j_bias_act").grid(Kernels.quadBlocks(n, THREADS)).block(THREADS)
-                .ptr(ptr(x)).ptr(0).i32(1).ptr(0).ptr(out16 ? 0 : ptr(out)).i32(n).i32(act.ordinal()).ptr(out16 ? ptr(out) : 0).go();
+                .ptr(ptr(x)).ptr(0).i32(1).ptr(0).ptr(out16 ? 0 : out(out)).i32(n).i32(act.ordinal()).ptr(out16 ? out(out) : 0).go();
     }
 
     @Override
@@ -567,7 +689,7 @@ public final class CudaBackend implements Backend {
         int n = x.size();
         if (n == 0) return;
         kernels.launch("p4j_act_backward").grid(Kernels.quadBlocks(n, THREADS)).block(THREADS)
-                .ptr(ptr(x)).ptr(ptr(dOut)).ptr(ptr(dX)).i32(n).i32(act.ordinal()).i32(1).go();
+                .ptr(ptr(x)).ptr(ptr(dOut)).ptr(out(dX)).i32(n).i32(act.ordinal()).i32(1).go();
     }
 
     @Override
@@ -587,11 +709,11 @@ public final class CudaBackend implements Backend {
         int n = a.size(), bLen = b.size();
         if (n == 0) return;
         if (n % 4 == 0 && bLen % 4 == 0 && aligned16(a, b, out)) { // float4 variant
-            kernels.launch(kernel + "4").grid(Kernels.blocks(n / 4, THREADS)).block(THREADS).ptr(ptr(a)).ptr(ptr(b)).ptr(ptr(out))
+            kernels.launch(kernel + "4").grid(Kernels.blocks(n / 4, THREADS)).block(THREADS).ptr(ptr(a)).ptr(ptr(b)).ptr(out(out))
                     .i32(n / 4).i32(bLen / 4).go();
             return;
         }
-        kernels.launch(kernel).grid(Kernels.blocks(n, THREADS)).block(THREADS).ptr(ptr(a)).ptr(ptr(b)).ptr(ptr(out)).i32(n).i32(bLen).go();
+        kernels.launch(kernel).grid(Kernels.blocks(n, THREADS)).block(THREADS).ptr(ptr(a)).ptr(ptr(b)).ptr(out(out)).i32(n).i32(bLen).go();
     }
 
     @Override
@@ -599,7 +721,7 @@ public final class CudaBackend implements Backend {
         sameSize(x, out, "scale");
         int n = x.size();
         if (n == 0) return;
-        kernels.launch("p4j_scale").grid(Kernels.blocks(n, THREADS)).block(THREADS).ptr(ptr(x)).f32(alpha).ptr(ptr(out)).i32(n).go();
+        kernels.launch("p4j_scale").grid(Kernels.blocks(n, THREADS)).block(THREADS).ptr(ptr(x)).f32(alpha).ptr(out(out)).i32(n).go();
     }
 
     @Override
@@ -607,13 +729,14 @@ public final class CudaBackend implements Backend {
         sameSize(x, y, "axpy");
         int n = x.size();
         if (n == 0) return;
-        kernels.launch("p4j_axpy").grid(Kernels.blocks(n, THREADS)).block(THREADS).f32(alpha).ptr(ptr(x)).ptr(ptr(y)).i32(n).go();
+        kernels.launch("p4j_axpy").grid(Kernels.blocks(n, THREADS)).block(THREADS).f32(alpha).ptr(ptr(x)).ptr(out(y)).i32(n).go();
     }
 
     @Override
     public void fill(Tensor x, float v) {
         check(x.dtype() == DType.F32, "fill: " + x.describe() + " is not F32");
-        if (x.size() > 0) Driver.memsetD32Async(ptr(x), Float.floatToRawIntBits(v), x.size(), context.stream());
+        if (x.size() > 0) Driver.memsetD32Async(out(x), Float.floatToRawIntBits(v), x.size(), context.stream());
+        refreshUnlessHeld();
     }
 
     @Override
@@ -634,9 +757,14 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void sumRows(Tensor x, Tensor out) {
-        int n = out.size();
-        check(n > 0 && x.size() % n == 0, "sumRows: " + x.describe() + " is not a whole number of rows of " + n);
-        columnSums(ptr(x), x.size() / n, n, ptr(out), 0);
+        hold();
+        try {
+            int n = out.size();
+            check(n > 0 && x.size() % n == 0, "sumRows: " + x.describe() + " is not a whole number of rows of " + n);
+            columnSums(ptr(x), x.size() / n, n, out(out), 0);
+        } finally {
+            release();
+        }
     }
 
     private static void checkDropP(float p) {
@@ -659,7 +787,7 @@ public final class CudaBackend implements Backend {
             return;
         }
         kernels.launch("p4j_dropout").grid(Kernels.blocks((n + 3L) / 4, THREADS)).block(THREADS)
-                .ptr(ptr(x)).ptr(ptr(out)).i32(n).f32(p).f32(keepScale(p)).i64(seed).i64(stream).i32(0).go();
+                .ptr(ptr(x)).ptr(out(out)).i32(n).f32(p).f32(keepScale(p)).i64(seed).i64(stream).i32(0).go();
     }
 
     @Override
@@ -673,7 +801,7 @@ public final class CudaBackend implements Backend {
             return;
         }
         kernels.launch("p4j_dropout").grid(Kernels.blocks((n + 3L) / 4, THREADS)).block(THREADS)
-                .ptr(ptr(dOut)).ptr(ptr(dX)).i32(n).f32(p).f32(keepScale(p)).i64(seed).i64(stream).i32(1).go();
+                .ptr(ptr(dOut)).ptr(out(dX)).i32(n).f32(p).f32(keepScale(p)).i64(seed).i64(stream).i32(1).go();
     }
 
     @Override
@@ -681,7 +809,7 @@ public final class CudaBackend implements Backend {
         sameSize(x, out, "softmax");
         int rows = x.shape().rows(), n = x.shape().last();
         if (rows == 0 || n == 0) return;
-        kernels.launch("p4j_softmax").grid(rows).block(rowThreads(n)).ptr(ptr(x)).ptr(ptr(out)).i32(rows).i32(n).go();
+        kernels.launch("p4j_softmax").grid(rows).block(rowThreads(n)).ptr(ptr(x)).ptr(out(out)).i32(rows).i32(n).go();
     }
 
     // ---- copies along an axis ----------------------------------------------------------------
@@ -709,7 +837,7 @@ public final class CudaBackend implements Backend {
         long total = (long) g.outer() * g.partRun();
         if (total == 0) return;
         kernels.launch("p4j_axis_copy").grid(Kernels.blocks(total, THREADS)).block(THREADS)
-                .ptr(ptr(src)).ptr(ptr(dst)).i32(g.outer()).i32(g.fullRun()).i32(g.partRun()).i32(g.startOffset())
+                .ptr(ptr(src)).ptr(out(dst)).i32(g.outer()).i32(g.fullRun()).i32(g.partRun()).i32(g.startOffset())
                 .i32(fromFull ? 1 : 0).i32(accumulate ? 1 : 0).go();
     }
 
@@ -721,7 +849,7 @@ public final class CudaBackend implements Backend {
         boolean words = bytes % 4 == 0;   // F32, I32, I64 (two words per element), else byte rows (BOOL, BF16)
         int unitWidth = words ? width * (bytes / 4) : width * bytes;
         kernels.launch("p4j_scatter_rows").grid(n).block(Math.min(THREADS, rowThreads(unitWidth)))
-                .ptr(ptr(src)).ptr(ptr(rows)).ptr(ptr(dst)).i32(n).i32(count).i32(unitWidth).i32(words ? 4 : 1).ptr(status.address()).go();
+                .ptr(ptr(src)).ptr(ptr(rows)).ptr(out(dst)).i32(n).i32(count).i32(unitWidth).i32(words ? 4 : 1).ptr(status.address()).go();
     }
 
     // ---- attention ---------------------------------------------------------------------------
@@ -798,7 +926,7 @@ public final class CudaBackend implements Backend {
                 .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(part.address())
                 .i32(s.heads()).i32(s.nk()).i32(s.dqk()).i32(s.dv()).f32(s.scale()).i32(chunk).go();
         kernels.launch("p4j_attention_decode_combine").grid(bh).block(Math.min(THREADS, rowThreads(s.dv())))
-                .ptr(part.address()).ptr(ptr(out)).ptr(ptr(lse)).i32(s.heads()).i32(s.dv()).i32(splits).go();
+                .ptr(part.address()).ptr(out(out)).ptr(out(lse)).i32(s.heads()).i32(s.dv()).i32(splits).go();
         allocator.free(part); // later work on the stream runs after these kernels
     }
 
@@ -861,83 +989,93 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void attention(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse) {
-        checkAttention(s, q, k, v, keyPad, out, lse);
-        List<DeviceBuffer> temps = new ArrayList<>(3);
-        int bh = s.batch() * s.heads();
-        boolean bf16 = !decodeAttention(s) && bf16Attention(s, q, k, v);
-        if (out.dtype() == DType.BF16 && !(bf16 && ptr(out) % 4 == 0)) {
-            // a bf16 output the kernels cannot store directly: an fp32 one, rounded
-            DeviceBuffer b = allocator.allocate(4L * out.size());
-            temps.add(b);
-            Tensor wide = new Tensor(this, out.shape(), DType.F32, b, 0);
-            attention(s, q, k, v, keyPad, wide, lse);
-            cast(wide, out);
+        hold();
+        try {
+            checkAttention(s, q, k, v, keyPad, out, lse);
+            List<DeviceBuffer> temps = new ArrayList<>(3);
+            int bh = s.batch() * s.heads();
+            boolean bf16 = !decodeAttention(s) && bf16Attention(s, q, k, v);
+            if (out.dtype() == DType.BF16 && !(bf16 && ptr(out) % 4 == 0)) {
+                // a bf16 output the kernels cannot store directly: an fp32 one, rounded
+                DeviceBuffer b = allocator.allocate(4L * out.size());
+                temps.add(b);
+                Tensor wide = new Tensor(this, out.shape(), DType.F32, b, 0);
+                attention(s, q, k, v, keyPad, wide, lse);
+                cast(wide, out);
+                freeAll(temps);
+                return;
+            }
+            if (bf16) {
+                boolean out16 = out.dtype() == DType.BF16;   // stored as bf16 by the kernel (an output only products read)
+                q = asType(q, DType.BF16, temps);
+                k = asType(k, DType.BF16, temps);
+                v = asType(v, DType.BF16, temps);
+                shapeArgs(kernels.launch("p4j_attention_forward_bf16_" + s.dqk() + "_" + s.dv() + "_w" + BF16_WARPS + dropSuffix(s))
+                        .grid((s.nq() + 16 * BF16_WARPS - 1) / (16 * BF16_WARPS), bh).block(BF16_WARPS * 32).sharedBytes(bf16Shared(s))
+                        .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(out16 ? 0 : out(out)).ptr(out(lse)), s)
+                        .ptr(out16 ? out(out) : 0).go();
+                freeAll(temps);
+                return;
+            }
+            q = asType(q, DType.F32, temps);
+            k = asType(k, DType.F32, temps);
+            v = asType(v, DType.F32, temps);
+            if (decodeAttention(s)) {
+                attentionDecode(s, q, k, v, keyPad, out, lse);
+            } else {
+                boolean tc = tensorCoreAttention(s, k, v);
+                Kernels.Launch l = tc
+                        ? kernels.launch("p4j_attention_forward_tc_" + s.dqk() + "_" + s.dv()).grid((s.nq() + TC_ROWS - 1) / TC_ROWS, bh)
+                                .block(TC_WARPS * 32).sharedBytes(tensorCoreShared(s))
+                        : kernels.launch("p4j_attention_forward").grid((s.nq() + ATT_ROWS - 1) / ATT_ROWS, bh).block(ATT_THREADS)
+                                .sharedBytes(forwardShared(s));
+                shapeArgs(l.ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(out(out)).ptr(out(lse)), s).go();
+            }
             freeAll(temps);
-            return;
+        } finally {
+            release();
         }
-        if (bf16) {
-            boolean out16 = out.dtype() == DType.BF16;   // stored as bf16 by the kernel (an output only products read)
-            q = asType(q, DType.BF16, temps);
-            k = asType(k, DType.BF16, temps);
-            v = asType(v, DType.BF16, temps);
-            shapeArgs(kernels.launch("p4j_attention_forward_bf16_" + s.dqk() + "_" + s.dv() + "_w" + BF16_WARPS + dropSuffix(s))
-                    .grid((s.nq() + 16 * BF16_WARPS - 1) / (16 * BF16_WARPS), bh).block(BF16_WARPS * 32).sharedBytes(bf16Shared(s))
-                    .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(out16 ? 0 : ptr(out)).ptr(ptr(lse)), s)
-                    .ptr(out16 ? ptr(out) : 0).go();
-            freeAll(temps);
-            return;
-        }
-        q = asType(q, DType.F32, temps);
-        k = asType(k, DType.F32, temps);
-        v = asType(v, DType.F32, temps);
-        if (decodeAttention(s)) {
-            attentionDecode(s, q, k, v, keyPad, out, lse);
-        } else {
-            boolean tc = tensorCoreAttention(s, k, v);
-            Kernels.Launch l = tc
-                    ? kernels.launch("p4j_attention_forward_tc_" + s.dqk() + "_" + s.dv()).grid((s.nq() + TC_ROWS - 1) / TC_ROWS, bh)
-                            .block(TC_WARPS * 32).sharedBytes(tensorCoreShared(s))
-                    : kernels.launch("p4j_attention_forward").grid((s.nq() + ATT_ROWS - 1) / ATT_ROWS, bh).block(ATT_THREADS)
-                            .sharedBytes(forwardShared(s));
-            shapeArgs(l.ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(out)).ptr(ptr(lse)), s).go();
-        }
-        freeAll(temps);
     }
 
     @Override
     public void attentionBackward(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse,
                                   Tensor dOut, Tensor dQ, Tensor dK, Tensor dV) {
-        checkAttention(s, q, k, v, keyPad, out, lse);
-        check(dOut.size() == s.outSize() && dQ.size() == s.qSize() && dK.size() == s.kSize() && dV.size() == s.vSize(),
-                "attentionBackward: gradient sizes differ from the shape's");
-        int bh = s.batch() * s.heads(), rows = s.lseSize();
-        DeviceBuffer rowDot = allocator.allocate(4L * rows);
-        boolean out16 = out.dtype() == DType.BF16;
-        kernels.launch("p4j_attention_rowdot").grid(Kernels.blocks(32L * rows, THREADS)).block(THREADS)
-                .ptr(ptr(dOut)).ptr(out16 ? 0 : ptr(out)).ptr(rowDot.address()).i32(s.batch()).i32(s.heads()).i32(s.nq()).i32(s.dv())
-                .ptr(out16 ? ptr(out) : 0).go();
-        boolean bf16 = tensorCoreAttention(s, dOut) && bf16Attention(s, q, k, v);
-        // the bf16 kernels read bf16 q, k, v and dOut; the others fp32
-        List<DeviceBuffer> temps = new ArrayList<>(4);
-        DType operands = bf16 ? DType.BF16 : DType.F32;
-        q = asType(q, operands, temps);
-        k = asType(k, operands, temps);
-        v = asType(v, operands, temps);
-        Tensor g = asType(dOut, operands, temps);
-        boolean tc = bf16 || tensorCoreAttention(s, q, k, v, dOut);
-        String suffix = bf16 ? "_bf16_" + s.dqk() + "_" + s.dv() + "_w" + BF16_WARPS + dropSuffix(s) : tc ? "_tc_" + s.dqk() + "_" + s.dv() : "";
-        int warps = bf16 ? BF16_WARPS : TC_WARPS;
-        int rowsPerBlock = tc ? 16 * warps : ATT_ROWS, threads = tc ? warps * 32 : ATT_THREADS;
-        shapeArgs(kernels.launch("p4j_attention_backward_dq" + suffix).grid((s.nq() + rowsPerBlock - 1) / rowsPerBlock, bh)
-                .block(threads).sharedBytes(bf16 ? bf16Shared(s) : tc ? tensorCoreDqShared(s) : backwardShared(s))
-                .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(lse)).ptr(rowDot.address()).ptr(ptr(g))
-                .ptr(ptr(dQ)), s).go();
-        shapeArgs(kernels.launch("p4j_attention_backward_dkdv" + suffix).grid((s.nk() + rowsPerBlock - 1) / rowsPerBlock, bh)
-                .block(threads).sharedBytes(bf16 ? bf16DkdvShared(s) : tc ? tensorCoreDkdvShared(s) : backwardShared(s))
-                .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(lse)).ptr(rowDot.address()).ptr(ptr(g))
-                .ptr(ptr(dK)).ptr(ptr(dV)), s).go();
-        allocator.free(rowDot); // safe: later work on the stream runs after these kernels
-        freeAll(temps);
+        hold();
+        try {
+            checkAttention(s, q, k, v, keyPad, out, lse);
+            check(dOut.size() == s.outSize() && dQ.size() == s.qSize() && dK.size() == s.kSize() && dV.size() == s.vSize(),
+                    "attentionBackward: gradient sizes differ from the shape's");
+            int bh = s.batch() * s.heads(), rows = s.lseSize();
+            DeviceBuffer rowDot = allocator.allocate(4L * rows);
+            boolean out16 = out.dtype() == DType.BF16;
+            kernels.launch("p4j_attention_rowdot").grid(Kernels.blocks(32L * rows, THREADS)).block(THREADS)
+                    .ptr(ptr(dOut)).ptr(out16 ? 0 : ptr(out)).ptr(rowDot.address()).i32(s.batch()).i32(s.heads()).i32(s.nq()).i32(s.dv())
+                    .ptr(out16 ? ptr(out) : 0).go();
+            boolean bf16 = tensorCoreAttention(s, dOut) && bf16Attention(s, q, k, v);
+            // the bf16 kernels read bf16 q, k, v and dOut; the others fp32
+            List<DeviceBuffer> temps = new ArrayList<>(4);
+            DType operands = bf16 ? DType.BF16 : DType.F32;
+            q = asType(q, operands, temps);
+            k = asType(k, operands, temps);
+            v = asType(v, operands, temps);
+            Tensor g = asType(dOut, operands, temps);
+            boolean tc = bf16 || tensorCoreAttention(s, q, k, v, dOut);
+            String suffix = bf16 ? "_bf16_" + s.dqk() + "_" + s.dv() + "_w" + BF16_WARPS + dropSuffix(s) : tc ? "_tc_" + s.dqk() + "_" + s.dv() : "";
+            int warps = bf16 ? BF16_WARPS : TC_WARPS;
+            int rowsPerBlock = tc ? 16 * warps : ATT_ROWS, threads = tc ? warps * 32 : ATT_THREADS;
+            shapeArgs(kernels.launch("p4j_attention_backward_dq" + suffix).grid((s.nq() + rowsPerBlock - 1) / rowsPerBlock, bh)
+                    .block(threads).sharedBytes(bf16 ? bf16Shared(s) : tc ? tensorCoreDqShared(s) : backwardShared(s))
+                    .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(lse)).ptr(rowDot.address()).ptr(ptr(g))
+                    .ptr(out(dQ)), s).go();
+            shapeArgs(kernels.launch("p4j_attention_backward_dkdv" + suffix).grid((s.nk() + rowsPerBlock - 1) / rowsPerBlock, bh)
+                    .block(threads).sharedBytes(bf16 ? bf16DkdvShared(s) : tc ? tensorCoreDkdvShared(s) : backwardShared(s))
+                    .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(lse)).ptr(rowDot.address()).ptr(ptr(g))
+                    .ptr(out(dK)).ptr(out(dV)), s).go();
+            allocator.free(rowDot); // safe: later work on the stream runs after these kernels
+            freeAll(temps);
+        } finally {
+            release();
+        }
     }
 
     // ---- positions, embeddings, losses -------------------------------------------------------
@@ -960,7 +1098,7 @@ public final class CudaBackend implements Backend {
         int n = x.size();
         if (n == 0) return;
         kernels.launch("p4j_rotary").grid(Kernels.blocks(n, THREADS)).block(THREADS)
-                .ptr(ptr(x)).ptr(ptr(positions)).ptr(ptr(invFreq)).ptr(ptr(out))
+                .ptr(ptr(x)).ptr(ptr(positions)).ptr(ptr(invFreq)).ptr(out(out))
                 .i32(x.shape().rows()).i32(heads).i32(headDim).i32(rot).i32(0).go();
     }
 
@@ -970,7 +1108,7 @@ public final class CudaBackend implements Backend {
         int n = dOut.size();
         if (n == 0) return;
         kernels.launch("p4j_rotary").grid(Kernels.blocks(n, THREADS)).block(THREADS)
-                .ptr(ptr(dOut)).ptr(ptr(positions)).ptr(ptr(invFreq)).ptr(ptr(dX))
+                .ptr(ptr(dOut)).ptr(ptr(positions)).ptr(ptr(invFreq)).ptr(out(dX))
                 .i32(dOut.shape().rows()).i32(heads).i32(headDim).i32(rot).i32(1).go();
     }
 
@@ -982,26 +1120,31 @@ public final class CudaBackend implements Backend {
         check(out.size() == (long) n * d, "embedding: out " + out.describe() + " should hold " + n + "×" + d);
         if (n == 0 || d == 0) return;
         kernels.launch("p4j_embedding").grid(n).block(Math.min(THREADS, rowThreads(d)))
-                .ptr(ptr(table)).ptr(ptr(ids)).ptr(ptr(out)).i32(n).i32(vocab).i32(d).ptr(status.address()).go();
+                .ptr(ptr(table)).ptr(ptr(ids)).ptr(out(out)).i32(n).i32(vocab).i32(d).ptr(status.address()).go();
     }
 
     @Override
     public void embeddingBackward(Tensor dOut, Tensor ids, Tensor dTable) {
-        int vocab = dTable.dim(0), d = dTable.dim(1), n = ids.size();
-        if (n == 0 || d == 0) return;
-        // A stable counting sort of the token indices by id, then one ordered gather-sum per (id, column); see kernels.cu.
-        int chunks = (n + EMB_CHUNK - 1) / EMB_CHUNK;
-        long cntWords = (long) chunks * vocab;
-        DeviceBuffer cnt = allocator.allocate(4L * cntWords), base = allocator.allocate(4L * vocab), total = allocator.allocate(4L * vocab),
-                order = allocator.allocate(4L * n);
-        Driver.memsetD32Async(cnt.address(), 0, cntWords, context.stream());
-        kernels.launch("p4j_emb_count").grid(chunks).block(THREADS).ptr(ptr(ids)).i32(n).i32(vocab).ptr(cnt.address()).go();
-        kernels.launch("p4j_emb_offsets").grid(1).block(1024).ptr(cnt.address()).i32(chunks).i32(vocab).ptr(base.address())
-                .ptr(total.address()).go();
-        kernels.launch("p4j_emb_place").grid(chunks).block(32).ptr(ptr(ids)).i32(n).i32(vocab).ptr(cnt.address()).ptr(order.address()).go();
-        kernels.launch("p4j_emb_gather").grid(vocab, Kernels.blocks(d, THREADS)).block(THREADS).ptr(ptr(dOut)).ptr(order.address())
-                .ptr(base.address()).ptr(total.address()).ptr(ptr(dTable)).i32(vocab).i32(d).go();
-        for (DeviceBuffer b : new DeviceBuffer[] {cnt, base, total, order}) allocator.free(b); // later work on the stream runs after these kernels
+        hold();
+        try {
+            int vocab = dTable.dim(0), d = dTable.dim(1), n = ids.size();
+            if (n == 0 || d == 0) return;
+            // A stable counting sort of the token indices by id, then one ordered gather-sum per (id, column); see kernels.cu.
+            int chunks = (n + EMB_CHUNK - 1) / EMB_CHUNK;
+            long cntWords = (long) chunks * vocab;
+            DeviceBuffer cnt = allocator.allocate(4L * cntWords), base = allocator.allocate(4L * vocab), total = allocator.allocate(4L * vocab),
+                    order = allocator.allocate(4L * n);
+            Driver.memsetD32Async(cnt.address(), 0, cntWords, context.stream());
+            kernels.launch("p4j_emb_count").grid(chunks).block(THREADS).ptr(ptr(ids)).i32(n).i32(vocab).ptr(cnt.address()).go();
+            kernels.launch("p4j_emb_offsets").grid(1).block(1024).ptr(cnt.address()).i32(chunks).i32(vocab).ptr(base.address())
+                    .ptr(total.address()).go();
+            kernels.launch("p4j_emb_place").grid(chunks).block(32).ptr(ptr(ids)).i32(n).i32(vocab).ptr(cnt.address()).ptr(order.address()).go();
+            kernels.launch("p4j_emb_gather").grid(vocab, Kernels.blocks(d, THREADS)).block(THREADS).ptr(ptr(dOut)).ptr(order.address())
+                    .ptr(base.address()).ptr(total.address()).ptr(out(dTable)).i32(vocab).i32(d).go();
+            for (DeviceBuffer b : new DeviceBuffer[] {cnt, base, total, order}) allocator.free(b); // later work on the stream runs after these kernels
+        } finally {
+            release();
+        }
     }
 
     @Override
@@ -1013,7 +1156,7 @@ public final class CudaBackend implements Backend {
         DeviceBuffer rowLoss = allocator.allocate(16L * rows);
         kernels.launch("p4j_cross_entropy").grid(rows).block(rowThreads(vocab))
                 .ptr(ptr(logits)).ptr(ptr(targets)).i32(rows).i32(vocab).i32(ignoreIndex).f32(zLoss)
-                .ptr(ptr(lse)).ptr(rowLoss.address()).ptr(status.address()).go();
+                .ptr(out(lse)).ptr(rowLoss.address()).ptr(status.address()).go();
         synchronize();
         double[] r = new double[2 * rows];
         Driver.memcpyDtoH(MemorySegment.ofArray(r), rowLoss.address(), 16L * rows);
@@ -1035,7 +1178,7 @@ public final class CudaBackend implements Backend {
         kernels.launch("p4j_count_targets").grid(1).block(1024).ptr(ptr(targets)).i32(rows).i32(ignoreIndex).ptr(count.address()).go();
         kernels.launch("p4j_cross_entropy_backward").grid(rows).block(rowThreads(vocab))
                 .f32(dLoss).ptr(ptr(logits)).ptr(ptr(targets)).ptr(ptr(lse)).ptr(count.address())
-                .i32(rows).i32(vocab).i32(ignoreIndex).f32(zLoss).ptr(ptr(dLogits)).go();
+                .i32(rows).i32(vocab).i32(ignoreIndex).f32(zLoss).ptr(out(dLogits)).go();
         allocator.free(count);
     }
 
@@ -1055,9 +1198,11 @@ public final class CudaBackend implements Backend {
         float stepSize = (float) (lr / bc1);
         float invSqrtBc2 = (float) (1.0 / Math.sqrt(bc2));
         float decay = (float) (1.0 - (double) lr * weightDecay);
+        DeviceBuffer mirror = buffer(param).mirror;   // the kernel writes the updated bf16 copy too (so param is not out(...))
         kernels.launch("p4j_adamw").grid(Kernels.blocks(n, THREADS)).block(THREADS)
-                .ptr(ptr(param)).ptr(ptr(grad)).ptr(ptr(m)).ptr(ptr(v)).i32(n)
-                .f32(beta1).f32(beta2).f32(1f - beta1).f32(1f - beta2).f32(stepSize).f32(invSqrtBc2).f32(eps).f32(decay).go();
+                .ptr(ptr(param)).ptr(ptr(grad)).ptr(out(m)).ptr(out(v)).i32(n)
+                .f32(beta1).f32(beta2).f32(1f - beta1).f32(1f - beta2).f32(stepSize).f32(invSqrtBc2).f32(eps).f32(decay)
+                .ptr(mirror == null ? 0 : mirror.address() + 2L * param.offset()).go();
     }
 
     // ---- helpers -----------------------------------------------------------------------------

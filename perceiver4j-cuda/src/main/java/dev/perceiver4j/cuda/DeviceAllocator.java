@@ -102,6 +102,11 @@ public final class DeviceAllocator {
      * must drop every reference to it: the object itself goes on the list and is handed out again.
      */
     public synchronized void free(DeviceBuffer b) {
+        if (b.mirror != null) {   // the bf16 copy goes with it (in stream order, like the buffer)
+            DeviceBuffer m = b.mirror;
+            b.mirror = null;
+            free(m);
+        }
         requestedInUse -= b.requested[0];
         b.requested[0] = 0;
         if (held != null) {
@@ -111,6 +116,11 @@ public final class DeviceAllocator {
         }
         free.computeIfAbsent(b.bytes(), k -> new ArrayDeque<>()).push(b);
         cachedBytes += b.bytes();
+    }
+
+    /** Whether a graph is being recorded (buffers allocated now belong to it). */
+    synchronized boolean recording() {
+        return held != null;
     }
 
     /** Starts keeping buffers for a graph recording (see {@link Held}). */

@@ -10,6 +10,12 @@ public final class DeviceBuffer {
     private final long bytes;
     /** Bytes the current holder asked for (≤ bytes); shared with the allocator's Cleaner action, which must not see this object. */
     final long[] requested = new long[1];
+    /**
+     * A bf16 copy of this buffer's fp32 contents that the products read instead of rounding the
+     * buffer on every call (CudaBackend, "bf16 copies of persistent operands"), kept equal to them by
+     * the backend after every write; null when there is none. Freed with this buffer.
+     */
+    DeviceBuffer mirror;
 
     DeviceBuffer(long address, long bytes) {
         this.address = address;

@@ -40,7 +40,8 @@ final class Gemm {
     static final long WORKSPACE_BYTES = 32L << 20;
 
     private record Key(boolean tx, boolean ty, int m, int n, int k, int batch, long sX, long sY, long sC,
-                       boolean bias, boolean accumulate, boolean bf16, boolean out16, int alignX, int alignY, int alignC, int alignBias) {}
+                       boolean bias, boolean accumulate, boolean bf16, boolean out16, boolean bias16, int alignX, int alignY, int alignC,
+                       int alignBias) {}
 
     /** bias16: the plan's bf16 output takes a bf16 bias (cuBLASLt refused an fp32 one), so {@link #run} rounds a copy per call. */
     private record Plan(MemorySegment desc, MemorySegment aLayout, MemorySegment bLayout, MemorySegment cLayout, MemorySegment algo,
@@ -105,7 +106,7 @@ final class Gemm {
     /** {@link #run} with the added C read from {@code cIn} (same layout as c) when {@code accumulate}: c = op(X)·op(Y) (+ bias) + cIn. */
     synchronized void run(boolean tx, long x, boolean xBf16, boolean ty, long y, boolean yBf16, long c, long cIn, int m, int n, int k,
                           boolean accumulate, int batch, long sX, long sY, long sC, long bias) {
-        execute(tx, x, xBf16, ty, y, yBf16, c, false, cIn, m, n, k, accumulate, batch, sX, sY, sC, bias);
+        execute(tx, x, xBf16, ty, y, yBf16, c, false, cIn, m, n, k, accumulate, batch, sX, sY, sC, bias, false);
     }
 
     /**
@@ -115,12 +116,16 @@ final class Gemm {
      * which cuBLASLt cannot write as bf16) goes through an fp32 temporary and one rounding kernel.
      */
     synchronized void runToBf16(boolean tx, long x, boolean xBf16, boolean ty, long y, boolean yBf16, long d16, int m, int n, int k,
-                                int batch, long sX, long sY, long sD, long bias) {
-        execute(tx, x, xBf16, ty, y, yBf16, d16, true, d16, m, n, k, false, batch, sX, sY, sD, bias);
+                                int batch, long sX, long sY, long sD, long bias, boolean bias16) {
+        if (bias16 && !((precision == MatmulPrecision.BF16 || xBf16 || yBf16) && Math.min(m, n) > SKINNY)) {
+            throw new IllegalArgumentException("Gemm: a bf16 bias needs a bf16 product");
+        }
+        execute(tx, x, xBf16, ty, y, yBf16, d16, true, d16, m, n, k, false, batch, sX, sY, sD, bias, bias16);
     }
 
+    /** bias16: the bias is stored as bf16 already (a bf16 result's only). */
     private void execute(boolean tx, long x, boolean xBf16, boolean ty, long y, boolean yBf16, long c, boolean out16, long cIn, int m, int n,
-                         int k, boolean accumulate, int batch, long sX, long sY, long sC, long bias) {
+                         int k, boolean accumulate, int batch, long sX, long sY, long sC, long bias, boolean bias16) {
         if (m == 0 || n == 0) return;
         if (batch > 1 && (sX == 0 || sY == 0 || sC == 0)) throw new IllegalArgumentException("Gemm.run: zero batch stride (loop instead)");
         if (out16 && accumulate) throw new IllegalArgumentException("Gemm: a bf16 result cannot accumulate");
@@ -129,7 +134,7 @@ final class Gemm {
         if (out16 && !bf16) {   // TF32 / fp32 products write fp32 only: into a temporary, then rounded
             long span = (batch > 1 ? (batch - 1) * sC : 0) + (long) m * n;
             DeviceBuffer t = allocator.allocate(4L * span);
-            execute(tx, x, xBf16, ty, y, yBf16, t.address(), false, t.address(), m, n, k, false, batch, sX, sY, sC, bias);
+            execute(tx, x, xBf16, ty, y, yBf16, t.address(), false, t.address(), m, n, k, false, batch, sX, sY, sC, bias, false);
             convertInto(t.address(), c, Math.toIntExact(span), true);
             allocator.free(t);   // safe: later work on the stream runs after the rounding
             return;
@@ -141,22 +146,22 @@ final class Gemm {
         DeviceBuffer by = bf16 != yBf16 ? convert(y, ySpan, bf16) : null;
         long xa = bx != null ? bx.address() : x, ya = by != null ? by.address() : y;
         int ab = bf16 ? 2 : 4; // bytes per A/B element
-        Key key = new Key(tx, ty, m, n, k, batch, sX, sY, sC, bias != 0, accumulate, bf16, out16,
+        Key key = new Key(tx, ty, m, n, k, batch, sX, sY, sC, bias != 0, accumulate, bf16, out16, bias16,
                 alignment(xa, batch > 1 ? sX : 0, ab), alignment(ya, batch > 1 ? sY : 0, ab),
-                alignment(c | cIn, batch > 1 ? sC : 0, out16 ? 2 : 4), bias == 0 ? 0 : alignment(bias, 0, 4));
+                alignment(c | cIn, batch > 1 ? sC : 0, out16 ? 2 : 4), bias == 0 ? 0 : alignment(bias, 0, bias16 ? 2 : 4));
         Plan p = plans.get(key);
         if (p == null) {
             p = plan(key, bias);
             plans.put(key, p);
         }
-        DeviceBuffer bias16 = p.bias16() ? convert(bias, n, true) : null;
-        if (bias != 0) CublasLt.matmulDescSetLong(p.desc(), CublasLt.MATMUL_DESC_BIAS_POINTER, bias16 != null ? bias16.address() : bias);
+        DeviceBuffer rounded = p.bias16() && !bias16 ? convert(bias, n, true) : null;   // an fp32 bias where the plan takes bf16
+        if (bias != 0) CublasLt.matmulDescSetLong(p.desc(), CublasLt.MATMUL_DESC_BIAS_POINTER, rounded != null ? rounded.address() : bias);
         CublasLt.matmul(handle, p.desc(), one, ya, p.aLayout(), xa, p.bLayout(), accumulate ? one : zero, cIn, p.cLayout(), c, p.cLayout(),
                 p.algo(), workspace.address(), WORKSPACE_BYTES, context.stream(), describe(key));
         // safe: later work on the stream runs after the product
         if (bx != null) allocator.free(bx);
         if (by != null) allocator.free(by);
-        if (bias16 != null) allocator.free(bias16);
+        if (rounded != null) allocator.free(rounded);
     }
 
     /** {@code elements} values at {@code address} rounded to bf16 ({@code toBf16}) or widened from bf16 to fp32; the caller frees it. */
@@ -187,10 +192,11 @@ final class Gemm {
     /**
      * The descriptor, layouts and algorithm for one key. A bf16 result with a bias first asks for an
      * fp32 bias (no rounding of the bias, the same sums as an fp32 result rounded afterwards); where
-     * cuBLASLt has no algorithm for that, for a bias of the result's type, rounded per call.
+     * cuBLASLt refuses that (it does on H100 with cuBLASLt 13), for a bias of the result's type,
+     * rounded per call, as PyTorch's bf16 autocast rounds a linear layer's bias.
      */
     private Plan plan(Key key, long bias) {
-        Plan p = key.out16() && key.bias() ? tryPlan(key, bias, true) : null;
+        Plan p = key.out16() && key.bias() && !key.bias16() ? tryPlan(key, bias, true) : null;
         if (p == null) p = tryPlan(key, bias, false);
         if (p == null) throw new CudaException("cuBLASLt found no algorithm for " + describe(key));
         return p;
@@ -218,7 +224,14 @@ final class Gemm {
         MemorySegment pref = CublasLt.preferenceCreate(WORKSPACE_BYTES, key.alignY(), key.alignX(), key.alignC(), key.alignC());
         try {
             MemorySegment result = arena.allocate(CublasLt.HEURISTIC_RESULT_BYTES, 8);
-            if (!CublasLt.algoGetHeuristic(handle, desc, aL, bL, cL, cL, pref, result)) {
+            boolean found;
+            try {
+                found = CublasLt.algoGetHeuristic(handle, desc, aL, bL, cL, cL, pref, result);
+            } catch (CudaException e) {
+                if (!f32BiasFor16) throw e;
+                found = false;   // cuBLASLt 13 on H100 answers CUBLAS_STATUS_INVALID_VALUE for an fp32 bias with a bf16 D
+            }
+            if (!found) {
                 CublasLt.matrixLayoutDestroy(aL);
                 CublasLt.matrixLayoutDestroy(bL);
                 CublasLt.matrixLayoutDestroy(cL);

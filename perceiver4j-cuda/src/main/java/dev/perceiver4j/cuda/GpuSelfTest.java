@@ -96,6 +96,7 @@ public final class GpuSelfTest {
             checks.addAll(OpParity.matmulChecks(bf, ref, seed, BF16_TOLERANCE, "bf16"));
             checks.addAll(OpParity.bf16OperandChecks(bf, ref, seed, BF16_TOLERANCE));
             checks.addAll(OpParity.bf16ProductOutputChecks(bf, seed));
+            checks.addAll(OpParity.bf16CopyChecks(bf, seed));
             checks.addAll(OpParity.bf16AttentionChecks(bf, ref, seed, BF16_ATTENTION));
             checks.addAll(OpParity.bf16InputAttentionChecks(bf, seed));
             checks.addAll(OpParity.bf16OutputAttentionChecks(bf, seed));

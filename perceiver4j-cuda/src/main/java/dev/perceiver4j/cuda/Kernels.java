@@ -127,6 +127,13 @@ public final class Kernels {
         }
     }
 
+    /** Runs after every launch: CudaBackend's refresh of the bf16 copies the launched kernel made stale (null: none). */
+    private volatile Runnable afterLaunch;
+
+    void afterLaunch(Runnable r) {
+        this.afterLaunch = r;
+    }
+
     private static final ThreadLocal<LaunchArgs> LAUNCH_ARGS = ThreadLocal.withInitial(LaunchArgs::allocate);
 
     /** Arguments and shape of one launch. */
@@ -205,6 +212,8 @@ public final class Kernels {
                 else block.values.set(ValueLayout.JAVA_INT, 8L * i, (int) values[i]);
             }
             Driver.launchKernel(f, gridX, gridY, 1, blockX, 1, 1, sharedBytes, context.stream(), block.params, name);
+            Runnable after = afterLaunch;
+            if (after != null) after.run();
         }
     }
 }

@@ -2,6 +2,7 @@ package dev.perceiver4j.cuda;
 
 import dev.perceiver4j.backend.Activation;
 import dev.perceiver4j.backend.AttentionShape;
+import dev.perceiver4j.backend.Recording;
 import dev.perceiver4j.backend.Backend;
 import dev.perceiver4j.tensor.DType;
 import dev.perceiver4j.tensor.Scope;
@@ -167,8 +168,12 @@ public final class OpParity {
      * Products writing bf16 outputs on a bf16-mode backend (rounded in cuBLASLt's epilogue, or for a
      * skinny product from an fp32 temporary) against the same product written as F32 and then cast,
      * on one backend: both sum the same bf16 operands in fp32, perhaps in another order, so the two
-     * roundings differ by at most one bf16 unit ({@link #BF16_OUTPUT}). Cases: the bias fused into
-     * the epilogue, no bias, a batch of products, and a skinny product (5 rows).
+     * roundings differ by one bf16 unit at most; a bias added by a bf16 epilogue is itself rounded to
+     * bf16 first (cuBLASLt takes a bias of the output's type), which moves the sum by at most 2⁻⁹ of
+     * the bias: drawn at a quarter of unit scale (below 1), less than one bf16 unit of any result of
+     * magnitude 1 or more, so the roundings still differ by one unit at most and {@link #BF16_OUTPUT}
+     * (2⁻⁷) bounds the difference. Cases: the bias fused into the epilogue, no bias, a batch of
+     * products, and a skinny product (5 rows).
      */
     public static List<Check> bf16ProductOutputChecks(Backend gpu, long seed) {
         OpParity p = new OpParity(gpu, gpu, seed);
@@ -180,6 +185,57 @@ public final class OpParity {
         return c;
     }
 
+    /**
+     * The bf16 copies a bf16-mode backend keeps of persistent product operands (CudaBackend's mirrors)
+     * follow every write to them: after each of copy, fill, scale, axpy, a cast into the weight, AdamW
+     * and a fill of the bias, a product reading the weight (a view into a larger buffer) and the bias
+     * equals, bit for bit, the same product on a fresh tensor holding their current values, eagerly
+     * and as a replay of a graph recorded before the writes.
+     */
+    public static List<Check> bf16CopyChecks(Backend gpu, long seed) {
+        OpParity p = new OpParity(gpu, gpu, seed);
+        return List.of(new Check("bf16 copies of persistent operands follow copy, fill, scale, axpy, cast, AdamW (eager and in a graph)",
+                0, p::bf16CopyError));
+    }
+
+    private double bf16CopyError() {
+        Shape ws = Shape.of(72, 96), xs = Shape.of(2, 50, 96), os = Shape.of(2, 50, 72);
+        int n = ws.size();
+        Tensor packed = gpu.fromFloats(randn(2 * n, 1), Shape.of(2 * n));
+        Tensor w = new Tensor(gpu, ws, DType.F32, packed.data(), packed.offset() + n);   // the second half, as in packed parameters
+        Tensor x = gpu.fromFloats(randn(xs.size(), 1), xs), bias = gpu.fromFloats(randn(72, 0.25), Shape.of(72));
+        Tensor other = gpu.fromFloats(randn(n, 1), ws), grad = gpu.fromFloats(randn(n, 1), ws);
+        Tensor m = gpu.persistentZeros(ws, DType.F32), v = gpu.persistentZeros(ws, DType.F32);
+        Tensor half = gpu.persistentZeros(ws, DType.BF16);
+        gpu.cast(gpu.fromFloats(randn(n, 1), ws), half);
+        Tensor recorded = gpu.persistentZeros(os, DType.BF16);
+        gpu.matmul(x, false, w, true, bias, Activation.NONE, recorded, null);   // the copies exist before the recording
+        Recording graph = gpu.record(() -> gpu.matmul(x, false, w, true, bias, Activation.NONE, recorded, null));
+        Runnable[] writes = {
+                () -> gpu.copy(other, w), () -> gpu.fill(w, 0.37f), () -> gpu.scale(w, -1.5f, w), () -> gpu.axpy(0.3f, other, w),
+                () -> gpu.cast(half, w), () -> gpu.adamw(w, grad, m, v, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.01f, 1), () -> gpu.fill(bias, 0.11f)};
+        double worst = 0;
+        try {
+            for (Runnable write : writes) {
+                write.run();
+                Tensor freshW = gpu.fromFloats(gpu.toFloatArray(w), ws), freshB = gpu.fromFloats(gpu.toFloatArray(bias), Shape.of(72));
+                Tensor now = gpu.persistentZeros(os, DType.BF16), want = gpu.persistentZeros(os, DType.BF16);
+                gpu.matmul(x, false, w, true, bias, Activation.NONE, now, null);
+                gpu.matmul(x, false, freshW, true, freshB, Activation.NONE, want, null);
+                float[] expected = gpu.toFloatArray(want);
+                worst = Math.max(worst, Arrays.equals(gpu.toFloatArray(now), expected) ? 0 : Math.max(Double.MIN_VALUE, err(gpu.toFloatArray(now), expected)));
+                if (graph != null) {
+                    graph.replay();
+                    float[] replayed = gpu.toFloatArray(recorded);
+                    worst = Math.max(worst, Arrays.equals(replayed, expected) ? 0 : Math.max(Double.MIN_VALUE, err(replayed, expected)));
+                }
+            }
+        } finally {
+            if (graph != null) graph.close();
+        }
+        return worst;
+    }
+
     /** a·bᵀ (+ bias) written as BF16 against the F32 result cast to BF16. */
     private Check roundedProductCheck(int[] aDims, int[] bDims, int[] outDims, boolean withBias) {
         int n = outDims[outDims.length - 1];
@@ -188,7 +244,7 @@ public final class OpParity {
         return new Check(name, BF16_OUTPUT, () -> {
             Tensor a = gpu.fromFloats(randn(Shape.of(aDims).size(), 1), Shape.of(aDims));
             Tensor b = gpu.fromFloats(randn(Shape.of(bDims).size(), 1), Shape.of(bDims));
-            Tensor bias = withBias ? gpu.fromFloats(randn(n, 1), Shape.of(n)) : null;
+            Tensor bias = withBias ? gpu.fromFloats(randn(n, 0.25), Shape.of(n)) : null;
             Tensor out16 = gpu.zeros(Shape.of(outDims), DType.BF16), out32 = gpu.zeros(Shape.of(outDims), DType.F32);
             Tensor rounded = gpu.zeros(Shape.of(outDims), DType.BF16);
             gpu.matmul(a, false, b, true, bias, Activation.NONE, out16, null);
