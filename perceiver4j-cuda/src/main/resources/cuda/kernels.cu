@@ -230,13 +230,44 @@ extern "C" __global__ void p4j_bias_act(const float* c, const float* bias, int c
     }
 }
 
-// g = dOut[i]·act'(x[i]); dX[i] += g (accumulate != 0) or dX[i] = g (written; matmul's dC).
-// x is the pre-activation. x, dOut, dX [n]. 4 per thread.
-extern "C" __global__ void p4j_act_backward(const float* x, const float* dOut, float* dX, int n, int act, int accumulate) {
+/** Four bf16 values (8 bytes at p, 8-byte aligned) widened exactly. */
+__device__ __forceinline__ float4 bf16x4_load(const unsigned short* p) {
+    uint2 u = *(const uint2*) p;
+    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
+                       __uint_as_float(u.y & 0xffff0000u));
+}
+
+__device__ __forceinline__ float bf16_load(const unsigned short* p) {
+    return __uint_as_float((unsigned) *p << 16);
+}
+
+// out[i] = act(x16[i]), or out16[i] = bf16(act(x16[i])) when out16 is not null: the activation of a
+// pre-activation stored as bf16 (an MLP's, whose hidden state only products read). x16, out [n]. 4 per thread.
+extern "C" __global__ void p4j_act_bf16(const unsigned short* x16, float* out, unsigned short* out16, int n, int act) {
     long long i = quad_start();
     if (i >= n) return;
-    if (i + 4 <= n && aligned16p(x) && aligned16p(dOut) && aligned16p(dX)) {
-        float4 v = *(const float4*) (x + i), d = *(const float4*) (dOut + i);
+    if (i + 4 <= n && aligned8p(x16) && (out16 != 0 ? aligned8p(out16) : aligned16p(out))) {
+        float4 v = bf16x4_load(x16 + i);
+        float4 y = make_float4(act_forward(act, v.x), act_forward(act, v.y), act_forward(act, v.z), act_forward(act, v.w));
+        if (out16 != 0) *(uint2*) (out16 + i) = bf16x4_bits(y);
+        else *(float4*) (out + i) = y;
+        return;
+    }
+    for (long long j = i; j < n && j < i + 4; j++) {
+        float y = act_forward(act, bf16_load(x16 + j));
+        if (out16 != 0) out16[j] = f32_to_bf16_bits(y);
+        else out[j] = y;
+    }
+}
+
+// g = dOut[i]·act'(x[i]); dX[i] += g (accumulate != 0) or dX[i] = g (written; matmul's dC).
+// x is the pre-activation, or x16 when that is not null (stored as bf16; x not read). x, dOut, dX [n]. 4 per thread.
+extern "C" __global__ void p4j_act_backward(const float* x, const float* dOut, float* dX, int n, int act, int accumulate,
+                                            const unsigned short* x16) {
+    long long i = quad_start();
+    if (i >= n) return;
+    if (i + 4 <= n && (x16 != 0 ? aligned8p(x16) : aligned16p(x)) && aligned16p(dOut) && aligned16p(dX)) {
+        float4 v = x16 != 0 ? bf16x4_load(x16 + i) : *(const float4*) (x + i), d = *(const float4*) (dOut + i);
         float4 g = make_float4(d.x * act_derivative(act, v.x), d.y * act_derivative(act, v.y),
                                d.z * act_derivative(act, v.z), d.w * act_derivative(act, v.w));
         if (accumulate) {
@@ -247,23 +278,27 @@ extern "C" __global__ void p4j_act_backward(const float* x, const float* dOut, f
         return;
     }
     for (long long j = i; j < n && j < i + 4; j++) {
-        float g = dOut[j] * act_derivative(act, x[j]);
+        float g = dOut[j] * act_derivative(act, x16 != 0 ? bf16_load(x16 + j) : x[j]);
         dX[j] = accumulate ? dX[j] + g : g;
     }
 }
 
 // matmul backward's dC rounded as it is made: dC16[i] = bf16(dOut[i]·act'(x[i])), for a bf16 product
-// with no bias gradient (nothing else reads dC in fp32). x, dOut [n] F32; dC16 [n] BF16. 4 per thread.
-extern "C" __global__ void p4j_act_backward_bf16(const float* x, const float* dOut, unsigned short* dC16, int n, int act) {
+// with no bias gradient (nothing else reads dC in fp32). x, dOut [n] F32 (x16 instead of x when not
+// null: a bf16 pre-activation); dC16 [n] BF16. 4 per thread.
+extern "C" __global__ void p4j_act_backward_bf16(const float* x, const float* dOut, unsigned short* dC16, int n, int act,
+                                                 const unsigned short* x16) {
     long long i = quad_start();
     if (i >= n) return;
-    if (i + 4 <= n && aligned16p(x) && aligned16p(dOut) && aligned8p(dC16)) {
-        float4 v = *(const float4*) (x + i), d = *(const float4*) (dOut + i);
+    if (i + 4 <= n && (x16 != 0 ? aligned8p(x16) : aligned16p(x)) && aligned16p(dOut) && aligned8p(dC16)) {
+        float4 v = x16 != 0 ? bf16x4_load(x16 + i) : *(const float4*) (x + i), d = *(const float4*) (dOut + i);
         *(uint2*) (dC16 + i) = bf16x4_bits(make_float4(d.x * act_derivative(act, v.x), d.y * act_derivative(act, v.y),
                                                        d.z * act_derivative(act, v.z), d.w * act_derivative(act, v.w)));
         return;
     }
-    for (long long j = i; j < n && j < i + 4; j++) dC16[j] = f32_to_bf16_bits(dOut[j] * act_derivative(act, x[j]));
+    for (long long j = i; j < n && j < i + 4; j++) {
+        dC16[j] = f32_to_bf16_bits(dOut[j] * act_derivative(act, x16 != 0 ? bf16_load(x16 + j) : x[j]));
+    }
 }
 
 // ================================================================ elementwise

@@ -27,7 +27,16 @@ final class ArBench {
     private ArBench() {}
 
     /** Mean and minimum milliseconds of {@code reps} timed runs after {@code warmup} untimed ones. */
-    record Timing(double mean, double min) {}
+    record Timing(double mean, double min, double median, double max) {
+        /** The summary of timed repetitions, ms each. */
+        static Timing of(double[] ms) {
+            double[] sorted = ms.clone();
+            Arrays.sort(sorted);
+            int n = sorted.length;
+            double median = n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+            return new Timing(Arrays.stream(ms).average().orElseThrow(), sorted[0], median, sorted[n - 1]);
+        }
+    }
 
     static Timing time(Backend be, int warmup, int reps, Runnable r) {
         double[] ms = new double[reps];
@@ -39,7 +48,7 @@ final class ArBench {
             if (i >= 0) ms[i] = (System.nanoTime() - a) / 1e6;
         }
         if (be instanceof ProfilingBackend p) System.out.print(p.report(reps));
-        return new Timing(Arrays.stream(ms).average().orElseThrow(), Arrays.stream(ms).min().orElseThrow());
+        return Timing.of(ms);
     }
 
     /** Random batches a training-step benchmark cycles through (drawn before timing, as a prefetching loader would have them). */

@@ -188,7 +188,7 @@ final class BenchCommand implements Runnable {
         }
         double gflop = mlmForwardFlops(m.config(), length) * batch / 1e9;
         for (int which = 0; which < 2; which++) {
-            ArBench.Timing t = new ArBench.Timing(Arrays.stream(ms[which]).average().orElseThrow(), Arrays.stream(ms[which]).min().orElseThrow());
+            ArBench.Timing t = ArBench.Timing.of(ms[which]);
             System.out.println((which == 0 ? "A" : "B") + " = " + ab.get(which).name());
             printResult("mlm-forward " + (which == 0 ? "A" : "B"), t, gflop, "pass");
         }
@@ -235,8 +235,9 @@ final class BenchCommand implements Runnable {
 
     /** One result line: mean and min time, bytes/s, GFLOP/s at {@code gflop} per {@code unit}. */
     private void printResult(String workloadName, ArBench.Timing t, double gflop, String unit) {
-        System.out.printf(Locale.ROOT, "%s batch %d x %d bytes: mean %.1f ms, min %.1f ms over %d reps (%.0f bytes/s, %.1f GFLOP/s at %.1f GFLOP per %s)%n",
-                workloadName, batch, length, t.mean(), t.min(), reps, batch * length / (t.mean() / 1e3), gflop / (t.mean() / 1e3), gflop, unit);
+        System.out.printf(Locale.ROOT, "%s batch %d x %d bytes: mean %.1f ms, min %.1f ms over %d reps (%.0f bytes/s, %.1f GFLOP/s at %.1f GFLOP per %s); median %.1f ms, max %.1f ms%n",
+                workloadName, batch, length, t.mean(), t.min(), reps, batch * length / (t.mean() / 1e3), gflop / (t.mean() / 1e3), gflop, unit,
+                t.median(), t.max());
     }
 
     /** Peak RSS, and the device memory report of backends that have one. */

@@ -51,7 +51,8 @@ public final class F {
     /**
      * {@link #matmul} with the output stored as {@code outType}: BF16 for an activation that only
      * products read (an MLP's hidden state on a bf16-product backend), written so by the epilogue
-     * instead of copied later. The pre-activation kept for backward stays F32.
+     * instead of copied later. The pre-activation kept for backward is stored the same way (as
+     * PyTorch's bf16 autocast keeps it): the activation and its derivative read the rounded values.
      */
     public static Tensor matmul(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, DType outType) {
         Backend be = a.backend();
@@ -63,7 +64,7 @@ public final class F {
         dims[dims.length - 1] = n;
         Shape outShape = Shape.of(dims);
         Tensor out = be.empty(outShape, outType);
-        Tensor pre = act == Activation.NONE ? null : be.empty(outShape, DType.F32);
+        Tensor pre = act == Activation.NONE ? null : be.empty(outShape, outType);
         be.matmul(a, transA, b, transB, bias, act, out, pre);
         if (Autograd.needsGrad(a, b, bias)) {
             Tensor x = a;

@@ -476,6 +476,10 @@ public final class CudaBackend implements Backend {
             check(out.dtype() == DType.F32 || out16, "matmul: out " + out.describe() + " must be F32 or BF16");
             int total = d.batch() * d.m() * d.n();
             boolean fuseBias = bias != null && d.batch() == 1;
+            if (act != Activation.NONE && preAct.dtype() == DType.BF16) {
+                matmulBf16PreAct(a, transA, b, transB, bias, act, out, preAct, d, fuseBias);
+                return;
+            }
             boolean direct16 = out16 && act == Activation.NONE && (bias == null || fuseBias);
             DeviceBuffer tmp = out16 && act == Activation.NONE && !direct16 ? allocator.allocate(4L * total) : null;
             long target = act != Activation.NONE ? out(preAct) : tmp != null ? tmp.address() : out(out);
@@ -499,6 +503,33 @@ public final class CudaBackend implements Backend {
     }
 
     /** out = residual + op(a)·op(b) + bias in one cuBLASLt call (the residual as C, beta = 1; the BIAS epilogue when one batch entry). */
+    /**
+     * matmul with an activation whose pre-activation is stored as bf16 (an MLP's hidden state that only
+     * products read, as PyTorch's autocast keeps it): the product writes preAct rounded (its bias added
+     * in the epilogue, from the bias's bf16 mirror where there is one), and the activation reads that.
+     */
+    private void matmulBf16PreAct(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor out, Tensor preAct,
+                                  MatmulShape d, boolean fuseBias) {
+        check(preAct.size() == out.size(), "matmul: preAct " + preAct.describe() + " should match out " + out.describe());
+        int total = d.batch() * d.m() * d.n();
+        boolean tensorCores = Math.min(d.m(), d.n()) > Gemm.SKINNY;
+        Operand oa = operand(a, d.strideA(), tensorCores), ob = operand(b, d.strideB(), tensorCores);
+        if (bias == null || fuseBias) {
+            boolean bias16 = fuseBias && tensorCores && bf16Copy(bias);
+            gemm(transA, oa, transB, ob, out(preAct), (long) d.m() * d.n(), true, d.m(), d.n(), d.k(), false, d.batch(),
+                    !fuseBias ? 0 : bias16 ? buffer(bias).mirror.address() + 2L * bias.offset() : ptr(bias), bias16);
+        } else {   // a batch of products with a bias: fp32 sums, the bias added and the result rounded by the epilogue kernel
+            DeviceBuffer t = allocator.allocate(4L * total);
+            gemm(transA, oa, transB, ob, t.address(), (long) d.m() * d.n(), false, d.m(), d.n(), d.k(), false, d.batch(), 0);
+            kernels.launch("p4j_bias_act").grid(Kernels.quadBlocks(total, THREADS)).block(THREADS)
+                    .ptr(t.address()).ptr(ptr(bias)).i32(d.n()).ptr(0).ptr(0).i32(total).i32(Activation.NONE.ordinal()).ptr(out(preAct)).go();
+            allocator.free(t);   // safe: later work on the stream runs after the epilogue
+        }
+        boolean out16 = out.dtype() == DType.BF16;
+        kernels.launch("p4j_act_bf16").grid(Kernels.quadBlocks(total, THREADS)).block(THREADS)
+                .ptr(ptr(preAct)).ptr(out16 ? 0 : out(out)).ptr(out16 ? out(out) : 0).i32(total).i32(act.ordinal()).go();
+    }
+
     @Override
     public void matmulAdd(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Tensor residual, Tensor out) {
         hold();
@@ -540,15 +571,18 @@ public final class CudaBackend implements Backend {
             long dC = ptr(dOut);
             if (act != Activation.NONE) {
                 check(preAct != null, "matmulBackward with activation " + act + " needs preAct");
+                boolean pre16 = preAct.dtype() == DType.BF16;   // stored so by matmulBf16PreAct
                 if (round && dBias == null) {
                     dC16 = allocator.allocate(2L * total);
                     kernels.launch("p4j_act_backward_bf16").grid(Kernels.quadBlocks(total, THREADS)).block(THREADS)
-                            .ptr(ptr(preAct)).ptr(ptr(dOut)).ptr(dC16.address()).i32(total).i32(act.ordinal()).go();
+                            .ptr(pre16 ? 0 : ptr(preAct)).ptr(ptr(dOut)).ptr(dC16.address()).i32(total).i32(act.ordinal())
+                            .ptr(pre16 ? ptr(preAct) : 0).go();
                 } else {
                     tmp = allocator.allocate(4L * total);
                     dC = tmp.address();
                     kernels.launch("p4j_act_backward").grid(Kernels.quadBlocks(total, THREADS)).block(THREADS)
-                            .ptr(ptr(preAct)).ptr(ptr(dOut)).ptr(dC).i32(total).i32(act.ordinal()).i32(0).go();
+                            .ptr(pre16 ? 0 : ptr(preAct)).ptr(ptr(dOut)).ptr(dC).i32(total).i32(act.ordinal()).i32(0)
+                            .ptr(pre16 ? ptr(preAct) : 0).go();
                 }
             }
             if (dC16 == null && dBias != null && round) {
@@ -679,6 +713,11 @@ public final class CudaBackend implements Backend {
         int n = x.size();
         if (n == 0) return;
         boolean out16 = out.dtype() == DType.BF16;   // the rebuilt hidden state of an MLP whose output only products read
+        if (x.dtype() == DType.BF16) {   // its bf16 pre-activation
+            kernels.launch("p4j_act_bf16").grid(Kernels.quadBlocks(n, THREADS)).block(THREADS)
+                    .ptr(ptr(x)).ptr(out16 ? 0 : out(out)).ptr(out16 ? out(out) : 0).i32(n).i32(act.ordinal()).go();
+            return;
+        }
         kernels.launch("p4j_bias_act").grid(Kernels.quadBlocks(n, THREADS)).block(THREADS)
                 .ptr(ptr(x)).ptr(0).i32(1).ptr(0).ptr(out16 ? 0 : out(out)).i32(n).i32(act.ordinal()).ptr(out16 ? out(out) : 0).go();
     }
@@ -688,8 +727,9 @@ public final class CudaBackend implements Backend {
         sameSize(x, dX, "activationBackward");
         int n = x.size();
         if (n == 0) return;
+        boolean x16 = x.dtype() == DType.BF16;
         kernels.launch("p4j_act_backward").grid(Kernels.quadBlocks(n, THREADS)).block(THREADS)
-                .ptr(ptr(x)).ptr(ptr(dOut)).ptr(out(dX)).i32(n).i32(act.ordinal()).i32(1).go();
+                .ptr(x16 ? 0 : ptr(x)).ptr(ptr(dOut)).ptr(out(dX)).i32(n).i32(act.ordinal()).i32(1).ptr(x16 ? ptr(x) : 0).go();
     }
 
     @Override

@@ -182,7 +182,39 @@ public final class OpParity {
         c.add(p.roundedProductCheck(new int[] {2, 50, 96}, new int[] {72, 96}, new int[] {2, 50, 72}, false));
         c.add(p.roundedProductCheck(new int[] {3, 40, 64}, new int[] {3, 48, 64}, new int[] {3, 40, 48}, false));
         c.add(p.roundedProductCheck(new int[] {5, 64}, new int[] {40, 64}, new int[] {5, 40}, true));
+        c.add(new Check("matmul [2, 50, 96]·[72, 96]ᵀ GELU with a BF16 pre-activation: pre = the F32 product rounded, out = GELU of it, "
+                + "backward = with those values as F32 [bf16 mode]", BF16_OUTPUT, p::bf16PreActivationError));
         return c;
+    }
+
+    /**
+     * The pre-activation stored as bf16 is the F32 product rounded (one bf16 unit at most, as above); the
+     * output is exactly the activation of the stored values, and backward with it exactly the backward
+     * with an F32 pre-activation holding the same values (a mismatch there counts as an error of 1).
+     */
+    private double bf16PreActivationError() {
+        Shape as = Shape.of(2, 50, 96), bs = Shape.of(72, 96), os = Shape.of(2, 50, 72);
+        Tensor a = gpu.fromFloats(randn(as.size(), 1), as), b = gpu.fromFloats(randn(bs.size(), 0.3), bs);
+        Tensor out16 = gpu.zeros(os, DType.BF16), pre16 = gpu.zeros(os, DType.BF16);
+        gpu.matmul(a, false, b, true, null, Activation.GELU, out16, pre16);
+        Tensor product = gpu.zeros(os, DType.F32), rounded = gpu.zeros(os, DType.BF16);
+        gpu.matmul(a, false, b, true, null, Activation.NONE, product, null);
+        gpu.cast(product, rounded);
+        double worst = err(gpu.toFloatArray(pre16), gpu.toFloatArray(rounded));
+        Tensor again = gpu.zeros(os, DType.BF16);
+        gpu.activation(Activation.GELU, pre16, again);
+        boolean exact = Arrays.equals(gpu.toFloatArray(out16), gpu.toFloatArray(again));
+        Tensor pre32 = gpu.zeros(os, DType.F32), dOut = gpu.fromFloats(randn(os.size(), 1), os);
+        gpu.cast(pre16, pre32);
+        Tensor[] dA = {gpu.zeros(as, DType.F32), gpu.zeros(as, DType.F32)}, dB = {gpu.zeros(bs, DType.F32), gpu.zeros(bs, DType.F32)};
+        gpu.matmulBackward(dOut, a, false, b, true, null, Activation.GELU, pre16, dA[0], dB[0], null);
+        gpu.matmulBackward(dOut, a, false, b, true, null, Activation.GELU, pre32, dA[1], dB[1], null);
+        Tensor dX16 = gpu.zeros(os, DType.F32), dX32 = gpu.zeros(os, DType.F32);
+        gpu.activationBackward(Activation.GELU, pre16, dOut, dX16);
+        gpu.activationBackward(Activation.GELU, pre32, dOut, dX32);
+        exact &= Arrays.equals(gpu.toFloatArray(dA[0]), gpu.toFloatArray(dA[1])) && Arrays.equals(gpu.toFloatArray(dB[0]), gpu.toFloatArray(dB[1]))
+                && Arrays.equals(gpu.toFloatArray(dX16), gpu.toFloatArray(dX32));
+        return exact ? worst : Math.max(worst, 1.0);
     }
 
     /**

@@ -71,9 +71,18 @@ public final class CpuBackend extends CpuStorageBackend {
         if (bias != null || act != Activation.NONE) {
             check(act == Activation.NONE || preAct != null, "matmul with activation " + act + " needs a preAct buffer");
             check(bias == null || bias.size() == d.n(), "matmul: bias " + (bias == null ? "" : bias.describe()) + " should have " + d.n() + " elements");
-            FastOps.biasActivation(pool, C, out.offset(), d.batch() * d.m(), d.n(),
-                    bias == null ? null : bias.floats(), bias == null ? 0 : bias.offset(), act,
-                    preAct == null ? null : preAct.floats(), preAct == null ? 0 : preAct.offset());
+            if (preAct != null && preAct.dtype() == DType.BF16) {
+                // a bf16 pre-activation (as the GPU's bf16 mode stores it): rounded, and the activation reads the rounded values
+                FastOps.biasActivation(pool, C, out.offset(), d.batch() * d.m(), d.n(),
+                        bias == null ? null : bias.floats(), bias == null ? 0 : bias.offset(), Activation.NONE, null, 0);
+                cast(out, preAct);
+                cast(preAct, out);
+                FastOps.activation(pool, act, C, out.offset(), C, out.offset(), out.size());
+            } else {
+                FastOps.biasActivation(pool, C, out.offset(), d.batch() * d.m(), d.n(),
+                        bias == null ? null : bias.floats(), bias == null ? 0 : bias.offset(), act,
+                        preAct == null ? null : preAct.floats(), preAct == null ? 0 : preAct.offset());
+            }
         }
         roundInto(out, dst);
     }
@@ -83,6 +92,7 @@ public final class CpuBackend extends CpuStorageBackend {
                                Tensor dA, Tensor dB, Tensor dBias) {
         a = widened(a);
         b = widened(b);
+        preAct = widened(preAct);
         MatmulShape d = MatmulShape.of(a, transA, b, transB, dOut);
         int rows = d.batch() * d.m();
         // dC = dOut · act'(preAct); dBias += Σ_rows dC
@@ -144,6 +154,7 @@ public final class CpuBackend extends CpuStorageBackend {
     @Override
     public void activation(Activation act, Tensor x, Tensor out) {
         sameSize(x, out, "activation");
+        x = widened(x);
         Tensor o = f32Target(out);
         FastOps.activation(pool, act, x.floats(), x.offset(), o.floats(), o.offset(), x.size());
         roundInto(o, out);
@@ -151,6 +162,7 @@ public final class CpuBackend extends CpuStorageBackend {
 
     @Override
     public void activationBackward(Activation act, Tensor x, Tensor dOut, Tensor dX) {
+        x = widened(x);
         FastOps.activationBackward(pool, act, x.floats(), x.offset(), dOut.floats(), dOut.offset(), dX.floats(), dX.offset(), x.size());
     }
 

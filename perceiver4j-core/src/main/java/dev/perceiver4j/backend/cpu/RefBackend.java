@@ -64,6 +64,10 @@ public final class RefBackend extends CpuStorageBackend {
         }
         double[] pre = act == Activation.NONE ? null : new double[C.length];
         RefOps.biasActivation(C, g.batch * g.m, g.n, d(bias), act, pre);
+        if (pre != null && preAct.dtype() == DType.BF16) {   // stored rounded: the activation reads the rounded values
+            put(pre, preAct);
+            RefOps.activation(act, d(preAct), C, C.length);
+        }
         put(C, out);
         if (pre != null) put(pre, preAct);
     }
