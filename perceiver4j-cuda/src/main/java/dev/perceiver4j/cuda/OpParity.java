@@ -255,11 +255,10 @@ public final class OpParity {
                 gpu.matmul(x, false, w, true, bias, Activation.NONE, now, null);
                 gpu.matmul(x, false, freshW, true, freshB, Activation.NONE, want, null);
                 float[] expected = gpu.toFloatArray(want);
-                worst = Math.max(worst, Arrays.equals(gpu.toFloatArray(now), expected) ? 0 : Math.max(Double.MIN_VALUE, err(gpu.toFloatArray(now), expected)));
+                worst = Math.max(worst, bitError(gpu.toFloatArray(now), expected));
                 if (graph != null) {
                     graph.replay();
-                    float[] replayed = gpu.toFloatArray(recorded);
-                    worst = Math.max(worst, Arrays.equals(replayed, expected) ? 0 : Math.max(Double.MIN_VALUE, err(replayed, expected)));
+                    worst = Math.max(worst, bitError(gpu.toFloatArray(recorded), expected));
                 }
             }
         } finally {
@@ -385,12 +384,7 @@ public final class OpParity {
             results[run] = new float[][] {gpu.toFloatArray(out16), gpu.toFloatArray(lse), gpu.toFloatArray(dQ), gpu.toFloatArray(dK),
                     gpu.toFloatArray(dV)};
         }
-        double worst = 0;
-        for (int i = 0; i < results[0].length; i++) {
-            boolean same = Arrays.equals(results[0][i], results[1][i]);
-            worst = Math.max(worst, same ? 0 : Math.max(Double.MIN_VALUE, err(results[1][i], results[0][i])));
-        }
-        return worst;
+        return bitError(results[1], results[0]);
     }
 
     private double bf16InputError(int batch, int heads, int nq, int nk, int dqk, int dv, boolean causal, float drop) {
@@ -414,12 +408,18 @@ public final class OpParity {
             results[run] = new float[][] {gpu.toFloatArray(out), gpu.toFloatArray(lse), gpu.toFloatArray(dQ), gpu.toFloatArray(dK),
                     gpu.toFloatArray(dV)};
         }
+        return bitError(results[1], results[0]);
+    }
+
+    /** 0 when {@code got} equals {@code want} bit for bit; else their error, at least the smallest positive one (even ±0 counts). */
+    private static double bitError(float[] got, float[] want) {
+        return Arrays.equals(got, want) ? 0 : Math.max(Double.MIN_VALUE, err(got, want));
+    }
+
+    /** The largest {@link #bitError} over pairs of arrays. */
+    private static double bitError(float[][] got, float[][] want) {
         double worst = 0;
-        for (int i = 0; i < results[0].length; i++) {
-            // bit for bit: any difference, even ±0, counts (at least the smallest positive error)
-            boolean same = Arrays.equals(results[0][i], results[1][i]);
-            worst = Math.max(worst, same ? 0 : Math.max(Double.MIN_VALUE, err(results[1][i], results[0][i])));
-        }
+        for (int i = 0; i < got.length; i++) worst = Math.max(worst, bitError(got[i], want[i]));
         return worst;
     }
 
