@@ -40,6 +40,10 @@ public final class RecordedMaskedLm implements AutoCloseable {
         this.ids = be.persistentZeros(Shape.of(batch, length), DType.I32);
         this.keyPad = be.persistentZeros(Shape.of(batch, length), DType.BOOL);
         this.logits = be.persistentZeros(Shape.of(batch, c.maxPositionEmbeddings(), c.vocabSize()), DType.F32);
+        // With bf16 products, one pass first: the GPU backend makes the weights' bf16 copies on their first
+        // use outside a recording, so the recording then reads them instead of rounding every weight again
+        // at every replay (the pass only reads the zeroed inputs and writes logits).
+        if (be.matmulOperandType() == DType.BF16) pass();
         this.recording = Recording.recordOrNull(be, this::pass, "masked LM (the inference pass)");
     }
 
