@@ -157,7 +157,7 @@ final class Gemm {
         DeviceBuffer rounded = p.bias16() && !bias16 ? convert(bias, n, true) : null;   // an fp32 bias where the plan takes bf16
         if (bias != 0) CublasLt.matmulDescSetLong(p.desc(), CublasLt.MATMUL_DESC_BIAS_POINTER, rounded != null ? rounded.address() : bias);
         CublasLt.matmul(handle, p.desc(), one, ya, p.aLayout(), xa, p.bLayout(), accumulate ? one : zero, cIn, p.cLayout(), c, p.cLayout(),
-                p.algo(), workspace.address(), WORKSPACE_BYTES, context.stream(), describe(key));
+                p.algo(), workspace.address(), WORKSPACE_BYTES, context.stream(), () -> describe(key));
         // safe: later work on the stream runs after the product
         if (bx != null) allocator.free(bx);
         if (by != null) allocator.free(by);

@@ -5,6 +5,7 @@ import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
 import java.lang.foreign.MemorySegment;
 import java.lang.invoke.MethodHandle;
+import java.util.function.Supplier;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
@@ -258,14 +259,19 @@ public final class CublasLt {
         }
     }
 
-    /** D = alpha·op(A)·op(B) + beta·C (+ epilogue); alpha and beta are host floats (the default pointer mode). */
+    /**
+     * D = alpha·op(A)·op(B) + beta·C (+ epilogue); alpha and beta are host floats (the default pointer mode).
+     * {@code what} describes the product for an error message; it is only called on failure (this runs
+     * once per product, and the description is a string built from the shape).
+     */
     public static void matmul(MemorySegment handle, MemorySegment desc, MemorySegment alpha, long a, MemorySegment aDesc,
                               long b, MemorySegment bDesc, MemorySegment beta, long c, MemorySegment cDesc, long d, MemorySegment dDesc,
-                              MemorySegment algo, long workspace, long workspaceBytes, MemorySegment stream, String what) {
+                              MemorySegment algo, long workspace, long workspaceBytes, MemorySegment stream, Supplier<String> what) {
         try {
-            check((int) cublasLtMatmul.invokeExact(handle, desc, alpha, MemorySegment.ofAddress(a), aDesc, MemorySegment.ofAddress(b), bDesc,
+            int r = (int) cublasLtMatmul.invokeExact(handle, desc, alpha, MemorySegment.ofAddress(a), aDesc, MemorySegment.ofAddress(b), bDesc,
                     beta, MemorySegment.ofAddress(c), cDesc, MemorySegment.ofAddress(d), dDesc, algo,
-                    MemorySegment.ofAddress(workspace), workspaceBytes, stream), "cublasLtMatmul(" + what + ")");
+                    MemorySegment.ofAddress(workspace), workspaceBytes, stream);
+            if (r != 0) check(r, "cublasLtMatmul(" + what.get() + ")");
         } catch (Throwable t) {
             throw CudaException.downcall("cublasLtMatmul", t);
         }
