@@ -351,27 +351,53 @@ extern "C" __global__ void p4j_sum_squares_partial(const float* x, int n, double
     if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
+/**
+ * Whether this block is the last of its column of blocks (blockIdx.x) to have written its partial sums:
+ * each block's partials are made visible (threadfence), then it takes a ticket; the block that takes
+ * the last one resets the counter for the next launch (kernels on one stream run one after another)
+ * and finishes the sums. Every thread of the block must call it.
+ */
+__device__ __forceinline__ bool column_block_last(unsigned* tickets) {
+    __shared__ bool last;
+    __threadfence();
+    if (threadIdx.x == 0) {
+        last = atomicAdd(tickets + blockIdx.x, 1u) == gridDim.y - 1;
+        if (last) tickets[blockIdx.x] = 0;
+    }
+    __syncthreads();
+    return last;
+}
+
+/** Stage 2 for one column j: out[j] += Σ_c partial[c, j], chunks in order (p4j_column_finish's sum). */
+__device__ __forceinline__ void column_finish_one(const float* partial, int chunks, int cols, int j, float* out) {
+    float s = 0.0f;
+    for (int c = 0; c < chunks; c++) s += __ldcg(partial + (long long) c * cols + j);   // written by other blocks: not from L1
+    out[j] += s;
+}
+
 // Column sums in two deterministic stages. Stage 1: partial[chunk, j] = Σ x[r, j] over the
 // rows r of chunk (blockIdx.y), rowsPerChunk rows each. x [rows, cols]; partial [chunks, cols].
 // When x16 is not null it also writes x16 = bf16(x) (a bias gradient and the bf16 operand of the
-// same matmul backward from one read of dC).
+// same matmul backward from one read of dC). When out is not null the last block of each column
+// of blocks also does stage 2 for its columns (column_block_last; tickets [gridDim.x], zero).
 extern "C" __global__ void p4j_column_partial(const float* x, int rows, int cols, int rowsPerChunk, float* partial,
-                                              unsigned short* x16) {
+                                              unsigned short* x16, float* out, unsigned* tickets) {
     int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= cols) return;
+    bool active = j < cols;
     int r0 = blockIdx.y * rowsPerChunk, r1 = imin(rows, r0 + rowsPerChunk);
     float s = 0.0f;
-    if (x16 != 0) {
+    if (active && x16 != 0) {
         for (int r = r0; r < r1; r++) {
             long long at = (long long) r * cols + j;
             float v = x[at];
             s += v;
             x16[at] = f32_to_bf16_bits(v);
         }
-    } else {
+    } else if (active) {
         for (int r = r0; r < r1; r++) s += x[(long long) r * cols + j];
     }
-    partial[(long long) blockIdx.y * cols + j] = s;
+    if (active) partial[(long long) blockIdx.y * cols + j] = s;
+    if (out != 0 && column_block_last(tickets) && active) column_finish_one(partial, gridDim.y, cols, j, out);
 }
 
 // Stage 1, 4 columns per thread (cols a multiple of 4, x and partial 16-byte aligned, x16 8-byte
@@ -380,7 +406,7 @@ extern "C" __global__ void p4j_column_partial(const float* x, int rows, int cols
 // group sums are added in the order g = 0..3, so the result depends on the shape alone. Writes
 // x16 = bf16(x) too when x16 is not null. Same partial layout as p4j_column_partial.
 extern "C" __global__ void p4j_column_partial4(const float* x, int rows, int cols, int rowsPerChunk, float* partial,
-                                               unsigned short* x16) {
+                                               unsigned short* x16, float* out, unsigned* tickets) {
     __shared__ float4 groups[3][64];
     int t = threadIdx.x & 63, g = threadIdx.x >> 6;
     int c = (blockIdx.x * 64 + t) * 4;
@@ -404,6 +430,10 @@ extern "C" __global__ void p4j_column_partial4(const float* x, int rows, int col
             s.x += o.x; s.y += o.y; s.z += o.z; s.w += o.w;
         }
         *(float4*) (partial + (long long) blockIdx.y * cols + c) = s;
+    }
+    if (out != 0 && column_block_last(tickets)) {   // stage 2 for this block's 256 columns, one a thread
+        int j = blockIdx.x * 256 + threadIdx.x;
+        if (j < cols) column_finish_one(partial, gridDim.y, cols, j, out);
     }
 }
 
@@ -565,23 +595,31 @@ extern "C" __global__ void p4j_layernorm_backward_x(const float* dOut, const flo
     }
 }
 
-// dGamma, dBeta stage 1 (finished by p4j_column_finish): per chunk of rows (blockIdx.y),
-// pg[chunk, j] = Σ dOut·xhat, pb[chunk, j] = Σ dOut. pg, pb [chunks, d].
+// dGamma, dBeta stage 1: per chunk of rows (blockIdx.y), pg[chunk, j] = Σ dOut·xhat, pb[chunk, j] = Σ dOut.
+// pg, pb [chunks, d]. The last block of each column of blocks does stage 2 (dGamma[j] += Σ_c pg[c, j],
+// dBeta alike, each where not null; column_block_last; tickets [gridDim.x], zero).
 extern "C" __global__ void p4j_layernorm_backward_params_partial(const float* dOut, const float* x, const float* mean,
                                                                  const float* rstd, int rows, int d, int rowsPerChunk,
-                                                                 float* pg, float* pb) {
+                                                                 float* pg, float* pb, float* dGamma, float* dBeta,
+                                                                 unsigned* tickets) {
     int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= d) return;
-    int r0 = blockIdx.y * rowsPerChunk, r1 = imin(rows, r0 + rowsPerChunk);
-    float sg = 0.0f, sb = 0.0f;
-    for (int r = r0; r < r1; r++) {
-        long long i = (long long) r * d + j;
-        float xhat = (x[i] - mean[r]) * rstd[r];
-        sg += dOut[i] * xhat;
-        sb += dOut[i];
+    bool active = j < d;
+    if (active) {
+        int r0 = blockIdx.y * rowsPerChunk, r1 = imin(rows, r0 + rowsPerChunk);
+        float sg = 0.0f, sb = 0.0f;
+        for (int r = r0; r < r1; r++) {
+            long long i = (long long) r * d + j;
+            float xhat = (x[i] - mean[r]) * rstd[r];
+            sg += dOut[i] * xhat;
+            sb += dOut[i];
+        }
+        pg[(long long) blockIdx.y * d + j] = sg;
+        pb[(long long) blockIdx.y * d + j] = sb;
     }
-    pg[(long long) blockIdx.y * d + j] = sg;
-    pb[(long long) blockIdx.y * d + j] = sb;
+    if (column_block_last(tickets) && active) {
+        if (dGamma != 0) column_finish_one(pg, gridDim.y, d, j, dGamma);
+        if (dBeta != 0) column_finish_one(pb, gridDim.y, d, j, dBeta);
+    }
 }
 
 // ================================================================ softmax

@@ -86,6 +86,13 @@ public final class CudaBackend implements Backend {
     private final Kernels kernels;
     private final Gemm gemm;
     private final DeviceBuffer status; // int[4]: code, position, value, limit
+    /**
+     * Column-sum tickets (unsigned int per block column, zero between launches): the kernels that sum
+     * columns in chunks count their finished blocks here so the last one adds the chunks up
+     * (kernels.cu, column_block_last) instead of a second kernel.
+     */
+    private final DeviceBuffer tickets;
+    private static final int TICKETS = 4096;
 
     /** {@code tf32}: TF32 matrix products, else exact fp32. */
     public CudaBackend(CudaContext context, boolean tf32) {
@@ -99,6 +106,8 @@ public final class CudaBackend implements Backend {
         kernels.afterLaunch(this::refreshUnlessHeld);
         this.gemm = new Gemm(context, allocator, kernels, precision);
         this.status = allocator.allocate(16);
+        this.tickets = allocator.allocate(4L * TICKETS);
+        Driver.memsetD32Async(tickets.address(), 0, TICKETS, context.stream());
         Driver.memsetD32Async(status.address(), 0, 4, context.stream());
     }
 
@@ -668,11 +677,14 @@ public final class CudaBackend implements Backend {
             if (dGamma != null || dBeta != null) {
                 int perChunk = rowsPerChunk(rows), chunks = (rows + perChunk - 1) / perChunk;
                 DeviceBuffer pg = allocator.allocate(4L * chunks * d), pb = allocator.allocate(4L * chunks * d);
-                kernels.launch("p4j_layernorm_backward_params_partial").grid(Kernels.blocks(d, THREADS), chunks).block(THREADS)
+                int gridX = Kernels.blocks(d, THREADS);
+            boolean fused = gridX <= TICKETS;   // the partial kernel's last blocks finish the sums (else two more kernels)
+            kernels.launch("p4j_layernorm_backward_params_partial").grid(gridX, chunks).block(THREADS)
                         .ptr(ptr(dOut)).ptr(ptr(x)).ptr(ptr(mean)).ptr(ptr(rstd)).i32(rows).i32(d).i32(perChunk)
-                        .ptr(pg.address()).ptr(pb.address()).go();
-                if (dGamma != null) columnFinish(pg.address(), chunks, d, out(dGamma));
-                if (dBeta != null) columnFinish(pb.address(), chunks, d, out(dBeta));
+                        .ptr(pg.address()).ptr(pb.address()).ptr(fused && dGamma != null ? out(dGamma) : 0)
+                        .ptr(fused && dBeta != null ? out(dBeta) : 0).ptr(fused ? tickets.address() : 0).go();
+                if (!fused && dGamma != null) columnFinish(pg.address(), chunks, d, out(dGamma));
+                if (!fused && dBeta != null) columnFinish(pb.address(), chunks, d, out(dBeta));
                 allocator.free(pg);
                 allocator.free(pb);
             }
@@ -690,10 +702,12 @@ public final class CudaBackend implements Backend {
         int perChunk = rowsPerChunk(rows), chunks = (rows + perChunk - 1) / perChunk;
         DeviceBuffer partial = allocator.allocate(4L * chunks * cols);
         boolean quads = cols % 4 == 0 && x % 16 == 0 && x16 % 8 == 0 && partial.address() % 16 == 0;
-        kernels.launch(quads ? "p4j_column_partial4" : "p4j_column_partial")
-                .grid(quads ? Kernels.blocks(cols, 4 * 64) : Kernels.blocks(cols, THREADS), chunks).block(quads ? 256 : THREADS)
-                .ptr(x).i32(rows).i32(cols).i32(perChunk).ptr(partial.address()).ptr(x16).go();
-        columnFinish(partial.address(), chunks, cols, out);
+        int gridX = quads ? Kernels.blocks(cols, 4 * 64) : Kernels.blocks(cols, THREADS);
+        boolean fused = gridX <= TICKETS;   // the partial kernel's last blocks finish the sums (else one more kernel)
+        kernels.launch(quads ? "p4j_column_partial4" : "p4j_column_partial").grid(gridX, chunks).block(quads ? 256 : THREADS)
+                .ptr(x).i32(rows).i32(cols).i32(perChunk).ptr(partial.address()).ptr(x16)
+                .ptr(fused ? out : 0).ptr(fused ? tickets.address() : 0).go();
+        if (!fused) columnFinish(partial.address(), chunks, cols, out);
         allocator.free(partial);
     }
 
