@@ -458,11 +458,21 @@ public final class CudaBackend implements Backend {
 
     /**
      * A product operand: t's bf16 mirror for a tensor-core product ({@code tensorCores}: more than
-     * Gemm.SKINNY rows and columns) of a persistent F32 tensor, else t as stored.
+     * Gemm.SKINNY rows and columns) of a persistent F32 tensor starting 16 bytes into its mirror
+     * ({@link #mirrorAligned}), else t as stored.
      */
     private Operand operand(Tensor t, long stride, boolean tensorCores) {
-        if (tensorCores && bf16Copy(t)) return new Operand(buffer(t).mirror.address() + 2L * t.offset(), stride, true);
+        if (tensorCores && mirrorAligned(t) && bf16Copy(t)) return new Operand(buffer(t).mirror.address() + 2L * t.offset(), stride, true);
         return Operand.of(ptr(t), stride, t);
+    }
+
+    /**
+     * Whether t's place in a bf16 mirror is 16-byte aligned (an element offset that is a multiple of 8):
+     * a packed parameter after one of odd size is not, and cuBLASLt's fast kernels want 16 bytes,
+     * so such an operand is rounded into a fresh (aligned) copy per call instead.
+     */
+    private static boolean mirrorAligned(Tensor t) {
+        return t != null && t.offset() % 8 == 0;
     }
 
     /** BF16 in the bf16 matmul mode: F then hands over shared bf16 copies of activations (Backend.matmulOperandType). */
@@ -493,7 +503,7 @@ public final class CudaBackend implements Backend {
             DeviceBuffer tmp = out16 && act == Activation.NONE && !direct16 ? allocator.allocate(4L * total) : null;
             long target = act != Activation.NONE ? out(preAct) : tmp != null ? tmp.address() : out(out);
             boolean tensorCores = Math.min(d.m(), d.n()) > Gemm.SKINNY;
-            boolean bias16 = fuseBias && direct16 && tensorCores && bf16Copy(bias);   // a bf16 result's bias from its bf16 copy
+            boolean bias16 = fuseBias && direct16 && tensorCores && mirrorAligned(bias) && bf16Copy(bias);   // a bf16 result's bias from its bf16 copy
             gemm(transA, operand(a, d.strideA(), tensorCores), transB, operand(b, d.strideB(), tensorCores), target, (long) d.m() * d.n(), direct16,
                     d.m(), d.n(), d.k(), false, d.batch(), !fuseBias ? 0 : bias16 ? buffer(bias).mirror.address() + 2L * bias.offset() : ptr(bias), bias16);
             boolean biasLeft = bias != null && !fuseBias;
@@ -524,7 +534,7 @@ public final class CudaBackend implements Backend {
         boolean tensorCores = Math.min(d.m(), d.n()) > Gemm.SKINNY;
         Operand oa = operand(a, d.strideA(), tensorCores), ob = operand(b, d.strideB(), tensorCores);
         if (bias == null || fuseBias) {
-            boolean bias16 = fuseBias && tensorCores && bf16Copy(bias);
+            boolean bias16 = fuseBias && tensorCores && mirrorAligned(bias) && bf16Copy(bias);
             gemm(transA, oa, transB, ob, out(preAct), (long) d.m() * d.n(), true, d.m(), d.n(), d.k(), false, d.batch(),
                     !fuseBias ? 0 : bias16 ? buffer(bias).mirror.address() + 2L * bias.offset() : ptr(bias), bias16);
         } else {   // a batch of products with a bias: fp32 sums, the bias added and the result rounded by the epilogue kernel
