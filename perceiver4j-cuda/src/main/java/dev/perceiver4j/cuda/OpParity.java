@@ -182,6 +182,8 @@ public final class OpParity {
         c.add(p.roundedProductCheck(new int[] {2, 50, 96}, new int[] {72, 96}, new int[] {2, 50, 72}, false));
         c.add(p.roundedProductCheck(new int[] {3, 40, 64}, new int[] {3, 48, 64}, new int[] {3, 40, 48}, false));
         c.add(p.roundedProductCheck(new int[] {5, 64}, new int[] {40, 64}, new int[] {5, 40}, true));
+        c.add(new Check("matmul [2, 50, 96]·[72, 96]ᵀ +bias → BF16, weight and bias at odd offsets (rounded per call) = the F32 result rounded "
+                + "[bf16 mode]", BF16_OUTPUT, p::oddOffsetProductError));
         c.add(new Check("matmul [2, 50, 96]·[72, 96]ᵀ GELU with a BF16 pre-activation: pre = the F32 product rounded, out = GELU of it, "
                 + "backward = with those values as F32 [bf16 mode]", BF16_OUTPUT, p::bf16PreActivationError));
         return c;
@@ -265,6 +267,23 @@ public final class OpParity {
             if (graph != null) graph.close();
         }
         return worst;
+    }
+
+    /**
+     * As {@link #roundedProductCheck} with the weight and the bias as views 3 elements into larger
+     * persistent buffers (a packed parameter after one of odd size): the backend then rounds them
+     * per call, the bias into a bf16 copy for cuBLASLt's bf16 epilogue, instead of reading mirrors.
+     */
+    private double oddOffsetProductError() {
+        Shape as = Shape.of(2, 50, 96), ws = Shape.of(72, 96), os = Shape.of(2, 50, 72);
+        Tensor a = gpu.fromFloats(randn(as.size(), 1), as);
+        Tensor wBuf = gpu.fromFloats(randn(3 + ws.size(), 1), Shape.of(3 + ws.size())), bBuf = gpu.fromFloats(randn(3 + 72, 0.25), Shape.of(3 + 72));
+        Tensor w = new Tensor(gpu, ws, DType.F32, wBuf.data(), wBuf.offset() + 3), bias = new Tensor(gpu, Shape.of(72), DType.F32, bBuf.data(), bBuf.offset() + 3);
+        Tensor out16 = gpu.zeros(os, DType.BF16), out32 = gpu.zeros(os, DType.F32), rounded = gpu.zeros(os, DType.BF16);
+        gpu.matmul(a, false, w, true, bias, Activation.NONE, out16, null);
+        gpu.matmul(a, false, w, true, bias, Activation.NONE, out32, null);
+        gpu.cast(out32, rounded);
+        return err(gpu.toFloatArray(out16), gpu.toFloatArray(rounded));
     }
 
     /** a·bᵀ (+ bias) written as BF16 against the F32 result cast to BF16. */
