@@ -19,6 +19,22 @@ import static org.assertj.core.api.Assertions.within;
 class ArBenchTest {
     static final CpuPool POOL = CpuPool.create(2);
 
+    /** The bench's summary of timed repetitions: mean, min, median (the middle one, or the mean of the two middle ones) and max. */
+    @Test
+    void timingSummarisesTheRepetitionsWhateverTheirOrder() {
+        ArBench.Timing odd = ArBench.Timing.of(new double[] {5, 1, 4, 2, 3});
+        assertThat(odd.mean()).isEqualTo(3.0);
+        assertThat(odd.min()).isEqualTo(1.0);
+        assertThat(odd.median()).isEqualTo(3.0);
+        assertThat(odd.max()).isEqualTo(5.0);
+        ArBench.Timing even = ArBench.Timing.of(new double[] {10, 2, 30, 4});
+        assertThat(even.median()).isEqualTo(7.0);
+        assertThat(even.mean()).isEqualTo(11.5);
+        double[] ms = {3, 1, 2};
+        ArBench.Timing.of(ms);
+        assertThat(ms).containsExactly(3, 1, 2);   // the caller's array is left in its order
+    }
+
     /** The products' FLOPs equal what the backend is asked to multiply in one training forward, prefix dropout included. */
     @Test
     void productFlopsMatchTheProductsOfATrainingForward() {
