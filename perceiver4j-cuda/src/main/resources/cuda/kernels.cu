@@ -121,6 +121,18 @@ __device__ __forceinline__ uint2 bf16x4_bits(float4 v) {
                       (unsigned int) f32_to_bf16_bits(v.z) | ((unsigned int) f32_to_bf16_bits(v.w) << 16));
 }
 
+// the bf16 value at p widened exactly (f32_to_bf16_bits' inverse on the values it produces)
+__device__ __forceinline__ float bf16_load(const unsigned short* p) {
+    return __uint_as_float((unsigned) *p << 16);
+}
+
+// four bf16 values (8 bytes at p, 8-byte aligned) widened exactly (bf16x4_bits' inverse)
+__device__ __forceinline__ float4 bf16x4_load(const unsigned short* p) {
+    uint2 u = *(const uint2*) p;
+    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
+                       __uint_as_float(u.y & 0xffff0000u));
+}
+
 // first element of thread t's group of four
 __device__ __forceinline__ long long quad_start() {
     return 4LL * ((long long) blockIdx.x * blockDim.x + threadIdx.x);
@@ -140,7 +152,7 @@ extern "C" __global__ void p4j_f32_to_bf16(const float* x, unsigned short* y, in
 // x [n] BF16 -> y [n] F32 (exact)
 extern "C" __global__ void p4j_bf16_to_f32(const unsigned short* x, float* y, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) y[i] = __uint_as_float(((unsigned int) x[i]) << 16);
+    if (i < n) y[i] = bf16_load(x + i);
 }
 
 // x [n] I32 -> y [n] F32
@@ -228,17 +240,6 @@ extern "C" __global__ void p4j_bias_act(const float* c, const float* bias, int c
         if (out16 != 0) out16[j] = f32_to_bf16_bits(y);
         else out[j] = y;
     }
-}
-
-/** Four bf16 values (8 bytes at p, 8-byte aligned) widened exactly. */
-__device__ __forceinline__ float4 bf16x4_load(const unsigned short* p) {
-    uint2 u = *(const uint2*) p;
-    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
-                       __uint_as_float(u.y & 0xffff0000u));
-}
-
-__device__ __forceinline__ float bf16_load(const unsigned short* p) {
-    return __uint_as_float((unsigned) *p << 16);
 }
 
 // out[i] = act(x16[i]), or out16[i] = bf16(act(x16[i])) when out16 is not null: the activation of a
@@ -1267,7 +1268,7 @@ extern "C" __global__ void p4j_attention_rowdot(const float* dOut, const float* 
     long long base = ((long long) b * nq + i) * H * dv + (long long) h * dv;
     float s = 0.0f;
     if (out16 != nullptr) {
-        for (int c = lane; c < dv; c += 32) s += dOut[base + c] * __uint_as_float((unsigned) out16[base + c] << 16);
+        for (int c = lane; c < dv; c += 32) s += dOut[base + c] * bf16_load(out16 + base + c);
     } else {
         for (int c = lane; c < dv; c += 32) s += dOut[base + c] * out[base + c];
     }
@@ -1860,6 +1861,14 @@ __device__ __forceinline__ void att_softmax_tile(float (*s)[4], float (*o)[4], f
     }
 }
 
+/** The lse of rows r0, r1 (−inf for a row that saw no key), from the first lane of each row's quad: the forwards' epilogues' last part. */
+__device__ __forceinline__ void att_store_lse(float* lse, float m0, float m1, float l0, float l1, int bh, int nq, int r0, int r1, int t4) {
+    if (t4 == 0) {
+        if (r0 < nq) lse[(long long) bh * nq + r0] = l0 == 0.0f ? NEG_INF : m0 + logf(l0);
+        if (r1 < nq) lse[(long long) bh * nq + r1] = l1 == 0.0f ? NEG_INF : m1 + logf(l1);
+    }
+}
+
 /** The tensor-core forwards' epilogue: rows r0, r1 of head h of out ([B, nq, vW]) = o / l, and their lse (−inf, out 0 for a row that saw no key). */
 template <int DV>
 __device__ __forceinline__ void att_store_rows(float* out, float* lse, const float (*o)[4], float m0, float m1, float l0, float l1,
@@ -1888,10 +1897,7 @@ __device__ __forceinline__ void att_store_rows(float* out, float* lse, const flo
             }
         }
     }
-    if (t4 == 0) {
-        if (r0 < nq) lse[(long long) bh * nq + r0] = l0 == 0.0f ? NEG_INF : m0 + logf(l0);
-        if (r1 < nq) lse[(long long) bh * nq + r1] = l1 == 0.0f ? NEG_INF : m1 + logf(l1);
-    }
+    att_store_lse(lse, m0, m1, l0, l1, bh, nq, r0, r1, t4);
 }
 
 template <int DQK, int DV>
@@ -2252,10 +2258,7 @@ __device__ __forceinline__ void att_store_rows_bf16(unsigned short* out16, float
         if (r0 < nq) *reinterpret_cast<unsigned*>(o0 + c) = bf16_pair(o[nt][0] * inv0, o[nt][1] * inv0);
         if (r1 < nq) *reinterpret_cast<unsigned*>(o1 + c) = bf16_pair(o[nt][2] * inv1, o[nt][3] * inv1);
     }
-    if (t4 == 0) {
-        if (r0 < nq) lse[(long long) bh * nq + r0] = l0 == 0.0f ? NEG_INF : m0 + logf(l0);
-        if (r1 < nq) lse[(long long) bh * nq + r1] = l1 == 0.0f ? NEG_INF : m1 + logf(l1);
-    }
+    att_store_lse(lse, m0, m1, l0, l1, bh, nq, r0, r1, t4);
 }
 
 template <int DQK, int DV, int W, bool DROP>

@@ -462,7 +462,7 @@ public final class CudaBackend implements Backend {
      * ({@link #mirrorAligned}), else t as stored.
      */
     private Operand operand(Tensor t, long stride, boolean tensorCores) {
-        if (tensorCores && mirrorAligned(t) && bf16Copy(t)) return new Operand(buffer(t).mirror.address() + 2L * t.offset(), stride, true);
+        if (tensorCores && mirrorAligned(t) && bf16Copy(t)) return new Operand(mirrorAddress(t), stride, true);
         return Operand.of(ptr(t), stride, t);
     }
 
@@ -473,6 +473,16 @@ public final class CudaBackend implements Backend {
      */
     private static boolean mirrorAligned(Tensor t) {
         return t != null && t.offset() % 8 == 0;
+    }
+
+    /** Where t's values sit in its buffer's bf16 mirror (which must exist). */
+    private long mirrorAddress(Tensor t) {
+        return buffer(t).mirror.address() + 2L * t.offset();
+    }
+
+    /** The bias argument of a product: 0 unless the product adds it ({@code fused}), then its bf16 mirror when {@code bias16}. */
+    private long biasArgument(Tensor bias, boolean fused, boolean bias16) {
+        return !fused ? 0 : bias16 ? mirrorAddress(bias) : ptr(bias);
     }
 
     /** BF16 in the bf16 matmul mode: F then hands over shared bf16 copies of activations (Backend.matmulOperandType). */
@@ -505,7 +515,7 @@ public final class CudaBackend implements Backend {
             boolean tensorCores = Math.min(d.m(), d.n()) > Gemm.SKINNY;
             boolean bias16 = fuseBias && direct16 && tensorCores && mirrorAligned(bias) && bf16Copy(bias);   // a bf16 result's bias from its bf16 copy
             gemm(transA, operand(a, d.strideA(), tensorCores), transB, operand(b, d.strideB(), tensorCores), target, (long) d.m() * d.n(), direct16,
-                    d.m(), d.n(), d.k(), false, d.batch(), !fuseBias ? 0 : bias16 ? buffer(bias).mirror.address() + 2L * bias.offset() : ptr(bias), bias16);
+                    d.m(), d.n(), d.k(), false, d.batch(), biasArgument(bias, fuseBias, bias16), bias16);
             boolean biasLeft = bias != null && !fuseBias;
             if (biasLeft || act != Activation.NONE || (out16 && !direct16)) {
                 // preAct = target + bias (in place), out = act(preAct): the exact-GELU epilogue (bf16 out: rounded)
@@ -521,7 +531,6 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    /** out = residual + op(a)·op(b) + bias in one cuBLASLt call (the residual as C, beta = 1; the BIAS epilogue when one batch entry). */
     /**
      * matmul with an activation whose pre-activation is stored as bf16 (an MLP's hidden state that only
      * products read, as PyTorch's autocast keeps it): the product writes preAct rounded (its bias added
@@ -536,7 +545,7 @@ public final class CudaBackend implements Backend {
         if (bias == null || fuseBias) {
             boolean bias16 = fuseBias && tensorCores && mirrorAligned(bias) && bf16Copy(bias);
             gemm(transA, oa, transB, ob, out(preAct), (long) d.m() * d.n(), true, d.m(), d.n(), d.k(), false, d.batch(),
-                    !fuseBias ? 0 : bias16 ? buffer(bias).mirror.address() + 2L * bias.offset() : ptr(bias), bias16);
+                    biasArgument(bias, fuseBias, bias16), bias16);
         } else {   // a batch of products with a bias: fp32 sums, the bias added and the result rounded by the epilogue kernel
             DeviceBuffer t = allocator.allocate(4L * total);
             gemm(transA, oa, transB, ob, t.address(), (long) d.m() * d.n(), false, d.m(), d.n(), d.k(), false, d.batch(), 0);
@@ -549,6 +558,7 @@ public final class CudaBackend implements Backend {
                 .ptr(ptr(preAct)).ptr(out16 ? 0 : out(out)).ptr(out16 ? out(out) : 0).i32(total).i32(act.ordinal()).go();
     }
 
+    /** out = residual + op(a)·op(b) + bias in one cuBLASLt call (the residual as C, beta = 1; the BIAS epilogue when one batch entry). */
     @Override
     public void matmulAdd(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Tensor residual, Tensor out) {
         hold();
@@ -1262,11 +1272,11 @@ public final class CudaBackend implements Backend {
         float stepSize = (float) (lr / bc1);
         float invSqrtBc2 = (float) (1.0 / Math.sqrt(bc2));
         float decay = (float) (1.0 - (double) lr * weightDecay);
-        DeviceBuffer mirror = buffer(param).mirror;   // the kernel writes the updated bf16 copy too (so param is not out(...))
+        boolean mirrored = buffer(param).mirror != null;   // the kernel writes the updated bf16 copy too (so param is not out(...))
         kernels.launch("p4j_adamw").grid(Kernels.blocks(n, THREADS)).block(THREADS)
                 .ptr(ptr(param)).ptr(ptr(grad)).ptr(out(m)).ptr(out(v)).i32(n)
                 .f32(beta1).f32(beta2).f32(1f - beta1).f32(1f - beta2).f32(stepSize).f32(invSqrtBc2).f32(eps).f32(decay)
-                .ptr(mirror == null ? 0 : mirror.address() + 2L * param.offset()).go();
+                .ptr(mirrored ? mirrorAddress(param) : 0).go();
     }
 
     // ---- helpers -----------------------------------------------------------------------------

@@ -40,12 +40,9 @@ final class Gemm {
     static final long WORKSPACE_BYTES = 32L << 20;
 
     private record Key(boolean tx, boolean ty, int m, int n, int k, int batch, long sX, long sY, long sC,
-                       boolean bias, boolean accumulate, boolean bf16, boolean out16, boolean bias16, int alignX, int alignY, int alignC,
-                       int alignBias) {}
+                       boolean bias, boolean accumulate, boolean bf16, boolean out16, int alignX, int alignY, int alignC, int alignBias) {}
 
-    /** bias16: the plan's bf16 output takes a bf16 bias (cuBLASLt refused an fp32 one), so {@link #run} rounds a copy per call. */
-    private record Plan(MemorySegment desc, MemorySegment aLayout, MemorySegment bLayout, MemorySegment cLayout, MemorySegment algo,
-                        boolean bias16) {}
+    private record Plan(MemorySegment desc, MemorySegment aLayout, MemorySegment bLayout, MemorySegment cLayout, MemorySegment algo) {}
 
     private final CudaContext context;
     private final MatmulPrecision precision;
@@ -111,16 +108,22 @@ final class Gemm {
 
     /**
      * {@link #run} with the result stored as bf16 at {@code d16} (element strides sD), rounded to
-     * nearest even from the fp32 accumulator plus bias, as an fp32 C rounded afterwards would be.
+     * nearest even from the fp32 accumulator plus bias; a bf16 product adds the bias rounded to bf16
+     * (cuBLASLt takes it in the result's type; {@code bias16}: it is stored so already).
      * A bf16 product writes it from its epilogue; a {@link #SKINNY} one (TF32 on fp32 operands,
      * which cuBLASLt cannot write as bf16) goes through an fp32 temporary and one rounding kernel.
      */
     synchronized void runToBf16(boolean tx, long x, boolean xBf16, boolean ty, long y, boolean yBf16, long d16, int m, int n, int k,
                                 int batch, long sX, long sY, long sD, long bias, boolean bias16) {
-        if (bias16 && !((precision == MatmulPrecision.BF16 || xBf16 || yBf16) && Math.min(m, n) > SKINNY)) {
+        if (bias16 && !bf16Product(xBf16, yBf16, m, n)) {
             throw new IllegalArgumentException("Gemm: a bf16 bias needs a bf16 product");
         }
         execute(tx, x, xBf16, ty, y, yBf16, d16, true, d16, m, n, k, false, batch, sX, sY, sD, bias, bias16);
+    }
+
+    /** Whether a product runs on bf16 tensor cores: the bf16 mode or a bf16 operand, unless it is {@link #SKINNY}. */
+    private boolean bf16Product(boolean xBf16, boolean yBf16, int m, int n) {
+        return (precision == MatmulPrecision.BF16 || xBf16 || yBf16) && Math.min(m, n) > SKINNY;
     }
 
     /** bias16: the bias is stored as bf16 already (a bf16 result's only). */
@@ -130,7 +133,7 @@ final class Gemm {
         if (batch > 1 && (sX == 0 || sY == 0 || sC == 0)) throw new IllegalArgumentException("Gemm.run: zero batch stride (loop instead)");
         if (out16 && accumulate) throw new IllegalArgumentException("Gemm: a bf16 result cannot accumulate");
         context.makeCurrent();
-        boolean bf16 = (precision == MatmulPrecision.BF16 || xBf16 || yBf16) && Math.min(m, n) > SKINNY;
+        boolean bf16 = bf16Product(xBf16, yBf16, m, n);
         if (out16 && !bf16) {   // TF32 / fp32 products write fp32 only: into a temporary, then rounded
             long span = (batch > 1 ? (batch - 1) * sC : 0) + (long) m * n;
             DeviceBuffer t = allocator.allocate(4L * span);
@@ -146,7 +149,7 @@ final class Gemm {
         DeviceBuffer by = bf16 != yBf16 ? convert(y, ySpan, bf16) : null;
         long xa = bx != null ? bx.address() : x, ya = by != null ? by.address() : y;
         int ab = bf16 ? 2 : 4; // bytes per A/B element
-        Key key = new Key(tx, ty, m, n, k, batch, sX, sY, sC, bias != 0, accumulate, bf16, out16, bias16,
+        Key key = new Key(tx, ty, m, n, k, batch, sX, sY, sC, bias != 0, accumulate, bf16, out16,
                 alignment(xa, batch > 1 ? sX : 0, ab), alignment(ya, batch > 1 ? sY : 0, ab),
                 alignment(c | cIn, batch > 1 ? sC : 0, out16 ? 2 : 4), bias == 0 ? 0 : alignment(bias, 0, bias16 ? 2 : 4));
         Plan p = plans.get(key);
@@ -154,7 +157,8 @@ final class Gemm {
             p = plan(key, bias);
             plans.put(key, p);
         }
-        DeviceBuffer rounded = p.bias16() && !bias16 ? convert(bias, n, true) : null;   // an fp32 bias where the plan takes bf16
+        // cuBLASLt takes the bias of a bf16 result as bf16 (its type must be the result's): an fp32 one is rounded per call
+        DeviceBuffer rounded = out16 && bias != 0 && !bias16 ? convert(bias, n, true) : null;
         if (bias != 0) CublasLt.matmulDescSetLong(p.desc(), CublasLt.MATMUL_DESC_BIAS_POINTER, rounded != null ? rounded.address() : bias);
         CublasLt.matmul(handle, p.desc(), one, ya, p.aLayout(), xa, p.bLayout(), accumulate ? one : zero, cIn, p.cLayout(), c, p.cLayout(),
                 p.algo(), workspace.address(), WORKSPACE_BYTES, context.stream(), () -> describe(key));
@@ -189,20 +193,8 @@ final class Gemm {
         return convert(address, elements, false);
     }
 
-    /**
-     * The descriptor, layouts and algorithm for one key. A bf16 result with a bias first asks for an
-     * fp32 bias (no rounding of the bias, the same sums as an fp32 result rounded afterwards); where
-     * cuBLASLt refuses that (it does on H100 with cuBLASLt 13), for a bias of the result's type,
-     * rounded per call, as PyTorch's bf16 autocast rounds a linear layer's bias.
-     */
+    /** The descriptor, layouts and algorithm for one key (a bf16 result's bias is bf16: cuBLASLt wants the result's type). */
     private Plan plan(Key key, long bias) {
-        Plan p = key.out16() && key.bias() && !key.bias16() ? tryPlan(key, bias, true) : null;
-        if (p == null) p = tryPlan(key, bias, false);
-        if (p == null) throw new CudaException("cuBLASLt found no algorithm for " + describe(key));
-        return p;
-    }
-
-    private Plan tryPlan(Key key, long bias, boolean f32BiasFor16) {
         int m = key.m(), n = key.n(), k = key.k();
         // fp32 operands: TF32 tensor cores unless the precision is exact FP32 (the bf16 mode's skinny products too)
         MemorySegment desc = CublasLt.matmulDescCreate(!key.bf16() && precision != MatmulPrecision.FP32 ? CublasLt.CUBLAS_COMPUTE_32F_FAST_TF32
@@ -212,7 +204,6 @@ final class Gemm {
         CublasLt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_TRANSB, key.tx() ? CublasLt.CUBLAS_OP_T : CublasLt.CUBLAS_OP_N);
         CublasLt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_EPILOGUE, key.bias() ? CublasLt.EPILOGUE_BIAS : CublasLt.EPILOGUE_DEFAULT);
         if (key.bias()) CublasLt.matmulDescSetLong(desc, CublasLt.MATMUL_DESC_BIAS_POINTER, bias);
-        if (f32BiasFor16) CublasLt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_BIAS_DATA_TYPE, CublasLt.CUDA_R_32F);
         MemorySegment aL = key.ty() ? CublasLt.matrixLayoutCreate(ab, k, n, k) : CublasLt.matrixLayoutCreate(ab, n, k, n);
         MemorySegment bL = key.tx() ? CublasLt.matrixLayoutCreate(ab, m, k, m) : CublasLt.matrixLayoutCreate(ab, k, m, k);
         MemorySegment cL = CublasLt.matrixLayoutCreate(key.out16() ? CublasLt.CUDA_R_16BF : CublasLt.CUDA_R_32F, n, m, n);
@@ -224,23 +215,12 @@ final class Gemm {
         MemorySegment pref = CublasLt.preferenceCreate(WORKSPACE_BYTES, key.alignY(), key.alignX(), key.alignC(), key.alignC());
         try {
             MemorySegment result = arena.allocate(CublasLt.HEURISTIC_RESULT_BYTES, 8);
-            boolean found;
-            try {
-                found = CublasLt.algoGetHeuristic(handle, desc, aL, bL, cL, cL, pref, result);
-            } catch (CudaException e) {
-                if (!f32BiasFor16) throw e;
-                found = false;   // cuBLASLt 13 on H100 answers CUBLAS_STATUS_INVALID_VALUE for an fp32 bias with a bf16 D
-            }
-            if (!found) {
-                CublasLt.matrixLayoutDestroy(aL);
-                CublasLt.matrixLayoutDestroy(bL);
-                CublasLt.matrixLayoutDestroy(cL);
-                CublasLt.matmulDescDestroy(desc);
-                return null;
+            if (!CublasLt.algoGetHeuristic(handle, desc, aL, bL, cL, cL, pref, result)) {
+                throw new CudaException("cuBLASLt found no algorithm for " + describe(key));
             }
             long ws = result.get(JAVA_LONG, CublasLt.HEURISTIC_WORKSPACE_OFFSET);
             if (ws > WORKSPACE_BYTES) throw new CudaException("cuBLASLt algorithm wants " + ws + " bytes of workspace for " + describe(key));
-            return new Plan(desc, aL, bL, cL, result.asSlice(0, CublasLt.HEURISTIC_ALGO_BYTES), key.out16() && key.bias() && !f32BiasFor16);
+            return new Plan(desc, aL, bL, cL, result.asSlice(0, CublasLt.HEURISTIC_ALGO_BYTES));
         } finally {
             CublasLt.preferenceDestroy(pref);
         }
