@@ -66,21 +66,21 @@ public final class ProfilingBackend implements Backend {
 
     /** FLOPs counted so far by the ops whose key starts with {@code opPrefix} (e.g. "matmul "), since the last reset. */
     public double flops(String opPrefix) {
-        return matching(opPrefix).mapToDouble(e -> e.flops).sum();
+        return matching(k -> k.startsWith(opPrefix)).mapToDouble(e -> e.flops).sum();
     }
 
     /** Calls so far of the ops whose key starts with {@code opPrefix}, since the last reset. */
     public long calls(String opPrefix) {
-        return matching(opPrefix).mapToLong(e -> e.calls).sum();
+        return callsWhere(k -> k.startsWith(opPrefix));
     }
 
-    /** Calls of the ops whose key (as in the report) satisfies {@code key}. */
+    /** Calls so far of the ops whose key (as in the report) satisfies {@code key}, since the last reset. */
     public long callsWhere(java.util.function.Predicate<String> key) {
-        return entries.entrySet().stream().filter(e -> key.test(e.getKey())).mapToLong(e -> e.getValue().calls).sum();
+        return matching(key).mapToLong(e -> e.calls).sum();
     }
 
-    private java.util.stream.Stream<Entry> matching(String opPrefix) {
-        return entries.entrySet().stream().filter(e -> e.getKey().startsWith(opPrefix)).map(Map.Entry::getValue);
+    private java.util.stream.Stream<Entry> matching(java.util.function.Predicate<String> key) {
+        return entries.entrySet().stream().filter(e -> key.test(e.getKey())).map(Map.Entry::getValue);
     }
 
     private void time(String key, double flops, Runnable op) {

@@ -71,17 +71,15 @@ public final class CpuBackend extends CpuStorageBackend {
         if (bias != null || act != Activation.NONE) {
             check(act == Activation.NONE || preAct != null, "matmul with activation " + act + " needs a preAct buffer");
             check(bias == null || bias.size() == d.n(), "matmul: bias " + (bias == null ? "" : bias.describe()) + " should have " + d.n() + " elements");
-            if (preAct != null && preAct.dtype() == DType.BF16) {
-                // a bf16 pre-activation (as the GPU's bf16 mode stores it): rounded, and the activation reads the rounded values
-                FastOps.biasActivation(pool, C, out.offset(), d.batch() * d.m(), d.n(),
-                        bias == null ? null : bias.floats(), bias == null ? 0 : bias.offset(), Activation.NONE, null, 0);
+            // a bf16 pre-activation (as the GPU's bf16 mode stores it): the bias added, rounded, and the activation of the rounded values
+            boolean pre16 = preAct != null && preAct.dtype() == DType.BF16;
+            FastOps.biasActivation(pool, C, out.offset(), d.batch() * d.m(), d.n(),
+                    bias == null ? null : bias.floats(), bias == null ? 0 : bias.offset(), pre16 ? Activation.NONE : act,
+                    preAct == null || pre16 ? null : preAct.floats(), preAct == null || pre16 ? 0 : preAct.offset());
+            if (pre16) {
                 cast(out, preAct);
                 cast(preAct, out);
                 FastOps.activation(pool, act, C, out.offset(), C, out.offset(), out.size());
-            } else {
-                FastOps.biasActivation(pool, C, out.offset(), d.batch() * d.m(), d.n(),
-                        bias == null ? null : bias.floats(), bias == null ? 0 : bias.offset(), act,
-                        preAct == null ? null : preAct.floats(), preAct == null ? 0 : preAct.offset());
             }
         }
         roundInto(out, dst);
