@@ -340,7 +340,7 @@ extern "C" __global__ void p4j_axpy(float alpha, const float* x, float* y, int n
     if (i < n) y[i] += alpha * x[i];
 }
 
-// partial[blockIdx.x] = Σ x[i]² (double) over a grid-stride slice; the host adds the partials in order.
+// partial[blockIdx.x] = Σ x[i]² (double) over a grid-stride slice; p4j_sum_sqrt_finish adds the partials.
 extern "C" __global__ void p4j_sum_squares_partial(const float* x, int n, double* partial) {
     __shared__ double sh[32];
     double s = 0.0;
@@ -350,6 +350,24 @@ extern "C" __global__ void p4j_sum_squares_partial(const float* x, int n, double
     }
     s = block_sum_d(s, sh);
     if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+// out[0] = sqrt(Σ partial[i]) (one block; the same fixed order at every launch of the same n).
+extern "C" __global__ void p4j_sum_sqrt_finish(const double* partial, int n, float* out) {
+    __shared__ double sh[32];
+    double s = 0.0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) s += partial[i];
+    s = block_sum_d(s, sh);
+    if (threadIdx.x == 0) out[0] = (float) sqrt(s);
+}
+
+// x *= maxNorm / (norm[0] + 1e-6) when norm[0] > maxNorm (not for a NaN norm); every thread returns
+// at once otherwise. Grid-stride over x [n].
+extern "C" __global__ void p4j_clip_by_norm(float* x, const float* norm, float maxNorm, int n) {
+    const float nrm = norm[0];
+    if (!(nrm > maxNorm)) return;
+    const float s = (float) ((double) maxNorm / ((double) nrm + 1e-6));
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) x[i] *= s;
 }
 
 /**
@@ -401,41 +419,72 @@ extern "C" __global__ void p4j_column_partial(const float* x, int rows, int cols
     if (out != 0 && column_block_last(tickets) && active) column_finish_one(partial, gridDim.y, cols, j, out);
 }
 
-// Stage 1, 4 columns per thread (cols a multiple of 4, x and partial 16-byte aligned, x16 8-byte
-// aligned): a block of 256 threads is 4 row groups x 64 column threads over 256 columns
-// (blockIdx.x) and the rows of chunk blockIdx.y; row group g sums rows r0+g, r0+g+4, ... and the four
-// group sums are added in the order g = 0..3, so the result depends on the shape alone. Writes
-// x16 = bf16(x) too when x16 is not null. Same partial layout as p4j_column_partial.
+// The 4-column sum layout: a block of 256 threads is COL_GROUPS row groups (threadIdx.x / 16) ×
+// COL_QUADS column threads (threadIdx.x % 16) of 4 adjacent columns each, so 64 columns per block
+// (blockIdx.x). Row group g takes rows g, g + 16, ... of the block's rows; the group sums are added in
+// the order g = 0..15, so every result depends on the shape alone (deterministic).
+#define COL_GROUPS 16
+#define COL_QUADS 16
+
+__device__ __forceinline__ void f4_add(float4& a, float4 b) {
+    a.x += b.x; a.y += b.y; a.z += b.z; a.w += b.w;
+}
+
+// Σ over the row groups of s, in group order; the total is valid in group 0's threads. Every thread
+// of the block must call it (sh is reusable when it returns).
+__device__ __forceinline__ float4 col_groups_sum(float4 s, float4 (*sh)[COL_QUADS]) {
+    const int q = threadIdx.x % COL_QUADS, g = threadIdx.x / COL_QUADS;
+    sh[g][q] = s;
+    __syncthreads();
+    float4 t = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (g == 0) {
+        for (int k = 0; k < COL_GROUPS; k++) f4_add(t, sh[k][q]);
+    }
+    __syncthreads();
+    return t;
+}
+
+// Stage 2 for the block's 64 columns: out[c] += Σ_k partial[k, c] over the chunks k; row group g adds
+// chunks g, g + 16, ... in order, then the groups are added in order (col_groups_sum). partial
+// [chunks, cols], 16-byte aligned rows (cols a multiple of 4); out needs no alignment. Every thread
+// of the block must call it.
+__device__ __forceinline__ void col_quads_finish(const float* partial, int chunks, int cols, float* out, float4 (*sh)[COL_QUADS]) {
+    const int q = threadIdx.x % COL_QUADS, g = threadIdx.x / COL_QUADS;
+    const int c = (blockIdx.x * COL_QUADS + q) * 4;
+    float4 s = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (c < cols) {
+        for (int k = g; k < chunks; k += COL_GROUPS) f4_add(s, __ldcg((const float4*) (partial + (long long) k * cols + c)));
+    }
+    const float4 t = col_groups_sum(s, sh);
+    if (g == 0 && c < cols) {
+        out[c] += t.x; out[c + 1] += t.y; out[c + 2] += t.z; out[c + 3] += t.w;
+    }
+}
+
+// Stage 1 with 4 columns per thread in the layout above (cols a multiple of 4, x and partial 16-byte
+// aligned, x16 8-byte aligned): partial[chunk, c] = Σ x[r, c] over the rows of chunk blockIdx.y.
+// Writes x16 = bf16(x) too when x16 is not null; the last block of each column of blocks adds the
+// chunks when out is not null (column_block_last). Same partial layout as p4j_column_partial.
 extern "C" __global__ void p4j_column_partial4(const float* x, int rows, int cols, int rowsPerChunk, float* partial,
                                                unsigned short* x16, float* out, unsigned* tickets) {
-    __shared__ float4 groups[3][64];
-    int t = threadIdx.x & 63, g = threadIdx.x >> 6;
-    int c = (blockIdx.x * 64 + t) * 4;
-    bool active = c < cols;
-    int r0 = blockIdx.y * rowsPerChunk, r1 = imin(rows, r0 + rowsPerChunk);
+    __shared__ float4 sh[COL_GROUPS][COL_QUADS];
+    const int q = threadIdx.x % COL_QUADS, g = threadIdx.x / COL_QUADS;
+    const int c = (blockIdx.x * COL_QUADS + q) * 4;
+    const bool active = c < cols;
+    const int r0 = blockIdx.y * rowsPerChunk, r1 = imin(rows, r0 + rowsPerChunk);
     float4 s = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (active) {
 #pragma unroll 4
-        for (int r = r0 + g; r < r1; r += 4) {
-            long long at = (long long) r * cols + c;
-            float4 v = *(const float4*) (x + at);
-            s.x += v.x; s.y += v.y; s.z += v.z; s.w += v.w;
+        for (int r = r0 + g; r < r1; r += COL_GROUPS) {
+            const long long at = (long long) r * cols + c;
+            const float4 v = *(const float4*) (x + at);
+            f4_add(s, v);
             if (x16 != 0) *(uint2*) (x16 + at) = bf16x4_bits(v);
         }
     }
-    if (g > 0) groups[g - 1][t] = s;
-    __syncthreads();
-    if (g == 0 && active) {
-        for (int k = 0; k < 3; k++) {
-            float4 o = groups[k][t];
-            s.x += o.x; s.y += o.y; s.z += o.z; s.w += o.w;
-        }
-        *(float4*) (partial + (long long) blockIdx.y * cols + c) = s;
-    }
-    if (out != 0 && column_block_last(tickets)) {   // stage 2 for this block's 256 columns, one a thread
-        int j = blockIdx.x * 256 + threadIdx.x;
-        if (j < cols) column_finish_one(partial, gridDim.y, cols, j, out);
-    }
+    const float4 t = col_groups_sum(s, sh);
+    if (g == 0 && active) *(float4*) (partial + (long long) blockIdx.y * cols + c) = t;
+    if (out != 0 && column_block_last(tickets)) col_quads_finish(partial, gridDim.y, cols, out, sh);
 }
 
 // Stage 2: out[j] += Σ_c partial[c, j], chunks in order.
@@ -623,6 +672,44 @@ extern "C" __global__ void p4j_layernorm_backward_params_partial(const float* dO
     }
 }
 
+// p4j_layernorm_backward_params_partial with 4 columns per thread in the 4-column sum layout (d a
+// multiple of 4, dOut, x, pg and pb 16-byte aligned): the same per-element terms, summed in that
+// layout's order.
+extern "C" __global__ void p4j_layernorm_backward_params_partial4(const float* dOut, const float* x, const float* mean,
+                                                                  const float* rstd, int rows, int d, int rowsPerChunk,
+                                                                  float* pg, float* pb, float* dGamma, float* dBeta,
+                                                                  unsigned* tickets) {
+    __shared__ float4 sh[COL_GROUPS][COL_QUADS];
+    const int q = threadIdx.x % COL_QUADS, g = threadIdx.x / COL_QUADS;
+    const int c = (blockIdx.x * COL_QUADS + q) * 4;
+    const bool active = c < d;
+    const int r0 = blockIdx.y * rowsPerChunk, r1 = imin(rows, r0 + rowsPerChunk);
+    float4 sg = make_float4(0.0f, 0.0f, 0.0f, 0.0f), sb = sg;
+    if (active) {
+#pragma unroll 4
+        for (int r = r0 + g; r < r1; r += COL_GROUPS) {
+            const long long i = (long long) r * d + c;
+            const float4 xv = *(const float4*) (x + i), dv = *(const float4*) (dOut + i);
+            const float mu = mean[r], rs = rstd[r];
+            sg.x += dv.x * ((xv.x - mu) * rs);
+            sg.y += dv.y * ((xv.y - mu) * rs);
+            sg.z += dv.z * ((xv.z - mu) * rs);
+            sg.w += dv.w * ((xv.w - mu) * rs);
+            f4_add(sb, dv);
+        }
+    }
+    const float4 tg = col_groups_sum(sg, sh);
+    const float4 tb = col_groups_sum(sb, sh);
+    if (g == 0 && active) {
+        *(float4*) (pg + (long long) blockIdx.y * d + c) = tg;
+        *(float4*) (pb + (long long) blockIdx.y * d + c) = tb;
+    }
+    if (column_block_last(tickets)) {
+        if (dGamma != 0) col_quads_finish(pg, gridDim.y, d, dGamma, sh);
+        if (dBeta != 0) col_quads_finish(pb, gridDim.y, d, dBeta, sh);
+    }
+}
+
 // ================================================================ softmax
 
 // One block per row: out[r] = softmax(x[r]) over the last dim; x, out [rows, n]; out may be x.
@@ -778,7 +865,7 @@ extern "C" __global__ void p4j_emb_gather(const float* dOut, const int* order, c
 
 // One block per row: lse[r] = log Σ_j exp(logits[r, j]) (written for every row);
 // rowLoss[2r] = lse − logits[r, t] + zLoss·lse² and rowLoss[2r+1] = 1 for rows whose target t is
-// not ignoreIndex, else 0 and 0. The host adds the rows in order (double) and divides by the count.
+// not ignoreIndex, else 0 and 0. p4j_cross_entropy_mean adds the rows (double) and divides by the count.
 // logits [rows, vocab]; targets [rows]; lse [rows]; rowLoss [2·rows] (double).
 extern "C" __global__ void p4j_cross_entropy(const float* logits, const int* targets, int rows, int vocab, int ignoreIndex,
                                              float zLoss, float* lse, double* rowLoss, int* status) {
@@ -809,6 +896,20 @@ extern "C" __global__ void p4j_cross_entropy(const float* logits, const int* tar
     }
 }
 
+// loss[0] = Σ rowLoss[2r] / Σ rowLoss[2r+1] over the rows of p4j_cross_entropy, 0 when no row counts
+// (one block; the same fixed order at every launch of the same rows).
+extern "C" __global__ void p4j_cross_entropy_mean(const double* rowLoss, int rows, float* loss) {
+    __shared__ double sh[32];
+    double s = 0.0, c = 0.0;
+    for (int r = threadIdx.x; r < rows; r += blockDim.x) {
+        s += rowLoss[2 * r];
+        c += rowLoss[2 * r + 1];
+    }
+    s = block_sum_d(s, sh);
+    c = block_sum_d(c, sh);
+    if (threadIdx.x == 0) loss[0] = c == 0.0 ? 0.0f : (float) (s / c);
+}
+
 // count[0] = number of rows whose target is not ignoreIndex (one block).
 extern "C" __global__ void p4j_count_targets(const int* targets, int rows, int ignoreIndex, int* count) {
     __shared__ double sh[32];
@@ -818,16 +919,16 @@ extern "C" __global__ void p4j_count_targets(const int* targets, int rows, int i
     if (threadIdx.x == 0) count[0] = (int) c;
 }
 
-// One block per row: dLogits[r, j] += dLoss/count·(softmax_j·(1 + 2·zLoss·lse_r) − [j = t_r]) for
+// One block per row: dLogits[r, j] += dLoss[0]/count·(softmax_j·(1 + 2·zLoss·lse_r) − [j = t_r]) for
 // rows not ignored (nothing when count = 0). Shapes as p4j_cross_entropy; count [1] from p4j_count_targets.
-extern "C" __global__ void p4j_cross_entropy_backward(float dLoss, const float* logits, const int* targets, const float* lse,
+extern "C" __global__ void p4j_cross_entropy_backward(const float* dLoss, const float* logits, const int* targets, const float* lse,
                                                       const int* count, int rows, int vocab, int ignoreIndex, float zLoss,
                                                       float* dLogits) {
     int r = blockIdx.x;
     int t = targets[r];
     int c = count[0];
     if (t == ignoreIndex || c == 0) return;
-    float scale = dLoss / (float) c;
+    float scale = dLoss[0] / (float) c;
     float l = lse[r];
     float zf = 1.0f + 2.0f * zLoss * l;
     long long base = (long long) r * vocab;

@@ -1,5 +1,6 @@
 package dev.perceiver4j.autograd;
 
+import dev.perceiver4j.tensor.DType;
 import dev.perceiver4j.tensor.Scope;
 import dev.perceiver4j.tensor.Tensor;
 
@@ -113,8 +114,9 @@ public final class Autograd {
         if (!loss.requiresGrad()) throw new IllegalStateException("loss " + loss.describe() + " does not depend on any tensor that requires a gradient");
         List<Entry> tape = STATE.get().tape;
         Tensor seed = loss.gradOrZeros();
-        float[] one = {1f};
-        loss.backend().axpy(1f, loss.backend().fromFloats(one, seed.shape()), seed);
+        Tensor one = loss.backend().empty(seed.shape(), DType.F32);
+        loss.backend().fill(one, 1f);                // on the device: no upload, so a GPU need not wait here
+        loss.backend().axpy(1f, one, seed);
         // The oldest entry producing each output (a reshape view shares its base's gradient).
         Map<Tensor, Integer> producer = new IdentityHashMap<>();
         for (int i = 0; i < tape.size(); i++) producer.putIfAbsent(tape.get(i).output().root(), i);

@@ -389,10 +389,10 @@ public final class F {
     public static Tensor crossEntropy(Tensor logits, Tensor targets, int ignoreIndex, float zLoss) {
         Backend be = logits.backend();
         Tensor lse = be.empty(Shape.of(logits.shape().rows()), DType.F32);
-        double loss = be.crossEntropy(logits, targets, ignoreIndex, zLoss, lse);
-        Tensor out = be.fromFloats(new float[] {(float) loss}, Shape.of(1));
+        Tensor out = be.empty(Shape.of(1), DType.F32);
+        be.crossEntropy(logits, targets, ignoreIndex, zLoss, lse, out);   // stays on the device: read it with item()
         if (Autograd.needsGrad(logits)) {
-            Autograd.record("crossEntropy", out, dOut -> be.crossEntropyBackward(dOut.item(), logits, targets, ignoreIndex, zLoss, lse,
+            Autograd.record("crossEntropy", out, dOut -> be.crossEntropyBackward(dOut, logits, targets, ignoreIndex, zLoss, lse,
                     logits.gradOrZeros()));
         }
         return out;

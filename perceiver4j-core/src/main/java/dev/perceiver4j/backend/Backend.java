@@ -27,7 +27,7 @@ public interface Backend {
      * them again, or returns {@code null} when this backend does not record (the CPU: callers then
      * just run {@code body} each time). The body runs once while recording; on the GPU its ops
      * only queue and execute at the first {@link Recording#replay()}. It must not read values back
-     * (toFloatArray, crossEntropy, sumSquares, synchronize) or upload host data (fromFloats,
+     * (toFloatArray, item, synchronize) or upload host data (fromFloats,
      * fromInts, fromBools); tensors it creates are the recording's, and only tensors made before
      * may carry results out.
      */
@@ -139,8 +139,20 @@ public interface Backend {
     /** Sets every element to v. */
     void fill(Tensor x, float v);
 
-    /** Σ x² in double precision (gradient-norm clipping). */
-    double sumSquares(Tensor x);
+    /**
+     * out[0] = sqrt(Σ x²), summed in double precision (gradient-norm clipping). out: F32 [1]; the
+     * value stays where the backend keeps it (a GPU does not wait: read it with {@code item()}).
+     */
+    void l2Norm(Tensor x, Tensor out);
+
+    /**
+     * x *= maxNorm / (norm[0] + 1e-6) when norm[0] > maxNorm, else x stays (a NaN norm too).
+     * norm: F32 [1], as {@link #l2Norm} writes it; read where it lives, without a host round trip.
+     */
+    default void clipByNorm(Tensor x, Tensor norm, float maxNorm) {
+        float n = norm.item();   // on the CPU a plain read; a GPU backend overrides this to stay on the device
+        if (n > maxNorm) scale(x, (float) (maxNorm / (n + 1e-6)), x);
+    }
 
     /** out[j] += Σ_r x[r, j] over the rows of x viewed as [R, N] (N = out.numel). */
     void sumRows(Tensor x, Tensor out);
@@ -202,11 +214,13 @@ public interface Backend {
 
     /**
      * Mean softmax cross-entropy over rows whose target is not {@code ignoreIndex}, plus
-     * zLoss·mean(lse²). logits: [R, V]; targets: I32 [R]; lse: F32 [R] (written). Returns the loss.
+     * zLoss·mean(lse²) (0 when every row is ignored). logits: [R, V]; targets: I32 [R]; lse: F32 [R]
+     * (written); loss: F32 [1] (written; a GPU does not wait for it).
      */
-    double crossEntropy(Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse);
+    void crossEntropy(Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse, Tensor loss);
 
-    void crossEntropyBackward(float dLoss, Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse, Tensor dLogits);
+    /** dLogits += dLoss[0] · ∂loss/∂logits. dLoss: F32 [1], read where it lives. */
+    void crossEntropyBackward(Tensor dLoss, Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse, Tensor dLogits);
 
     // ---- optimizer ---------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.function.DoubleSupplier;
 
 /**
  * Wraps a backend and times every op, keyed by op and shape ({@code -Dperceiver4j.profile=true},
@@ -88,14 +87,6 @@ public final class ProfilingBackend implements Backend {
         op.run();
         inner.synchronize();
         record(key, flops, System.nanoTime() - t0);
-    }
-
-    private double timeValue(String key, DoubleSupplier op) {
-        long t0 = System.nanoTime();
-        double v = op.getAsDouble();
-        inner.synchronize();
-        record(key, 0, System.nanoTime() - t0);
-        return v;
     }
 
     private void record(String key, double flops, long nanos) {
@@ -193,7 +184,8 @@ public final class ProfilingBackend implements Backend {
     @Override public void scale(Tensor x, float alpha, Tensor out) { time("scale " + shape(x), 0, () -> inner.scale(x, alpha, out)); }
     @Override public void axpy(float alpha, Tensor x, Tensor y) { time("axpy " + shape(x), 0, () -> inner.axpy(alpha, x, y)); }
     @Override public void fill(Tensor x, float v) { time("fill " + shape(x), 0, () -> inner.fill(x, v)); }
-    @Override public double sumSquares(Tensor x) { return timeValue("sumSquares " + shape(x), () -> inner.sumSquares(x)); }
+    @Override public void l2Norm(Tensor x, Tensor out) { time("l2Norm " + shape(x), 0, () -> inner.l2Norm(x, out)); }
+    @Override public void clipByNorm(Tensor x, Tensor norm, float maxNorm) { time("clipByNorm " + shape(x), 0, () -> inner.clipByNorm(x, norm, maxNorm)); }
     @Override public void sumRows(Tensor x, Tensor out) { time("sumRows " + shape(x), 0, () -> inner.sumRows(x, out)); }
     @Override public void dropout(Tensor x, float p, long seed, long stream, Tensor out) {
         time("dropout " + shape(x), 0, () -> inner.dropout(x, p, seed, stream, out));
@@ -235,10 +227,10 @@ public final class ProfilingBackend implements Backend {
     @Override public void embeddingBackward(Tensor dOut, Tensor ids, Tensor dTable) {
         time("embeddingBackward " + shape(dOut), 0, () -> inner.embeddingBackward(dOut, ids, dTable));
     }
-    @Override public double crossEntropy(Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse) {
-        return timeValue("crossEntropy " + shape(logits), () -> inner.crossEntropy(logits, targets, ignoreIndex, zLoss, lse));
+    @Override public void crossEntropy(Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse, Tensor loss) {
+        time("crossEntropy " + shape(logits), 0, () -> inner.crossEntropy(logits, targets, ignoreIndex, zLoss, lse, loss));
     }
-    @Override public void crossEntropyBackward(float dLoss, Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse, Tensor dLogits) {
+    @Override public void crossEntropyBackward(Tensor dLoss, Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse, Tensor dLogits) {
         time("crossEntropyBackward " + shape(logits), 0, () -> inner.crossEntropyBackward(dLoss, logits, targets, ignoreIndex, zLoss, lse, dLogits));
     }
     @Override public void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps, float weightDecay, long step) {

@@ -1,6 +1,7 @@
 package dev.perceiver4j.train;
 
 import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.tensor.DType;
 import dev.perceiver4j.tensor.Shape;
 import dev.perceiver4j.tensor.Slab;
 import dev.perceiver4j.tensor.Tensor;
@@ -30,6 +31,7 @@ public final class AdamW {
     private final Backend backend;
     private final Config config;
     private final Slab params, grads, m, v;
+    private final Tensor norm;   // F32 [1]: the last clipGradNorm's gradient norm
     private long step;
 
     public AdamW(Backend backend, Config config, Slab params, Slab grads) {
@@ -40,6 +42,7 @@ public final class AdamW {
         this.grads = grads;
         this.m = params.like(backend);
         this.v = params.like(backend);
+        this.norm = backend.persistentZeros(Shape.of(1), DType.F32);
     }
 
     /** Steps taken so far. */
@@ -95,15 +98,15 @@ public final class AdamW {
     }
 
     /**
-     * Scales gradients so their global L2 norm is at most {@code maxNorm}; returns the norm
-     * before clipping. {@code maxNorm <= 0} only measures.
+     * Scales gradients so their global L2 norm is at most {@code maxNorm}; {@code maxNorm <= 0} only
+     * measures. Returns the norm before clipping as a [1] tensor this optimizer owns and overwrites at
+     * the next call: the norm and the clipping stay on the device, so a GPU step does not wait here;
+     * read it with {@code item()} once the step is queued.
      */
-    public double clipGradNorm(double maxNorm) {
-        double norm = Math.sqrt(backend.sumSquares(grads.data()));
-        if (maxNorm > 0 && norm > maxNorm) {
-            Tensor g = grads.data();
-            backend.scale(g, (float) (maxNorm / (norm + 1e-6)), g);
-        }
+    public Tensor clipGradNorm(double maxNorm) {
+        Tensor g = grads.data();
+        backend.l2Norm(g, norm);
+        if (maxNorm > 0) backend.clipByNorm(g, norm, (float) maxNorm);
         return norm;
     }
 }

@@ -17,6 +17,7 @@ import dev.perceiver4j.io.SafetensorsWriter;
 import dev.perceiver4j.io.TensorSource;
 import dev.perceiver4j.model.ar.PerceiverAR;
 import dev.perceiver4j.model.ar.PerceiverArConfig;
+import dev.perceiver4j.tensor.DType;
 import dev.perceiver4j.tensor.Scope;
 import dev.perceiver4j.tensor.Shape;
 import dev.perceiver4j.tensor.Slab;
@@ -163,6 +164,7 @@ public final class ClmTrainer {
         AdamW opt = new AdamW(backend, new AdamW.Config(config.lr(), 0.9f, 0.95f, 1e-8f, config.weightDecay()), model.params().pack(),
                 model.params().gradients());
         if (latest.isPresent()) loadMoments(latest.get(), opt, step);
+        Tensor lossSum = backend.persistentZeros(Shape.of(1), DType.F32);   // the step's loss, summed over micro-batches on the device
         LrSchedule schedule = new LrSchedule(config.lr(), Math.min(config.warmup(), config.steps()), config.steps(), config.minLrRatio());
         CropSampler train = new CropSampler(data.train(), seqLen + 1);
         CropSampler valid = new CropSampler(data.validation(), seqLen + 1);
@@ -187,7 +189,7 @@ public final class ClmTrainer {
                 }
                 step++;
                 long ts = System.nanoTime();
-                double loss = 0;
+                backend.fill(lossSum, 0f);
                 long[] microBytes = new long[config.accumulation()];
                 for (int micro = 0; micro < config.accumulation(); micro++) {
                     long draw = step * config.accumulation() + micro;
@@ -203,13 +205,14 @@ public final class ClmTrainer {
                         Tensor logits = model.forwardTraining(inputs(crops, n), config.batch(), p, mixSeed(config.seed(), draw));
                         Tensor l = F.crossEntropy(logits, targets(backend, crops, n, p), -1, config.zLoss());
                         (config.accumulation() == 1 ? l : F.scale(l, 1f / config.accumulation())).backward();
-                        loss += l.item() / config.accumulation();
+                        backend.axpy(1f / config.accumulation(), l, lossSum);   // on the device: the step goes on without waiting
                     }
                 }
-                double norm = opt.clipGradNorm(config.clip());
+                Tensor gradNorm = opt.clipGradNorm(config.clip());
                 float lr = schedule.at(step);
                 opt.step(lr);
                 opt.zeroGrad();
+                double loss = lossSum.item(), norm = gradNorm.item();   // the first wait of the step, with all of it queued
                 double secs = (System.nanoTime() - ts) / 1e9;
                 long bytes = 0;
                 for (long mb : microBytes) bytes += mb;

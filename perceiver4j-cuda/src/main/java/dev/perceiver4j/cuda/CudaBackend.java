@@ -22,7 +22,8 @@ import java.util.List;
  * {@code Tensor.offset()} counts elements into it), kernels are the project's CUDA C
  * ({@link Kernels}, resources/cuda/kernels.cu) and matrix products go through cuBLASLt ({@link Gemm}).
  * Everything is queued on one stream ({@link CudaContext}); the host waits only where a value
- * comes back (toFloatArray, crossEntropy's loss, sumSquares).
+ * comes back (toFloatArray, item, synchronize): losses and gradient norms stay on the device, and
+ * uploads are queued from page-locked memory ({@link HostStaging}).
  *
  * <p>Memory: {@link DeviceAllocator} (size classes, per-step reuse through {@link Scope}, the same
  * addresses step after step). Buffers allocated inside a Scope go back on its close; the rest
@@ -41,7 +42,7 @@ import java.util.List;
  *
  * <p>Bad input found on the device (token id or target outside the vocabulary, an I64 value
  * outside int range) is recorded in a status word and thrown as IllegalArgumentException at the
- * next synchronisation point ({@link #synchronize()}, toFloatArray, crossEntropy, sumSquares).
+ * next synchronisation point ({@link #synchronize()}, toFloatArray, item).
  *
  * <p>Dropout (plain and on attention probabilities) draws the CPU backend's mask exactly:
  * Philox4x32-10 at (seed, stream, element index), see {@link dev.perceiver4j.random.Philox}.
@@ -52,6 +53,8 @@ public final class CudaBackend implements Backend {
     private static final int THREADS = 256;
     /** Rows per chunk in the two-stage (deterministic) column sums (more when the chunks would exceed gridDim.y). */
     private static final int ROWS_PER_CHUNK = 64;
+    /** Column threads of 4 columns each per block of the 4-column sums (COL_QUADS in kernels.cu): 64 columns a block. */
+    private static final int COL_QUADS = 16;
     /** Largest Dqk / Dv the attention kernels take (32 lanes × ATT_MAXC channels in kernels.cu). */
     public static final int MAX_HEAD_DIM = 256;
     /** Rows (queries or keys) per attention block and columns per shared-memory tile (ATT_ROWS, ATT_TILE). */
@@ -86,6 +89,8 @@ public final class CudaBackend implements Backend {
     private final Kernels kernels;
     private final Gemm gemm;
     private final DeviceBuffer status; // int[4]: code, position, value, limit
+    /** Uploads queued in stream order from page-locked memory, so that they do not wait for the device. */
+    private final HostStaging staging;
     /**
      * Column-sum tickets (unsigned int per block column, zero between launches): the kernels that sum
      * columns in chunks count their finished blocks here so the last one adds the chunks up
@@ -106,6 +111,7 @@ public final class CudaBackend implements Backend {
         kernels.afterLaunch(this::refreshUnlessHeld);
         this.gemm = new Gemm(context, allocator, kernels, precision);
         this.status = allocator.allocate(16);
+        this.staging = new HostStaging(context);
         this.tickets = allocator.allocate(4L * TICKETS);
         Driver.memsetD32Async(tickets.address(), 0, TICKETS, context.stream());
         Driver.memsetD32Async(status.address(), 0, 4, context.stream());
@@ -159,6 +165,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void synchronize() {
         context.synchronize();
+        staging.drained();
         int[] s = new int[4];
         Driver.memcpyDtoH(MemorySegment.ofArray(s), status.address(), 16);
         if (s[0] == 0) return;
@@ -219,7 +226,7 @@ public final class CudaBackend implements Backend {
     public Tensor fromFloats(float[] values, Shape shape) {
         check(values.length == shape.numel(), "fromFloats: " + values.length + " values for shape " + shape);
         Tensor t = allocate(shape, DType.F32, false);
-        if (values.length > 0) Driver.memcpyHtoD(ptr(t), MemorySegment.ofArray(values), 4L * values.length);
+        upload(ptr(t), MemorySegment.ofArray(values), 4L * values.length);
         return t;
     }
 
@@ -243,7 +250,7 @@ public final class CudaBackend implements Backend {
     public void writeInts(int[] values, Tensor dst) {
         check(dst.dtype() == DType.I32 && values.length == dst.size(), "writeInts: " + values.length + " values into " + dst.describe());
         context.makeCurrent();
-        if (values.length > 0) Driver.memcpyHtoD(out(dst), MemorySegment.ofArray(values), 4L * values.length);
+        upload(out(dst), MemorySegment.ofArray(values), 4L * values.length);
         refreshUnlessHeld();
     }
 
@@ -253,8 +260,26 @@ public final class CudaBackend implements Backend {
         context.makeCurrent();
         byte[] b = new byte[values.length];
         for (int i = 0; i < b.length; i++) b[i] = (byte) (values[i] ? 1 : 0);
-        if (b.length > 0) Driver.memcpyHtoD(out(dst), MemorySegment.ofArray(b), b.length);
+        upload(out(dst), MemorySegment.ofArray(b), b.length);
         refreshUnlessHeld();
+    }
+
+    /**
+     * Host data to device address {@code dst}, queued in stream order without waiting for the device
+     * ({@link HostStaging}); copies too large for the staging ring go synchronously.
+     *
+     * @throws IllegalStateException while a CUDA graph is being recorded (the recording would read the
+     *         staging ring again at every replay): upload before recording, into a tensor it reads
+     */
+    private void upload(long dst, MemorySegment src, long bytes) {
+        if (bytes == 0) return;
+        context.makeCurrent();
+        if (allocator.recording()) {
+            throw new IllegalStateException("upload of " + bytes + " host bytes while recording a CUDA graph: write inputs before recording, "
+                    + "into tensors the recording reads");
+        }
+        if (HostStaging.fits(bytes)) staging.upload(dst, src, bytes);
+        else Driver.memcpyHtoD(dst, src, bytes);
     }
 
     @Override
@@ -697,9 +722,10 @@ public final class CudaBackend implements Backend {
             if (dGamma != null || dBeta != null) {
                 int perChunk = rowsPerChunk(rows), chunks = (rows + perChunk - 1) / perChunk;
                 DeviceBuffer pg = allocator.allocate(4L * chunks * d), pb = allocator.allocate(4L * chunks * d);
-                int gridX = Kernels.blocks(d, THREADS);
-            boolean fused = gridX <= TICKETS;   // the partial kernel's last blocks finish the sums (else two more kernels)
-            kernels.launch("p4j_layernorm_backward_params_partial").grid(gridX, chunks).block(THREADS)
+                boolean quads = d % 4 == 0 && ptr(dOut) % 16 == 0 && ptr(x) % 16 == 0;
+                int gridX = quads ? Kernels.blocks(d, 4 * COL_QUADS) : Kernels.blocks(d, THREADS);
+                boolean fused = gridX <= TICKETS;   // the partial kernel's last blocks finish the sums (else two more kernels)
+                kernels.launch(quads ? "p4j_layernorm_backward_params_partial4" : "p4j_layernorm_backward_params_partial").grid(gridX, chunks).block(THREADS)
                         .ptr(ptr(dOut)).ptr(ptr(x)).ptr(ptr(mean)).ptr(ptr(rstd)).i32(rows).i32(d).i32(perChunk)
                         .ptr(pg.address()).ptr(pb.address()).ptr(fused && dGamma != null ? out(dGamma) : 0)
                         .ptr(fused && dBeta != null ? out(dBeta) : 0).ptr(fused ? tickets.address() : 0).go();
@@ -722,9 +748,9 @@ public final class CudaBackend implements Backend {
         int perChunk = rowsPerChunk(rows), chunks = (rows + perChunk - 1) / perChunk;
         DeviceBuffer partial = allocator.allocate(4L * chunks * cols);
         boolean quads = cols % 4 == 0 && x % 16 == 0 && x16 % 8 == 0 && partial.address() % 16 == 0;
-        int gridX = quads ? Kernels.blocks(cols, 4 * 64) : Kernels.blocks(cols, THREADS);
+        int gridX = quads ? Kernels.blocks(cols, 4 * COL_QUADS) : Kernels.blocks(cols, THREADS);
         boolean fused = gridX <= TICKETS;   // the partial kernel's last blocks finish the sums (else one more kernel)
-        kernels.launch(quads ? "p4j_column_partial4" : "p4j_column_partial").grid(gridX, chunks).block(quads ? 256 : THREADS)
+        kernels.launch(quads ? "p4j_column_partial4" : "p4j_column_partial").grid(gridX, chunks).block(THREADS)
                 .ptr(x).i32(rows).i32(cols).i32(perChunk).ptr(partial.address()).ptr(x16)
                 .ptr(fused ? out : 0).ptr(fused ? tickets.address() : 0).go();
         if (!fused) columnFinish(partial.address(), chunks, cols, out);
@@ -814,19 +840,28 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public double sumSquares(Tensor x) {
+    public void l2Norm(Tensor x, Tensor out) {
+        check(out.dtype() == DType.F32 && out.size() == 1, "l2Norm: out " + out.describe() + " should be F32 [1]");
         int n = x.size();
-        if (n == 0) return 0.0;
+        if (n == 0) {
+            fill(out, 0f);
+            return;
+        }
         int grid = Math.min(Kernels.blocks(n, THREADS), 1024); // fixed by n alone: the same partials every run
         DeviceBuffer partial = allocator.allocate(8L * grid);
         kernels.launch("p4j_sum_squares_partial").grid(grid).block(THREADS).ptr(ptr(x)).i32(n).ptr(partial.address()).go();
-        synchronize();
-        double[] p = new double[grid];
-        Driver.memcpyDtoH(MemorySegment.ofArray(p), partial.address(), 8L * grid);
-        allocator.free(partial);
-        double s = 0;
-        for (double v : p) s += v;
-        return s;
+        kernels.launch("p4j_sum_sqrt_finish").grid(1).block(1024).ptr(partial.address()).i32(grid).ptr(out(out)).go();
+        allocator.free(partial);   // stream-ordered: a later user of the buffer queues behind these kernels
+    }
+
+    @Override
+    public void clipByNorm(Tensor x, Tensor norm, float maxNorm) {
+        check(norm.dtype() == DType.F32 && norm.size() == 1, "clipByNorm: norm " + norm.describe() + " should be F32 [1]");
+        int n = x.size();
+        if (n == 0) return;
+        // Few blocks, grid-stride: when the norm is within bounds every thread just reads it and returns.
+        int grid = Math.min(Kernels.blocks(n, THREADS), 8 * context.multiprocessors());
+        kernels.launch("p4j_clip_by_norm").grid(grid).block(THREADS).ptr(out(x)).ptr(ptr(norm)).f32(maxNorm).i32(n).go();
     }
 
     @Override
@@ -1222,36 +1257,32 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public double crossEntropy(Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse) {
+    public void crossEntropy(Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse, Tensor loss) {
         int rows = logits.shape().rows(), vocab = logits.shape().last();
         check(targets.size() == rows, "crossEntropy: targets " + targets.describe() + " should have " + rows + " entries");
         check(lse.size() == rows, "crossEntropy: lse " + lse.describe() + " should have " + rows + " entries");
-        if (rows == 0) return 0.0;
+        check(loss.dtype() == DType.F32 && loss.size() == 1, "crossEntropy: loss " + loss.describe() + " should be F32 [1]");
+        if (rows == 0) {
+            fill(loss, 0f);
+            return;
+        }
         DeviceBuffer rowLoss = allocator.allocate(16L * rows);
         kernels.launch("p4j_cross_entropy").grid(rows).block(rowThreads(vocab))
                 .ptr(ptr(logits)).ptr(ptr(targets)).i32(rows).i32(vocab).i32(ignoreIndex).f32(zLoss)
                 .ptr(out(lse)).ptr(rowLoss.address()).ptr(status.address()).go();
-        synchronize();
-        double[] r = new double[2 * rows];
-        Driver.memcpyDtoH(MemorySegment.ofArray(r), rowLoss.address(), 16L * rows);
+        kernels.launch("p4j_cross_entropy_mean").grid(1).block(1024).ptr(rowLoss.address()).i32(rows).ptr(out(loss)).go();
         allocator.free(rowLoss);
-        double total = 0;
-        long count = 0;
-        for (int i = 0; i < rows; i++) {
-            total += r[2 * i];
-            count += (long) r[2 * i + 1];
-        }
-        return count == 0 ? 0.0 : total / count;
     }
 
     @Override
-    public void crossEntropyBackward(float dLoss, Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse, Tensor dLogits) {
+    public void crossEntropyBackward(Tensor dLoss, Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse, Tensor dLogits) {
+        check(dLoss.dtype() == DType.F32 && dLoss.size() == 1, "crossEntropyBackward: dLoss " + dLoss.describe() + " should be F32 [1]");
         int rows = logits.shape().rows(), vocab = logits.shape().last();
         if (rows == 0) return;
         DeviceBuffer count = allocator.allocate(4);
         kernels.launch("p4j_count_targets").grid(1).block(1024).ptr(ptr(targets)).i32(rows).i32(ignoreIndex).ptr(count.address()).go();
         kernels.launch("p4j_cross_entropy_backward").grid(rows).block(rowThreads(vocab))
-                .f32(dLoss).ptr(ptr(logits)).ptr(ptr(targets)).ptr(ptr(lse)).ptr(count.address())
+                .ptr(ptr(dLoss)).ptr(ptr(logits)).ptr(ptr(targets)).ptr(ptr(lse)).ptr(count.address())
                 .i32(rows).i32(vocab).i32(ignoreIndex).f32(zLoss).ptr(out(dLogits)).go();
         allocator.free(count);
     }

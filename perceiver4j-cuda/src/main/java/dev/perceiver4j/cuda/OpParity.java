@@ -2,8 +2,8 @@ package dev.perceiver4j.cuda;
 
 import dev.perceiver4j.backend.Activation;
 import dev.perceiver4j.backend.AttentionShape;
-import dev.perceiver4j.backend.Recording;
 import dev.perceiver4j.backend.Backend;
+import dev.perceiver4j.backend.Recording;
 import dev.perceiver4j.tensor.DType;
 import dev.perceiver4j.tensor.Scope;
 import dev.perceiver4j.tensor.Shape;
@@ -667,8 +667,9 @@ public final class OpParity {
     // ---- layer norm ----------------------------------------------------------------------------
 
     private void layerNorms(List<Check> c) {
-        // one block per row (d 45, 1031, 1540) and one warp per row (d % 4 == 0, up to 1536: 64, 1280, 512, 1536)
-        for (int[] dims : new int[][] {{7, 45}, {3, 1031}, {130, 64}, {33, 1280}, {70, 512}, {9, 1536}, {4, 1540}}) {
+        // one block per row (d 45, 1031, 1540) and one warp per row (d % 4 == 0, up to 1536: 64, 1280, 512, 1536);
+        // 4100 rows: 65 chunks of parameter-gradient sums (more than the 16 row groups that add them), d 520 a partial last block
+        for (int[] dims : new int[][] {{7, 45}, {3, 1031}, {130, 64}, {33, 1280}, {70, 512}, {9, 1536}, {4, 1540}, {4100, 520}}) {
             int rows = dims[0], d = dims[1];
             String shape = Arrays.toString(dims);
             c.add(new Check("layerNorm " + shape, FP32, () -> {
@@ -774,12 +775,24 @@ public final class OpParity {
 
     private void reductions(List<Check> c) {
         for (int n : new int[] {1, 10007, 1 << 20}) {
-            c.add(new Check("sumSquares [" + n + "] (relative)", 1e-9, () -> {
-                Pair x = randPair(3, n);
-                return relErr(gpu.sumSquares(x.g()), ref.sumSquares(x.r()));
+            c.add(new Check("l2Norm [" + n + "] (relative; both rounded to float)", 2e-7, () -> {
+                Pair x = randPair(3, n), norm = emptyPair(DType.F32, 1);
+                gpu.l2Norm(x.g(), norm.g());
+                ref.l2Norm(x.r(), norm.r());
+                return relErr(norm.g().item(), norm.r().item());
             }));
         }
-        for (int[] dims : new int[][] {{1000, 13}, {3, 5, 7}, {130, 300}}) {
+        for (float maxNorm : new float[] {0.5f, 1e6f}) {
+            c.add(new Check("clipByNorm [10007] at max norm " + maxNorm + (maxNorm > 1 ? " (no clipping: unchanged)" : ""), FP32, () -> {
+                Pair x = randPair(3, 10007), norm = emptyPair(DType.F32, 1);
+                gpu.l2Norm(x.g(), norm.g());
+                Pair normBoth = both(gpu.toFloatArray(norm.g()), 1);   // the same norm on both sides
+                gpu.clipByNorm(x.g(), normBoth.g(), maxNorm);
+                ref.clipByNorm(x.r(), normBoth.r(), maxNorm);
+                return err(x);
+            }));
+        }
+        for (int[] dims : new int[][] {{1000, 13}, {3, 5, 7}, {130, 300}, {5000, 300}}) {
             c.add(new Check("sumRows " + Arrays.toString(dims) + " into its last dim", FP32, () -> {
                 int n = dims[dims.length - 1];
                 Pair x = randPair(1, dims), out = randPair(1, n);
@@ -818,6 +831,30 @@ public final class OpParity {
                 be.writeBools(new boolean[] {false, true, true, false, true}, m);
             }
             return Math.max(err(idx), err(mask));
+        }));
+        c.add(new Check("queued uploads: 200 × 256 KiB through one I32 tensor (3 laps of the staging ring), each copied on before the next", 0, () -> {
+            int n = 1 << 16, rounds = 200;
+            Tensor staged = gpu.persistentZeros(Shape.of(n), DType.I32), all = gpu.persistentZeros(Shape.of(rounds, n), DType.I32);
+            int[][] sent = new int[rounds][];
+            for (int r = 0; r < rounds; r++) {
+                sent[r] = rnd.ints(n, 0, 1 << 20).toArray();
+                gpu.writeInts(sent[r], staged);                          // queued; the host does not wait
+                gpu.copy(staged, all.alias(r * n, Shape.of(n)));        // reads it in stream order
+            }
+            float[] got = gpu.toFloatArray(all);
+            double worst = 0;
+            for (int r = 0; r < rounds; r++) for (int i = 0; i < n; i++) worst = Math.max(worst, Math.abs(got[r * n + i] - sent[r][i]));
+            return worst;
+        }));
+        c.add(new Check("an upload while recording a CUDA graph is refused, naming the upload", 0, () -> {
+            try {
+                Recording r = gpu.record(() -> gpu.fromInts(new int[] {1, 2, 3}, Shape.of(3)));
+                if (r == null) return 0;   // graphs switched off: nothing is recorded
+                r.close();
+                return 1;
+            } catch (IllegalStateException e) {
+                return e.getMessage().contains("upload of 12 host bytes while recording") ? 0 : 1;
+            }
         }));
         c.add(new Check("scatterRows F32 [5,37] into [11,37], permuted rows", 0, () -> {
             Pair dst = randPair(1, 11, 37), src = randPair(1, 5, 37), rows = bothInts(new int[] {9, 0, 4, 10, 3}, 5);
@@ -867,27 +904,28 @@ public final class OpParity {
                 String label = "[" + rows + "," + vocab + "] zLoss " + z + ", 3 rows ignored";
                 c.add(new Check("crossEntropy " + label + " (loss relative, lse)", FP32, () -> {
                     Pair logits = randPair(3, rows, vocab), targets = bothInts(targets(rows, vocab), rows);
-                    Pair lse = emptyPair(DType.F32, rows);
-                    double lg = gpu.crossEntropy(logits.g(), targets.g(), -100, z, lse.g());
-                    double lr = ref.crossEntropy(logits.r(), targets.r(), -100, z, lse.r());
-                    return Math.max(relErr(lg, lr), err(lse));
+                    Pair lse = emptyPair(DType.F32, rows), loss = emptyPair(DType.F32, 1);
+                    gpu.crossEntropy(logits.g(), targets.g(), -100, z, lse.g(), loss.g());
+                    ref.crossEntropy(logits.r(), targets.r(), -100, z, lse.r(), loss.r());
+                    return Math.max(relErr(loss.g().item(), loss.r().item()), err(lse));
                 }));
                 c.add(new Check("crossEntropyBackward " + label, FP32, () -> {
                     Pair logits = randPair(3, rows, vocab), targets = bothInts(targets(rows, vocab), rows);
                     Pair lse = emptyPair(DType.F32, rows);
-                    ref.crossEntropy(logits.r(), targets.r(), -100, z, lse.r());
+                    ref.crossEntropy(logits.r(), targets.r(), -100, z, lse.r(), emptyPair(DType.F32, 1).r());
                     Pair lseBoth = both(ref.toFloatArray(lse.r()), rows);
-                    Pair dLogits = randPair(0.01, rows, vocab);
-                    gpu.crossEntropyBackward(1.3f, logits.g(), targets.g(), -100, z, lseBoth.g(), dLogits.g());
-                    ref.crossEntropyBackward(1.3f, logits.r(), targets.r(), -100, z, lseBoth.r(), dLogits.r());
+                    Pair dLogits = randPair(0.01, rows, vocab), dLoss = both(new float[] {1.3f}, 1);
+                    gpu.crossEntropyBackward(dLoss.g(), logits.g(), targets.g(), -100, z, lseBoth.g(), dLogits.g());
+                    ref.crossEntropyBackward(dLoss.r(), logits.r(), targets.r(), -100, z, lseBoth.r(), dLogits.r());
                     return err(dLogits);
                 }));
             }
         }
         c.add(new Check("crossEntropy every row ignored -> 0", 0, () -> {
             Pair logits = randPair(1, 4, 7), targets = bothInts(new int[] {-100, -100, -100, -100}, 4);
-            Pair lse = emptyPair(DType.F32, 4);
-            return Math.abs(gpu.crossEntropy(logits.g(), targets.g(), -100, 0f, lse.g()));
+            Pair lse = emptyPair(DType.F32, 4), loss = both(new float[] {7f}, 1);
+            gpu.crossEntropy(logits.g(), targets.g(), -100, 0f, lse.g(), loss.g());
+            return Math.abs(loss.g().item());
         }));
     }
 

@@ -194,8 +194,8 @@ public final class CpuBackend extends CpuStorageBackend {
     }
 
     @Override
-    public double sumSquares(Tensor x) {
-        return FastOps.sumSquares(pool, x.floats(), x.offset(), x.size());
+    public void l2Norm(Tensor x, Tensor out) {
+        out.floats()[out.offset()] = (float) Math.sqrt(FastOps.sumSquares(pool, x.floats(), x.offset(), x.size()));
     }
 
     @Override
@@ -288,17 +288,17 @@ public final class CpuBackend extends CpuStorageBackend {
     }
 
     @Override
-    public double crossEntropy(Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse) {
+    public void crossEntropy(Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse, Tensor loss) {
         int rows = logits.shape().rows(), vocab = logits.shape().last();
         check(targets.size() == rows, "crossEntropy: targets " + targets.describe() + " should have " + rows + " entries");
-        return FastOps.crossEntropy(pool, logits.floats(), logits.offset(), targets.ints(), targets.offset(), rows, vocab, ignoreIndex, zLoss,
-                lse.floats(), lse.offset());
+        loss.floats()[loss.offset()] = (float) FastOps.crossEntropy(pool, logits.floats(), logits.offset(), targets.ints(), targets.offset(), rows,
+                vocab, ignoreIndex, zLoss, lse.floats(), lse.offset());
     }
 
     @Override
-    public void crossEntropyBackward(float dLoss, Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse, Tensor dLogits) {
+    public void crossEntropyBackward(Tensor dLoss, Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse, Tensor dLogits) {
         int rows = logits.shape().rows(), vocab = logits.shape().last();
-        FastOps.crossEntropyBackward(pool, dLoss, logits.floats(), logits.offset(), targets.ints(), targets.offset(), lse.floats(), lse.offset(),
+        FastOps.crossEntropyBackward(pool, dLoss.item(), logits.floats(), logits.offset(), targets.ints(), targets.offset(), lse.floats(), lse.offset(),
                 rows, vocab, ignoreIndex, zLoss, dLogits.floats(), dLogits.offset());
     }
 

@@ -205,8 +205,8 @@ public final class RefBackend extends CpuStorageBackend {
     }
 
     @Override
-    public double sumSquares(Tensor x) {
-        return RefOps.sumSquares(d(x), x.size());
+    public void l2Norm(Tensor x, Tensor out) {
+        put(new double[] {Math.sqrt(RefOps.sumSquares(d(x), x.size()))}, out);
     }
 
     @Override
@@ -303,20 +303,19 @@ public final class RefBackend extends CpuStorageBackend {
     }
 
     @Override
-    public double crossEntropy(Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse) {
+    public void crossEntropy(Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse, Tensor loss) {
         double[] l = new double[lse.size()];
-        double loss = RefOps.crossEntropy(d(logits), ints(targets), logits.shape().rows(), logits.shape().last(), ignoreIndex, zLoss, l);
+        put(new double[] {RefOps.crossEntropy(d(logits), ints(targets), logits.shape().rows(), logits.shape().last(), ignoreIndex, zLoss, l)}, loss);
         put(l, lse);
-        return loss;
     }
 
     @Override
-    public void crossEntropyBackward(float dLoss, Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse, Tensor dLogits) {
+    public void crossEntropyBackward(Tensor dLoss, Tensor logits, Tensor targets, int ignoreIndex, float zLoss, Tensor lse, Tensor dLogits) {
         int rows = logits.shape().rows(), vocab = logits.shape().last();
         double[] lg = d(logits), l = new double[rows], dl = d(dLogits);
         int[] t = ints(targets);
         RefOps.crossEntropy(lg, t, rows, vocab, ignoreIndex, zLoss, l); // exact lse in double
-        RefOps.crossEntropyBackward(dLoss, lg, t, l, rows, vocab, ignoreIndex, zLoss, dl);
+        RefOps.crossEntropyBackward(dLoss.item(), lg, t, l, rows, vocab, ignoreIndex, zLoss, dl);
         put(dl, dLogits);
     }
 

@@ -73,11 +73,11 @@ public final class CopyTaskTrainer {
                 Tensor logits = model.forward(ids(b, task));                       // [B, T, V]
                 Tensor l = F.crossEntropy(logits, targets(b, task), CopyTask.IGNORE, 0f);
                 l.backward();
-                loss = l.item();
-                double norm = opt.clipGradNorm(config.clip());
+                Tensor norm = opt.clipGradNorm(config.clip());
                 float lr = schedule.at(step);
                 opt.step(lr);
-                if (progress != null) progress.accept(new Progress(step, config.steps(), loss, lr, norm, (System.nanoTime() - t0) / 1e9));
+                loss = l.item();   // read once the whole step is queued
+                if (progress != null) progress.accept(new Progress(step, config.steps(), loss, lr, norm.item(), (System.nanoTime() - t0) / 1e9));
             }
         }
         double seconds = (System.nanoTime() - t0) / 1e9;

@@ -77,6 +77,21 @@ public final class Driver {
     private static final MethodHandle cuMemcpyDtoDAsync = bind("cuMemcpyDtoDAsync_v2", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, ADDRESS));
     // CUresult cuMemsetD32Async(CUdeviceptr dstDevice, unsigned int ui, size_t N, CUstream hStream)
     private static final MethodHandle cuMemsetD32Async = bind("cuMemsetD32Async", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG, ADDRESS));
+    // CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dstDevice, const void *srcHost, size_t ByteCount, CUstream hStream)
+    // (the source is page-locked memory from cuMemHostAlloc, never a Java array: the copy runs after the call returns)
+    private static final MethodHandle cuMemcpyHtoDAsync = bind("cuMemcpyHtoDAsync_v2", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, JAVA_LONG, ADDRESS));
+    // CUresult cuMemHostAlloc(void **pp, size_t bytesize, unsigned int Flags)
+    private static final MethodHandle cuMemHostAlloc = bind("cuMemHostAlloc", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
+    // CUresult cuMemFreeHost(void *p)
+    private static final MethodHandle cuMemFreeHost = bind("cuMemFreeHost", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+    // CUresult cuEventCreate(CUevent *phEvent, unsigned int Flags)
+    private static final MethodHandle cuEventCreate = bind("cuEventCreate", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+    // CUresult cuEventRecord(CUevent hEvent, CUstream hStream)
+    private static final MethodHandle cuEventRecord = bind("cuEventRecord", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+    // CUresult cuEventSynchronize(CUevent hEvent)
+    private static final MethodHandle cuEventSynchronize = bind("cuEventSynchronize", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+    // CUresult cuEventDestroy_v2(CUevent hEvent)
+    private static final MethodHandle cuEventDestroy = bind("cuEventDestroy_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS));
     // CUresult cuModuleLoadData(CUmodule *module, const void *image)
     private static final MethodHandle cuModuleLoadData = bind("cuModuleLoadData", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
     // CUresult cuModuleGetFunction(CUfunction *hfunc, CUmodule hmod, const char *name)
@@ -123,6 +138,8 @@ public final class Driver {
     /** cuStreamCreate flag: a blocking stream (orders with the legacy default stream, which the synchronous copies use). */
     public static final int CU_STREAM_DEFAULT = 0;
     public static final int CUDA_ERROR_OUT_OF_MEMORY = 2;
+    /** cuEventCreate flag: no timing data (a cheaper event). */
+    public static final int CU_EVENT_DISABLE_TIMING = 2;
 
     /** "CUDA_ERROR_OUT_OF_MEMORY (2)" for a CUresult. */
     public static String errorName(int code) {
@@ -301,6 +318,71 @@ public final class Driver {
             check((int) cuMemcpyDtoDAsync.invokeExact(dst, src, bytes, stream), "cuMemcpyDtoDAsync_v2(" + bytes + " bytes)");
         } catch (Throwable t) {
             throw CudaException.downcall("cuMemcpyDtoDAsync_v2", t);
+        }
+    }
+
+    /** Queues a copy host → device on {@code stream}; {@code src} must be page-locked ({@link #memHostAlloc}) and stay unchanged until the copy has run. */
+    public static void memcpyHtoDAsync(long dst, MemorySegment src, long bytes, MemorySegment stream) {
+        try {
+            check((int) cuMemcpyHtoDAsync.invokeExact(dst, src, bytes, stream), "cuMemcpyHtoDAsync_v2(" + bytes + " bytes)");
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuMemcpyHtoDAsync_v2", t);
+        }
+    }
+
+    /** {@code bytes} of page-locked host memory (free with {@link #memFreeHost}). */
+    public static MemorySegment memHostAlloc(long bytes) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(ADDRESS);
+            check((int) cuMemHostAlloc.invokeExact(v, bytes, 0), "cuMemHostAlloc(" + bytes + " bytes)");
+            return v.get(ADDRESS, 0).reinterpret(bytes);
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuMemHostAlloc", t);
+        }
+    }
+
+    public static void memFreeHost(MemorySegment p) {
+        try {
+            check((int) cuMemFreeHost.invokeExact(p), "cuMemFreeHost");
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuMemFreeHost", t);
+        }
+    }
+
+    /** An event without timing (cheapest to record and wait for). */
+    public static MemorySegment eventCreate() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(ADDRESS);
+            check((int) cuEventCreate.invokeExact(v, CU_EVENT_DISABLE_TIMING), "cuEventCreate");
+            return v.get(ADDRESS, 0);
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuEventCreate", t);
+        }
+    }
+
+    /** Marks the point the stream has reached: the event completes when the work queued before it has run. */
+    public static void eventRecord(MemorySegment event, MemorySegment stream) {
+        try {
+            check((int) cuEventRecord.invokeExact(event, stream), "cuEventRecord");
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuEventRecord", t);
+        }
+    }
+
+    /** Waits until the event's work has run. */
+    public static void eventSynchronize(MemorySegment event) {
+        try {
+            check((int) cuEventSynchronize.invokeExact(event), "cuEventSynchronize");
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuEventSynchronize", t);
+        }
+    }
+
+    public static void eventDestroy(MemorySegment event) {
+        try {
+            check((int) cuEventDestroy.invokeExact(event), "cuEventDestroy_v2");
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuEventDestroy_v2", t);
         }
     }
 
