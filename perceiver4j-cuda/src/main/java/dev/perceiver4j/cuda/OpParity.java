@@ -524,6 +524,16 @@ public final class OpParity {
         return err(gpu.toFloatArray(p.g()), ref.toFloatArray(p.r()));
     }
 
+    /**
+     * Tolerance for fp32 column sums over {@code rows} unit-scale terms against the double reference:
+     * FP32 up to 1,000 rows; beyond, rounding grows with the partial sums (about rows · 2⁻²⁴ relative
+     * to the largest of them, 3e-4 at 5,000 rows for a sequential sum; the kernels' two-stage sums do
+     * better), so 1e-4 (the 5,000-row sumRows measured 1.2e-5 on the H100).
+     */
+    private static double sumTolerance(int rows) {
+        return rows <= 1000 ? FP32 : 1e-4;
+    }
+
     private static double relErr(double g, double r) {
         return Math.abs(g - r) / Math.max(1e-30, Math.abs(r));
     }
@@ -681,7 +691,7 @@ public final class OpParity {
                 ref.layerNorm(x.r(), gamma.r(), beta.r(), 1e-5f, out.r(), mean.r(), rstd.r());
                 return Math.max(err(out), Math.max(err(mean), err(rstd)));
             }));
-            c.add(new Check("layerNormBackward " + shape, FP32, () -> {
+            c.add(new Check("layerNormBackward " + shape, sumTolerance(rows), () -> {
                 Pair x = randPair(2, rows, d), gamma = randPair(1, d), beta = randPair(1, d);
                 Pair out = emptyPair(DType.F32, rows, d), mean = emptyPair(DType.F32, rows), rstd = emptyPair(DType.F32, rows);
                 ref.layerNorm(x.r(), gamma.r(), beta.r(), 1e-5f, out.r(), mean.r(), rstd.r());
@@ -793,7 +803,7 @@ public final class OpParity {
             }));
         }
         for (int[] dims : new int[][] {{1000, 13}, {3, 5, 7}, {130, 300}, {5000, 300}}) {
-            c.add(new Check("sumRows " + Arrays.toString(dims) + " into its last dim", FP32, () -> {
+            c.add(new Check("sumRows " + Arrays.toString(dims) + " into its last dim", sumTolerance(dims[0]), () -> {
                 int n = dims[dims.length - 1];
                 Pair x = randPair(1, dims), out = randPair(1, n);
                 gpu.sumRows(x.g(), out.g());
