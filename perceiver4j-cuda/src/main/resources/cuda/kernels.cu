@@ -584,7 +584,7 @@ extern "C" __global__ void __launch_bounds__(LN_WARPS * 32) p4j_layernorm_warp(c
 }
 
 extern "C" __global__ void __launch_bounds__(LN_WARPS * 32) p4j_layernorm_backward_x_warp(const float* dOut, const float* x,
-        const float* gamma, const float* mean, const float* rstd, float* dX, int rows, int d) {
+        const float* gamma, const float* mean, const float* rstd, float* dX, int rows, int d, int accumulate) {
     const int r = blockIdx.x * LN_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31, d4 = d >> 2;
     if (r >= rows) return; // warp-uniform
     const float mu = mean[r], rs = rstd[r];
@@ -611,7 +611,7 @@ extern "C" __global__ void __launch_bounds__(LN_WARPS * 32) p4j_layernorm_backwa
     for (int t = 0; t < LN_VECS; t++) {
         int c = lane + 32 * t;
         if (c < d4) {
-            float4 o = o4[c];
+            float4 o = accumulate ? o4[c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             o.x += rs * (gg[t].x - meanG - xh[t].x * meanGX);
             o.y += rs * (gg[t].y - meanG - xh[t].y * meanGX);
             o.z += rs * (gg[t].z - meanG - xh[t].z * meanGX);
@@ -622,9 +622,10 @@ extern "C" __global__ void __launch_bounds__(LN_WARPS * 32) p4j_layernorm_backwa
 }
 
 // dX: one block per row. With xhat = (x − mean)·rstd and g = dOut·gamma:
-// dX += rstd·(g − mean_j(g) − xhat·mean_j(g·xhat)). dOut, x, dX [rows, d]; gamma [d]; mean, rstd [rows].
+// dX += rstd·(g − mean_j(g) − xhat·mean_j(g·xhat)) (dX = … when accumulate is 0). dOut, x, dX [rows, d];
+// gamma [d]; mean, rstd [rows].
 extern "C" __global__ void p4j_layernorm_backward_x(const float* dOut, const float* x, const float* gamma, const float* mean,
-                                                    const float* rstd, float* dX, int rows, int d) {
+                                                    const float* rstd, float* dX, int rows, int d, int accumulate) {
     __shared__ float sh[32];
     int r = blockIdx.x;
     long long base = (long long) r * d;
@@ -641,7 +642,8 @@ extern "C" __global__ void p4j_layernorm_backward_x(const float* dOut, const flo
     for (int j = threadIdx.x; j < d; j += blockDim.x) {
         float xhat = (x[base + j] - mu) * rs;
         float g = dOut[base + j] * gamma[j];
-        dX[base + j] += rs * (g - meanG - xhat * meanGX);
+        const float v = rs * (g - meanG - xhat * meanGX);
+        dX[base + j] = accumulate ? dX[base + j] + v : v;
     }
 }
 
@@ -1049,7 +1051,8 @@ extern "C" __global__ void p4j_dropout(const float* x, float* out, int n, float 
 // cosine and sine in double, rounded to float (as FastOps). One thread per element; the thread of
 // an even channel c < rot handles the pair (c, c+1), so out may be x.
 // Forward: out = (x0·cosθ − x1·sinθ, x1·cosθ + x0·sinθ), other channels copied.
-// Backward (backward = 1, x = dOut, out = dX): dX += (g0·cosθ + g1·sinθ, g1·cosθ − g0·sinθ), others dX += g.
+// Backward (backward = 1, x = dOut, out = dX): dX += (g0·cosθ + g1·sinθ, g1·cosθ − g0·sinθ), others dX += g;
+// backward = 2 writes dX = … instead (a dX that held only zeros).
 // x, out [rows, heads·headDim]; positions I32 [rows]; invFreq [rot/2].
 extern "C" __global__ void p4j_rotary(const float* x, const int* positions, const float* invFreq, float* out,
                                       int rows, int heads, int headDim, int rot, int backward) {
@@ -1059,7 +1062,7 @@ extern "C" __global__ void p4j_rotary(const float* x, const int* positions, cons
     int r = (int) (e / width);
     int c = (int) ((e % width) % headDim);
     if (c >= rot) {
-        out[e] = backward ? out[e] + x[e] : x[e];
+        out[e] = backward == 1 ? out[e] + x[e] : x[e];
         return;
     }
     if (c & 1) return;
@@ -1068,9 +1071,12 @@ extern "C" __global__ void p4j_rotary(const float* x, const int* positions, cons
     sincos(theta, &sd, &cd);
     float cs = (float) cd, sn = (float) sd;
     float x0 = x[e], x1 = x[e + 1];
-    if (backward) {
+    if (backward == 1) {
         out[e] += x0 * cs + x1 * sn;
         out[e + 1] += x1 * cs - x0 * sn;
+    } else if (backward == 2) {
+        out[e] = x0 * cs + x1 * sn;
+        out[e + 1] = x1 * cs - x0 * sn;
     } else {
         out[e] = x0 * cs - x1 * sn;
         out[e + 1] = x1 * cs + x0 * sn;

@@ -92,6 +92,11 @@ public final class CudaBackend implements Backend {
     /** Uploads queued in stream order from page-locked memory, so that they do not wait for the device. */
     private final HostStaging staging;
     /**
+     * Buffers from {@link #zeros} not yet zeroed or written (their zeroPending flag set); weakly held, so
+     * that an unused one still goes back to the allocator when unreachable (DeviceBuffer has identity equality).
+     */
+    private final java.util.Set<DeviceBuffer> pendingZeros = java.util.Collections.newSetFromMap(new java.util.WeakHashMap<>());
+    /**
      * Column-sum tickets (unsigned int per block column, zero between launches): the kernels that sum
      * columns in chunks count their finished blocks here so the last one adds the chunks up
      * (kernels.cu, column_block_last) instead of a second kernel.
@@ -158,7 +163,9 @@ public final class CudaBackend implements Backend {
      */
     @Override
     public Recording record(Runnable body) {
-        return GRAPHS ? CudaGraph.capture(context, allocator, body) : null;
+        if (!GRAPHS) return null;
+        zeroPendingNow();   // zeros made before the recording stay zeros made once, not at every replay
+        return CudaGraph.capture(context, allocator, body);
     }
 
     /** Waits for the stream and raises any bad input the kernels recorded. */
@@ -188,6 +195,7 @@ public final class CudaBackend implements Backend {
     private Tensor allocate(Shape shape, DType dtype, boolean tracked) {
         context.makeCurrent();
         DeviceBuffer b = allocator.allocate(bytes(shape, dtype));
+        if (b.zeroPending) zeroed(b);   // a reused buffer object: its new holder decides
         if (tracked) Scope.track(this, b);
         return new Tensor(this, shape, dtype, b, 0);
     }
@@ -200,8 +208,28 @@ public final class CudaBackend implements Backend {
     @Override
     public Tensor zeros(Shape shape, DType dtype) {
         Tensor t = empty(shape, dtype);
-        clear(t);
+        // Lazily: most of these are gradients whose first writer can write instead of add (fresh()), which
+        // saves the memset and the GEMM's read of the zeros; every other use zeroes first (ptr()).
+        DeviceBuffer b = buffer(t);
+        b.zeroPending = true;
+        pendingZeros.add(b);
         return t;
+    }
+
+    /** Marks a pending-zeros buffer as written (or zeroed). */
+    private void zeroed(DeviceBuffer b) {
+        b.zeroPending = false;
+        pendingZeros.remove(b);
+    }
+
+    /** Zeroes every buffer still pending from {@link #zeros} (before a recording, which must not zero them at each replay). */
+    private void zeroPendingNow() {
+        for (DeviceBuffer b : pendingZeros) {
+            b.zeroPending = false;
+            long words = (b.requested[0] + 3) / 4;
+            if (words > 0) Driver.memsetD32Async(b.address(), 0, words, context.stream());
+        }
+        pendingZeros.clear();
     }
 
     @Override
@@ -609,6 +637,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void matmulBackward(Tensor dOut, Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor preAct,
                                Tensor dA, Tensor dB, Tensor dBias) {
+        boolean addA = dA != null && !fresh(dA), addB = dB != null && !fresh(dB);   // else dA / dB are written, not added to
         hold();
         try {
             MatmulShape d = matDims(a, transA, b, transB, dOut);
@@ -652,16 +681,16 @@ public final class CudaBackend implements Backend {
             long sA = d.strideA(), sB = d.strideB();
             if (dA != null) {
                 if (!transA) { // dA[M,K] += dC[M,N] · op(B)ᵀ
-                    gemm(false, g, !transB, ob, out(dA), sA, false, d.m(), d.k(), d.n(), true, d.batch(), 0);
+                    gemm(false, g, !transB, ob, out(dA), sA, false, d.m(), d.k(), d.n(), addA, d.batch(), 0);
                 } else {       // dA[K,M] += op(B)[K,N] · dCᵀ
-                    gemm(transB, ob, true, g, out(dA), sA, false, d.k(), d.m(), d.n(), true, d.batch(), 0);
+                    gemm(transB, ob, true, g, out(dA), sA, false, d.k(), d.m(), d.n(), addA, d.batch(), 0);
                 }
             }
             if (dB != null) {
                 if (!transB) { // dB[K,N] += op(A)ᵀ · dC
-                    gemm(!transA, oa, false, g, out(dB), sB, false, d.k(), d.n(), d.m(), true, d.batch(), 0);
+                    gemm(!transA, oa, false, g, out(dB), sB, false, d.k(), d.n(), d.m(), addB, d.batch(), 0);
                 } else {       // dB[N,K] += dCᵀ · op(A)
-                    gemm(true, g, transA, oa, out(dB), sB, false, d.n(), d.k(), d.m(), true, d.batch(), 0);
+                    gemm(true, g, transA, oa, out(dB), sB, false, d.n(), d.k(), d.m(), addB, d.batch(), 0);
                 }
             }
             if (dC16 != null) allocator.free(dC16);
@@ -714,10 +743,11 @@ public final class CudaBackend implements Backend {
             int d = x.shape().last(), rows = x.shape().rows();
             if (rows == 0) return;
             if (dX != null) {
-                boolean warp = warpLayerNorm(d, dOut, x, gamma, dX);
+                boolean add = !fresh(dX), warp = warpLayerNorm(d, dOut, x, gamma, dX);
                 kernels.launch(warp ? "p4j_layernorm_backward_x_warp" : "p4j_layernorm_backward_x")
                         .grid(warp ? (rows + LN_WARPS - 1) / LN_WARPS : rows).block(warp ? LN_WARPS * 32 : rowThreads(d))
-                        .ptr(ptr(dOut)).ptr(ptr(x)).ptr(ptr(gamma)).ptr(ptr(mean)).ptr(ptr(rstd)).ptr(out(dX)).i32(rows).i32(d).go();
+                        .ptr(ptr(dOut)).ptr(ptr(x)).ptr(ptr(gamma)).ptr(ptr(mean)).ptr(ptr(rstd)).ptr(out(dX)).i32(rows).i32(d)
+                        .i32(add ? 1 : 0).go();
             }
             if (dGamma != null || dBeta != null) {
                 int perChunk = rowsPerChunk(rows), chunks = (rows + perChunk - 1) / perChunk;
@@ -787,9 +817,9 @@ public final class CudaBackend implements Backend {
         sameSize(x, dX, "activationBackward");
         int n = x.size();
         if (n == 0) return;
-        boolean x16 = x.dtype() == DType.BF16;
+        boolean x16 = x.dtype() == DType.BF16, add = !fresh(dX);
         kernels.launch("p4j_act_backward").grid(Kernels.quadBlocks(n, THREADS)).block(THREADS)
-                .ptr(x16 ? 0 : ptr(x)).ptr(ptr(dOut)).ptr(out(dX)).i32(n).i32(act.ordinal()).i32(1).ptr(x16 ? ptr(x) : 0).go();
+                .ptr(x16 ? 0 : ptr(x)).ptr(ptr(dOut)).ptr(out(dX)).i32(n).i32(act.ordinal()).i32(add ? 1 : 0).ptr(x16 ? ptr(x) : 0).go();
     }
 
     @Override
@@ -829,6 +859,11 @@ public final class CudaBackend implements Backend {
         sameSize(x, y, "axpy");
         int n = x.size();
         if (n == 0) return;
+        if (x.dtype() == DType.F32 && y.dtype() == DType.F32 && fresh(y)) {   // y = 0 + alpha·x
+            if (alpha == 1f) copy(x, y);
+            else scale(x, alpha, y);
+            return;
+        }
         kernels.launch("p4j_axpy").grid(Kernels.blocks(n, THREADS)).block(THREADS).f32(alpha).ptr(ptr(x)).ptr(out(y)).i32(n).go();
     }
 
@@ -1216,9 +1251,10 @@ public final class CudaBackend implements Backend {
         int headDim = checkRotary(dOut, positions, invFreq, heads, rot, dX);
         int n = dOut.size();
         if (n == 0) return;
+        boolean add = !fresh(dX);
         kernels.launch("p4j_rotary").grid(Kernels.blocks(n, THREADS)).block(THREADS)
                 .ptr(ptr(dOut)).ptr(ptr(positions)).ptr(ptr(invFreq)).ptr(out(dX))
-                .i32(dOut.shape().rows()).i32(heads).i32(headDim).i32(rot).i32(1).go();
+                .i32(dOut.shape().rows()).i32(heads).i32(headDim).i32(rot).i32(add ? 1 : 2).go();
     }
 
     @Override
@@ -1320,7 +1356,25 @@ public final class CudaBackend implements Backend {
 
     /** Device address of the tensor's first element. */
     private long ptr(Tensor t) {
-        return buffer(t).address() + (long) t.offset() * t.dtype().bytes();
+        DeviceBuffer b = buffer(t);
+        if (b.zeroPending) {   // zeros not yet written: zero them now, before anything reads or adds to them
+            zeroed(b);
+            long words = (b.requested[0] + 3) / 4;
+            if (words > 0) Driver.memsetD32Async(b.address(), 0, words, context.stream());
+        }
+        return b.address() + (long) t.offset() * t.dtype().bytes();
+    }
+
+    /**
+     * Whether {@code t} is the whole of a buffer from {@link #zeros} that nothing has written yet: the
+     * caller's op then writes its result instead of adding it to zeros. Call before any ptr(t) / out(t);
+     * a true answer is given once (the buffer counts as written from then on).
+     */
+    private boolean fresh(Tensor t) {
+        DeviceBuffer b = buffer(t);
+        if (!b.zeroPending || t.offset() != 0 || (long) t.size() * t.dtype().bytes() != b.requested[0]) return false;
+        zeroed(b);
+        return true;
     }
 
     private static void check(boolean ok, String message) {

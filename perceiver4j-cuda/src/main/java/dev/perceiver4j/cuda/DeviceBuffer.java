@@ -16,6 +16,11 @@ public final class DeviceBuffer {
      * the backend after every write; null when there is none. Freed with this buffer.
      */
     DeviceBuffer mirror;
+    /**
+     * Zeros asked for and not yet written (CudaBackend.zeros): the first op that writes the whole
+     * buffer writes instead of adding and so skips the memset; any other use zeroes it first.
+     */
+    boolean zeroPending;
 
     DeviceBuffer(long address, long bytes) {
         this.address = address;

@@ -82,6 +82,7 @@ public final class OpParity {
         p.reductions(c);
         p.axisCopies(c);
         p.scatters(c);
+        p.lazyZeros(c);
         p.embeddings(c);
         p.losses(c);
         p.optimizer(c);
@@ -830,6 +831,53 @@ public final class OpParity {
                 return err(full);
             }));
         }
+    }
+
+    // ---- gradients into zeros not yet written ------------------------------------------------
+
+    /** Zeros on both sides, the GPU's from zeros() (written lazily: the first whole write replaces the add). */
+    private Pair zerosPair(int... dims) {
+        return new Pair(gpu.zeros(Shape.of(dims), DType.F32), ref.zeros(Shape.of(dims), DType.F32));
+    }
+
+    private void lazyZeros(List<Check> c) {
+        c.add(new Check("matmulBackward [64,96]x[80,96]^T with GELU into fresh zeros (dA, dB written, not added)", FP32, () -> {
+            Pair a = randPair(1, 64, 96), b = randPair(1, 80, 96), pre = emptyPair(DType.F32, 64, 80), out = emptyPair(DType.F32, 64, 80);
+            gpu.matmul(a.g(), false, b.g(), true, null, Activation.GELU, out.g(), pre.g());
+            ref.matmul(a.r(), false, b.r(), true, null, Activation.GELU, out.r(), pre.r());
+            Pair dOut = randPair(1, 64, 80), dA = zerosPair(64, 96), dB = zerosPair(80, 96);
+            Pair preBoth = both(ref.toFloatArray(pre.r()), 64, 80);
+            gpu.matmulBackward(dOut.g(), a.g(), false, b.g(), true, null, Activation.GELU, preBoth.g(), dA.g(), dB.g(), null);
+            ref.matmulBackward(dOut.r(), a.r(), false, b.r(), true, null, Activation.GELU, preBoth.r(), dA.r(), dB.r(), null);
+            return Math.max(err(dA), err(dB));
+        }));
+        c.add(new Check("activationBackward GELU, layerNormBackward dX, rotaryBackward into fresh zeros", FP32, () -> {
+            Pair x = randPair(1, 33, 64), dOut = randPair(1, 33, 64), dAct = zerosPair(33, 64), dLn = zerosPair(33, 64), dRot = zerosPair(33, 64);
+            gpu.activationBackward(Activation.GELU, x.g(), dOut.g(), dAct.g());
+            ref.activationBackward(Activation.GELU, x.r(), dOut.r(), dAct.r());
+            Pair gamma = randPair(1, 64), beta = randPair(1, 64), y = emptyPair(DType.F32, 33, 64);
+            Pair mean = emptyPair(DType.F32, 33), rstd = emptyPair(DType.F32, 33);
+            ref.layerNorm(x.r(), gamma.r(), beta.r(), 1e-5f, y.r(), mean.r(), rstd.r());
+            Pair mu = both(ref.toFloatArray(mean.r()), 33), rs = both(ref.toFloatArray(rstd.r()), 33);
+            gpu.layerNormBackward(dOut.g(), x.g(), gamma.g(), mu.g(), rs.g(), dLn.g(), null, null);
+            ref.layerNormBackward(dOut.r(), x.r(), gamma.r(), mu.r(), rs.r(), dLn.r(), null, null);
+            int[] pos = rnd.ints(33, 0, 4096).toArray();
+            Pair positions = bothInts(pos, 33), invFreq = randPair(0.5, 8);
+            gpu.rotaryBackward(dOut.g(), positions.g(), invFreq.g(), 2, 16, dRot.g());
+            ref.rotaryBackward(dOut.r(), positions.r(), invFreq.r(), 2, 16, dRot.r());
+            return Math.max(err(dAct), Math.max(err(dLn), err(dRot)));
+        }));
+        c.add(new Check("axpy into fresh zeros (alpha 1 and 0.5), and into half of them (the rest zeroed first)", 0, () -> {
+            Pair x = randPair(1, 2, 50), y1 = zerosPair(2, 50), y2 = zerosPair(2, 50), half = zerosPair(2, 50);
+            for (Backend be : List.of(gpu, ref)) {
+                boolean g = be == gpu;
+                Tensor xs = g ? x.g() : x.r();
+                be.axpy(1f, xs, g ? y1.g() : y1.r());
+                be.axpy(0.5f, xs, g ? y2.g() : y2.r());
+                be.axpy(1f, xs.alias(50, Shape.of(50)), (g ? half.g() : half.r()).alias(50, Shape.of(50)));
+            }
+            return Math.max(err(y1), Math.max(err(y2), err(half)));
+        }));
     }
 
     private void scatters(List<Check> c) {
