@@ -226,8 +226,7 @@ public final class CudaBackend implements Backend {
     private void zeroPendingNow() {
         for (DeviceBuffer b : pendingZeros) {
             b.zeroPending = false;
-            long words = (b.requested[0] + 3) / 4;
-            if (words > 0) Driver.memsetD32Async(b.address(), 0, words, context.stream());
+            clear(b);
         }
         pendingZeros.clear();
     }
@@ -235,14 +234,14 @@ public final class CudaBackend implements Backend {
     @Override
     public Tensor persistentZeros(Shape shape, DType dtype) {
         Tensor t = allocate(shape, dtype, false);
-        clear(t);
+        clear(buffer(t));
         return t;
     }
 
-    /** Zeroes a freshly allocated tensor: whole 32-bit words (the size class is a multiple of 512 bytes). */
-    private void clear(Tensor t) {
-        long words = (bytes(t.shape(), t.dtype()) + 3) / 4;
-        if (words > 0) Driver.memsetD32Async(buffer(t).address(), 0, words, context.stream());
+    /** Zeroes the bytes a buffer's holder asked for, as whole 32-bit words (the size class is a multiple of 512 bytes). */
+    private void clear(DeviceBuffer b) {
+        long words = (b.requested[0] + 3) / 4;
+        if (words > 0) Driver.memsetD32Async(b.address(), 0, words, context.stream());
     }
 
     @Override
@@ -1359,8 +1358,7 @@ public final class CudaBackend implements Backend {
         DeviceBuffer b = buffer(t);
         if (b.zeroPending) {   // zeros not yet written: zero them now, before anything reads or adds to them
             zeroed(b);
-            long words = (b.requested[0] + 3) / 4;
-            if (words > 0) Driver.memsetD32Async(b.address(), 0, words, context.stream());
+            clear(b);
         }
         return b.address() + (long) t.offset() * t.dtype().bytes();
     }
