@@ -195,7 +195,6 @@ public final class CudaBackend implements Backend {
     private Tensor allocate(Shape shape, DType dtype, boolean tracked) {
         context.makeCurrent();
         DeviceBuffer b = allocator.allocate(bytes(shape, dtype));
-        if (b.zeroPending) zeroed(b);   // a reused buffer object: its new holder decides
         if (tracked) Scope.track(this, b);
         return new Tensor(this, shape, dtype, b, 0);
     }
@@ -222,9 +221,14 @@ public final class CudaBackend implements Backend {
         pendingZeros.remove(b);
     }
 
-    /** Zeroes every buffer still pending from {@link #zeros} (before a recording, which must not zero them at each replay). */
+    /**
+     * Zeroes every buffer still pending from {@link #zeros} (before a recording, which must not zero them
+     * at each replay). The set may still name buffers freed while pending (the allocator cleared their
+     * flag, and may have handed the object out again for something else): those are skipped.
+     */
     private void zeroPendingNow() {
         for (DeviceBuffer b : pendingZeros) {
+            if (!b.zeroPending) continue;
             b.zeroPending = false;
             clear(b);
         }

@@ -18,9 +18,10 @@ import java.util.ArrayDeque;
  * (with a ring of {@value #CAPACITY} bytes, copies many steps old). Uploads larger than
  * half the ring (weights being loaded) take the synchronous copy instead.
  *
- * <p>Not for CUDA graph capture: a captured copy would read the ring again at every replay.
+ * <p>Not for CUDA graph capture: a captured copy would read the ring again at every replay. The ring
+ * lives as long as its backend (the process).
  */
-final class HostStaging implements AutoCloseable {
+final class HostStaging {
     /** Ring size in bytes. */
     static final long CAPACITY = 16L << 20;
     /** Region alignment (keeps each copy's source 256-byte aligned). */
@@ -36,8 +37,6 @@ final class HostStaging implements AutoCloseable {
     private final ArrayDeque<InFlight> inFlight = new ArrayDeque<>();
     private final ArrayDeque<MemorySegment> spareEvents = new ArrayDeque<>();
     private long head;
-    private long waits;
-    private boolean closed;
 
     HostStaging(CudaContext context) {
         this.context = context;
@@ -55,7 +54,6 @@ final class HostStaging implements AutoCloseable {
      * device address {@code dst} on the backend's stream.
      */
     synchronized void upload(long dst, MemorySegment src, long bytes) {
-        if (closed) throw new IllegalStateException("host staging closed");
         if (!fits(bytes)) throw new IllegalArgumentException("staged upload of " + bytes + " bytes: at most " + CAPACITY / 2);
         long start = head + bytes <= CAPACITY ? head : 0;
         long end = start + bytes;
@@ -68,12 +66,14 @@ final class HostStaging implements AutoCloseable {
         }
         if (last < 0 && inFlight.size() >= MAX_IN_FLIGHT) last = MAX_IN_FLIGHT / 2;   // keeps this scan short
         if (last >= 0) {
-            Driver.eventSynchronize(inFlight.stream().skip(last).findFirst().orElseThrow().event());
-            waits++;
-            for (int k = 0; k <= last; k++) spareEvents.addLast(inFlight.removeFirst().event());
+            MemorySegment newest = null;
+            for (int k = 0; k <= last; k++) {
+                newest = inFlight.removeFirst().event();
+                spareEvents.addLast(newest);
+            }
+            Driver.eventSynchronize(newest);
         }
         MemorySegment.copy(src, 0, ring, start, bytes);
-        context.makeCurrent();
         Driver.memcpyHtoDAsync(dst, ring.asSlice(start, bytes), bytes, context.stream());
         MemorySegment event = spareEvents.isEmpty() ? Driver.eventCreate() : spareEvents.removeFirst();
         Driver.eventRecord(event, context.stream());
@@ -84,31 +84,5 @@ final class HostStaging implements AutoCloseable {
     /** Called after the stream was synchronised: every queued copy has run. */
     synchronized void drained() {
         while (!inFlight.isEmpty()) spareEvents.addLast(inFlight.removeFirst().event());
-    }
-
-    /** Uploads that had to wait for an earlier copy to finish before reusing its region (for tests and reports). */
-    synchronized long waits() {
-        return waits;
-    }
-
-    /** Copies queued and not yet known to have run. */
-    synchronized int inFlight() {
-        return inFlight.size();
-    }
-
-    /** Waits for the queued copies, then frees the ring and the events. */
-    @Override
-    public synchronized void close() {
-        if (closed) return;
-        closed = true;
-        context.makeCurrent();
-        for (InFlight f : inFlight) {
-            Driver.eventSynchronize(f.event());
-            Driver.eventDestroy(f.event());
-        }
-        inFlight.clear();
-        for (MemorySegment e : spareEvents) Driver.eventDestroy(e);
-        spareEvents.clear();
-        Driver.memFreeHost(ring);
     }
 }
