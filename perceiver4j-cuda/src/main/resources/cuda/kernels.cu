@@ -981,8 +981,16 @@ extern "C" __global__ void p4j_adamw(float* param, const float* grad, float* m, 
 // dev.perceiver4j.random.Philox, bit for bit: the 32-bit output at (seed, stream, index) is lane
 // index & 3 of the block with counter (index >> 2 as two words, stream as two words) under key
 // (seed low word, seed high word), ten rounds.
+//
+// p4j_seed_shift is added to every seed (mod 2^64). It is 0 except while a replayed CUDA graph runs
+// (Recording.replay(seedShift)): a recorded training step then draws the masks of seed + shift, so one
+// recording serves every step's seed. The host sets it in stream order before such a replay and
+// clears it after.
+__device__ unsigned long long p4j_seed_shift = 0;
+
 __device__ __forceinline__ unsigned int philox_bits(unsigned long long seed, unsigned long long stream, unsigned long long index,
                                                     unsigned int* all4) {
+    seed += p4j_seed_shift;
     unsigned long long blk = index >> 2;
     unsigned int c0 = (unsigned int) blk, c1 = (unsigned int) (blk >> 32);
     unsigned int c2 = (unsigned int) stream, c3 = (unsigned int) (stream >> 32);
@@ -1048,38 +1056,42 @@ extern "C" __global__ void p4j_dropout(const float* x, float* out, int n, float 
 // ================================================================ rotary position embedding
 
 // Interleaved RoPE on the first rot channels of each head; θ = positions[r]·invFreq[c/2] and its
-// cosine and sine in double, rounded to float (as FastOps). One thread per element; the thread of
-// an even channel c < rot handles the pair (c, c+1), so out may be x.
+// cosine and sine in double, rounded to float (as FastOps).
 // Forward: out = (x0·cosθ − x1·sinθ, x1·cosθ + x0·sinθ), other channels copied.
 // Backward (backward = 1, x = dOut, out = dX): dX += (g0·cosθ + g1·sinθ, g1·cosθ − g0·sinθ), others dX += g;
 // backward = 2 writes dX = … instead (a dX that held only zeros).
 // x, out [rows, heads·headDim]; positions I32 [rows]; invFreq [rot/2].
+// One thread per (row, slot), slots 0 … rot/2 − 1 being the rotated pairs and the rest the channels
+// rot … headDim − 1; a thread does its slot in every head, so the (double) sincos runs once per row and
+// pair, not once per head. Each pair is read and written by one thread, so out may be x.
+// Grid: rows · (headDim − rot/2) threads.
 extern "C" __global__ void p4j_rotary(const float* x, const int* positions, const float* invFreq, float* out,
                                       int rows, int heads, int headDim, int rot, int backward) {
-    long long e = (long long) blockIdx.x * blockDim.x + threadIdx.x;
-    long long width = (long long) heads * headDim;
-    if (e >= (long long) rows * width) return;
-    int r = (int) (e / width);
-    int c = (int) ((e % width) % headDim);
-    if (c >= rot) {
-        out[e] = backward == 1 ? out[e] + x[e] : x[e];
+    const int half = rot >> 1, slots = headDim - half;
+    long long t = (long long) blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= (long long) rows * slots) return;
+    int r = (int) (t / slots), j = (int) (t % slots);
+    long long e = (long long) r * heads * headDim + (j < half ? 2 * j : rot + j - half);
+    if (j >= half) {
+        for (int h = 0; h < heads; h++, e += headDim) out[e] = backward == 1 ? out[e] + x[e] : x[e];
         return;
     }
-    if (c & 1) return;
-    double theta = (double) positions[r] * (double) invFreq[c >> 1];
+    double theta = (double) positions[r] * (double) invFreq[j];
     double sd, cd;
     sincos(theta, &sd, &cd);
     float cs = (float) cd, sn = (float) sd;
-    float x0 = x[e], x1 = x[e + 1];
-    if (backward == 1) {
-        out[e] += x0 * cs + x1 * sn;
-        out[e + 1] += x1 * cs - x0 * sn;
-    } else if (backward == 2) {
-        out[e] = x0 * cs + x1 * sn;
-        out[e + 1] = x1 * cs - x0 * sn;
-    } else {
-        out[e] = x0 * cs - x1 * sn;
-        out[e + 1] = x1 * cs + x0 * sn;
+    for (int h = 0; h < heads; h++, e += headDim) {
+        float x0 = x[e], x1 = x[e + 1];
+        if (backward == 1) {
+            out[e] += x0 * cs + x1 * sn;
+            out[e + 1] += x1 * cs - x0 * sn;
+        } else if (backward == 2) {
+            out[e] = x0 * cs + x1 * sn;
+            out[e + 1] = x1 * cs - x0 * sn;
+        } else {
+            out[e] = x0 * cs - x1 * sn;
+            out[e + 1] = x1 * cs + x0 * sn;
+        }
     }
 }
 

@@ -8,10 +8,12 @@ import dev.perceiver4j.model.ar.PerceiverAR;
 import dev.perceiver4j.model.ar.PerceiverArConfig;
 import dev.perceiver4j.model.ar.PerceiverArGenerator;
 import dev.perceiver4j.nn.Params;
+import dev.perceiver4j.tensor.DType;
 import dev.perceiver4j.tensor.Scope;
 import dev.perceiver4j.tensor.Shape;
 import dev.perceiver4j.tensor.Tensor;
 import dev.perceiver4j.train.AdamW;
+import dev.perceiver4j.train.RecordedStep;
 
 import java.util.Arrays;
 import java.util.List;
@@ -57,9 +59,11 @@ final class ArBench {
     /**
      * One training step per call: one of {@link #BATCHES} random batches (drawn once, before timing:
      * the reference benchmark also times its steps on data it made beforehand), forward with prefix
-     * dropout drawn per step, backward, gradient clipping, AdamW.
+     * dropout drawn per step, backward, gradient clipping, AdamW. Forward and backward are a
+     * {@link RecordedStep} (one CUDA graph replayed per step from the second step on); the prefix
+     * dropout is drawn on the host and written into its persistent inputs first.
      */
-    static Runnable trainStep(Backend be, PerceiverArConfig c, int batch, long seed) {
+    static TrainStep trainStep(Backend be, PerceiverArConfig c, int batch, long seed) {
         PerceiverAR m = new PerceiverAR(be, c, seed);
         Params p = m.params();
         AdamW opt = new AdamW(be, AdamW.Config.defaults(1e-4f), p.pack(), p.gradients());
@@ -70,17 +74,34 @@ final class ArBench {
             idsPool[i] = rng.ints((long) batch * n, 6, 262).toArray();
             targetsPool[i] = rng.ints((long) batch * lat, 6, 262).toArray();
         }
+        PerceiverAR.TrainingTensors inputs = PerceiverAR.TrainingTensors.persistent(be, m.trainingInputs(idsPool[0], batch, n - lat, 0L));
+        Tensor targets = be.persistentZeros(Shape.of(batch, lat), DType.I32);
+        RecordedStep forwardBackward = new RecordedStep(be, s -> F.crossEntropy(m.forwardTraining(inputs, s), targets, -1, 0f).backward(),
+                "Perceiver AR training step");
         long[] step = {0};
-        return () -> {
-            int[] ids = idsPool[(int) (step[0] % BATCHES)], targets = targetsPool[(int) (step[0] % BATCHES)];
-            try (Scope s = Scope.open()) {
-                Tensor logits = m.forwardTraining(ids, batch, n - lat, ++step[0]);
-                F.crossEntropy(logits, be.fromInts(targets, Shape.of(batch, lat)), -1, 0f).backward();
-                opt.clipGradNorm(1.0);
-                opt.step(1e-4f);
-                opt.zeroGrad();
-            }
-        };
+        return new TrainStep(forwardBackward, () -> {
+            int k = (int) (step[0] % BATCHES);
+            long s = ++step[0];
+            inputs.write(be, m.trainingInputs(idsPool[k], batch, n - lat, s));
+            be.writeInts(targetsPool[k], targets);
+            forwardBackward.run(s);
+            opt.clipGradNorm(1.0);
+            opt.step(1e-4f);
+            opt.zeroGrad();
+        });
+    }
+
+    /** A benchmarked training step; close() frees its recording (the next context length records its own). */
+    record TrainStep(RecordedStep forwardBackward, Runnable step) implements Runnable, AutoCloseable {
+        @Override
+        public void run() {
+            step.run();
+        }
+
+        @Override
+        public void close() {
+            forwardBackward.close();
+        }
     }
 
     /** Training step time at each context length with fixed latents; ratios against the first length. */
@@ -88,17 +109,23 @@ final class ArBench {
         System.out.printf(Locale.ROOT, "Perceiver AR training step, batch %d, %d latents, %d channels, %d layers, prefix dropout %.2f, %s%n",
                 batch, base.maxLatents(), base.numChannels(), base.numSelfAttentionLayers(), base.crossAttentionDropout(), be.name());
         // JIT warm-up on the first shape, so that compilation does not land in the first row.
-        Runnable warm = trainStep(be, base.withSizes(lengths.getFirst(), base.maxLatents()), batch, 2L);
-        for (int i = 0; i < 6; i++) warm.run();
-        be.synchronize();
+        try (TrainStep warm = trainStep(be, base.withSizes(lengths.getFirst(), base.maxLatents()), batch, 2L)) {
+            for (int i = 0; i < 6; i++) warm.run();
+            be.synchronize();
+        }
         System.out.printf(Locale.ROOT, "%8s %12s %12s %16s %16s %10s %10s %10s%n", "context", "mean ms", "min ms", "target bytes/s", "input bytes/s",
                 "vs first", "GFLOP", "FLOPs vs");
         double first = Double.NaN, firstFlops = Double.NaN;
+        int recordedOps = 0;
         for (int n : lengths) {
             // context = latents is a model without prefix (the latents attend to each other only).
             if (n < base.maxLatents()) throw new IllegalArgumentException("context " + n + " is shorter than the " + base.maxLatents() + " latents");
             PerceiverArConfig c = base.withSizes(n, base.maxLatents());
-            Timing t = time(be, warmup, reps, trainStep(be, c, batch, 1L));
+            Timing t;
+            try (TrainStep step = trainStep(be, c, batch, 1L)) {
+                t = time(be, warmup, reps, step);
+                recordedOps = step.forwardBackward().recordedOps();
+            }
             double flops = forwardFlops(c, batch).training();
             if (Double.isNaN(first)) {
                 first = t.mean();
@@ -108,6 +135,8 @@ final class ArBench {
                     batch * base.maxLatents() / (t.mean() / 1e3), (double) batch * n / (t.mean() / 1e3), t.mean() / first,
                     flops / 1e9, flops / firstFlops);
         }
+        System.out.println(recordedOps > 0 ? "forward and backward: one recording replayed per step (" + recordedOps + " ops in the last one)"
+                : "forward and backward: op by op (the backend does not record)");
         BenchCommand.printMemory(be);
     }
 

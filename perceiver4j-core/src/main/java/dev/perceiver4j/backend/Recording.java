@@ -13,7 +13,17 @@ package dev.perceiver4j.backend;
 public interface Recording extends AutoCloseable {
 
     /** Queues the recorded ops once more (asynchronously, like any backend op). */
-    void replay();
+    default void replay() {
+        replay(0L);
+    }
+
+    /**
+     * Queues the recorded ops once more with every dropout seed they were recorded with shifted by
+     * {@code seedShift} (mod 2⁶⁴): ops recorded with seed s draw the masks of seed s + seedShift, as
+     * if run op by op with that seed. A training step recorded at seed s₀ thus replays step k with
+     * {@code replay(seedₖ − s₀)}.
+     */
+    void replay(long seedShift);
 
     /** Number of ops (graph nodes) recorded, for logs. */
     int ops();

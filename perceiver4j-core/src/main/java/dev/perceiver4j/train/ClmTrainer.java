@@ -177,6 +177,7 @@ public final class ClmTrainer {
         long targetBytes = 0;
         boolean interrupted = false;
         long saved = step;
+        FullLengthStep fullLength = null;
         try (MetricsLog log = MetricsLog.open(runDir.resolve("metrics.jsonl"), step)) {
             if (step == 0) {
                 lastBpb = initialBpb = evaluate(model, valid, prefix);
@@ -201,11 +202,17 @@ public final class ClmTrainer {
                     int p = Math.max(0, n - latents);
                     if (n < seqLen) crops = firstColumns(crops, seqLen + 1, n + 1);
                     microBytes[micro] = (long) config.batch() * (n - p);
-                    try (Scope s = Scope.open()) {
-                        Tensor logits = model.forwardTraining(inputs(crops, n), config.batch(), p, mixSeed(config.seed(), draw));
-                        Tensor l = F.crossEntropy(logits, targets(backend, crops, n, p), -1, config.zLoss());
-                        (config.accumulation() == 1 ? l : F.scale(l, 1f / config.accumulation())).backward();
-                        backend.axpy(1f / config.accumulation(), l, lossSum);   // on the device: the step goes on without waiting
+                    long seed = mixSeed(config.seed(), draw);
+                    PerceiverAR.TrainingInputs in = model.trainingInputs(inputs(crops, n), config.batch(), p, seed);
+                    if (n == seqLen) {
+                        // Full-length micro-batches: one recording replayed (from the second on), see FullLengthStep.
+                        if (fullLength == null) fullLength = new FullLengthStep(model, in, lossSum);
+                        fullLength.run(in, targetIds(crops, n, p), seed);
+                    } else {
+                        try (Scope s = Scope.open()) {
+                            microBatch(model, PerceiverAR.TrainingTensors.upload(backend, in), backend.fromInts(targetIds(crops, n, p),
+                                    Shape.of(config.batch(), n - p)), seed, lossSum);
+                        }
                     }
                 }
                 Tensor gradNorm = opt.clipGradNorm(config.clip());
@@ -241,6 +248,8 @@ public final class ClmTrainer {
                     saved = step;
                 }
             }
+        } finally {
+            if (fullLength != null) fullLength.close();
         }
         if (interrupted && saved != step) save(checkpoints, model, opt, step);
         plot(trainCurve, validCurve);
@@ -314,10 +323,57 @@ public final class ClmTrainer {
 
     /** Next-byte targets of the latent positions: crop[prefix + 1 … seqLen] → [B, L]. */
     static Tensor targets(Backend backend, int[] crops, int seqLen, int prefix) {
+        int b = crops.length / (seqLen + 1);
+        return backend.fromInts(targetIds(crops, seqLen, prefix), Shape.of(b, seqLen - prefix));
+    }
+
+    /** {@link #targets} on the host: [B·L]. */
+    static int[] targetIds(int[] crops, int seqLen, int prefix) {
         int b = crops.length / (seqLen + 1), lat = seqLen - prefix;
         int[] r = new int[b * lat];
         for (int i = 0; i < b; i++) System.arraycopy(crops, i * (seqLen + 1) + prefix + 1, r, i * lat, lat);
-        return backend.fromInts(r, Shape.of(b, lat));
+        return r;
+    }
+
+    /**
+     * Forward, loss and backward of one micro-batch; the loss (over the accumulation count) is added
+     * into {@code lossSum} on the device, so the step goes on without waiting.
+     */
+    private void microBatch(PerceiverAR model, PerceiverAR.TrainingTensors in, Tensor targets, long seed, Tensor lossSum) {
+        Tensor l = F.crossEntropy(model.forwardTraining(in, seed), targets, -1, config.zLoss());
+        (config.accumulation() == 1 ? l : F.scale(l, 1f / config.accumulation())).backward();
+        backend.axpy(1f / config.accumulation(), l, lossSum);
+    }
+
+    /**
+     * The full-length micro-batch as a {@link RecordedStep}: its inputs live in persistent tensors
+     * written before each run, and on a backend that records (the GPU) its forward and backward are
+     * one recording replayed with each micro-batch's seed. Truncated micro-batches (random
+     * truncation) have other shapes and run op by op beside it; the recording keeps its own
+     * intermediate buffers meanwhile. Results are bit for bit those of the op-by-op path, so a
+     * resumed run still repeats the uninterrupted one.
+     */
+    private final class FullLengthStep implements AutoCloseable {
+        private final PerceiverAR.TrainingTensors inputs;
+        private final Tensor targets;
+        private final RecordedStep step;
+
+        FullLengthStep(PerceiverAR model, PerceiverAR.TrainingInputs like, Tensor lossSum) {
+            this.inputs = PerceiverAR.TrainingTensors.persistent(backend, like);
+            this.targets = backend.persistentZeros(Shape.of(like.batch(), like.length() - like.prefixLen()), DType.I32);
+            this.step = new RecordedStep(backend, seed -> microBatch(model, inputs, targets, seed, lossSum), "Perceiver AR training step");
+        }
+
+        void run(PerceiverAR.TrainingInputs in, int[] targetIds, long seed) {
+            inputs.write(backend, in);
+            backend.writeInts(targetIds, targets);
+            step.run(seed);
+        }
+
+        @Override
+        public void close() {
+            step.close();
+        }
     }
 
     static long mixSeed(long seed, long draw) {

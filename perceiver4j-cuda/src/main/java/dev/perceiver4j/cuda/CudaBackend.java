@@ -91,6 +91,7 @@ public final class CudaBackend implements Backend {
     private final DeviceBuffer status; // int[4]: code, position, value, limit
     /** Uploads queued in stream order from page-locked memory, so that they do not wait for the device. */
     private final HostStaging staging;
+    private long seedShiftAddress;   // of the kernels' p4j_seed_shift, looked up on first use
     /**
      * Buffers from {@link #zeros} not yet zeroed or written (their zeroPending flag set); weakly held, so
      * that an unused one still goes back to the allocator when unreachable (DeviceBuffer has identity equality).
@@ -165,7 +166,18 @@ public final class CudaBackend implements Backend {
     public Recording record(Runnable body) {
         if (!GRAPHS) return null;
         zeroPendingNow();   // zeros made before the recording stay zeros made once, not at every replay
-        return CudaGraph.capture(context, allocator, body);
+        return CudaGraph.capture(context, allocator, this::setSeedShift, body);
+    }
+
+    /**
+     * Sets the kernels' {@code p4j_seed_shift} (added to every Philox seed) in stream order: two
+     * 32-bit memsets, so nothing waits and no host memory is read later.
+     */
+    private void setSeedShift(long shift) {
+        if (seedShiftAddress == 0) seedShiftAddress = kernels.global("p4j_seed_shift");
+        long at = seedShiftAddress;
+        Driver.memsetD32Async(at, (int) shift, 1, context.stream());
+        Driver.memsetD32Async(at + 4, (int) (shift >>> 32), 1, context.stream());
     }
 
     /** Waits for the stream and raises any bad input the kernels recorded. */
@@ -1239,12 +1251,16 @@ public final class CudaBackend implements Backend {
         return headDim;
     }
 
+    /** p4j_rotary's grid: one thread per row and slot (rot/2 pairs, headDim − rot copied channels), heads looped. */
+    private static int rotaryBlocks(int rows, int headDim, int rot) {
+        return Kernels.blocks((long) rows * (headDim - rot / 2), THREADS);
+    }
+
     @Override
     public void rotary(Tensor x, Tensor positions, Tensor invFreq, int heads, int rot, Tensor out) {
         int headDim = checkRotary(x, positions, invFreq, heads, rot, out);
-        int n = x.size();
-        if (n == 0) return;
-        kernels.launch("p4j_rotary").grid(Kernels.blocks(n, THREADS)).block(THREADS)
+        if (x.size() == 0) return;
+        kernels.launch("p4j_rotary").grid(rotaryBlocks(x.shape().rows(), headDim, rot)).block(THREADS)
                 .ptr(ptr(x)).ptr(ptr(positions)).ptr(ptr(invFreq)).ptr(out(out))
                 .i32(x.shape().rows()).i32(heads).i32(headDim).i32(rot).i32(0).go();
     }
@@ -1252,10 +1268,9 @@ public final class CudaBackend implements Backend {
     @Override
     public void rotaryBackward(Tensor dOut, Tensor positions, Tensor invFreq, int heads, int rot, Tensor dX) {
         int headDim = checkRotary(dOut, positions, invFreq, heads, rot, dX);
-        int n = dOut.size();
-        if (n == 0) return;
+        if (dOut.size() == 0) return;
         boolean add = !fresh(dX);
-        kernels.launch("p4j_rotary").grid(Kernels.blocks(n, THREADS)).block(THREADS)
+        kernels.launch("p4j_rotary").grid(rotaryBlocks(dOut.shape().rows(), headDim, rot)).block(THREADS)
                 .ptr(ptr(dOut)).ptr(ptr(positions)).ptr(ptr(invFreq)).ptr(out(dX))
                 .i32(dOut.shape().rows()).i32(heads).i32(headDim).i32(rot).i32(add ? 1 : 2).go();
     }

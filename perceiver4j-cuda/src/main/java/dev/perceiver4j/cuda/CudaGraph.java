@@ -7,6 +7,7 @@ import dev.perceiver4j.tensor.Scope;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.ref.Cleaner;
+import java.util.function.LongConsumer;
 
 /**
  * A {@link Recording} as a CUDA graph: the body's kernels, copies, memsets and cuBLASLt products
@@ -54,14 +55,16 @@ final class CudaGraph implements Recording {
     private final CudaContext context;
     private final MemorySegment exec;
     private final int nodes;
+    private final LongConsumer seedShift;
     private final Cleaner.Cleanable cleanable;
     private boolean closed;
 
     private CudaGraph(CudaContext context, DeviceAllocator allocator, DeviceAllocator.Held held, MemorySegment graph, MemorySegment exec,
-                      int nodes) {
+                      int nodes, LongConsumer seedShift) {
         this.context = context;
         this.exec = exec;
         this.nodes = nodes;
+        this.seedShift = seedShift;
         this.cleanable = CLEANER.register(this, new Resources(context, allocator, held, graph, exec));
         LIVE.incrementAndGet();
     }
@@ -72,12 +75,13 @@ final class CudaGraph implements Recording {
     }
 
     /**
-     * Captures {@code body} (which runs once, queueing but not executing its work).
+     * Captures {@code body} (which runs once, queueing but not executing its work). {@code seedShift}
+     * sets the kernels' seed shift in stream order (see {@link #replay(long)}).
      *
      * @throws IllegalStateException when the body does something a graph cannot hold (a host copy,
      *         a synchronisation); the message names the capture error and the body's exception
      */
-    static CudaGraph capture(CudaContext context, DeviceAllocator allocator, Runnable body) {
+    static CudaGraph capture(CudaContext context, DeviceAllocator allocator, LongConsumer seedShift, Runnable body) {
         context.makeCurrent();
         MemorySegment stream = context.stream();
         allocator.beginHold();
@@ -100,7 +104,7 @@ final class CudaGraph implements Recording {
         }
         try {
             int nodes = Math.toIntExact(Driver.graphNodeCount(g[0]));
-            return new CudaGraph(context, allocator, held, g[0], Driver.graphInstantiate(g[0]), nodes);
+            return new CudaGraph(context, allocator, held, g[0], Driver.graphInstantiate(g[0]), nodes, seedShift);
         } catch (CudaException e) {
             Driver.graphDestroy(g[0]);
             allocator.returnHeld(held);
@@ -108,11 +112,18 @@ final class CudaGraph implements Recording {
         }
     }
 
+    /**
+     * Launches the graph. A non-zero {@code shift} is written to the kernels' {@code p4j_seed_shift}
+     * before the launch and cleared after it, both in stream order, so only this replay's Philox
+     * draws see it.
+     */
     @Override
-    public void replay() {
+    public void replay(long shift) {
         if (closed) throw new IllegalStateException("replay of a closed CUDA graph");
         context.makeCurrent();
+        if (shift != 0) seedShift.accept(shift);
         Driver.graphLaunch(exec, context.stream());
+        if (shift != 0) seedShift.accept(0L);
     }
 
     @Override

@@ -102,9 +102,11 @@ public final class GpuSelfTest {
             checks.addAll(OpParity.bf16OutputAttentionChecks(bf, seed));
             checks.addAll(ModelParity.generationChecks(bf, 1e-2, "bf16"));
             checks.addAll(ModelParity.trainingChecks(bf, new CpuBackend(CpuPool.common(), new JavaSgemm(CpuPool.common())), BF16_TRAINING, "bf16"));
+            checks.addAll(ModelParity.recordedTrainingChecks(bf, "bf16"));
         }
         checks.addAll(ModelParity.generationChecks(cuda, ModelParity.LOGITS, "fp32"));
         checks.addAll(ModelParity.trainingChecks(cuda, new CpuBackend(CpuPool.common(), new JavaSgemm(CpuPool.common()))));
+        checks.addAll(ModelParity.recordedTrainingChecks(cuda, "fp32"));
         if (fixtures != null) checks.addAll(ModelParity.fixtureChecks(cuda, fixtures));
         int failed = 0;
         for (OpParity.Check c : checks) {

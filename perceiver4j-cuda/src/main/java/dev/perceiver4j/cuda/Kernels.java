@@ -1,5 +1,6 @@
 package dev.perceiver4j.cuda;
 
+import dev.perceiver4j.cuda.ffm.CudaException;
 import dev.perceiver4j.cuda.ffm.Driver;
 import dev.perceiver4j.cuda.ffm.NativeLibraries;
 import dev.perceiver4j.cuda.ffm.Nvrtc;
@@ -10,6 +11,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -31,7 +33,7 @@ import static java.lang.foreign.ValueLayout.ADDRESS;
  */
 public final class Kernels {
     static final String SOURCE = "cuda/kernels.cu";
-    private static final Map<Integer, byte[]> CUBINS = new ConcurrentHashMap<>(); // per process, by sm_XY
+    private static final Map<Integer, Compiled> CUBINS = new ConcurrentHashMap<>(); // per process, by sm_XY
 
     /** The kernels' argument widths, read from the source once: every launch is checked against them. */
     private static final class Signatures {
@@ -47,22 +49,53 @@ public final class Kernels {
     Kernels(CudaContext context) {
         this.context = context;
         context.makeCurrent();
+        int cc = context.computeCapability();
         long t0 = System.nanoTime();
-        byte[] cubin = cubin(context.computeCapability());
-        this.compileMillis = (System.nanoTime() - t0) / 1_000_000;
+        Compiled c = cubin(cc);
+        MemorySegment loaded;
+        try {
+            loaded = load(c.cubin());
+        } catch (CudaException e) {
+            if (c.compiled()) throw e;
+            // A cached cubin the driver refuses (damaged, or made for another driver): compile afresh.
+            System.err.println("perceiver4j: the cached kernels " + c.file() + " did not load (" + e.getMessage() + "); compiling them again");
+            CubinCache.discard(c.file());
+            CUBINS.remove(cc);
+            t0 = System.nanoTime();
+            c = cubin(cc);
+            loaded = load(c.cubin());
+        }
+        this.module = loaded;
+        this.compileMillis = c.compiled() ? (System.nanoTime() - t0) / 1_000_000 : 0;
+    }
+
+    private static MemorySegment load(byte[] cubin) {
         try (Arena a = Arena.ofConfined()) { // the driver reads the image during the call only
             MemorySegment image = a.allocate(cubin.length + 1L, 16);
             MemorySegment.copy(cubin, 0, image, ValueLayout.JAVA_BYTE, 0, cubin.length);
-            this.module = Driver.moduleLoadData(image);
+            return Driver.moduleLoadData(image);
         }
     }
 
-    /** The cubin for {@code sm_<cc>}, compiled on first use. */
-    static byte[] cubin(int cc) {
+    /** A cubin, whether NVRTC made it in this process ({@code compiled}), and its cache file (null: none). */
+    record Compiled(byte[] cubin, boolean compiled, Path file) {}
+
+    /**
+     * The cubin for {@code sm_<cc>}: made once per process, read from the disk cache ({@link CubinCache})
+     * when an earlier run compiled the same source with the same compiler, else compiled with NVRTC and
+     * stored there.
+     */
+    static Compiled cubin(int cc) {
         return CUBINS.computeIfAbsent(cc, k -> {
             NativeLibraries.nvrtc(); // a clear error when libnvrtc is missing
-            return Nvrtc.compileToCubin(source(), "perceiver4j_kernels.cu",
-                    List.of("--gpu-architecture=sm_" + k, "--std=c++17"));
+            List<String> options = List.of("--gpu-architecture=sm_" + k, "--std=c++17");
+            int[] v = Nvrtc.version();
+            Path file = CubinCache.fromEnvironment().file(source(), options, "nvrtc " + v[0] + "." + v[1], k);
+            return CubinCache.read(file).map(b -> new Compiled(b, false, file)).orElseGet(() -> {
+                byte[] b = Nvrtc.compileToCubin(source(), "perceiver4j_kernels.cu", options);
+                CubinCache.write(file, b);
+                return new Compiled(b, true, file);
+            });
         });
     }
 
@@ -76,9 +109,15 @@ public final class Kernels {
         }
     }
 
-    /** Milliseconds NVRTC took (0 when the cubin was cached). */
+    /** Milliseconds NVRTC took (0 when the cubin came from this process or the disk cache). */
     public long compileMillis() {
         return compileMillis;
+    }
+
+    /** The device address of the source's {@code __device__} variable {@code name}. */
+    long global(String name) {
+        context.makeCurrent();
+        return Driver.moduleGetGlobal(module, name);
     }
 
     private synchronized MemorySegment function(String name) {

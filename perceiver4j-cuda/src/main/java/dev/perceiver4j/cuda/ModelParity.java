@@ -11,10 +11,12 @@ import dev.perceiver4j.model.ar.PerceiverArGenerator;
 import dev.perceiver4j.model.io.PerceiverForMaskedLM;
 import dev.perceiver4j.model.io.RecordedMaskedLm;
 import dev.perceiver4j.nn.Params;
+import dev.perceiver4j.tensor.DType;
 import dev.perceiver4j.tensor.Scope;
 import dev.perceiver4j.tensor.Shape;
 import dev.perceiver4j.tensor.Tensor;
 import dev.perceiver4j.train.AdamW;
+import dev.perceiver4j.train.RecordedStep;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -264,6 +266,74 @@ public final class ModelParity {
         }
         System.out.printf("  training: losses gpu %s cpu %s; largest parameter difference at %s%n",
                 Arrays.toString(lossG), Arrays.toString(lossC), worst.isEmpty() ? "-" : worst);
+        return e;
+    }
+
+    /**
+     * A recorded training step ({@link RecordedStep}: forward and backward captured as a CUDA graph at
+     * step 2 and replayed at steps 2–5 with each step's seed) against the same 5 steps op by op, from
+     * the same initial weights on the same backend: losses and every parameter identical (prefix,
+     * attention and residual dropout on, so a replay that ignored its seed shift would differ).
+     */
+    public static List<OpParity.Check> recordedTrainingChecks(Backend gpu, String label) {
+        return List.of(new OpParity.Check("model: Perceiver AR 5 training steps, recorded (CUDA graph, seeds shifted) vs op by op, exact (" + label + ")",
+                0, () -> recordedTraining(gpu)));
+    }
+
+    private static double recordedTraining(Backend be) {
+        PerceiverArConfig c = trainingConfig();
+        int batch = 3, steps = 5;
+        float lr = 1e-3f;
+        PerceiverAR a = new PerceiverAR(be, c, 31L), b = new PerceiverAR(be, c, 31L);
+        double[] opByOp = run(be, a, c, batch, steps, lr);
+        double[] recorded = new double[steps];
+        int ops;
+        {
+            Params p = b.params();
+            AdamW opt = new AdamW(be, AdamW.Config.defaults(lr), p.pack(), p.gradients());
+            SplittableRandom rng = new SplittableRandom(77);
+            int n = c.maxSeqLen(), lat = c.maxLatents();
+            PerceiverAR.TrainingTensors in = null;
+            Tensor targets = be.persistentZeros(Shape.of(batch, lat), DType.I32), loss = be.persistentZeros(Shape.of(1), DType.F32);
+            PerceiverAR.TrainingTensors[] inRef = new PerceiverAR.TrainingTensors[1];
+            try (RecordedStep step = new RecordedStep(be, seed -> {
+                Tensor l = F.crossEntropy(b.forwardTraining(inRef[0], seed), targets, -1, 0f);
+                be.copy(l, loss);
+                l.backward();
+            }, "recorded training check")) {
+                for (int k = 1; k <= steps; k++) {
+                    int[] ids = rng.ints((long) batch * n, 6, 262).toArray();
+                    int[] t = rng.ints((long) batch * lat, 6, 262).toArray();
+                    PerceiverAR.TrainingInputs ti = b.trainingInputs(ids, batch, n - lat, k);
+                    if (in == null) in = inRef[0] = PerceiverAR.TrainingTensors.persistent(be, ti);
+                    in.write(be, ti);
+                    be.writeInts(t, targets);
+                    step.run(k);
+                    recorded[k - 1] = loss.item();
+                    opt.clipGradNorm(1.0);
+                    opt.step(lr);
+                    opt.zeroGrad();
+                }
+                ops = step.recordedOps();
+                if (!step.recorded()) throw new AssertionError("the training step was not recorded");
+            }
+        }
+        double e = 0;
+        for (int i = 0; i < steps; i++) e = Math.max(e, Math.abs(recorded[i] - opByOp[i]));
+        Map<String, Tensor> pa = a.params().trainable(), pb = b.params().trainable();
+        String worst = "";
+        for (Map.Entry<String, Tensor> en : pa.entrySet()) {
+            float[] x = be.toFloatArray(en.getValue()), y = be.toFloatArray(pb.get(en.getKey()));
+            for (int i = 0; i < x.length; i++) {
+                double d = Math.abs((double) x[i] - y[i]);
+                if (!(d <= e)) {
+                    e = Double.isNaN(d) ? Double.POSITIVE_INFINITY : d;
+                    worst = en.getKey() + "[" + i + "]";
+                }
+            }
+        }
+        System.out.printf("  recorded training (%d ops): losses %s, op by op %s; largest parameter difference at %s%n",
+                ops, Arrays.toString(recorded), Arrays.toString(opByOp), worst.isEmpty() ? "-" : worst);
         return e;
     }
 

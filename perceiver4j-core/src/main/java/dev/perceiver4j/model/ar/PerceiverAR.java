@@ -192,7 +192,10 @@ public final class PerceiverAR {
                 }
             }
         }
-        return run(b, n, hostInts(ids), pos, padMask == null ? null : pad, noVisibleKey, prefixLen, null);
+        Backend be = params.backend();
+        Tensor idsI32 = ids.dtype() == DType.I32 ? ids : be.fromInts(hostInts(ids), Shape.of(b, n));
+        return run(b, n, idsI32, be.fromInts(pos, Shape.of(b, n)), be.fromInts(latentPositions(pos, b, n, prefixLen), Shape.of(b * lat)),
+                padMask == null ? null : be.fromBools(pad, Shape.of(b, n)), noVisibleKey, prefixLen, null);
     }
 
     /**
@@ -206,11 +209,70 @@ public final class PerceiverAR {
      *       probability p (a latent whose visible keys are all masked gets a zero attention output).</li>
      * </ul>
      * Attention-probability and residual dropouts use Philox streams derived from {@code seed}.
-     * Returns logits [B, L, V].
+     * Returns logits [B, L, V]. The same as {@code forwardTraining(TrainingTensors.upload(be,
+     * trainingInputs(ids, b, prefixLen, seed)), seed)}.
      */
     public Tensor forwardTraining(int[] ids, int b, int prefixLen, long seed) {
+        return forwardTraining(TrainingTensors.upload(params.backend(), trainingInputs(ids, b, prefixLen, seed)), seed);
+    }
+
+    /**
+     * What a training pass reads, drawn on the host: the tokens and positions the network sees after
+     * prefix dropout ([B, M] each, M = kept prefix + latents for SUBSET, N otherwise), the latents'
+     * positions [B·L], the keys BERNOULLI prefix dropout masks ([B, M], or null) and the prefix length
+     * within M. A pure function of (ids, seed): a recorded step writes it into persistent tensors
+     * ({@link TrainingTensors#write}) and replays.
+     */
+    public record TrainingInputs(int batch, int length, int prefixLen, int[] ids, int[] positions, int[] latentPositions, boolean[] keyPad) {
+        public TrainingInputs {
+            int n = batch * length;
+            if (batch < 1 || prefixLen < 0 || prefixLen >= length) {
+                throw new IllegalArgumentException("training inputs: batch " + batch + ", length " + length + ", prefix " + prefixLen);
+            }
+            if (ids.length != n || positions.length != n || latentPositions.length != batch * (length - prefixLen) || (keyPad != null && keyPad.length != n)) {
+                throw new IllegalArgumentException("training inputs: arrays do not match " + batch + " rows of " + length + " positions (prefix " + prefixLen + ")");
+            }
+        }
+    }
+
+    /**
+     * The device tensors of {@link TrainingInputs}: ids and positions I32 [B, M], latent positions I32
+     * [B·L], keyPad BOOL [B, M] or null.
+     */
+    public record TrainingTensors(Tensor ids, Tensor positions, Tensor latentPositions, Tensor keyPad, int prefixLen) {
+        /** Step-scoped tensors holding {@code in}. */
+        public static TrainingTensors upload(Backend be, TrainingInputs in) {
+            Shape rows = Shape.of(in.batch(), in.length());
+            return new TrainingTensors(be.fromInts(in.ids(), rows), be.fromInts(in.positions(), rows),
+                    be.fromInts(in.latentPositions(), Shape.of(in.latentPositions().length)),
+                    in.keyPad() == null ? null : be.fromBools(in.keyPad(), rows), in.prefixLen());
+        }
+
+        /** Persistent (zeroed) tensors shaped like {@code like}, for {@link #write} before each replay of a recorded step. */
+        public static TrainingTensors persistent(Backend be, TrainingInputs like) {
+            Shape rows = Shape.of(like.batch(), like.length());
+            return new TrainingTensors(be.persistentZeros(rows, DType.I32), be.persistentZeros(rows, DType.I32),
+                    be.persistentZeros(Shape.of(like.latentPositions().length), DType.I32),
+                    like.keyPad() == null ? null : be.persistentZeros(rows, DType.BOOL), like.prefixLen());
+        }
+
+        /** Writes {@code in} in place (no allocation); its shape must be the one these tensors were made for. */
+        public void write(Backend be, TrainingInputs in) {
+            if (!ids.shape().equals(Shape.of(in.batch(), in.length())) || in.prefixLen() != prefixLen || (in.keyPad() == null) != (keyPad == null)) {
+                throw new IllegalArgumentException("training inputs of " + in.batch() + " × " + in.length() + " (prefix " + in.prefixLen()
+                        + ") do not fit tensors made for " + ids.shape() + " (prefix " + prefixLen + ")");
+            }
+            be.writeInts(in.ids(), ids);
+            be.writeInts(in.positions(), positions);
+            be.writeInts(in.latentPositions(), latentPositions);
+            if (keyPad != null) be.writeBools(in.keyPad(), keyPad);
+        }
+    }
+
+    /** The host part of {@link #forwardTraining(int[], int, int, long)}: prefix dropout drawn from (seed, row). */
+    public TrainingInputs trainingInputs(int[] ids, int b, int prefixLen, long seed) {
+        if (b < 1 || ids.length % b != 0) throw new IllegalArgumentException(ids.length + " ids do not make " + b + " rows");
         int n = ids.length / b;
-        if (ids.length != b * n) throw new IllegalArgumentException(ids.length + " ids do not make " + b + " rows");
         checkLengths(n, prefixLen);
         int lat = n - prefixLen;
         float p = config.crossAttentionDropout();
@@ -231,7 +293,7 @@ public final class PerceiverAR {
                     kPos[r * m + keep + i] = prefixLen + i;
                 }
             });
-            return run(b, m, kIds, kPos, null, null, keep, new Dropouts(config.postAttentionDropout(), config.residualDropout(), seed));
+            return new TrainingInputs(b, m, keep, kIds, kPos, latentPositions(kPos, b, m, keep), null);
         }
         int[] pos = new int[b * n];
         for (int i = 0; i < pos.length; i++) pos[i] = i % n;
@@ -240,7 +302,27 @@ public final class PerceiverAR {
             masked = new boolean[b * n];
             for (int i = 0; i < masked.length; i++) masked[i] = Philox.uniform(seed, BERNOULLI_STREAM, i) < p;
         }
-        return run(b, n, ids, pos, masked, null, prefixLen, new Dropouts(config.postAttentionDropout(), config.residualDropout(), seed));
+        return new TrainingInputs(b, n, prefixLen, ids.clone(), pos, latentPositions(pos, b, n, prefixLen), masked);
+    }
+
+    /**
+     * Training forward over device inputs ({@link TrainingTensors}, written from {@link #trainingInputs}
+     * with the same {@code seed}), whose attention-probability and residual dropouts draw from
+     * {@code seed}. Reads nothing back to the host, so a backend can record it. → logits [B, L, V].
+     */
+    public Tensor forwardTraining(TrainingTensors in, long seed) {
+        int b = in.ids().dim(0), m = in.ids().dim(1);
+        checkLengths(m, in.prefixLen());
+        return run(b, m, in.ids(), in.positions(), in.latentPositions(), in.keyPad(), null, in.prefixLen(),
+                new Dropouts(config.postAttentionDropout(), config.residualDropout(), seed));
+    }
+
+    /** Each row's positions from {@code prefixLen} on (the latents'), rows of {@code n}. */
+    private static int[] latentPositions(int[] pos, int b, int n, int prefixLen) {
+        int lat = n - prefixLen;
+        int[] r = new int[b * lat];
+        for (int row = 0; row < b; row++) System.arraycopy(pos, row * n + prefixLen, r, row * lat, lat);
+        return r;
     }
 
     /** Prefix positions SUBSET prefix dropout keeps out of P: P − ⌊P·p⌋ (krasserm's rule). */
@@ -288,22 +370,17 @@ public final class PerceiverAR {
     private record Dropouts(float attention, float residual, long seed) {}
 
     /**
-     * The whole network over host inputs. ids, pos: [B·N]; keyPad: [B·N] masked cross-attention keys
-     * or null; noVisibleKey: see {@link Attention#forward}; the first P of each row's N positions
-     * are the prefix → logits [B, N − P, V].
+     * The whole network over device inputs. ids, pos: I32 [B, N]; posLat: I32 [B·L], the latents'
+     * positions; keyPad: BOOL [B, N] masked cross-attention keys or null; noVisibleKey: see
+     * {@link Attention#forward}; the first P of each row's N positions are the prefix → logits [B, N − P, V].
      */
-    private Tensor run(int b, int n, int[] ids, int[] pos, boolean[] keyPad, float[] noVisibleKey, int prefixLen, Dropouts d) {
-        Backend be = params.backend();
-        int lat = n - prefixLen, ch = config.numChannels();
-        int[] posLatent = new int[b * lat];
-        for (int r = 0; r < b; r++) System.arraycopy(pos, r * n + prefixLen, posLatent, r * lat, lat);
-        Tensor posAll = be.fromInts(pos, Shape.of(b * n));
-        Tensor posLat = be.fromInts(posLatent, Shape.of(b * lat));
-        Tensor pad = keyPad == null ? null : be.fromBools(keyPad, Shape.of(b, n));
+    private Tensor run(int b, int n, Tensor ids, Tensor pos, Tensor posLat, Tensor pad, float[] noVisibleKey, int prefixLen, Dropouts d) {
+        int lat = n - prefixLen;
+        Tensor posAll = pos.reshape(b * n);
         int[] site = {0};   // dropout stream counter
 
         // Input adapter.
-        Tensor x = embed(be.fromInts(ids, Shape.of(b, n)), be.fromInts(pos, Shape.of(b, n)));     // [B, N, C]
+        Tensor x = embed(ids, pos);                                                                // [B, N, C]
         Tensor latents = prefixLen == 0 ? x : F.narrow(x, 1, prefixLen, lat);                      // [B, L, C]
 
         // Cross-attention: latents attend to concat(kv_norm(prefix), q_norm(latents)).

@@ -96,6 +96,8 @@ public final class Driver {
     private static final MethodHandle cuModuleLoadData = bind("cuModuleLoadData", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
     // CUresult cuModuleGetFunction(CUfunction *hfunc, CUmodule hmod, const char *name)
     private static final MethodHandle cuModuleGetFunction = bind("cuModuleGetFunction", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
+    // CUresult cuModuleGetGlobal_v2(CUdeviceptr *dptr, size_t *bytes, CUmodule hmod, const char *name)
+    private static final MethodHandle cuModuleGetGlobal = bind("cuModuleGetGlobal_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
     // CUresult cuLaunchKernel(CUfunction f, unsigned gridDimX, gridDimY, gridDimZ, unsigned blockDimX, blockDimY, blockDimZ,
     //                         unsigned sharedMemBytes, CUstream hStream, void **kernelParams, void **extra)
     private static final MethodHandle cuLaunchKernel = bind("cuLaunchKernel", FunctionDescriptor.of(JAVA_INT,
@@ -413,6 +415,17 @@ public final class Driver {
             return v.get(ADDRESS, 0);
         } catch (Throwable t) {
             throw CudaException.downcall("cuModuleGetFunction", t);
+        }
+    }
+
+    /** The device address of the module's global variable {@code name} (a {@code __device__} variable of the source). */
+    public static long moduleGetGlobal(MemorySegment module, String name) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment ptr = a.allocate(JAVA_LONG), bytes = a.allocate(JAVA_LONG);
+            check((int) cuModuleGetGlobal.invokeExact(ptr, bytes, module, a.allocateFrom(name)), "cuModuleGetGlobal_v2(" + name + ")");
+            return ptr.get(JAVA_LONG, 0);
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuModuleGetGlobal_v2", t);
         }
     }
 
