@@ -529,14 +529,18 @@ extern "C" __global__ void p4j_layernorm(const float* x, const float* gamma, con
 
 // (out16 not null: the output is written there as bf16 instead of to out, for normed inputs only
 // products read.)
-// The same two kernels for rows of d ≤ 4·32·LN_VECS floats with d % 4 == 0 and 16-byte aligned
+// The same two kernels for rows of d ≤ 4·32·12 floats with d % 4 == 0 and 16-byte aligned
 // rows (8-byte aligned for a bf16 output): one warp per row, the row held in registers as float4 (read once), warp-shuffle sums.
 // Same math (two-pass variance, biased, rstd = 1/sqrt(var + eps)); only the summation order differs.
-#define LN_VECS 12
+// Templated on LN_VECS (float4s per lane, 4, 8 or 12: d ≤ 512, 1024, 1536) so a row of 512 keeps 4 float4s
+// per lane in registers, not 12: 137 registers per thread for the backward at 12 left one block per SM.
+// The sums run over the same elements in the same order at every LN_VECS, so results do not depend on it.
 #define LN_WARPS 8
 
-extern "C" __global__ void __launch_bounds__(LN_WARPS * 32) p4j_layernorm_warp(const float* x, const float* gamma,
-        const float* beta, float* out, float* mean, float* rstd, int rows, int d, float eps, unsigned short* out16) {
+
+template <int LN_VECS>
+__device__ __forceinline__ void layernorm_warp(const float* x, const float* gamma, const float* beta, float* out, float* mean,
+                                               float* rstd, int rows, int d, float eps, unsigned short* out16) {
     const int r = blockIdx.x * LN_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31, d4 = d >> 2;
     if (r >= rows) return; // warp-uniform
     const float4* xr = reinterpret_cast<const float4*>(x + (long long) r * d);
@@ -583,26 +587,43 @@ extern "C" __global__ void __launch_bounds__(LN_WARPS * 32) p4j_layernorm_warp(c
     }
 }
 
-extern "C" __global__ void __launch_bounds__(LN_WARPS * 32) p4j_layernorm_backward_x_warp(const float* dOut, const float* x,
-        const float* gamma, const float* mean, const float* rstd, float* dX, int rows, int d, int accumulate) {
+// xhat and g = dOut·gamma of the float4 at c of a row (x, dOut rows; gamma).
+__device__ __forceinline__ void ln_xhat_g(const float4* xr, const float4* gr, const float4* g4, int c, float mu, float rs,
+                                          float4& xh, float4& gg) {
+    const float4 xv = xr[c], dv = gr[c], gm = g4[c];
+    xh = make_float4((xv.x - mu) * rs, (xv.y - mu) * rs, (xv.z - mu) * rs, (xv.w - mu) * rs);
+    gg = make_float4(dv.x * gm.x, dv.y * gm.y, dv.z * gm.z, dv.w * gm.w);
+}
+
+// Rows of up to 512 floats (LN_VECS 4) keep xhat and g in registers between the two passes (58 registers);
+// wider rows read x, dOut and gamma again in the second pass (from L1 / L2, the same values, so the same
+// bits) instead of holding 2·LN_VECS float4s: at LN_VECS 12 that took 137 registers, one block per SM,
+// and made the [4096, 1280] rows of the masked-LM latents run at a third of the memory bandwidth.
+template <int LN_VECS>
+__device__ __forceinline__ void layernorm_backward_x_warp(const float* dOut, const float* x, const float* gamma, const float* mean,
+                                                          const float* rstd, float* dX, int rows, int d, int accumulate) {
+    constexpr bool HOLD = LN_VECS <= 4;
+    constexpr int KEPT = HOLD ? LN_VECS : 1;
     const int r = blockIdx.x * LN_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31, d4 = d >> 2;
     if (r >= rows) return; // warp-uniform
     const float mu = mean[r], rs = rstd[r];
     const float4* xr = reinterpret_cast<const float4*>(x + (long long) r * d);
     const float4* gr = reinterpret_cast<const float4*>(dOut + (long long) r * d);
     const float4* g4 = reinterpret_cast<const float4*>(gamma);
-    float4 xh[LN_VECS], gg[LN_VECS]; // xhat and g = dOut·gamma
+    float4 xh[KEPT], gg[KEPT]; // xhat and g = dOut·gamma (held only when HOLD)
     float sg = 0.0f, sgx = 0.0f;
 #pragma unroll
     for (int t = 0; t < LN_VECS; t++) {
         int c = lane + 32 * t;
-        xh[t] = gg[t] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         if (c < d4) {
-            float4 xv = xr[c], dv = gr[c], gm = g4[c];
-            xh[t] = make_float4((xv.x - mu) * rs, (xv.y - mu) * rs, (xv.z - mu) * rs, (xv.w - mu) * rs);
-            gg[t] = make_float4(dv.x * gm.x, dv.y * gm.y, dv.z * gm.z, dv.w * gm.w);
-            sg += (gg[t].x + gg[t].y) + (gg[t].z + gg[t].w);
-            sgx += (gg[t].x * xh[t].x + gg[t].y * xh[t].y) + (gg[t].z * xh[t].z + gg[t].w * xh[t].w);
+            float4 h, g;
+            ln_xhat_g(xr, gr, g4, c, mu, rs, h, g);
+            sg += (g.x + g.y) + (g.z + g.w);
+            sgx += (g.x * h.x + g.y * h.y) + (g.z * h.z + g.w * h.w);
+            if (HOLD) {
+                xh[HOLD ? t : 0] = h;
+                gg[HOLD ? t : 0] = g;
+            }
         }
     }
     const float meanG = warp_sum(sg) / d, meanGX = warp_sum(sgx) / d;
@@ -611,15 +632,35 @@ extern "C" __global__ void __launch_bounds__(LN_WARPS * 32) p4j_layernorm_backwa
     for (int t = 0; t < LN_VECS; t++) {
         int c = lane + 32 * t;
         if (c < d4) {
+            float4 h, g;
+            if (HOLD) {
+                h = xh[HOLD ? t : 0];
+                g = gg[HOLD ? t : 0];
+            } else {
+                ln_xhat_g(xr, gr, g4, c, mu, rs, h, g);
+            }
             float4 o = accumulate ? o4[c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            o.x += rs * (gg[t].x - meanG - xh[t].x * meanGX);
-            o.y += rs * (gg[t].y - meanG - xh[t].y * meanGX);
-            o.z += rs * (gg[t].z - meanG - xh[t].z * meanGX);
-            o.w += rs * (gg[t].w - meanG - xh[t].w * meanGX);
+            o.x += rs * (g.x - meanG - h.x * meanGX);
+            o.y += rs * (g.y - meanG - h.y * meanGX);
+            o.z += rs * (g.z - meanG - h.z * meanGX);
+            o.w += rs * (g.w - meanG - h.w * meanGX);
             o4[c] = o;
         }
     }
 }
+
+#define P4J_LAYERNORM_WARP(V)                                                                                          \
+    extern "C" __global__ void __launch_bounds__(LN_WARPS * 32) p4j_layernorm_warp##V(const float* x, const float* gamma,       \
+            const float* beta, float* out, float* mean, float* rstd, int rows, int d, float eps, unsigned short* out16) {    \
+        layernorm_warp<V>(x, gamma, beta, out, mean, rstd, rows, d, eps, out16);                                           \
+    }                                                                                                                  \
+    extern "C" __global__ void __launch_bounds__(LN_WARPS * 32) p4j_layernorm_backward_x_warp##V(const float* dOut,             \
+            const float* x, const float* gamma, const float* mean, const float* rstd, float* dX, int rows, int d, int accumulate) { \
+        layernorm_backward_x_warp<V>(dOut, x, gamma, mean, rstd, dX, rows, d, accumulate);                                 \
+    }
+P4J_LAYERNORM_WARP(4)
+P4J_LAYERNORM_WARP(8)
+P4J_LAYERNORM_WARP(12)
 
 // dX: one block per row. With xhat = (x − mean)·rstd and g = dOut·gamma:
 // dX += rstd·(g − mean_j(g) − xhat·mean_j(g·xhat)) (dX = … when accumulate is 0). dOut, x, dX [rows, d];
@@ -785,6 +826,7 @@ extern "C" __global__ void p4j_emb_count(const int* ids, int n, int vocab, int* 
 }
 
 // One block. cnt [chunks, vocab] becomes start (absolute positions in order[]); base, total [vocab].
+#define EMB_BATCH 8
 extern "C" __global__ void p4j_emb_offsets(int* cnt, int chunks, int vocab, int* base, int* total) {
     __shared__ int carry;
     __shared__ int sh[1024];
@@ -792,10 +834,16 @@ extern "C" __global__ void p4j_emb_offsets(int* cnt, int chunks, int vocab, int*
     for (int v0 = 0; v0 < vocab; v0 += blockDim.x) {
         int v = v0 + threadIdx.x, run = 0;
         if (v < vocab) {
-            for (int c = 0; c < chunks; c++) {
-                int k = cnt[(long long) c * vocab + v];
-                cnt[(long long) c * vocab + v] = run;
-                run += k;
+            // EMB_BATCH chunks' counts loaded before any is overwritten: that many loads in flight, not one.
+            for (int c0 = 0; c0 < chunks; c0 += EMB_BATCH) {
+                int k[EMB_BATCH];
+#pragma unroll
+                for (int u = 0; u < EMB_BATCH; u++) k[u] = c0 + u < chunks ? cnt[(long long) (c0 + u) * vocab + v] : 0;
+#pragma unroll
+                for (int u = 0; u < EMB_BATCH; u++) {
+                    if (c0 + u < chunks) cnt[(long long) (c0 + u) * vocab + v] = run;
+                    run += k[u];
+                }
             }
             total[v] = run;
         }
@@ -812,7 +860,15 @@ extern "C" __global__ void p4j_emb_offsets(int* cnt, int chunks, int vocab, int*
         int before = carry + sh[threadIdx.x] - (v < vocab ? run : 0);
         if (v < vocab) {
             base[v] = before;
-            for (int c = 0; c < chunks; c++) cnt[(long long) c * vocab + v] += before;
+            for (int c0 = 0; c0 < chunks; c0 += EMB_BATCH) {
+                int k[EMB_BATCH];
+#pragma unroll
+                for (int u = 0; u < EMB_BATCH; u++) k[u] = c0 + u < chunks ? cnt[(long long) (c0 + u) * vocab + v] : 0;
+#pragma unroll
+                for (int u = 0; u < EMB_BATCH; u++) {
+                    if (c0 + u < chunks) cnt[(long long) (c0 + u) * vocab + v] = k[u] + before;
+                }
+            }
         }
         __syncthreads();
         if (threadIdx.x == blockDim.x - 1) carry += sh[threadIdx.x];

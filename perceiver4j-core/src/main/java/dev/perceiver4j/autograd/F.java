@@ -20,8 +20,8 @@ import java.util.Arrays;
 public final class F {
     private F() {}
 
-    /** Whether {@link #discard} gives away recomputable activations ({@code -Dperceiver4j.recompute}, default true). */
-    private static final boolean RECOMPUTE = !"false".equalsIgnoreCase(System.getProperty("perceiver4j.recompute", "true").trim());
+    /** {@code -Dperceiver4j.recompute=true|false}: whether {@link #discard} gives away recomputable activations; unset, each backend decides. */
+    private static final String RECOMPUTE = System.getProperty("perceiver4j.recompute", "").trim();
 
     private static boolean grad(Tensor t) {
         return t != null && t.requiresGrad();
@@ -238,15 +238,21 @@ public final class F {
      *       own backward has run. This trades a cheap elementwise pass for a full activation.</li>
      * </ul>
      * Its gradient still flows. Any other discarded tensor fails loudly when read. A no-op for
-     * tensors no scope owns (parameters) and for views, and for recomputable tensors when
-     * {@code -Dperceiver4j.recompute=false} (keep them: more memory, no recomputation).
+     * tensors no scope owns (parameters) and for views, and for recomputable tensors on a backend
+     * that keeps them ({@link Backend#recomputesActivations}: the GPU; {@code -Dperceiver4j.recompute}
+     * overrides: more memory, no recomputation).
      */
     public static void discard(Tensor t) {
         if (t.root() != t || t.data() == null) return;
         Tensor copy = t.productCopy();
         if (copy != null) discard(copy);                    // rebuilt from t when a backward reads it
-        if (!RECOMPUTE && t.recomputable()) return;
+        if (t.recomputable() && !recompute(t.backend())) return;
         if (Scope.release(t.data())) t.discardStorage();   // releases only scope buffers
+    }
+
+    /** Whether recomputable activations are given away on {@code be}: the property when set, else the backend's choice. */
+    private static boolean recompute(Backend be) {
+        return RECOMPUTE.isEmpty() ? be.recomputesActivations() : !"false".equalsIgnoreCase(RECOMPUTE);
     }
 
     /** alpha · x. */

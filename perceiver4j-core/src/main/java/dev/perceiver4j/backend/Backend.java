@@ -61,6 +61,17 @@ public interface Backend {
         return DType.F32;
     }
 
+    /**
+     * Whether {@code F.discard} should give away recomputable activations (layer-norm outputs, MLP
+     * hidden states) for backward to rebuild, trading an elementwise pass for their memory: true on
+     * the CPU, where memory is the scarcer resource; a GPU that keeps them is faster, still within
+     * the memory PyTorch needs (docs/benchmarks.md). {@code -Dperceiver4j.recompute=true|false}
+     * overrides every backend's choice.
+     */
+    default boolean recomputesActivations() {
+        return true;
+    }
+
     /** Hands a buffer back to this backend's pool (called by Scope.close). */
     void release(Object buffer);
 

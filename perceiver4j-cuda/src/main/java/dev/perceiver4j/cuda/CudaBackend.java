@@ -64,7 +64,7 @@ public final class CudaBackend implements Backend {
             tcKey(32, 96), tcKey(32, 160));
     /** Query rows per block, keys per tile and warps of the tensor-core forward (TC_ROWS, TC_KEYS, TC_WARPS). */
     private static final int TC_ROWS = 64, TC_KEYS = 32, TC_WARPS = 4;
-    /** Floats per lane (as float4) and rows (warps) per block of the warp-per-row layer norm (LN_VECS, LN_WARPS in kernels.cu). */
+    /** Largest float4s per lane and rows (warps) per block of the warp-per-row layer norm (LN_VECS, LN_WARPS in kernels.cu). */
     private static final int LN_VECS = 12, LN_WARPS = 8;
     /** Tokens per chunk of the embedding backward's counting sort (EMB_CHUNK in kernels.cu). */
     private static final int EMB_CHUNK = 1024;
@@ -559,6 +559,16 @@ public final class CudaBackend implements Backend {
         return gemm.precision() == MatmulPrecision.BF16 ? DType.BF16 : DType.F32;
     }
 
+    /**
+     * false: activations stay for backward instead of being rebuilt. Measured (docs/benchmarks.md,
+     * session 14): the Perceiver AR model-1 step 16.5 → 15.5 ms, peak 4.7 → 5.3 GB (PyTorch 6.9 GB);
+     * the masked-LM step 34.6 → 33.0 ms, peak 8.5 → 9.2 GiB (PyTorch 9.3 GiB).
+     */
+    @Override
+    public boolean recomputesActivations() {
+        return false;
+    }
+
     @Override
     public void matmul(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor out, Tensor preAct) {
         hold();
@@ -722,6 +732,12 @@ public final class CudaBackend implements Backend {
         return d % 4 == 0 && d <= 4 * 32 * LN_VECS && aligned16(rowTensors);
     }
 
+    /** The warp-per-row layer norm kernel for rows of d floats: the variant holding 4, 8 or 12 float4s per lane. */
+    private static String lnWarpKernel(String base, int d) {
+        int quads = d / 4;
+        return base + (quads <= 4 * 32 ? 4 : quads <= 8 * 32 ? 8 : 12);
+    }
+
     /** Whether every tensor's data starts 16-byte aligned (for the float4 / 16-byte cp.async kernels). */
     private boolean aligned16(Tensor... tensors) {
         for (Tensor t : tensors) {
@@ -745,7 +761,7 @@ public final class CudaBackend implements Backend {
         boolean out16 = out.dtype() == DType.BF16;   // normed inputs only products read (F.layerNorm's outType)
         check(out.dtype() == DType.F32 || out16, "layerNorm: out " + out.describe() + " must be F32 or BF16");
         boolean warp = out16 ? warpLayerNorm(d, x, gamma, beta) && ptr(out) % 8 == 0 : warpLayerNorm(d, x, gamma, beta, out);
-        kernels.launch(warp ? "p4j_layernorm_warp" : "p4j_layernorm").grid(warp ? (rows + LN_WARPS - 1) / LN_WARPS : rows)
+        kernels.launch(warp ? lnWarpKernel("p4j_layernorm_warp", d) : "p4j_layernorm").grid(warp ? (rows + LN_WARPS - 1) / LN_WARPS : rows)
                 .block(warp ? LN_WARPS * 32 : rowThreads(d))
                 .ptr(ptr(x)).ptr(ptr(gamma)).ptr(ptr(beta)).ptr(out16 ? 0 : out(out)).ptr(out(mean)).ptr(out(rstd)).i32(rows).i32(d).f32(eps)
                 .ptr(out16 ? out(out) : 0).go();
@@ -759,7 +775,7 @@ public final class CudaBackend implements Backend {
             if (rows == 0) return;
             if (dX != null) {
                 boolean add = !fresh(dX), warp = warpLayerNorm(d, dOut, x, gamma, dX);
-                kernels.launch(warp ? "p4j_layernorm_backward_x_warp" : "p4j_layernorm_backward_x")
+                kernels.launch(warp ? lnWarpKernel("p4j_layernorm_backward_x_warp", d) : "p4j_layernorm_backward_x")
                         .grid(warp ? (rows + LN_WARPS - 1) / LN_WARPS : rows).block(warp ? LN_WARPS * 32 : rowThreads(d))
                         .ptr(ptr(dOut)).ptr(ptr(x)).ptr(ptr(gamma)).ptr(ptr(mean)).ptr(ptr(rstd)).ptr(out(dX)).i32(rows).i32(d)
                         .i32(add ? 1 : 0).go();
