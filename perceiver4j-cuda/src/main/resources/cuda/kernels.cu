@@ -825,8 +825,26 @@ extern "C" __global__ void p4j_emb_count(const int* ids, int n, int vocab, int* 
     }
 }
 
-// One block. cnt [chunks, vocab] becomes start (absolute positions in order[]); base, total [vocab].
+// Column v of cnt [chunks, vocab] rewritten in chunk order: each entry becomes (exclusive ? the sum of the
+// entries before it : itself) + add; returns the column's sum. EMB_BATCH chunks' counts are loaded before
+// any is overwritten: that many loads in flight, not one.
 #define EMB_BATCH 8
+__device__ __forceinline__ int emb_rewrite_counts(int* cnt, int chunks, int vocab, int v, bool exclusive, int add) {
+    int run = 0;
+    for (int c0 = 0; c0 < chunks; c0 += EMB_BATCH) {
+        int k[EMB_BATCH];
+#pragma unroll
+        for (int u = 0; u < EMB_BATCH; u++) k[u] = c0 + u < chunks ? cnt[(long long) (c0 + u) * vocab + v] : 0;
+#pragma unroll
+        for (int u = 0; u < EMB_BATCH; u++) {
+            if (c0 + u < chunks) cnt[(long long) (c0 + u) * vocab + v] = (exclusive ? run : k[u]) + add;
+            run += k[u];
+        }
+    }
+    return run;
+}
+
+// One block. cnt [chunks, vocab] becomes start (absolute positions in order[]); base, total [vocab].
 extern "C" __global__ void p4j_emb_offsets(int* cnt, int chunks, int vocab, int* base, int* total) {
     __shared__ int carry;
     __shared__ int sh[1024];
@@ -834,17 +852,7 @@ extern "C" __global__ void p4j_emb_offsets(int* cnt, int chunks, int vocab, int*
     for (int v0 = 0; v0 < vocab; v0 += blockDim.x) {
         int v = v0 + threadIdx.x, run = 0;
         if (v < vocab) {
-            // EMB_BATCH chunks' counts loaded before any is overwritten: that many loads in flight, not one.
-            for (int c0 = 0; c0 < chunks; c0 += EMB_BATCH) {
-                int k[EMB_BATCH];
-#pragma unroll
-                for (int u = 0; u < EMB_BATCH; u++) k[u] = c0 + u < chunks ? cnt[(long long) (c0 + u) * vocab + v] : 0;
-#pragma unroll
-                for (int u = 0; u < EMB_BATCH; u++) {
-                    if (c0 + u < chunks) cnt[(long long) (c0 + u) * vocab + v] = run;
-                    run += k[u];
-                }
-            }
+            run = emb_rewrite_counts(cnt, chunks, vocab, v, true, 0);
             total[v] = run;
         }
         // exclusive scan of the totals of this slice of ids, in id order (blockDim ≤ 1024)
@@ -860,15 +868,7 @@ extern "C" __global__ void p4j_emb_offsets(int* cnt, int chunks, int vocab, int*
         int before = carry + sh[threadIdx.x] - (v < vocab ? run : 0);
         if (v < vocab) {
             base[v] = before;
-            for (int c0 = 0; c0 < chunks; c0 += EMB_BATCH) {
-                int k[EMB_BATCH];
-#pragma unroll
-                for (int u = 0; u < EMB_BATCH; u++) k[u] = c0 + u < chunks ? cnt[(long long) (c0 + u) * vocab + v] : 0;
-#pragma unroll
-                for (int u = 0; u < EMB_BATCH; u++) {
-                    if (c0 + u < chunks) cnt[(long long) (c0 + u) * vocab + v] = k[u] + before;
-                }
-            }
+            emb_rewrite_counts(cnt, chunks, vocab, v, false, before);
         }
         __syncthreads();
         if (threadIdx.x == blockDim.x - 1) carry += sh[threadIdx.x];
