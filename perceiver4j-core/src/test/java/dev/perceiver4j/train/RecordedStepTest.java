@@ -60,9 +60,8 @@ class RecordedStepTest {
         assertTrue(step.recorded());
         assertEquals(7, step.recordedOps());
         step.close();
+        // The last shift wraps: 250 + (MIN_VALUE − 250) is MIN_VALUE mod 2^64, as the kernels add it.
         assertEquals(List.of("body 100", "record", "body 250", "replay 0", "replay -210", "replay " + (Long.MIN_VALUE - 250), "close"), log);
-        // 250 + (MIN_VALUE − 250) wraps to MIN_VALUE: the kernels add the shift mod 2^64.
-        assertEquals(Long.MIN_VALUE, 250L + (Long.MIN_VALUE - 250));
     }
 
     @Test

@@ -91,7 +91,7 @@ public final class CudaBackend implements Backend {
     private final DeviceBuffer status; // int[4]: code, position, value, limit
     /** Uploads queued in stream order from page-locked memory, so that they do not wait for the device. */
     private final HostStaging staging;
-    private long seedShiftAddress;   // of the kernels' p4j_seed_shift, looked up on first use
+    private final long seedShiftAddress;   // of the kernels' p4j_seed_shift
     /**
      * Buffers from {@link #zeros} not yet zeroed or written (their zeroPending flag set); weakly held, so
      * that an unused one still goes back to the allocator when unreachable (DeviceBuffer has identity equality).
@@ -114,6 +114,7 @@ public final class CudaBackend implements Backend {
         this.context = context;
         this.allocator = new DeviceAllocator(context);
         this.kernels = new Kernels(context);
+        this.seedShiftAddress = kernels.global("p4j_seed_shift");
         kernels.afterLaunch(this::refreshUnlessHeld);
         this.gemm = new Gemm(context, allocator, kernels, precision);
         this.status = allocator.allocate(16);
@@ -174,10 +175,8 @@ public final class CudaBackend implements Backend {
      * 32-bit memsets, so nothing waits and no host memory is read later.
      */
     private void setSeedShift(long shift) {
-        if (seedShiftAddress == 0) seedShiftAddress = kernels.global("p4j_seed_shift");
-        long at = seedShiftAddress;
-        Driver.memsetD32Async(at, (int) shift, 1, context.stream());
-        Driver.memsetD32Async(at + 4, (int) (shift >>> 32), 1, context.stream());
+        Driver.memsetD32Async(seedShiftAddress, (int) shift, 1, context.stream());
+        Driver.memsetD32Async(seedShiftAddress + 4, (int) (shift >>> 32), 1, context.stream());
     }
 
     /** Waits for the stream and raises any bad input the kernels recorded. */

@@ -89,10 +89,11 @@ public final class Kernels {
         return CUBINS.computeIfAbsent(cc, k -> {
             NativeLibraries.nvrtc(); // a clear error when libnvrtc is missing
             List<String> options = List.of("--gpu-architecture=sm_" + k, "--std=c++17");
+            String source = source();
             int[] v = Nvrtc.version();
-            Path file = CubinCache.fromEnvironment().file(source(), options, "nvrtc " + v[0] + "." + v[1], k);
+            Path file = CubinCache.fromEnvironment().file(source, options, "nvrtc " + v[0] + "." + v[1], k);
             return CubinCache.read(file).map(b -> new Compiled(b, false, file)).orElseGet(() -> {
-                byte[] b = Nvrtc.compileToCubin(source(), "perceiver4j_kernels.cu", options);
+                byte[] b = Nvrtc.compileToCubin(source, "perceiver4j_kernels.cu", options);
                 CubinCache.write(file, b);
                 return new Compiled(b, true, file);
             });

@@ -249,13 +249,25 @@ public final class ModelParity {
         int batch = 3, steps = 3;
         float lr = 1e-3f;
         PerceiverAR mg = new PerceiverAR(gpu, c, 21L), mc = new PerceiverAR(cpu, c, 21L); // the same initial weights
-        double[] lossG = run(gpu, mg, c, batch, steps, lr), lossC = run(cpu, mc, c, batch, steps, lr);
+        double[] lossG = run(mg, c, batch, steps, lr, null), lossC = run(mc, c, batch, steps, lr, null);
         double e = 0;
         for (int i = 0; i < steps; i++) e = Math.max(e, Math.abs(lossG[i] - lossC[i]) / Math.max(1, Math.abs(lossC[i])));
-        Map<String, Tensor> pg = mg.params().trainable(), pc = mc.params().trainable();
-        String worst = "";
-        for (Map.Entry<String, Tensor> en : pc.entrySet()) {
-            float[] g = gpu.toFloatArray(pg.get(en.getKey())), r = cpu.toFloatArray(en.getValue());
+        ParamDiff d = paramDiff(mg, mc);
+        System.out.printf("  training: losses gpu %s cpu %s; largest parameter difference at %s%n",
+                Arrays.toString(lossG), Arrays.toString(lossC), d.where());
+        return Math.max(e, d.max());
+    }
+
+    /** The largest |a − ref| / max(1, |ref|) over every trainable parameter (NaN counts as infinite), and where. */
+    private record ParamDiff(double max, String where) {}
+
+    private static ParamDiff paramDiff(PerceiverAR a, PerceiverAR ref) {
+        Map<String, Tensor> pa = a.params().trainable(), pr = ref.params().trainable();
+        Backend ba = a.params().backend(), br = ref.params().backend();
+        double e = 0;
+        String worst = "-";
+        for (Map.Entry<String, Tensor> en : pr.entrySet()) {
+            float[] g = ba.toFloatArray(pa.get(en.getKey())), r = br.toFloatArray(en.getValue());
             for (int i = 0; i < r.length; i++) {
                 double d = Math.abs((double) g[i] - r[i]) / Math.max(1, Math.abs(r[i]));
                 if (!(d <= e)) {
@@ -264,9 +276,7 @@ public final class ModelParity {
                 }
             }
         }
-        System.out.printf("  training: losses gpu %s cpu %s; largest parameter difference at %s%n",
-                Arrays.toString(lossG), Arrays.toString(lossC), worst.isEmpty() ? "-" : worst);
-        return e;
+        return new ParamDiff(e, worst);
     }
 
     /**
@@ -285,77 +295,61 @@ public final class ModelParity {
         int batch = 3, steps = 5;
         float lr = 1e-3f;
         PerceiverAR a = new PerceiverAR(be, c, 31L), b = new PerceiverAR(be, c, 31L);
-        double[] opByOp = run(be, a, c, batch, steps, lr);
-        double[] recorded = new double[steps];
-        int ops;
-        {
-            Params p = b.params();
-            AdamW opt = new AdamW(be, AdamW.Config.defaults(lr), p.pack(), p.gradients());
-            SplittableRandom rng = new SplittableRandom(77);
-            int n = c.maxSeqLen(), lat = c.maxLatents();
-            PerceiverAR.TrainingTensors in = null;
-            Tensor targets = be.persistentZeros(Shape.of(batch, lat), DType.I32), loss = be.persistentZeros(Shape.of(1), DType.F32);
-            PerceiverAR.TrainingTensors[] inRef = new PerceiverAR.TrainingTensors[1];
-            try (RecordedStep step = new RecordedStep(be, seed -> {
-                Tensor l = F.crossEntropy(b.forwardTraining(inRef[0], seed), targets, -1, 0f);
-                be.copy(l, loss);
-                l.backward();
-            }, "recorded training check")) {
-                for (int k = 1; k <= steps; k++) {
-                    int[] ids = rng.ints((long) batch * n, 6, 262).toArray();
-                    int[] t = rng.ints((long) batch * lat, 6, 262).toArray();
-                    PerceiverAR.TrainingInputs ti = b.trainingInputs(ids, batch, n - lat, k);
-                    if (in == null) in = inRef[0] = PerceiverAR.TrainingTensors.persistent(be, ti);
-                    in.write(be, ti);
-                    be.writeInts(t, targets);
-                    step.run(k);
-                    recorded[k - 1] = loss.item();
-                    opt.clipGradNorm(1.0);
-                    opt.step(lr);
-                    opt.zeroGrad();
-                }
-                ops = step.recordedOps();
-                if (!step.recorded()) throw new AssertionError("the training step was not recorded");
-            }
-        }
+        int[] ops = new int[1];
+        double[] opByOp = run(a, c, batch, steps, lr, null), recorded = run(b, c, batch, steps, lr, ops);
         double e = 0;
         for (int i = 0; i < steps; i++) e = Math.max(e, Math.abs(recorded[i] - opByOp[i]));
-        Map<String, Tensor> pa = a.params().trainable(), pb = b.params().trainable();
-        String worst = "";
-        for (Map.Entry<String, Tensor> en : pa.entrySet()) {
-            float[] x = be.toFloatArray(en.getValue()), y = be.toFloatArray(pb.get(en.getKey()));
-            for (int i = 0; i < x.length; i++) {
-                double d = Math.abs((double) x[i] - y[i]);
-                if (!(d <= e)) {
-                    e = Double.isNaN(d) ? Double.POSITIVE_INFINITY : d;
-                    worst = en.getKey() + "[" + i + "]";
-                }
-            }
-        }
+        ParamDiff d = paramDiff(b, a);
         System.out.printf("  recorded training (%d ops): losses %s, op by op %s; largest parameter difference at %s%n",
-                ops, Arrays.toString(recorded), Arrays.toString(opByOp), worst.isEmpty() ? "-" : worst);
-        return e;
+                ops[0], Arrays.toString(recorded), Arrays.toString(opByOp), d.where());
+        return Math.max(e, d.max());
     }
 
-    /** {@code steps} training steps on one backend; the batches repeat from a fixed seed. Returns each step's loss. */
-    private static double[] run(Backend be, PerceiverAR m, PerceiverArConfig c, int batch, int steps, float lr) {
+    /**
+     * {@code steps} training steps of {@code m} on its backend; the batches repeat from a fixed seed
+     * and step k draws its dropouts from seed k. Op by op when {@code recordedOps} is null, else through
+     * a {@link RecordedStep} (inputs written into persistent tensors; the recording's node count is left
+     * in recordedOps[0], and a step that was never recorded fails). Returns each step's loss.
+     */
+    private static double[] run(PerceiverAR m, PerceiverArConfig c, int batch, int steps, float lr, int[] recordedOps) {
+        Backend be = m.params().backend();
         Params p = m.params();
         AdamW opt = new AdamW(be, AdamW.Config.defaults(lr), p.pack(), p.gradients());
         SplittableRandom rng = new SplittableRandom(77);
         int n = c.maxSeqLen(), lat = c.maxLatents();
         double[] losses = new double[steps];
+        Tensor targets = be.persistentZeros(Shape.of(batch, lat), DType.I32), loss = be.persistentZeros(Shape.of(1), DType.F32);
+        PerceiverAR.TrainingTensors[] in = new PerceiverAR.TrainingTensors[1];   // made at the first step, from its shape
+        RecordedStep recorded = recordedOps == null ? null : new RecordedStep(be, seed -> {
+            Tensor l = F.crossEntropy(m.forwardTraining(in[0], seed), targets, -1, 0f);
+            be.copy(l, loss);
+            l.backward();
+        }, "recorded training check");
         for (int step = 1; step <= steps; step++) {
             int[] ids = rng.ints((long) batch * n, 6, 262).toArray();
-            int[] targets = rng.ints((long) batch * lat, 6, 262).toArray();
-            try (Scope s = Scope.open()) {
-                Tensor logits = m.forwardTraining(ids, batch, n - lat, step);
-                Tensor loss = F.crossEntropy(logits, be.fromInts(targets, Shape.of(batch, lat)), -1, 0f);
+            int[] t = rng.ints((long) batch * lat, 6, 262).toArray();
+            if (recorded != null) {
+                PerceiverAR.TrainingInputs ti = m.trainingInputs(ids, batch, n - lat, step);
+                if (in[0] == null) in[0] = PerceiverAR.TrainingTensors.persistent(be, ti);
+                in[0].write(be, ti);
+                be.writeInts(t, targets);
+                recorded.run(step);
                 losses[step - 1] = loss.item();
-                loss.backward();
-                opt.clipGradNorm(1.0);
-                opt.step(lr);
-                opt.zeroGrad();
+            } else {
+                try (Scope s = Scope.open()) {
+                    Tensor l = F.crossEntropy(m.forwardTraining(ids, batch, n - lat, step), be.fromInts(t, Shape.of(batch, lat)), -1, 0f);
+                    losses[step - 1] = l.item();
+                    l.backward();
+                }
             }
+            opt.clipGradNorm(1.0);
+            opt.step(lr);
+            opt.zeroGrad();
+        }
+        if (recorded != null) {
+            if (!recorded.recorded()) throw new AssertionError("the training step was not recorded");
+            recordedOps[0] = recorded.recordedOps();
+            recorded.close();
         }
         return losses;
     }

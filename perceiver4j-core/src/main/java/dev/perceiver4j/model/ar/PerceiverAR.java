@@ -194,7 +194,7 @@ public final class PerceiverAR {
         }
         Backend be = params.backend();
         Tensor idsI32 = ids.dtype() == DType.I32 ? ids : be.fromInts(hostInts(ids), Shape.of(b, n));
-        return run(b, n, idsI32, be.fromInts(pos, Shape.of(b, n)), be.fromInts(latentPositions(pos, b, n, prefixLen), Shape.of(b * lat)),
+        return run(idsI32, be.fromInts(pos, Shape.of(b, n)), be.fromInts(latentPositions(pos, b, n, prefixLen), Shape.of(b * lat)),
                 padMask == null ? null : be.fromBools(pad, Shape.of(b, n)), noVisibleKey, prefixLen, null);
     }
 
@@ -221,7 +221,8 @@ public final class PerceiverAR {
      * prefix dropout ([B, M] each, M = kept prefix + latents for SUBSET, N otherwise), the latents'
      * positions [B·L], the keys BERNOULLI prefix dropout masks ([B, M], or null) and the prefix length
      * within M. A pure function of (ids, seed): a recorded step writes it into persistent tensors
-     * ({@link TrainingTensors#write}) and replays.
+     * ({@link TrainingTensors#write}) and replays. Without SUBSET prefix dropout it holds the caller's
+     * ids array itself (not a copy).
      */
     public record TrainingInputs(int batch, int length, int prefixLen, int[] ids, int[] positions, int[] latentPositions, boolean[] keyPad) {
         public TrainingInputs {
@@ -302,7 +303,7 @@ public final class PerceiverAR {
             masked = new boolean[b * n];
             for (int i = 0; i < masked.length; i++) masked[i] = Philox.uniform(seed, BERNOULLI_STREAM, i) < p;
         }
-        return new TrainingInputs(b, n, prefixLen, ids.clone(), pos, latentPositions(pos, b, n, prefixLen), masked);
+        return new TrainingInputs(b, n, prefixLen, ids, pos, latentPositions(pos, b, n, prefixLen), masked);
     }
 
     /**
@@ -311,9 +312,8 @@ public final class PerceiverAR {
      * {@code seed}. Reads nothing back to the host, so a backend can record it. → logits [B, L, V].
      */
     public Tensor forwardTraining(TrainingTensors in, long seed) {
-        int b = in.ids().dim(0), m = in.ids().dim(1);
-        checkLengths(m, in.prefixLen());
-        return run(b, m, in.ids(), in.positions(), in.latentPositions(), in.keyPad(), null, in.prefixLen(),
+        checkLengths(in.ids().dim(1), in.prefixLen());
+        return run(in.ids(), in.positions(), in.latentPositions(), in.keyPad(), null, in.prefixLen(),
                 new Dropouts(config.postAttentionDropout(), config.residualDropout(), seed));
     }
 
@@ -374,8 +374,8 @@ public final class PerceiverAR {
      * positions; keyPad: BOOL [B, N] masked cross-attention keys or null; noVisibleKey: see
      * {@link Attention#forward}; the first P of each row's N positions are the prefix → logits [B, N − P, V].
      */
-    private Tensor run(int b, int n, Tensor ids, Tensor pos, Tensor posLat, Tensor pad, float[] noVisibleKey, int prefixLen, Dropouts d) {
-        int lat = n - prefixLen;
+    private Tensor run(Tensor ids, Tensor pos, Tensor posLat, Tensor pad, float[] noVisibleKey, int prefixLen, Dropouts d) {
+        int b = ids.dim(0), n = ids.dim(1), lat = n - prefixLen;
         Tensor posAll = pos.reshape(b * n);
         int[] site = {0};   // dropout stream counter
 
