@@ -35,7 +35,10 @@ public interface Backend {
         return null;
     }
 
-    /** One line on device memory (reserved, in use, peak) for backends that manage their own; "" on the CPU. */
+    /**
+     * Lines on device memory (reserved, in use, peak) and device-side choices (the CUDA backend's
+     * matrix-product tuning) for backends that manage their own; "" on the CPU.
+     */
     default String memoryReport() {
         return "";
     }

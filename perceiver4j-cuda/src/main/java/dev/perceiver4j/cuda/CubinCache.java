@@ -61,6 +61,11 @@ final class CubinCache {
         }
     }
 
+    /** A file of this name in the cache folder (other cached results, e.g. {@link GemmTuning}'s), or null when the cache is off. */
+    Path named(String name) {
+        return dir == null ? null : dir.resolve(name);
+    }
+
     /** The cached cubin in {@code file}, if there is one (null file: none). */
     static Optional<byte[]> read(Path file) {
         if (file == null || !Files.isRegularFile(file)) return Optional.empty();
@@ -73,7 +78,7 @@ final class CubinCache {
         }
     }
 
-    /** Stores {@code cubin} in {@code file} atomically (temporary file, then a move); a failure is said and ignored. */
+    /** Stores {@code cubin} (or any cached bytes) in {@code file} atomically (temporary file, then a move); a failure is said and ignored. */
     static void write(Path file, byte[] cubin) {
         if (file == null) return;
         Path tmp = null;
@@ -87,8 +92,8 @@ final class CubinCache {
                 Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING);
             }
         } catch (IOException | UnsupportedOperationException e) {
-            System.err.println("perceiver4j: cannot write the kernel cache " + file + " (" + e.getMessage()
-                    + "); the next run compiles the kernels again (set -Dperceiver4j.cuda.cache=DIR or =none)");
+            System.err.println("perceiver4j: cannot write the cache file " + file + " (" + e.getMessage()
+                    + "); the next run makes it again (set -Dperceiver4j.cuda.cache=DIR or =none)");
             if (tmp != null) {
                 try {
                     Files.deleteIfExists(tmp);

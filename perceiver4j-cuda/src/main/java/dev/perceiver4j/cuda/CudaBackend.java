@@ -154,7 +154,7 @@ public final class CudaBackend implements Backend {
     public String memoryReport() {
         String r = allocator.report();
         int nl = r.indexOf('\n');
-        return nl < 0 ? r : r.substring(0, nl);
+        return (nl < 0 ? r : r.substring(0, nl)) + "\n" + gemm.tuningSummary();
     }
 
     /**

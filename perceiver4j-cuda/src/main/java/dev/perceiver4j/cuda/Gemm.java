@@ -2,6 +2,7 @@ package dev.perceiver4j.cuda;
 
 import dev.perceiver4j.cuda.ffm.CublasLt;
 import dev.perceiver4j.cuda.ffm.CudaException;
+import dev.perceiver4j.cuda.ffm.Driver;
 import dev.perceiver4j.cuda.ffm.NativeLibraries;
 
 import java.lang.foreign.Arena;
@@ -10,6 +11,7 @@ import java.util.HashMap;
 import java.util.Map;
 
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 /**
@@ -42,7 +44,21 @@ final class Gemm {
     private record Key(boolean tx, boolean ty, int m, int n, int k, int batch, long sX, long sY, long sC,
                        boolean bias, boolean accumulate, boolean bf16, boolean out16, int alignX, int alignY, int alignC, int alignBias) {}
 
-    private record Plan(MemorySegment desc, MemorySegment aLayout, MemorySegment bLayout, MemorySegment cLayout, MemorySegment algo) {}
+    /**
+     * A product's descriptor and layouts, the heuristic's candidates (count results of
+     * {@link CublasLt#HEURISTIC_RESULT_BYTES}, runnable ones only, best estimate first) and the
+     * algorithm chosen among them (null until {@link #choose} has run).
+     */
+    private record Plan(MemorySegment desc, MemorySegment aLayout, MemorySegment bLayout, MemorySegment cLayout, MemorySegment candidates,
+                        int count, MemorySegment algo) {
+        MemorySegment candidate(int i) {
+            return candidates.asSlice(i * CublasLt.HEURISTIC_RESULT_BYTES, CublasLt.HEURISTIC_ALGO_BYTES);
+        }
+
+        Plan choosing(int i) {
+            return new Plan(desc, aLayout, bLayout, cLayout, candidates, count, candidate(i));
+        }
+    }
 
     private final CudaContext context;
     private final MatmulPrecision precision;
@@ -53,6 +69,8 @@ final class Gemm {
     private final Arena arena = Arena.ofAuto();
     private final MemorySegment one, zero;
     private final Map<Key, Plan> plans = new HashMap<>();
+    private final GemmTuning tuning;
+    private MemorySegment tuneStart, tuneEnd;   // timed events, made at the first tuning
 
     Gemm(CudaContext context, DeviceAllocator allocator, Kernels kernels, MatmulPrecision precision) {
         this.context = context;
@@ -63,6 +81,7 @@ final class Gemm {
         NativeLibraries.cublasLt(); // a clear error when libcublasLt is missing
         this.handle = CublasLt.create();
         this.workspace = allocator.allocate(WORKSPACE_BYTES);
+        this.tuning = GemmTuning.forDevice(context.deviceName(), CublasLt.version());
         this.one = arena.allocate(JAVA_FLOAT);
         one.set(JAVA_FLOAT, 0, 1f);
         this.zero = arena.allocate(JAVA_FLOAT);
@@ -149,7 +168,8 @@ final class Gemm {
         DeviceBuffer by = bf16 != yBf16 ? convert(y, ySpan, bf16) : null;
         long xa = bx != null ? bx.address() : x, ya = by != null ? by.address() : y;
         int ab = bf16 ? 2 : 4; // bytes per A/B element
-        Key key = new Key(tx, ty, m, n, k, batch, sX, sY, sC, bias != 0, accumulate, bf16, out16,
+        boolean batched = batch > 1;   // strides matter only then: one key (one plan, one tuning) per unbatched shape
+        Key key = new Key(tx, ty, m, n, k, batch, batched ? sX : 0, batched ? sY : 0, batched ? sC : 0, bias != 0, accumulate, bf16, out16,
                 alignment(xa, batch > 1 ? sX : 0, ab), alignment(ya, batch > 1 ? sY : 0, ab),
                 alignment(c | cIn, batch > 1 ? sC : 0, out16 ? 2 : 4), bias == 0 ? 0 : alignment(bias, 0, bias16 ? 2 : 4));
         Plan p = plans.get(key);
@@ -160,8 +180,11 @@ final class Gemm {
         // cuBLASLt takes the bias of a bf16 result as bf16 (its type must be the result's): an fp32 one is rounded per call
         DeviceBuffer rounded = out16 && bias != 0 && !bias16 ? convert(bias, n, true) : null;
         if (bias != 0) CublasLt.matmulDescSetLong(p.desc(), CublasLt.MATMUL_DESC_BIAS_POINTER, rounded != null ? rounded.address() : bias);
-        CublasLt.matmul(handle, p.desc(), one, ya, p.aLayout(), xa, p.bLayout(), accumulate ? one : zero, cIn, p.cLayout(), c, p.cLayout(),
-                p.algo(), workspace.address(), WORKSPACE_BYTES, context.stream(), () -> describe(key));
+        if (p.algo() == null) {
+            p = choose(key, p, xa, ya, c, cIn, accumulate, out16);
+            plans.put(key, p);
+        }
+        run(p, p.algo(), xa, ya, accumulate, cIn, c, key);
         // safe: later work on the stream runs after the product
         if (bx != null) allocator.free(bx);
         if (by != null) allocator.free(by);
@@ -214,16 +237,76 @@ final class Gemm {
         }
         MemorySegment pref = CublasLt.preferenceCreate(WORKSPACE_BYTES, key.alignY(), key.alignX(), key.alignC(), key.alignC());
         try {
-            MemorySegment result = arena.allocate(CublasLt.HEURISTIC_RESULT_BYTES, 8);
-            if (!CublasLt.algoGetHeuristic(handle, desc, aL, bL, cL, cL, pref, result)) {
-                throw new CudaException("cuBLASLt found no algorithm for " + describe(key));
+            int asked = GemmTuning.ON ? GemmTuning.CANDIDATES : 1;
+            MemorySegment results = arena.allocate(asked * CublasLt.HEURISTIC_RESULT_BYTES, 8);
+            int found = CublasLt.algoGetHeuristics(handle, desc, aL, bL, cL, cL, pref, asked, results);
+            // keep the runnable candidates within the workspace, in the heuristic's order
+            int count = 0;
+            for (int i = 0; i < found; i++) {
+                MemorySegment r = results.asSlice(i * CublasLt.HEURISTIC_RESULT_BYTES, CublasLt.HEURISTIC_RESULT_BYTES);
+                if (r.get(JAVA_INT, CublasLt.HEURISTIC_STATE_OFFSET) != 0 || r.get(JAVA_LONG, CublasLt.HEURISTIC_WORKSPACE_OFFSET) > WORKSPACE_BYTES) continue;
+                if (count != i) MemorySegment.copy(r, 0, results, count * CublasLt.HEURISTIC_RESULT_BYTES, CublasLt.HEURISTIC_RESULT_BYTES);
+                count++;
             }
-            long ws = result.get(JAVA_LONG, CublasLt.HEURISTIC_WORKSPACE_OFFSET);
-            if (ws > WORKSPACE_BYTES) throw new CudaException("cuBLASLt algorithm wants " + ws + " bytes of workspace for " + describe(key));
-            return new Plan(desc, aL, bL, cL, result.asSlice(0, CublasLt.HEURISTIC_ALGO_BYTES));
+            if (count == 0) throw new CudaException("cuBLASLt found no algorithm within " + (WORKSPACE_BYTES >> 20) + " MiB of workspace for " + describe(key));
+            Plan p = new Plan(desc, aL, bL, cL, results, count, null);
+            return count == 1 ? p.choosing(0) : p;
         } finally {
             CublasLt.preferenceDestroy(pref);
         }
+    }
+
+    /**
+     * The plan with its algorithm chosen ({@link GemmTuning}): the choice kept for this product if
+     * there is one, else the fastest candidate on this call's operands. The candidates write the
+     * call's own output (which the real product then overwrites) unless the product adds C in place,
+     * when they write a scratch buffer. During a graph recording nothing can be timed: the heuristic's
+     * first is used and not remembered (the recorded step's op-by-op first run decides before that).
+     */
+    private Plan choose(Key key, Plan p, long xa, long ya, long c, long cIn, boolean accumulate, boolean out16) {
+        String id = precision.label() + " " + key;
+        int known = tuning.choice(id);
+        if (known >= 0 && known < p.count()) return p.choosing(known);
+        if (allocator.recording()) return p.choosing(0);
+        long start = System.nanoTime();
+        if (tuneStart == null) {
+            tuneStart = Driver.eventCreateTimed();
+            tuneEnd = Driver.eventCreateTimed();
+        }
+        long span = (key.batch() > 1 ? (key.batch() - 1) * key.sC() : 0) + (long) key.m() * key.n();
+        DeviceBuffer scratch = accumulate && cIn == c ? allocator.allocate(span * (out16 ? 2 : 4)) : null;
+        long d = scratch != null ? scratch.address() : c;
+        double[] ms = new double[p.count()];
+        for (int i = 0; i < p.count(); i++) {
+            MemorySegment algo = p.candidate(i);
+            try {
+                run(p, algo, xa, ya, accumulate, cIn, d, key);   // warm-up (and: does it run at all)
+                Driver.eventRecord(tuneStart, context.stream());
+                for (int r = 0; r < TUNE_RUNS; r++) run(p, algo, xa, ya, accumulate, cIn, d, key);
+                Driver.eventRecord(tuneEnd, context.stream());
+                Driver.eventSynchronize(tuneEnd);
+                ms[i] = Driver.eventElapsedMs(tuneStart, tuneEnd) / TUNE_RUNS;
+            } catch (CudaException e) {
+                ms[i] = Double.NaN;   // cuBLASLt refused this candidate for these operands: not a choice
+            }
+        }
+        if (scratch != null) allocator.free(scratch);
+        int best = GemmTuning.pick(ms);
+        tuning.remember(id, best, (System.nanoTime() - start) / 1e6);
+        return p.choosing(best);
+    }
+
+    /** Product timings averaged over this many runs per candidate (after one warm-up run). */
+    private static final int TUNE_RUNS = 3;
+
+    private void run(Plan p, MemorySegment algo, long xa, long ya, boolean accumulate, long cIn, long d, Key key) {
+        CublasLt.matmul(handle, p.desc(), one, ya, p.aLayout(), xa, p.bLayout(), accumulate ? one : zero, cIn, p.cLayout(), d, p.cLayout(),
+                algo, workspace.address(), WORKSPACE_BYTES, context.stream(), () -> describe(key));
+    }
+
+    /** What the tuning did in this process ({@link GemmTuning#summary}). */
+    String tuningSummary() {
+        return GemmTuning.ON ? tuning.summary() : "matrix-product tuning: off (-Dperceiver4j.cuda.gemm.tune=false)";
     }
 
     private String describe(Key key) {

@@ -91,6 +91,8 @@ public final class CublasLt {
             FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG));
     // cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t pref)
     private static final MethodHandle cublasLtMatmulPreferenceDestroy = bind("cublasLtMatmulPreferenceDestroy", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+    // size_t cublasLtGetVersion(void)
+    private static final MethodHandle cublasLtGetVersion = bind("cublasLtGetVersion", FunctionDescriptor.of(JAVA_LONG));
     // cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t, cublasLtMatrixLayout_t Adesc, Bdesc, Cdesc, Ddesc,
     //     cublasLtMatmulPreference_t, int requestedAlgoCount, cublasLtMatmulHeuristicResult_t heuristicResultsArray[], int *returnAlgoCount)
     private static final MethodHandle cublasLtMatmulAlgoGetHeuristic = bind("cublasLtMatmulAlgoGetHeuristic",
@@ -243,19 +245,30 @@ public final class CublasLt {
     }
 
     /**
-     * Asks for the best algorithm; writes one cublasLtMatmulHeuristicResult_t into {@code result}
-     * ({@link #HEURISTIC_RESULT_BYTES} bytes, caller-owned) and returns false when cuBLASLt has none.
+     * Asks for up to {@code requested} algorithms, best first by cuBLASLt's estimate; writes that many
+     * cublasLtMatmulHeuristicResult_t into {@code results} ({@link #HEURISTIC_RESULT_BYTES} each,
+     * caller-owned) and returns how many it wrote (0 when cuBLASLt has none). Each result's state
+     * ({@link #HEURISTIC_STATE_OFFSET}) is 0 when the algorithm can run.
      */
-    public static boolean algoGetHeuristic(MemorySegment handle, MemorySegment desc, MemorySegment aDesc, MemorySegment bDesc,
-                                           MemorySegment cDesc, MemorySegment dDesc, MemorySegment pref, MemorySegment result) {
+    public static int algoGetHeuristics(MemorySegment handle, MemorySegment desc, MemorySegment aDesc, MemorySegment bDesc,
+                                        MemorySegment cDesc, MemorySegment dDesc, MemorySegment pref, int requested, MemorySegment results) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment count = a.allocate(JAVA_INT);
-            int r = (int) cublasLtMatmulAlgoGetHeuristic.invokeExact(handle, desc, aDesc, bDesc, cDesc, dDesc, pref, 1, result, count);
-            if (r == 15) return false; // CUBLAS_STATUS_NOT_SUPPORTED: no algorithm for this problem
+            int r = (int) cublasLtMatmulAlgoGetHeuristic.invokeExact(handle, desc, aDesc, bDesc, cDesc, dDesc, pref, requested, results, count);
+            if (r == 15) return 0; // CUBLAS_STATUS_NOT_SUPPORTED: no algorithm for this problem
             check(r, "cublasLtMatmulAlgoGetHeuristic");
-            return count.get(JAVA_INT, 0) > 0 && result.get(JAVA_INT, HEURISTIC_STATE_OFFSET) == 0;
+            return count.get(JAVA_INT, 0);
         } catch (Throwable t) {
             throw CudaException.downcall("cublasLtMatmulAlgoGetHeuristic", t);
+        }
+    }
+
+    /** The library's version number (CUBLASLT_VERSION: major·10000 + minor·100 + patch). */
+    public static long version() {
+        try {
+            return (long) cublasLtGetVersion.invokeExact();
+        } catch (Throwable t) {
+            throw CudaException.downcall("cublasLtGetVersion", t);
         }
     }
 

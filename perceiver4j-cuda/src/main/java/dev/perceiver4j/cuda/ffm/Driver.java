@@ -7,6 +7,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.invoke.MethodHandle;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
@@ -90,6 +91,8 @@ public final class Driver {
     private static final MethodHandle cuEventRecord = bind("cuEventRecord", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
     // CUresult cuEventSynchronize(CUevent hEvent)
     private static final MethodHandle cuEventSynchronize = bind("cuEventSynchronize", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+    // CUresult cuEventElapsedTime(float *pMilliseconds, CUevent hStart, CUevent hEnd)
+    private static final MethodHandle cuEventElapsedTime = bind("cuEventElapsedTime", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
     // CUresult cuEventDestroy_v2(CUevent hEvent)
     private static final MethodHandle cuEventDestroy = bind("cuEventDestroy_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS));
     // CUresult cuModuleLoadData(CUmodule *module, const void *image)
@@ -353,12 +356,32 @@ public final class Driver {
 
     /** An event without timing (cheapest to record and wait for). */
     public static MemorySegment eventCreate() {
+        return eventCreate(CU_EVENT_DISABLE_TIMING);
+    }
+
+    /** An event that records a timestamp, for {@link #eventElapsedMs}. */
+    public static MemorySegment eventCreateTimed() {
+        return eventCreate(0);
+    }
+
+    private static MemorySegment eventCreate(int flags) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment v = a.allocate(ADDRESS);
-            check((int) cuEventCreate.invokeExact(v, CU_EVENT_DISABLE_TIMING), "cuEventCreate");
+            check((int) cuEventCreate.invokeExact(v, flags), "cuEventCreate");
             return v.get(ADDRESS, 0);
         } catch (Throwable t) {
             throw CudaException.downcall("cuEventCreate", t);
+        }
+    }
+
+    /** Milliseconds of device time between two completed timed events (resolution about 0.5 µs). */
+    public static float eventElapsedMs(MemorySegment start, MemorySegment end) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment ms = a.allocate(JAVA_FLOAT);
+            check((int) cuEventElapsedTime.invokeExact(ms, start, end), "cuEventElapsedTime");
+            return ms.get(JAVA_FLOAT, 0);
+        } catch (Throwable t) {
+            throw CudaException.downcall("cuEventElapsedTime", t);
         }
     }
 
