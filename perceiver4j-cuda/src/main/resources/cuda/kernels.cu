@@ -371,20 +371,30 @@ extern "C" __global__ void p4j_clip_by_norm(float* x, const float* norm, float m
 }
 
 /**
- * Whether this block is the last of its column of blocks (blockIdx.x) to have written its partial sums:
- * each block's partials are made visible (threadfence), then it takes a ticket; the block that takes
- * the last one resets the counter for the next launch (kernels on one stream run one after another)
- * and finishes the sums. Every thread of the block must call it.
+ * Whether this block is the last of the count blocks that take a ticket from *counter (zero between
+ * launches) to have written its partial sums: every thread's partials are made visible device-wide
+ * (threadfence) and the block waits for all of them (syncthreads: several threads write partials,
+ * and thread 0 must not take the ticket before the last of them is fenced); then thread 0 takes a
+ * ticket, and the block that takes the last one resets the counter for the next launch (kernels on
+ * one stream run one after another) and finishes the sums, reading the other blocks' partials past
+ * L1 (__ldcg). Every thread of the block must call it; it may be called again (the first barrier
+ * also keeps a new answer from overwriting one not yet read).
  */
-__device__ __forceinline__ bool column_block_last(unsigned* tickets) {
+__device__ __forceinline__ bool block_last(unsigned* counter, unsigned count) {
     __shared__ bool last;
     __threadfence();
+    __syncthreads();
     if (threadIdx.x == 0) {
-        last = atomicAdd(tickets + blockIdx.x, 1u) == gridDim.y - 1;
-        if (last) tickets[blockIdx.x] = 0;
+        last = atomicAdd(counter, 1u) == count - 1;
+        if (last) *counter = 0;
     }
     __syncthreads();
     return last;
+}
+
+/** Whether this block is the last of its column of blocks (blockIdx.x; gridDim.y of them) to have written its partial sums. */
+__device__ __forceinline__ bool column_block_last(unsigned* tickets) {
+    return block_last(tickets + blockIdx.x, gridDim.y);
 }
 
 /** Stage 2 for one column j: out[j] += Σ_c partial[c, j], chunks in order (p4j_column_finish's sum). */
@@ -587,42 +597,65 @@ __device__ __forceinline__ void layernorm_warp(const float* x, const float* gamm
     }
 }
 
-// xhat and g = dOut·gamma of the float4 at c of a row (x, dOut rows; gamma).
+// xhat, g = dOut·gamma and dOut itself (dv) of the float4 at c of a row (x, dOut rows; gamma).
 __device__ __forceinline__ void ln_xhat_g(const float4* xr, const float4* gr, const float4* g4, int c, float mu, float rs,
-                                          float4& xh, float4& gg) {
-    const float4 xv = xr[c], dv = gr[c], gm = g4[c];
+                                          float4& xh, float4& gg, float4& dv) {
+    const float4 xv = xr[c], gm = g4[c];
+    dv = gr[c];
     xh = make_float4((xv.x - mu) * rs, (xv.y - mu) * rs, (xv.z - mu) * rs, (xv.w - mu) * rs);
     gg = make_float4(dv.x * gm.x, dv.y * gm.y, dv.z * gm.z, dv.w * gm.w);
 }
 
-// Rows of up to 512 floats (LN_VECS 4) keep xhat and g in registers between the two passes (58 registers);
-// wider rows read x, dOut and gamma again in the second pass (from L1 / L2, the same values, so the same
-// bits) instead of holding 2·LN_VECS float4s: at LN_VECS 12 that took 137 registers, one block per SM,
-// and made the [4096, 1280] rows of the masked-LM latents run at a third of the memory bandwidth.
-template <int LN_VECS>
-__device__ __forceinline__ void layernorm_backward_x_warp(const float* dOut, const float* x, const float* gamma, const float* mean,
-                                                          const float* rstd, float* dX, int rows, int d, int accumulate) {
+// One row's terms of the parameter gradients for the float4 at c, into the calling warp's slice of
+// column sums (sums [2][d4] float4s: dGamma's Σ dOut·xhat, then dBeta's Σ dOut): sums[c] += dv·xh,
+// sums[d4 + c] += dv; the warp's first row writes them (onto zeros) instead of adding.
+__device__ __forceinline__ void ln_params_add(float4* sums, int d4, int c, float4 xh, float4 dv, bool first) {
+    const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float4 sg = first ? zero : sums[c], sb = first ? zero : sums[d4 + c];
+    sg.x += dv.x * xh.x;
+    sg.y += dv.y * xh.y;
+    sg.z += dv.z * xh.z;
+    sg.w += dv.w * xh.w;
+    f4_add(sb, dv);
+    sums[c] = sg;
+    sums[d4 + c] = sb;
+}
+
+// The backward of row r for the calling warp (all its lanes; d, mu = mean[r], rs = rstd[r] as in
+// layernorm_warp). With xhat = (x − mean)·rstd and g = dOut·gamma:
+// dX += rstd·(g − mean_j(g) − xhat·mean_j(g·xhat)) (dX = … when accumulate is 0). dOut, x, dX [rows, d]; gamma [d].
+// With PARAMS (the fused kernel) the row's dOut·xhat and dOut are also added to the warp's column sums
+// (ln_params_add; sums, first) in the second pass; dX comes out the same either way (the same
+// expressions on the same values).
+// Rows of up to 512 floats (LN_VECS 4) keep xhat and g (and with PARAMS dOut) in registers between the two
+// passes (56 registers; 80 with PARAMS); wider rows read x, dOut and gamma again in the second pass (from L1 / L2,
+// the same values, so the same bits) instead of holding 2·LN_VECS float4s: at LN_VECS 12 that took 137
+// registers, one block per SM, and made the [4096, 1280] rows of the masked-LM latents run at a third of the
+// memory bandwidth.
+template <int LN_VECS, bool PARAMS>
+__device__ __forceinline__ void layernorm_backward_row(const float* dOut, const float* x, const float* gamma, int r, float mu,
+                                                       float rs, float* dX, int d, int accumulate, float4* sums, bool first) {
     constexpr bool HOLD = LN_VECS <= 4;
     constexpr int KEPT = HOLD ? LN_VECS : 1;
-    const int r = blockIdx.x * LN_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31, d4 = d >> 2;
-    if (r >= rows) return; // warp-uniform
-    const float mu = mean[r], rs = rstd[r];
+    constexpr int KEPT_DOUT = HOLD && PARAMS ? LN_VECS : 1;
+    const int lane = threadIdx.x & 31, d4 = d >> 2;
     const float4* xr = reinterpret_cast<const float4*>(x + (long long) r * d);
     const float4* gr = reinterpret_cast<const float4*>(dOut + (long long) r * d);
     const float4* g4 = reinterpret_cast<const float4*>(gamma);
-    float4 xh[KEPT], gg[KEPT]; // xhat and g = dOut·gamma (held only when HOLD)
+    float4 xh[KEPT], gg[KEPT], dd[KEPT_DOUT]; // xhat, g = dOut·gamma and dOut (held only when HOLD; dOut only with PARAMS)
     float sg = 0.0f, sgx = 0.0f;
 #pragma unroll
     for (int t = 0; t < LN_VECS; t++) {
         int c = lane + 32 * t;
         if (c < d4) {
-            float4 h, g;
-            ln_xhat_g(xr, gr, g4, c, mu, rs, h, g);
+            float4 h, g, dv;
+            ln_xhat_g(xr, gr, g4, c, mu, rs, h, g, dv);
             sg += (g.x + g.y) + (g.z + g.w);
             sgx += (g.x * h.x + g.y * h.y) + (g.z * h.z + g.w * h.w);
             if (HOLD) {
                 xh[HOLD ? t : 0] = h;
                 gg[HOLD ? t : 0] = g;
+                if (PARAMS) dd[HOLD && PARAMS ? t : 0] = dv;
             }
         }
     }
@@ -632,12 +665,13 @@ __device__ __forceinline__ void layernorm_backward_x_warp(const float* dOut, con
     for (int t = 0; t < LN_VECS; t++) {
         int c = lane + 32 * t;
         if (c < d4) {
-            float4 h, g;
+            float4 h, g, dv;
             if (HOLD) {
                 h = xh[HOLD ? t : 0];
                 g = gg[HOLD ? t : 0];
+                if (PARAMS) dv = dd[HOLD && PARAMS ? t : 0];
             } else {
-                ln_xhat_g(xr, gr, g4, c, mu, rs, h, g);
+                ln_xhat_g(xr, gr, g4, c, mu, rs, h, g, dv);
             }
             float4 o = accumulate ? o4[c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             o.x += rs * (g.x - meanG - h.x * meanGX);
@@ -645,8 +679,109 @@ __device__ __forceinline__ void layernorm_backward_x_warp(const float* dOut, con
             o.z += rs * (g.z - meanG - h.z * meanGX);
             o.w += rs * (g.w - meanG - h.w * meanGX);
             o4[c] = o;
+            if (PARAMS) ln_params_add(sums, d4, c, h, dv, first);
         }
     }
+}
+
+// dX only: one warp per row (row blockIdx.x·LN_WARPS + warp).
+template <int LN_VECS>
+__device__ __forceinline__ void layernorm_backward_x_warp(const float* dOut, const float* x, const float* gamma, const float* mean,
+                                                          const float* rstd, float* dX, int rows, int d, int accumulate) {
+    const int r = blockIdx.x * LN_WARPS + (threadIdx.x >> 5);
+    if (r >= rows) return; // warp-uniform
+    layernorm_backward_row<LN_VECS, false>(dOut, x, gamma, r, mean[r], rstd[r], dX, d, accumulate, 0, false);
+}
+
+// Chunks per finishing group of the fused backward's parameter sums (below): at most LN_GROUP² chunks.
+#define LN_GROUP 32
+// Partial rows loaded at once by ln_rows_sum (registers: LN_BATCH float4s).
+#define LN_BATCH 8
+
+// Σ_k rows[k·len4 + i] over the n ≤ LN_GROUP rows of rows [n, len4] (float4s), k in order; read past L1
+// (other blocks wrote them), LN_BATCH loads issued before their adds.
+__device__ __forceinline__ float4 ln_rows_sum(const float4* rows, int n, int len4, int i) {
+    float4 s = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int k0 = 0; k0 < n; k0 += LN_BATCH) {
+        float4 v[LN_BATCH];
+#pragma unroll
+        for (int k = 0; k < LN_BATCH; k++) {
+            v[k] = k0 + k < n ? __ldcg(rows + (long long) (k0 + k) * len4 + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+#pragma unroll
+        for (int k = 0; k < LN_BATCH; k++) {
+            if (k0 + k < n) f4_add(s, v[k]);
+        }
+    }
+    return s;
+}
+
+// dGamma[j] += s (j < d) or dBeta[j − d] += s (j ≥ d) for the 4 floats j = 4·i.. of [dGamma | dBeta]
+// (d a multiple of 4, so a float4 falls in one of them; a null output is skipped; no alignment needed).
+__device__ __forceinline__ void ln_params_out(float4 s, int i, int d, float* dGamma, float* dBeta) {
+    int j = 4 * i;
+    float* o = j < d ? dGamma : dBeta;
+    if (o == 0) return;
+    if (j >= d) j -= d;
+    o[j] += s.x;
+    o[j + 1] += s.y;
+    o[j + 2] += s.z;
+    o[j + 3] += s.w;
+}
+
+// The fused backward, dX and the parameter gradients from one read of each row: block b (a chunk)
+// takes rows [b·rowsPerChunk, (b + 1)·rowsPerChunk) ∩ [0, rows) (rowsPerChunk a multiple of LN_WARPS),
+// warp w the rows w, w + 8, ... of them, and computes each row's dX as layernorm_backward_x_warp does
+// (the same code). The parameter gradients dGamma[j] += Σ_r dOut[r, j]·xhat[r, j], dBeta[j] += Σ_r dOut[r, j]
+// are summed in a fixed order that depends on rows, d and rowsPerChunk alone (no atomics on the sums):
+//  1. each warp adds its rows, in row order, into its own slice of dynamic shared memory,
+//     sums [LN_WARPS][2][d] floats (dGamma's d, then dBeta's d; 64·d bytes, 96 KiB at d = 1536): a lane
+//     touches only its own float4s of each slice, so no conflicts and no barrier inside the loop;
+//  2. the block adds the slices of the warps that had rows in warp order and writes them to
+//     partial[b] (partial [chunks + groups][2][d]: a row of 2·d floats per chunk, then per group);
+//  3. the last block of each group of LN_GROUP consecutive chunks (block_last, tickets[group]) adds the
+//     group's chunk rows in chunk order, into partial[chunks + group] (or, with one group only,
+//     straight into dGamma / dBeta);
+//  4. the last group to finish (tickets[groups]) adds the group rows in group order into dGamma / dBeta.
+// Two levels so that no block reads more than LN_GROUP rows of partials (one block adding up 512 chunks
+// of [2, 1280], 5.2 MB through one SM, would take longer than the whole pass over the rows). chunks = gridDim.x ≤ LN_GROUP²;
+// tickets [groups + 1], zero (left zero). dGamma or dBeta may be null (not written).
+template <int LN_VECS>
+__device__ __forceinline__ void layernorm_backward_warp(const float* dOut, const float* x, const float* gamma, const float* mean,
+                                                        const float* rstd, float* dX, int rows, int d, int accumulate,
+                                                        int rowsPerChunk, float* partial, float* dGamma, float* dBeta,
+                                                        unsigned* tickets) {
+    extern __shared__ float4 ln_sums[]; // [LN_WARPS][2][d4]: each warp's column sums (dGamma's, then dBeta's)
+    const int warp = threadIdx.x >> 5, d4 = d >> 2, len4 = 2 * d4;
+    const int r0 = blockIdx.x * rowsPerChunk, r1 = imin(rows, r0 + rowsPerChunk);
+    // 1. the warp's rows (warp-uniform loop)
+    for (int r = r0 + warp; r < r1; r += LN_WARPS) {
+        layernorm_backward_row<LN_VECS, true>(dOut, x, gamma, r, mean[r], rstd[r], dX, d, accumulate,
+                                              ln_sums + warp * len4, r == r0 + warp);
+    }
+    __syncthreads();
+    // 2. the chunk's partial: the slices of the warps that had rows (all but in a last chunk of < 8 rows), in warp order
+    const int warps = imin(LN_WARPS, r1 - r0);
+    float4* p4 = reinterpret_cast<float4*>(partial);
+    for (int i = threadIdx.x; i < len4; i += blockDim.x) {
+        float4 s = ln_sums[i];
+        for (int w = 1; w < warps; w++) f4_add(s, ln_sums[w * len4 + i]);
+        p4[(long long) blockIdx.x * len4 + i] = s;
+    }
+    // 3. the group's sum, by its last block
+    const int chunks = gridDim.x, groups = (chunks + LN_GROUP - 1) / LN_GROUP, group = blockIdx.x / LN_GROUP;
+    const int first = group * LN_GROUP, n = imin(LN_GROUP, chunks - first);
+    if (!block_last(tickets + group, n)) return;
+    const float4* chunkRows = p4 + (long long) first * len4;
+    if (groups == 1) {
+        for (int i = threadIdx.x; i < len4; i += blockDim.x) ln_params_out(ln_rows_sum(chunkRows, n, len4, i), i, d, dGamma, dBeta);
+        return;
+    }
+    float4* groupRows = p4 + (long long) chunks * len4;
+    for (int i = threadIdx.x; i < len4; i += blockDim.x) groupRows[(long long) group * len4 + i] = ln_rows_sum(chunkRows, n, len4, i);
+    // 4. the total, by the last group
+    if (!block_last(tickets + groups, groups)) return;
+    for (int i = threadIdx.x; i < len4; i += blockDim.x) ln_params_out(ln_rows_sum(groupRows, groups, len4, i), i, d, dGamma, dBeta);
 }
 
 #define P4J_LAYERNORM_WARP(V)                                                                                          \
@@ -657,6 +792,12 @@ __device__ __forceinline__ void layernorm_backward_x_warp(const float* dOut, con
     extern "C" __global__ void __launch_bounds__(LN_WARPS * 32) p4j_layernorm_backward_x_warp##V(const float* dOut,             \
             const float* x, const float* gamma, const float* mean, const float* rstd, float* dX, int rows, int d, int accumulate) { \
         layernorm_backward_x_warp<V>(dOut, x, gamma, mean, rstd, dX, rows, d, accumulate);                                 \
+    }                                                                                                                  \
+    extern "C" __global__ void __launch_bounds__(LN_WARPS * 32) p4j_layernorm_backward_warp##V(const float* dOut,               \
+            const float* x, const float* gamma, const float* mean, const float* rstd, float* dX, int rows, int d, int accumulate, \
+            int rowsPerChunk, float* partial, float* dGamma, float* dBeta, unsigned* tickets) {                               \
+        layernorm_backward_warp<V>(dOut, x, gamma, mean, rstd, dX, rows, d, accumulate, rowsPerChunk, partial, dGamma, dBeta,  \
+                                   tickets);                                                                                  \
     }
 P4J_LAYERNORM_WARP(4)
 P4J_LAYERNORM_WARP(8)

@@ -774,6 +774,10 @@ public final class CudaBackend implements Backend {
             if (rows == 0) return;
             if (dX != null) {
                 boolean add = !fresh(dX), warp = warpLayerNorm(d, dOut, x, gamma, dX);
+                if (warp && (dGamma != null || dBeta != null) && (lnSumsShared(d) <= 32 * 1024 || context.computeCapability() >= 80)) {
+                    layerNormBackwardFused(dOut, x, gamma, mean, rstd, dX, add, dGamma, dBeta, rows, d);
+                    return;
+                }
                 kernels.launch(warp ? lnWarpKernel("p4j_layernorm_backward_x_warp", d) : "p4j_layernorm_backward_x")
                         .grid(warp ? (rows + LN_WARPS - 1) / LN_WARPS : rows).block(warp ? LN_WARPS * 32 : rowThreads(d))
                         .ptr(ptr(dOut)).ptr(ptr(x)).ptr(ptr(gamma)).ptr(ptr(mean)).ptr(ptr(rstd)).ptr(out(dX)).i32(rows).i32(d)
@@ -797,6 +801,48 @@ public final class CudaBackend implements Backend {
         } finally {
             release();
         }
+    }
+
+    /**
+     * dX, dGamma and dBeta from one pass over the rows ({@code p4j_layernorm_backward_warp{4,8,12}}, kernels.cu):
+     * the warp-per-row dX (the same code as {@code p4j_layernorm_backward_x_warp}, so the same bits) and
+     * the parameter gradients' column sums, per chunk of {@link #lnRowsPerChunk} rows (one block each,
+     * its warps' sums in shared memory), the chunks then added in groups of {@link #LN_GROUP} by the
+     * last block of each group and the groups by the last of those (the {@code tickets}), in orders
+     * fixed by the shape. dGamma or dBeta may be null. {@code add}: dX is added to, else written.
+     */
+    private void layerNormBackwardFused(Tensor dOut, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dX, boolean add,
+                                        Tensor dGamma, Tensor dBeta, int rows, int d) {
+        int perChunk = lnRowsPerChunk(rows), chunks = (rows + perChunk - 1) / perChunk, groups = (chunks + LN_GROUP - 1) / LN_GROUP;
+        // [chunks + groups][2][d]: per chunk, then per group, dGamma's d column sums, then dBeta's d
+        DeviceBuffer partial = allocator.allocate(4L * (chunks + groups) * 2 * d);
+        kernels.launch(lnWarpKernel("p4j_layernorm_backward_warp", d)).grid(chunks).block(LN_WARPS * 32).sharedBytes(lnSumsShared(d))
+                .ptr(ptr(dOut)).ptr(ptr(x)).ptr(ptr(gamma)).ptr(ptr(mean)).ptr(ptr(rstd)).ptr(out(dX)).i32(rows).i32(d).i32(add ? 1 : 0)
+                .i32(perChunk).ptr(partial.address()).ptr(dGamma != null ? out(dGamma) : 0).ptr(dBeta != null ? out(dBeta) : 0)
+                .ptr(tickets.address()).go();   // tickets [groups + 1] ≤ 17 of TICKETS, left zero
+        allocator.free(partial);
+    }
+
+    /** Chunks per group of the fused layer-norm backward's parameter sums (LN_GROUP in kernels.cu): at most LN_GROUP² chunks. */
+    private static final int LN_GROUP = 32;
+
+    /**
+     * Rows per block (chunk) of the fused layer-norm backward: a function of {@code rows} alone (the sums'
+     * order depends on it), a multiple of LN_WARPS, and at least rows / LN_GROUP² so that there are at most
+     * 1,024 chunks; up to 8,192 rows that is one row per warp. A warp's rows run one after another, each
+     * waiting on its loads, so the kernel needs many warps in flight: with 256 chunks (the first version)
+     * the AR model's [12,288, 512] rows took 55 µs a call, 6 rows per warp and 16 warps per SM (session 15,
+     * call 3). More chunks cost only their partial sums (2·d floats per chunk, written once and read once).
+     */
+    private static int lnRowsPerChunk(int rows) {
+        int chunks = LN_GROUP * LN_GROUP;
+        int perChunk = (int) ((rows + (long) chunks - 1) / chunks);
+        return Math.max(LN_WARPS, (perChunk + LN_WARPS - 1) / LN_WARPS * LN_WARPS);
+    }
+
+    /** Dynamic shared memory of the fused layer-norm backward, bytes: each warp's column sums, [LN_WARPS][2][d] floats. */
+    private static int lnSumsShared(int d) {
+        return 4 * LN_WARPS * 2 * d;
     }
 
     /**

@@ -125,11 +125,17 @@ public final class Kernels {
         return functions.computeIfAbsent(name, n -> Driver.moduleGetFunction(module, n));
     }
 
-    /** Static launches may use 48 KiB of dynamic shared memory; more needs the function's opt-in (once, up to the device's limit). */
-    private static final int DEFAULT_DYNAMIC_SHARED = 48 * 1024;
+    /**
+     * Without the function's opt-in a block may use 48 KiB of shared memory, static and dynamic
+     * together; more needs the opt-in (once per function, up to the device's limit). A kernel with
+     * __shared__ variables of its own therefore fails at exactly 48 KiB of dynamic shared memory
+     * (CUDA_ERROR_INVALID_VALUE; the fused layer-norm backward at d = 768 did), so the opt-in is taken
+     * from half of that on, which leaves the static part 24 KiB.
+     */
+    private static final int OPT_IN_SHARED = 24 * 1024;
 
     private synchronized void allowShared(String name, MemorySegment f, int bytes) {
-        if (bytes <= DEFAULT_DYNAMIC_SHARED || sharedLimits.getOrDefault(name, DEFAULT_DYNAMIC_SHARED) >= bytes) return;
+        if (bytes <= OPT_IN_SHARED || sharedLimits.getOrDefault(name, 0) >= bytes) return;
         Driver.funcSetAttribute(f, Driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes, name);
         sharedLimits.put(name, bytes);
     }

@@ -678,9 +678,13 @@ public final class OpParity {
     // ---- layer norm ----------------------------------------------------------------------------
 
     private void layerNorms(List<Check> c) {
-        // one block per row (d 45, 1031, 1540) and one warp per row (d % 4 == 0, up to 1536: 64, 1280, 512, 1536);
-        // 4100 rows: 65 chunks of parameter-gradient sums (more than the 16 row groups that add them), d 520 a partial last block
-        for (int[] dims : new int[][] {{7, 45}, {3, 1031}, {130, 64}, {33, 1280}, {70, 512}, {9, 1536}, {4, 1540}, {4100, 520}}) {
+        // one block per row (d 45, 1031, 1540) and one warp per row (d % 4 == 0, up to 1536: 64, 1280, 512, 1536, 520).
+        // The backward of the one-block-per-row shapes takes the partial-sum kernels for dGamma and dBeta: 1100 rows of
+        // 1540 are 18 chunks of 64 (more than the 16 row groups that add them), 25 column blocks of 64, the last partial.
+        // The backward of the warp shapes runs fused (p4j_layernorm_backward_warp*: chunks of CudaBackend.lnRowsPerChunk
+        // rows, added in groups of 16): 130 rows are 17 chunks of 8 in two groups, the last chunk 2 rows (warps without
+        // rows); 4100 rows 171 chunks of 24 (3 rows a warp) in 11 groups, d 520 a partial last float4 column of lanes.
+        for (int[] dims : new int[][] {{7, 45}, {3, 1031}, {130, 64}, {33, 1280}, {70, 512}, {9, 1536}, {1100, 1540}, {4100, 520}}) {
             int rows = dims[0], d = dims[1];
             String shape = Arrays.toString(dims);
             c.add(new Check("layerNorm " + shape, FP32, () -> {
@@ -692,18 +696,37 @@ public final class OpParity {
                 ref.layerNorm(x.r(), gamma.r(), beta.r(), 1e-5f, out.r(), mean.r(), rstd.r());
                 return Math.max(err(out), Math.max(err(mean), err(rstd)));
             }));
-            c.add(new Check("layerNormBackward " + shape, sumTolerance(rows), () -> {
-                Pair x = randPair(2, rows, d), gamma = randPair(1, d), beta = randPair(1, d);
-                Pair out = emptyPair(DType.F32, rows, d), mean = emptyPair(DType.F32, rows), rstd = emptyPair(DType.F32, rows);
-                ref.layerNorm(x.r(), gamma.r(), beta.r(), 1e-5f, out.r(), mean.r(), rstd.r());
-                // the same saved statistics on both sides
-                Pair mu = both(ref.toFloatArray(mean.r()), rows), rs = both(ref.toFloatArray(rstd.r()), rows);
-                Pair dOut = randPair(1, rows, d), dX = randPair(1, rows, d), dG = randPair(1, d), dB = randPair(1, d);
-                gpu.layerNormBackward(dOut.g(), x.g(), gamma.g(), mu.g(), rs.g(), dX.g(), dG.g(), dB.g());
-                ref.layerNormBackward(dOut.r(), x.r(), gamma.r(), mu.r(), rs.r(), dX.r(), dG.r(), dB.r());
-                return Math.max(err(dX), Math.max(err(dG), err(dB)));
-            }));
+            layerNormBackward(c, rows, d, true, true, false);
         }
+        // Backward only, fused: the masked-LM latents (512 chunks of 8 rows, one a warp, in 16 groups); the AR
+        // model's rows (768 chunks of 16, 2 a warp, in 24 groups); d 768 (8 float4s a lane, 38 chunks in 2 groups,
+        // the last chunk 4 rows); d 1000 (a partial last float4 column of lanes; 257 chunks, the last group one
+        // chunk of 5 rows); dX written into fresh zeros; dGamma or dBeta alone.
+        layerNormBackward(c, 4096, 1280, true, true, false);
+        layerNormBackward(c, 12288, 512, true, true, false);
+        layerNormBackward(c, 300, 768, true, true, false);
+        layerNormBackward(c, 2053, 1000, true, true, false);
+        layerNormBackward(c, 2053, 1000, true, true, true);
+        layerNormBackward(c, 300, 768, true, false, false);
+        layerNormBackward(c, 300, 768, false, true, false);
+        layerNormBackward(c, 7, 45, true, false, false);   // one block per row: the partial-sum kernels
+    }
+
+    /** layerNormBackward of [rows, d] with dGamma and / or dBeta; dX into fresh zeros (written) or random values (added to). */
+    private void layerNormBackward(List<Check> c, int rows, int d, boolean withGamma, boolean withBeta, boolean freshDX) {
+        String what = (withGamma && withBeta ? "" : withGamma ? ", dGamma only" : ", dBeta only") + (freshDX ? ", dX into fresh zeros" : "");
+        c.add(new Check("layerNormBackward " + Arrays.toString(new int[] {rows, d}) + what, sumTolerance(rows), () -> {
+            Pair x = randPair(2, rows, d), gamma = randPair(1, d), beta = randPair(1, d);
+            Pair out = emptyPair(DType.F32, rows, d), mean = emptyPair(DType.F32, rows), rstd = emptyPair(DType.F32, rows);
+            ref.layerNorm(x.r(), gamma.r(), beta.r(), 1e-5f, out.r(), mean.r(), rstd.r());
+            // the same saved statistics on both sides
+            Pair mu = both(ref.toFloatArray(mean.r()), rows), rs = both(ref.toFloatArray(rstd.r()), rows);
+            Pair dOut = randPair(1, rows, d), dX = freshDX ? zerosPair(rows, d) : randPair(1, rows, d);
+            Pair dG = withGamma ? randPair(1, d) : null, dB = withBeta ? randPair(1, d) : null;
+            gpu.layerNormBackward(dOut.g(), x.g(), gamma.g(), mu.g(), rs.g(), dX.g(), g(dG), g(dB));
+            ref.layerNormBackward(dOut.r(), x.r(), gamma.r(), mu.r(), rs.r(), dX.r(), r(dG), r(dB));
+            return Math.max(err(dX), Math.max(dG == null ? 0 : err(dG), dB == null ? 0 : err(dB)));
+        }));
     }
 
     // ---- pointwise -----------------------------------------------------------------------------
