@@ -506,6 +506,39 @@ extern "C" __global__ void p4j_column_finish(const float* partial, int chunks, i
     out[j] += s;
 }
 
+// Stage 2 on its own for partial sums left by a kernel that does not finish them (the fused layer-norm
+// backward, up to 1,024 chunks): out[c] += Σ_k partial[k·stride + c] for c < split, out2[c − split] += …
+// for split ≤ c < cols (a null output is skipped). A block is FIN_GROUPS row groups × 4 column quads (16
+// columns, so enough blocks to spread the partials over the SMs); row group g adds chunks g, g + FIN_GROUPS,
+// ... in order, then the groups are added by a fixed pairwise tree (deterministic). partial rows 16-byte
+// aligned (cols, split and stride multiples of 4).
+#define FIN_GROUPS 64
+extern "C" __global__ void __launch_bounds__(FIN_GROUPS * 4) p4j_column_finish_rows(const float* partial, int chunks, int cols,
+                                                                                  long long stride, float* out, int split, float* out2) {
+    __shared__ float4 sh[FIN_GROUPS][4];
+    const int q = threadIdx.x & 3, g = threadIdx.x >> 2;
+    const int c = (blockIdx.x * 4 + q) * 4;
+    float4 s = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (c < cols) {
+#pragma unroll 4
+        for (int k = g; k < chunks; k += FIN_GROUPS) f4_add(s, __ldcg((const float4*) (partial + k * stride + c)));
+    }
+    sh[g][q] = s;
+    __syncthreads();
+#pragma unroll
+    for (int half = FIN_GROUPS / 2; half > 0; half >>= 1) {
+        if (g < half) f4_add(sh[g][q], sh[g + half][q]);
+        __syncthreads();
+    }
+    if (g == 0 && c < cols) {
+        const float4 t = sh[0][q];
+        float* o = c < split ? out + c : out2 == 0 ? 0 : out2 + (c - split);
+        if (c < split ? out != 0 : o != 0) {
+            o[0] += t.x; o[1] += t.y; o[2] += t.z; o[3] += t.w;
+        }
+    }
+}
+
 // ================================================================ layer norm
 
 // One block per row. x, out [rows, d]; gamma, beta [d]; mean, rstd [rows] (written).
@@ -693,64 +726,23 @@ __device__ __forceinline__ void layernorm_backward_x_warp(const float* dOut, con
     layernorm_backward_row<LN_VECS, false>(dOut, x, gamma, r, mean[r], rstd[r], dX, d, accumulate, 0, false);
 }
 
-// Chunks per finishing group of the fused backward's parameter sums (below): at most LN_GROUP² chunks.
-#define LN_GROUP 32
-// Partial rows loaded at once by ln_rows_sum (registers: LN_BATCH float4s).
-#define LN_BATCH 8
-
-// Σ_k rows[k·len4 + i] over the n ≤ LN_GROUP rows of rows [n, len4] (float4s), k in order; read past L1
-// (other blocks wrote them), LN_BATCH loads issued before their adds.
-__device__ __forceinline__ float4 ln_rows_sum(const float4* rows, int n, int len4, int i) {
-    float4 s = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    for (int k0 = 0; k0 < n; k0 += LN_BATCH) {
-        float4 v[LN_BATCH];
-#pragma unroll
-        for (int k = 0; k < LN_BATCH; k++) {
-            v[k] = k0 + k < n ? __ldcg(rows + (long long) (k0 + k) * len4 + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        }
-#pragma unroll
-        for (int k = 0; k < LN_BATCH; k++) {
-            if (k0 + k < n) f4_add(s, v[k]);
-        }
-    }
-    return s;
-}
-
-// dGamma[j] += s (j < d) or dBeta[j − d] += s (j ≥ d) for the 4 floats j = 4·i.. of [dGamma | dBeta]
-// (d a multiple of 4, so a float4 falls in one of them; a null output is skipped; no alignment needed).
-__device__ __forceinline__ void ln_params_out(float4 s, int i, int d, float* dGamma, float* dBeta) {
-    int j = 4 * i;
-    float* o = j < d ? dGamma : dBeta;
-    if (o == 0) return;
-    if (j >= d) j -= d;
-    o[j] += s.x;
-    o[j + 1] += s.y;
-    o[j + 2] += s.z;
-    o[j + 3] += s.w;
-}
-
-// The fused backward, dX and the parameter gradients from one read of each row: block b (a chunk)
-// takes rows [b·rowsPerChunk, (b + 1)·rowsPerChunk) ∩ [0, rows) (rowsPerChunk a multiple of LN_WARPS),
+// The fused backward, dX and the parameter gradients' partial sums from one read of each row: block b (a
+// chunk) takes rows [b·rowsPerChunk, (b + 1)·rowsPerChunk) ∩ [0, rows) (rowsPerChunk a multiple of LN_WARPS),
 // warp w the rows w, w + 8, ... of them, and computes each row's dX as layernorm_backward_x_warp does
-// (the same code). The parameter gradients dGamma[j] += Σ_r dOut[r, j]·xhat[r, j], dBeta[j] += Σ_r dOut[r, j]
+// (the same code). The parameter gradients dGamma[j] = Σ_r dOut[r, j]·xhat[r, j], dBeta[j] = Σ_r dOut[r, j]
 // are summed in a fixed order that depends on rows, d and rowsPerChunk alone (no atomics on the sums):
 //  1. each warp adds its rows, in row order, into its own slice of dynamic shared memory,
 //     sums [LN_WARPS][2][d] floats (dGamma's d, then dBeta's d; 64·d bytes, 96 KiB at d = 1536): a lane
 //     touches only its own float4s of each slice, so no conflicts and no barrier inside the loop;
 //  2. the block adds the slices of the warps that had rows in warp order and writes them to
-//     partial[b] (partial [chunks + groups][2][d]: a row of 2·d floats per chunk, then per group);
-//  3. the last block of each group of LN_GROUP consecutive chunks (block_last, tickets[group]) adds the
-//     group's chunk rows in chunk order, into partial[chunks + group] (or, with one group only,
-//     straight into dGamma / dBeta);
-//  4. the last group to finish (tickets[groups]) adds the group rows in group order into dGamma / dBeta.
-// Two levels so that no block reads more than LN_GROUP rows of partials (one block adding up 512 chunks
-// of [2, 1280], 5.2 MB through one SM, would take longer than the whole pass over the rows). chunks = gridDim.x ≤ LN_GROUP²;
-// tickets [groups + 1], zero (left zero). dGamma or dBeta may be null (not written).
+//     partial[b] (partial [chunks][2][d]);
+//  3. p4j_column_finish_rows (launched next) adds the chunks into dGamma and dBeta, many blocks in parallel.
+//     (A first version had the last block of each group of chunks add them, then the last group: that
+//     tail ran on one SM after the rows were done, about a quarter of the kernel's time at [4096, 1280].)
 template <int LN_VECS>
 __device__ __forceinline__ void layernorm_backward_warp(const float* dOut, const float* x, const float* gamma, const float* mean,
                                                         const float* rstd, float* dX, int rows, int d, int accumulate,
-                                                        int rowsPerChunk, float* partial, float* dGamma, float* dBeta,
-                                                        unsigned* tickets) {
+                                                        int rowsPerChunk, float* partial) {
     extern __shared__ float4 ln_sums[]; // [LN_WARPS][2][d4]: each warp's column sums (dGamma's, then dBeta's)
     const int warp = threadIdx.x >> 5, d4 = d >> 2, len4 = 2 * d4;
     const int r0 = blockIdx.x * rowsPerChunk, r1 = imin(rows, r0 + rowsPerChunk);
@@ -768,20 +760,6 @@ __device__ __forceinline__ void layernorm_backward_warp(const float* dOut, const
         for (int w = 1; w < warps; w++) f4_add(s, ln_sums[w * len4 + i]);
         p4[(long long) blockIdx.x * len4 + i] = s;
     }
-    // 3. the group's sum, by its last block
-    const int chunks = gridDim.x, groups = (chunks + LN_GROUP - 1) / LN_GROUP, group = blockIdx.x / LN_GROUP;
-    const int first = group * LN_GROUP, n = imin(LN_GROUP, chunks - first);
-    if (!block_last(tickets + group, n)) return;
-    const float4* chunkRows = p4 + (long long) first * len4;
-    if (groups == 1) {
-        for (int i = threadIdx.x; i < len4; i += blockDim.x) ln_params_out(ln_rows_sum(chunkRows, n, len4, i), i, d, dGamma, dBeta);
-        return;
-    }
-    float4* groupRows = p4 + (long long) chunks * len4;
-    for (int i = threadIdx.x; i < len4; i += blockDim.x) groupRows[(long long) group * len4 + i] = ln_rows_sum(chunkRows, n, len4, i);
-    // 4. the total, by the last group
-    if (!block_last(tickets + groups, groups)) return;
-    for (int i = threadIdx.x; i < len4; i += blockDim.x) ln_params_out(ln_rows_sum(groupRows, groups, len4, i), i, d, dGamma, dBeta);
 }
 
 #define P4J_LAYERNORM_WARP(V)                                                                                          \
@@ -795,9 +773,8 @@ __device__ __forceinline__ void layernorm_backward_warp(const float* dOut, const
     }                                                                                                                  \
     extern "C" __global__ void __launch_bounds__(LN_WARPS * 32) p4j_layernorm_backward_warp##V(const float* dOut,               \
             const float* x, const float* gamma, const float* mean, const float* rstd, float* dX, int rows, int d, int accumulate, \
-            int rowsPerChunk, float* partial, float* dGamma, float* dBeta, unsigned* tickets) {                               \
-        layernorm_backward_warp<V>(dOut, x, gamma, mean, rstd, dX, rows, d, accumulate, rowsPerChunk, partial, dGamma, dBeta,  \
-                                   tickets);                                                                                  \
+            int rowsPerChunk, float* partial) {                                                                               \
+        layernorm_backward_warp<V>(dOut, x, gamma, mean, rstd, dX, rows, d, accumulate, rowsPerChunk, partial);               \
     }
 P4J_LAYERNORM_WARP(4)
 P4J_LAYERNORM_WARP(8)

@@ -806,37 +806,36 @@ public final class CudaBackend implements Backend {
     /**
      * dX, dGamma and dBeta from one pass over the rows ({@code p4j_layernorm_backward_warp{4,8,12}}, kernels.cu):
      * the warp-per-row dX (the same code as {@code p4j_layernorm_backward_x_warp}, so the same bits) and
-     * the parameter gradients' column sums, per chunk of {@link #lnRowsPerChunk} rows (one block each,
-     * its warps' sums in shared memory), the chunks then added in groups of {@link #LN_GROUP} by the
-     * last block of each group and the groups by the last of those (the {@code tickets}), in orders
-     * fixed by the shape. dGamma or dBeta may be null. {@code add}: dX is added to, else written.
+     * the parameter gradients' column sums per chunk of {@link #lnRowsPerChunk} rows (one block each, its
+     * warps' sums in shared memory), which {@code p4j_column_finish_rows} then adds into dGamma and dBeta in an
+     * order fixed by the shape. dGamma or dBeta may be null. {@code add}: dX is added to, else written.
      */
     private void layerNormBackwardFused(Tensor dOut, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dX, boolean add,
                                         Tensor dGamma, Tensor dBeta, int rows, int d) {
-        int perChunk = lnRowsPerChunk(rows), chunks = (rows + perChunk - 1) / perChunk, groups = (chunks + LN_GROUP - 1) / LN_GROUP;
-        // [chunks + groups][2][d]: per chunk, then per group, dGamma's d column sums, then dBeta's d
-        DeviceBuffer partial = allocator.allocate(4L * (chunks + groups) * 2 * d);
+        int perChunk = lnRowsPerChunk(rows), chunks = (rows + perChunk - 1) / perChunk;
+        // [chunks][2][d]: per chunk dGamma's d column sums, then dBeta's d
+        DeviceBuffer partial = allocator.allocate(4L * chunks * 2 * d);
         kernels.launch(lnWarpKernel("p4j_layernorm_backward_warp", d)).grid(chunks).block(LN_WARPS * 32).sharedBytes(lnSumsShared(d))
                 .ptr(ptr(dOut)).ptr(ptr(x)).ptr(ptr(gamma)).ptr(ptr(mean)).ptr(ptr(rstd)).ptr(out(dX)).i32(rows).i32(d).i32(add ? 1 : 0)
-                .i32(perChunk).ptr(partial.address()).ptr(dGamma != null ? out(dGamma) : 0).ptr(dBeta != null ? out(dBeta) : 0)
-                .ptr(tickets.address()).go();   // tickets [groups + 1] ≤ 17 of TICKETS, left zero
+                .i32(perChunk).ptr(partial.address()).go();
+        // [dGamma | dBeta] += Σ over the chunks, 16 columns a block (kernels.cu p4j_column_finish_rows)
+        kernels.launch("p4j_column_finish_rows").grid(Kernels.blocks(2 * d, 16)).block(THREADS).ptr(partial.address()).i32(chunks)
+                .i32(2 * d).i64(2L * d).ptr(dGamma != null ? out(dGamma) : 0).i32(d).ptr(dBeta != null ? out(dBeta) : 0).go();
         allocator.free(partial);
     }
 
-    /** Chunks per group of the fused layer-norm backward's parameter sums (LN_GROUP in kernels.cu): at most LN_GROUP² chunks. */
-    private static final int LN_GROUP = 32;
+    /** The most chunks of the fused layer-norm backward (their partial sums: 2·d floats each). */
+    private static final int LN_MAX_CHUNKS = 1024;
 
     /**
      * Rows per block (chunk) of the fused layer-norm backward: a function of {@code rows} alone (the sums'
-     * order depends on it), a multiple of LN_WARPS, and at least rows / LN_GROUP² so that there are at most
-     * 1,024 chunks; up to 8,192 rows that is one row per warp. A warp's rows run one after another, each
-     * waiting on its loads, so the kernel needs many warps in flight: with 256 chunks (the first version)
-     * the AR model's [12,288, 512] rows took 55 µs a call, 6 rows per warp and 16 warps per SM (session 15,
-     * call 3). More chunks cost only their partial sums (2·d floats per chunk, written once and read once).
+     * order depends on it), a multiple of LN_WARPS, and at least rows / {@link #LN_MAX_CHUNKS}; up to
+     * 8,192 rows that is one row per warp. A warp's rows run one after another, each waiting on its loads,
+     * so the kernel needs many warps in flight: with 256 chunks (the first version) the AR model's
+     * [12,288, 512] rows took 55 µs a call, 6 rows per warp and 16 warps per SM (session 15, call 3).
      */
     private static int lnRowsPerChunk(int rows) {
-        int chunks = LN_GROUP * LN_GROUP;
-        int perChunk = (int) ((rows + (long) chunks - 1) / chunks);
+        int perChunk = (int) ((rows + (long) LN_MAX_CHUNKS - 1) / LN_MAX_CHUNKS);
         return Math.max(LN_WARPS, (perChunk + LN_WARPS - 1) / LN_WARPS * LN_WARPS);
     }
 

@@ -334,7 +334,8 @@ public final class OpParity {
      * Attention in the bf16 mode, labelled [bf16 tensor cores]: forward and backward on the bf16 kernels
      * (checked to be the ones taken), the backward from that forward's output and lse. The shapes cover
      * unmasked key tiles (the kernels' fast path), padding, causal masks, a partial last tile, dropout
-     * with and without the quad-shared Philox blocks (nk % 4), and every (Dqk, Dv) specialisation.
+     * with and without the quad-shared Philox blocks (nk % 4), dropout with a causal mask over whole
+     * 64-key tiles and a partial query tile, and every (Dqk, Dv) specialisation.
      */
     public static List<Check> bf16AttentionChecks(Backend gpu, Backend ref, long seed, double tolerance) {
         return attentionKernelChecks(gpu, ref, seed, tolerance, "bf16 tensor cores", "bf16",
@@ -342,7 +343,7 @@ public final class OpParity {
                         {2, 1, 16, 45, 32, 160, 0, 1, 0}, {2, 8, 256, 256, 32, 160, 0, 0, 0}, {2, 8, 256, 256, 32, 160, 0, 0, 1},
                         {2, 8, 300, 64, 32, 96, 0, 0, 0}, {2, 4, 37, 37, 64, 64, 1, 0, 0}, {2, 4, 130, 600, 64, 64, 1, 1, 1},
                         {1, 4, 200, 333, 64, 64, 0, 0, 0}, {2, 4, 13, 50, 16, 16, 1, 1, 0}, {2, 2, 20, 29, 32, 32, 1, 2, 0},
-                        {2, 2, 45, 37, 32, 32, 0, 1, 2}, {2, 2, 70, 200, 32, 96, 1, 2, 3}});
+                        {2, 2, 45, 37, 32, 32, 0, 1, 2}, {2, 2, 70, 200, 32, 96, 1, 2, 3}, {2, 4, 130, 256, 64, 64, 1, 1, 1}});
     }
 
     /**
@@ -682,8 +683,9 @@ public final class OpParity {
         // The backward of the one-block-per-row shapes takes the partial-sum kernels for dGamma and dBeta: 1100 rows of
         // 1540 are 18 chunks of 64 (more than the 16 row groups that add them), 25 column blocks of 64, the last partial.
         // The backward of the warp shapes runs fused (p4j_layernorm_backward_warp*: chunks of CudaBackend.lnRowsPerChunk
-        // rows, added in groups of 16): 130 rows are 17 chunks of 8 in two groups, the last chunk 2 rows (warps without
-        // rows); 4100 rows 171 chunks of 24 (3 rows a warp) in 11 groups, d 520 a partial last float4 column of lanes.
+        // rows, then p4j_column_finish_rows adds the chunks): 130 rows are 17 chunks of 8, the last chunk 2 rows (warps
+        // without rows); 33 rows fewer chunks than the finish's 16 row groups; 4100 rows 513 chunks, d 520 a partial
+        // last float4 column of lanes.
         for (int[] dims : new int[][] {{7, 45}, {3, 1031}, {130, 64}, {33, 1280}, {70, 512}, {9, 1536}, {1100, 1540}, {4100, 520}}) {
             int rows = dims[0], d = dims[1];
             String shape = Arrays.toString(dims);
@@ -698,10 +700,9 @@ public final class OpParity {
             }));
             layerNormBackward(c, rows, d, true, true, false);
         }
-        // Backward only, fused: the masked-LM latents (512 chunks of 8 rows, one a warp, in 16 groups); the AR
-        // model's rows (768 chunks of 16, 2 a warp, in 24 groups); d 768 (8 float4s a lane, 38 chunks in 2 groups,
-        // the last chunk 4 rows); d 1000 (a partial last float4 column of lanes; 257 chunks, the last group one
-        // chunk of 5 rows); dX written into fresh zeros; dGamma or dBeta alone.
+        // Backward only, fused: the masked-LM latents (512 chunks of 8 rows, one a warp); the AR model's rows (768
+        // chunks of 16, 2 a warp); d 768 (8 float4s a lane, 38 chunks, the last 4 rows); d 1000 (a partial last
+        // float4 column of lanes; 257 chunks, the last 5 rows); dX written into fresh zeros; dGamma or dBeta alone.
         layerNormBackward(c, 4096, 1280, true, true, false);
         layerNormBackward(c, 12288, 512, true, true, false);
         layerNormBackward(c, 300, 768, true, true, false);
