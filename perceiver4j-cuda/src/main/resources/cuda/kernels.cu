@@ -371,30 +371,23 @@ extern "C" __global__ void p4j_clip_by_norm(float* x, const float* norm, float m
 }
 
 /**
- * Whether this block is the last of the count blocks that take a ticket from *counter (zero between
- * launches) to have written its partial sums: every thread's partials are made visible device-wide
- * (threadfence) and the block waits for all of them (syncthreads: several threads write partials,
- * and thread 0 must not take the ticket before the last of them is fenced); then thread 0 takes a
- * ticket, and the block that takes the last one resets the counter for the next launch (kernels on
- * one stream run one after another) and finishes the sums, reading the other blocks' partials past
- * L1 (__ldcg). Every thread of the block must call it; it may be called again (the first barrier
- * also keeps a new answer from overwriting one not yet read).
+ * Whether this block is the last of its column of blocks (blockIdx.x) to have written its partial sums:
+ * every thread's partials are made visible device-wide (threadfence) and the block waits for all of
+ * them (syncthreads: several threads write partials, and thread 0 must not take the ticket before the
+ * last of them is fenced); then thread 0 takes a ticket, and the block that takes the last one resets
+ * the counter for the next launch (kernels on one stream run one after another) and finishes the sums.
+ * Every thread of the block must call it.
  */
-__device__ __forceinline__ bool block_last(unsigned* counter, unsigned count) {
+__device__ __forceinline__ bool column_block_last(unsigned* tickets) {
     __shared__ bool last;
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) {
-        last = atomicAdd(counter, 1u) == count - 1;
-        if (last) *counter = 0;
+        last = atomicAdd(tickets + blockIdx.x, 1u) == gridDim.y - 1;
+        if (last) tickets[blockIdx.x] = 0;
     }
     __syncthreads();
     return last;
-}
-
-/** Whether this block is the last of its column of blocks (blockIdx.x; gridDim.y of them) to have written its partial sums. */
-__device__ __forceinline__ bool column_block_last(unsigned* tickets) {
-    return block_last(tickets + blockIdx.x, gridDim.y);
 }
 
 /** Stage 2 for one column j: out[j] += Σ_c partial[c, j], chunks in order (p4j_column_finish's sum). */
@@ -530,12 +523,11 @@ extern "C" __global__ void __launch_bounds__(FIN_GROUPS * 4) p4j_column_finish_r
         if (g < half) f4_add(sh[g][q], sh[g + half][q]);
         __syncthreads();
     }
-    if (g == 0 && c < cols) {
+    float* const to = c < split ? out : out2;   // this column's output (null: not wanted)
+    if (g == 0 && c < cols && to != 0) {
         const float4 t = sh[0][q];
-        float* o = c < split ? out + c : out2 == 0 ? 0 : out2 + (c - split);
-        if (c < split ? out != 0 : o != 0) {
-            o[0] += t.x; o[1] += t.y; o[2] += t.z; o[3] += t.w;
-        }
+        float* o = to + (c < split ? c : c - split);
+        o[0] += t.x; o[1] += t.y; o[2] += t.z; o[3] += t.w;
     }
 }
 

@@ -81,7 +81,7 @@ final class Gemm {
         NativeLibraries.cublasLt(); // a clear error when libcublasLt is missing
         this.handle = CublasLt.create();
         this.workspace = allocator.allocate(WORKSPACE_BYTES);
-        this.tuning = GemmTuning.forDevice(context.deviceName(), CublasLt.version());
+        this.tuning = GemmTuning.ON ? GemmTuning.forDevice(context.deviceName(), CublasLt.version()) : GemmTuning.in(null);
         this.one = arena.allocate(JAVA_FLOAT);
         one.set(JAVA_FLOAT, 0, 1f);
         this.zero = arena.allocate(JAVA_FLOAT);
@@ -90,6 +90,11 @@ final class Gemm {
 
     MatmulPrecision precision() {
         return precision;
+    }
+
+    /** Elements a batch of matrices of {@code size} elements each, {@code stride} apart, covers (gaps included). */
+    private static long span(int batch, long stride, long size) {
+        return (batch > 1 ? (batch - 1) * stride : 0) + size;
     }
 
     /** Largest power of two (≤ 256) dividing every address the operand takes over the batch. */
@@ -154,7 +159,7 @@ final class Gemm {
         context.makeCurrent();
         boolean bf16 = bf16Product(xBf16, yBf16, m, n);
         if (out16 && !bf16) {   // TF32 / fp32 products write fp32 only: into a temporary, then rounded
-            long span = (batch > 1 ? (batch - 1) * sC : 0) + (long) m * n;
+            long span = span(batch, sC, (long) m * n);
             DeviceBuffer t = allocator.allocate(4L * span);
             execute(tx, x, xBf16, ty, y, yBf16, t.address(), false, t.address(), m, n, k, false, batch, sX, sY, sC, bias, false);
             convertInto(t.address(), c, Math.toIntExact(span), true);
@@ -163,15 +168,15 @@ final class Gemm {
         }
         // temporary copies of the spans the operands cover (the batch's matrices and any gaps between them):
         // fp32 operands rounded for a bf16 product, bf16 operands widened for an fp32 one
-        long xSpan = (batch > 1 ? (batch - 1) * sX : 0) + (long) m * k, ySpan = (batch > 1 ? (batch - 1) * sY : 0) + (long) k * n;
+        long xSpan = span(batch, sX, (long) m * k), ySpan = span(batch, sY, (long) k * n);
         DeviceBuffer bx = bf16 != xBf16 ? convert(x, xSpan, bf16) : null;
         DeviceBuffer by = bf16 != yBf16 ? convert(y, ySpan, bf16) : null;
         long xa = bx != null ? bx.address() : x, ya = by != null ? by.address() : y;
         int ab = bf16 ? 2 : 4; // bytes per A/B element
-        boolean batched = batch > 1;   // strides matter only then: one key (one plan, one tuning) per unbatched shape
-        Key key = new Key(tx, ty, m, n, k, batch, batched ? sX : 0, batched ? sY : 0, batched ? sC : 0, bias != 0, accumulate, bf16, out16,
-                alignment(xa, batch > 1 ? sX : 0, ab), alignment(ya, batch > 1 ? sY : 0, ab),
-                alignment(c | cIn, batch > 1 ? sC : 0, out16 ? 2 : 4), bias == 0 ? 0 : alignment(bias, 0, bias16 ? 2 : 4));
+        // strides matter only for a batch: one key (one plan, one tuning) per unbatched shape
+        long kX = batch > 1 ? sX : 0, kY = batch > 1 ? sY : 0, kC = batch > 1 ? sC : 0;
+        Key key = new Key(tx, ty, m, n, k, batch, kX, kY, kC, bias != 0, accumulate, bf16, out16,
+                alignment(xa, kX, ab), alignment(ya, kY, ab), alignment(c | cIn, kC, out16 ? 2 : 4), bias == 0 ? 0 : alignment(bias, 0, bias16 ? 2 : 4));
         Plan p = plans.get(key);
         if (p == null) {
             p = plan(key, bias);
@@ -273,7 +278,7 @@ final class Gemm {
             tuneStart = Driver.eventCreateTimed();
             tuneEnd = Driver.eventCreateTimed();
         }
-        long span = (key.batch() > 1 ? (key.batch() - 1) * key.sC() : 0) + (long) key.m() * key.n();
+        long span = span(key.batch(), key.sC(), (long) key.m() * key.n());
         DeviceBuffer scratch = accumulate && cIn == c ? allocator.allocate(span * (out16 ? 2 : 4)) : null;
         long d = scratch != null ? scratch.address() : c;
         double[] ms = new double[p.count()];

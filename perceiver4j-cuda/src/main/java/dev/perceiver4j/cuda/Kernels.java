@@ -129,7 +129,7 @@ public final class Kernels {
      * Without the function's opt-in a block may use 48 KiB of shared memory, static and dynamic
      * together; more needs the opt-in (once per function, up to the device's limit). A kernel with
      * __shared__ variables of its own therefore fails at exactly 48 KiB of dynamic shared memory
-     * (CUDA_ERROR_INVALID_VALUE; the fused layer-norm backward at d = 768 did), so the opt-in is taken
+     * (CUDA_ERROR_INVALID_VALUE; the fused layer-norm backward's first version did at d = 768), so the opt-in is taken
      * from half of that on, which leaves the static part 24 KiB.
      */
     private static final int OPT_IN_SHARED = 24 * 1024;
