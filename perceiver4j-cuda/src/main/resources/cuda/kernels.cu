@@ -2000,28 +2000,37 @@ __device__ __forceinline__ void tc_copy_values(float* dst, const float* src, lon
 
 // Attention dropout in the tensor-core kernels draws the same bits as philox_keep with a quarter of the
 // Philox work: a Philox block holds four consecutive indices (row·nk + key), and when nk % 4 == 0 the
-// four lanes that need one group of blocks each draw one and hand the words round by shuffles. All 32
-// lanes must call these together (the callers' loops are warp-uniform).
+// four lanes that need one group of blocks each draw one, turn its four words into four keep bits (a
+// nibble) and share the nibbles by two butterfly shuffles, so every lane holds all sixteen decisions
+// and picks its own. All 32 lanes must call these together (the callers' loops are warp-uniform).
+
+/** The keep bits of the four words of a Philox block, bit w for word w. */
+__device__ __forceinline__ unsigned att_keep_nibble(const unsigned* w, float p) {
+    return (philox_keep_bits(w[0], p) ? 1u : 0u) | (philox_keep_bits(w[1], p) ? 2u : 0u)
+         | (philox_keep_bits(w[2], p) ? 4u : 0u) | (philox_keep_bits(w[3], p) ? 8u : 0u);
+}
 
 /**
  * Keep flags of this thread's four elements of one 8-key group of a row-major m16n8 tile (forward, dQ):
  * rows with index bases baseA and baseB ((bh·nq + row)·nk), keys c0 + 2·t4 and c0 + 2·t4 + 1 (c0 a
  * multiple of 8). The quad (same g) needs four blocks (2 rows × 2 key halves): lane t4 draws block
- * (row t4 >> 1, half t4 & 1). Bit e is (row A, key + e), bit 2 + e (row B, key + e).
+ * (row t4 >> 1, half t4 & 1), and after the shuffles nibble t4 of `all` is that block's. Bit e is
+ * (row A, key + e), bit 2 + e (row B, key + e).
  */
 __device__ __forceinline__ unsigned att_keep_rows(unsigned long long seed, unsigned long long stream, unsigned long long baseA,
                                                   unsigned long long baseB, int c0, int lane, float p) {
-    const int t4 = lane & 3, quad = lane & ~3, half = t4 >> 1, pick = t4 & 1;
+    const int t4 = lane & 3, half = t4 >> 1, pick = t4 & 1;
     unsigned w[4];
     philox_bits(seed, stream, (half ? baseB : baseA) + c0 + 4 * pick, w);
+    unsigned all = att_keep_nibble(w, p) << (4 * t4);
+    all |= __shfl_xor_sync(0xffffffffu, all, 1);
+    all |= __shfl_xor_sync(0xffffffffu, all, 2);
     unsigned keep = 0;
 #pragma unroll
     for (int row = 0; row < 2; row++) {
-        const int src = quad + 2 * row + half;   // that lane drew (row, our half): our two keys are its words 2·pick, 2·pick + 1
-        unsigned x0 = __shfl_sync(0xffffffffu, w[0], src), x1 = __shfl_sync(0xffffffffu, w[1], src);
-        unsigned x2 = __shfl_sync(0xffffffffu, w[2], src), x3 = __shfl_sync(0xffffffffu, w[3], src);
-        keep |= (philox_keep_bits(pick ? x2 : x0, p) ? 1u : 0u) << (2 * row);
-        keep |= (philox_keep_bits(pick ? x3 : x1, p) ? 1u : 0u) << (2 * row + 1);
+        // block (row, our half) holds our two keys as its words 2·pick and 2·pick + 1
+        const unsigned nib = all >> (4 * (2 * row + half));
+        keep |= ((nib >> (2 * pick)) & 3u) << (2 * row);
     }
     return keep;
 }
@@ -2029,24 +2038,22 @@ __device__ __forceinline__ unsigned att_keep_rows(unsigned long long seed, unsig
 /**
  * The same for the transposed tile of the dK/dV kernel: this thread's keys ka and ka + 8 (rows g, g + 8)
  * and queries with index bases baseQ and baseQ + nk (columns 2·t4, 2·t4 + 1). Keys 4m … 4m + 3 sit in
- * lanes g = 4m … 4m + 3 of one t4, and those four lanes need the same four blocks (2 queries × 2 key
- * groups): lane s = g & 3 draws block s (query s & 1, key group s >> 1), then a 4 × 4 transpose by
- * rotating shuffles gives each lane word g & 3 of every block. Bit e is (query + e, ka), bit 2 + e
- * (query + e, ka + 8).
+ * lanes g = 4m … 4m + 3 of one t4 (lanes 4 apart), and those four lanes need the same four blocks
+ * (2 queries × 2 key groups): lane s = g & 3 draws block s (query s & 1, key group s >> 1), and every
+ * lane needs word g & 3 of each. After the shuffles (lane bits 2 and 3) nibble s of `all` is block s's.
+ * Bit e is (query + e, ka), bit 2 + e (query + e, ka + 8).
  */
 __device__ __forceinline__ unsigned att_keep_keys(unsigned long long seed, unsigned long long stream, unsigned long long baseQ,
                                                   int nk, int ka, int lane, float p) {
-    const int t4 = lane & 3, g = lane >> 2, me = g & 3, group = (g & ~3) * 4 + t4;   // group: the lane with s = 0
+    const int me = (lane >> 2) & 3;
     unsigned w[4];
     philox_bits(seed, stream, baseQ + (unsigned long long) (me & 1) * nk + (ka & ~3) + 8 * (me >> 1), w);
+    unsigned all = att_keep_nibble(w, p) << (4 * me);
+    all |= __shfl_xor_sync(0xffffffffu, all, 4);
+    all |= __shfl_xor_sync(0xffffffffu, all, 8);
     unsigned keep = 0;
 #pragma unroll
-    for (int r = 0; r < 4; r++) {
-        const int give = (me - r) & 3, from = (me + r) & 3;   // lane `from` hands us word `me` of its block
-        unsigned mine = give == 0 ? w[0] : give == 1 ? w[1] : give == 2 ? w[2] : w[3];
-        unsigned got = __shfl_sync(0xffffffffu, mine, group + 4 * from);
-        keep |= (philox_keep_bits(got, p) ? 1u : 0u) << from;
-    }
+    for (int from = 0; from < 4; from++) keep |= ((all >> (4 * from + me)) & 1u) << from;
     return keep;
 }
 

@@ -95,6 +95,10 @@ final class BenchCommand implements Runnable {
     @Option(names = "--gen-bytes", defaultValue = "200", description = "ar-generate: bytes generated per rep (default: ${DEFAULT-VALUE})")
     int genBytes;
 
+    @Option(names = "--attention-dropout", description = "mlm-*: attention_probs_dropout_prob of the model (default: the"
+            + " language-perceiver's 0.1; mlm-train applies it, 0 shows what the dropout costs)")
+    Float attentionDropout;
+
     @Option(names = "--compare-gemm", description = "mlm-forward on the CPU: time the passes alternately with the matrix products of --gemm /"
             + " --gemm-kernel and with this one, in one process, and print both and their ratio: packed (the pure-Java kernel"
             + " always packing B, without its transposed formulation), 8x2, 6x4, cblas")
@@ -126,6 +130,7 @@ final class BenchCommand implements Runnable {
 
     private PerceiverForMaskedLM languagePerceiver(Backend be) {
         PerceiverConfig c = PerceiverConfig.languagePerceiver();
+        if (attentionDropout != null) c = c.withAttentionDropout(attentionDropout);
         if (length > c.maxPositionEmbeddings()) throw new IllegalArgumentException("--length must be <= " + c.maxPositionEmbeddings());
         long t0 = System.nanoTime();
         PerceiverForMaskedLM m = new PerceiverForMaskedLM(be, c, 1L);

@@ -471,7 +471,38 @@ public final class OpParity {
             p.attentionForward(c, a[0], a[1], a[2], a[3], a[4], a[5], a[6] == 1, a[7], a[8] / 10f, tolerance, tc);
             p.attentionBackward(c, a[0], a[1], a[2], a[3], a[4], a[5], a[6] == 1, a[7], a[8] / 10f, tolerance, tc);
         }
+        for (boolean causal : new boolean[] {false, true}) {
+            c.add(new Check("attention dropout 0.3 mask exact, forward (v = I) and dV (dOut = I), B2 H2 Nq32 Nk32 Dqk32 Dv32"
+                    + (causal ? " causal" : "") + tc, tolerance, () -> p.dropoutMaskError(causal, pick, kernels)));
+        }
         return c;
+    }
+
+    /**
+     * The dropout mask of the tensor-core kernels' quad-shared keep bits (nk % 4 == 0), exactly: with v = I
+     * (Dv = Nk) the output is P∘M / (1 − p), and with dOut = I (Dv = Nq) dV is its transpose, so both zero
+     * patterns must equal the reference's (maskedErr throws otherwise); the forward and the dQ kernel share
+     * att_keep_rows, the dK/dV kernel draws through att_keep_keys. Returns the larger value error.
+     */
+    private double dropoutMaskError(boolean causal, KernelPick pick, String kernels) {
+        int batch = 2, heads = 2, n = 32, dqk = 32;
+        AttentionShape s = new AttentionShape(batch, heads, n, n, dqk, n, 0.35f, causal, 0.3f, 0x5EED_0123_4567L, 7L);
+        float[] eye = new float[batch * n * heads * n];
+        for (int b = 0; b < batch; b++) for (int j = 0; j < n; j++) for (int h = 0; h < heads; h++) eye[((b * n + j) * heads + h) * n + j] = 1f;
+        Pair q = randPair(1, batch, n, heads * dqk), k = randPair(1, batch, n, heads * dqk), v = both(eye, batch, n, heads * n);
+        if (!(gpu instanceof CudaBackend cb) || !pick.picks(cb, s, q.g(), v.g())) {
+            throw new AssertionError("the backend does not pick the " + kernels + " attention kernels for this shape");
+        }
+        Pair out = emptyPair(DType.F32, batch, n, heads * n), lse = emptyPair(DType.F32, batch, heads, n);
+        gpu.attention(s, q.g(), k.g(), v.g(), null, out.g(), lse.g());
+        ref.attention(s, q.r(), k.r(), v.r(), null, out.r(), lse.r());
+        double e = maskedErr(out);
+        Pair dOut = both(eye, batch, n, heads * n);
+        Pair dQ = emptyPair(DType.F32, batch, n, heads * dqk), dK = emptyPair(DType.F32, batch, n, heads * dqk);
+        Pair dV = emptyPair(DType.F32, batch, n, heads * n);
+        gpu.attentionBackward(s, q.g(), k.g(), v.g(), null, out.g(), lse.g(), dOut.g(), dQ.g(), dK.g(), dV.g());
+        ref.attentionBackward(s, q.r(), k.r(), v.r(), null, out.r(), lse.r(), dOut.r(), dQ.r(), dK.r(), dV.r());
+        return Math.max(e, maskedErr(dV));
     }
 
     // ---- helpers -----------------------------------------------------------------------------

@@ -59,6 +59,13 @@ public record PerceiverConfig(
         return new PerceiverConfig(768, 1280, 256, 1, 26, 8, 8, 256, 1280, "kv", 1, 1, true, 262, 2048, "gelu", 0.1f);
     }
 
+    /** This configuration with another attention_probs_dropout_prob. */
+    public PerceiverConfig withAttentionDropout(float p) {
+        return new PerceiverConfig(dModel, dLatents, numLatents, numBlocks, numSelfAttendsPerBlock, numSelfAttentionHeads,
+                numCrossAttentionHeads, qkChannels, vChannels, crossAttentionShapeForAttention, selfAttentionWideningFactor,
+                crossAttentionWideningFactor, useQueryResidual, vocabSize, maxPositionEmbeddings, hiddenAct, p);
+    }
+
     /** Reads the fields of an HF {@code config.json}; absent fields take HF's defaults. */
     public static PerceiverConfig fromHf(JsonNode c) {
         String type = text(c, "model_type", "perceiver");
