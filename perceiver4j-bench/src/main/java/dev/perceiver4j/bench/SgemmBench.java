@@ -149,6 +149,7 @@ public class SgemmBench {
 
     static int[] parseShape(String shape) {
         String[] p = shape.split("x");
+        if (p.length != 3) throw new IllegalArgumentException("a shape is MxKxN, got " + shape);
         return new int[] {Integer.parseInt(p[0]), Integer.parseInt(p[1]), Integer.parseInt(p[2])};
     }
 

@@ -55,9 +55,8 @@ public final class SgemmCompare {
         }
         if (configs.isEmpty()) configs = List.of("6x4/auto", "8x2/auto");
         if (peak) fmaPeak(threads);
-        String[] mkn = shape.split("x");
-        if (mkn.length != 3) throw new IllegalArgumentException("--shape must be MxKxN, got " + shape);
-        int m = Integer.parseInt(mkn[0]), k = Integer.parseInt(mkn[1]), n = Integer.parseInt(mkn[2]);
+        int[] mkn = SgemmBench.parseShape(shape);
+        int m = mkn[0], k = mkn[1], n = mkn[2];
         SplittableRandom rnd = new SplittableRandom(7);
         float[] a = random(m * k, rnd), c = new float[m * n];
         float[][] bs = new float[weights][];

@@ -487,8 +487,7 @@ public final class OpParity {
     private double dropoutMaskError(boolean causal, KernelPick pick, String kernels) {
         int batch = 2, heads = 2, n = 32, dqk = 32;
         AttentionShape s = new AttentionShape(batch, heads, n, n, dqk, n, 0.35f, causal, 0.3f, 0x5EED_0123_4567L, 7L);
-        float[] eye = new float[batch * n * heads * n];
-        for (int b = 0; b < batch; b++) for (int j = 0; j < n; j++) for (int h = 0; h < heads; h++) eye[((b * n + j) * heads + h) * n + j] = 1f;
+        float[] eye = perHeadIdentity(batch, n, heads);
         Pair q = randPair(1, batch, n, heads * dqk), k = randPair(1, batch, n, heads * dqk), v = both(eye, batch, n, heads * n);
         if (!(gpu instanceof CudaBackend cb) || !pick.picks(cb, s, q.g(), v.g())) {
             throw new AssertionError("the backend does not pick the " + kernels + " attention kernels for this shape");
@@ -506,6 +505,13 @@ public final class OpParity {
     }
 
     // ---- helpers -----------------------------------------------------------------------------
+
+    /** [batch, n, heads·n] holding the n × n identity in every head of every batch item (v = I, dOut = I). */
+    private static float[] perHeadIdentity(int batch, int n, int heads) {
+        float[] eye = new float[batch * n * heads * n];
+        for (int b = 0; b < batch; b++) for (int j = 0; j < n; j++) for (int h = 0; h < heads; h++) eye[((b * n + j) * heads + h) * n + j] = 1f;
+        return eye;
+    }
 
     /** The same values on both backends. */
     private record Pair(Tensor g, Tensor r) {}
@@ -1249,11 +1255,8 @@ public final class OpParity {
             int batch = 2, heads = 3, nq = 19, nk = 37, dqk = 8;
             c.add(new Check("attention dropout 0.3 mask exact (v = I, B2 H3 Nq19 Nk37" + (causal ? " causal" : "") + ")", FP32, () -> {
                 AttentionShape s = new AttentionShape(batch, heads, nq, nk, dqk, nk, 0.35f, causal, 0.3f, 0xABCDEF0123L, 42L);
-                float[] eye = new float[batch * nk * heads * nk];
-                for (int b = 0; b < batch; b++) for (int j = 0; j < nk; j++) for (int h = 0; h < heads; h++) {
-                    eye[((b * nk + j) * heads + h) * nk + j] = 1f;
-                }
-                Pair q = randPair(1, batch, nq, heads * dqk), k = randPair(1, batch, nk, heads * dqk), v = both(eye, batch, nk, heads * nk);
+                Pair q = randPair(1, batch, nq, heads * dqk), k = randPair(1, batch, nk, heads * dqk);
+                Pair v = both(perHeadIdentity(batch, nk, heads), batch, nk, heads * nk);
                 Pair out = emptyPair(DType.F32, batch, nq, heads * nk), lse = emptyPair(DType.F32, batch, heads, nq);
                 gpu.attention(s, q.g(), k.g(), v.g(), null, out.g(), lse.g());
                 ref.attention(s, q.r(), k.r(), v.r(), null, out.r(), lse.r());

@@ -5,6 +5,8 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
+import java.util.ArrayList;
+
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -50,7 +52,7 @@ class SgemmsTest {
         System.clearProperty(Sgemms.PROPERTY);
         Sgemm g = Sgemms.select(pool);
         // auto takes a system CBLAS or one the user names, not the test suite's cached OpenBLAS.
-        boolean cblasAvailable = CblasSgemm.load(pool, new java.util.ArrayList<>(), false).isPresent();
+        boolean cblasAvailable = CblasSgemm.load(pool, new ArrayList<>(), false).isPresent();
         assertThat(g).isInstanceOf(cblasAvailable ? CblasSgemm.class : JavaSgemm.class);
     }
 
