@@ -567,8 +567,8 @@ extern "C" __global__ void p4j_layernorm(const float* x, const float* gamma, con
 // The same two kernels for rows of d ≤ 4·32·12 floats with d % 4 == 0 and 16-byte aligned
 // rows (8-byte aligned for a bf16 output): one warp per row, the row held in registers as float4 (read once), warp-shuffle sums.
 // Same math (two-pass variance, biased, rstd = 1/sqrt(var + eps)); only the summation order differs.
-// Templated on LN_VECS (float4s per lane, 4, 8 or 12: d ≤ 512, 1024, 1536) so a row of 512 keeps 4 float4s
-// per lane in registers, not 12: 137 registers per thread for the backward at 12 left one block per SM.
+// Templated on LN_VECS (float4s per lane, 4, 8, 10 or 12: d ≤ 512, 1024, 1280, 1536) so a row of 512 keeps 4 float4s
+// per lane in registers, not 12, and a row of 1280 (the masked-LM latents) 10.
 // The sums run over the same elements in the same order at every LN_VECS, so results do not depend on it.
 #define LN_WARPS 8
 
@@ -622,11 +622,8 @@ __device__ __forceinline__ void layernorm_warp(const float* x, const float* gamm
     }
 }
 
-// xhat, g = dOut·gamma and dOut itself (dv) of the float4 at c of a row (x, dOut rows; gamma).
-__device__ __forceinline__ void ln_xhat_g(const float4* xr, const float4* gr, const float4* g4, int c, float mu, float rs,
-                                          float4& xh, float4& gg, float4& dv) {
-    const float4 xv = xr[c], gm = g4[c];
-    dv = gr[c];
+// xhat and g = dOut·gamma of one float4 of a row (its x, dOut and gamma values).
+__device__ __forceinline__ void ln_xhat_g(float4 xv, float4 dv, float4 gm, float mu, float rs, float4& xh, float4& gg) {
     xh = make_float4((xv.x - mu) * rs, (xv.y - mu) * rs, (xv.z - mu) * rs, (xv.w - mu) * rs);
     gg = make_float4(dv.x * gm.x, dv.y * gm.y, dv.z * gm.z, dv.w * gm.w);
 }
@@ -652,59 +649,69 @@ __device__ __forceinline__ void ln_params_add(float4* sums, int d4, int c, float
 // With PARAMS (the fused kernel) the row's dOut·xhat and dOut are also added to the warp's column sums
 // (ln_params_add; sums, first) in the second pass; dX comes out the same either way (the same
 // expressions on the same values).
-// Rows of up to 512 floats (LN_VECS 4) keep xhat and g (and with PARAMS dOut) in registers between the two
-// passes (56 registers; 80 with PARAMS); wider rows read x, dOut and gamma again in the second pass (from L1 / L2,
-// the same values, so the same bits) instead of holding 2·LN_VECS float4s: at LN_VECS 12 that took 137
-// registers, one block per SM, and made the [4096, 1280] rows of the masked-LM latents run at a third of the
-// memory bandwidth.
+// The lane's x and dOut float4s (2·LN_VECS, 96 registers at LN_VECS 12) are all loaded first and held
+// between the passes; gamma is read again in the second pass (from L1: the same values, so xhat and g are
+// the same bits). The earlier version held nothing above LN_VECS 4 and read x and dOut again in the second
+// pass: at 48 registers a warp had only a few loads in flight, and the [4096, 1280] rows of the masked-LM
+// latents ran at about 2 TB/s (session 16). The kernels using this are launched with at most 128 registers
+// a thread (two blocks of 256 per SM, which the fused kernel's shared sums allow anyway).
 template <int LN_VECS, bool PARAMS>
 __device__ __forceinline__ void layernorm_backward_row(const float* dOut, const float* x, const float* gamma, int r, float mu,
                                                        float rs, float* dX, int d, int accumulate, float4* sums, bool first) {
-    constexpr bool HOLD = LN_VECS <= 4;
-    constexpr int KEPT = HOLD ? LN_VECS : 1;
-    constexpr int KEPT_DOUT = HOLD && PARAMS ? LN_VECS : 1;
     const int lane = threadIdx.x & 31, d4 = d >> 2;
     const float4* xr = reinterpret_cast<const float4*>(x + (long long) r * d);
     const float4* gr = reinterpret_cast<const float4*>(dOut + (long long) r * d);
     const float4* g4 = reinterpret_cast<const float4*>(gamma);
-    float4 xh[KEPT], gg[KEPT], dd[KEPT_DOUT]; // xhat, g = dOut·gamma and dOut (held only when HOLD; dOut only with PARAMS)
+    const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float4 xv[LN_VECS], dv[LN_VECS];
+#pragma unroll
+    for (int t = 0; t < LN_VECS; t++) {   // every load of the row in flight at once
+        const int c = lane + 32 * t;
+        xv[t] = c < d4 ? xr[c] : zero;
+        dv[t] = c < d4 ? gr[c] : zero;
+    }
     float sg = 0.0f, sgx = 0.0f;
 #pragma unroll
     for (int t = 0; t < LN_VECS; t++) {
-        int c = lane + 32 * t;
+        const int c = lane + 32 * t;
         if (c < d4) {
-            float4 h, g, dv;
-            ln_xhat_g(xr, gr, g4, c, mu, rs, h, g, dv);
+            float4 h, g;
+            ln_xhat_g(xv[t], dv[t], g4[c], mu, rs, h, g);
             sg += (g.x + g.y) + (g.z + g.w);
             sgx += (g.x * h.x + g.y * h.y) + (g.z * h.z + g.w * h.w);
-            if (HOLD) {
-                xh[HOLD ? t : 0] = h;
-                gg[HOLD ? t : 0] = g;
-                if (PARAMS) dd[HOLD && PARAMS ? t : 0] = dv;
-            }
         }
     }
     const float meanG = warp_sum(sg) / d, meanGX = warp_sum(sgx) / d;
-    float4* o4 = reinterpret_cast<float4*>(dX + (long long) r * d);
+    // the row's dX terms, into xv (x is not needed after them)
 #pragma unroll
     for (int t = 0; t < LN_VECS; t++) {
-        int c = lane + 32 * t;
+        const int c = lane + 32 * t;
         if (c < d4) {
-            float4 h, g, dv;
-            if (HOLD) {
-                h = xh[HOLD ? t : 0];
-                g = gg[HOLD ? t : 0];
-                if (PARAMS) dv = dd[HOLD && PARAMS ? t : 0];
-            } else {
-                ln_xhat_g(xr, gr, g4, c, mu, rs, h, g, dv);
-            }
-            float4 o = accumulate ? o4[c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            o.x += rs * (g.x - meanG - h.x * meanGX);
-            o.y += rs * (g.y - meanG - h.y * meanGX);
-            o.z += rs * (g.z - meanG - h.z * meanGX);
-            o.w += rs * (g.w - meanG - h.w * meanGX);
+            float4 h, g;
+            ln_xhat_g(xv[t], dv[t], g4[c], mu, rs, h, g);
+            xv[t] = make_float4(rs * (g.x - meanG - h.x * meanGX), rs * (g.y - meanG - h.y * meanGX),
+                                rs * (g.z - meanG - h.z * meanGX), rs * (g.w - meanG - h.w * meanGX));
+            if (PARAMS) ln_params_add(sums, d4, c, h, dv[t], first);
+        }
+    }
+    float4* o4 = reinterpret_cast<float4*>(dX + (long long) r * d);
+    if (accumulate) {   // (prefetching these lines into L2 during the first pass made the kernel slower: 40 -> 43.5 us at [4096, 1280])
+#pragma unroll
+        for (int t = 0; t < LN_VECS; t++) {   // the old dX, every load in flight at once (into dOut's registers)
+            const int c = lane + 32 * t;
+            dv[t] = c < d4 ? o4[c] : zero;
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < LN_VECS; t++) {
+        const int c = lane + 32 * t;
+        if (c < d4) {
+            float4 o = accumulate ? dv[t] : zero;
+            o.x += xv[t].x;
+            o.y += xv[t].y;
+            o.z += xv[t].z;
+            o.w += xv[t].w;
             o4[c] = o;
-            if (PARAMS) ln_params_add(sums, d4, c, h, dv, first);
         }
     }
 }
@@ -759,17 +766,18 @@ __device__ __forceinline__ void layernorm_backward_warp(const float* dOut, const
             const float* beta, float* out, float* mean, float* rstd, int rows, int d, float eps, unsigned short* out16) {    \
         layernorm_warp<V>(x, gamma, beta, out, mean, rstd, rows, d, eps, out16);                                           \
     }                                                                                                                  \
-    extern "C" __global__ void __launch_bounds__(LN_WARPS * 32) p4j_layernorm_backward_x_warp##V(const float* dOut,             \
+    extern "C" __global__ void __launch_bounds__(LN_WARPS * 32, 2) p4j_layernorm_backward_x_warp##V(const float* dOut,          \
             const float* x, const float* gamma, const float* mean, const float* rstd, float* dX, int rows, int d, int accumulate) { \
         layernorm_backward_x_warp<V>(dOut, x, gamma, mean, rstd, dX, rows, d, accumulate);                                 \
     }                                                                                                                  \
-    extern "C" __global__ void __launch_bounds__(LN_WARPS * 32) p4j_layernorm_backward_warp##V(const float* dOut,               \
+    extern "C" __global__ void __launch_bounds__(LN_WARPS * 32, 2) p4j_layernorm_backward_warp##V(const float* dOut,            \
             const float* x, const float* gamma, const float* mean, const float* rstd, float* dX, int rows, int d, int accumulate, \
             int rowsPerChunk, float* partial) {                                                                               \
         layernorm_backward_warp<V>(dOut, x, gamma, mean, rstd, dX, rows, d, accumulate, rowsPerChunk, partial);               \
     }
 P4J_LAYERNORM_WARP(4)
 P4J_LAYERNORM_WARP(8)
+P4J_LAYERNORM_WARP(10)
 P4J_LAYERNORM_WARP(12)
 
 // dX: one block per row. With xhat = (x − mean)·rstd and g = dOut·gamma:
@@ -1152,6 +1160,9 @@ extern "C" __global__ void p4j_adamw(float* param, const float* grad, float* m, 
 // (Recording.replay(seedShift)): a recorded training step then draws the masks of seed + shift, so one
 // recording serves every step's seed. The host sets it in stream order before such a replay and
 // clears it after.
+// It stays in global memory: a __constant__ variable (session 17) let the compiler put the rounds' keys on the
+// uniform datapath and took 0.27 ms off the masked-LM step's attention kernels, but made cached generation,
+// whose kernels never read it, 4-5 % slower (1,960 against 2,060 new bytes/s, same call); not understood, so not kept.
 __device__ unsigned long long p4j_seed_shift = 0;
 
 __device__ __forceinline__ unsigned int philox_bits(unsigned long long seed, unsigned long long stream, unsigned long long index,
@@ -1184,9 +1195,12 @@ __device__ __forceinline__ unsigned int philox_bits(unsigned long long seed, uns
     return lane == 0 ? c0 : lane == 1 ? c1 : lane == 2 ? c2 : c3;
 }
 
-// Philox.toUniform(bits) >= p: 24 random bits as a float in [0, 1) (exact), compared with p.
+// Philox.toUniform(bits) >= p: 24 random bits as a float in [0, 1) (exact), compared with p. In integers:
+// u = bits >> 8 < 2^24 and p·2^24 are exact, so u·2^-24 >= p exactly when u >= ceil(p·2^24) (0 for p <= 0,
+// 2^24, never kept, for p = 1). The threshold depends on p alone, so callers' loops compute it once and each
+// test is a shift and an integer compare instead of a conversion, a product and a float compare.
 __device__ __forceinline__ bool philox_keep_bits(unsigned int bits, float p) {
-    return (float) (bits >> 8) * 5.9604644775390625e-8f >= p;
+    return (bits >> 8) >= (unsigned int) ceilf(fmaxf(p, 0.0f) * 16777216.0f);
 }
 
 // Philox.keep(seed, stream, index, p)
@@ -2051,10 +2065,10 @@ __device__ __forceinline__ unsigned att_keep_keys(unsigned long long seed, unsig
     unsigned all = att_keep_nibble(w, p) << (4 * me);
     all |= __shfl_xor_sync(0xffffffffu, all, 4);
     all |= __shfl_xor_sync(0xffffffffu, all, 8);
-    unsigned keep = 0;
-#pragma unroll
-    for (int from = 0; from < 4; from++) keep |= ((all >> (4 * from + me)) & 1u) << from;
-    return keep;
+    // bit `me` of each nibble, gathered: after the mask, bits 0, 4, 8, 12; the product by 2^3 + 2^6 + 2^9 + 2^12
+    // moves them to bits 12..15 with no two terms on one bit (so no carries). The same bits as picking
+    // them one by one (checked for every nibble pattern and me), in 4 instructions instead of about 15.
+    return ((((all >> me) & 0x1111u) * 0x1248u) >> 12) & 0xFu;
 }
 
 /** 2^x, approximate (ex2.approx.ftz: relative error about 2^-22, far below bf16's 2^-9); 2^-inf = 0. */

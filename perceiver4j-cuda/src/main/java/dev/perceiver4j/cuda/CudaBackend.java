@@ -731,10 +731,10 @@ public final class CudaBackend implements Backend {
         return d % 4 == 0 && d <= 4 * 32 * LN_VECS && aligned16(rowTensors);
     }
 
-    /** The warp-per-row layer norm kernel for rows of d floats: the variant holding 4, 8 or 12 float4s per lane. */
+    /** The warp-per-row layer norm kernel for rows of d floats: the variant holding 4, 8, 10 or 12 float4s per lane. */
     private static String lnWarpKernel(String base, int d) {
         int quads = d / 4;
-        return base + (quads <= 4 * 32 ? 4 : quads <= 8 * 32 ? 8 : 12);
+        return base + (quads <= 4 * 32 ? 4 : quads <= 8 * 32 ? 8 : quads <= 10 * 32 ? 10 : 12);
     }
 
     /** Whether every tensor's data starts 16-byte aligned (for the float4 / 16-byte cp.async kernels). */
@@ -804,7 +804,7 @@ public final class CudaBackend implements Backend {
     }
 
     /**
-     * dX, dGamma and dBeta from one pass over the rows ({@code p4j_layernorm_backward_warp{4,8,12}}, kernels.cu):
+     * dX, dGamma and dBeta from one pass over the rows ({@code p4j_layernorm_backward_warp{4,8,10,12}}, kernels.cu):
      * the warp-per-row dX (the same code as {@code p4j_layernorm_backward_x_warp}, so the same bits) and
      * the parameter gradients' column sums per chunk of {@link #lnRowsPerChunk} rows (one block each, its
      * warps' sums in shared memory), which {@code p4j_column_finish_rows} then adds into dGamma and dBeta in an

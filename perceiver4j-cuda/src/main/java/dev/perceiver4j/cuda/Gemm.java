@@ -242,7 +242,7 @@ final class Gemm {
         }
         MemorySegment pref = CublasLt.preferenceCreate(WORKSPACE_BYTES, key.alignY(), key.alignX(), key.alignC(), key.alignC());
         try {
-            int asked = GemmTuning.ON ? GemmTuning.CANDIDATES : 1;
+            int asked = GemmTuning.ON ? tuning.candidates() : 1;
             MemorySegment results = arena.allocate(asked * CublasLt.HEURISTIC_RESULT_BYTES, 8);
             int found = CublasLt.algoGetHeuristics(handle, desc, aL, bL, cL, cL, pref, asked, results);
             // keep the runnable candidates within the workspace, in the heuristic's order
@@ -267,8 +267,10 @@ final class Gemm {
      * call's own output (which the real product then overwrites) unless the product adds C in place,
      * when they write a scratch buffer. During a graph recording nothing can be timed: the heuristic's
      * first is used and not remembered (the recorded step's op-by-op first run decides before that).
+     * Products below {@link GemmTuning#MIN_TUNED_FLOPS} always take the heuristic's first.
      */
     private Plan choose(Key key, Plan p, long xa, long ya, long c, long cIn, boolean accumulate, boolean out16) {
+        if (!GemmTuning.worthTiming(2L * key.m() * key.n() * key.k() * key.batch())) return p.choosing(0);
         String id = precision.label() + " " + key;
         int known = tuning.choice(id);
         if (known >= 0 && known < p.count()) return p.choosing(known);

@@ -9,6 +9,8 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** The matrix-product tuning's choice rule and its file: choices survive a restart, damage costs only a new timing. */
@@ -28,6 +30,25 @@ class GemmTuningTest {
         assertEquals(1, GemmTuning.pick(new double[] {NAN, 0.9, NAN}), "the first failed: the fastest that ran");
         assertEquals(0, GemmTuning.pick(new double[] {NAN, NAN}), "none ran: the heuristic's first");
         assertEquals(0, GemmTuning.pick(new double[] {1.0, NAN}));
+    }
+
+    @Test
+    void onlyProductsWorthATimingAreTimed() {
+        assertTrue(GemmTuning.worthTiming(2L * 4096 * 1280 * 1280), "a masked-LM latent product");
+        assertTrue(GemmTuning.worthTiming(GemmTuning.MIN_TUNED_FLOPS));
+        assertFalse(GemmTuning.worthTiming(GemmTuning.MIN_TUNED_FLOPS - 1));
+        assertFalse(GemmTuning.worthTiming(2L * 1 * 2048 * 512), "a one-row product of cached generation");
+    }
+
+    @Test
+    void theCandidateCountComesFromItsPropertyAndBadValuesAreNamed() {
+        assertEquals(GemmTuning.DEFAULT_CANDIDATES, GemmTuning.candidates(null));
+        assertEquals(32, GemmTuning.candidates(" 32 "));
+        assertEquals(1, GemmTuning.candidates("1"));
+        for (String bad : new String[] {"0", "65", "-3", "eight", ""}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> GemmTuning.candidates(bad));
+            assertTrue(e.getMessage().contains("perceiver4j.cuda.gemm.candidates=" + bad), e.getMessage());
+        }
     }
 
     @Test
