@@ -1197,8 +1197,9 @@ __device__ __forceinline__ unsigned int philox_bits(unsigned long long seed, uns
 
 // Philox.toUniform(bits) >= p: 24 random bits as a float in [0, 1) (exact), compared with p. In integers:
 // u = bits >> 8 < 2^24 and p·2^24 are exact, so u·2^-24 >= p exactly when u >= ceil(p·2^24) (0 for p <= 0,
-// 2^24, never kept, for p = 1). The threshold depends on p alone, so callers' loops compute it once and each
-// test is a shift and an integer compare instead of a conversion, a product and a float compare.
+// 2^24, never kept, for p = 1). Each test is then a shift and an integer compare instead of a conversion, a
+// product and a float compare; the threshold depends on p alone, but the attention kernels' SASS (session 17)
+// still recomputes it (FMNMX, FMUL, F2I) once per Philox block, where registers are short.
 __device__ __forceinline__ bool philox_keep_bits(unsigned int bits, float p) {
     return (bits >> 8) >= (unsigned int) ceilf(fmaxf(p, 0.0f) * 16777216.0f);
 }
