@@ -56,9 +56,9 @@ public final class F {
      */
     public static Tensor matmul(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, DType outType) {
         Backend be = a.backend();
-        a = productOperand(a);
         int[] dims = a.shape().dims();
         int m = transA ? dims[dims.length - 1] : dims[dims.length - 2];
+        a = productOperand(a, b.rank() == 2 && !transA ? a.shape().rows() : m);   // the rows of one product (a shared weight: all of a's rows)
         int n = transB ? b.dim(-2) : b.dim(-1);
         dims[dims.length - 2] = m;
         dims[dims.length - 1] = n;
@@ -83,7 +83,7 @@ public final class F {
      */
     public static Tensor linearAdd(Tensor x, Tensor w, Tensor b, Tensor residual) {
         Backend be = x.backend();
-        Tensor a = productOperand(x);
+        Tensor a = productOperand(x, x.shape().rows());
         if (residual.dim(-1) != w.dim(0) || residual.size() / residual.dim(-1) != a.size() / a.dim(-1)) {
             throw new IllegalArgumentException("linearAdd: residual " + residual.describe() + " does not match " + a.describe() + " · " + w.describe() + "ᵀ");
         }
@@ -103,16 +103,16 @@ public final class F {
     }
 
     /**
-     * The activation operand of a product: {@code a} itself, or, when the backend multiplies in bf16
-     * and a is an F32 activation of an open scope, a bf16 copy of a (of its base, for a view) made
+     * The activation operand of a product with {@code rows} result rows: {@code a} itself, or, when the
+     * backend multiplies such a product in bf16 ({@link Backend#matmulOperandType(long)}) and a is an F32 activation of an open scope, a bf16 copy of a (of its base, for a view) made
      * once and shared by every product reading a (q, k and v read the same normed input). The copy
      * is what those products keep for backward; its gradient (F32) is handed to a. It can be
      * rebuilt from a, so {@link #discard} of a discards the copy too. Other tensors (parameters,
      * tensors outside any scope) are rounded by the backend per product.
      */
-    static Tensor productOperand(Tensor a) {
+    static Tensor productOperand(Tensor a, long rows) {
         Backend be = a.backend();
-        if (be.matmulOperandType() != DType.BF16 || a.dtype() != DType.F32 || Scope.current() == null || !a.inStepScope()) return a;
+        if (be.matmulOperandType(rows) != DType.BF16 || a.dtype() != DType.F32 || Scope.current() == null || !a.inStepScope()) return a;
         Tensor r = a.root();
         Tensor copy = r.productCopy();
         // a copy made while gradients were off carries none: a product that needs them makes its own

@@ -65,6 +65,17 @@ public interface Backend {
     }
 
     /**
+     * {@link #matmulOperandType()} for a product whose result has {@code rows} rows (per batch entry):
+     * a backend may take F32 where it would not multiply such a product in bf16 (CUDA's skinny
+     * products, one decoding position, run in TF32: a bf16 copy there costs a rounding and a widening
+     * kernel and gains nothing). The activations a product reads (layer-norm outputs, MLP hidden
+     * states, attention outputs) are stored in this type.
+     */
+    default DType matmulOperandType(long rows) {
+        return matmulOperandType();
+    }
+
+    /**
      * Whether {@code F.discard} should give away recomputable activations (layer-norm outputs, MLP
      * hidden states) for backward to rebuild, trading an elementwise pass for their memory: true on
      * the CPU, where memory is the scarcer resource; a GPU that keeps them is faster, still within

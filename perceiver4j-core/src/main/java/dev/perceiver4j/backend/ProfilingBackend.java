@@ -126,6 +126,7 @@ public final class ProfilingBackend implements Backend {
     @Override public void synchronize() { inner.synchronize(); }
     @Override public String memoryReport() { return inner.memoryReport(); }
     @Override public DType matmulOperandType() { return inner.matmulOperandType(); }
+    @Override public DType matmulOperandType(long rows) { return inner.matmulOperandType(rows); }
     @Override public boolean recomputesActivations() { return inner.recomputesActivations(); }
 
     @Override public Tensor empty(Shape shape, DType dtype) { return own(inner.empty(shape, dtype)); }

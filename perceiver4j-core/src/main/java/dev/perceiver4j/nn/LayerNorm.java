@@ -2,6 +2,7 @@ package dev.perceiver4j.nn;
 
 import dev.perceiver4j.autograd.F;
 import dev.perceiver4j.tensor.Shape;
+import dev.perceiver4j.tensor.DType;
 import dev.perceiver4j.tensor.Tensor;
 
 /** Layer norm over the last dim with affine {@code weight} (γ) and {@code bias} (β). */
@@ -21,11 +22,17 @@ public final class LayerNorm {
         return F.layerNorm(x, weight, bias, eps);
     }
 
+    /** x: [..., d] → [..., d] stored as {@code outType} (F32, or BF16 for readers that are all bf16 products). */
+    public Tensor forward(Tensor x, DType outType) {
+        return F.layerNorm(x, weight, bias, eps, outType);
+    }
+
     /**
      * x: [..., d] → [..., d] for readers that are all matrix products: stored in the backend's
-     * product operand dtype ({@code Backend.matmulOperandType}: BF16 in CUDA's bf16 mode, else F32).
+     * product operand dtype for x's rows ({@code Backend.matmulOperandType}: BF16 in CUDA's bf16 mode,
+     * except for skinny products; else F32).
      */
     public Tensor forwardToProducts(Tensor x) {
-        return F.layerNorm(x, weight, bias, eps, x.backend().matmulOperandType());
+        return F.layerNorm(x, weight, bias, eps, x.backend().matmulOperandType(x.shape().rows()));
     }
 }

@@ -35,6 +35,6 @@ public final class Linear {
 
     /** x: [..., in] → [..., out] for readers that are all matrix products or attention kernels: stored in the backend's product operand dtype. */
     public Tensor forwardToProducts(Tensor x) {
-        return F.linear(x, weight, bias, act, x.backend().matmulOperandType());
+        return F.linear(x, weight, bias, act, x.backend().matmulOperandType(x.shape().rows()));
     }
 }

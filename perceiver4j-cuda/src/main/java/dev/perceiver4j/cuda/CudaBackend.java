@@ -558,6 +558,12 @@ public final class CudaBackend implements Backend {
         return gemm.precision() == MatmulPrecision.BF16 ? DType.BF16 : DType.F32;
     }
 
+    /** F32 for a {@link Gemm#SKINNY} product (it runs in TF32 and would widen a bf16 operand again), else {@link #matmulOperandType()}. */
+    @Override
+    public DType matmulOperandType(long rows) {
+        return rows <= Gemm.SKINNY ? DType.F32 : matmulOperandType();
+    }
+
     /**
      * false: activations stay for backward instead of being rebuilt. Measured (docs/benchmarks.md,
      * session 14): the Perceiver AR model-1 step 16.5 → 15.5 ms, peak 4.7 → 5.3 GB (PyTorch 6.9 GB);

@@ -33,7 +33,16 @@ public final class CpuBackend extends CpuStorageBackend {
      * (exactly), so the same autograd path runs here with F32 arithmetic.
      */
     public CpuBackend(CpuPool pool, Sgemm gemm, DType matmulOperands) {
-        super(pool, matmulOperands);
+        this(pool, gemm, matmulOperands, 0);
+    }
+
+    /**
+     * {@link #CpuBackend(CpuPool, Sgemm, DType)} whose products of at most {@code f32Rows} rows take
+     * F32 operands ({@link Backend#matmulOperandType(long)}), as CUDA's skinny products do: tests of
+     * the mixed path (bf16 and F32 activations in one model) on the CPU.
+     */
+    public CpuBackend(CpuPool pool, Sgemm gemm, DType matmulOperands, long f32Rows) {
+        super(pool, matmulOperands, f32Rows);
         this.gemm = gemm;
     }
 

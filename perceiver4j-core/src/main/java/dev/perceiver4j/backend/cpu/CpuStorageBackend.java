@@ -20,19 +20,28 @@ abstract sealed class CpuStorageBackend implements Backend permits CpuBackend, R
     final CpuPool pool;
     private final CpuBuffers buffers = new CpuBuffers();
     private final DType matmulOperands;
+    private final long f32Rows;
 
-    CpuStorageBackend(CpuPool pool, DType matmulOperands) {
+    CpuStorageBackend(CpuPool pool, DType matmulOperands, long f32Rows) {
         if (matmulOperands != DType.F32 && matmulOperands != DType.BF16) {
             throw new IllegalArgumentException("matmul operands must be F32 or BF16, got " + matmulOperands);
         }
+        if (f32Rows < 0) throw new IllegalArgumentException("f32Rows must be >= 0, got " + f32Rows);
         this.pool = pool;
         this.matmulOperands = matmulOperands;
+        this.f32Rows = f32Rows;
     }
 
     /** F32 unless this backend was built to take bf16 activation operands (tests of that path on the CPU). */
     @Override
     public DType matmulOperandType() {
         return matmulOperands;
+    }
+
+    /** F32 for products of at most {@code f32Rows} rows (0 unless built to mimic CUDA's skinny products), else {@link #matmulOperandType()}. */
+    @Override
+    public DType matmulOperandType(long rows) {
+        return rows <= f32Rows ? DType.F32 : matmulOperands;
     }
 
     /**

@@ -17,7 +17,7 @@ import dev.perceiver4j.tensor.Tensor;
 public final class RefBackend extends CpuStorageBackend {
 
     public RefBackend(CpuPool pool) {
-        super(pool, DType.F32);
+        super(pool, DType.F32, 0);
     }
 
     @Override

@@ -383,11 +383,13 @@ public final class PerceiverAR {
         Tensor x = embed(ids, pos);                                                                // [B, N, C]
         Tensor latents = prefixLen == 0 ? x : F.narrow(x, 1, prefixLen, lat);                      // [B, L, C]
 
-        // Cross-attention: latents attend to concat(kv_norm(prefix), q_norm(latents)).
-        Tensor qn = qNorm.forwardToProducts(latents);                                              // read by products only
+        // Cross-attention: latents attend to concat(kv_norm(prefix), q_norm(latents)). Both normed parts
+        // are read by products only, in the operand type of the key/value products (B·N rows).
+        DType kvType = x.backend().matmulOperandType((long) b * n);
+        Tensor qn = qNorm.forward(latents, kvType);                                                // [B, L, C]
         Tensor kv = qn;                                                                             // [B, N, C]
         if (prefixLen > 0) {
-            Tensor prefixNormed = kvNorm.forwardToProducts(F.narrow(x, 1, 0, prefixLen));
+            Tensor prefixNormed = kvNorm.forward(F.narrow(x, 1, 0, prefixLen), kvType);
             kv = F.concat(1, prefixNormed, qn);
             F.discard(prefixNormed);                        // only the concat read it
         }
@@ -548,7 +550,7 @@ public final class PerceiverAR {
             Tensor kk = kPos == null ? k.forwardToProducts(xkv) : key(xkv, kPos);
             Tensor vv = v.forwardToProducts(xkv);
             // Only o_proj reads ctx (bf16 in the bf16 mode), unless rows without a visible key get the mean of v added.
-            Tensor ctx = attend(qq, kk, vv, keyPad, dropout, noVisibleKey == null ? xq.backend().matmulOperandType() : DType.F32);   // fully masked rows → 0
+            Tensor ctx = attend(qq, kk, vv, keyPad, dropout, noVisibleKey == null ? xq.backend().matmulOperandType(qq.shape().rows()) : DType.F32);   // fully masked rows → 0
             if (noVisibleKey != null) {
                 // Reference: all scores −max → uniform softmax over every key → the mean of v.
                 Backend be = xq.backend();

@@ -100,7 +100,7 @@ public final class PerceiverArGenerator implements AutoCloseable {
 
     // The fixed-shape one-position step (see the class comment).
     private final StepMode mode;
-    private Tensor stepState;                   // I32 [3]: token, window position (= cross row), latent row
+    private Tensor stepState;                   // I32 [4]: token, window position (= cross row) twice, latent row
     private Tensor crossPad, selfPad;           // BOOL [1, max_seq_len], [1, latents]: true = row not filled
     private Tensor filled;                      // BOOL [1, 1] false: written into a pad row as it fills
     private Tensor stepLogits;                  // F32 [V]
@@ -278,8 +278,8 @@ public final class PerceiverArGenerator implements AutoCloseable {
             be.unnarrow(ca.key(qn, pos), 1, from - ws, crossK, false);
             be.unnarrow(ca.v.forward(qn), 1, from - ws, crossV, false);
             Tensor k = crossK.alias(0, Shape.of(1, n - ws, ch)), v = crossV.alias(0, Shape.of(1, n - ws, ch));
-            Tensor h = F.add(ca.o.forward(ca.attend(ca.query(qn, pos), k, v, null, null)), x);     // [1, m, C]
-            h = F.add(h, model.crossMlp().forward(h));
+            Tensor h = ca.o.forwardAdd(ca.attend(ca.query(qn, pos), k, v, null, null), x);          // [1, m, C]
+            h = model.crossMlp().forwardAdd(h, h);
 
             for (int i = 0; i < selfK.length; i++) {
                 PerceiverAR.Attention sa = model.selfAttention(i);
@@ -288,8 +288,8 @@ public final class PerceiverArGenerator implements AutoCloseable {
                 be.unnarrow(sa.key(hn, rp), 1, from - pe, selfK[i], false);
                 be.unnarrow(sa.v.forward(hn), 1, from - pe, selfV[i], false);
                 Tensor sk = selfK[i].alias(0, Shape.of(1, n - pe, ch)), sv = selfV[i].alias(0, Shape.of(1, n - pe, ch));
-                h = F.add(h, sa.o.forward(sa.attend(sa.query(hn, rp), sk, sv, null, null)));
-                h = F.add(h, model.selfMlp(i).forward(h));
+                h = sa.o.forwardAdd(sa.attend(sa.query(hn, rp), sk, sv, null, null), h);
+                h = model.selfMlp(i).forwardAdd(h, h);
             }
             latentsComputed += m;
             return model.logits(m == 1 ? h : F.narrow(h, 1, m - 1, 1)).toFloatArray();             // [V]
@@ -297,8 +297,8 @@ public final class PerceiverArGenerator implements AutoCloseable {
     }
 
     /**
-     * The one-position step for token n − 1 with fixed shapes: upload (token, window position, latent
-     * row), then run {@link #fixedStepOps()}, replaying its recording where the backend records.
+     * The one-position step for token n − 1 with fixed shapes: upload (token, window position twice,
+     * latent row), then run {@link #fixedStepOps()}, replaying its recording where the backend records.
      * Every cache row before the new one is filled; the pads say which (rebuilt after any other path
      * wrote the caches).
      */
@@ -309,7 +309,7 @@ public final class PerceiverArGenerator implements AutoCloseable {
             be.writeBools(padFrom(options.latents(), n - 1 - pe), selfPad);
             padsCurrent = true;
         }
-        be.writeInts(new int[] {seq[n - 1], n - 1 - ws, n - 1 - pe}, stepState);
+        be.writeInts(new int[] {seq[n - 1], n - 1 - ws, n - 1 - ws, n - 1 - pe}, stepState);
         if (recorded != null) recorded.replay();
         else fixedStepOps();
         latentsComputed++;
@@ -320,7 +320,7 @@ public final class PerceiverArGenerator implements AutoCloseable {
     private void allocateStepTensors() {
         if (stepState != null) return;
         fuseProjections();
-        stepState = be.persistentZeros(Shape.of(3), DType.I32);
+        stepState = be.persistentZeros(Shape.of(4), DType.I32);
         crossPad = be.persistentZeros(Shape.of(1, config.maxSeqLen()), DType.BOOL);
         selfPad = be.persistentZeros(Shape.of(1, options.latents()), DType.BOOL);
         filled = be.persistentZeros(Shape.of(1, 1), DType.BOOL);
@@ -345,11 +345,17 @@ public final class PerceiverArGenerator implements AutoCloseable {
         }
     }
 
-    /** q_proj, k_proj, v_proj of one position x [1, 1, C] with attention {@code a}'s fused weights: three views of one [1, 3C] row. */
-    private Tensor[] project(Tensor x, int a) {
+    /**
+     * q_proj, k_proj, v_proj of one position x [1, 1, C] with attention {@code a}'s fused weights, q and
+     * k rotated by {@code pos2} (I32 [2]: the position twice, or null: no rotary) in one call (they are
+     * adjacent in the row) → q, k, v [1, 1, C].
+     */
+    private Tensor[] project(Tensor x, int a, Tensor pos2) {
+        PerceiverAR.Attention at = a == 0 ? model.crossAttention() : model.selfAttention(a - 1);
         Tensor row = F.matmul(x.reshape(1, ch), false, qkv[a], true, null, Activation.NONE);   // [1, 3C]
+        Tensor qk = at.rotate(row.alias(0, Shape.of(2, ch)), pos2);                               // [2, C]
         Shape s = Shape.of(1, 1, ch);
-        return new Tensor[] {row.alias(0, s), row.alias(ch, s), row.alias(2 * ch, s)};
+        return new Tensor[] {qk.alias(0, s), qk.alias(ch, s), row.alias(2 * ch, s)};
     }
 
     /** rows ≥ filledRows are padding. */
@@ -368,27 +374,27 @@ public final class PerceiverArGenerator implements AutoCloseable {
         try (var ng = Autograd.noGrad(); Scope s = Scope.open()) {
             Tensor token = stepState.alias(0, Shape.of(1, 1));
             Tensor pos = stepState.alias(1, Shape.of(1));                                          // window position = cross row
-            Tensor selfRow = stepState.alias(2, Shape.of(1));
+            Tensor pos2 = stepState.alias(1, Shape.of(2));                                         // the same, twice: q and k rows
+            Tensor selfRow = stepState.alias(3, Shape.of(1));
             Tensor x = model.embed(token, pos.reshape(1, 1));                                        // [1, 1, C]
 
             PerceiverAR.Attention ca = model.crossAttention();
             Tensor qn = model.qNorm().forward(x);
-            Tensor[] p = project(qn, 0);                                                             // q, k, v [1, 1, C]
-            be.scatterRows(ca.rotate(p[1], pos), pos, crossK.reshape(config.maxSeqLen(), ch));
+            Tensor[] p = project(qn, 0, pos2);                                                       // q, k (rotated), v [1, 1, C]
+            be.scatterRows(p[1], pos, crossK.reshape(config.maxSeqLen(), ch));
             be.scatterRows(p[2], pos, crossV.reshape(config.maxSeqLen(), ch));
             be.scatterRows(filled, pos, crossPad.reshape(config.maxSeqLen(), 1));
-            Tensor h = F.add(ca.o.forward(ca.attend(ca.rotate(p[0], pos), crossK, crossV, crossPad, null)), x);
-            h = F.add(h, model.crossMlp().forward(h));
+            Tensor h = ca.o.forwardAdd(ca.attend(p[0], crossK, crossV, crossPad, null), x);
+            h = model.crossMlp().forwardAdd(h, h);
 
             be.scatterRows(filled, selfRow, selfPad.reshape(options.latents(), 1));
             for (int i = 0; i < selfK.length; i++) {
                 PerceiverAR.Attention sa = model.selfAttention(i);
-                Tensor rp = model.selfRotary(i) ? pos : null;
-                p = project(model.selfNorm(i).forward(h), 1 + i);
-                be.scatterRows(sa.rotate(p[1], rp), selfRow, selfK[i].reshape(options.latents(), ch));
+                p = project(model.selfNorm(i).forward(h), 1 + i, model.selfRotary(i) ? pos2 : null);
+                be.scatterRows(p[1], selfRow, selfK[i].reshape(options.latents(), ch));
                 be.scatterRows(p[2], selfRow, selfV[i].reshape(options.latents(), ch));
-                h = F.add(h, sa.o.forward(sa.attend(sa.rotate(p[0], rp), selfK[i], selfV[i], selfPad, null)));
-                h = F.add(h, model.selfMlp(i).forward(h));
+                h = sa.o.forwardAdd(sa.attend(p[0], selfK[i], selfV[i], selfPad, null), h);
+                h = model.selfMlp(i).forwardAdd(h, h);
             }
             be.copy(model.logits(h).reshape(config.vocabSize()), stepLogits);
         }

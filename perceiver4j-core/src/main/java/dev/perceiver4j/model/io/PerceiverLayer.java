@@ -85,7 +85,7 @@ public final class PerceiverLayer {
         if (kvn != xn) F.discard(kvn);
         // Only the output projection reads ctx: stored in the products' operand type (bf16 in the bf16 mode).
         Tensor ctx = F.attention(q, k, v, kv == null ? null : keyPad, heads, false, training ? dropout : 0f, seed, stream,
-                x.backend().matmulOperandType());
+                x.backend().matmulOperandType(q.shape().rows()));
         Tensor a = queryResidual ? dense.forwardAdd(ctx, x) : dense.forward(ctx);   // [B, N, qDim]: x + dense(ctx)
         Tensor an = layernorm.forwardToProducts(a);
         Tensor h = dense1.forwardToProducts(an);                        // [B, N, widening·qDim], GELU applied
