@@ -34,9 +34,11 @@ import java.util.List;
  * cores with fp32 accumulation. Storage is fp32 except, in the bf16 mode, the activations F hands
  * products as operands ({@link #matmulOperandType()}: layer-norm outputs, MLP hidden states and
  * shared rounded copies, all BF16); products with at most {@code Gemm.SKINNY} rows or columns run
- * in TF32 there, and the attention forward runs on bf16 tensor cores (its backward on TF32 ones). In the TF32 and bf16 modes attention, forward and backward, runs its
- * products on tensor cores (TF32 mma.sync, fp32 softmax, fp32 accumulation) at the head dims that
- * have a kernel (Dqk×Dv 8×8, 16×16, 32×32, 64×64, 32×96, 32×160).
+ * in TF32 there, on F32 operands ({@link #matmulOperandType(long)} answers F32 for them, so nothing
+ * is rounded only to be widened again). Attention runs its products on tensor cores in the TF32 and
+ * bf16 modes, forward and backward, at the head dims that have a kernel: TF32 mma.sync (Dqk×Dv 8×8,
+ * 16×16, 32×32, 64×64, 32×96, 32×160) or, in the bf16 mode, bf16 mma.sync (16×16, 32×32, 64×64,
+ * 32×96, 32×160); softmax and accumulation in fp32.
  * GELU is the exact erf form in our own epilogue kernel:
  * cuBLASLt's GELU epilogues use the tanh approximation, so they are not used.
  *
