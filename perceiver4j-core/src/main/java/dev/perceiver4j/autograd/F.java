@@ -104,8 +104,9 @@ public final class F {
 
     /**
      * The activation operand of a product with {@code rows} result rows: {@code a} itself, or, when the
-     * backend multiplies such a product in bf16 ({@link Backend#matmulOperandType(long)}) and a is an F32 activation of an open scope, a bf16 copy of a (of its base, for a view) made
-     * once and shared by every product reading a (q, k and v read the same normed input). The copy
+     * backend multiplies such a product in bf16 ({@link Backend#matmulOperandType(long)}) and a is an
+     * F32 activation of an open scope, a bf16 copy of a (of its base, for a view) made once and
+     * shared by every product reading a (q, k and v read the same normed input). The copy
      * is what those products keep for backward; its gradient (F32) is handed to a. It can be
      * rebuilt from a, so {@link #discard} of a discards the copy too. Other tensors (parameters,
      * tensors outside any scope) are rounded by the backend per product.
