@@ -1,8 +1,10 @@
 """CPU forward-pass baseline for `perceiver4j bench`: HF PerceiverForMaskedLM with the
 deepmind/language-perceiver architecture (random weights), batch 1 x 2048 random bytes, fp32.
 
-Usage: python3 scripts/hf_cpu_forward.py THREADS [REPS]   (needs torch + transformers)
-Prints one line: mean/min ms over REPS timed passes after 2 warm-up passes, and peak RSS.
+Usage: python3 scripts/hf_cpu_forward.py THREADS [REPS] [--profile]   (needs torch + transformers)
+Prints one line: mean/min ms over REPS timed passes after 2 warm-up passes, and peak RSS. With
+--profile, one more pass runs under torch.profiler and its table follows (ms per op and input
+shapes, the counterpart of `perceiver4j bench --profile`).
 """
 import resource
 import sys
@@ -11,8 +13,10 @@ import time
 import torch
 from transformers import PerceiverConfig, PerceiverForMaskedLM
 
-threads = int(sys.argv[1])
-reps = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+args = [a for a in sys.argv[1:] if a != "--profile"]
+profile = "--profile" in sys.argv[1:]
+threads = int(args[0])
+reps = int(args[1]) if len(args) > 1 else 5
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 model = PerceiverForMaskedLM(PerceiverConfig(qk_channels=256, v_channels=1280)).eval()
@@ -28,3 +32,9 @@ with torch.no_grad():
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
 print(f"pytorch {torch.__version__} mlm-forward threads={threads} batch 1 x 2048: mean {sum(times)/len(times):.1f} ms, "
       f"min {min(times):.1f} ms over {reps} reps; peak RSS {peak:.2f} GiB", flush=True)
+if profile:
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+    with torch.no_grad(), torch_profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        model(inputs=x, attention_mask=mask)
+    print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=40,
+                                                             max_shapes_column_width=70), flush=True)

@@ -42,7 +42,7 @@ public final class Main implements Runnable {
         @Option(names = "--gemm", description = "auto | java | cblas | naive: matrix-product implementation on the CPU (default: auto)")
         String gemm;
 
-        @Option(names = "--gemm-kernel", description = "8x2 | 6x4 | auto: register tile of the pure-Java SGEMM (default: auto, or -Dperceiver4j.sgemm.kernel; auto is 6x4 on Intel cores with AVX-512, 8x2 elsewhere)")
+        @Option(names = "--gemm-kernel", description = "8x2 | 6x4 | 4x2 | auto: register tile of the pure-Java SGEMM (default: auto, or -Dperceiver4j.sgemm.kernel; auto is 4x2 with 256-bit vectors (AVX2), 6x4 on Intel cores with AVX-512, 8x2 on other AVX-512 cores)")
         String gemmKernel;
 
         @Option(names = "--precision", description = "fp32 | tf32 | bf16: matrix products on the GPU (default: fp32, exact, or -Dperceiver4j.cuda.precision;"
@@ -60,7 +60,7 @@ public final class Main implements Runnable {
                 try {
                     if (!gemmKernel.trim().equals("auto")) JavaSgemm.Kernel.parse(gemmKernel);
                 } catch (IllegalArgumentException e) {
-                    throw new CommandLine.ParameterException(new CommandLine(new Main()), "--gemm-kernel must be 8x2, 6x4 or auto, got " + gemmKernel);
+                    throw new CommandLine.ParameterException(new CommandLine(new Main()), "--gemm-kernel must be 8x2, 6x4, 4x2 or auto, got " + gemmKernel);
                 }
                 // JavaSgemm reads the property once, when it is first used: after apply(), as the backend is created.
                 System.setProperty(JavaSgemm.KERNEL_PROPERTY, gemmKernel.trim());

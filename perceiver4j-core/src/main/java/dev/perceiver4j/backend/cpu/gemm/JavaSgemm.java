@@ -48,10 +48,10 @@ import java.util.Objects;
  * {@code -D}{@value #TRANSPOSED_PROPERTY}{@code =false} turns this off (always pack B).
  *
  * <h2>Micro-kernels</h2>
- * Two register tiles, chosen once per JVM with the system property {@value #KERNEL_PROPERTY}
- * ({@code 8x2}, {@code 6x4}, or {@code auto}, the default: 6x4 on Intel cores with 512-bit vectors,
- * 8x2 elsewhere, see {@link Kernel#forCpu}; tests and benchmarks pass a {@link Kernel} to
- * {@link #JavaSgemm(CpuPool, Kernel)} instead):
+ * Three register tiles, chosen once per JVM with the system property {@value #KERNEL_PROPERTY}
+ * ({@code 8x2}, {@code 6x4}, {@code 4x2}, or {@code auto}, the default: 4x2 with 256-bit vectors,
+ * 6x4 on Intel cores with 512-bit vectors, 8x2 on other 512-bit cores, see {@link Kernel#forCpu};
+ * tests and benchmarks pass a {@link Kernel} to {@link #JavaSgemm(CpuPool, Kernel)} instead):
  * <ul>
  *   <li><b>8x2</b>: MR x NR = 8 x (2 x VL) in 16 vector accumulators; per k step 2 vector loads of
  *       the B sliver, 8 scalar broadcasts of the A sliver, 16 independent FMAs. When A is stored
@@ -72,9 +72,16 @@ import java.util.Objects;
  *       24 accumulators + 4 B vectors + 1 broadcast need 29 vector registers: it is meant for
  *       AVX-512 (32 registers); with 256-bit vectors (16 registers) it spills. On Zen 5 both
  *       tiles run at the same speed (docs/benchmarks.md).</li>
+ *   <li><b>4x2</b>: MR x NR = 4 x (2 x VL) in 8 accumulators; per k step 2 vector loads, 4
+ *       broadcasts, 8 FMAs. For AVX2 (16 vector registers): C2 schedules every broadcast of a k
+ *       step before its FMAs, so 8x2 (16 accumulators) and even 6x2 (12) need more than 16
+ *       registers and keep accumulators on the stack, each one a store/load chain through memory
+ *       around the loop; both ran at about half the FMA peak in isolation on an AVX2 Zen, 4x2 at
+ *       the peak (docs/benchmarks.md, session 19). A stored [m,k] is read in place, as for 8x2.</li>
  * </ul>
- * Each tile has a variant per way its A side arrives: packed slivers, rows in place (8x2 only)
- * and rows of the transposed formulation's buffer (both tiles). All keep their accumulators in
+ * Each tile has a variant per way its A side arrives: packed slivers, rows in place (8x2 and 4x2)
+ * and rows of the transposed formulation's buffer (all three; these accumulate into a tile buffer,
+ * see {@link #transposedBlock}). All keep their accumulators in
  * locals of a small method written out by hand (no arrays, no helper taking vectors), so that C2
  * keeps them in registers, and index with compile-time constant strides. The shared packing and
  * blocking code takes MR, NR, KC and MC from the instance's {@link Kernel}; the choice between
@@ -104,6 +111,8 @@ public final class JavaSgemm implements Sgemm {
     private static final int MR_8X2 = 8, NR_8X2 = 2 * VL;
     /** Rows / columns of the 6x4 tile (6 rows, 4 vectors). */
     private static final int MR_6X4 = 6, NR_6X4 = 4 * VL;
+    /** Rows / columns of the 4x2 tile (4 rows, 2 vectors). */
+    private static final int MR_4X2 = 4, NR_4X2 = 2 * VL;
 
     /** 8-lane floats (256-bit): one column of a tile, merged transposed ({@link #mergeTransposed}). */
     private static final VectorSpecies<Float> EIGHT = FloatVector.SPECIES_256;
@@ -113,13 +122,19 @@ public final class JavaSgemm implements Sgemm {
     private static final int[] COLUMN_6X4 = {0, NR_6X4, 2 * NR_6X4, 3 * NR_6X4, 4 * NR_6X4, 5 * NR_6X4, 0, 0};
     /** The first 6 of 8 lanes. */
     private static final VectorMask<Float> SIX_OF_EIGHT = EIGHT.indexInRange(0, MR_6X4);
+    /** 4-lane floats (128-bit): one column of a 4x2 tile (an unmasked gather: AVX2 has no intrinsic for masked ones). */
+    private static final VectorSpecies<Float> FOUR = FloatVector.SPECIES_128;
+    /** Offsets of a 4x2 tile's 4 rows. */
+    private static final int[] COLUMN_4X2 = {0, NR_4X2, 2 * NR_4X2, 3 * NR_4X2};
 
     /** Register tile of the micro-kernel, with the blocking sizes that go with it. */
     public enum Kernel {
         /** 8 rows x 2 vectors (16 accumulators), A stored [m,k] read in place. The default except on Intel AVX-512 cores. */
         K8X2("8x2", 8, 2, 256, 256, true),
         /** 6 rows x 4 vectors (24 accumulators), A always packed; for Intel AVX-512 cores. */
-        K6X4("6x4", 6, 4, 128, 384, false);
+        K6X4("6x4", 6, 4, 128, 384, false),
+        /** 4 rows x 2 vectors (8 accumulators), A stored [m,k] read in place. The default with 256-bit vectors (16 registers). */
+        K4X2("4x2", 4, 2, 256, 256, true);
 
         /** Name as written in {@value JavaSgemm#KERNEL_PROPERTY}. */
         final String label;
@@ -154,7 +169,7 @@ public final class JavaSgemm implements Sgemm {
             for (Kernel kn : values()) {
                 if (kn.label.equals(s)) return kn;
             }
-            throw new IllegalArgumentException("-D" + KERNEL_PROPERTY + "=" + name + " is not one of 8x2, 6x4, auto");
+            throw new IllegalArgumentException("-D" + KERNEL_PROPERTY + "=" + name + " is not one of 8x2, 6x4, 4x2, auto");
         }
 
         /**
@@ -164,7 +179,8 @@ public final class JavaSgemm implements Sgemm {
          * (1.06-1.14x faster than 6x4 on Zen 5). {@code vendor} may be null (unknown).
          */
         public static Kernel forCpu(String vendor, int floatLanes) {
-            return "GenuineIntel".equals(vendor) && floatLanes >= 16 ? K6X4 : K8X2;
+            if (floatLanes < 16) return K4X2;
+            return "GenuineIntel".equals(vendor) ? K6X4 : K8X2;
         }
 
         @Override
@@ -253,6 +269,8 @@ public final class JavaSgemm implements Sgemm {
          * #sgemmTransposed}, the B of row strips): each thread packs some slivers, all read it.
          */
         float[] packShared = new float[0];
+        /** The transposed formulation's accumulator tiles, one per MR rows of a block ({@link #transposedBlock}). */
+        float[] tiles = new float[0];
         final float[] tile = new float[Math.max(MR_8X2 * NR_8X2, MR_6X4 * NR_6X4)];
 
         float[] packA(int size) {
@@ -263,6 +281,11 @@ public final class JavaSgemm implements Sgemm {
         float[] packB(int size) {
             if (packB.length < size) packB = new float[size];
             return packB;
+        }
+
+        float[] tiles(int size) {
+            if (tiles.length < size) tiles = new float[size];
+            return tiles;
         }
 
         float[] packShared(int size) {
@@ -277,6 +300,8 @@ public final class JavaSgemm implements Sgemm {
     private final Kernel kernel;
     /** Whether {@link #sgemmTransposed} may be chosen (false: always the usual formulation; benchmarks). */
     private final boolean transposedForm;
+    /** Whether {@link #transposedBlock} walks each sliver in L1-sized k steps (false: one pass; benchmarks). */
+    private final boolean l1Steps;
 
     /**
      * The kernel chosen by {@value #KERNEL_PROPERTY} (default 8x2), the transposed formulation as
@@ -299,9 +324,19 @@ public final class JavaSgemm implements Sgemm {
      * compare both in one process. Results are the same up to rounding (sums in another order).
      */
     public JavaSgemm(CpuPool pool, Kernel kernel, boolean transposedForm) {
+        this(pool, kernel, transposedForm, true);
+    }
+
+    /**
+     * As {@link #JavaSgemm(CpuPool, Kernel, boolean)}; {@code l1Steps = false} makes the transposed
+     * formulation run each sliver of A^T in one pass over k, as before session 19, so that a
+     * benchmark can compare both in one process. Results are bit-identical either way.
+     */
+    public JavaSgemm(CpuPool pool, Kernel kernel, boolean transposedForm, boolean l1Steps) {
         this.pool = Objects.requireNonNull(pool, "pool");
         this.kernel = Objects.requireNonNull(kernel, "kernel");
         this.transposedForm = transposedForm;
+        this.l1Steps = l1Steps;
     }
 
     private static Kernel defaultKernel() {
@@ -317,7 +352,7 @@ public final class JavaSgemm implements Sgemm {
     @Override
     public String name() {
         return "java-vector(" + pool.threads() + " threads, " + SPECIES.vectorBitSize() + "-bit, " + kernel.label + " kernel"
-                + (transposedForm ? "" : ", B always packed") + ")";
+                + (transposedForm ? "" : ", B always packed") + (l1Steps ? "" : ", one pass over k") + ")";
     }
 
     @Override
@@ -414,9 +449,9 @@ public final class JavaSgemm implements Sgemm {
         // [K panels][m/NR slivers][kc][NR]: op(B') = A^T, i.e. A packed as a B "stored [n,k]".
         float[] ap = packShared(!inline, kn.nr, true, a, aOff, lda, k, kcStep, m);
         if (inline) {
-            transposedBlock(kn, 0, n, m, k, kcStep, alpha, b, bOff, ldb, ap, mPad, beta, c, cOff, ldc);
+            transposedBlock(kn, l1Steps, 0, n, m, k, kcStep, alpha, b, bOff, ldb, ap, mPad, beta, c, cOff, ldc);
         } else {
-            pool.parallelFor(ceilDiv(n, mr), 1, (u0, u1) -> transposedBlock(kn, u0 * mr, Math.min(n, u1 * mr), m, k,
+            pool.parallelFor(ceilDiv(n, mr), 1, (u0, u1) -> transposedBlock(kn, l1Steps, u0 * mr, Math.min(n, u1 * mr), m, k,
                     kcStep, alpha, b, bOff, ldb, ap, mPad, beta, c, cOff, ldc));
         }
     }
@@ -425,19 +460,22 @@ public final class JavaSgemm implements Sgemm {
      * C[0:m, i0:i1]^T (+)= B[i0:i1, 0:k] . A^T on the current thread, A^T from the packed panels
      * {@code ap} ({@code mPad} columns). Per block of up to {@link #TRANSPOSED_MC} rows of B and K
      * panel: the block's rows are copied to the workspace at stride {@link #ROW_STRIDE} (zero rows
-     * up to a whole MR tile), then every sliver of A^T meets every MR-row tile of the block.
+     * up to a whole MR tile), then every sliver of A^T meets every MR-row tile of the block, in
+     * L1-sized k steps for the 6x4 tile when {@code l1Steps} (the tiles' accumulators wait in the
+     * workspace between steps), and each tile is merged into C once per K panel.
      */
-    private static void transposedBlock(Kernel kn, int i0, int i1, int m, int k, int kcStep, float alpha,
+    private static void transposedBlock(Kernel kn, boolean l1Steps, int i0, int i1, int m, int k, int kcStep, float alpha,
                                         float[] b, int bOff, int ldb, float[] ap, int mPad,
                                         float beta, float[] c, int cOff, int ldc) {
         Workspace ws = WORKSPACE.get();
         int mr = kn.mr;
         int mcStep = roundUp(balanced(i1 - i0, TRANSPOSED_MC), mr);
-        int tileN = kn.nr;
-        boolean wide = kn == Kernel.K6X4;
+        int tileN = kn.nr, tileSize = mr * tileN;
         for (int ic = i0; ic < i1; ic += mcStep) {
             int mc = Math.min(mcStep, i1 - ic), mcPad = roundUp(mc, mr);
             float[] rows = ws.packA(mcPad * ROW_STRIDE);
+            // One accumulator tile per MR rows of the block, for the sliver in hand.
+            float[] acc = ws.tiles(mcPad / mr * tileSize);
             for (int pc = 0; pc < k; pc += kcStep) {
                 int kc = Math.min(kcStep, k - pc);
                 float betaNow = pc == 0 ? beta : 1f;
@@ -445,13 +483,29 @@ public final class JavaSgemm implements Sgemm {
                     if (r < mc) System.arraycopy(b, bOff + (ic + r) * ldb + pc, rows, r * ROW_STRIDE, kc);
                     else Arrays.fill(rows, r * ROW_STRIDE, r * ROW_STRIDE + kc, 0f);
                 }
+                // The 6x4 tile's sliver (kc x NR, the widest: 256-byte rows with 512-bit vectors) is walked in L1-sized steps of up to KC k-rows, each step meeting every
+                // MR-row tile of the block, whose accumulators go to `acc` between steps: the same
+                // FMAs in the same order as one pass over kc, but the step is read from L1 (a whole
+                // 1280-row sliver, 320 KiB at NR = 64, came from L2). On gpu-host's Xeon this made
+                // the 6x4 product 1.10x faster on one thread, the same on two; narrower slivers
+                // (8x2, 4x2) ran as fast or faster in one pass (docs/benchmarks.md, session 19).
+                int innerStep = l1Steps && kn == Kernel.K6X4 ? balanced(kc, kn.kc) : kc;
                 for (int jr = 0; jr < m; jr += tileN) {
                     int nr = Math.min(tileN, m - jr);
                     int bBase = pc * mPad + jr * kc; // sliver jr / NR of K panel pc
-                    for (int ir = 0; ir < mc; ir += mr) {
-                        if (wide) microKernel6x4Rows(kc, rows, ir * ROW_STRIDE, ap, bBase, ws.tile);
-                        else microKernelRows(kc, rows, ir * ROW_STRIDE, ap, bBase, ws.tile);
-                        mergeTransposed(Math.min(mr, mc - ir), nr, tileN, ws.tile, c, cOff + jr * ldc + ic + ir, ldc, alpha, betaNow);
+                    for (int p0 = 0; p0 < kc; p0 += innerStep) {
+                        int kin = Math.min(innerStep, kc - p0);
+                        for (int ir = 0, t = 0; ir < mc; ir += mr, t += tileSize) {
+                            int aRow = ir * ROW_STRIDE + p0, bAt = bBase + p0 * tileN;
+                            switch (kn) {
+                                case K6X4 -> microKernel6x4Rows(kin, rows, aRow, ap, bAt, acc, t, p0 > 0);
+                                case K8X2 -> microKernelRows(kin, rows, aRow, ap, bAt, acc, t); // kin == kc: one step
+                                case K4X2 -> microKernel4x2Rows(kin, rows, aRow, ap, bAt, acc, t);
+                            }
+                        }
+                    }
+                    for (int ir = 0, t = 0; ir < mc; ir += mr, t += tileSize) {
+                        mergeTransposed(Math.min(mr, mc - ir), nr, tileN, acc, t, c, cOff + jr * ldc + ic + ir, ldc, alpha, betaNow);
                     }
                 }
             }
@@ -511,19 +565,22 @@ public final class JavaSgemm implements Sgemm {
                                     int panel, float[] c, int cBase, int ldc, float[] tile,
                                     int direct, float[] a, int aDirect, int lda) {
         int tileM = kn.mr, tileN = kn.nr;
-        boolean wide = kn == Kernel.K6X4;
         for (int jr = 0; jr < nc; jr += tileN) {
             int nr = Math.min(tileN, nc - jr);
             int bBase = panel + jr * kc; // sliver jr / NR starts at (jr / NR) * kc * NR
             for (int ir = 0; ir < mc; ir += tileM) {
                 int mr = Math.min(tileM, mc - ir);
                 int ci = cBase + ir * ldc + jr;
-                if (wide) {
-                    microKernel6x4(kc, ap, ir * kc, bp, bBase, tile);
-                } else if (ir < direct) {
-                    microKernelDirect(kc, a, aDirect + ir * lda, lda, bp, bBase, tile);
-                } else {
-                    microKernel(kc, ap, (ir - direct) * kc, bp, bBase, tile);
+                switch (kn) {
+                    case K6X4 -> microKernel6x4(kc, ap, ir * kc, bp, bBase, tile);
+                    case K8X2 -> {
+                        if (ir < direct) microKernelDirect(kc, a, aDirect + ir * lda, lda, bp, bBase, tile);
+                        else microKernel(kc, ap, (ir - direct) * kc, bp, bBase, tile);
+                    }
+                    case K4X2 -> {
+                        if (ir < direct) microKernel4x2Direct(kc, a, aDirect + ir * lda, lda, bp, bBase, tile);
+                        else microKernel4x2(kc, ap, (ir - direct) * kc, bp, bBase, tile);
+                    }
                 }
                 if (mr == tileM && nr == tileN) {
                     mergeFullTile(tileM, tileN, tile, c, ci, ldc, alpha, beta);
@@ -720,19 +777,27 @@ public final class JavaSgemm implements Sgemm {
     /**
      * {@link #microKernel} with the A sliver as 8 rows of the transposed formulation's row buffer:
      * row r of the tile at a[aRow + r * ROW_STRIDE + p] for p in [0, kc). The fixed stride makes
-     * the 8 reads displacements of one index.
+     * the 8 reads displacements of one index. The tile goes to {@code acc} from {@code accOff}.
      */
-    private static void microKernelRows(int kc, float[] a, int aRow, float[] bp, int bBase, float[] tile) {
+    private static void microKernelRows(int kc, float[] a, int aRow, float[] bp, int bBase, float[] acc, int accOff) {
         final int s = ROW_STRIDE;
         FloatVector zero = FloatVector.zero(SPECIES);
-        FloatVector c00 = zero, c01 = zero;
-        FloatVector c10 = zero, c11 = zero;
-        FloatVector c20 = zero, c21 = zero;
-        FloatVector c30 = zero, c31 = zero;
-        FloatVector c40 = zero, c41 = zero;
-        FloatVector c50 = zero, c51 = zero;
-        FloatVector c60 = zero, c61 = zero;
-        FloatVector c70 = zero, c71 = zero;
+        FloatVector c00 = zero;
+        FloatVector c01 = zero;
+        FloatVector c10 = zero;
+        FloatVector c11 = zero;
+        FloatVector c20 = zero;
+        FloatVector c21 = zero;
+        FloatVector c30 = zero;
+        FloatVector c31 = zero;
+        FloatVector c40 = zero;
+        FloatVector c41 = zero;
+        FloatVector c50 = zero;
+        FloatVector c51 = zero;
+        FloatVector c60 = zero;
+        FloatVector c61 = zero;
+        FloatVector c70 = zero;
+        FloatVector c71 = zero;
         for (int p = 0; p < kc; p++) {
             int ai = aRow + p;
             int bi = bBase + p * NR_8X2;
@@ -757,37 +822,173 @@ public final class JavaSgemm implements Sgemm {
             c70 = v.fma(b0, c70); c71 = v.fma(b1, c71);
         }
         // Stores written out, as in microKernel (a helper taking 16 vectors would box them).
-        c00.intoArray(tile, 0 * NR_8X2 + 0 * VL);
-        c01.intoArray(tile, 0 * NR_8X2 + 1 * VL);
-        c10.intoArray(tile, 1 * NR_8X2 + 0 * VL);
-        c11.intoArray(tile, 1 * NR_8X2 + 1 * VL);
-        c20.intoArray(tile, 2 * NR_8X2 + 0 * VL);
-        c21.intoArray(tile, 2 * NR_8X2 + 1 * VL);
-        c30.intoArray(tile, 3 * NR_8X2 + 0 * VL);
-        c31.intoArray(tile, 3 * NR_8X2 + 1 * VL);
-        c40.intoArray(tile, 4 * NR_8X2 + 0 * VL);
-        c41.intoArray(tile, 4 * NR_8X2 + 1 * VL);
-        c50.intoArray(tile, 5 * NR_8X2 + 0 * VL);
-        c51.intoArray(tile, 5 * NR_8X2 + 1 * VL);
-        c60.intoArray(tile, 6 * NR_8X2 + 0 * VL);
-        c61.intoArray(tile, 6 * NR_8X2 + 1 * VL);
-        c70.intoArray(tile, 7 * NR_8X2 + 0 * VL);
-        c71.intoArray(tile, 7 * NR_8X2 + 1 * VL);
+        c00.intoArray(acc, accOff + 0 * NR_8X2 + 0 * VL);
+        c01.intoArray(acc, accOff + 0 * NR_8X2 + 1 * VL);
+        c10.intoArray(acc, accOff + 1 * NR_8X2 + 0 * VL);
+        c11.intoArray(acc, accOff + 1 * NR_8X2 + 1 * VL);
+        c20.intoArray(acc, accOff + 2 * NR_8X2 + 0 * VL);
+        c21.intoArray(acc, accOff + 2 * NR_8X2 + 1 * VL);
+        c30.intoArray(acc, accOff + 3 * NR_8X2 + 0 * VL);
+        c31.intoArray(acc, accOff + 3 * NR_8X2 + 1 * VL);
+        c40.intoArray(acc, accOff + 4 * NR_8X2 + 0 * VL);
+        c41.intoArray(acc, accOff + 4 * NR_8X2 + 1 * VL);
+        c50.intoArray(acc, accOff + 5 * NR_8X2 + 0 * VL);
+        c51.intoArray(acc, accOff + 5 * NR_8X2 + 1 * VL);
+        c60.intoArray(acc, accOff + 6 * NR_8X2 + 0 * VL);
+        c61.intoArray(acc, accOff + 6 * NR_8X2 + 1 * VL);
+        c70.intoArray(acc, accOff + 7 * NR_8X2 + 0 * VL);
+        c71.intoArray(acc, accOff + 7 * NR_8X2 + 1 * VL);
+    }
+
+    /**
+     * The 4x2 register-blocked kernel: tile[4 x 2VL] = A sliver . B sliver (A: kc x 4, k-major; B:
+     * kc x 2VL, row-major). 8 accumulators, 2 B vectors and the broadcasts fit the 16 registers of
+     * AVX2, where the 8x2 tile spills accumulators to the stack: each spilled one is a loop-carried
+     * store/load chain, and the 8x2 kernel ran at about half the FMA peak (docs/benchmarks.md).
+     */
+    private static void microKernel4x2(int kc, float[] ap, int aBase, float[] bp, int bBase, float[] tile) {
+        FloatVector zero = FloatVector.zero(SPECIES);
+        FloatVector c00 = zero;
+        FloatVector c01 = zero;
+        FloatVector c10 = zero;
+        FloatVector c11 = zero;
+        FloatVector c20 = zero;
+        FloatVector c21 = zero;
+        FloatVector c30 = zero;
+        FloatVector c31 = zero;
+        for (int p = 0; p < kc; p++) {
+            int ai = aBase + p * MR_4X2;
+            int bi = bBase + p * NR_4X2;
+            FloatVector b0 = FloatVector.fromArray(SPECIES, bp, bi);
+            FloatVector b1 = FloatVector.fromArray(SPECIES, bp, bi + 1 * VL);
+            FloatVector v;
+            v = FloatVector.broadcast(SPECIES, ap[ai + 0]);
+            c00 = v.fma(b0, c00); c01 = v.fma(b1, c01);
+            v = FloatVector.broadcast(SPECIES, ap[ai + 1]);
+            c10 = v.fma(b0, c10); c11 = v.fma(b1, c11);
+            v = FloatVector.broadcast(SPECIES, ap[ai + 2]);
+            c20 = v.fma(b0, c20); c21 = v.fma(b1, c21);
+            v = FloatVector.broadcast(SPECIES, ap[ai + 3]);
+            c30 = v.fma(b0, c30); c31 = v.fma(b1, c31);
+        }
+        c00.intoArray(tile, 0 * NR_4X2 + 0 * VL);
+        c01.intoArray(tile, 0 * NR_4X2 + 1 * VL);
+        c10.intoArray(tile, 1 * NR_4X2 + 0 * VL);
+        c11.intoArray(tile, 1 * NR_4X2 + 1 * VL);
+        c20.intoArray(tile, 2 * NR_4X2 + 0 * VL);
+        c21.intoArray(tile, 2 * NR_4X2 + 1 * VL);
+        c30.intoArray(tile, 3 * NR_4X2 + 0 * VL);
+        c31.intoArray(tile, 3 * NR_4X2 + 1 * VL);
+    }
+
+    /** {@link #microKernel4x2} with the A sliver read in place: 4 rows of a row-major A from {@code aRow}, stride {@code lda}. */
+    private static void microKernel4x2Direct(int kc, float[] a, int aRow, int lda, float[] bp, int bBase, float[] tile) {
+        int r0 = aRow, r1 = r0 + lda, r2 = r1 + lda, r3 = r2 + lda;
+        FloatVector zero = FloatVector.zero(SPECIES);
+        FloatVector c00 = zero;
+        FloatVector c01 = zero;
+        FloatVector c10 = zero;
+        FloatVector c11 = zero;
+        FloatVector c20 = zero;
+        FloatVector c21 = zero;
+        FloatVector c30 = zero;
+        FloatVector c31 = zero;
+        for (int p = 0; p < kc; p++) {
+            int bi = bBase + p * NR_4X2;
+            FloatVector b0 = FloatVector.fromArray(SPECIES, bp, bi);
+            FloatVector b1 = FloatVector.fromArray(SPECIES, bp, bi + 1 * VL);
+            FloatVector v;
+            v = FloatVector.broadcast(SPECIES, a[r0 + p]);
+            c00 = v.fma(b0, c00); c01 = v.fma(b1, c01);
+            v = FloatVector.broadcast(SPECIES, a[r1 + p]);
+            c10 = v.fma(b0, c10); c11 = v.fma(b1, c11);
+            v = FloatVector.broadcast(SPECIES, a[r2 + p]);
+            c20 = v.fma(b0, c20); c21 = v.fma(b1, c21);
+            v = FloatVector.broadcast(SPECIES, a[r3 + p]);
+            c30 = v.fma(b0, c30); c31 = v.fma(b1, c31);
+        }
+        c00.intoArray(tile, 0 * NR_4X2 + 0 * VL);
+        c01.intoArray(tile, 0 * NR_4X2 + 1 * VL);
+        c10.intoArray(tile, 1 * NR_4X2 + 0 * VL);
+        c11.intoArray(tile, 1 * NR_4X2 + 1 * VL);
+        c20.intoArray(tile, 2 * NR_4X2 + 0 * VL);
+        c21.intoArray(tile, 2 * NR_4X2 + 1 * VL);
+        c30.intoArray(tile, 3 * NR_4X2 + 0 * VL);
+        c31.intoArray(tile, 3 * NR_4X2 + 1 * VL);
+    }
+
+    /**
+     * {@link #microKernel4x2} on 4 rows of the transposed formulation's row buffer (row r at
+     * a[aRow + r * ROW_STRIDE + p]); the tile goes to {@code acc} from {@code accOff}.
+     */
+    private static void microKernel4x2Rows(int kc, float[] a, int aRow, float[] bp, int bBase, float[] acc, int accOff) {
+        final int s = ROW_STRIDE;
+        FloatVector zero = FloatVector.zero(SPECIES);
+        FloatVector c00 = zero;
+        FloatVector c01 = zero;
+        FloatVector c10 = zero;
+        FloatVector c11 = zero;
+        FloatVector c20 = zero;
+        FloatVector c21 = zero;
+        FloatVector c30 = zero;
+        FloatVector c31 = zero;
+        for (int p = 0; p < kc; p++) {
+            int ai = aRow + p;
+            int bi = bBase + p * NR_4X2;
+            FloatVector b0 = FloatVector.fromArray(SPECIES, bp, bi);
+            FloatVector b1 = FloatVector.fromArray(SPECIES, bp, bi + 1 * VL);
+            FloatVector v;
+            v = FloatVector.broadcast(SPECIES, a[ai]);
+            c00 = v.fma(b0, c00); c01 = v.fma(b1, c01);
+            v = FloatVector.broadcast(SPECIES, a[ai + 1 * s]);
+            c10 = v.fma(b0, c10); c11 = v.fma(b1, c11);
+            v = FloatVector.broadcast(SPECIES, a[ai + 2 * s]);
+            c20 = v.fma(b0, c20); c21 = v.fma(b1, c21);
+            v = FloatVector.broadcast(SPECIES, a[ai + 3 * s]);
+            c30 = v.fma(b0, c30); c31 = v.fma(b1, c31);
+        }
+        c00.intoArray(acc, accOff + 0 * NR_4X2 + 0 * VL);
+        c01.intoArray(acc, accOff + 0 * NR_4X2 + 1 * VL);
+        c10.intoArray(acc, accOff + 1 * NR_4X2 + 0 * VL);
+        c11.intoArray(acc, accOff + 1 * NR_4X2 + 1 * VL);
+        c20.intoArray(acc, accOff + 2 * NR_4X2 + 0 * VL);
+        c21.intoArray(acc, accOff + 2 * NR_4X2 + 1 * VL);
+        c30.intoArray(acc, accOff + 3 * NR_4X2 + 0 * VL);
+        c31.intoArray(acc, accOff + 3 * NR_4X2 + 1 * VL);
     }
 
     /**
      * {@link #microKernel6x4} with the A sliver as 6 rows of the transposed formulation's row
-     * buffer: row r of the tile at a[aRow + r * ROW_STRIDE + p] for p in [0, kc).
+     * buffer: row r of the tile at a[aRow + r * ROW_STRIDE + p] for p in [0, kc). The tile goes to
+     * {@code acc} from {@code accOff}, added to what is there when {@code add} (a later k step).
      */
-    private static void microKernel6x4Rows(int kc, float[] a, int aRow, float[] bp, int bBase, float[] tile) {
+    private static void microKernel6x4Rows(int kc, float[] a, int aRow, float[] bp, int bBase, float[] acc, int accOff, boolean add) {
         final int s = ROW_STRIDE;
         FloatVector zero = FloatVector.zero(SPECIES);
-        FloatVector c00 = zero, c01 = zero, c02 = zero, c03 = zero;
-        FloatVector c10 = zero, c11 = zero, c12 = zero, c13 = zero;
-        FloatVector c20 = zero, c21 = zero, c22 = zero, c23 = zero;
-        FloatVector c30 = zero, c31 = zero, c32 = zero, c33 = zero;
-        FloatVector c40 = zero, c41 = zero, c42 = zero, c43 = zero;
-        FloatVector c50 = zero, c51 = zero, c52 = zero, c53 = zero;
+        FloatVector c00 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 0 * NR_6X4 + 0 * VL) : zero;
+        FloatVector c01 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 0 * NR_6X4 + 1 * VL) : zero;
+        FloatVector c02 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 0 * NR_6X4 + 2 * VL) : zero;
+        FloatVector c03 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 0 * NR_6X4 + 3 * VL) : zero;
+        FloatVector c10 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 1 * NR_6X4 + 0 * VL) : zero;
+        FloatVector c11 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 1 * NR_6X4 + 1 * VL) : zero;
+        FloatVector c12 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 1 * NR_6X4 + 2 * VL) : zero;
+        FloatVector c13 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 1 * NR_6X4 + 3 * VL) : zero;
+        FloatVector c20 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 2 * NR_6X4 + 0 * VL) : zero;
+        FloatVector c21 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 2 * NR_6X4 + 1 * VL) : zero;
+        FloatVector c22 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 2 * NR_6X4 + 2 * VL) : zero;
+        FloatVector c23 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 2 * NR_6X4 + 3 * VL) : zero;
+        FloatVector c30 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 3 * NR_6X4 + 0 * VL) : zero;
+        FloatVector c31 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 3 * NR_6X4 + 1 * VL) : zero;
+        FloatVector c32 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 3 * NR_6X4 + 2 * VL) : zero;
+        FloatVector c33 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 3 * NR_6X4 + 3 * VL) : zero;
+        FloatVector c40 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 4 * NR_6X4 + 0 * VL) : zero;
+        FloatVector c41 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 4 * NR_6X4 + 1 * VL) : zero;
+        FloatVector c42 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 4 * NR_6X4 + 2 * VL) : zero;
+        FloatVector c43 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 4 * NR_6X4 + 3 * VL) : zero;
+        FloatVector c50 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 5 * NR_6X4 + 0 * VL) : zero;
+        FloatVector c51 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 5 * NR_6X4 + 1 * VL) : zero;
+        FloatVector c52 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 5 * NR_6X4 + 2 * VL) : zero;
+        FloatVector c53 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 5 * NR_6X4 + 3 * VL) : zero;
         for (int p = 0; p < kc; p++) {
             int ai = aRow + p;
             int bi = bBase + p * NR_6X4;
@@ -810,30 +1011,30 @@ public final class JavaSgemm implements Sgemm {
             c50 = v.fma(b0, c50); c51 = v.fma(b1, c51); c52 = v.fma(b2, c52); c53 = v.fma(b3, c53);
         }
         // Stores written out, as in microKernel6x4.
-        c00.intoArray(tile, 0 * NR_6X4 + 0 * VL);
-        c01.intoArray(tile, 0 * NR_6X4 + 1 * VL);
-        c02.intoArray(tile, 0 * NR_6X4 + 2 * VL);
-        c03.intoArray(tile, 0 * NR_6X4 + 3 * VL);
-        c10.intoArray(tile, 1 * NR_6X4 + 0 * VL);
-        c11.intoArray(tile, 1 * NR_6X4 + 1 * VL);
-        c12.intoArray(tile, 1 * NR_6X4 + 2 * VL);
-        c13.intoArray(tile, 1 * NR_6X4 + 3 * VL);
-        c20.intoArray(tile, 2 * NR_6X4 + 0 * VL);
-        c21.intoArray(tile, 2 * NR_6X4 + 1 * VL);
-        c22.intoArray(tile, 2 * NR_6X4 + 2 * VL);
-        c23.intoArray(tile, 2 * NR_6X4 + 3 * VL);
-        c30.intoArray(tile, 3 * NR_6X4 + 0 * VL);
-        c31.intoArray(tile, 3 * NR_6X4 + 1 * VL);
-        c32.intoArray(tile, 3 * NR_6X4 + 2 * VL);
-        c33.intoArray(tile, 3 * NR_6X4 + 3 * VL);
-        c40.intoArray(tile, 4 * NR_6X4 + 0 * VL);
-        c41.intoArray(tile, 4 * NR_6X4 + 1 * VL);
-        c42.intoArray(tile, 4 * NR_6X4 + 2 * VL);
-        c43.intoArray(tile, 4 * NR_6X4 + 3 * VL);
-        c50.intoArray(tile, 5 * NR_6X4 + 0 * VL);
-        c51.intoArray(tile, 5 * NR_6X4 + 1 * VL);
-        c52.intoArray(tile, 5 * NR_6X4 + 2 * VL);
-        c53.intoArray(tile, 5 * NR_6X4 + 3 * VL);
+        c00.intoArray(acc, accOff + 0 * NR_6X4 + 0 * VL);
+        c01.intoArray(acc, accOff + 0 * NR_6X4 + 1 * VL);
+        c02.intoArray(acc, accOff + 0 * NR_6X4 + 2 * VL);
+        c03.intoArray(acc, accOff + 0 * NR_6X4 + 3 * VL);
+        c10.intoArray(acc, accOff + 1 * NR_6X4 + 0 * VL);
+        c11.intoArray(acc, accOff + 1 * NR_6X4 + 1 * VL);
+        c12.intoArray(acc, accOff + 1 * NR_6X4 + 2 * VL);
+        c13.intoArray(acc, accOff + 1 * NR_6X4 + 3 * VL);
+        c20.intoArray(acc, accOff + 2 * NR_6X4 + 0 * VL);
+        c21.intoArray(acc, accOff + 2 * NR_6X4 + 1 * VL);
+        c22.intoArray(acc, accOff + 2 * NR_6X4 + 2 * VL);
+        c23.intoArray(acc, accOff + 2 * NR_6X4 + 3 * VL);
+        c30.intoArray(acc, accOff + 3 * NR_6X4 + 0 * VL);
+        c31.intoArray(acc, accOff + 3 * NR_6X4 + 1 * VL);
+        c32.intoArray(acc, accOff + 3 * NR_6X4 + 2 * VL);
+        c33.intoArray(acc, accOff + 3 * NR_6X4 + 3 * VL);
+        c40.intoArray(acc, accOff + 4 * NR_6X4 + 0 * VL);
+        c41.intoArray(acc, accOff + 4 * NR_6X4 + 1 * VL);
+        c42.intoArray(acc, accOff + 4 * NR_6X4 + 2 * VL);
+        c43.intoArray(acc, accOff + 4 * NR_6X4 + 3 * VL);
+        c50.intoArray(acc, accOff + 5 * NR_6X4 + 0 * VL);
+        c51.intoArray(acc, accOff + 5 * NR_6X4 + 1 * VL);
+        c52.intoArray(acc, accOff + 5 * NR_6X4 + 2 * VL);
+        c53.intoArray(acc, accOff + 5 * NR_6X4 + 3 * VL);
     }
 
     /** C[ci.., tileM x tileN, row stride ldc] = alpha * tile + beta * C (C is not read when beta == 0). */
@@ -858,7 +1059,17 @@ public final class JavaSgemm implements Sgemm {
      * loop below, and the gathers made it 1.04-1.05x faster than that loop. Partial tiles take the
      * scalar loop.
      */
-    private static void mergeTransposed(int mr, int nr, int tileN, float[] tile, float[] c, int ci, int ldc, float alpha, float beta) {
+    private static void mergeTransposed(int mr, int nr, int tileN, float[] tile, int tileOff, float[] c, int ci, int ldc, float alpha,
+                                        float beta) {
+        if (mr == MR_4X2 && tileN == NR_4X2) {
+            for (int j = 0; j < nr; j++) {
+                int row = ci + j * ldc;
+                FloatVector v = FloatVector.fromArray(FOUR, tile, tileOff + j, COLUMN_4X2, 0).mul(alpha);
+                if (beta != 0f) v = v.add(FloatVector.fromArray(FOUR, c, row).mul(beta));
+                v.intoArray(c, row);
+            }
+            return;
+        }
         if (mr == MR_8X2 && tileN == NR_8X2 || mr == MR_6X4 && tileN == NR_6X4) {
             // A full tile: column j (one float per B row) gathered into one 8-lane vector (6 lanes
             // for 6x4) and stored as C row j's consecutive floats. The same two roundings as below.
@@ -866,7 +1077,7 @@ public final class JavaSgemm implements Sgemm {
             VectorMask<Float> rows = mr == MR_8X2 ? EIGHT.maskAll(true) : SIX_OF_EIGHT;
             for (int j = 0; j < nr; j++) {
                 int row = ci + j * ldc;
-                FloatVector v = FloatVector.fromArray(EIGHT, tile, j, column, 0, rows).mul(alpha);
+                FloatVector v = FloatVector.fromArray(EIGHT, tile, tileOff + j, column, 0, rows).mul(alpha);
                 if (beta != 0f) v = v.add(FloatVector.fromArray(EIGHT, c, row, rows).mul(beta));
                 v.intoArray(c, row, rows);
             }
@@ -876,7 +1087,7 @@ public final class JavaSgemm implements Sgemm {
             int row = ci + j * ldc;
             for (int r = 0; r < mr; r++) {
                 float old = beta == 0f ? 0f : beta * c[row + r];
-                c[row + r] = alpha * tile[r * tileN + j] + old;
+                c[row + r] = alpha * tile[tileOff + r * tileN + j] + old;
             }
         }
     }

@@ -145,11 +145,37 @@ class JavaSgemmTest {
     }
 
     @Test
-    void autoKernelIs6x4OnlyOnIntelWith512BitVectors() {
+    void autoKernelIs6x4OnIntelWith512BitVectorsAnd4x2With256Bit() {
         assertThat(Kernel.forCpu("GenuineIntel", 16)).isEqualTo(Kernel.K6X4);
-        assertThat(Kernel.forCpu("GenuineIntel", 8)).as("AVX2: 16 registers, 6x4 would spill").isEqualTo(Kernel.K8X2);
+        assertThat(Kernel.forCpu("GenuineIntel", 8)).as("AVX2: 16 registers, 6x4 and 8x2 would spill").isEqualTo(Kernel.K4X2);
+        assertThat(Kernel.forCpu("AuthenticAMD", 8)).isEqualTo(Kernel.K4X2);
+        assertThat(Kernel.forCpu(null, 8)).isEqualTo(Kernel.K4X2);
         assertThat(Kernel.forCpu("AuthenticAMD", 16)).isEqualTo(Kernel.K8X2);
         assertThat(Kernel.forCpu(null, 16)).isEqualTo(Kernel.K8X2);
+    }
+
+    /** The transposed formulation's L1-sized k steps only split the FMA chain through memory: same bits as one pass. */
+    @ParameterizedTest(name = "{0} kernel, {1} threads")
+    @MethodSource("kernelsAndThreads")
+    void kStepsGiveTheSameBitsAsOnePass(Kernel kernel, int threads) {
+        int m = 2 * kernel.nr + 5, n = m + 5 * kernel.mr + 1, k = 2 * kernel.kc + 37; // n > m: transposed; 3 steps (6x4)
+        java.util.SplittableRandom rnd = new java.util.SplittableRandom(11);
+        float[] a = new float[m * k], b = new float[n * k];
+        for (int i = 0; i < a.length; i++) a[i] = (float) rnd.nextDouble(-1, 1);
+        for (int i = 0; i < b.length; i++) b[i] = (float) rnd.nextDouble(-1, 1);
+        float[] stepped = new float[m * n], onePass = new float[m * n];
+        java.util.Arrays.fill(stepped, 0.5f);
+        java.util.Arrays.fill(onePass, 0.5f);
+        try (CpuPool pool = CpuPool.create(threads)) {
+            new JavaSgemm(pool, kernel, true, true).sgemm(false, true, m, n, k, 1.25f, a, 0, k, b, 0, k, 0.75f, stepped, 0, n);
+            new JavaSgemm(pool, kernel, true, false).sgemm(false, true, m, n, k, 1.25f, a, 0, k, b, 0, k, 0.75f, onePass, 0, n);
+        }
+        float[] expected = new float[m * n];
+        java.util.Arrays.fill(expected, 0.5f);
+        new NaiveSgemm().sgemm(false, true, m, n, k, 1.25f, a, 0, k, b, 0, k, 0.75f, expected, 0, n);
+        assertThat(JavaSgemm.transposedPays(false, true, m, n, kernel.nr, threads)).isTrue();
+        assertThat(stepped).containsExactly(onePass);
+        for (int i = 0; i < expected.length; i++) assertThat(stepped[i]).as("C[%d]", i).isCloseTo(expected[i], org.assertj.core.data.Offset.offset(1e-3f));
     }
 
     @Test
@@ -163,6 +189,8 @@ class JavaSgemmTest {
         assertThat(Kernel.K8X2.nr).isEqualTo(2 * JavaSgemm.SPECIES.length());
         assertThat(Kernel.K6X4.mr).isEqualTo(6);
         assertThat(Kernel.K6X4.nr).isEqualTo(4 * JavaSgemm.SPECIES.length());
+        assertThat(Kernel.K4X2.mr).isEqualTo(4);
+        assertThat(Kernel.K4X2.nr).isEqualTo(2 * JavaSgemm.SPECIES.length());
     }
 
     @Test
