@@ -23,9 +23,10 @@ import java.util.SplittableRandom;
  *       6x4/auto 8x2/auto 6x4/packed
  * </pre>
  * A configuration is {@code KERNEL/FORM}: the register tile ({@code 8x2}, {@code 6x4} or {@code 4x2}) and the
- * formulation, {@code auto} (the transposed one where it pays, as in the models), {@code onepass}
- * (the same, each A^T sliver walked in one pass over k as before session 19 instead of L1-sized
- * steps) or {@code packed} (the usual formulation, all of B packed). Products are C = A . B^T with B stored [N,K] (the nn.Linear layout), cycling through
+ * formulation ({@link JavaSgemm.Formulation#parse}): {@code auto} (the transposed one where it pays,
+ * as in the models), {@code onepass} (the same, each A^T sliver walked in one pass over k as before
+ * session 19 instead of L1-sized steps), {@code always} (transposed for every product) or
+ * {@code packed} (the usual formulation, all of B packed). Products are C = A . B^T with B stored [N,K] (the nn.Linear layout), cycling through
  * {@code --weights} distinct B matrices (default 16: 105 MB at 1280 x 1280, read from memory as in
  * a model's forward pass). Each round runs {@code --reps} products per configuration.
  *
@@ -93,11 +94,11 @@ public final class SgemmCompare {
 
     private static JavaSgemm parse(String config, CpuPool pool) {
         String[] parts = config.split("/");
-        if (parts.length != 2 || !parts[1].equals("auto") && !parts[1].equals("onepass") && !parts[1].equals("packed")) {
-            throw new IllegalArgumentException("a configuration is KERNEL/auto, KERNEL/onepass or KERNEL/packed (KERNEL 8x2, 6x4 or 4x2), got "
+        if (parts.length != 2) {
+            throw new IllegalArgumentException("a configuration is KERNEL/FORM (KERNEL 8x2, 6x4 or 4x2; FORM auto, packed, onepass or always), got "
                     + config);
         }
-        return new JavaSgemm(pool, JavaSgemm.Kernel.parse(parts[0]), !parts[1].equals("packed"), !parts[1].equals("onepass"));
+        return new JavaSgemm(pool, JavaSgemm.Kernel.parse(parts[0]), JavaSgemm.Formulation.parse(parts[1]));
     }
 
     /** Prints the register-only FMA rate of each of {@code threads} threads running at once, three rounds. */

@@ -299,9 +299,42 @@ public final class JavaSgemm implements Sgemm {
     private final CpuPool pool;
     private final Kernel kernel;
     /** Whether {@link #sgemmTransposed} may be chosen (false: always the usual formulation; benchmarks). */
-    private final boolean transposedForm;
-    /** Whether {@link #transposedBlock} walks each sliver in L1-sized k steps (false: one pass; benchmarks). */
-    private final boolean l1Steps;
+    private final Formulation form;
+
+    /**
+     * How A . B^T products (B stored [n,k]) are formulated; benchmarks compare these in one process.
+     *
+     * @param transposed   the transposed formulation where it pays ({@link #transposedPays}); false: B always packed
+     * @param always       the transposed formulation for every such product with A stored [m,k], whatever the sizes
+     * @param l1Steps      the 6x4 tile walks each A^T sliver in L1-sized k steps (false: one pass over k)
+     */
+    public record Formulation(boolean transposed, boolean always, boolean l1Steps) {
+        /** What {@link #JavaSgemm(CpuPool)} uses. */
+        public static final Formulation DEFAULT = new Formulation(true, false, true);
+
+        /**
+         * {@code auto} (the default), {@code packed} (never transposed), {@code onepass} (no k steps)
+         * or {@code always} (transposed for every A . B^T).
+         */
+        public static Formulation parse(String name) {
+            return switch (name.trim()) {
+                case "auto" -> DEFAULT;
+                case "packed" -> new Formulation(false, false, true);
+                case "onepass" -> new Formulation(true, false, false);
+                case "always" -> new Formulation(true, true, true);
+                default -> throw new IllegalArgumentException("a formulation is auto, packed, onepass or always, got " + name);
+            };
+        }
+
+        /** How this differs from {@link #DEFAULT}, for {@link JavaSgemm#name()} (empty for the default). */
+        String describe() {
+            StringBuilder sb = new StringBuilder();
+            if (!transposed) sb.append(", B always packed");
+            if (transposed && always) sb.append(", transposed for every A.B^T");
+            if (transposed && !l1Steps) sb.append(", one pass over k");
+            return sb.toString();
+        }
+    }
 
     /**
      * The kernel chosen by {@value #KERNEL_PROPERTY} (default 8x2), the transposed formulation as
@@ -324,19 +357,14 @@ public final class JavaSgemm implements Sgemm {
      * compare both in one process. Results are the same up to rounding (sums in another order).
      */
     public JavaSgemm(CpuPool pool, Kernel kernel, boolean transposedForm) {
-        this(pool, kernel, transposedForm, true);
+        this(pool, kernel, transposedForm ? Formulation.DEFAULT : Formulation.parse("packed"));
     }
 
-    /**
-     * As {@link #JavaSgemm(CpuPool, Kernel, boolean)}; {@code l1Steps = false} makes the transposed
-     * formulation run each sliver of A^T in one pass over k, as before session 19, so that a
-     * benchmark can compare both in one process. Results are bit-identical either way.
-     */
-    public JavaSgemm(CpuPool pool, Kernel kernel, boolean transposedForm, boolean l1Steps) {
+    /** An explicit kernel and {@link Formulation} (benchmarks compare formulations in one process). */
+    public JavaSgemm(CpuPool pool, Kernel kernel, Formulation form) {
         this.pool = Objects.requireNonNull(pool, "pool");
         this.kernel = Objects.requireNonNull(kernel, "kernel");
-        this.transposedForm = transposedForm;
-        this.l1Steps = l1Steps;
+        this.form = Objects.requireNonNull(form, "form");
     }
 
     private static Kernel defaultKernel() {
@@ -352,7 +380,7 @@ public final class JavaSgemm implements Sgemm {
     @Override
     public String name() {
         return "java-vector(" + pool.threads() + " threads, " + SPECIES.vectorBitSize() + "-bit, " + kernel.label + " kernel"
-                + (transposedForm ? "" : ", B always packed") + (l1Steps ? "" : ", one pass over k") + ")";
+                + form.describe() + ")";
     }
 
     @Override
@@ -364,7 +392,7 @@ public final class JavaSgemm implements Sgemm {
 
         long flops = 2L * m * n * k;
         Kernel kn = kernel;
-        if (transposedForm && transposedPays(transA, transB, m, n, kn.nr, pool.threads())
+        if (form.transposed() && (form.always() ? !transA && transB : transposedPays(transA, transB, m, n))
                 && (long) k * roundUp(m, kn.nr) <= MAX_SHARED_B) { // the packed A^T is kept for the next call
             sgemmTransposed(kn, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
             return;
@@ -419,17 +447,16 @@ public final class JavaSgemm implements Sgemm {
 
     /**
      * Whether C = A . B^T with A stored [m,k] and B stored [n,k] (activations times an nn.Linear
-     * weight) runs as C^T = B . A^T: whenever B is the larger operand, so that the larger one is
+     * weight) runs as C^T = B . A^T: whenever B is at least as large as A, so that the larger one is
      * only copied row by row and the smaller one packed, as the usual formulation already does when
      * m > n. Even at m = 1 (A^T padded to a whole NR sliver of zeros) this beat packing B on the
-     * dev machine: 2.6x at m = 8 and 1.3x at m = 256 against n = k = 1280. When n = m the two
-     * formulations ran at the same speed on 2 threads of dev; the transposed one is taken there
-     * only when the usual one's column strips (n / nr slivers) are fewer than the threads, since
-     * it splits n in tiles of MR = 6-8 rows (the language-perceiver's 256 x 1280 x 256 has 8
-     * slivers of 32 columns: half of 16 threads would idle).
+     * dev machine: 2.6x at m = 8 and 1.3x at m = 256 against n = k = 1280. At n = m (the
+     * language-perceiver's 256 x 1280 x 256 q and k products) it was 1.13x / 1.35x faster on 1 / 2
+     * threads of gpu-host's Xeon (6x4) and as fast on 1 / 2 AVX2 threads of dev (4x2); until
+     * session 19 it was taken there only with more threads than column strips.
      */
-    static boolean transposedPays(boolean transA, boolean transB, int m, int n, int nr, int threads) {
-        return !transA && transB && (n > m || (n == m && ceilDiv(n, nr) < threads));
+    static boolean transposedPays(boolean transA, boolean transB, int m, int n) {
+        return !transA && transB && n >= m;
     }
 
     /**
@@ -449,9 +476,9 @@ public final class JavaSgemm implements Sgemm {
         // [K panels][m/NR slivers][kc][NR]: op(B') = A^T, i.e. A packed as a B "stored [n,k]".
         float[] ap = packShared(!inline, kn.nr, true, a, aOff, lda, k, kcStep, m);
         if (inline) {
-            transposedBlock(kn, l1Steps, 0, n, m, k, kcStep, alpha, b, bOff, ldb, ap, mPad, beta, c, cOff, ldc);
+            transposedBlock(kn, form, 0, n, m, k, kcStep, alpha, b, bOff, ldb, ap, mPad, beta, c, cOff, ldc);
         } else {
-            pool.parallelFor(ceilDiv(n, mr), 1, (u0, u1) -> transposedBlock(kn, l1Steps, u0 * mr, Math.min(n, u1 * mr), m, k,
+            pool.parallelFor(ceilDiv(n, mr), 1, (u0, u1) -> transposedBlock(kn, form, u0 * mr, Math.min(n, u1 * mr), m, k,
                     kcStep, alpha, b, bOff, ldb, ap, mPad, beta, c, cOff, ldc));
         }
     }
@@ -461,10 +488,10 @@ public final class JavaSgemm implements Sgemm {
      * {@code ap} ({@code mPad} columns). Per block of up to {@link #TRANSPOSED_MC} rows of B and K
      * panel: the block's rows are copied to the workspace at stride {@link #ROW_STRIDE} (zero rows
      * up to a whole MR tile), then every sliver of A^T meets every MR-row tile of the block, in
-     * L1-sized k steps for the 6x4 tile when {@code l1Steps} (the tiles' accumulators wait in the
+     * L1-sized k steps for the 6x4 tile when {@code form.l1Steps()} (the tiles' accumulators wait in the
      * workspace between steps), and each tile is merged into C once per K panel.
      */
-    private static void transposedBlock(Kernel kn, boolean l1Steps, int i0, int i1, int m, int k, int kcStep, float alpha,
+    private static void transposedBlock(Kernel kn, Formulation form, int i0, int i1, int m, int k, int kcStep, float alpha,
                                         float[] b, int bOff, int ldb, float[] ap, int mPad,
                                         float beta, float[] c, int cOff, int ldc) {
         Workspace ws = WORKSPACE.get();
@@ -489,7 +516,7 @@ public final class JavaSgemm implements Sgemm {
                 // 1280-row sliver, 320 KiB at NR = 64, came from L2). On gpu-host's Xeon this made
                 // the 6x4 product 1.10x faster on one thread, the same on two; narrower slivers
                 // (8x2, 4x2) ran as fast or faster in one pass (docs/benchmarks.md, session 19).
-                int innerStep = l1Steps && kn == Kernel.K6X4 ? balanced(kc, kn.kc) : kc;
+                int innerStep = form.l1Steps() && kn == Kernel.K6X4 ? balanced(kc, kn.kc) : kc;
                 for (int jr = 0; jr < m; jr += tileN) {
                     int nr = Math.min(tileN, m - jr);
                     int bBase = pc * mPad + jr * kc; // sliver jr / NR of K panel pc

@@ -96,27 +96,26 @@ class JavaSgemmTest {
             for (boolean transposed : new boolean[] {true, false}) {
                 Sgemm g = new JavaSgemm(pool, kernel, transposed);
                 for (int[] s : shapes) {
-                    assertThat(JavaSgemm.transposedPays(false, true, s[0], s[1], kernel.nr, threads)).as("shape %s", List.of(s[0], s[1], s[2])).isTrue();
+                    assertThat(JavaSgemm.transposedPays(false, true, s[0], s[1])).as("shape %s", List.of(s[0], s[1], s[2])).isTrue();
                     for (float beta : new float[] {0f, 1f, 0.5f}) {
                         SgemmChecks.compare(g, false, true, s[0], s[1], s[2], beta == 1f ? 1f : 1.5f, beta, rnd.nextInt(4), rnd);
                     }
                 }
             }
         }
-        assertThat(JavaSgemm.transposedPays(false, true, 256, 256, 32, 2)).as("square, enough column strips").isFalse();
-        assertThat(JavaSgemm.transposedPays(false, true, 256, 256, 32, 16)).as("square, 8 strips for 16 threads").isTrue();
-        assertThat(JavaSgemm.transposedPays(false, true, 300, 256, 32, 16)).as("A larger").isFalse();
-        assertThat(JavaSgemm.transposedPays(true, true, 8, 64, 32, 1)).as("A stored [k,m]").isFalse();
-        assertThat(JavaSgemm.transposedPays(false, false, 8, 64, 32, 1)).as("B stored [k,n]").isFalse();
+        assertThat(JavaSgemm.transposedPays(false, true, 256, 256)).as("square").isTrue();
+        assertThat(JavaSgemm.transposedPays(false, true, 300, 256)).as("A larger").isFalse();
+        assertThat(JavaSgemm.transposedPays(true, true, 8, 64)).as("A stored [k,m]").isFalse();
+        assertThat(JavaSgemm.transposedPays(false, false, 8, 64)).as("B stored [k,n]").isFalse();
     }
 
     @Test
-    void squareProductsRunTransposedWhenColumnStripsAreFewerThanThreads() {
-        // 64 x 64 x 200 with NR = 32 (512-bit) gives 2 column strips: 5 threads take the transposed form.
+    void squareProductsRunTransposed() {
+        // 64 x 64 x 200 (2 column strips with NR = 32) on 5 threads: uneven splits of the transposed form.
         int n = 2 * Kernel.K8X2.nr;
         SplittableRandom rnd = new SplittableRandom(23);
         try (CpuPool pool = CpuPool.create(5)) {
-            assertThat(JavaSgemm.transposedPays(false, true, n, n, Kernel.K8X2.nr, pool.threads())).isTrue();
+            assertThat(JavaSgemm.transposedPays(false, true, n, n)).isTrue();
             for (Kernel kernel : Kernel.values()) {
                 SgemmChecks.compare(new JavaSgemm(pool, kernel), false, true, n, n, 200, 1.5f, 0.5f, 1, rnd);
             }
@@ -154,6 +153,25 @@ class JavaSgemmTest {
         assertThat(Kernel.forCpu(null, 16)).isEqualTo(Kernel.K8X2);
     }
 
+    /** Formulation "always" runs A . B^T transposed whatever the sizes (n <= m here, where "auto" would not). */
+    @ParameterizedTest(name = "{0} kernel, {1} threads")
+    @MethodSource("kernelsAndThreads")
+    void alwaysTransposedMatchesNaive(Kernel kernel, int threads) {
+        int m = 3 * kernel.nr + 3, n = 2 * kernel.mr + 1, k = kernel.kc + 19;
+        java.util.SplittableRandom rnd = new java.util.SplittableRandom(5);
+        float[] a = new float[m * k], b = new float[n * k], got = new float[m * n], expected = new float[m * n];
+        for (int i = 0; i < a.length; i++) a[i] = (float) rnd.nextDouble(-1, 1);
+        for (int i = 0; i < b.length; i++) b[i] = (float) rnd.nextDouble(-1, 1);
+        java.util.Arrays.fill(got, -2f);
+        java.util.Arrays.fill(expected, -2f);
+        try (CpuPool pool = CpuPool.create(threads)) {
+            new JavaSgemm(pool, kernel, JavaSgemm.Formulation.parse("always")).sgemm(false, true, m, n, k, 0.5f, a, 0, k, b, 0, k, 1f, got, 0, n);
+        }
+        new NaiveSgemm().sgemm(false, true, m, n, k, 0.5f, a, 0, k, b, 0, k, 1f, expected, 0, n);
+        assertThat(JavaSgemm.transposedPays(false, true, m, n)).isFalse();
+        for (int i = 0; i < expected.length; i++) assertThat(got[i]).as("C[%d]", i).isCloseTo(expected[i], org.assertj.core.data.Offset.offset(1e-3f));
+    }
+
     /** The transposed formulation's L1-sized k steps only split the FMA chain through memory: same bits as one pass. */
     @ParameterizedTest(name = "{0} kernel, {1} threads")
     @MethodSource("kernelsAndThreads")
@@ -167,13 +185,14 @@ class JavaSgemmTest {
         java.util.Arrays.fill(stepped, 0.5f);
         java.util.Arrays.fill(onePass, 0.5f);
         try (CpuPool pool = CpuPool.create(threads)) {
-            new JavaSgemm(pool, kernel, true, true).sgemm(false, true, m, n, k, 1.25f, a, 0, k, b, 0, k, 0.75f, stepped, 0, n);
-            new JavaSgemm(pool, kernel, true, false).sgemm(false, true, m, n, k, 1.25f, a, 0, k, b, 0, k, 0.75f, onePass, 0, n);
+            new JavaSgemm(pool, kernel, JavaSgemm.Formulation.DEFAULT).sgemm(false, true, m, n, k, 1.25f, a, 0, k, b, 0, k, 0.75f, stepped, 0, n);
+            new JavaSgemm(pool, kernel, JavaSgemm.Formulation.parse("onepass"))
+                    .sgemm(false, true, m, n, k, 1.25f, a, 0, k, b, 0, k, 0.75f, onePass, 0, n);
         }
         float[] expected = new float[m * n];
         java.util.Arrays.fill(expected, 0.5f);
         new NaiveSgemm().sgemm(false, true, m, n, k, 1.25f, a, 0, k, b, 0, k, 0.75f, expected, 0, n);
-        assertThat(JavaSgemm.transposedPays(false, true, m, n, kernel.nr, threads)).isTrue();
+        assertThat(JavaSgemm.transposedPays(false, true, m, n)).isTrue();
         assertThat(stepped).containsExactly(onePass);
         for (int i = 0; i < expected.length; i++) assertThat(stepped[i]).as("C[%d]", i).isCloseTo(expected[i], org.assertj.core.data.Offset.offset(1e-3f));
     }
