@@ -36,10 +36,10 @@ import java.util.concurrent.TimeUnit;
  * configuration fails in setup and JMH moves on to the next.
  *
  * <p>{@code kernel} is the register tile of the pure-Java SGEMM ({@link JavaSgemm.Kernel}: {@code 8x2},
- * the default of {@code -Dperceiver4j.sgemm.kernel}, or {@code 6x4}), so one run compares both in the
+ * {@code 6x4} or {@code 4x2}; see {@code -Dperceiver4j.sgemm.kernel}), so one run compares them in the
  * same process. It means nothing to {@code impl=cblas}: that configuration runs for {@code kernel=8x2}
- * only and fails in setup (skipped) for the other, rather than measuring the same thing twice.
- * For example, both tiles at the nn.Linear shape:
+ * only and fails in setup (skipped) for the others, rather than measuring the same thing again.
+ * For example, every tile at the nn.Linear shape:
  * <pre>
  *   java -jar perceiver4j-bench/target/perceiver4j-bench.jar SgemmBench -wi 2 -i 3 \
  *       -p impl=java -p transB=true -p shape=256x1280x1280
@@ -68,7 +68,7 @@ public class SgemmBench {
     public String impl;
 
     /** Register tile of impl=java: 8x2 or 6x4. */
-    @Param({"8x2", "6x4"})
+    @Param({"8x2", "6x4", "4x2"})
     public String kernel;
 
     @Param({"1", "2"})
