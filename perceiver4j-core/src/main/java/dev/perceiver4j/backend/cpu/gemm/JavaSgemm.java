@@ -510,12 +510,13 @@ public final class JavaSgemm implements Sgemm {
                     if (r < mc) System.arraycopy(b, bOff + (ic + r) * ldb + pc, rows, r * ROW_STRIDE, kc);
                     else Arrays.fill(rows, r * ROW_STRIDE, r * ROW_STRIDE + kc, 0f);
                 }
-                // The 6x4 tile's sliver (kc x NR, the widest: 256-byte rows with 512-bit vectors) is walked in L1-sized steps of up to KC k-rows, each step meeting every
-                // MR-row tile of the block, whose accumulators go to `acc` between steps: the same
-                // FMAs in the same order as one pass over kc, but the step is read from L1 (a whole
-                // 1280-row sliver, 320 KiB at NR = 64, came from L2). On gpu-host's Xeon this made
-                // the 6x4 product 1.10x faster on one thread, the same on two; narrower slivers
-                // (8x2, 4x2) ran as fast or faster in one pass (docs/benchmarks.md, session 19).
+                // The 6x4 tile's sliver (kc x NR, the widest: 256-byte rows with 512-bit vectors) is
+                // walked in L1-sized steps of up to KC k-rows, each step meeting every MR-row tile of
+                // the block, whose accumulators go to `acc` between steps: the same FMAs in the same
+                // order as one pass over kc, but the step is read from L1 (a whole 1280-row sliver,
+                // 320 KiB at NR = 64, came from L2). On gpu-host's Xeon this made the 6x4 product
+                // 1.10x faster on one thread, the same on two; narrower slivers (8x2, 4x2) ran as
+                // fast or faster in one pass (docs/benchmarks.md, session 19).
                 int innerStep = form.l1Steps() && kn == Kernel.K6X4 ? balanced(kc, kn.kc) : kc;
                 for (int jr = 0; jr < m; jr += tileN) {
                     int nr = Math.min(tileN, m - jr);
