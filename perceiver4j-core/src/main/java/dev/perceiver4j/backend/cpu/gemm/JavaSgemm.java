@@ -311,6 +311,12 @@ public final class JavaSgemm implements Sgemm {
     public record Formulation(boolean transposed, boolean always, boolean l1Steps) {
         /** What {@link #JavaSgemm(CpuPool)} uses. */
         public static final Formulation DEFAULT = new Formulation(true, false, true);
+        /** Never transposed: B always packed. */
+        public static final Formulation PACKED = new Formulation(false, false, true);
+        /** The default without k steps (each A^T sliver in one pass over k, as before session 19). */
+        public static final Formulation ONE_PASS = new Formulation(true, false, false);
+        /** Transposed for every A . B^T with A stored [m,k], whatever the sizes. */
+        public static final Formulation ALWAYS = new Formulation(true, true, true);
 
         /**
          * {@code auto} (the default), {@code packed} (never transposed), {@code onepass} (no k steps)
@@ -319,9 +325,9 @@ public final class JavaSgemm implements Sgemm {
         public static Formulation parse(String name) {
             return switch (name.trim()) {
                 case "auto" -> DEFAULT;
-                case "packed" -> new Formulation(false, false, true);
-                case "onepass" -> new Formulation(true, false, false);
-                case "always" -> new Formulation(true, true, true);
+                case "packed" -> PACKED;
+                case "onepass" -> ONE_PASS;
+                case "always" -> ALWAYS;
                 default -> throw new IllegalArgumentException("a formulation is auto, packed, onepass or always, got " + name);
             };
         }
@@ -357,7 +363,7 @@ public final class JavaSgemm implements Sgemm {
      * compare both in one process. Results are the same up to rounding (sums in another order).
      */
     public JavaSgemm(CpuPool pool, Kernel kernel, boolean transposedForm) {
-        this(pool, kernel, transposedForm ? Formulation.DEFAULT : Formulation.parse("packed"));
+        this(pool, kernel, transposedForm ? Formulation.DEFAULT : Formulation.PACKED);
     }
 
     /** An explicit kernel and {@link Formulation} (benchmarks compare formulations in one process). */

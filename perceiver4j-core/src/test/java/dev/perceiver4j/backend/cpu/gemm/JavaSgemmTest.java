@@ -158,15 +158,11 @@ class JavaSgemmTest {
     @MethodSource("kernelsAndThreads")
     void alwaysTransposedMatchesNaive(Kernel kernel, int threads) {
         int m = 3 * kernel.nr + 3, n = 2 * kernel.mr + 1, k = kernel.kc + 19;
-        SplittableRandom rnd = new SplittableRandom(5);
-        float[] a = uniform(m * k, rnd), b = uniform(n * k, rnd), got = filled(m * n, -2f), expected = filled(m * n, -2f);
-        try (CpuPool pool = CpuPool.create(threads)) {
-            new JavaSgemm(pool, kernel, JavaSgemm.Formulation.parse("always"))
-                    .sgemm(false, true, m, n, k, 0.5f, a, 0, k, b, 0, k, 1f, got, 0, n);
-        }
-        new NaiveSgemm().sgemm(false, true, m, n, k, 0.5f, a, 0, k, b, 0, k, 1f, expected, 0, n);
         assertThat(JavaSgemm.transposedPays(false, true, m, n)).isFalse();
-        assertClose(got, expected);
+        try (CpuPool pool = CpuPool.create(threads)) {
+            SgemmChecks.compare(new JavaSgemm(pool, kernel, JavaSgemm.Formulation.ALWAYS), false, true, m, n, k, 0.5f, 1f, 0,
+                    new SplittableRandom(5));
+        }
     }
 
     /** The transposed formulation's L1-sized k steps only split the FMA chain through memory: same bits as one pass. */
@@ -174,37 +170,17 @@ class JavaSgemmTest {
     @MethodSource("kernelsAndThreads")
     void kStepsGiveTheSameBitsAsOnePass(Kernel kernel, int threads) {
         int m = 2 * kernel.nr + 5, n = m + 5 * kernel.mr + 1, k = 2 * kernel.kc + 37; // n > m: transposed; 3 steps (6x4)
-        SplittableRandom rnd = new SplittableRandom(11);
-        float[] a = uniform(m * k, rnd), b = uniform(n * k, rnd);
-        float[] stepped = filled(m * n, 0.5f), onePass = filled(m * n, 0.5f), expected = filled(m * n, 0.5f);
-        try (CpuPool pool = CpuPool.create(threads)) {
-            new JavaSgemm(pool, kernel, JavaSgemm.Formulation.DEFAULT)
-                    .sgemm(false, true, m, n, k, 1.25f, a, 0, k, b, 0, k, 0.75f, stepped, 0, n);
-            new JavaSgemm(pool, kernel, JavaSgemm.Formulation.parse("onepass"))
-                    .sgemm(false, true, m, n, k, 1.25f, a, 0, k, b, 0, k, 0.75f, onePass, 0, n);
-        }
-        new NaiveSgemm().sgemm(false, true, m, n, k, 1.25f, a, 0, k, b, 0, k, 0.75f, expected, 0, n);
         assertThat(JavaSgemm.transposedPays(false, true, m, n)).isTrue();
-        assertThat(stepped).containsExactly(onePass);
-        assertClose(stepped, expected);
-    }
-
-    private static float[] uniform(int size, SplittableRandom rnd) {
-        float[] x = new float[size];
-        for (int i = 0; i < size; i++) x[i] = (float) rnd.nextDouble(-1, 1);
-        return x;
-    }
-
-    private static float[] filled(int size, float value) {
-        float[] x = new float[size];
-        java.util.Arrays.fill(x, value);
-        return x;
-    }
-
-    private static void assertClose(float[] got, float[] expected) {
-        for (int i = 0; i < expected.length; i++) {
-            assertThat(got[i]).as("C[%d]", i).isCloseTo(expected[i], org.assertj.core.data.Offset.offset(1e-3f));
+        SplittableRandom rnd = new SplittableRandom(11);
+        float[] a = SgemmChecks.random(m * k, rnd), b = SgemmChecks.random(n * k, rnd), c0 = SgemmChecks.random(m * n, rnd);
+        float[] stepped = c0.clone(), onePass = c0.clone();
+        try (CpuPool pool = CpuPool.create(threads)) {
+            Sgemm steps = new JavaSgemm(pool, kernel, JavaSgemm.Formulation.DEFAULT);
+            steps.sgemm(false, true, m, n, k, 1.25f, a, 0, k, b, 0, k, 0.75f, stepped, 0, n);
+            new JavaSgemm(pool, kernel, JavaSgemm.Formulation.ONE_PASS).sgemm(false, true, m, n, k, 1.25f, a, 0, k, b, 0, k, 0.75f, onePass, 0, n);
+            SgemmChecks.compare(steps, false, true, m, n, k, 1.25f, 0.75f, 0, rnd); // and right, against the oracle
         }
+        assertThat(stepped).containsExactly(onePass);
     }
 
     @Test
