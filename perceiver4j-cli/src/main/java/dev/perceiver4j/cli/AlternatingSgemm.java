@@ -26,12 +26,13 @@ final class AlternatingSgemm implements Sgemm {
         JavaSgemm.Kernel kernel = base instanceof JavaSgemm j ? j.kernel() : JavaSgemm.Kernel.K8X2;
         return switch (name.trim().toLowerCase(Locale.ROOT)) {
             case "packed" -> new JavaSgemm(pool, kernel, false);
+            case "static" -> new JavaSgemm(pool, kernel, JavaSgemm.Formulation.STATIC);
             case "8x2" -> new JavaSgemm(pool, JavaSgemm.Kernel.K8X2);
             case "6x4" -> new JavaSgemm(pool, JavaSgemm.Kernel.K6X4);
             case "4x2" -> new JavaSgemm(pool, JavaSgemm.Kernel.K4X2);
             case "cblas" -> CblasSgemm.load(pool).orElseThrow(() -> new IllegalArgumentException(
                     "--compare-gemm cblas: no CBLAS found (set -D" + CblasSgemm.PROPERTY + "=/path/to/libopenblas.so)"));
-            default -> throw new IllegalArgumentException("--compare-gemm must be packed, 8x2, 6x4, 4x2 or cblas, got " + name);
+            default -> throw new IllegalArgumentException("--compare-gemm must be packed, static, 8x2, 6x4, 4x2 or cblas, got " + name);
         };
     }
 

@@ -85,18 +85,40 @@ public final class CpuPool implements AutoCloseable {
     public void parallelFor(int n, int grain, RangeBody body) {
         if (n <= 0) return;
         int chunks = Math.min(threads, Math.max(1, n / Math.max(1, grain)));
+        run(n, chunks, 0, body);
+    }
+
+    /**
+     * Runs {@code body} over {@code [0, n)} in pieces of {@code piece} indices (the last one may be
+     * shorter) that the threads claim one at a time, and waits for all. {@link #parallelFor} gives
+     * each thread one fixed share, so the loop lasts as long as its slowest thread; here a thread
+     * that runs slower (other load on its core, or a virtual CPU the host gives to someone else for
+     * a while) takes fewer pieces and the others take more. For loops whose pieces cost the same
+     * whoever runs them (no per-thread set-up that a fixed share would amortise).
+     */
+    public void parallelForClaimed(int n, int piece, RangeBody body) {
+        if (n <= 0) return;
+        if (piece < 1) throw new IllegalArgumentException("piece must be >= 1, got " + piece);
+        int pieces = (int) ((n + (long) piece - 1) / piece);
+        run(n, Math.min(threads, pieces), piece, body);
+    }
+
+    /** Runs a {@link Job} of {@code chunks} shares (claimed pieces of {@code piece} indices when that is > 0), inline when nested or single. */
+    private void run(int n, int chunks, int piece, RangeBody body) {
         if (chunks == 1 || Thread.currentThread() instanceof PoolThread || Thread.holdsLock(this)) { // nested: run inline
-            body.run(0, n);
+            if (piece == 0) body.run(0, n);
+            else for (int from = 0; from < n; from += piece) body.run(from, (int) Math.min(n, (long) from + piece));
             return;
         }
         Throwable failure = null;
         synchronized (this) { // one parallel loop at a time per pool; callers from several threads queue here
-            Job job = new Job(body, n, chunks);
+            Job job = new Job(body, n, chunks, piece);
             for (int c = 1; c < chunks; c++) workers[c - 1].submit(job);
             try {
                 job.runChunk(0);
             } catch (Throwable t) {
                 failure = t;
+                job.failure.compareAndSet(null, t); // the others stop claiming pieces
             }
             job.await();
             if (failure == null) failure = job.failure.get();
@@ -115,18 +137,29 @@ public final class CpuPool implements AutoCloseable {
         final RangeBody body;
         final int n;
         final int chunks;
+        /** Indices per claimed piece; 0: chunk c is the c-th of {@code chunks} equal shares. */
+        final int piece;
+        /** The next piece to claim (claimed jobs). */
+        final AtomicInteger next = new AtomicInteger();
         final AtomicInteger remaining;
         final AtomicReference<Throwable> failure = new AtomicReference<>();
         final Thread owner = Thread.currentThread();
 
-        Job(RangeBody body, int n, int chunks) {
+        Job(RangeBody body, int n, int chunks, int piece) {
             this.body = body;
             this.n = n;
             this.chunks = chunks;
+            this.piece = piece;
             this.remaining = new AtomicInteger(chunks - 1);
         }
 
         void runChunk(int c) {
+            if (piece > 0) {
+                for (int p = next.getAndIncrement(); (long) p * piece < n && failure.get() == null; p = next.getAndIncrement()) {
+                    body.run(p * piece, (int) Math.min(n, (long) (p + 1) * piece));
+                }
+                return;
+            }
             long from = (long) n * c / chunks;
             long to = (long) n * (c + 1) / chunks;
             body.run((int) from, (int) to);

@@ -97,7 +97,9 @@ import java.util.Objects;
  * #MAX_SHARED_B} floats; beyond, each thread packs all of it). This was 1.05-1.10x faster on 2
  * threads of dev at 2048 x 768 x 768 / 1280, and saves more with more threads, each of which
  * would otherwise pack the whole of B for a smaller strip. The transposed formulation shares its
- * packed A^T the same way. Products under ~2 MFLOP run on the caller only.
+ * packed A^T the same way. Where an operand is shared like this, the strips are pieces that the
+ * threads claim one at a time ({@link #forStrips}, unless the {@link Formulation} says otherwise),
+ * so that a thread that runs slower takes fewer. Products under ~2 MFLOP run on the caller only.
  */
 public final class JavaSgemm implements Sgemm {
 
@@ -257,6 +259,9 @@ public final class JavaSgemm implements Sgemm {
      */
     static final int ROW_STRIDE = TRANSPOSED_KC + 16;
 
+    /** Claimed pieces per thread that {@link #forStrips} aims at (more: a shorter tail when threads run unevenly). */
+    private static final int PIECES_PER_THREAD = 8;
+
     /** Below this many flops (2mnk) the product runs on the calling thread alone. */
     private static final long PARALLEL_MIN_FLOPS = 1L << 21;
 
@@ -307,20 +312,25 @@ public final class JavaSgemm implements Sgemm {
      * @param transposed   the transposed formulation where it pays ({@link #transposedPays}); false: B always packed
      * @param always       the transposed formulation for every such product with A stored [m,k], whatever the sizes
      * @param l1Steps      the 6x4 tile walks each A^T sliver in L1-sized k steps (false: one pass over k)
+     * @param claimed      threads claim pieces of the output one at a time where the pieces cost the same
+     *                     whoever runs them (the transposed formulation, row strips over a shared B; see
+     *                     {@link CpuPool#parallelForClaimed}); false: one fixed strip per thread
      */
-    public record Formulation(boolean transposed, boolean always, boolean l1Steps) {
+    public record Formulation(boolean transposed, boolean always, boolean l1Steps, boolean claimed) {
         /** What {@link #JavaSgemm(CpuPool)} uses. */
-        public static final Formulation DEFAULT = new Formulation(true, false, true);
+        public static final Formulation DEFAULT = new Formulation(true, false, true, true);
         /** Never transposed: B always packed. */
-        public static final Formulation PACKED = new Formulation(false, false, true);
+        public static final Formulation PACKED = new Formulation(false, false, true, true);
         /** The default without k steps (each A^T sliver in one pass over k, as before session 19). */
-        public static final Formulation ONE_PASS = new Formulation(true, false, false);
+        public static final Formulation ONE_PASS = new Formulation(true, false, false, true);
         /** Transposed for every A . B^T with A stored [m,k], whatever the sizes. */
-        public static final Formulation ALWAYS = new Formulation(true, true, true);
+        public static final Formulation ALWAYS = new Formulation(true, true, true, true);
+        /** The default with one fixed strip per thread (as before session 20). */
+        public static final Formulation STATIC = new Formulation(true, false, true, false);
 
         /**
-         * {@code auto} (the default), {@code packed} (never transposed), {@code onepass} (no k steps)
-         * or {@code always} (transposed for every A . B^T).
+         * {@code auto} (the default), {@code packed} (never transposed), {@code onepass} (no k steps),
+         * {@code always} (transposed for every A . B^T) or {@code static} (fixed strips per thread).
          */
         public static Formulation parse(String name) {
             return switch (name.trim()) {
@@ -328,7 +338,8 @@ public final class JavaSgemm implements Sgemm {
                 case "packed" -> PACKED;
                 case "onepass" -> ONE_PASS;
                 case "always" -> ALWAYS;
-                default -> throw new IllegalArgumentException("a formulation is auto, packed, onepass or always, got " + name);
+                case "static" -> STATIC;
+                default -> throw new IllegalArgumentException("a formulation is auto, packed, onepass, always or static, got " + name);
             };
         }
 
@@ -338,6 +349,7 @@ public final class JavaSgemm implements Sgemm {
             if (!transposed) sb.append(", B always packed");
             if (transposed && always) sb.append(", transposed for every A.B^T");
             if (transposed && !l1Steps) sb.append(", one pass over k");
+            if (!claimed) sb.append(", fixed strips per thread");
             return sb.toString();
         }
     }
@@ -415,7 +427,7 @@ public final class JavaSgemm implements Sgemm {
             // thread packing some of its slivers, and shared: each strip needs all of it.
             int mr = kn.mr, nPad = roundUp(n, kn.nr), kcStep = balanced(k, kn.kc);
             float[] bp = packShared(true, kn.nr, transB, b, bOff, ldb, k, kcStep, n);
-            pool.parallelFor(ceilDiv(m, mr), 1, (u0, u1) -> multiplyPacked(kn, transA, u0 * mr, Math.min(m, u1 * mr),
+            forStrips(ceilDiv(m, mr), kn.mc / mr, (u0, u1) -> multiplyPacked(kn, transA, u0 * mr, Math.min(m, u1 * mr),
                     n, k, kcStep, alpha, a, aOff, lda, bp, nPad, beta, c, cOff, ldc));
         } else {
             // Row strips, B too large to share: each thread packs all of B, strip by strip.
@@ -443,7 +455,7 @@ public final class JavaSgemm implements Sgemm {
         int nPad = roundUp(n, nr);
         float[] bp = WORKSPACE.get().packShared(k * nPad);
         if (parallel) {
-            pool.parallelFor(nPad / nr, 1, (s0, s1) -> packB(nr, transB, b, bOff, ldb, k, kcStep,
+            forStrips(nPad / nr, nPad / nr, (s0, s1) -> packB(nr, transB, b, bOff, ldb, k, kcStep,
                     s0 * nr, Math.min(n, s1 * nr) - s0 * nr, bp, nPad, s0 * nr));
         } else {
             packB(nr, transB, b, bOff, ldb, k, kcStep, 0, n, bp, nPad, 0);
@@ -484,8 +496,26 @@ public final class JavaSgemm implements Sgemm {
         if (inline) {
             transposedBlock(kn, form, 0, n, m, k, kcStep, alpha, b, bOff, ldb, ap, mPad, beta, c, cOff, ldc);
         } else {
-            pool.parallelFor(ceilDiv(n, mr), 1, (u0, u1) -> transposedBlock(kn, form, u0 * mr, Math.min(n, u1 * mr), m, k,
+            forStrips(ceilDiv(n, mr), TRANSPOSED_MC / mr, (u0, u1) -> transposedBlock(kn, form, u0 * mr, Math.min(n, u1 * mr), m, k,
                     kcStep, alpha, b, bOff, ldb, ap, mPad, beta, c, cOff, ldc));
+        }
+    }
+
+    /**
+     * Runs {@code body} over {@code [0, units)} (units of MR tiles or NR slivers) on the pool: as
+     * pieces the threads claim when the formulation says so, about {@value #PIECES_PER_THREAD} per
+     * thread and at most {@code maxUnits} each; else one fixed strip per thread. Claimed pieces
+     * cost nothing extra here (their operand is shared and packed, every block packs its own part
+     * anyway), and they keep a thread that runs slower from holding up the product: on gpu-host's
+     * virtual CPUs the same two-thread product took 121 to 204 GFLOP/s from one run to the next
+     * with fixed strips (docs/benchmarks.md, session 20).
+     */
+    private void forStrips(int units, int maxUnits, CpuPool.RangeBody body) {
+        if (form.claimed()) {
+            int piece = Math.max(1, Math.min(maxUnits, ceilDiv(units, pool.threads() * PIECES_PER_THREAD)));
+            pool.parallelForClaimed(units, piece, body);
+        } else {
+            pool.parallelFor(units, 1, body);
         }
     }
 

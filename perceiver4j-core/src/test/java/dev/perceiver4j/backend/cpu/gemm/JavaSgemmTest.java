@@ -5,6 +5,7 @@ import dev.perceiver4j.backend.cpu.gemm.JavaSgemm.Kernel;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.MethodSource;
 
 import java.util.ArrayList;
@@ -181,6 +182,33 @@ class JavaSgemmTest {
             SgemmChecks.compare(steps, false, true, m, n, k, 1.25f, 0.75f, 0, rnd); // and right, against the oracle
         }
         assertThat(stepped).containsExactly(onePass);
+    }
+
+    /**
+     * Claimed pieces only change which thread computes a tile, never how: the same bits as fixed
+     * strips, for the transposed formulation (n > m) and for row strips over a shared B (m > n),
+     * with many more pieces than threads.
+     */
+    @ParameterizedTest(name = "{0} kernel")
+    @EnumSource(Kernel.class)
+    void claimedPiecesGiveTheSameBitsAsFixedStrips(Kernel kernel) {
+        int[][] shapes = {
+                {kernel.nr + 3, 40 * kernel.mr + 1, kernel.kc + 19},   // transposed: 41 MR tiles of B's rows
+                {40 * kernel.mr + 5, kernel.nr + 3, kernel.kc + 7}};   // row strips, B packed once and shared
+        SplittableRandom rnd = new SplittableRandom(17);
+        try (CpuPool pool = CpuPool.create(3)) {
+            Sgemm claimed = new JavaSgemm(pool, kernel, JavaSgemm.Formulation.DEFAULT);
+            Sgemm fixed = new JavaSgemm(pool, kernel, JavaSgemm.Formulation.STATIC);
+            for (int[] s : shapes) {
+                int m = s[0], n = s[1], k = s[2];
+                float[] a = SgemmChecks.random(m * k, rnd), b = SgemmChecks.random(n * k, rnd), c0 = SgemmChecks.random(m * n, rnd);
+                float[] viaClaimed = c0.clone(), viaFixed = c0.clone();
+                claimed.sgemm(false, true, m, n, k, 0.5f, a, 0, k, b, 0, k, 1f, viaClaimed, 0, n);
+                fixed.sgemm(false, true, m, n, k, 0.5f, a, 0, k, b, 0, k, 1f, viaFixed, 0, n);
+                assertThat(viaClaimed).as("%dx%dx%d", m, n, k).containsExactly(viaFixed);
+                SgemmChecks.compare(claimed, false, true, m, n, k, 0.5f, 1f, 0, rnd);
+            }
+        }
     }
 
     @Test
