@@ -3,6 +3,8 @@ package dev.perceiver4j.bench;
 import dev.perceiver4j.backend.AttentionShape;
 import dev.perceiver4j.backend.cpu.CpuPool;
 import dev.perceiver4j.backend.cpu.fast.FastAttention;
+import dev.perceiver4j.backend.cpu.fast.MaterializedAttention;
+import dev.perceiver4j.backend.cpu.gemm.JavaSgemm;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
@@ -47,6 +49,7 @@ public class AttentionBench {
 
     private AttentionShape s;
     private CpuPool pool;
+    private JavaSgemm gemm, scoresGemm;
     private float[] q, k, v, out, lse, dOut, dq, dk, dv;
 
     static AttentionShape shapeOf(String name) {
@@ -67,6 +70,8 @@ public class AttentionBench {
     public void setUp() {
         s = shapeOf(shape);
         pool = CpuPool.create(threads);
+        gemm = new JavaSgemm(pool);
+        scoresGemm = new JavaSgemm(pool, gemm.kernel(), JavaSgemm.Formulation.PACKED);
         Random rnd = new Random(1);
         q = random(rnd, s.qSize());
         k = random(rnd, s.kSize());
@@ -87,6 +92,18 @@ public class AttentionBench {
     @Benchmark
     public float fastForward() {
         FastAttention.forward(pool, s, q, 0, k, 0, v, 0, null, out, 0, lse, 0);
+        return out[0];
+    }
+
+    /**
+     * The forward the CPU backend takes without masks or dropout ({@link MaterializedAttention}:
+     * scores written out, products through the pure-Java SGEMM). The causal "ar" shape is not one
+     * of those: it fails there.
+     */
+    @Benchmark
+    public float materializedForward() {
+        if (!MaterializedAttention.applies(s, null)) throw new IllegalStateException("materialized attention does not take " + shape);
+        MaterializedAttention.forward(pool, gemm, scoresGemm, s, q, 0, k, 0, v, 0, out, 0, lse, 0);
         return out[0];
     }
 

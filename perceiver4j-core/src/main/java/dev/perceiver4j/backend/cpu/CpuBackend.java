@@ -6,6 +6,8 @@ import dev.perceiver4j.backend.MatmulShape;
 import dev.perceiver4j.backend.Backend;
 import dev.perceiver4j.backend.cpu.fast.FastAttention;
 import dev.perceiver4j.backend.cpu.fast.FastOps;
+import dev.perceiver4j.backend.cpu.fast.MaterializedAttention;
+import dev.perceiver4j.backend.cpu.gemm.JavaSgemm;
 import dev.perceiver4j.backend.cpu.gemm.Sgemm;
 import dev.perceiver4j.backend.cpu.gemm.Sgemms;
 import dev.perceiver4j.tensor.DType;
@@ -22,6 +24,13 @@ import java.util.Arrays;
  */
 public final class CpuBackend extends CpuStorageBackend {
     private final Sgemm gemm;
+    /**
+     * The products of {@link MaterializedAttention}: the pure-Java SGEMM, which its tasks call from
+     * several threads at once (this backend's own when it is one; made on first use otherwise).
+     */
+    private JavaSgemm attentionGemm;
+    /** The same kernel without the transposed formulation, for the scores (k = Dqk is short: see MaterializedAttention). */
+    private JavaSgemm scoresGemm;
 
     public CpuBackend(CpuPool pool, Sgemm gemm) {
         this(pool, gemm, DType.F32);
@@ -44,6 +53,7 @@ public final class CpuBackend extends CpuStorageBackend {
     public CpuBackend(CpuPool pool, Sgemm gemm, DType matmulOperands, long f32Rows) {
         super(pool, matmulOperands, f32Rows);
         this.gemm = gemm;
+        this.attentionGemm = gemm instanceof JavaSgemm j ? j : null;
     }
 
     /** The shared pool and the automatically chosen SGEMM. */
@@ -240,8 +250,16 @@ public final class CpuBackend extends CpuStorageBackend {
         k = widened(k);
         v = widened(v);
         Tensor o = f32Target(out);
-        FastAttention.forward(pool, s, q.floats(), q.offset(), k.floats(), k.offset(), v.floats(), v.offset(),
-                padMask(keyPad, s), o.floats(), o.offset(), lse.floats(), lse.offset());
+        boolean[] pad = padMask(keyPad, s);
+        if (MaterializedAttention.applies(s, pad)) {
+            if (attentionGemm == null) attentionGemm = new JavaSgemm(pool);
+            if (scoresGemm == null) scoresGemm = new JavaSgemm(pool, attentionGemm.kernel(), JavaSgemm.Formulation.PACKED);
+            MaterializedAttention.forward(pool, attentionGemm, scoresGemm, s, q.floats(), q.offset(), k.floats(), k.offset(), v.floats(),
+                    v.offset(), o.floats(), o.offset(), lse.floats(), lse.offset());
+        } else {
+            FastAttention.forward(pool, s, q.floats(), q.offset(), k.floats(), k.offset(), v.floats(), v.offset(),
+                    pad, o.floats(), o.offset(), lse.floats(), lse.offset());
+        }
         roundInto(o, out);
     }
 

@@ -819,7 +819,7 @@ public final class FastAttention {
 
     // ------------------------------------------------------------------------------------------
 
-    private static void requireRange(String name, float[] a, int off, int size) {
+    static void requireRange(String name, float[] a, int off, int size) {
         if (a == null) throw new IllegalArgumentException(name + " is null");
         if (off < 0) throw new IllegalArgumentException(name + ": negative offset " + off);
         long required = (long) off + size;

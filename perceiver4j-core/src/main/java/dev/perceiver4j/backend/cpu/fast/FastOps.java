@@ -575,6 +575,20 @@ public final class FastOps {
         return max;
     }
 
+    /**
+     * Softmax of x[base, base + n) in place (the same arithmetic as {@link #softmax}'s rows);
+     * returns the row's log-sum-exp, max + log Σ_j exp(x_j − max).
+     */
+    static float softmaxRowInPlace(float[] x, int base, int n) {
+        float max = rowMax(x, base, n);
+        float sum = sumExp(x, base, n, max, x, base);
+        float inv = 1f / sum;
+        int j = 0;
+        for (int bound = S.loopBound(n); j < bound; j += L) FloatVector.fromArray(S, x, base + j).mul(inv).intoArray(x, base + j);
+        for (; j < n; j++) x[base + j] *= inv;
+        return max + (float) Math.log(sum);
+    }
+
     /** Σ_j exp(x[base + j] − shift) over n values; writes the exponentials to out[oBase + j] when out != null. */
     private static float sumExp(float[] x, int base, int n, float shift, float[] out, int oBase) {
         int j = S.loopBound(n);

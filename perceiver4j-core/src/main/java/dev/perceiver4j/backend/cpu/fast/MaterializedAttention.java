@@ -1,0 +1,101 @@
+package dev.perceiver4j.backend.cpu.fast;
+
+import dev.perceiver4j.backend.AttentionShape;
+import dev.perceiver4j.backend.cpu.CpuPool;
+import dev.perceiver4j.backend.cpu.gemm.JavaSgemm;
+
+/**
+ * Attention forward with each block's scores written out, for attention without masks or dropout
+ * (the Perceiver IO latent self-attention, and cross-attention whose keys are all real): per task
+ * (b, h, block of query rows)
+ * <pre>
+ *   S   = scale Q_blk K_h^T       [rows, Nk]   SGEMM (transB), into this thread's scratch
+ *   S   = softmax(S) by rows                   lse_i = max_i + log Σ_j exp(S_ij − max_i)
+ *   out = S V_h                   [rows, Dv]   SGEMM, straight into out [B, Nq, H*Dv]
+ * </pre>
+ * The two products are most of the arithmetic and the SGEMM's register tiles do them far faster
+ * than the fused kernel's tiles ({@link FastAttention}, which keeps the score tile to BLOCK_K keys
+ * and rescales its accumulator per tile): on gpu-host's Xeon the fused forward of the
+ * language-perceiver's latent attention ran at about 26 GFLOP/s per thread (docs/benchmarks.md,
+ * session 20). The scores cost {@code rows x Nk} floats per thread (at most {@value #MAX_SCORES}).
+ * The output and lse are those of {@link FastAttention#forward} up to rounding, so its backward
+ * (which recomputes P from lse) serves both.
+ */
+public final class MaterializedAttention {
+
+    /** Most floats of one task's score block (4 MiB), a buffer each thread keeps. */
+    static final int MAX_SCORES = 1 << 20;
+    /** Score floats per task aimed at (512 KiB: the block stays in L2 between softmax and P V) when rows are split anyway. */
+    static final int L2_SCORES = 1 << 17;
+    /** Fewest query rows per task (fewer: the products' tiles run mostly empty). */
+    static final int MIN_ROWS = 32;
+    /** Tasks per thread aimed at when a head's rows are split (a shorter tail when threads run unevenly). */
+    private static final int TASKS_PER_THREAD = 4;
+
+    private static final ThreadLocal<float[]> SCORES = ThreadLocal.withInitial(() -> new float[0]);
+
+    private MaterializedAttention() {}
+
+    /** Whether {@link #forward} takes this call: no causal mask, no dropout, no padded key, and MIN_ROWS rows of scores fit the scratch. */
+    public static boolean applies(AttentionShape s, boolean[] keyPad) {
+        return !s.causal() && s.dropout() == 0f && keyPad == null && (long) s.nk() * MIN_ROWS <= MAX_SCORES;
+    }
+
+    /**
+     * Writes out [B, Nq, H*Dv] (from outOff) and lse [B, H, Nq] (from lseOff), as {@link
+     * FastAttention#forward} does for the calls that {@link #applies} to; the products run on
+     * {@code gemm}, one task per thread at a time (a nested call: each runs on its thread alone).
+     */
+    public static void forward(CpuPool pool, JavaSgemm gemm, JavaSgemm scoresGemm, AttentionShape s,
+                               float[] q, int qOff, float[] k, int kOff, float[] v, int vOff,
+                               float[] out, int outOff, float[] lse, int lseOff) {
+        if (!applies(s, null)) throw new IllegalArgumentException("materialized attention takes no mask or dropout, and Nk <= "
+                + MAX_SCORES / MIN_ROWS + ": " + s);
+        FastAttention.requireRange("q", q, qOff, s.qSize());
+        FastAttention.requireRange("k", k, kOff, s.kSize());
+        FastAttention.requireRange("v", v, vOff, s.vSize());
+        FastAttention.requireRange("out", out, outOff, s.outSize());
+        FastAttention.requireRange("lse", lse, lseOff, s.lseSize());
+        int heads = s.batch() * s.heads(), nq = s.nq(), nk = s.nk();
+        int rows = blockRows(heads, nq, nk, pool.threads());
+        int blocks = (nq + rows - 1) / rows;
+        int qkStride = s.heads() * s.dqk(), vStride = s.heads() * s.dv();
+        pool.parallelForClaimed(heads * blocks, 1, (from, to) -> {
+            float[] scores = scores(rows * nk);
+            for (int t = from; t < to; t++) {
+                int bh = t / blocks, b = bh / s.heads(), h = bh % s.heads();
+                int i0 = t % blocks * rows, n = Math.min(rows, nq - i0);
+                // S [n, nk] = scale Q[b, i0:i0+n, h] . K[b, :, h]^T
+                scoresGemm.sgemm(false, true, n, nk, s.dqk(), s.scale(),
+                        q, qOff + (b * nq + i0) * qkStride + h * s.dqk(), qkStride,
+                        k, kOff + b * nk * qkStride + h * s.dqk(), qkStride, 0f, scores, 0, nk);
+                int lseAt = lseOff + bh * nq + i0;
+                for (int r = 0; r < n; r++) lse[lseAt + r] = FastOps.softmaxRowInPlace(scores, r * nk, nk);
+                // out[b, i0:i0+n, h] = P . V[b, :, h]
+                gemm.sgemm(false, false, n, s.dv(), nk, 1f, scores, 0, nk,
+                        v, vOff + b * nk * vStride + h * s.dv(), vStride,
+                        0f, out, outOff + (b * nq + i0) * vStride + h * s.dv(), vStride);
+            }
+        });
+    }
+
+    /**
+     * Query rows per task: a whole head when there are enough heads for {@value #TASKS_PER_THREAD}
+     * tasks per thread, else heads split into blocks of at least {@value #MIN_ROWS} rows (and at most
+     * what the scratch holds).
+     */
+    public static int blockRows(int heads, int nq, int nk, int threads) {
+        int perHead = Math.max(1, (threads * TASKS_PER_THREAD + heads - 1) / heads);
+        int rows = Math.min((nq + perHead - 1) / perHead, L2_SCORES / nk);
+        return Math.min(Math.min(Math.max(MIN_ROWS, rows), nq), MAX_SCORES / nk);
+    }
+
+    private static float[] scores(int size) {
+        float[] a = SCORES.get();
+        if (a.length < size) {
+            a = new float[size];
+            SCORES.set(a);
+        }
+        return a;
+    }
+}

@@ -1,0 +1,118 @@
+package dev.perceiver4j.backend.cpu;
+
+import dev.perceiver4j.backend.AttentionShape;
+import dev.perceiver4j.backend.cpu.fast.FastAttention;
+import dev.perceiver4j.backend.cpu.fast.MaterializedAttention;
+import dev.perceiver4j.backend.cpu.gemm.JavaSgemm;
+import dev.perceiver4j.backend.cpu.ref.RefAttention;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.util.List;
+import java.util.Random;
+
+import static dev.perceiver4j.backend.cpu.AttentionTestSupport.maxAbs;
+import static dev.perceiver4j.backend.cpu.AttentionTestSupport.maxAbsDiff;
+import static dev.perceiver4j.backend.cpu.AttentionTestSupport.random;
+import static dev.perceiver4j.backend.cpu.AttentionTestSupport.roundToFloat;
+import static dev.perceiver4j.backend.cpu.AttentionTestSupport.toFloat;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/**
+ * The forward with written-out scores against the double reference, with FastAttentionTest's
+ * tolerances (the same float error budget: each score a float dot product, each output a sum over
+ * the keys of probabilities that add up to 1), and the fused backward fed its out and lse.
+ */
+class MaterializedAttentionTest {
+
+    record Case(AttentionShape shape, int threads, int offset) {
+        @Override
+        public String toString() {
+            AttentionShape s = shape;
+            return "B" + s.batch() + " H" + s.heads() + " Nq" + s.nq() + " Nk" + s.nk() + " Dqk" + s.dqk() + " Dv" + s.dv()
+                    + " t" + threads + " off" + offset;
+        }
+    }
+
+    static List<Case> cases() {
+        return List.of(
+                new Case(AttentionShape.of(1, 1, 1, 1, 1, 1), 1, 0),
+                new Case(AttentionShape.of(2, 3, 5, 7, 3, 5), 2, 5),
+                new Case(AttentionShape.of(1, 2, 17, 33, 16, 24), 3, 10),
+                new Case(AttentionShape.of(3, 2, 70, 131, 19, 21), 2, 15),   // odd head dims, tails everywhere
+                new Case(AttentionShape.of(1, 1, 100, 50, 8, 8), 3, 1),      // one head split into blocks of rows
+                new Case(AttentionShape.of(2, 2, 37, 70, 32, 160), 3, 0),    // the language-perceiver head sizes
+                new Case(AttentionShape.of(1, 8, 64, 256, 32, 160), 2, 3));  // latent-like, whole heads per task
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("cases")
+    void matchesReferenceAndFeedsTheFusedBackward(Case c) {
+        AttentionShape s = c.shape();
+        assertThat(MaterializedAttention.applies(s, null)).isTrue();
+        Random rnd = new Random(c.toString().hashCode());
+        double[] q = roundToFloat(random(rnd, s.qSize(), 2.0)), k = roundToFloat(random(rnd, s.kSize(), 2.0));
+        double[] v = roundToFloat(random(rnd, s.vSize(), 1.0)), g = roundToFloat(random(rnd, s.outSize(), 1.0));
+        double[] refOut = new double[s.outSize()], refLse = new double[s.lseSize()];
+        RefAttention.forward(s, q, k, v, null, refOut, refLse);
+        double[] rdq = new double[s.qSize()], rdk = new double[s.kSize()], rdv = new double[s.vSize()];
+        RefAttention.backward(s, q, k, v, null, refOut, refLse, g, rdq, rdk, rdv);
+
+        int o = c.offset();
+        float[] fq = toFloat(q, o, 3), fk = toFloat(k, o + 1, 2), fv = toFloat(v, o + 2, 1), fg = toFloat(g, o, 0);
+        float[] out = new float[o + s.outSize() + 4], lse = new float[o + s.lseSize() + 1];
+        out[out.length - 1] = 7f;
+        try (CpuPool pool = CpuPool.create(c.threads())) {
+            JavaSgemm gemm = new JavaSgemm(pool);
+            MaterializedAttention.forward(pool, gemm, new JavaSgemm(pool, gemm.kernel(), JavaSgemm.Formulation.PACKED), s,
+                    fq, o, fk, o + 1, fv, o + 2, out, o, lse, o);
+            assertClose("out", out, o, refOut, FastAttentionTest.FWD_TOL);
+            assertClose("lse", lse, o, refLse, FastAttentionTest.FWD_TOL);
+            assertThat(out[out.length - 1]).as("past out's end untouched").isEqualTo(7f);
+
+            float[] dq = new float[o + s.qSize()], dk = new float[o + s.kSize()], dv = new float[o + s.vSize()];
+            FastAttention.backward(pool, s, fq, o, fk, o + 1, fv, o + 2, null, out, o, lse, o, fg, o, dq, o, dk, o, dv, o);
+            assertClose("dq", dq, o, rdq, FastAttentionTest.BWD_TOL);
+            assertClose("dk", dk, o, rdk, FastAttentionTest.BWD_TOL);
+            assertClose("dv", dv, o, rdv, FastAttentionTest.BWD_TOL);
+        }
+    }
+
+    @Test
+    void takesOnlyUnmaskedAttentionWithoutDropout() {
+        AttentionShape plain = AttentionShape.of(1, 2, 8, 8, 4, 4);
+        assertThat(MaterializedAttention.applies(plain, null)).isTrue();
+        assertThat(MaterializedAttention.applies(plain, new boolean[8])).isFalse();
+        assertThat(MaterializedAttention.applies(new AttentionShape(1, 2, 8, 8, 4, 4, 0.5f, true, 0f, 0, 0), null)).isFalse();
+        assertThat(MaterializedAttention.applies(new AttentionShape(1, 2, 8, 8, 4, 4, 0.5f, false, 0.1f, 0, 0), null)).isFalse();
+        assertThat(MaterializedAttention.applies(AttentionShape.of(1, 1, 8, 1 << 16, 4, 4), null)).isFalse(); // 32 rows would not fit
+        AttentionShape causal = new AttentionShape(1, 1, 4, 4, 2, 2, 0.5f, true, 0f, 0, 0);
+        try (CpuPool pool = CpuPool.create(1)) {
+            JavaSgemm gemm = new JavaSgemm(pool);
+            assertThatThrownBy(() -> MaterializedAttention.forward(pool, gemm, gemm, causal, new float[8], 0, new float[8], 0,
+                    new float[8], 0, new float[8], 0, new float[4], 0)).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining("no mask or dropout");
+            assertThatThrownBy(() -> MaterializedAttention.forward(pool, gemm, gemm, plain, new float[63], 0, new float[64], 0,
+                    new float[64], 0, new float[64], 0, new float[16], 0)).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageStartingWith("q: required length 64");
+        }
+    }
+
+    @Test
+    void tasksAreWholeHeadsWhenThereAreEnoughElseBlocksThatFitL2() {
+        assertThat(MaterializedAttention.blockRows(8, 256, 256, 2)).isEqualTo(256);   // latent: 8 heads, 2 threads
+        assertThat(MaterializedAttention.blockRows(8, 2048, 256, 2)).isEqualTo(512);  // decoder: 512 KiB of scores
+        assertThat(MaterializedAttention.blockRows(8, 256, 2048, 2)).isEqualTo(64);   // encoder
+        assertThat(MaterializedAttention.blockRows(8, 256, 256, 16)).isEqualTo(32);   // 16 threads: 64 tasks
+        assertThat(MaterializedAttention.blockRows(1, 100, 50, 3)).isEqualTo(32);     // never under 32 rows
+        assertThat(MaterializedAttention.blockRows(1, 10, 50, 3)).isEqualTo(10);      // nor over Nq
+    }
+
+    private static void assertClose(String name, float[] actual, int offset, double[] expected, double tol) {
+        double scale = Math.max(1, maxAbs(expected));
+        assertThat(maxAbsDiff(actual, offset, expected) / scale).as("%s: max |materialized - ref| / max(1, max|ref|)", name)
+                .isLessThanOrEqualTo(tol);
+    }
+}
