@@ -275,13 +275,15 @@ public final class CpuBackend extends CpuStorageBackend {
                 dOut.floats(), dOut.offset(), dQ.floats(), dQ.offset(), dK.floats(), dK.offset(), dV.floats(), dV.offset());
     }
 
+    /** The key padding as booleans, or null when no key is padded (the same attention, and the materialized forward may take it). */
     private static boolean[] padMask(Tensor keyPad, AttentionShape s) {
         if (keyPad == null) return null;
         check(keyPad.size() == s.batch() * s.nk(), "attention: keyPad " + keyPad.describe() + " should be [" + s.batch() + ", " + s.nk() + "]");
         byte[] m = keyPad.bools();
         boolean[] r = new boolean[keyPad.size()];
-        for (int i = 0; i < r.length; i++) r[i] = m[keyPad.offset() + i] != 0;
-        return r;
+        boolean any = false;
+        for (int i = 0; i < r.length; i++) any |= r[i] = m[keyPad.offset() + i] != 0;
+        return any ? r : null;
     }
 
     // ---- positions, embeddings, losses -------------------------------------------------------
