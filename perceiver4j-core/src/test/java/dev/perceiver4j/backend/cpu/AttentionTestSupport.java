@@ -1,11 +1,28 @@
 package dev.perceiver4j.backend.cpu;
 
+import dev.perceiver4j.backend.AttentionShape;
+import dev.perceiver4j.backend.cpu.ref.RefAttention;
+
 import java.util.Random;
 
 /** Random inputs and array helpers shared by the attention tests. */
 final class AttentionTestSupport {
 
     private AttentionTestSupport() {}
+
+    /** Inputs rounded to float (q, k in [-2, 2), v and the output gradient g in [-1, 1)) and the double oracle's outputs and gradients. */
+    record Reference(double[] q, double[] k, double[] v, double[] g, double[] out, double[] lse, double[] dq, double[] dk, double[] dv) {}
+
+    /** Random inputs for {@code s} and what {@link RefAttention} makes of them (forward, and backward from g). */
+    static Reference reference(AttentionShape s, Random rnd, boolean[] pad) {
+        double[] q = roundToFloat(random(rnd, s.qSize(), 2.0)), k = roundToFloat(random(rnd, s.kSize(), 2.0));
+        double[] v = roundToFloat(random(rnd, s.vSize(), 1.0)), g = roundToFloat(random(rnd, s.outSize(), 1.0));
+        double[] out = new double[s.outSize()], lse = new double[s.lseSize()];
+        RefAttention.forward(s, q, k, v, pad, out, lse);
+        double[] dq = new double[s.qSize()], dk = new double[s.kSize()], dv = new double[s.vSize()];
+        RefAttention.backward(s, q, k, v, pad, out, lse, g, dq, dk, dv);
+        return new Reference(q, k, v, g, out, lse, dq, dk, dv);
+    }
 
     /** Uniform values in [-amplitude, amplitude). */
     static double[] random(Random rnd, int n, double amplitude) {

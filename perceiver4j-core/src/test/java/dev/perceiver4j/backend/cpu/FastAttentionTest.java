@@ -2,7 +2,6 @@ package dev.perceiver4j.backend.cpu;
 
 import dev.perceiver4j.backend.AttentionShape;
 import dev.perceiver4j.backend.cpu.fast.FastAttention;
-import dev.perceiver4j.backend.cpu.ref.RefAttention;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -18,7 +17,6 @@ import static dev.perceiver4j.backend.cpu.AttentionTestSupport.leftPadding;
 import static dev.perceiver4j.backend.cpu.AttentionTestSupport.maxAbs;
 import static dev.perceiver4j.backend.cpu.AttentionTestSupport.maxAbsDiff;
 import static dev.perceiver4j.backend.cpu.AttentionTestSupport.random;
-import static dev.perceiver4j.backend.cpu.AttentionTestSupport.roundToFloat;
 import static dev.perceiver4j.backend.cpu.AttentionTestSupport.toFloat;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -103,20 +101,12 @@ class FastAttentionTest {
     @MethodSource("cases")
     void matchesReference(Case c) {
         AttentionShape s = c.shape();
-        Random rnd = new Random(c.label().hashCode());
-        double[] q = roundToFloat(random(rnd, s.qSize(), 2.0));
-        double[] k = roundToFloat(random(rnd, s.kSize(), 2.0));
-        double[] v = roundToFloat(random(rnd, s.vSize(), 1.0));
-        double[] g = roundToFloat(random(rnd, s.outSize(), 1.0));
         boolean[] pad = c.pad() == Pad.LEFT ? leftPadding(s.batch(), s.nk()) : null;
-
-        double[] refOut = new double[s.outSize()], refLse = new double[s.lseSize()];
-        RefAttention.forward(s, q, k, v, pad, refOut, refLse);
-        double[] rdq = new double[s.qSize()], rdk = new double[s.kSize()], rdv = new double[s.vSize()];
-        RefAttention.backward(s, q, k, v, pad, refOut, refLse, g, rdq, rdk, rdv);
+        AttentionTestSupport.Reference ref = AttentionTestSupport.reference(s, new Random(c.label().hashCode()), pad);
+        double[] refOut = ref.out(), refLse = ref.lse(), rdq = ref.dq(), rdk = ref.dk(), rdv = ref.dv();
 
         int o = c.offset();
-        float[] fq = toFloat(q, o, 3), fk = toFloat(k, o + 1, 2), fv = toFloat(v, o + 2, 1), fg = toFloat(g, o, 0);
+        float[] fq = toFloat(ref.q(), o, 3), fk = toFloat(ref.k(), o + 1, 2), fv = toFloat(ref.v(), o + 2, 1), fg = toFloat(ref.g(), o, 0);
         float[] out = new float[o + s.outSize() + 4];
         float[] lse = new float[o + s.lseSize() + 1];
         CpuPool pool = POOLS[c.threads()];

@@ -4,7 +4,6 @@ import dev.perceiver4j.backend.AttentionShape;
 import dev.perceiver4j.backend.cpu.fast.FastAttention;
 import dev.perceiver4j.backend.cpu.fast.MaterializedAttention;
 import dev.perceiver4j.backend.cpu.gemm.JavaSgemm;
-import dev.perceiver4j.backend.cpu.ref.RefAttention;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -14,8 +13,6 @@ import java.util.Random;
 
 import static dev.perceiver4j.backend.cpu.AttentionTestSupport.maxAbs;
 import static dev.perceiver4j.backend.cpu.AttentionTestSupport.maxAbsDiff;
-import static dev.perceiver4j.backend.cpu.AttentionTestSupport.random;
-import static dev.perceiver4j.backend.cpu.AttentionTestSupport.roundToFloat;
 import static dev.perceiver4j.backend.cpu.AttentionTestSupport.toFloat;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -52,31 +49,25 @@ class MaterializedAttentionTest {
     void matchesReferenceAndFeedsTheFusedBackward(Case c) {
         AttentionShape s = c.shape();
         assertThat(MaterializedAttention.applies(s, null)).isTrue();
-        Random rnd = new Random(c.toString().hashCode());
-        double[] q = roundToFloat(random(rnd, s.qSize(), 2.0)), k = roundToFloat(random(rnd, s.kSize(), 2.0));
-        double[] v = roundToFloat(random(rnd, s.vSize(), 1.0)), g = roundToFloat(random(rnd, s.outSize(), 1.0));
-        double[] refOut = new double[s.outSize()], refLse = new double[s.lseSize()];
-        RefAttention.forward(s, q, k, v, null, refOut, refLse);
-        double[] rdq = new double[s.qSize()], rdk = new double[s.kSize()], rdv = new double[s.vSize()];
-        RefAttention.backward(s, q, k, v, null, refOut, refLse, g, rdq, rdk, rdv);
+        AttentionTestSupport.Reference ref = AttentionTestSupport.reference(s, new Random(c.toString().hashCode()), null);
 
         int o = c.offset();
-        float[] fq = toFloat(q, o, 3), fk = toFloat(k, o + 1, 2), fv = toFloat(v, o + 2, 1), fg = toFloat(g, o, 0);
+        float[] fq = toFloat(ref.q(), o, 3), fk = toFloat(ref.k(), o + 1, 2), fv = toFloat(ref.v(), o + 2, 1), fg = toFloat(ref.g(), o, 0);
         float[] out = new float[o + s.outSize() + 4], lse = new float[o + s.lseSize() + 1];
         out[out.length - 1] = 7f;
         try (CpuPool pool = CpuPool.create(c.threads())) {
             JavaSgemm gemm = new JavaSgemm(pool);
             MaterializedAttention.forward(pool, gemm, new JavaSgemm(pool, gemm.kernel(), JavaSgemm.Formulation.PACKED), s,
                     fq, o, fk, o + 1, fv, o + 2, out, o, lse, o);
-            assertClose("out", out, o, refOut, FastAttentionTest.FWD_TOL);
-            assertClose("lse", lse, o, refLse, FastAttentionTest.FWD_TOL);
+            assertClose("out", out, o, ref.out(), FastAttentionTest.FWD_TOL);
+            assertClose("lse", lse, o, ref.lse(), FastAttentionTest.FWD_TOL);
             assertThat(out[out.length - 1]).as("past out's end untouched").isEqualTo(7f);
 
             float[] dq = new float[o + s.qSize()], dk = new float[o + s.kSize()], dv = new float[o + s.vSize()];
             FastAttention.backward(pool, s, fq, o, fk, o + 1, fv, o + 2, null, out, o, lse, o, fg, o, dq, o, dk, o, dv, o);
-            assertClose("dq", dq, o, rdq, FastAttentionTest.BWD_TOL);
-            assertClose("dk", dk, o, rdk, FastAttentionTest.BWD_TOL);
-            assertClose("dv", dv, o, rdv, FastAttentionTest.BWD_TOL);
+            assertClose("dq", dq, o, ref.dq(), FastAttentionTest.BWD_TOL);
+            assertClose("dk", dk, o, ref.dk(), FastAttentionTest.BWD_TOL);
+            assertClose("dv", dv, o, ref.dv(), FastAttentionTest.BWD_TOL);
         }
     }
 
