@@ -8,8 +8,9 @@ import java.util.concurrent.locks.LockSupport;
  * A fixed pool of platform threads that CPU kernels split their work over.
  *
  * <p>{@link #parallelFor} cuts {@code [0, n)} into at most {@link #threads()} contiguous chunks;
- * the calling thread runs the first chunk itself. A call made from inside a running loop (a pool worker, or the caller's own chunk) runs
- * serially (no nested parallelism, no deadlock). The default pool is sized to the machine; the
+ * {@link #parallelForClaimed} into pieces that the threads claim one at a time. The calling thread
+ * takes part (the first chunk, or pieces like the others). A call made from inside a running loop
+ * (a pool worker, or the caller's own share) runs serially (no nested parallelism, no deadlock). The default pool is sized to the machine; the
  * system property {@code perceiver4j.threads} overrides it.
  */
 public final class CpuPool implements AutoCloseable {
