@@ -76,6 +76,32 @@ public final class F {
     }
 
     /**
+     * {@code F.linear(x, ws[i], bs[i], NONE, outType)} for every i: several nn.Linear layers applied to
+     * one input (the q, k and v projections of self-attention). Without gradients to record this is
+     * one backend call ({@link Backend#matmulSharedInput}: the CPU packs x once and runs the products
+     * as one); with them, the products one by one, each recorded as {@link #linear} records it.
+     */
+    public static Tensor[] linears(Tensor x, Tensor[] ws, Tensor[] bs, DType outType) {
+        if (ws.length != bs.length) throw new IllegalArgumentException("linears: " + ws.length + " weights but " + bs.length + " biases");
+        Tensor[] outs = new Tensor[ws.length];
+        boolean grads = Autograd.needsGrad(x);
+        for (int i = 0; i < ws.length; i++) grads |= Autograd.needsGrad(ws[i], bs[i]);
+        if (grads) {
+            for (int i = 0; i < ws.length; i++) outs[i] = linear(x, ws[i], bs[i], Activation.NONE, outType);
+            return outs;
+        }
+        Backend be = x.backend();
+        Tensor a = productOperand(x, x.shape().rows());
+        for (int i = 0; i < ws.length; i++) {
+            int[] dims = a.shape().dims();
+            dims[dims.length - 1] = ws[i].dim(0);
+            outs[i] = be.empty(Shape.of(dims), outType);
+        }
+        be.matmulSharedInput(a, ws, bs, outs);
+        return outs;
+    }
+
+    /**
      * residual + x · wᵀ + b, as {@code F.add(residual, F.linear(x, w, b, NONE))} in one backend call
      * ({@link Backend#matmulAdd}: fused on the GPU). x: [..., Din]; w: [Dout, Din]; residual: [..., Dout].
      * Backward: the product's gradients from dOut, then dOut goes to the residual (handed over

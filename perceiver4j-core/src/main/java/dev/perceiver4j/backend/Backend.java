@@ -124,6 +124,17 @@ public interface Backend {
     void matmul(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor out, Tensor preAct);
 
     /**
+     * outs[i] = a · ws[i]ᵀ + biases[i] for every i: products of one activation a [..., K] with several
+     * nn.Linear weights ws[i] [N_i, K] (the q, k and v projections of self-attention); biases[i] [N_i]
+     * or null; outs[i] [..., N_i]. No activation, nothing kept for backward (callers use it without
+     * autograd). This default runs the products one by one; a backend may share work between them
+     * (the CPU packs a once).
+     */
+    default void matmulSharedInput(Tensor a, Tensor[] ws, Tensor[] biases, Tensor[] outs) {
+        for (int i = 0; i < ws.length; i++) matmul(a, false, ws[i], true, biases[i], Activation.NONE, outs[i], null);
+    }
+
+    /**
      * out = residual + op(a) · op(b) + bias (no activation; shapes as {@link #matmul}, residual and out
      * distinct, of out's shape): a product added to a residual stream. This default runs the product,
      * then the add; a backend may fuse them (CUDA: cuBLASLt reads the residual as its C operand).

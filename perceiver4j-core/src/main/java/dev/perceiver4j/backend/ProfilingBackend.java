@@ -155,6 +155,19 @@ public final class ProfilingBackend implements Backend {
     }
 
     @Override
+    public void matmulSharedInput(Tensor a, Tensor[] ws, Tensor[] biases, Tensor[] outs) {
+        int k = a.shape().last(), rows = a.size() / k;
+        StringBuilder key = new StringBuilder(String.format(Locale.ROOT, "matmulShared %dx%dx", rows, k));
+        double flops = 0;
+        for (int i = 0; i < ws.length; i++) {
+            key.append(i == 0 ? "" : "+").append(ws[i].dim(0));
+            flops += 2.0 * rows * k * (double) ws[i].dim(0);
+        }
+        key.append(" tB").append(biases.length > 0 && biases[0] != null ? " +bias" : "");
+        time(key.toString(), flops, () -> inner.matmulSharedInput(a, ws, biases, outs));
+    }
+
+    @Override
     public void matmulAdd(Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Tensor residual, Tensor out) {
         MatmulShape s = MatmulShape.of(a, transA, b, transB, out);
         time(matmulKey("matmulAdd", s, transA, transB, bias, Activation.NONE), 2.0 * s.batch() * s.m() * s.n() * (double) s.k(),

@@ -104,6 +104,44 @@ public final class CpuBackend extends CpuStorageBackend {
         roundInto(out, dst);
     }
 
+    /**
+     * With the pure-Java SGEMM and F32 tensors, {@link JavaSgemm#sgemmSharedA}: a packed once, the
+     * products' tiles claimed in one loop; then each bias. Otherwise the products one by one.
+     */
+    @Override
+    public void matmulSharedInput(Tensor a, Tensor[] ws, Tensor[] biases, Tensor[] outs) {
+        int count = ws.length;
+        check(biases.length == count && outs.length == count, "matmulSharedInput: " + count + " weights need as many biases and outputs, got "
+                + biases.length + " and " + outs.length);
+        boolean direct = gemm instanceof JavaSgemm && a.dtype() == DType.F32;
+        for (int i = 0; i < count; i++) direct &= ws[i].dtype() == DType.F32 && outs[i].dtype() == DType.F32;
+        if (!direct) {
+            super.matmulSharedInput(a, ws, biases, outs);
+            return;
+        }
+        int k = a.shape().last(), rows = a.size() / k;
+        float[][] b = new float[count][], c = new float[count][];
+        int[] bOff = new int[count], n = new int[count], cOff = new int[count];
+        for (int i = 0; i < count; i++) {
+            Tensor w = ws[i];
+            check(w.rank() == 2 && w.dim(1) == k, "matmulSharedInput: weight " + w.describe() + " should be [N, " + k + "] for input " + a.describe());
+            n[i] = w.dim(0);
+            check(outs[i].size() == (long) rows * n[i], "matmulSharedInput: output " + outs[i].describe() + " should hold " + rows + " x " + n[i]);
+            check(biases[i] == null || biases[i].size() == n[i], "matmulSharedInput: bias " + (biases[i] == null ? "" : biases[i].describe())
+                    + " should have " + n[i] + " elements");
+            b[i] = w.floats();
+            bOff[i] = w.offset();
+            c[i] = outs[i].floats();
+            cOff[i] = outs[i].offset();
+        }
+        ((JavaSgemm) gemm).sgemmSharedA(rows, k, a.floats(), a.offset(), k, b, bOff, n, c, cOff);
+        for (int i = 0; i < count; i++) {
+            if (biases[i] != null) {
+                FastOps.biasActivation(pool, c[i], cOff[i], rows, n[i], biases[i].floats(), biases[i].offset(), Activation.NONE, null, 0);
+            }
+        }
+    }
+
     @Override
     public void matmulBackward(Tensor dOut, Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor preAct,
                                Tensor dA, Tensor dB, Tensor dBias) {

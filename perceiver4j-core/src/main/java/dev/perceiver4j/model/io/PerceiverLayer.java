@@ -77,9 +77,18 @@ public final class PerceiverLayer {
         Tensor xn = layernorm1.forwardToProducts(x);                    // only q (and k, v) read the normed inputs
         Tensor kvn = kv == null ? xn : layernorm2.forwardToProducts(kv);
         // Only attention reads q, k and v: on a bf16-product backend their products write them as bf16.
-        Tensor q = query.forwardToProducts(xn);                         // [B, N, qk]
-        Tensor k = key.forwardToProducts(kvn);                          // [B, M, qk]
-        Tensor v = value.forwardToProducts(kvn);                        // [B, M, v]
+        Tensor q, k, v;                                                 // [B, N, qk], [B, M, qk], [B, M, v]
+        if (kv == null) { // self-attention: three products of one input, one call (without autograd the CPU runs them as one)
+            Tensor[] qkv = F.linears(xn, new Tensor[] {query.weight, key.weight, value.weight},
+                    new Tensor[] {query.bias, key.bias, value.bias}, x.backend().matmulOperandType(xn.shape().rows()));
+            q = qkv[0];
+            k = qkv[1];
+            v = qkv[2];
+        } else {
+            q = query.forwardToProducts(xn);
+            k = key.forwardToProducts(kvn);
+            v = value.forwardToProducts(kvn);
+        }
         // The normed inputs are rebuilt in backward from what layer norm keeps (see F.discard).
         F.discard(xn);
         if (kvn != xn) F.discard(kvn);

@@ -438,6 +438,54 @@ public final class JavaSgemm implements Sgemm {
     }
 
     /**
+     * C_i[m, n_i] = A[m, k] . B_i[n_i, k]^T for every i (B_i stored [n_i, k] with row stride k, C_i
+     * [m, n_i] with row stride n_i, overwritten): several nn.Linear weights applied to one activation,
+     * the q, k and v projections of self-attention. Where the transposed formulation takes every
+     * product, A^T is packed once for all of them and the threads claim pieces of all the B_i's rows
+     * in one loop, so the narrow q and k products run at the rate of the wide v product instead of
+     * on their own 43 tiles (256 rows of B with the 6x4 tile). Every tile is computed as a lone
+     * {@link #sgemm} of the same product computes it: the same bits. Otherwise, products one by one.
+     */
+    public void sgemmSharedA(int m, int k, float[] a, int aOff, int lda, float[][] b, int[] bOff, int[] n, float[][] c, int[] cOff) {
+        int count = b.length;
+        if (bOff.length != count || n.length != count || c.length != count || cOff.length != count) {
+            throw new IllegalArgumentException("sgemmSharedA: b, bOff, n, c and cOff need one entry per product, got "
+                    + count + ", " + bOff.length + ", " + n.length + ", " + c.length + ", " + cOff.length);
+        }
+        Kernel kn = kernel;
+        boolean shared = form.transposed() && form.claimed() && m > 0 && k > 0 && (long) k * roundUp(m, kn.nr) <= MAX_SHARED_B;
+        for (int i = 0; i < count; i++) {
+            NaiveSgemm.checkArgs(false, true, m, n[i], k, a, aOff, lda, b[i], bOff[i], k, c[i], cOff[i], n[i]);
+            shared &= n[i] > 0 && transposedPays(false, true, m, n[i]);
+        }
+        if (!shared) {
+            for (int i = 0; i < count; i++) sgemm(false, true, m, n[i], k, 1f, a, aOff, lda, b[i], bOff[i], k, 0f, c[i], cOff[i], n[i]);
+            return;
+        }
+        int mr = kn.mr, mPad = roundUp(m, kn.nr), kcStep = balanced(k, TRANSPOSED_KC);
+        int tiles = 0;
+        for (int i = 0; i < count; i++) tiles += ceilDiv(n[i], mr);
+        int piece = Math.max(1, Math.min(TRANSPOSED_MC / mr, ceilDiv(tiles, pool.threads() * PIECES_PER_THREAD)));
+        // pieces of at most `piece` MR tiles, none across two products: (product, first row, end row)
+        int[] which = new int[tiles], from = new int[tiles], to = new int[tiles];
+        int pieces = 0;
+        for (int i = 0; i < count; i++) {
+            for (int t = 0; t < ceilDiv(n[i], mr); t += piece, pieces++) {
+                which[pieces] = i;
+                from[pieces] = t * mr;
+                to[pieces] = Math.min(n[i], (t + piece) * mr);
+            }
+        }
+        float[] ap = packShared(pool.threads() > 1, kn.nr, true, a, aOff, lda, k, kcStep, m);
+        pool.parallelForClaimed(pieces, 1, (p0, p1) -> {
+            for (int p = p0; p < p1; p++) {
+                int i = which[p];
+                transposedBlock(kn, form, from[p], to[p], m, k, kcStep, 1f, b[i], bOff[i], k, ap, mPad, 0f, c[i], cOff[i], n[i]);
+            }
+        });
+    }
+
+    /**
      * The step that cuts {@code extent} into equal blocks of at most {@code max}: e.g. k = 300 with
      * KC = 256 gives two K panels of 150 rather than 256 + 44 (short panels waste the kernel's
      * setup), m = 256 with MC = 192 two blocks of 128 rather than 192 + 64.

@@ -211,6 +211,43 @@ class JavaSgemmTest {
         }
     }
 
+    /**
+     * Products sharing A (q, k and v of self-attention): the same bits as each product alone, where
+     * A^T is packed once for all (n_i >= m) and where one product does not take the transposed
+     * formulation (n < m: all run one by one).
+     */
+    @ParameterizedTest(name = "{0} kernel, {1} threads")
+    @MethodSource("kernelsAndThreads")
+    void sharedAGivesTheSameBitsAsEachProductAlone(Kernel kernel, int threads) {
+        int m = kernel.nr + 3, k = kernel.kc + 19;
+        int[][] groups = {{m, m + 5, 40 * kernel.mr + 1}, {m + 1, m - 1}};
+        SplittableRandom rnd = new SplittableRandom(23);
+        float[] a = SgemmChecks.random(m * k + 7, rnd);
+        try (CpuPool pool = CpuPool.create(threads)) {
+            JavaSgemm gemm = new JavaSgemm(pool, kernel);
+            for (int[] n : groups) {
+                int count = n.length;
+                float[][] b = new float[count][], shared = new float[count][];
+                int[] bOff = new int[count], cOff = new int[count];
+                for (int i = 0; i < count; i++) {
+                    bOff[i] = i + 1;
+                    cOff[i] = 2 * i;
+                    b[i] = SgemmChecks.random(bOff[i] + n[i] * k, rnd);
+                    shared[i] = SgemmChecks.random(cOff[i] + m * n[i] + 3, rnd); // overwritten inside, untouched around
+                }
+                float[][] alone = new float[count][];
+                for (int i = 0; i < count; i++) alone[i] = shared[i].clone();
+                gemm.sgemmSharedA(m, k, a, 7, k, b, bOff, n, shared, cOff);
+                for (int i = 0; i < count; i++) {
+                    gemm.sgemm(false, true, m, n[i], k, 1f, a, 7, k, b[i], bOff[i], k, 0f, alone[i], cOff[i], n[i]);
+                    assertThat(shared[i]).as("product %d of %s", i, java.util.Arrays.toString(n)).containsExactly(alone[i]);
+                }
+            }
+            assertThatThrownBy(() -> gemm.sgemmSharedA(m, k, a, 0, k, new float[2][], new int[2], new int[1], new float[2][], new int[2]))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("one entry per product");
+        }
+    }
+
     @Test
     void tileSizesFitTheBlocking() {
         for (Kernel kernel : Kernel.values()) {
