@@ -562,4 +562,24 @@ class FastOpsTest {
         assertThatThrownBy(() -> RefOps.sumRows(new double[5], 2, 3, new double[3]))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("x needs 6");
     }
+
+    /** Loops split into shares of at least 16,384 elements up to 4 threads, that times ceil(threads / 4) beyond; the property fixes it. */
+    @Test
+    void grainGrowsWithTheThreadCountAndThePropertyFixesIt() {
+        int[][] want = {{1, 16_384}, {2, 16_384}, {4, 16_384}, {5, 32_768}, {8, 32_768}, {16, 65_536}};
+        if (System.getProperty(FastOps.GRAIN_PROPERTY) == null) {
+            for (int[] w : want) {
+                try (CpuPool pool = CpuPool.create(w[0])) {
+                    assertThat(FastOps.grain(pool)).as("%d threads", w[0]).isEqualTo(w[1]);
+                }
+            }
+        }
+        assertThat(FastOps.fixedGrain(null)).isZero();
+        assertThat(FastOps.fixedGrain(" ")).isZero();
+        assertThat(FastOps.fixedGrain("65536")).isEqualTo(65_536);
+        for (String bad : new String[] {"0", "-5", "lots"}) {
+            assertThatThrownBy(() -> FastOps.fixedGrain(bad)).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining(FastOps.GRAIN_PROPERTY).hasMessageContaining(bad);
+        }
+    }
 }

@@ -17,7 +17,7 @@ import jdk.incubator.vector.VectorSpecies;
 /**
  * Fast float kernels (everything but matmul and attention): Vector API inner loops with scalar
  * tails, split over rows (or columns, for reductions over rows) with {@link CpuPool#parallelFor}
- * once the work passes {@link #GRAIN} elements per thread.
+ * once the work passes {@link #grain} elements per thread.
  *
  * <p>Conventions: the first argument is the pool; every array is followed by its offset; the
  * names and argument order match {@code RefOps}. Backward methods accumulate into gradient arrays
@@ -31,8 +31,38 @@ public final class FastOps {
 
     static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
     static final int L = S.length();
-    /** Elements a thread should get at least before a loop is split. */
-    static final int GRAIN = 1 << 14;
+    /** System property fixing the elements a thread gets at least before a loop is split (experiments; default: {@link #grain}). */
+    public static final String GRAIN_PROPERTY = "perceiver4j.cpu.grain";
+    /** Elements per thread before a loop is split, per four threads of the pool (see {@link #grain}). */
+    static final int BASE_GRAIN = 1 << 14;
+    /** {@value #GRAIN_PROPERTY} when set, else 0 (see {@link #fixedGrain}). */
+    private static final int FIXED_GRAIN = fixedGrain(System.getProperty(GRAIN_PROPERTY));
+    /** Elements per partial sum of {@link #sumSquares}: fixed, so that its rounding never depends on the pool or the grain. */
+    private static final int SUM_CHUNK = 1 << 14;
+
+    /** The grain a {@value #GRAIN_PROPERTY} value fixes (0 when unset or blank); anything but a positive integer is an error naming the property. */
+    public static int fixedGrain(String property) {
+        if (property == null || property.isBlank()) return 0;
+        try {
+            int g = Integer.parseInt(property.trim());
+            if (g >= 1) return g;
+        } catch (NumberFormatException ignored) {
+            // reported below
+        }
+        throw new IllegalArgumentException(GRAIN_PROPERTY + " must be a positive element count, got '" + property + "'");
+    }
+
+    /**
+     * Elements a thread should get at least before a loop over {@code pool} is split: {@value
+     * #BASE_GRAIN} up to four threads, that times ceil(threads / 4) beyond. Each share costs a hand-off
+     * and a wait, and with more threads the slowest of more virtual CPUs: on gpu-host's 16 threads
+     * 65,536 made the language-perceiver forward 1.22-1.30x faster than 16,384 (262,144 was slower),
+     * while on 2 threads of dev 65,536 slowed the main job's training step by 3-9 % (docs/benchmarks.md,
+     * session 20). Only how loops are split changes: every op gives the same bits at any grain.
+     */
+    public static int grain(CpuPool pool) {
+        return FIXED_GRAIN > 0 ? FIXED_GRAIN : BASE_GRAIN * Math.max(1, (pool.threads() + 3) / 4);
+    }
 
     private static final VectorSpecies<Integer> SI = S.withLanes(int.class);
     private static final VectorSpecies<Short> SS =
@@ -43,13 +73,12 @@ public final class FastOps {
     /** Swaps the lanes of each (even, odd) pair: the partner of a rotary channel. */
     private static final VectorShuffle<Float> PAIR_SWAP = VectorShuffle.fromOp(S, i -> i ^ 1);
 
-
-    private static int rowGrain(int width) {
-        return Math.max(1, GRAIN / Math.max(1, width));
+    private static int rowGrain(CpuPool pool, int width) {
+        return Math.max(1, grain(pool) / Math.max(1, width));
     }
 
-    private static int colGrain(int rows) {
-        return Math.max(L, (GRAIN + Math.max(1, rows) - 1) / Math.max(1, rows));
+    private static int colGrain(CpuPool pool, int rows) {
+        return Math.max(L, (grain(pool) + Math.max(1, rows) - 1) / Math.max(1, rows));
     }
 
     // ================================================================ argument checks
@@ -106,7 +135,7 @@ public final class FastOps {
         if (mean != null) checkRange("mean", mean, mOff, rows);
         if (rstd != null) checkRange("rstd", rstd, rOff, rows);
         int bound = S.loopBound(d);
-        pool.parallelFor(rows, rowGrain(d), (r0, r1) -> {
+        pool.parallelFor(rows, rowGrain(pool, d), (r0, r1) -> {
             for (int r = r0; r < r1; r++) {
                 int xb = xOff + r * d, ob = oOff + r * d;
                 FloatVector acc = FloatVector.zero(S);
@@ -164,7 +193,7 @@ public final class FastOps {
         if (dBeta != null) checkRange("dBeta", dBeta, dbOff, d);
         int bound = S.loopBound(d);
         if (dx != null) {
-            pool.parallelFor(rows, rowGrain(2 * d), (r0, r1) -> {
+            pool.parallelFor(rows, rowGrain(pool, 2 * d), (r0, r1) -> {
                 for (int r = r0; r < r1; r++) {
                     int xb = xOff + r * d, gb = dOff + r * d, db = dxOff + r * d;
                     float mu = mean[mOff + r], rs = rstd[rOff + r];
@@ -204,7 +233,7 @@ public final class FastOps {
         }
         if (dGamma != null || dBeta != null) {
             // split over columns: each thread owns dGamma[c0, c1), dBeta[c0, c1)
-            pool.parallelFor(d, colGrain(rows), (c0, c1) -> {
+            pool.parallelFor(d, colGrain(pool, rows), (c0, c1) -> {
                 int w = c1 - c0;
                 float[] accG = new float[w], accB = new float[w];
                 int wb = S.loopBound(w);
@@ -290,7 +319,7 @@ public final class FastOps {
             if (x != out || xOff != oOff) System.arraycopy(x, xOff, out, oOff, n);
             return;
         }
-        pool.parallelFor(n, GRAIN, (from, to) -> {
+        pool.parallelFor(n, grain(pool), (from, to) -> {
             if (act == Activation.GELU) {
                 Erf.gelu(false, x, xOff + from, null, 0, out, oOff + from, to - from, false);
                 return;
@@ -310,7 +339,7 @@ public final class FastOps {
         checkRange("x", x, xOff, n);
         checkRange("dOut", dOut, dOff, n);
         checkRange("dx", dx, dxOff, n);
-        pool.parallelFor(n, GRAIN, (from, to) -> {
+        pool.parallelFor(n, grain(pool), (from, to) -> {
             if (act == Activation.GELU) {
                 Erf.gelu(true, x, xOff + from, dOut, dOff + from, dx, dxOff + from, to - from, true);
                 return;
@@ -345,7 +374,7 @@ public final class FastOps {
         int bound = S.loopBound(n);
         // GELU: the loop stores pre = c + bias (and c = pre), then Erf.gelu turns the row into gelu(pre).
         Activation rowAct = act == Activation.GELU ? Activation.NONE : act;
-        pool.parallelFor(rows, rowGrain(n), (r0, r1) -> {
+        pool.parallelFor(rows, rowGrain(pool, n), (r0, r1) -> {
             for (int r = r0; r < r1; r++) {
                 int cb = cOff + r * n, pb = pOff + r * n;
                 int j = 0;
@@ -383,7 +412,7 @@ public final class FastOps {
         if (act == Activation.NONE) {
             if (dOut != dPre || dOff != dpOff) System.arraycopy(dOut, dOff, dPre, dpOff, (int) total);
         } else {
-            pool.parallelFor((int) total, GRAIN, (from, to) -> {
+            pool.parallelFor((int) total, grain(pool), (from, to) -> {
                 if (act == Activation.GELU) {
                     Erf.gelu(true, pre, pOff + from, dOut, dOff + from, dPre, dpOff + from, to - from, false);
                     return;
@@ -441,7 +470,7 @@ public final class FastOps {
         checkRange("invFreq", invFreq, fOff, rot / 2);
         boolean inPlace = x == out && xOff == oOff;
         int bound = S.loopBound(rot); // even, since L is even: vectors hold whole pairs
-        pool.parallelFor(rows, rowGrain(width), (r0, r1) -> {
+        pool.parallelFor(rows, rowGrain(pool, width), (r0, r1) -> {
             float[] cosE = new float[rot], sinE = new float[rot];
             for (int r = r0; r < r1; r++) {
                 rotaryTables(positions[pOff + r], invFreq, fOff, rot, cosE, sinE);
@@ -477,7 +506,7 @@ public final class FastOps {
         checkRange("positions", positions, pOff, rows);
         checkRange("invFreq", invFreq, fOff, rot / 2);
         int bound = S.loopBound(rot);
-        pool.parallelFor(rows, rowGrain(width), (r0, r1) -> {
+        pool.parallelFor(rows, rowGrain(pool, width), (r0, r1) -> {
             float[] cosE = new float[rot], sinE = new float[rot];
             for (int r = r0; r < r1; r++) {
                 rotaryTables(positions[pOff + r], invFreq, fOff, rot, cosE, sinE);
@@ -524,7 +553,7 @@ public final class FastOps {
         checkRange("ids", ids, iOff, n);
         checkRange("out", out, oOff, (long) n * d);
         checkIds(ids, iOff, n, vocab);
-        pool.parallelFor(n, rowGrain(d), (i0, i1) -> {
+        pool.parallelFor(n, rowGrain(pool, d), (i0, i1) -> {
             for (int i = i0; i < i1; i++) System.arraycopy(table, tOff + ids[iOff + i] * d, out, oOff + i * d, d);
         });
     }
@@ -539,7 +568,7 @@ public final class FastOps {
         checkRange("ids", ids, iOff, n);
         checkRange("dTable", dTable, tOff, (long) vocab * d);
         checkIds(ids, iOff, n, vocab);
-        pool.parallelFor(d, colGrain(n), (c0, c1) -> {
+        pool.parallelFor(d, colGrain(pool, n), (c0, c1) -> {
             int w = c1 - c0, wb = S.loopBound(w);
             for (int i = 0; i < n; i++) {
                 int src = dOff + i * d + c0, dst = tOff + ids[iOff + i] * d + c0;
@@ -614,7 +643,7 @@ public final class FastOps {
         checkRange("targets", targets, tOff, rows);
         checkRange("lse", lse, lseOff, rows);
         checkTargets(targets, tOff, rows, vocab, ignoreIndex);
-        pool.parallelFor(rows, rowGrain(vocab), (r0, r1) -> {
+        pool.parallelFor(rows, rowGrain(pool, vocab), (r0, r1) -> {
             for (int r = r0; r < r1; r++) {
                 int base = lOff + r * vocab;
                 float max = rowMax(logits, base, vocab);
@@ -653,7 +682,7 @@ public final class FastOps {
         if (count == 0) return;
         float scale = dLoss / count;
         int bound = S.loopBound(vocab);
-        pool.parallelFor(rows, rowGrain(vocab), (r0, r1) -> {
+        pool.parallelFor(rows, rowGrain(pool, vocab), (r0, r1) -> {
             for (int r = r0; r < r1; r++) {
                 int t = targets[tOff + r];
                 if (t == ignoreIndex) continue;
@@ -680,7 +709,7 @@ public final class FastOps {
         checkRange("x", x, xOff, (long) rows * n);
         checkRange("out", out, oOff, (long) rows * n);
         int bound = S.loopBound(n);
-        pool.parallelFor(rows, rowGrain(n), (r0, r1) -> {
+        pool.parallelFor(rows, rowGrain(pool, n), (r0, r1) -> {
             for (int r = r0; r < r1; r++) {
                 int xb = xOff + r * n, ob = oOff + r * n;
                 float max = rowMax(x, xb, n);
@@ -702,7 +731,7 @@ public final class FastOps {
         checkRange("dOut", dOut, dOff, total);
         checkRange("dx", dx, dxOff, total);
         int bound = S.loopBound(n);
-        pool.parallelFor(rows, rowGrain(n), (r0, r1) -> {
+        pool.parallelFor(rows, rowGrain(pool, n), (r0, r1) -> {
             for (int r = r0; r < r1; r++) {
                 int yb = yOff + r * n, gb = dOff + r * n, db = dxOff + r * n;
                 FloatVector acc = FloatVector.zero(S);
@@ -739,7 +768,7 @@ public final class FastOps {
     private static void broadcastBinary(CpuPool pool, boolean isAdd, float[] a, int aOff, float[] b, int bOff,
                                         float[] out, int oOff, int n, int bLen) {
         if (bLen == n || bLen == 1) {
-            pool.parallelFor(n, GRAIN, (from, to) -> {
+            pool.parallelFor(n, grain(pool), (from, to) -> {
                 int i = from, bound = from + S.loopBound(to - from);
                 if (bLen == 1) {
                     FloatVector bv = FloatVector.broadcast(S, b[bOff]);
@@ -758,7 +787,7 @@ public final class FastOps {
             return;
         }
         int rows = n / bLen, bound = S.loopBound(bLen);
-        pool.parallelFor(rows, rowGrain(bLen), (r0, r1) -> {
+        pool.parallelFor(rows, rowGrain(pool, bLen), (r0, r1) -> {
             for (int r = r0; r < r1; r++) {
                 int ab = aOff + r * bLen, ob = oOff + r * bLen;
                 int j = 0;
@@ -817,7 +846,7 @@ public final class FastOps {
         if (dB != null) checkRange("dB", dB, dbOff, bLen);
         if (dA != null) {
             int rows = n / bLen, bound = S.loopBound(bLen);
-            pool.parallelFor(rows, rowGrain(bLen), (r0, r1) -> {
+            pool.parallelFor(rows, rowGrain(pool, bLen), (r0, r1) -> {
                 for (int r = r0; r < r1; r++) {
                     int gb = dOff + r * bLen, db = daOff + r * bLen;
                     int j = 0;
@@ -838,7 +867,7 @@ public final class FastOps {
      */
     private static void columnSums(CpuPool pool, float[] x, int xOff, float[] y, int yOff, int rows, int n,
                                    float[] out, int oOff) {
-        pool.parallelFor(n, colGrain(rows), (c0, c1) -> {
+        pool.parallelFor(n, colGrain(pool, rows), (c0, c1) -> {
             int w = c1 - c0, wb = S.loopBound(w);
             float[] acc = new float[w];
             for (int r = 0; r < rows; r++) {
@@ -865,7 +894,7 @@ public final class FastOps {
         checkSize("n", n);
         checkRange("x", x, xOff, n);
         checkRange("out", out, oOff, n);
-        pool.parallelFor(n, GRAIN, (from, to) -> {
+        pool.parallelFor(n, grain(pool), (from, to) -> {
             int i = from;
             for (int bound = from + S.loopBound(to - from); i < bound; i += L)
                 FloatVector.fromArray(S, x, xOff + i).mul(alpha).intoArray(out, oOff + i);
@@ -878,7 +907,7 @@ public final class FastOps {
         checkSize("n", n);
         checkRange("x", x, xOff, n);
         checkRange("y", y, yOff, n);
-        pool.parallelFor(n, GRAIN, (from, to) -> {
+        pool.parallelFor(n, grain(pool), (from, to) -> {
             int i = from;
             for (int bound = from + S.loopBound(to - from); i < bound; i += L) {
                 FloatVector.fromArray(S, x, xOff + i).fma(FloatVector.broadcast(S, alpha), FloatVector.fromArray(S, y, yOff + i))
@@ -892,7 +921,7 @@ public final class FastOps {
     public static void fill(CpuPool pool, float[] x, int xOff, float v, int n) {
         checkSize("n", n);
         checkRange("x", x, xOff, n);
-        pool.parallelFor(n, GRAIN, (from, to) -> java.util.Arrays.fill(x, xOff + from, xOff + to, v));
+        pool.parallelFor(n, grain(pool), (from, to) -> java.util.Arrays.fill(x, xOff + from, xOff + to, v));
     }
 
     /**
@@ -902,7 +931,7 @@ public final class FastOps {
     public static double sumSquares(CpuPool pool, float[] x, int xOff, int n) {
         checkSize("n", n);
         checkRange("x", x, xOff, n);
-        int chunks = Math.min(pool.threads(), Math.max(1, n / GRAIN));
+        int chunks = Math.min(pool.threads(), Math.max(1, n / SUM_CHUNK));
         double[] partial = new double[chunks];
         int ld = SFD.length();
         pool.parallelFor(chunks, 1, (c0, c1) -> {
@@ -955,7 +984,7 @@ public final class FastOps {
         float invSqrtBc2 = (float) (1.0 / Math.sqrt(bc2));
         float decay = (float) (1.0 - (double) lr * weightDecay);
         float b1 = beta1, b2 = beta2, c1 = 1f - beta1, c2 = 1f - beta2;
-        pool.parallelFor(n, GRAIN, (from, to) -> {
+        pool.parallelFor(n, grain(pool), (from, to) -> {
             int i = from;
             for (int bound = from + S.loopBound(to - from); i < bound; i += L) {
                 FloatVector g = FloatVector.fromArray(S, grad, gOff + i);
@@ -986,7 +1015,7 @@ public final class FastOps {
         checkSize("n", n);
         checkRange("x", x, xOff, n);
         checkRange("out", out, oOff, n);
-        pool.parallelFor(n, GRAIN, (from, to) -> {
+        pool.parallelFor(n, grain(pool), (from, to) -> {
             int i = from;
             for (int bound = from + S.loopBound(to - from); i < bound; i += L) {
                 FloatVector f = FloatVector.fromArray(S, x, xOff + i);
@@ -1006,7 +1035,7 @@ public final class FastOps {
         checkSize("n", n);
         checkRange("x", x, xOff, n);
         checkRange("out", out, oOff, n);
-        pool.parallelFor(n, GRAIN, (from, to) -> {
+        pool.parallelFor(n, grain(pool), (from, to) -> {
             int i = from;
             for (int bound = from + S.loopBound(to - from); i < bound; i += L) {
                 IntVector iv = (IntVector) ShortVector.fromArray(SS, x, xOff + i).convertShape(VectorOperators.S2I, SI, 0);
@@ -1078,7 +1107,7 @@ public final class FastOps {
             return;
         }
         float scale = p == 1f ? 0f : (float) (1.0 / (1.0 - p));
-        pool.parallelFor(n, GRAIN / 4, (from, to) -> {
+        pool.parallelFor(n, grain(pool) / 4, (from, to) -> {
             float[] mask = new float[DROPOUT_CHUNK];
             for (int c = from; c < to; c += DROPOUT_CHUNK) {
                 int end = Math.min(to, c + DROPOUT_CHUNK), len = end - c;
@@ -1105,7 +1134,7 @@ public final class FastOps {
             return;
         }
         float scale = p == 1f ? 0f : (float) (1.0 / (1.0 - p));
-        pool.parallelFor(n, GRAIN / 4, (from, to) -> {
+        pool.parallelFor(n, grain(pool) / 4, (from, to) -> {
             float[] mask = new float[DROPOUT_CHUNK];
             for (int c = from; c < to; c += DROPOUT_CHUNK) {
                 int end = Math.min(to, c + DROPOUT_CHUNK), len = end - c;
