@@ -442,8 +442,8 @@ public final class JavaSgemm implements Sgemm {
      * [m, n_i] with row stride n_i, overwritten): several nn.Linear weights applied to one activation,
      * the q, k and v projections of self-attention. Where the transposed formulation takes every
      * product, A^T is packed once for all of them and the threads claim pieces of all the B_i's rows
-     * in one loop, so the narrow q and k products run at the rate of the wide v product instead of
-     * on their own 43 tiles (256 rows of B with the 6x4 tile). Every tile is computed as a lone
+     * in one loop, so the narrow q and k products no longer run alone on their own 43 tiles (256
+     * rows of B with the 6x4 tile), split over every thread. Every tile is computed as a lone
      * {@link #sgemm} of the same product computes it: the same bits. Otherwise, products one by one.
      */
     public void sgemmSharedA(int m, int k, float[] a, int aOff, int lda, float[][] b, int[] bOff, int[] n, float[][] c, int[] cOff) {
@@ -465,7 +465,7 @@ public final class JavaSgemm implements Sgemm {
         int mr = kn.mr, mPad = roundUp(m, kn.nr), kcStep = balanced(k, TRANSPOSED_KC);
         int tiles = 0;
         for (int i = 0; i < count; i++) tiles += ceilDiv(n[i], mr);
-        int piece = Math.max(1, Math.min(TRANSPOSED_MC / mr, ceilDiv(tiles, pool.threads() * PIECES_PER_THREAD)));
+        int piece = pieceUnits(tiles, TRANSPOSED_MC / mr);
         // pieces of at most `piece` MR tiles, none across two products: (product, first row, end row)
         int[] which = new int[tiles], from = new int[tiles], to = new int[tiles];
         int pieces = 0;
@@ -560,11 +560,15 @@ public final class JavaSgemm implements Sgemm {
      */
     private void forStrips(int units, int maxUnits, CpuPool.RangeBody body) {
         if (form.claimed()) {
-            int piece = Math.max(1, Math.min(maxUnits, ceilDiv(units, pool.threads() * PIECES_PER_THREAD)));
-            pool.parallelForClaimed(units, piece, body);
+            pool.parallelForClaimed(units, pieceUnits(units, maxUnits), body);
         } else {
             pool.parallelFor(units, 1, body);
         }
+    }
+
+    /** Units per claimed piece: about {@value #PIECES_PER_THREAD} pieces per thread, at least 1 and at most {@code maxUnits} units each. */
+    private int pieceUnits(int units, int maxUnits) {
+        return Math.max(1, Math.min(maxUnits, ceilDiv(units, pool.threads() * PIECES_PER_THREAD)));
     }
 
     /**
