@@ -49,7 +49,7 @@ public class AttentionBench {
 
     private AttentionShape s;
     private CpuPool pool;
-    private JavaSgemm gemm, scoresGemm;
+    private MaterializedAttention.Gemms gemms;
     private float[] q, k, v, out, lse, dOut, dq, dk, dv;
 
     static AttentionShape shapeOf(String name) {
@@ -70,8 +70,7 @@ public class AttentionBench {
     public void setUp() {
         s = shapeOf(shape);
         pool = CpuPool.create(threads);
-        gemm = new JavaSgemm(pool);
-        scoresGemm = new JavaSgemm(pool, gemm.kernel(), JavaSgemm.Formulation.PACKED);
+        gemms = MaterializedAttention.Gemms.of(new JavaSgemm(pool));
         Random rnd = new Random(1);
         q = random(rnd, s.qSize());
         k = random(rnd, s.kSize());
@@ -103,7 +102,7 @@ public class AttentionBench {
     @Benchmark
     public float materializedForward() {
         if (!MaterializedAttention.applies(s, null)) throw new IllegalStateException("materialized attention does not take " + shape);
-        MaterializedAttention.forward(pool, gemm, scoresGemm, s, q, 0, k, 0, v, 0, out, 0, lse, 0);
+        MaterializedAttention.forward(gemms, s, q, 0, k, 0, v, 0, out, 0, lse, 0);
         return out[0];
     }
 

@@ -25,7 +25,7 @@ final class AlternatingSgemm implements Sgemm {
     static Sgemm named(String name, Sgemm base, CpuPool pool) {
         JavaSgemm.Kernel kernel = base instanceof JavaSgemm j ? j.kernel() : JavaSgemm.Kernel.K8X2;
         return switch (name.trim().toLowerCase(Locale.ROOT)) {
-            case "packed" -> new JavaSgemm(pool, kernel, false);
+            case "packed" -> new JavaSgemm(pool, kernel, JavaSgemm.Formulation.PACKED);
             case "static" -> new JavaSgemm(pool, kernel, JavaSgemm.Formulation.STATIC);
             case "8x2" -> new JavaSgemm(pool, JavaSgemm.Kernel.K8X2);
             case "6x4" -> new JavaSgemm(pool, JavaSgemm.Kernel.K6X4);

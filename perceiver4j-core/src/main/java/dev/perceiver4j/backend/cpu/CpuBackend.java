@@ -25,12 +25,10 @@ import java.util.Arrays;
 public final class CpuBackend extends CpuStorageBackend {
     private final Sgemm gemm;
     /**
-     * The products of {@link MaterializedAttention}: the pure-Java SGEMM, which its tasks call from
-     * several threads at once (this backend's own when it is one; made on first use otherwise).
+     * The SGEMMs of {@link MaterializedAttention}, which its tasks call from several threads at once:
+     * the pure-Java SGEMM (this backend's own when it is one), made on first use.
      */
-    private JavaSgemm attentionGemm;
-    /** The same kernel without the transposed formulation, for the scores (k = Dqk is short: see MaterializedAttention). */
-    private JavaSgemm scoresGemm;
+    private MaterializedAttention.Gemms attentionGemms;
 
     public CpuBackend(CpuPool pool, Sgemm gemm) {
         this(pool, gemm, DType.F32);
@@ -53,7 +51,6 @@ public final class CpuBackend extends CpuStorageBackend {
     public CpuBackend(CpuPool pool, Sgemm gemm, DType matmulOperands, long f32Rows) {
         super(pool, matmulOperands, f32Rows);
         this.gemm = gemm;
-        this.attentionGemm = gemm instanceof JavaSgemm j ? j : null;
     }
 
     /** The shared pool and the automatically chosen SGEMM. */
@@ -113,9 +110,9 @@ public final class CpuBackend extends CpuStorageBackend {
         int count = ws.length;
         check(biases.length == count && outs.length == count, "matmulSharedInput: " + count + " weights need as many biases and outputs, got "
                 + biases.length + " and " + outs.length);
-        boolean direct = gemm instanceof JavaSgemm && a.dtype() == DType.F32;
-        for (int i = 0; i < count; i++) direct &= ws[i].dtype() == DType.F32 && outs[i].dtype() == DType.F32;
-        if (!direct) {
+        JavaSgemm java = gemm instanceof JavaSgemm j && a.dtype() == DType.F32 ? j : null;
+        for (int i = 0; i < count; i++) if (ws[i].dtype() != DType.F32 || outs[i].dtype() != DType.F32) java = null;
+        if (java == null) {
             super.matmulSharedInput(a, ws, biases, outs);
             return;
         }
@@ -134,7 +131,7 @@ public final class CpuBackend extends CpuStorageBackend {
             c[i] = outs[i].floats();
             cOff[i] = outs[i].offset();
         }
-        ((JavaSgemm) gemm).sgemmSharedA(rows, k, a.floats(), a.offset(), k, b, bOff, n, c, cOff);
+        java.sgemmSharedA(rows, k, a.floats(), a.offset(), k, b, bOff, n, c, cOff);
         for (int i = 0; i < count; i++) {
             if (biases[i] != null) {
                 FastOps.biasActivation(pool, c[i], cOff[i], rows, n[i], biases[i].floats(), biases[i].offset(), Activation.NONE, null, 0);
@@ -290,9 +287,8 @@ public final class CpuBackend extends CpuStorageBackend {
         Tensor o = f32Target(out);
         boolean[] pad = padMask(keyPad, s);
         if (MaterializedAttention.applies(s, pad)) {
-            if (attentionGemm == null) attentionGemm = new JavaSgemm(pool);
-            if (scoresGemm == null) scoresGemm = new JavaSgemm(pool, attentionGemm.kernel(), JavaSgemm.Formulation.PACKED);
-            MaterializedAttention.forward(pool, attentionGemm, scoresGemm, s, q.floats(), q.offset(), k.floats(), k.offset(), v.floats(),
+            if (attentionGemms == null) attentionGemms = MaterializedAttention.Gemms.of(gemm instanceof JavaSgemm j ? j : new JavaSgemm(pool));
+            MaterializedAttention.forward(attentionGemms, s, q.floats(), q.offset(), k.floats(), k.offset(), v.floats(),
                     v.offset(), o.floats(), o.offset(), lse.floats(), lse.offset());
         } else {
             FastAttention.forward(pool, s, q.floats(), q.offset(), k.floats(), k.offset(), v.floats(), v.offset(),

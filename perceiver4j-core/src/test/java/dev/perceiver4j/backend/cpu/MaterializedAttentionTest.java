@@ -56,8 +56,7 @@ class MaterializedAttentionTest {
         float[] out = new float[o + s.outSize() + 4], lse = new float[o + s.lseSize() + 1];
         out[out.length - 1] = 7f;
         try (CpuPool pool = CpuPool.create(c.threads())) {
-            JavaSgemm gemm = new JavaSgemm(pool);
-            MaterializedAttention.forward(pool, gemm, new JavaSgemm(pool, gemm.kernel(), JavaSgemm.Formulation.PACKED), s,
+            MaterializedAttention.forward(MaterializedAttention.Gemms.of(new JavaSgemm(pool)), s,
                     fq, o, fk, o + 1, fv, o + 2, out, o, lse, o);
             assertClose("out", out, o, ref.out(), FastAttentionTest.FWD_TOL);
             assertClose("lse", lse, o, ref.lse(), FastAttentionTest.FWD_TOL);
@@ -81,11 +80,11 @@ class MaterializedAttentionTest {
         assertThat(MaterializedAttention.applies(AttentionShape.of(1, 1, 8, 1 << 16, 4, 4), null)).isFalse(); // 32 rows would not fit
         AttentionShape causal = new AttentionShape(1, 1, 4, 4, 2, 2, 0.5f, true, 0f, 0, 0);
         try (CpuPool pool = CpuPool.create(1)) {
-            JavaSgemm gemm = new JavaSgemm(pool);
-            assertThatThrownBy(() -> MaterializedAttention.forward(pool, gemm, gemm, causal, new float[8], 0, new float[8], 0,
+            MaterializedAttention.Gemms gemms = MaterializedAttention.Gemms.of(new JavaSgemm(pool));
+            assertThatThrownBy(() -> MaterializedAttention.forward(gemms, causal, new float[8], 0, new float[8], 0,
                     new float[8], 0, new float[8], 0, new float[4], 0)).isInstanceOf(IllegalArgumentException.class)
                     .hasMessageContaining("no mask or dropout");
-            assertThatThrownBy(() -> MaterializedAttention.forward(pool, gemm, gemm, plain, new float[63], 0, new float[64], 0,
+            assertThatThrownBy(() -> MaterializedAttention.forward(gemms, plain, new float[63], 0, new float[64], 0,
                     new float[64], 0, new float[64], 0, new float[16], 0)).isInstanceOf(IllegalArgumentException.class)
                     .hasMessageStartingWith("q: required length 64");
         }

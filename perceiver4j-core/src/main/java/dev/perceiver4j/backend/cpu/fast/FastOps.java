@@ -605,16 +605,17 @@ public final class FastOps {
     }
 
     /**
-     * Softmax of x[base, base + n) in place (the same arithmetic as {@link #softmax}'s rows);
-     * returns the row's log-sum-exp, max + log Σ_j exp(x_j − max).
+     * out[ob, ob + n) = softmax of x[xb, xb + n) (out may be x at the same offset: in place), the
+     * rows of {@link #softmax} and of {@link MaterializedAttention}'s scores; returns the row's
+     * log-sum-exp, max + log Σ_j exp(x_j − max).
      */
-    static float softmaxRowInPlace(float[] x, int base, int n) {
-        float max = rowMax(x, base, n);
-        float sum = sumExp(x, base, n, max, x, base);
+    static float softmaxRow(float[] x, int xb, float[] out, int ob, int n) {
+        float max = rowMax(x, xb, n);
+        float sum = sumExp(x, xb, n, max, out, ob);
         float inv = 1f / sum;
         int j = 0;
-        for (int bound = S.loopBound(n); j < bound; j += L) FloatVector.fromArray(S, x, base + j).mul(inv).intoArray(x, base + j);
-        for (; j < n; j++) x[base + j] *= inv;
+        for (int bound = S.loopBound(n); j < bound; j += L) FloatVector.fromArray(S, out, ob + j).mul(inv).intoArray(out, ob + j);
+        for (; j < n; j++) out[ob + j] *= inv;
         return max + (float) Math.log(sum);
     }
 
@@ -708,16 +709,8 @@ public final class FastOps {
         checkSize("n", n);
         checkRange("x", x, xOff, (long) rows * n);
         checkRange("out", out, oOff, (long) rows * n);
-        int bound = S.loopBound(n);
         pool.parallelFor(rows, rowGrain(pool, n), (r0, r1) -> {
-            for (int r = r0; r < r1; r++) {
-                int xb = xOff + r * n, ob = oOff + r * n;
-                float max = rowMax(x, xb, n);
-                float inv = 1f / sumExp(x, xb, n, max, out, ob);
-                int j = 0;
-                for (; j < bound; j += L) FloatVector.fromArray(S, out, ob + j).mul(inv).intoArray(out, ob + j);
-                for (; j < n; j++) out[ob + j] *= inv;
-            }
+            for (int r = r0; r < r1; r++) softmaxRow(x, xOff + r * n, out, oOff + r * n, n);
         });
     }
 

@@ -34,6 +34,22 @@ public final class MaterializedAttention {
 
     private static final ThreadLocal<float[]> SCORES = ThreadLocal.withInitial(() -> new float[0]);
 
+    /**
+     * The two SGEMMs of {@link #forward}: {@code products} for P . V, and {@code scores} for
+     * scale Q . K^T, the same kernel without the transposed formulation (k = Dqk is too short for
+     * the transposed one's merges). Made once per caller by {@link #of}.
+     */
+    public record Gemms(JavaSgemm products, JavaSgemm scores) {
+        public Gemms {
+            if (products.pool() != scores.pool()) throw new IllegalArgumentException("both SGEMMs of materialized attention need the same pool");
+        }
+
+        /** The pair for {@code gemm}: itself for P . V, its kernel in the packed formulation for the scores. */
+        public static Gemms of(JavaSgemm gemm) {
+            return new Gemms(gemm, new JavaSgemm(gemm.pool(), gemm.kernel(), JavaSgemm.Formulation.PACKED));
+        }
+    }
+
     private MaterializedAttention() {}
 
     /** Whether {@link #forward} takes this call: no causal mask, no dropout, no padded key, and MIN_ROWS rows of scores fit the scratch. */
@@ -43,10 +59,10 @@ public final class MaterializedAttention {
 
     /**
      * Writes out [B, Nq, H*Dv] (from outOff) and lse [B, H, Nq] (from lseOff), as {@link
-     * FastAttention#forward} does for the calls that {@link #applies} to; the products run on
-     * {@code gemm}, one task per thread at a time (a nested call: each runs on its thread alone).
+     * FastAttention#forward} does for the calls that {@link #applies} to. The tasks run on the pool
+     * of {@code gemms}, and each task's products on its own thread (a nested call runs inline).
      */
-    public static void forward(CpuPool pool, JavaSgemm gemm, JavaSgemm scoresGemm, AttentionShape s,
+    public static void forward(Gemms gemms, AttentionShape s,
                                float[] q, int qOff, float[] k, int kOff, float[] v, int vOff,
                                float[] out, int outOff, float[] lse, int lseOff) {
         if (!applies(s, null)) throw new IllegalArgumentException("materialized attention takes no mask or dropout, and Nk <= "
@@ -56,6 +72,7 @@ public final class MaterializedAttention {
         FastAttention.requireRange("v", v, vOff, s.vSize());
         FastAttention.requireRange("out", out, outOff, s.outSize());
         FastAttention.requireRange("lse", lse, lseOff, s.lseSize());
+        CpuPool pool = gemms.products().pool();
         int heads = s.batch() * s.heads(), nq = s.nq(), nk = s.nk();
         int rows = blockRows(heads, nq, nk, pool.threads());
         int blocks = (nq + rows - 1) / rows;
@@ -66,13 +83,13 @@ public final class MaterializedAttention {
                 int bh = t / blocks, b = bh / s.heads(), h = bh % s.heads();
                 int i0 = t % blocks * rows, n = Math.min(rows, nq - i0);
                 // S [n, nk] = scale Q[b, i0:i0+n, h] . K[b, :, h]^T
-                scoresGemm.sgemm(false, true, n, nk, s.dqk(), s.scale(),
+                gemms.scores().sgemm(false, true, n, nk, s.dqk(), s.scale(),
                         q, qOff + (b * nq + i0) * qkStride + h * s.dqk(), qkStride,
                         k, kOff + b * nk * qkStride + h * s.dqk(), qkStride, 0f, scores, 0, nk);
                 int lseAt = lseOff + bh * nq + i0;
-                for (int r = 0; r < n; r++) lse[lseAt + r] = FastOps.softmaxRowInPlace(scores, r * nk, nk);
+                for (int r = 0; r < n; r++) lse[lseAt + r] = FastOps.softmaxRow(scores, r * nk, scores, r * nk, nk);
                 // out[b, i0:i0+n, h] = P . V[b, :, h]
-                gemm.sgemm(false, false, n, s.dv(), nk, 1f, scores, 0, nk,
+                gemms.products().sgemm(false, false, n, s.dv(), nk, 1f, scores, 0, nk,
                         v, vOff + b * nk * vStride + h * s.dv(), vStride,
                         0f, out, outOff + (b * nq + i0) * vStride + h * s.dv(), vStride);
             }

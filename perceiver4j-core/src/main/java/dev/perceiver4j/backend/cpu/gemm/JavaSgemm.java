@@ -390,6 +390,11 @@ public final class JavaSgemm implements Sgemm {
         return DEFAULT_KERNEL;
     }
 
+    /** The pool this instance splits its products over. */
+    public CpuPool pool() {
+        return pool;
+    }
+
     /** The register tile this instance uses. */
     public Kernel kernel() {
         return kernel;
