@@ -1234,6 +1234,36 @@ extern "C" __global__ void p4j_dropout(const float* x, float* out, int n, float 
     }
 }
 
+/** The keep bits of the four words of a Philox block, bit w for word w. */
+__device__ __forceinline__ unsigned att_keep_nibble(const unsigned* w, float p) {
+    return (philox_keep_bits(w[0], p) ? 1u : 0u) | (philox_keep_bits(w[1], p) ? 2u : 0u)
+         | (philox_keep_bits(w[2], p) ? 4u : 0u) | (philox_keep_bits(w[3], p) ? 8u : 0u);
+}
+
+// Attention dropout's keep bits written out, 32 keys per word, for the bf16 attention kernels (which read
+// them instead of drawing Philox blocks and handing their words between lanes; session 21): bit j % 32 of
+// word row·wpr + j / 32 is Philox.keep(seed, stream, row·nk + j, p) for row = (b·H + h)·nq + i, as in
+// every other attention kernel; wpr = ceil(nk / 32), bits of keys ≥ nk are 0. One thread per word: eight
+// Philox blocks when nk % 4 == 0 (a block's four indices then lie in one word), else one draw per key.
+extern "C" __global__ void p4j_attention_keep_bits(unsigned* bits, int words, int nk, int wpr, float p,
+                                                   unsigned long long seed, unsigned long long stream) {
+    const int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= words) return;
+    const int j0 = (t % wpr) * 32, n = imin(32, nk - j0);
+    const unsigned long long base = (unsigned long long) (t / wpr) * (unsigned long long) nk + j0;
+    unsigned word = 0;
+    if (nk % 4 == 0) {
+        for (int c = 0; c < n; c += 4) {
+            unsigned w[4];
+            philox_bits(seed, stream, base + c, w);
+            word |= att_keep_nibble(w, p) << c;
+        }
+    } else {
+        for (int c = 0; c < n; c++) word |= (philox_keep(seed, stream, base + c, p) ? 1u : 0u) << c;
+    }
+    bits[t] = word;
+}
+
 // ================================================================ rotary position embedding
 
 // Interleaved RoPE on the first rot channels of each head; θ = positions[r]·invFreq[c/2] and its
@@ -2019,12 +2049,6 @@ __device__ __forceinline__ void tc_copy_values(float* dst, const float* src, lon
 // nibble) and share the nibbles by two butterfly shuffles, so every lane holds all sixteen decisions
 // and picks its own. All 32 lanes must call these together (the callers' loops are warp-uniform).
 
-/** The keep bits of the four words of a Philox block, bit w for word w. */
-__device__ __forceinline__ unsigned att_keep_nibble(const unsigned* w, float p) {
-    return (philox_keep_bits(w[0], p) ? 1u : 0u) | (philox_keep_bits(w[1], p) ? 2u : 0u)
-         | (philox_keep_bits(w[2], p) ? 4u : 0u) | (philox_keep_bits(w[3], p) ? 8u : 0u);
-}
-
 /**
  * Keep flags of this thread's four elements of one 8-key group of a row-major m16n8 tile (forward, dQ):
  * rows with index bases baseA and baseB ((bh·nq + row)·nk), keys c0 + 2·t4 and c0 + 2·t4 + 1 (c0 a
@@ -2072,6 +2096,29 @@ __device__ __forceinline__ unsigned att_keep_keys(unsigned long long seed, unsig
     return ((((all >> me) & 0x1111u) * 0x1248u) >> 12) & 0xFu;
 }
 
+/**
+ * The bf16 kernels' keep bits, from p4j_attention_keep_bits' words staged in shared memory with each
+ * tile (bf_copy_keep). att_keep_word_rows: this thread's four elements of one 8-key group of a
+ * row-major m16n8 tile (forward, dQ), keys c0 + 2·t4, + 1 of the tile (c0 a multiple of 8) in the
+ * rows whose staged words start at rowA and rowB: bit e (row A, key + e), bit 2 + e (row B, key + e),
+ * as att_keep_rows.
+ */
+__device__ __forceinline__ unsigned att_keep_word_rows(const unsigned* rowA, const unsigned* rowB, int c0, int t4) {
+    const int w = c0 >> 5, sh = (c0 & 31) + 2 * t4;
+    return ((rowA[w] >> sh) & 3u) | (((rowB[w] >> sh) & 3u) << 2);
+}
+
+/**
+ * The same for the dK/dV kernel's transposed tile, as att_keep_keys: bits sh and sh + 8 (keys ka and
+ * ka + 8, one word since ka % 16 < 8) of the words a and b of queries q and q + 1: bit e (query + e, ka),
+ * bit 2 + e (query + e, ka + 8).
+ */
+__device__ __forceinline__ unsigned att_keep_word_keys(unsigned a, unsigned b, int sh) {
+    a >>= sh;
+    b >>= sh;
+    return (a & 1u) | ((b & 1u) << 1) | (((a >> 8) & 1u) << 2) | (((b >> 8) & 1u) << 3);
+}
+
 /** 2^x, approximate (ex2.approx.ftz: relative error about 2^-22, far below bf16's 2^-9); 2^-inf = 0. */
 __device__ __forceinline__ float att_ex2(float x) {
     float y;
@@ -2085,16 +2132,14 @@ __device__ __forceinline__ float att_ex2(float x) {
  * negates Q for a negative scale, so the raw scores' max scales to the scaled scores' max), masks them
  * (MASKED only: kbias[key − j0] is 0 for a key visible to every row, −inf otherwise, and the causal
  * rule), updates the running max m (base-2 units) and sum l (before dropout), rescales the NV output
- * accumulator tiles o when a row's max moved, and leaves P (after dropout, the same Philox bits as
- * every other attention kernel) in s. Without MASKED the caller has checked that every key of the tile
+ * accumulator tiles o when a row's max moved, and leaves P (after dropout: keepA and keepB, when
+ * not null, are rows r0's and r1's staged keep words of this tile) in s. Without MASKED the caller has checked that every key of the tile
  * is visible to every row, so no element is tested. A row with no visible key yet keeps m = −inf, P = 0.
  */
 template <int NT, int NV, bool MASKED>
 __device__ __forceinline__ void att_softmax_tile(float (*s)[4], float (*o)[4], float& m0, float& m1, float& l0, float& l1,
                                                  const float* kbias, int j0, int r0, int r1, int shift, int causal, float scale2,
-                                                 bool quadDrop, float pdrop, float keepScale, unsigned long long seed,
-                                                 unsigned long long stream, unsigned long long base0, unsigned long long base1,
-                                                 int lane) {
+                                                 const unsigned* keepA, const unsigned* keepB, float keepScale, int lane) {
     const int t4 = lane & 3;
     float mx0 = NEG_INF, mx1 = NEG_INF;   // of the raw scores (hidden ones −inf)
 #pragma unroll
@@ -2127,7 +2172,7 @@ __device__ __forceinline__ void att_softmax_tile(float (*s)[4], float (*o)[4], f
     float ps0 = 0.0f, ps1 = 0.0f;
 #pragma unroll
     for (int nt = 0; nt < NT; nt++) {
-        const unsigned keep = quadDrop ? att_keep_rows(seed, stream, base0, base1, j0 + nt * 8, lane, pdrop) : 0u;
+        const unsigned keep = keepA != nullptr ? att_keep_word_rows(keepA, keepB, nt * 8, t4) : 0u;
 #pragma unroll
         for (int e = 0; e < 2; e++) {
             float p0 = att_ex2(fmaf(s[nt][e], scale2, -u0)), p1 = att_ex2(fmaf(s[nt][2 + e], scale2, -u1));   // one FFMA each
@@ -2137,13 +2182,9 @@ __device__ __forceinline__ void att_softmax_tile(float (*s)[4], float (*o)[4], f
             }
             ps0 += p0;
             ps1 += p1;
-            if (quadDrop) {
+            if (keepA != nullptr) {
                 p0 *= (keep >> e) & 1u ? keepScale : 0.0f;
                 p1 *= (keep >> (2 + e)) & 1u ? keepScale : 0.0f;
-            } else if (pdrop > 0.0f) {
-                const int j = j0 + nt * 8 + 2 * t4 + e;
-                if (p0 != 0.0f) p0 *= philox_keep(seed, stream, base0 + j, pdrop) ? keepScale : 0.0f;
-                if (p1 != 0.0f) p1 *= philox_keep(seed, stream, base1 + j, pdrop) ? keepScale : 0.0f;
             }
             s[nt][e] = p0;
             s[nt][2 + e] = p1;
@@ -2481,8 +2522,41 @@ __device__ __forceinline__ void bf_fetch_rows(unsigned short* tx, unsigned short
 }
 
 /**
+ * Starts copying (cp.async, 4 bytes each) the keep words of rows [r0, r0 + rows) and keys [k0, k0 + 32·KW)
+ * of (batch, head) bh from p4j_attention_keep_bits' words (keepBits, wpr words per row of nr rows) to
+ * dst [rows][KW]; rows past nr and words past wpr read the last ones (their P is 0). Nothing without
+ * dropout (keepBits null). Part of the caller's next commit group.
+ */
+template <int KW>
+__device__ __forceinline__ void bf_copy_keep(unsigned* dst, const unsigned* keepBits, int bh, int nr, int wpr, int r0, int rows,
+                                             int k0) {
+    if (keepBits == nullptr) return;
+    for (int t = threadIdx.x; t < rows * KW; t += blockDim.x) {
+        const int r = imin(r0 + t / KW, nr - 1), w = imin((k0 >> 5) + t % KW, wpr - 1);
+        const unsigned* from = keepBits + ((long long) bh * nr + r) * wpr + w;
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"((unsigned) __cvta_generic_to_shared(dst + t)), "l"(from));
+    }
+}
+
+/** Halves of one stage of the bf16 forward's and dQ kernel's key tiles: K, V, BK mask words, the block's ROWS × BK / 32 keep words. */
+__host__ __device__ constexpr int bf_key_stage(int dqk, int dv, int bk, int rows) { return bk * (dqk + 8 + dv + 8) + 2 * bk + 2 * rows * (bk / 32); }
+
+/** Starts fetching key tile `tile` (K, V and the block's keep words) into its buffer, as one commit group. */
+template <int DQK, int DV, int BK, int NT>
+__device__ __forceinline__ void bf_fetch_key_tile(unsigned short* tsm, int tile, const unsigned short* k, const unsigned short* v,
+                                                  const unsigned* keepBits, int b, int h, int bh, int nq, int nk, int i0,
+                                                  long long qkW, long long vW) {
+    constexpr int ROWS = NT / 2;
+    unsigned short* st = tsm + (tile & 1) * bf_key_stage(DQK, DV, BK, ROWS);
+    bf_copy_keep<BK / 32>(reinterpret_cast<unsigned*>(st + BK * (DQK + 8 + DV + 8) + 2 * BK), keepBits, bh, nq, (nk + 31) >> 5, i0,
+                          ROWS, tile * BK);
+    bf_fetch_rows<DQK, DV, BK, NT>(st, st + BK * (DQK + 8), k, v, b, h, nk, tile * BK, qkW, vW);   // commits the group
+}
+
+/**
  * Key tile `tile` of `tiles` for the bf16 forward and dQ kernels, double buffered (tile 0 fetched before
- * the loop; buffer tile & 1 holds K [BK][DQK + 8] then V [BK][DV + 8] halves, then BK mask words):
+ * the loop; buffer tile & 1 holds K [BK][DQK + 8] then V [BK][DV + 8] halves, then BK mask words,
+ * then the block's keep words [ROWS][BK / 32] with dropout, bf_key_stage):
  * starts fetching the next tile into the other buffer (every warp finished with it before the
  * caller's last barrier), writes this tile's mask words (0 for a key below keyEnd and not padded,
  * −inf otherwise), waits for this tile and syncs the block. Returns the buffer, and in `hidden`
@@ -2490,12 +2564,12 @@ __device__ __forceinline__ void bf_fetch_rows(unsigned short* tx, unsigned short
  */
 template <int DQK, int DV, int BK, int NT>
 __device__ __forceinline__ unsigned short* bf_key_tile(unsigned short* tsm, int tile, int tiles, const unsigned short* k,
-                                                       const unsigned short* v, const unsigned char* pad, int b, int h, int nk,
-                                                       int keyEnd, long long qkW, long long vW, bool& hidden) {
-    constexpr int STAGE = BK * (DQK + 8 + DV + 8) + 2 * BK;   // halves, mask words included
+                                                       const unsigned short* v, const unsigned* keepBits, const unsigned char* pad,
+                                                       int b, int h, int bh, int nq, int nk, int i0, int keyEnd, long long qkW,
+                                                       long long vW, bool& hidden) {
+    constexpr int STAGE = bf_key_stage(DQK, DV, BK, NT / 2);   // halves
     if (tile + 1 < tiles) {
-        unsigned short* next = tsm + ((tile + 1) & 1) * STAGE;
-        bf_fetch_rows<DQK, DV, BK, NT>(next, next + BK * (DQK + 8), k, v, b, h, nk, (tile + 1) * BK, qkW, vW);
+        bf_fetch_key_tile<DQK, DV, BK, NT>(tsm, tile + 1, k, v, keepBits, b, h, bh, nq, nk, i0, qkW, vW);
         cp_async_wait<1>();
     } else {
         cp_async_wait<0>();
@@ -2571,8 +2645,7 @@ __device__ __forceinline__ void att_store_rows_bf16(unsigned short* out16, float
 template <int DQK, int DV, int W, bool DROP>
 __device__ void attention_forward_bf16(const unsigned short* q, const unsigned short* k, const unsigned short* v,
                                        const unsigned char* pad, float* out, float* lse, int H, int nq, int nk, float scale,
-                                       int causal, float pdrop, float keepScale, unsigned long long seed,
-                                       unsigned long long stream, unsigned short* out16) {
+                                       int causal, float keepScale, unsigned short* out16, const unsigned* keepBits) {
     constexpr int ROWS = 16 * W, NT = 32 * W;   // W warps of 16 query rows
     constexpr int BK = bf_keys(DV), KST = DQK + 8, VST = DV + 8;
     extern __shared__ unsigned tsm[];   // two buffers of bf_key_tile
@@ -2596,9 +2669,7 @@ __device__ void attention_forward_bf16(const unsigned short* q, const unsigned s
 #pragma unroll
     for (int nt = 0; nt < DV / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
     float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;
-    const unsigned long long base0 = ((unsigned long long) bh * nq + r0) * (unsigned long long) nk, base1 = base0 + 8ull * nk;
-    if (!DROP) pdrop = 0.0f;   // a constant: the variant without dropout has no Philox code at all
-    const bool quadDrop = pdrop > 0.0f && nk % 4 == 0;
+    if (!DROP) keepBits = nullptr;   // a constant: the variant without dropout has no dropout code at all
     const int lastRow = imin(nq, i0 + ROWS) - 1;
     const int keyEnd = causal ? imin(nk, lastRow + shift + 1) : nk;
     const float scale2 = scale * LOG2E;
@@ -2609,12 +2680,16 @@ __device__ void attention_forward_bf16(const unsigned short* q, const unsigned s
     unsigned short* buf = reinterpret_cast<unsigned short*>(tsm);
 
     const int tiles = (keyEnd + BK - 1) / BK;
-    if (tiles > 0) bf_fetch_rows<DQK, DV, BK, NT>(buf, buf + BK * KST, k, v, b, h, nk, 0, qkW, vW);
+    if (tiles > 0) bf_fetch_key_tile<DQK, DV, BK, NT>(buf, 0, k, v, keepBits, b, h, bh, nq, nk, i0, qkW, vW);
     for (int tile = 0; tile < tiles; tile++) {
         const int j0 = tile * BK;
         bool hidden;
-        const unsigned short* st = bf_key_tile<DQK, DV, BK, NT>(buf, tile, tiles, k, v, pad, b, h, nk, keyEnd, qkW, vW, hidden);
+        const unsigned short* st = bf_key_tile<DQK, DV, BK, NT>(buf, tile, tiles, k, v, keepBits, pad, b, h, bh, nq, nk, i0, keyEnd,
+                                                                qkW, vW, hidden);
         const float* kbias = reinterpret_cast<const float*>(st + BK * (KST + VST));
+        // rows r0's and r1's staged keep words (null without dropout)
+        const unsigned* keepA = DROP ? reinterpret_cast<const unsigned*>(kbias + BK) + (warp * 16 + g) * (BK / 32) : nullptr;
+        const unsigned* keepB = DROP ? keepA + 8 * (BK / 32) : nullptr;
         const bool masked = hidden || (causal && j0 + BK - 1 > i0 + shift);
 
         float s[BK / 8][4];
@@ -2624,11 +2699,11 @@ __device__ void attention_forward_bf16(const unsigned short* q, const unsigned s
             bf_dot_rows<DQK>(s[nt], qa, st + kOff + nt * 8 * KST);
         }
         if (masked)
-            att_softmax_tile<BK / 8, DV / 8, true>(s, o, m0, m1, l0, l1, kbias, j0, r0, r1, shift, causal, scale2, quadDrop,
-                                                   pdrop, keepScale, seed, stream, base0, base1, lane);
+            att_softmax_tile<BK / 8, DV / 8, true>(s, o, m0, m1, l0, l1, kbias, j0, r0, r1, shift, causal, scale2, keepA, keepB,
+                                                   keepScale, lane);
         else
-            att_softmax_tile<BK / 8, DV / 8, false>(s, o, m0, m1, l0, l1, kbias, j0, r0, r1, shift, causal, scale2, quadDrop,
-                                                    pdrop, keepScale, seed, stream, base0, base1, lane);   // s now holds P
+            att_softmax_tile<BK / 8, DV / 8, false>(s, o, m0, m1, l0, l1, kbias, j0, r0, r1, shift, causal, scale2, keepA, keepB,
+                                                    keepScale, lane);   // s now holds P
 #pragma unroll
         for (int kk = 0; kk < BK / 16; kk++) {
             unsigned pa[4];
@@ -2662,7 +2737,7 @@ template <int DQK, int DV, int W, bool DROP>
 __device__ void attention_backward_dq_bf16(const unsigned short* q, const unsigned short* k, const unsigned short* v,
                                            const unsigned char* pad, const float* lse, const float* rowDot,
                                            const unsigned short* dOut, float* dQ, int H, int nq, int nk, float scale, int causal,
-                                           float pdrop, float keepScale, unsigned long long seed, unsigned long long stream) {
+                                           float keepScale, const unsigned* keepBits) {
     constexpr int ROWS = 16 * W, NT = 32 * W;   // W warps of 16 query rows
     constexpr int BK = bf_keys(DV), KST = DQK + 8, VST = DV + 8;
     extern __shared__ unsigned tsm[];   // as the forward's
@@ -2682,9 +2757,7 @@ __device__ void attention_backward_dq_bf16(const unsigned short* q, const unsign
     float acc[DQK / 8][4];
 #pragma unroll
     for (int nt = 0; nt < DQK / 8; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
-    const unsigned long long base0 = ((unsigned long long) bh * nq + r0) * (unsigned long long) nk, base1 = base0 + 8ull * nk;
-    if (!DROP) pdrop = 0.0f;   // a constant: the variant without dropout has no Philox code at all
-    const bool quadDrop = pdrop > 0.0f && nk % 4 == 0;
+    if (!DROP) keepBits = nullptr;   // a constant: the variant without dropout has no dropout code at all
     const int lastRow = imin(nq, i0 + ROWS) - 1;
     const int keyEnd = causal ? imin(nk, lastRow + shift + 1) : nk;
     const float scale2 = scale * LOG2E;
@@ -2694,12 +2767,15 @@ __device__ void attention_backward_dq_bf16(const unsigned short* q, const unsign
     unsigned short* buf = reinterpret_cast<unsigned short*>(tsm);
 
     const int tiles = (keyEnd + BK - 1) / BK;
-    if (tiles > 0) bf_fetch_rows<DQK, DV, BK, NT>(buf, buf + BK * KST, k, v, b, h, nk, 0, qkW, vW);
+    if (tiles > 0) bf_fetch_key_tile<DQK, DV, BK, NT>(buf, 0, k, v, keepBits, b, h, bh, nq, nk, i0, qkW, vW);
     for (int tile = 0; tile < tiles; tile++) {
         const int j0 = tile * BK;
         bool hidden;
-        const unsigned short* st = bf_key_tile<DQK, DV, BK, NT>(buf, tile, tiles, k, v, pad, b, h, nk, keyEnd, qkW, vW, hidden);
+        const unsigned short* st = bf_key_tile<DQK, DV, BK, NT>(buf, tile, tiles, k, v, keepBits, pad, b, h, bh, nq, nk, i0, keyEnd,
+                                                                qkW, vW, hidden);
         const float* kbias = reinterpret_cast<const float*>(st + BK * (KST + VST));
+        const unsigned* keepA = reinterpret_cast<const unsigned*>(kbias + BK) + (warp * 16 + g) * (BK / 32);   // as in the forward
+        const unsigned* keepB = keepA + 8 * (BK / 32);
         const bool masked = hidden || (causal && j0 + BK - 1 > i0 + shift);
         float s[BK / 8][4], dp[BK / 8][4];
 #pragma unroll
@@ -2711,7 +2787,7 @@ __device__ void attention_backward_dq_bf16(const unsigned short* q, const unsign
         }
 #pragma unroll
         for (int nt = 0; nt < BK / 8; nt++) {
-            const unsigned keep = quadDrop ? att_keep_rows(seed, stream, base0, base1, j0 + nt * 8, lane, pdrop) : 0u;
+            const unsigned keep = DROP ? att_keep_word_rows(keepA, keepB, nt * 8, t4) : 0u;
 #pragma unroll
             for (int e = 0; e < 2; e++) {
                 const int jl = nt * 8 + 2 * t4 + e, j = j0 + jl;
@@ -2724,12 +2800,9 @@ __device__ void attention_backward_dq_bf16(const unsigned short* q, const unsign
                 const float p0 = ok0 ? att_ex2(s[nt][e] * scale2 - l0) : 0.0f;
                 const float p1 = ok1 ? att_ex2(s[nt][2 + e] * scale2 - l1) : 0.0f;
                 float m0 = 1.0f, m1 = 1.0f;
-                if (quadDrop) {
+                if (DROP) {
                     m0 = (keep >> e) & 1u ? keepScale : 0.0f;
                     m1 = (keep >> (2 + e)) & 1u ? keepScale : 0.0f;
-                } else if (pdrop > 0.0f) {
-                    if (p0 != 0.0f) m0 = philox_keep(seed, stream, base0 + j, pdrop) ? keepScale : 0.0f;
-                    if (p1 != 0.0f) m1 = philox_keep(seed, stream, base1 + j, pdrop) ? keepScale : 0.0f;
                 }
                 s[nt][e] = scale * p0 * (m0 * dp[nt][e] - d0);   // dS
                 s[nt][2 + e] = scale * p1 * (m1 * dp[nt][2 + e] - d1);
@@ -2751,12 +2824,13 @@ template <int DQK, int DV, int W, bool DROP>
 __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsigned short* k, const unsigned short* v,
                                              const unsigned char* pad, const float* lse, const float* rowDot,
                                              const unsigned short* dOut, float* dK, float* dV, int H, int nq, int nk, float scale,
-                                             int causal, float pdrop, float keepScale, unsigned long long seed,
-                                             unsigned long long stream) {
+                                             int causal, float keepScale, const unsigned* keepBits) {
     constexpr int ROWS = 16 * W, NT = 32 * W;   // W warps of 16 keys
     constexpr int BQ = bf_queries(DQK, DV), QST = DQK + 8, GST = DV + 8;
-    // two buffers, each: Q [BQ][QST], dOut [BQ][GST] halves, then lse [BQ] and rowDot [BQ] words
-    constexpr int STAGE = BQ * (QST + GST) + 4 * BQ;
+    // two buffers, each: Q [BQ][QST], dOut [BQ][GST] halves, then lse [BQ] and rowDot [BQ] words, then
+    // with dropout the keep words of the tile's queries and the block's keys [BQ][KW]
+    constexpr int KW = (ROWS + 31) / 32;
+    constexpr int STAGE = BQ * (QST + GST) + 4 * BQ + 2 * BQ * KW;
     extern __shared__ unsigned tsm[];
     unsigned short* buf = reinterpret_cast<unsigned short*>(tsm);
     const int bh = blockIdx.y, b = bh / H, h = bh % H;
@@ -2777,8 +2851,8 @@ __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsi
     for (int nt = 0; nt < DQK / 8; nt++) accK[nt][0] = accK[nt][1] = accK[nt][2] = accK[nt][3] = 0.0f;
 #pragma unroll
     for (int nt = 0; nt < DV / 8; nt++) accV[nt][0] = accV[nt][1] = accV[nt][2] = accV[nt][3] = 0.0f;
-    if (!DROP) pdrop = 0.0f;   // a constant: the variant without dropout has no Philox code at all
-    const bool quadDrop = pdrop > 0.0f && nk % 4 == 0;   // Philox blocks shared by four lanes (att_keep_keys)
+    if (!DROP) keepBits = nullptr;   // a constant: the variant without dropout has no dropout code at all
+    const int wpr = (nk + 31) >> 5;
     const float scale2 = scale * LOG2E;
     const int iStart = causal ? (j0 - shift > 0 ? j0 - shift : 0) : 0;   // queries that may see key j0 or later
     const int qOff = bf_lane_row(lane) * QST + bf_lane_col(lane);                     // Q as stored (Sᵀ)
@@ -2793,6 +2867,7 @@ __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsi
         float* ld = reinterpret_cast<float*>(st + BQ * (QST + GST));
         tc_copy_values(ld, lse, bh, nq, from, BQ);
         tc_copy_values(ld + BQ, rowDot, bh, nq, from, BQ);
+        bf_copy_keep<KW>(reinterpret_cast<unsigned*>(ld + 2 * BQ), keepBits, bh, nq, wpr, from, BQ, j0);
         bf_fetch_rows<DQK, DV, BQ, NT>(st, st + BQ * QST, q, dOut, b, h, nq, from, qkW, vW);   // commits the group
     };
     if (tiles > 0) fetch(0);
@@ -2819,8 +2894,9 @@ __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsi
         }
 #pragma unroll
         for (int nt = 0; nt < BQ / 8; nt++) {
-            const unsigned long long baseQ = ((unsigned long long) bh * nq + q0 + nt * 8 + 2 * t4) * (unsigned long long) nk;
-            const unsigned keep = quadDrop ? att_keep_keys(seed, stream, baseQ, nk, r0, lane, pdrop) : 0u;
+            // the staged keep words of queries nt·8 + 2·t4 and the next of the tile, in the column of keys r0, r1
+            const unsigned* kq = reinterpret_cast<const unsigned*>(ls + 2 * BQ) + (nt * 8 + 2 * t4) * KW + ((warp * 16 + g) >> 5);
+            const unsigned keep = DROP ? att_keep_word_keys(kq[0], kq[KW], r0 & 31) : 0u;
 #pragma unroll
             for (int e = 0; e < 2; e++) {
                 const int ii = nt * 8 + 2 * t4 + e, i = q0 + ii;
@@ -2833,13 +2909,9 @@ __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsi
                 const float p0 = ok0 ? att_ex2(s[nt][e] * scale2 - li) : 0.0f;
                 const float p1 = ok1 ? att_ex2(s[nt][2 + e] * scale2 - li) : 0.0f;
                 float m0 = 1.0f, m1 = 1.0f;
-                if (quadDrop) {
+                if (DROP) {
                     m0 = (keep >> e) & 1u ? keepScale : 0.0f;
                     m1 = (keep >> (2 + e)) & 1u ? keepScale : 0.0f;
-                } else if (pdrop > 0.0f) {
-                    const unsigned long long idx = baseQ + (unsigned long long) e * nk;
-                    if (p0 != 0.0f) m0 = philox_keep(seed, stream, idx + r0, pdrop) ? keepScale : 0.0f;
-                    if (p1 != 0.0f) m1 = philox_keep(seed, stream, idx + r1, pdrop) ? keepScale : 0.0f;
                 }
                 s[nt][e] = p0 * m0;   // (P∘M)ᵀ
                 s[nt][2 + e] = p1 * m1;
@@ -2865,30 +2937,33 @@ __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsi
 
 // p4j_attention_forward_bf16_<Dqk>_<Dv>_w<W>, p4j_attention_backward_dq_bf16_…_w<W> and …_dkdv_bf16_…_w<W>:
 // blocks of W warps (16 W query rows, or keys for dK/dV); arguments as the fp32 kernels' (dqk, dv not read),
-// the forward's last one out16: where not null, the output is stored there as bf16 (out not written).
-// Each comes twice: without dropout (pdrop not read, no Philox code) and with (SUFFIX _drop).
+// the forward's last but one out16: where not null, the output is stored there as bf16 (out not written).
+// Each comes twice: without dropout (pdrop, seed, stream and the last argument keepBits not read, no
+// dropout code) and with (SUFFIX _drop): keepBits then holds p4j_attention_keep_bits' words for the
+// shape (pdrop, seed and stream still not read: the words carry them).
 #define P4J_ATTENTION_BF16_W(DQK, DV, W, DROP, SUFFIX)                                                                            \
     extern "C" __global__ void __launch_bounds__(W * 32, bf_forward_min_blocks(DQK, DV, DROP)) p4j_attention_forward_bf16_##DQK##_##DV##_w##W##SUFFIX(               \
             const unsigned short* q, const unsigned short* k, const unsigned short* v, const unsigned char* pad, float* out, float* lse, int H,   \
             int nq, int nk, int dqk, int dv, float scale, int causal, float pdrop, float keepScale,                    \
-            unsigned long long seed, unsigned long long stream, unsigned short* out16) {                               \
-        P4J_SM80((attention_forward_bf16<DQK, DV, W, DROP>(q, k, v, pad, out, lse, H, nq, nk, scale, causal, pdrop, keepScale, seed, \
-                                                    stream, out16)));                                                  \
+            unsigned long long seed, unsigned long long stream, unsigned short* out16, const unsigned* keepBits) {     \
+        P4J_SM80((attention_forward_bf16<DQK, DV, W, DROP>(q, k, v, pad, out, lse, H, nq, nk, scale, causal, keepScale, out16, \
+                                                    keepBits)));                                                       \
     }                                                                                                                  \
     extern "C" __global__ void __launch_bounds__(W * 32, bf_backward_min_blocks(DQK, DV, DROP)) p4j_attention_backward_dq_bf16_##DQK##_##DV##_w##W##SUFFIX(           \
             const unsigned short* q, const unsigned short* k, const unsigned short* v, const unsigned char* pad, const float* lse,               \
             const float* rowDot, const unsigned short* dOut, float* dQ, int H, int nq, int nk, int dqk, int dv, float scale,   \
-            int causal, float pdrop, float keepScale, unsigned long long seed, unsigned long long stream) {           \
+            int causal, float pdrop, float keepScale, unsigned long long seed, unsigned long long stream,             \
+            const unsigned* keepBits) {                                                                                \
         P4J_SM80((attention_backward_dq_bf16<DQK, DV, W, DROP>(q, k, v, pad, lse, rowDot, dOut, dQ, H, nq, nk, scale, causal, \
-                                                        pdrop, keepScale, seed, stream)));                             \
+                                                        keepScale, keepBits)));                                        \
     }                                                                                                                  \
     extern "C" __global__ void __launch_bounds__(W * 32, bf_backward_min_blocks(DQK, DV, DROP)) p4j_attention_backward_dkdv_bf16_##DQK##_##DV##_w##W##SUFFIX(         \
             const unsigned short* q, const unsigned short* k, const unsigned short* v, const unsigned char* pad, const float* lse,               \
             const float* rowDot, const unsigned short* dOut, float* dK, float* dV, int H, int nq, int nk, int dqk, int dv,     \
             float scale, int causal, float pdrop, float keepScale, unsigned long long seed,                           \
-            unsigned long long stream) {                                                                               \
+            unsigned long long stream, const unsigned* keepBits) {                                                     \
         P4J_SM80((attention_backward_dkdv_bf16<DQK, DV, W, DROP>(q, k, v, pad, lse, rowDot, dOut, dK, dV, H, nq, nk, scale, \
-                                                          causal, pdrop, keepScale, seed, stream)));                   \
+                                                          causal, keepScale, keepBits)));                              \
     }
 // W = 4: 8-warp blocks (128 rows, half the staging work per row) measured the same (session 8, call 4).
 #define P4J_ATTENTION_BF16(DQK, DV) P4J_ATTENTION_BF16_W(DQK, DV, 4, false, ) P4J_ATTENTION_BF16_W(DQK, DV, 4, true, _drop)

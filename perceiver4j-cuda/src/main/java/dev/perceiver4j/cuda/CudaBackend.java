@@ -15,7 +15,10 @@ import dev.perceiver4j.tensor.Tensor;
 
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
  * The CUDA backend: tensors live in device memory ({@code Tensor.data()} is a {@link DeviceBuffer},
@@ -83,6 +86,10 @@ public final class CudaBackend implements Backend {
             tcKey(32, 96), tcKey(32, 160));
     /** Off with -Dperceiver4j.cuda.bf16Attention=false: the bf16 mode's attention (forward and backward) then runs in TF32. */
     private static final boolean BF16_ATTENTION = !"false".equals(System.getProperty("perceiver4j.cuda.bf16Attention"));
+    /** Off with -Dperceiver4j.cuda.keepBitsReuse=false: every bf16 attention backward then draws its dropout keep bits again. */
+    private static final boolean KEEP_BITS_REUSE = !"false".equals(System.getProperty("perceiver4j.cuda.keepBitsReuse"));
+    /** Most bytes of dropout keep bits held from forwards for their backwards (oldest dropped beyond). */
+    private static final long KEEP_BITS_HELD = 256L << 20;
     /** Warps per block of the bf16 attention kernels, 16 rows each (the W of P4J_ATTENTION_BF16 in kernels.cu). */
     private static final int BF16_WARPS = 4;
 
@@ -169,7 +176,14 @@ public final class CudaBackend implements Backend {
     public Recording record(Runnable body) {
         if (!GRAPHS) return null;
         zeroPendingNow();   // zeros made before the recording stay zeros made once, not at every replay
-        return CudaGraph.capture(context, allocator, this::setSeedShift, body);
+        dropHeldKeepBits();   // bits drawn before the recording are not read in it
+        return CudaGraph.capture(context, allocator, this::setSeedShift, () -> {
+            try {
+                body.run();
+            } finally {
+                dropHeldKeepBits();   // still recording: the freed buffers stay the graph's (DeviceAllocator.Held)
+            }
+        });
     }
 
     /**
@@ -1112,6 +1126,62 @@ public final class CudaBackend implements Backend {
                 .f32(s.dropout()).f32(s.dropout() == 0f ? 1f : keepScale(s.dropout())).i64(s.seed()).i64(s.stream());
     }
 
+    /**
+     * Dropout keep bits a training forward drew, held for its backward: the same shape, seed and stream
+     * give the same bits, so the backward reads them instead of drawing them again. Insertion order, at
+     * most KEEP_BITS_HELD bytes; emptied when a graph recording starts and just before it ends, so a
+     * recording never reads bits drawn outside it, and the buffers of bits drawn in it stay its own.
+     */
+    private final LinkedHashMap<AttentionShape, DeviceBuffer> heldKeepBits = new LinkedHashMap<>();
+    private long heldKeepBytes;
+
+    /**
+     * The keep bits of the attention dropout of shape s for the bf16 kernels, drawn by
+     * {@code p4j_attention_keep_bits} (one bit per batch, head, query and key, 32 keys a word, the same
+     * Philox draws as every other attention kernel); 0 without dropout. The forward's are held for the
+     * backward ({@link #heldKeepBits}); the backward takes them (or draws them) into {@code temps}, freed
+     * after its launches. The bf16 kernels stage these words in shared memory with each tile instead of
+     * drawing Philox blocks and handing their words from lane to lane (docs/benchmarks.md, session 21).
+     */
+    private long keepBits(AttentionShape s, boolean forward, List<DeviceBuffer> temps) {
+        if (s.dropout() == 0f) return 0;
+        DeviceBuffer held = heldKeepBits.get(s);
+        if (held != null) {
+            if (!forward) {
+                heldKeepBits.remove(s);
+                heldKeepBytes -= held.bytes();
+                temps.add(held);
+            }
+            return held.address();
+        }
+        long wordsPerRow = (s.nk() + 31) / 32, words = s.lseSize() * wordsPerRow;
+        check(words <= Integer.MAX_VALUE, "attention: the dropout keep bits of " + s + " take " + words + " words, more than 2^31 - 1");
+        DeviceBuffer b = allocator.allocate(4L * words);
+        kernels.launch("p4j_attention_keep_bits").grid(Kernels.blocks(words, THREADS)).block(THREADS).ptr(b.address()).i32((int) words)
+                .i32(s.nk()).i32((int) wordsPerRow).f32(s.dropout()).i64(s.seed()).i64(s.stream()).go();
+        if (forward && KEEP_BITS_REUSE && b.bytes() <= KEEP_BITS_HELD) {
+            for (Iterator<Map.Entry<AttentionShape, DeviceBuffer>> it = heldKeepBits.entrySet().iterator();
+                 heldKeepBytes + b.bytes() > KEEP_BITS_HELD && it.hasNext(); ) {
+                DeviceBuffer old = it.next().getValue();   // a forward whose backward never came, or came long after
+                it.remove();
+                heldKeepBytes -= old.bytes();
+                allocator.free(old);   // later work on the stream runs after the kernels that read it
+            }
+            heldKeepBits.put(s, b);
+            heldKeepBytes += b.bytes();
+        } else {
+            temps.add(b);
+        }
+        return b.address();
+    }
+
+    /** Frees every held keep-bit buffer (around graph recordings). */
+    private void dropHeldKeepBits() {
+        for (DeviceBuffer b : heldKeepBits.values()) allocator.free(b);
+        heldKeepBits.clear();
+        heldKeepBytes = 0;
+    }
+
     /** The bf16 attention kernels come without dropout code and with it (kernels.cu, P4J_ATTENTION_BF16_W). */
     private static String dropSuffix(AttentionShape s) {
         return s.dropout() > 0f ? "_drop" : "";
@@ -1170,21 +1240,22 @@ public final class CudaBackend implements Backend {
     }
 
     /**
-     * Shared memory of the bf16 forward and dQ kernels (kernels.cu, bf_key_tile): two buffers of a bf16 K
-     * and V tile (rows of D + 8 halves) and one mask word per key, for bf_keys(Dv) keys.
+     * Shared memory of the bf16 forward and dQ kernels (kernels.cu, bf_key_stage): two buffers of a bf16 K
+     * and V tile (rows of D + 8 halves), one mask word per key and the block's keep words (16·W rows of
+     * keys / 32 words), for bf_keys(Dv) keys.
      */
     private static int bf16Shared(AttentionShape s) {
         int keys = s.dv() > 64 ? 32 : 64;
-        return 2 * keys * (2 * (s.dqk() + 8 + s.dv() + 8) + 4);
+        return 2 * (keys * (2 * (s.dqk() + 8 + s.dv() + 8) + 4) + 4 * 16 * BF16_WARPS * (keys / 32));
     }
 
     /**
      * Shared memory of the bf16 dK/dV kernel: two buffers of a bf16 Q and dOut tile (rows of D + 8 halves)
-     * with their lse and rowDot, for bf_queries(Dqk, Dv) queries.
+     * with their lse, rowDot and keep words (the block's 16·W keys, 32 a word), for bf_queries(Dqk, Dv) queries.
      */
     private static int bf16DkdvShared(AttentionShape s) {
-        int queries = s.dqk() + s.dv() > 96 ? 32 : 64;
-        return 2 * queries * (2 * (s.dqk() + 8 + s.dv() + 8) + 8);
+        int queries = s.dqk() + s.dv() > 96 ? 32 : 64, keepWords = (16 * BF16_WARPS + 31) / 32;
+        return 2 * queries * (2 * (s.dqk() + 8 + s.dv() + 8) + 8 + 4 * keepWords);
     }
 
     /**
@@ -1237,10 +1308,11 @@ public final class CudaBackend implements Backend {
                 q = asType(q, DType.BF16, temps);
                 k = asType(k, DType.BF16, temps);
                 v = asType(v, DType.BF16, temps);
+                long keep = keepBits(s, true, temps);
                 shapeArgs(kernels.launch("p4j_attention_forward_bf16_" + s.dqk() + "_" + s.dv() + "_w" + BF16_WARPS + dropSuffix(s))
                         .grid((s.nq() + 16 * BF16_WARPS - 1) / (16 * BF16_WARPS), bh).block(BF16_WARPS * 32).sharedBytes(bf16Shared(s))
                         .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(out16 ? 0 : out(out)).ptr(out(lse)), s)
-                        .ptr(out16 ? out(out) : 0).go();
+                        .ptr(out16 ? out(out) : 0).ptr(keep).go();
                 freeAll(temps);
                 return;
             }
@@ -1290,14 +1362,21 @@ public final class CudaBackend implements Backend {
             String suffix = bf16 ? "_bf16_" + s.dqk() + "_" + s.dv() + "_w" + BF16_WARPS + dropSuffix(s) : tc ? "_tc_" + s.dqk() + "_" + s.dv() : "";
             int warps = bf16 ? BF16_WARPS : TC_WARPS;
             int rowsPerBlock = tc ? 16 * warps : ATT_ROWS, threads = tc ? warps * 32 : ATT_THREADS;
-            shapeArgs(kernels.launch("p4j_attention_backward_dq" + suffix).grid((s.nq() + rowsPerBlock - 1) / rowsPerBlock, bh)
+            Kernels.Launch dq = shapeArgs(kernels.launch("p4j_attention_backward_dq" + suffix).grid((s.nq() + rowsPerBlock - 1) / rowsPerBlock, bh)
                     .block(threads).sharedBytes(bf16 ? bf16Shared(s) : tc ? tensorCoreDqShared(s) : backwardShared(s))
                     .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(lse)).ptr(rowDot.address()).ptr(ptr(g))
-                    .ptr(out(dQ)), s).go();
-            shapeArgs(kernels.launch("p4j_attention_backward_dkdv" + suffix).grid((s.nk() + rowsPerBlock - 1) / rowsPerBlock, bh)
+                    .ptr(out(dQ)), s);
+            Kernels.Launch dkdv = shapeArgs(kernels.launch("p4j_attention_backward_dkdv" + suffix).grid((s.nk() + rowsPerBlock - 1) / rowsPerBlock, bh)
                     .block(threads).sharedBytes(bf16 ? bf16DkdvShared(s) : tc ? tensorCoreDkdvShared(s) : backwardShared(s))
                     .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(lse)).ptr(rowDot.address()).ptr(ptr(g))
-                    .ptr(out(dK)).ptr(out(dV)), s).go();
+                    .ptr(out(dK)).ptr(out(dV)), s);
+            if (bf16) {   // the bf16 kernels read the dropout mask as bits (drawn again here, as the forward drew them)
+                long keep = keepBits(s, false, temps);
+                dq.ptr(keep);
+                dkdv.ptr(keep);
+            }
+            dq.go();
+            dkdv.go();
             allocator.free(rowDot); // safe: later work on the stream runs after these kernels
             freeAll(temps);
         } finally {

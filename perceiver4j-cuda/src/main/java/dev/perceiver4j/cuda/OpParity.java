@@ -471,21 +471,26 @@ public final class OpParity {
             p.attentionForward(c, a[0], a[1], a[2], a[3], a[4], a[5], a[6] == 1, a[7], a[8] / 10f, tolerance, tc);
             p.attentionBackward(c, a[0], a[1], a[2], a[3], a[4], a[5], a[6] == 1, a[7], a[8] / 10f, tolerance, tc);
         }
-        for (boolean causal : new boolean[] {false, true}) {
-            c.add(new Check("attention dropout 0.3 mask exact, forward (v = I) and dV (dOut = I), B2 H2 Nq32 Nk32 Dqk32 Dv32"
-                    + (causal ? " causal" : "") + tc, tolerance, () -> p.dropoutMaskError(causal, pick, kernels)));
+        for (int n : new int[] {32, 96}) {   // one keep word per row, and three
+            for (boolean causal : new boolean[] {false, true}) {
+                c.add(new Check("attention dropout 0.3 mask exact, forward (v = I) and dV (dOut = I), B2 H2 Nq" + n + " Nk" + n + " Dqk32 Dv" + n
+                        + (causal ? " causal" : "") + tc, tolerance, () -> p.dropoutMaskError(n, causal, pick, kernels)));
+            }
         }
         return c;
     }
 
     /**
-     * The dropout mask of the tensor-core kernels' quad-shared keep bits (nk % 4 == 0), exactly: with v = I
-     * (Dv = Nk) the output is P∘M / (1 − p), and with dOut = I (Dv = Nq) dV is its transpose, so both zero
-     * patterns must equal the reference's (maskedErr throws otherwise); the forward and the dQ kernel share
-     * att_keep_rows, the dK/dV kernel draws through att_keep_keys. Returns the larger value error.
+     * The dropout mask of the tensor-core kernels, exactly (nk % 4 == 0: the TF32 kernels' quad-shared keep
+     * bits, the bf16 kernels' words from p4j_attention_keep_bits): with v = I (Dv = Nk = n) the output is
+     * P∘M / (1 − p), and with dOut = I (Dv = Nq) dV is its transpose, so both zero patterns must equal the
+     * reference's (maskedErr throws otherwise); the forward and the dQ kernel read the mask by rows
+     * (att_keep_rows, att_keep_word_rows), the dK/dV kernel by keys (att_keep_keys, att_keep_word_keys).
+     * A second backward, which draws the bits itself where the first took its forward's, must repeat the
+     * first bit for bit. Returns the larger value error.
      */
-    private double dropoutMaskError(boolean causal, KernelPick pick, String kernels) {
-        int batch = 2, heads = 2, n = 32, dqk = 32;
+    private double dropoutMaskError(int n, boolean causal, KernelPick pick, String kernels) {
+        int batch = 2, heads = 2, dqk = 32;
         AttentionShape s = new AttentionShape(batch, heads, n, n, dqk, n, 0.35f, causal, 0.3f, 0x5EED_0123_4567L, 7L);
         float[] eye = perHeadIdentity(batch, n, heads);
         Pair q = randPair(1, batch, n, heads * dqk), k = randPair(1, batch, n, heads * dqk), v = both(eye, batch, n, heads * n);
@@ -501,6 +506,12 @@ public final class OpParity {
         Pair dV = emptyPair(DType.F32, batch, n, heads * n);
         gpu.attentionBackward(s, q.g(), k.g(), v.g(), null, out.g(), lse.g(), dOut.g(), dQ.g(), dK.g(), dV.g());
         ref.attentionBackward(s, q.r(), k.r(), v.r(), null, out.r(), lse.r(), dOut.r(), dQ.r(), dK.r(), dV.r());
+        // once more: the bf16 kernels' backward took the bits its forward drew; now nothing is held, so it draws them itself
+        Tensor dQ2 = gpu.zeros(dQ.g().shape(), DType.F32), dK2 = gpu.zeros(dK.g().shape(), DType.F32), dV2 = gpu.zeros(dV.g().shape(), DType.F32);
+        gpu.attentionBackward(s, q.g(), k.g(), v.g(), null, out.g(), lse.g(), dOut.g(), dQ2, dK2, dV2);
+        double again = bitError(new float[][] {gpu.toFloatArray(dQ2), gpu.toFloatArray(dK2), gpu.toFloatArray(dV2)},
+                new float[][] {gpu.toFloatArray(dQ.g()), gpu.toFloatArray(dK.g()), gpu.toFloatArray(dV.g())});
+        if (again != 0) throw new AssertionError("a second backward (bits drawn again) differs from the first by " + again);
         return Math.max(e, maskedErr(dV));
     }
 
