@@ -2409,11 +2409,21 @@ __host__ __device__ constexpr int bf_keys(int dv) { return dv > 64 ? 32 : 64; }
 /**
  * Blocks per SM the bf16 forward's registers are held to (0: no limit). The variants without dropout
  * for small heads fit 4 blocks of 4 warps in 128 registers (Dqk = Dv = 64: 16 bytes spilled, outside
- * the key loop); wider heads and the dropout variants would spill far more (80 bytes at 64/64).
+ * the key loop); the dropout variants there would spill far more (80 bytes at 64/64, when they drew
+ * Philox blocks themselves). Dqk 32 / Dv 160 (language-perceiver's latent and encoder attention) takes
+ * 4 blocks too, with or without dropout: unbounded it took 172 registers, 2 blocks per SM, and its
+ * 512-block grid (16 × 8 heads × 4 row blocks) ran in two waves, the second nearly empty; bounded, one
+ * wave, and the masked-LM step and the batch-32 forward were faster (docs/benchmarks.md, session 21).
  */
-__host__ __device__ constexpr int bf_forward_min_blocks(int dqk, int dv, bool drop) { return !drop && dqk + dv <= 128 ? 4 : 0; }
+__host__ __device__ constexpr int bf_forward_min_blocks(int dqk, int dv, bool drop) {
+    return (!drop && dqk + dv <= 128) || (dqk == 32 && dv == 160) ? 4 : 0;
+}
 /** The same for the bf16 dQ and dK/dV kernels: 3 blocks in 168 registers for small heads without dropout (32–40 bytes spilled at 64/64). */
 __host__ __device__ constexpr int bf_backward_min_blocks(int dqk, int dv, bool drop) { return !drop && dqk + dv <= 128 ? 3 : 0; }
+/** The dQ kernel's: as bf_backward_min_blocks, but 4 at Dqk 32 / Dv 160 (one wave for the latent attention's grid, as the forward). */
+__host__ __device__ constexpr int bf_dq_min_blocks(int dqk, int dv, bool drop) {
+    return dqk == 32 && dv == 160 ? 4 : bf_backward_min_blocks(dqk, dv, drop);
+}
 /** Queries per tile of the bf16 dK/dV kernel (the host computes the same): 32 unless both head dims are small (registers). */
 __host__ __device__ constexpr int bf_queries(int dqk, int dv) { return dqk + dv > 96 ? 32 : 64; }
 
@@ -2949,7 +2959,7 @@ __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsi
         P4J_SM80((attention_forward_bf16<DQK, DV, W, DROP>(q, k, v, pad, out, lse, H, nq, nk, scale, causal, keepScale, out16, \
                                                     keepBits)));                                                       \
     }                                                                                                                  \
-    extern "C" __global__ void __launch_bounds__(W * 32, bf_backward_min_blocks(DQK, DV, DROP)) p4j_attention_backward_dq_bf16_##DQK##_##DV##_w##W##SUFFIX(           \
+    extern "C" __global__ void __launch_bounds__(W * 32, bf_dq_min_blocks(DQK, DV, DROP)) p4j_attention_backward_dq_bf16_##DQK##_##DV##_w##W##SUFFIX(           \
             const unsigned short* q, const unsigned short* k, const unsigned short* v, const unsigned char* pad, const float* lse,               \
             const float* rowDot, const unsigned short* dOut, float* dQ, int H, int nq, int nk, int dqk, int dv, float scale,   \
             int causal, float pdrop, float keepScale, unsigned long long seed, unsigned long long stream,             \
