@@ -286,10 +286,10 @@ public final class CpuBackend extends CpuStorageBackend {
         v = widened(v);
         Tensor o = f32Target(out);
         boolean[] pad = padMask(keyPad, s);
-        if (MaterializedAttention.applies(s, pad)) {
+        if (MaterializedAttention.applies(s)) {
             if (attentionGemms == null) attentionGemms = MaterializedAttention.Gemms.of(gemm instanceof JavaSgemm j ? j : new JavaSgemm(pool));
             MaterializedAttention.forward(attentionGemms, s, q.floats(), q.offset(), k.floats(), k.offset(), v.floats(),
-                    v.offset(), o.floats(), o.offset(), lse.floats(), lse.offset());
+                    v.offset(), pad, o.floats(), o.offset(), lse.floats(), lse.offset());
         } else {
             FastAttention.forward(pool, s, q.floats(), q.offset(), k.floats(), k.offset(), v.floats(), v.offset(),
                     pad, o.floats(), o.offset(), lse.floats(), lse.offset());
@@ -309,7 +309,7 @@ public final class CpuBackend extends CpuStorageBackend {
                 dOut.floats(), dOut.offset(), dQ.floats(), dQ.offset(), dK.floats(), dK.offset(), dV.floats(), dV.offset());
     }
 
-    /** The key padding as booleans, or null when no key is padded (the same attention, and the materialized forward may take it). */
+    /** The key padding as booleans, or null when no key is padded (the same attention, without the per-key tests). */
     private static boolean[] padMask(Tensor keyPad, AttentionShape s) {
         if (keyPad == null) return null;
         check(keyPad.size() == s.batch() * s.nk(), "attention: keyPad " + keyPad.describe() + " should be [" + s.batch() + ", " + s.nk() + "]");

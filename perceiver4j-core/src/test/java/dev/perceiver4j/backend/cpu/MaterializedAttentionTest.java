@@ -24,12 +24,31 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
  */
 class MaterializedAttentionTest {
 
-    record Case(AttentionShape shape, int threads, int offset) {
+    /** Key padding: none; AttentionTestSupport.leftPadding; every third key and the last (padded keys between real ones). */
+    enum Padding { NONE, LEFT, SCATTERED }
+
+    record Case(AttentionShape shape, int threads, int offset, Padding padding) {
+        Case(AttentionShape shape, int threads, int offset) {
+            this(shape, threads, offset, Padding.NONE);
+        }
+
+        boolean[] keyPad() {
+            return switch (padding) {
+                case NONE -> null;
+                case LEFT -> AttentionTestSupport.leftPadding(shape.batch(), shape.nk());
+                case SCATTERED -> {
+                    boolean[] pad = new boolean[shape.keyPadSize()];
+                    for (int i = 0; i < pad.length; i++) pad[i] = i % shape.nk() % 3 == 1 || i % shape.nk() == shape.nk() - 1;
+                    yield pad;
+                }
+            };
+        }
+
         @Override
         public String toString() {
             AttentionShape s = shape;
             return "B" + s.batch() + " H" + s.heads() + " Nq" + s.nq() + " Nk" + s.nk() + " Dqk" + s.dqk() + " Dv" + s.dv()
-                    + " t" + threads + " off" + offset;
+                    + " t" + threads + " off" + offset + (padding == Padding.NONE ? "" : " padding " + padding);
         }
     }
 
@@ -41,15 +60,20 @@ class MaterializedAttentionTest {
                 new Case(AttentionShape.of(3, 2, 70, 131, 19, 21), 2, 15),   // odd head dims, tails everywhere
                 new Case(AttentionShape.of(1, 1, 100, 50, 8, 8), 3, 1),      // one head split into blocks of rows
                 new Case(AttentionShape.of(2, 2, 37, 70, 32, 160), 3, 0),    // the language-perceiver head sizes
-                new Case(AttentionShape.of(1, 8, 64, 256, 32, 160), 2, 3));  // latent-like, whole heads per task
+                new Case(AttentionShape.of(1, 8, 64, 256, 32, 160), 2, 3),   // latent-like, whole heads per task
+                // key padding (AttentionTestSupport.leftPadding): a third of row 0's keys, all of row 1's, one of row 2's
+                new Case(AttentionShape.of(3, 2, 70, 131, 19, 21), 2, 4, Padding.LEFT),
+                new Case(AttentionShape.of(3, 2, 100, 64, 32, 160), 3, 0, Padding.LEFT),   // rows split into blocks
+                new Case(AttentionShape.of(2, 2, 40, 50, 16, 24), 2, 1, Padding.SCATTERED));
     }
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("cases")
     void matchesReferenceAndFeedsTheFusedBackward(Case c) {
         AttentionShape s = c.shape();
-        assertThat(MaterializedAttention.applies(s, null)).isTrue();
-        AttentionTestSupport.Reference ref = AttentionTestSupport.reference(s, new Random(c.toString().hashCode()), null);
+        assertThat(MaterializedAttention.applies(s)).isTrue();
+        boolean[] pad = c.keyPad();
+        AttentionTestSupport.Reference ref = AttentionTestSupport.reference(s, new Random(c.toString().hashCode()), pad);
 
         int o = c.offset();
         float[] fq = toFloat(ref.q(), o, 3), fk = toFloat(ref.k(), o + 1, 2), fv = toFloat(ref.v(), o + 2, 1), fg = toFloat(ref.g(), o, 0);
@@ -57,13 +81,13 @@ class MaterializedAttentionTest {
         out[out.length - 1] = 7f;
         try (CpuPool pool = CpuPool.create(c.threads())) {
             MaterializedAttention.forward(MaterializedAttention.Gemms.of(new JavaSgemm(pool)), s,
-                    fq, o, fk, o + 1, fv, o + 2, out, o, lse, o);
+                    fq, o, fk, o + 1, fv, o + 2, pad, out, o, lse, o);
             assertClose("out", out, o, ref.out(), FastAttentionTest.FWD_TOL);
             assertClose("lse", lse, o, ref.lse(), FastAttentionTest.FWD_TOL);
             assertThat(out[out.length - 1]).as("past out's end untouched").isEqualTo(7f);
 
             float[] dq = new float[o + s.qSize()], dk = new float[o + s.kSize()], dv = new float[o + s.vSize()];
-            FastAttention.backward(pool, s, fq, o, fk, o + 1, fv, o + 2, null, out, o, lse, o, fg, o, dq, o, dk, o, dv, o);
+            FastAttention.backward(pool, s, fq, o, fk, o + 1, fv, o + 2, pad, out, o, lse, o, fg, o, dq, o, dk, o, dv, o);
             assertClose("dq", dq, o, ref.dq(), FastAttentionTest.BWD_TOL);
             assertClose("dk", dk, o, ref.dk(), FastAttentionTest.BWD_TOL);
             assertClose("dv", dv, o, ref.dv(), FastAttentionTest.BWD_TOL);
@@ -71,22 +95,24 @@ class MaterializedAttentionTest {
     }
 
     @Test
-    void takesOnlyUnmaskedAttentionWithoutDropout() {
+    void takesNoCausalMaskNorDropout() {
         AttentionShape plain = AttentionShape.of(1, 2, 8, 8, 4, 4);
-        assertThat(MaterializedAttention.applies(plain, null)).isTrue();
-        assertThat(MaterializedAttention.applies(plain, new boolean[8])).isFalse();
-        assertThat(MaterializedAttention.applies(new AttentionShape(1, 2, 8, 8, 4, 4, 0.5f, true, 0f, 0, 0), null)).isFalse();
-        assertThat(MaterializedAttention.applies(new AttentionShape(1, 2, 8, 8, 4, 4, 0.5f, false, 0.1f, 0, 0), null)).isFalse();
-        assertThat(MaterializedAttention.applies(AttentionShape.of(1, 1, 8, 1 << 16, 4, 4), null)).isFalse(); // 32 rows would not fit
+        assertThat(MaterializedAttention.applies(plain)).isTrue();
+        assertThat(MaterializedAttention.applies(new AttentionShape(1, 2, 8, 8, 4, 4, 0.5f, true, 0f, 0, 0))).isFalse();
+        assertThat(MaterializedAttention.applies(new AttentionShape(1, 2, 8, 8, 4, 4, 0.5f, false, 0.1f, 0, 0))).isFalse();
+        assertThat(MaterializedAttention.applies(AttentionShape.of(1, 1, 8, 1 << 16, 4, 4))).isFalse(); // 32 rows would not fit
         AttentionShape causal = new AttentionShape(1, 1, 4, 4, 2, 2, 0.5f, true, 0f, 0, 0);
         try (CpuPool pool = CpuPool.create(1)) {
             MaterializedAttention.Gemms gemms = MaterializedAttention.Gemms.of(new JavaSgemm(pool));
             assertThatThrownBy(() -> MaterializedAttention.forward(gemms, causal, new float[8], 0, new float[8], 0,
-                    new float[8], 0, new float[8], 0, new float[4], 0)).isInstanceOf(IllegalArgumentException.class)
-                    .hasMessageContaining("no mask or dropout");
+                    new float[8], 0, null, new float[8], 0, new float[4], 0)).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining("no causal mask or dropout");
             assertThatThrownBy(() -> MaterializedAttention.forward(gemms, plain, new float[63], 0, new float[64], 0,
-                    new float[64], 0, new float[64], 0, new float[16], 0)).isInstanceOf(IllegalArgumentException.class)
+                    new float[64], 0, null, new float[64], 0, new float[16], 0)).isInstanceOf(IllegalArgumentException.class)
                     .hasMessageStartingWith("q: required length 64");
+            assertThatThrownBy(() -> MaterializedAttention.forward(gemms, plain, new float[64], 0, new float[64], 0,
+                    new float[64], 0, new boolean[7], new float[64], 0, new float[16], 0)).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageStartingWith("keyPad: required length 8, actual 7");
         }
     }
 
