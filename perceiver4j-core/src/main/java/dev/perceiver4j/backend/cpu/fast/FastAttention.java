@@ -165,16 +165,7 @@ public final class FastAttention {
 
         Call(AttentionShape s, float[] q, int qOff, float[] k, int kOff, float[] v, int vOff,
              boolean[] keyPad, float[] out, int outOff, float[] lse, int lseOff) {
-            if (s == null) throw new IllegalArgumentException("shape is null");
-            requireRange("q", q, qOff, s.qSize());
-            requireRange("k", k, kOff, s.kSize());
-            requireRange("v", v, vOff, s.vSize());
-            if (keyPad != null && keyPad.length != s.keyPadSize()) {
-                throw new IllegalArgumentException("keyPad: required length " + s.keyPadSize()
-                        + ", actual " + keyPad.length);
-            }
-            requireRange("out", out, outOff, s.outSize());
-            requireRange("lse", lse, lseOff, s.lseSize());
+            requireArguments(s, q, qOff, k, kOff, v, vOff, keyPad, out, outOff, lse, lseOff);
             this.s = s;
             this.q = q;
             this.k = k;
@@ -818,6 +809,21 @@ public final class FastAttention {
     }
 
     // ------------------------------------------------------------------------------------------
+
+    /** The checks of a forward's arguments (shared with {@link MaterializedAttention}): every array long enough from its offset, keyPad null or [B*Nk]. */
+    static void requireArguments(AttentionShape s, float[] q, int qOff, float[] k, int kOff, float[] v, int vOff,
+                                 boolean[] keyPad, float[] out, int outOff, float[] lse, int lseOff) {
+        if (s == null) throw new IllegalArgumentException("shape is null");
+        requireRange("q", q, qOff, s.qSize());
+        requireRange("k", k, kOff, s.kSize());
+        requireRange("v", v, vOff, s.vSize());
+        if (keyPad != null && keyPad.length != s.keyPadSize()) {
+            throw new IllegalArgumentException("keyPad: required length " + s.keyPadSize()
+                    + ", actual " + keyPad.length);
+        }
+        requireRange("out", out, outOff, s.outSize());
+        requireRange("lse", lse, lseOff, s.lseSize());
+    }
 
     static void requireRange(String name, float[] a, int off, int size) {
         if (a == null) throw new IllegalArgumentException(name + " is null");

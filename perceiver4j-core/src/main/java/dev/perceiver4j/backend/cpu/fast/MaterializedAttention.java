@@ -73,14 +73,7 @@ public final class MaterializedAttention {
                                float[] out, int outOff, float[] lse, int lseOff) {
         if (!applies(s)) throw new IllegalArgumentException("materialized attention takes no causal mask or dropout, and Nk <= "
                 + MAX_SCORES / MIN_ROWS + ": " + s);
-        if (keyPad != null && keyPad.length != s.keyPadSize()) {
-            throw new IllegalArgumentException("keyPad: required length " + s.keyPadSize() + ", actual " + keyPad.length);
-        }
-        FastAttention.requireRange("q", q, qOff, s.qSize());
-        FastAttention.requireRange("k", k, kOff, s.kSize());
-        FastAttention.requireRange("v", v, vOff, s.vSize());
-        FastAttention.requireRange("out", out, outOff, s.outSize());
-        FastAttention.requireRange("lse", lse, lseOff, s.lseSize());
+        FastAttention.requireArguments(s, q, qOff, k, kOff, v, vOff, keyPad, out, outOff, lse, lseOff);
         CpuPool pool = gemms.products().pool();
         int heads = s.batch() * s.heads(), nq = s.nq(), nk = s.nk();
         int rows = blockRows(heads, nq, nk, pool.threads());
