@@ -1370,7 +1370,7 @@ public final class CudaBackend implements Backend {
                     .block(threads).sharedBytes(bf16 ? bf16DkdvShared(s) : tc ? tensorCoreDkdvShared(s) : backwardShared(s))
                     .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(lse)).ptr(rowDot.address()).ptr(ptr(g))
                     .ptr(out(dK)).ptr(out(dV)), s);
-            if (bf16) {   // the bf16 kernels read the dropout mask as bits (drawn again here, as the forward drew them)
+            if (bf16) {   // the bf16 kernels read the dropout mask as bits: the forward's, held for this backward, or drawn again
                 long keep = keepBits(s, false, temps);
                 dq.ptr(keep);
                 dkdv.ptr(keep);
