@@ -1966,15 +1966,25 @@ __device__ __forceinline__ void tc_round_rows(unsigned* dst, int st, int rows) {
  * Loads first, then adds and stores, TC_ADD_TILES tiles at a time: one load, add and store per
  * element in turn made each wait for the previous store (the compiler cannot know the stores do not
  * alias the next loads), a global-memory round trip per element (30 % of the dK/dV kernel's stall
- * samples at Dv 160, ncu, session 8 call 5).
+ * samples at Dv 160, ncu, session 8 call 5). With add false the fragments are stored, each pair of
+ * columns as one 8-byte store, and dst is not read (a gradient nothing has written yet: the backend's
+ * lazy zeros).
  */
 #define TC_ADD_TILES 4
 template <int D>
 __device__ __forceinline__ void tc_add_fragments(float* dst, const float (*acc)[4], int b, int h, int H, int n, int r0, int r1,
-                                                 int t4) {
+                                                 int t4, bool add = true) {
     const long long width = (long long) H * D;
     float* o0 = dst + ((long long) b * n + imin(r0, n - 1)) * width + h * D + 2 * t4;
     float* o1 = dst + ((long long) b * n + imin(r1, n - 1)) * width + h * D + 2 * t4;
+    if (!add) {
+#pragma unroll
+        for (int nt = 0; nt < D / 8; nt++) {
+            if (r0 < n) *reinterpret_cast<float2*>(o0 + nt * 8) = make_float2(acc[nt][0], acc[nt][1]);
+            if (r1 < n) *reinterpret_cast<float2*>(o1 + nt * 8) = make_float2(acc[nt][2], acc[nt][3]);
+        }
+        return;
+    }
 #pragma unroll
     for (int c0 = 0; c0 < D / 8; c0 += TC_ADD_TILES) {
         float old[TC_ADD_TILES][4];
@@ -2747,7 +2757,7 @@ template <int DQK, int DV, int W, bool DROP>
 __device__ void attention_backward_dq_bf16(const unsigned short* q, const unsigned short* k, const unsigned short* v,
                                            const unsigned char* pad, const float* lse, const float* rowDot,
                                            const unsigned short* dOut, float* dQ, int H, int nq, int nk, float scale, int causal,
-                                           float keepScale, const unsigned* keepBits) {
+                                           float keepScale, const unsigned* keepBits, int store) {
     constexpr int ROWS = 16 * W, NT = 32 * W;   // W warps of 16 query rows
     constexpr int BK = bf_keys(DV), KST = DQK + 8, VST = DV + 8;
     extern __shared__ unsigned tsm[];   // as the forward's
@@ -2827,14 +2837,14 @@ __device__ void attention_backward_dq_bf16(const unsigned short* q, const unsign
         __syncthreads();   // every warp is done with this buffer (the next fetch overwrites it)
     }
 
-    tc_add_fragments<DQK>(dQ, acc, b, h, H, nq, r0, r1, t4);
+    tc_add_fragments<DQK>(dQ, acc, b, h, H, nq, r0, r1, t4, store == 0);
 }
 
 template <int DQK, int DV, int W, bool DROP>
 __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsigned short* k, const unsigned short* v,
                                              const unsigned char* pad, const float* lse, const float* rowDot,
                                              const unsigned short* dOut, float* dK, float* dV, int H, int nq, int nk, float scale,
-                                             int causal, float keepScale, const unsigned* keepBits) {
+                                             int causal, float keepScale, const unsigned* keepBits, int store) {
     constexpr int ROWS = 16 * W, NT = 32 * W;   // W warps of 16 keys
     constexpr int BQ = bf_queries(DQK, DV), QST = DQK + 8, GST = DV + 8;
     // two buffers, each: Q [BQ][QST], dOut [BQ][GST] halves, then lse [BQ] and rowDot [BQ] words, then
@@ -2940,17 +2950,18 @@ __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsi
         __syncthreads();   // every warp is done with this buffer (the next fetch overwrites it)
     }
 
-    tc_add_fragments<DQK>(dK, accK, b, h, H, nk, r0, r1, t4);
-    tc_add_fragments<DV>(dV, accV, b, h, H, nk, r0, r1, t4);
+    tc_add_fragments<DQK>(dK, accK, b, h, H, nk, r0, r1, t4, (store & 1) == 0);
+    tc_add_fragments<DV>(dV, accV, b, h, H, nk, r0, r1, t4, (store & 2) == 0);
 }
 #endif // __CUDA_ARCH__ >= 800
 
 // p4j_attention_forward_bf16_<Dqk>_<Dv>_w<W>, p4j_attention_backward_dq_bf16_…_w<W> and …_dkdv_bf16_…_w<W>:
 // blocks of W warps (16 W query rows, or keys for dK/dV); arguments as the fp32 kernels' (dqk, dv not read),
 // the forward's last but one out16: where not null, the output is stored there as bf16 (out not written).
-// Each comes twice: without dropout (pdrop, seed, stream and the last argument keepBits not read, no
+// Each comes twice: without dropout (pdrop, seed, stream and the argument keepBits not read, no
 // dropout code) and with (SUFFIX _drop): keepBits then holds p4j_attention_keep_bits' words for the
-// shape (pdrop, seed and stream still not read: the words carry them).
+// shape (pdrop, seed and stream still not read: the words carry them). The backward kernels' last
+// argument, store, says which gradients are written rather than added to (dQ: 1; dK: bit 0, dV: bit 1).
 #define P4J_ATTENTION_BF16_W(DQK, DV, W, DROP, SUFFIX)                                                                            \
     extern "C" __global__ void __launch_bounds__(W * 32, bf_forward_min_blocks(DQK, DV, DROP)) p4j_attention_forward_bf16_##DQK##_##DV##_w##W##SUFFIX(               \
             const unsigned short* q, const unsigned short* k, const unsigned short* v, const unsigned char* pad, float* out, float* lse, int H,   \
@@ -2963,17 +2974,17 @@ __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsi
             const unsigned short* q, const unsigned short* k, const unsigned short* v, const unsigned char* pad, const float* lse,               \
             const float* rowDot, const unsigned short* dOut, float* dQ, int H, int nq, int nk, int dqk, int dv, float scale,   \
             int causal, float pdrop, float keepScale, unsigned long long seed, unsigned long long stream,             \
-            const unsigned* keepBits) {                                                                                \
+            const unsigned* keepBits, int store) {                                                                     \
         P4J_SM80((attention_backward_dq_bf16<DQK, DV, W, DROP>(q, k, v, pad, lse, rowDot, dOut, dQ, H, nq, nk, scale, causal, \
-                                                        keepScale, keepBits)));                                        \
+                                                        keepScale, keepBits, store)));                                 \
     }                                                                                                                  \
     extern "C" __global__ void __launch_bounds__(W * 32, bf_backward_min_blocks(DQK, DV, DROP)) p4j_attention_backward_dkdv_bf16_##DQK##_##DV##_w##W##SUFFIX(         \
             const unsigned short* q, const unsigned short* k, const unsigned short* v, const unsigned char* pad, const float* lse,               \
             const float* rowDot, const unsigned short* dOut, float* dK, float* dV, int H, int nq, int nk, int dqk, int dv,     \
             float scale, int causal, float pdrop, float keepScale, unsigned long long seed,                           \
-            unsigned long long stream, const unsigned* keepBits) {                                                     \
+            unsigned long long stream, const unsigned* keepBits, int store) {                                          \
         P4J_SM80((attention_backward_dkdv_bf16<DQK, DV, W, DROP>(q, k, v, pad, lse, rowDot, dOut, dK, dV, H, nq, nk, scale, \
-                                                          causal, keepScale, keepBits)));                              \
+                                                          causal, keepScale, keepBits, store)));                       \
     }
 // W = 4: 8-warp blocks (128 rows, half the staging work per row) measured the same (session 8, call 4).
 #define P4J_ATTENTION_BF16(DQK, DV) P4J_ATTENTION_BF16_W(DQK, DV, 4, false, ) P4J_ATTENTION_BF16_W(DQK, DV, 4, true, _drop)

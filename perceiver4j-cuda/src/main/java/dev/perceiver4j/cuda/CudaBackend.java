@@ -113,6 +113,8 @@ public final class CudaBackend implements Backend {
      */
     private final DeviceBuffer tickets;
     private static final int TICKETS = 4096;
+    /** Zero fills issued by the host code (a recorded step counts once, when recorded), for memoryReport. */
+    private long zeroFills, zeroFillBytes;
 
     /** {@code tf32}: TF32 matrix products, else exact fp32. */
     public CudaBackend(CudaContext context, boolean tf32) {
@@ -163,7 +165,8 @@ public final class CudaBackend implements Backend {
     public String memoryReport() {
         String r = allocator.report();
         int nl = r.indexOf('\n');
-        return (nl < 0 ? r : r.substring(0, nl)) + "\n" + gemm.tuningSummary();
+        return (nl < 0 ? r : r.substring(0, nl)) + String.format("; zero fills issued %d (%.1f MiB)", zeroFills, zeroFillBytes / 1048576.0)
+                + "\n" + gemm.tuningSummary();
     }
 
     /**
@@ -272,8 +275,19 @@ public final class CudaBackend implements Backend {
     /** Zeroes the bytes a buffer's holder asked for, as whole 32-bit words (the size class is a multiple of 512 bytes). */
     private void clear(DeviceBuffer b) {
         long words = (b.requested[0] + 3) / 4;
-        if (words > 0) Driver.memsetD32Async(b.address(), 0, words, context.stream());
+        if (words > 0) {
+            Driver.memsetD32Async(b.address(), 0, words, context.stream());
+            zeroFills++;
+            zeroFillBytes += 4 * words;
+            if (TRACE_ZERO_FILLS && words >= 1 << 18) {   // a developer's view of the large ones: which op asked
+                System.err.println("zero fill " + 4 * words / 1024 + " KiB: " + StackWalker.getInstance().walk(f -> f.skip(1).limit(4)
+                        .map(x -> x.getClassName().substring(x.getClassName().lastIndexOf('.') + 1) + "." + x.getMethodName() + ":" + x.getLineNumber())
+                        .toList()));
+            }
+        }
     }
+
+    private static final boolean TRACE_ZERO_FILLS = Boolean.getBoolean("perceiver4j.cuda.traceZeroFills");
 
     @Override
     public void release(Object buffer) {
@@ -1359,6 +1373,8 @@ public final class CudaBackend implements Backend {
             v = asType(v, operands, temps);
             Tensor g = asType(dOut, operands, temps);
             boolean tc = bf16 || tensorCoreAttention(s, q, k, v, dOut);
+            // the bf16 kernels write a gradient nothing has written yet (lazy zeros) instead of adding to it
+            boolean storeQ = bf16 && fresh(dQ), storeK = bf16 && fresh(dK), storeV = bf16 && fresh(dV);
             String suffix = bf16 ? "_bf16_" + s.dqk() + "_" + s.dv() + "_w" + BF16_WARPS + dropSuffix(s) : tc ? "_tc_" + s.dqk() + "_" + s.dv() : "";
             int warps = bf16 ? BF16_WARPS : TC_WARPS;
             int rowsPerBlock = tc ? 16 * warps : ATT_ROWS, threads = tc ? warps * 32 : ATT_THREADS;
@@ -1372,8 +1388,8 @@ public final class CudaBackend implements Backend {
                     .ptr(out(dK)).ptr(out(dV)), s);
             if (bf16) {   // the bf16 kernels read the dropout mask as bits: the forward's, held for this backward, or drawn again
                 long keep = keepBits(s, false, temps);
-                dq.ptr(keep);
-                dkdv.ptr(keep);
+                dq.ptr(keep).i32(storeQ ? 1 : 0);
+                dkdv.ptr(keep).i32((storeK ? 1 : 0) | (storeV ? 2 : 0));
             }
             dq.go();
             dkdv.go();

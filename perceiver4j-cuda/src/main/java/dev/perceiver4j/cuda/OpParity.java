@@ -1221,7 +1221,10 @@ public final class OpParity {
         attentionBackward(c, batch, heads, nq, nk, dqk, dv, causal, padMode, drop, FP32, "");
     }
 
-    /** dQ, dK and dV of one attention backward (added to random gradients) on random inputs, GPU against the reference. */
+    /**
+     * dQ, dK and dV of one attention backward on random inputs, GPU against the reference: added to random
+     * gradients, then into fresh zeros (which the bf16 kernels write instead of adding to).
+     */
     private void attentionBackward(List<Check> c, int batch, int heads, int nq, int nk, int dqk, int dv, boolean causal, int padMode,
                                    float drop, double tolerance, String suffix) {
         AttentionShape s = attentionShape(batch, heads, nq, nk, dqk, dv, causal, drop);
@@ -1236,7 +1239,12 @@ public final class OpParity {
             Pair dQ = randPair(1, batch, nq, heads * dqk), dK = randPair(1, batch, nk, heads * dqk), dV = randPair(1, batch, nk, heads * dv);
             gpu.attentionBackward(s, q.g(), k.g(), v.g(), g(pad), out.g(), lse.g(), dOut.g(), dQ.g(), dK.g(), dV.g());
             ref.attentionBackward(s, q.r(), k.r(), v.r(), r(pad), out.r(), lse.r(), dOut.r(), dQ.r(), dK.r(), dV.r());
-            return Math.max(err(dQ), Math.max(err(dK), err(dV)));
+            double added = Math.max(err(dQ), Math.max(err(dK), err(dV)));
+            Pair zQ = emptyPair(DType.F32, batch, nq, heads * dqk), zK = emptyPair(DType.F32, batch, nk, heads * dqk);
+            Pair zV = emptyPair(DType.F32, batch, nk, heads * dv);
+            gpu.attentionBackward(s, q.g(), k.g(), v.g(), g(pad), out.g(), lse.g(), dOut.g(), zQ.g(), zK.g(), zV.g());
+            ref.attentionBackward(s, q.r(), k.r(), v.r(), r(pad), out.r(), lse.r(), dOut.r(), zQ.r(), zK.r(), zV.r());
+            return Math.max(added, Math.max(err(zQ), Math.max(err(zK), err(zV))));
         }));
     }
 

@@ -33,10 +33,10 @@ class KernelSignaturesTest {
         int[] forward16 = {8, 8, 8, 8, 8, 8, 4, 4, 4, 4, 4, 4, 4, 4, 4, 8, 8, 8, 8};
         assertThat(REAL.widths("p4j_attention_forward_bf16_32_160_w4")).containsExactly(forward16);
         assertThat(REAL.widths("p4j_attention_forward_tc_64_64")).containsExactly(forward);
-        assertThat(REAL.widths("p4j_attention_backward_dkdv_bf16_64_64_w4")).hasSize(21);
+        assertThat(REAL.widths("p4j_attention_backward_dkdv_bf16_64_64_w4")).hasSize(22);   // + keepBits, store
         // the variants with dropout: the same arguments, the name built with a suffix parameter
         assertThat(REAL.widths("p4j_attention_forward_bf16_64_64_w4_drop")).containsExactly(forward16);
-        assertThat(REAL.widths("p4j_attention_backward_dq_bf16_32_160_w4_drop")).hasSize(20);
+        assertThat(REAL.widths("p4j_attention_backward_dq_bf16_32_160_w4_drop")).hasSize(21);
         // the keep bits they read: bits, words, nk, wordsPerRow, p, seed, stream
         assertThat(REAL.widths("p4j_attention_keep_bits")).containsExactly(8, 4, 4, 4, 4, 8, 8);
         assertThat(REAL.widths("p4j_no_such_kernel")).isNull();
