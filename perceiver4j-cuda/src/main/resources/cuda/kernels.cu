@@ -1962,7 +1962,7 @@ __device__ __forceinline__ void tc_round_rows(unsigned* dst, int st, int rows) {
 
 /**
  * Adds a warp's m16n8 accumulator fragments — this thread's rows r0 and r1, columns 2·t4 and 2·t4 + 1
- * of each 8-column tile — into head h (D columns) of a [B, n, H·D] tensor; rows ≥ n are skipped.
+ * of each 8-column tile — into head h (D columns from h·D) of a [B, n, ·] tensor with rows `width` apart; rows ≥ n are skipped.
  * Loads first, then adds and stores, TC_ADD_TILES tiles at a time: one load, add and store per
  * element in turn made each wait for the previous store (the compiler cannot know the stores do not
  * alias the next loads), a global-memory round trip per element (30 % of the dK/dV kernel's stall
@@ -1972,9 +1972,8 @@ __device__ __forceinline__ void tc_round_rows(unsigned* dst, int st, int rows) {
  */
 #define TC_ADD_TILES 4
 template <int D>
-__device__ __forceinline__ void tc_add_fragments(float* dst, const float (*acc)[4], int b, int h, int H, int n, int r0, int r1,
+__device__ __forceinline__ void tc_add_fragments(float* dst, const float (*acc)[4], int b, int h, long long width, int n, int r0, int r1,
                                                  int t4, bool add = true) {
-    const long long width = (long long) H * D;
     float* o0 = dst + ((long long) b * n + imin(r0, n - 1)) * width + h * D + 2 * t4;
     float* o1 = dst + ((long long) b * n + imin(r1, n - 1)) * width + h * D + 2 * t4;
     if (!add) {
@@ -2515,11 +2514,10 @@ __device__ __forceinline__ void bf_copy_rows(unsigned short* dst, const unsigned
     }
 }
 
-/** Rows r0, r1 of head h of a [B, n, H·D] bf16 tensor as m16n8k16 A fragments, one per 16 columns (rows ≥ n: zeros). */
+/** Rows r0, r1 of head h (columns h·D …) of a [B, n, ·] bf16 tensor with rows `width` apart as m16n8k16 A fragments, one per 16 columns (rows ≥ n: zeros). */
 template <int D>
-__device__ __forceinline__ void bf_row_fragments(unsigned (*a)[4], const unsigned short* src, int b, int h, int H, int n, int r0,
+__device__ __forceinline__ void bf_row_fragments(unsigned (*a)[4], const unsigned short* src, int b, int h, long long width, int n, int r0,
                                                  int r1, int t4) {
-    const long long width = (long long) H * D;
     const unsigned* p0 = reinterpret_cast<const unsigned*>(src + ((long long) b * n + imin(r0, n - 1)) * width + (long long) h * D);
     const unsigned* p1 = reinterpret_cast<const unsigned*>(src + ((long long) b * n + imin(r1, n - 1)) * width + (long long) h * D);
 #pragma unroll
@@ -2565,12 +2563,12 @@ __host__ __device__ constexpr int bf_key_stage(int dqk, int dv, int bk, int rows
 template <int DQK, int DV, int BK, int NT>
 __device__ __forceinline__ void bf_fetch_key_tile(unsigned short* tsm, int tile, const unsigned short* k, const unsigned short* v,
                                                   const unsigned* keepBits, int b, int h, int bh, int nq, int nk, int i0,
-                                                  long long qkW, long long vW) {
+                                                  long long kW, long long vW) {
     constexpr int ROWS = NT / 2;
     unsigned short* st = tsm + (tile & 1) * bf_key_stage(DQK, DV, BK, ROWS);
     bf_copy_keep<BK / 32>(reinterpret_cast<unsigned*>(st + BK * (DQK + 8 + DV + 8) + 2 * BK), keepBits, bh, nq, (nk + 31) >> 5, i0,
                           ROWS, tile * BK);
-    bf_fetch_rows<DQK, DV, BK, NT>(st, st + BK * (DQK + 8), k, v, b, h, nk, tile * BK, qkW, vW);   // commits the group
+    bf_fetch_rows<DQK, DV, BK, NT>(st, st + BK * (DQK + 8), k, v, b, h, nk, tile * BK, kW, vW);   // commits the group
 }
 
 /**
@@ -2585,11 +2583,11 @@ __device__ __forceinline__ void bf_fetch_key_tile(unsigned short* tsm, int tile,
 template <int DQK, int DV, int BK, int NT>
 __device__ __forceinline__ unsigned short* bf_key_tile(unsigned short* tsm, int tile, int tiles, const unsigned short* k,
                                                        const unsigned short* v, const unsigned* keepBits, const unsigned char* pad,
-                                                       int b, int h, int bh, int nq, int nk, int i0, int keyEnd, long long qkW,
+                                                       int b, int h, int bh, int nq, int nk, int i0, int keyEnd, long long kW,
                                                        long long vW, bool& hidden) {
     constexpr int STAGE = bf_key_stage(DQK, DV, BK, NT / 2);   // halves
     if (tile + 1 < tiles) {
-        bf_fetch_key_tile<DQK, DV, BK, NT>(tsm, tile + 1, k, v, keepBits, b, h, bh, nq, nk, i0, qkW, vW);
+        bf_fetch_key_tile<DQK, DV, BK, NT>(tsm, tile + 1, k, v, keepBits, b, h, bh, nq, nk, i0, kW, vW);
         cp_async_wait<1>();
     } else {
         cp_async_wait<0>();
@@ -2665,7 +2663,7 @@ __device__ __forceinline__ void att_store_rows_bf16(unsigned short* out16, float
 template <int DQK, int DV, int W, bool DROP>
 __device__ void attention_forward_bf16(const unsigned short* q, const unsigned short* k, const unsigned short* v,
                                        const unsigned char* pad, float* out, float* lse, int H, int nq, int nk, float scale,
-                                       int causal, float keepScale, unsigned short* out16, const unsigned* keepBits) {
+                                       int causal, float keepScale, unsigned short* out16, const unsigned* keepBits, int qS, int kS, int vS) {
     constexpr int ROWS = 16 * W, NT = 32 * W;   // W warps of 16 query rows
     constexpr int BK = bf_keys(DV), KST = DQK + 8, VST = DV + 8;
     extern __shared__ unsigned tsm[];   // two buffers of bf_key_tile
@@ -2673,11 +2671,11 @@ __device__ void attention_forward_bf16(const unsigned short* q, const unsigned s
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
     const int i0 = blockIdx.x * ROWS;
     const int r0 = i0 + warp * 16 + g, r1 = r0 + 8;
-    const long long qkW = (long long) H * DQK, vW = (long long) H * DV;
+    const long long kW = kS, vW = vS, oW = (long long) H * DV;   // row widths: k, v (as passed), out
     const int shift = nk - nq;
 
     unsigned qa[DQK / 16][4];   // Q rows r0, r1 as A fragments (rows ≥ nq: zeros, never stored)
-    bf_row_fragments<DQK>(qa, q, b, h, H, nq, r0, r1, t4);
+    bf_row_fragments<DQK>(qa, q, b, h, qS, nq, r0, r1, t4);
     if (scale < 0.0f) {   // att_softmax_tile wants scale ≥ 0: (−Q)·Kᵀ·|scale| is exactly Q·Kᵀ·scale
 #pragma unroll
         for (int ks = 0; ks < DQK / 16; ks++)
@@ -2700,12 +2698,12 @@ __device__ void attention_forward_bf16(const unsigned short* q, const unsigned s
     unsigned short* buf = reinterpret_cast<unsigned short*>(tsm);
 
     const int tiles = (keyEnd + BK - 1) / BK;
-    if (tiles > 0) bf_fetch_key_tile<DQK, DV, BK, NT>(buf, 0, k, v, keepBits, b, h, bh, nq, nk, i0, qkW, vW);
+    if (tiles > 0) bf_fetch_key_tile<DQK, DV, BK, NT>(buf, 0, k, v, keepBits, b, h, bh, nq, nk, i0, kW, vW);
     for (int tile = 0; tile < tiles; tile++) {
         const int j0 = tile * BK;
         bool hidden;
         const unsigned short* st = bf_key_tile<DQK, DV, BK, NT>(buf, tile, tiles, k, v, keepBits, pad, b, h, bh, nq, nk, i0, keyEnd,
-                                                                qkW, vW, hidden);
+                                                                kW, vW, hidden);
         const float* kbias = reinterpret_cast<const float*>(st + BK * (KST + VST));
         // rows r0's and r1's staged keep words (null without dropout)
         const unsigned* keepA = DROP ? reinterpret_cast<const unsigned*>(kbias + BK) + (warp * 16 + g) * (BK / 32) : nullptr;
@@ -2733,8 +2731,8 @@ __device__ void attention_forward_bf16(const unsigned short* q, const unsigned s
         __syncthreads();   // every warp is done with this buffer (the next fetch overwrites it)
     }
 
-    if (out16 != nullptr) att_store_rows_bf16<DV>(out16, lse, o, m0 * LN2, m1 * LN2, l0, l1, b, h, bh, nq, vW, r0, r1, t4);
-    else att_store_rows<DV>(out, lse, o, m0 * LN2, m1 * LN2, l0, l1, b, h, bh, nq, vW, r0, r1, t4);
+    if (out16 != nullptr) att_store_rows_bf16<DV>(out16, lse, o, m0 * LN2, m1 * LN2, l0, l1, b, h, bh, nq, oW, r0, r1, t4);
+    else att_store_rows<DV>(out, lse, o, m0 * LN2, m1 * LN2, l0, l1, b, h, bh, nq, oW, r0, r1, t4);
 }
 
 // Backward on bf16 tensor cores (the bf16 mode's counterpart of the TF32 backward kernels below, same
@@ -2757,7 +2755,7 @@ template <int DQK, int DV, int W, bool DROP>
 __device__ void attention_backward_dq_bf16(const unsigned short* q, const unsigned short* k, const unsigned short* v,
                                            const unsigned char* pad, const float* lse, const float* rowDot,
                                            const unsigned short* dOut, float* dQ, int H, int nq, int nk, float scale, int causal,
-                                           float keepScale, const unsigned* keepBits, int store) {
+                                           float keepScale, const unsigned* keepBits, int store, int qS, int kS, int vS) {
     constexpr int ROWS = 16 * W, NT = 32 * W;   // W warps of 16 query rows
     constexpr int BK = bf_keys(DV), KST = DQK + 8, VST = DV + 8;
     extern __shared__ unsigned tsm[];   // as the forward's
@@ -2765,12 +2763,12 @@ __device__ void attention_backward_dq_bf16(const unsigned short* q, const unsign
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
     const int i0 = blockIdx.x * ROWS;
     const int r0 = i0 + warp * 16 + g, r1 = r0 + 8;
-    const long long qkW = (long long) H * DQK, vW = (long long) H * DV;
+    const long long qW = qS, kW = kS, vW = vS, oW = (long long) H * DV;   // row widths: q and dQ, k, v (as passed), dOut
     const int shift = nk - nq;
 
     unsigned qa[DQK / 16][4], ga[DV / 16][4];
-    bf_row_fragments<DQK>(qa, q, b, h, H, nq, r0, r1, t4);
-    bf_row_fragments<DV>(ga, dOut, b, h, H, nq, r0, r1, t4);
+    bf_row_fragments<DQK>(qa, q, b, h, qW, nq, r0, r1, t4);
+    bf_row_fragments<DV>(ga, dOut, b, h, oW, nq, r0, r1, t4);
     const float l0 = bf_lse2(r0 < nq ? lse[(long long) bh * nq + r0] : 0.0f, r0 < nq);
     const float l1 = bf_lse2(r1 < nq ? lse[(long long) bh * nq + r1] : 0.0f, r1 < nq);
     const float d0 = r0 < nq ? rowDot[(long long) bh * nq + r0] : 0.0f, d1 = r1 < nq ? rowDot[(long long) bh * nq + r1] : 0.0f;
@@ -2787,12 +2785,12 @@ __device__ void attention_backward_dq_bf16(const unsigned short* q, const unsign
     unsigned short* buf = reinterpret_cast<unsigned short*>(tsm);
 
     const int tiles = (keyEnd + BK - 1) / BK;
-    if (tiles > 0) bf_fetch_key_tile<DQK, DV, BK, NT>(buf, 0, k, v, keepBits, b, h, bh, nq, nk, i0, qkW, vW);
+    if (tiles > 0) bf_fetch_key_tile<DQK, DV, BK, NT>(buf, 0, k, v, keepBits, b, h, bh, nq, nk, i0, kW, vW);
     for (int tile = 0; tile < tiles; tile++) {
         const int j0 = tile * BK;
         bool hidden;
         const unsigned short* st = bf_key_tile<DQK, DV, BK, NT>(buf, tile, tiles, k, v, keepBits, pad, b, h, bh, nq, nk, i0, keyEnd,
-                                                                qkW, vW, hidden);
+                                                                kW, vW, hidden);
         const float* kbias = reinterpret_cast<const float*>(st + BK * (KST + VST));
         const unsigned* keepA = reinterpret_cast<const unsigned*>(kbias + BK) + (warp * 16 + g) * (BK / 32);   // as in the forward
         const unsigned* keepB = keepA + 8 * (BK / 32);
@@ -2837,14 +2835,14 @@ __device__ void attention_backward_dq_bf16(const unsigned short* q, const unsign
         __syncthreads();   // every warp is done with this buffer (the next fetch overwrites it)
     }
 
-    tc_add_fragments<DQK>(dQ, acc, b, h, H, nq, r0, r1, t4, store == 0);
+    tc_add_fragments<DQK>(dQ, acc, b, h, qW, nq, r0, r1, t4, store == 0);
 }
 
 template <int DQK, int DV, int W, bool DROP>
 __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsigned short* k, const unsigned short* v,
                                              const unsigned char* pad, const float* lse, const float* rowDot,
                                              const unsigned short* dOut, float* dK, float* dV, int H, int nq, int nk, float scale,
-                                             int causal, float keepScale, const unsigned* keepBits, int store) {
+                                             int causal, float keepScale, const unsigned* keepBits, int store, int qS, int kS, int vS) {
     constexpr int ROWS = 16 * W, NT = 32 * W;   // W warps of 16 keys
     constexpr int BQ = bf_queries(DQK, DV), QST = DQK + 8, GST = DV + 8;
     // two buffers, each: Q [BQ][QST], dOut [BQ][GST] halves, then lse [BQ] and rowDot [BQ] words, then
@@ -2857,12 +2855,12 @@ __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsi
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
     const int j0 = blockIdx.x * ROWS;
     const int r0 = j0 + warp * 16 + g, r1 = r0 + 8;   // the two keys this thread owns
-    const long long qkW = (long long) H * DQK, vW = (long long) H * DV;
+    const long long qW = qS, kW = kS, vW = vS, oW = (long long) H * DV;   // row widths: q, k and dK, v and dV (as passed), dOut
     const int shift = nk - nq;
 
     unsigned ka[DQK / 16][4], va[DV / 16][4];
-    bf_row_fragments<DQK>(ka, k, b, h, H, nk, r0, r1, t4);
-    bf_row_fragments<DV>(va, v, b, h, H, nk, r0, r1, t4);
+    bf_row_fragments<DQK>(ka, k, b, h, kW, nk, r0, r1, t4);
+    bf_row_fragments<DV>(va, v, b, h, vW, nk, r0, r1, t4);
     const bool keyOk0 = att_key_ok(pad, b, nk, r0), keyOk1 = att_key_ok(pad, b, nk, r1);
     // every key of the block exists and is not padded: the tiles below the causal diagonal need no tests
     const bool allKeys = __syncthreads_and(threadIdx.x >= ROWS || att_key_ok(pad, b, nk, j0 + threadIdx.x));
@@ -2888,7 +2886,7 @@ __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsi
         tc_copy_values(ld, lse, bh, nq, from, BQ);
         tc_copy_values(ld + BQ, rowDot, bh, nq, from, BQ);
         bf_copy_keep<KW>(reinterpret_cast<unsigned*>(ld + 2 * BQ), keepBits, bh, nq, wpr, from, BQ, j0);
-        bf_fetch_rows<DQK, DV, BQ, NT>(st, st + BQ * QST, q, dOut, b, h, nq, from, qkW, vW);   // commits the group
+        bf_fetch_rows<DQK, DV, BQ, NT>(st, st + BQ * QST, q, dOut, b, h, nq, from, qW, oW);   // commits the group
     };
     if (tiles > 0) fetch(0);
     for (int tile = 0; tile < tiles; tile++) {
@@ -2950,8 +2948,8 @@ __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsi
         __syncthreads();   // every warp is done with this buffer (the next fetch overwrites it)
     }
 
-    tc_add_fragments<DQK>(dK, accK, b, h, H, nk, r0, r1, t4, (store & 1) == 0);
-    tc_add_fragments<DV>(dV, accV, b, h, H, nk, r0, r1, t4, (store & 2) == 0);
+    tc_add_fragments<DQK>(dK, accK, b, h, kW, nk, r0, r1, t4, (store & 1) == 0);
+    tc_add_fragments<DV>(dV, accV, b, h, vW, nk, r0, r1, t4, (store & 2) == 0);
 }
 #endif // __CUDA_ARCH__ >= 800
 
@@ -2960,31 +2958,35 @@ __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsi
 // the forward's last but one out16: where not null, the output is stored there as bf16 (out not written).
 // Each comes twice: without dropout (pdrop, seed, stream and the argument keepBits not read, no
 // dropout code) and with (SUFFIX _drop): keepBits then holds p4j_attention_keep_bits' words for the
-// shape (pdrop, seed and stream still not read: the words carry them). The backward kernels' last
-// argument, store, says which gradients are written rather than added to (dQ: 1; dK: bit 0, dV: bit 1).
+// shape (pdrop, seed and stream still not read: the words carry them). The backward kernels' argument
+// store says which gradients are written rather than added to (dQ: 1; dK: bit 0, dV: bit 1). The last
+// three, qS, kS and vS, are the row widths of q (and dQ), k (and dK), v (and dV) in elements: H·Dqk,
+// H·Dqk, H·Dv for separate tensors, wider for column ranges of one packed tensor (out and dOut are
+// always [B, Nq, H·Dv]).
 #define P4J_ATTENTION_BF16_W(DQK, DV, W, DROP, SUFFIX)                                                                            \
     extern "C" __global__ void __launch_bounds__(W * 32, bf_forward_min_blocks(DQK, DV, DROP)) p4j_attention_forward_bf16_##DQK##_##DV##_w##W##SUFFIX(               \
             const unsigned short* q, const unsigned short* k, const unsigned short* v, const unsigned char* pad, float* out, float* lse, int H,   \
             int nq, int nk, int dqk, int dv, float scale, int causal, float pdrop, float keepScale,                    \
-            unsigned long long seed, unsigned long long stream, unsigned short* out16, const unsigned* keepBits) {     \
+            unsigned long long seed, unsigned long long stream, unsigned short* out16, const unsigned* keepBits,       \
+            int qS, int kS, int vS) {                                                                                  \
         P4J_SM80((attention_forward_bf16<DQK, DV, W, DROP>(q, k, v, pad, out, lse, H, nq, nk, scale, causal, keepScale, out16, \
-                                                    keepBits)));                                                       \
+                                                    keepBits, qS, kS, vS)));                                           \
     }                                                                                                                  \
     extern "C" __global__ void __launch_bounds__(W * 32, bf_dq_min_blocks(DQK, DV, DROP)) p4j_attention_backward_dq_bf16_##DQK##_##DV##_w##W##SUFFIX(           \
             const unsigned short* q, const unsigned short* k, const unsigned short* v, const unsigned char* pad, const float* lse,               \
             const float* rowDot, const unsigned short* dOut, float* dQ, int H, int nq, int nk, int dqk, int dv, float scale,   \
             int causal, float pdrop, float keepScale, unsigned long long seed, unsigned long long stream,             \
-            const unsigned* keepBits, int store) {                                                                     \
+            const unsigned* keepBits, int store, int qS, int kS, int vS) {                                             \
         P4J_SM80((attention_backward_dq_bf16<DQK, DV, W, DROP>(q, k, v, pad, lse, rowDot, dOut, dQ, H, nq, nk, scale, causal, \
-                                                        keepScale, keepBits, store)));                                 \
+                                                        keepScale, keepBits, store, qS, kS, vS)));                     \
     }                                                                                                                  \
     extern "C" __global__ void __launch_bounds__(W * 32, bf_backward_min_blocks(DQK, DV, DROP)) p4j_attention_backward_dkdv_bf16_##DQK##_##DV##_w##W##SUFFIX(         \
             const unsigned short* q, const unsigned short* k, const unsigned short* v, const unsigned char* pad, const float* lse,               \
             const float* rowDot, const unsigned short* dOut, float* dK, float* dV, int H, int nq, int nk, int dqk, int dv,     \
             float scale, int causal, float pdrop, float keepScale, unsigned long long seed,                           \
-            unsigned long long stream, const unsigned* keepBits, int store) {                                          \
+            unsigned long long stream, const unsigned* keepBits, int store, int qS, int kS, int vS) {                  \
         P4J_SM80((attention_backward_dkdv_bf16<DQK, DV, W, DROP>(q, k, v, pad, lse, rowDot, dOut, dK, dV, H, nq, nk, scale, \
-                                                          causal, keepScale, keepBits, store)));                       \
+                                                          causal, keepScale, keepBits, store, qS, kS, vS)));           \
     }
 // W = 4: 8-warp blocks (128 rows, half the staging work per row) measured the same (session 8, call 4).
 #define P4J_ATTENTION_BF16(DQK, DV) P4J_ATTENTION_BF16_W(DQK, DV, 4, false, ) P4J_ATTENTION_BF16_W(DQK, DV, 4, true, _drop)
@@ -3106,7 +3108,7 @@ __device__ void attention_backward_dq_tc(const float* q, const float* k, const f
         __syncthreads(); // this buffer is refilled by the next fetch; G is rewritten
     }
 
-    tc_add_fragments<DQK>(dQ, acc, b, h, H, nq, r0, r1, t4);
+    tc_add_fragments<DQK>(dQ, acc, b, h, (long long) H * DQK, nq, r0, r1, t4);
 }
 
 template <int DQK, int DV>
@@ -3240,8 +3242,8 @@ __device__ void attention_backward_dkdv_tc(const float* q, const float* k, const
     }
     cp_async_wait<0>(); // nothing may stay in flight at exit (no tiles: the V rows' group)
 
-    tc_add_fragments<DQK>(dK, accK, b, h, H, nk, r0, r1, t4);
-    tc_add_fragments<DV>(dV, accV, b, h, H, nk, r0, r1, t4);
+    tc_add_fragments<DQK>(dK, accK, b, h, (long long) H * DQK, nk, r0, r1, t4);
+    tc_add_fragments<DV>(dV, accV, b, h, (long long) H * DV, nk, r0, r1, t4);
 }
 
 #endif // __CUDA_ARCH__ >= 800

@@ -389,6 +389,44 @@ public final class F {
         return out;
     }
 
+    /**
+     * Whether a self-attention on {@code be} should take its q, k and v as one product
+     * ({@link Backend#packsSelfAttention}); {@code -Dperceiver4j.packSelfAttention=true|false} overrides
+     * every backend (read at each call, so a test can compare both ways in one process).
+     */
+    public static boolean packsSelfAttention(Backend be) {
+        String p = System.getProperty("perceiver4j.packSelfAttention", "").trim();
+        return p.isEmpty() ? be.packsSelfAttention() : !"false".equalsIgnoreCase(p);
+    }
+
+    /**
+     * {@link #attention} without key padding over q, k and v packed as column ranges of one tensor, as
+     * one product of the three projections writes them: qkv [B, N, 2·qkChannels + vChannels] holds q in
+     * columns [0, qkChannels), k in [qkChannels, 2·qkChannels), v after them (self-attention: Nq = Nk =
+     * N). Backward adds dQ, dK and dV into qkv's gradient in the same columns ({@link Backend#attentionPacked}).
+     */
+    public static Tensor attentionPacked(Tensor qkv, int qkChannels, int vChannels, int heads, boolean causal, float dropout, long seed,
+                                         long stream, DType outType) {
+        Backend be = qkv.backend();
+        if (outType != DType.F32 && outType != DType.BF16) throw new IllegalArgumentException("attentionPacked: outType " + outType + " must be F32 or BF16");
+        if (qkv.rank() != 3 || qkv.dim(2) != 2 * qkChannels + vChannels) {
+            throw new IllegalArgumentException("attentionPacked expects qkv [B, N, " + (2 * qkChannels + vChannels) + "] (2 × " + qkChannels
+                    + " + " + vChannels + " channels), got " + qkv.shape());
+        }
+        if (qkChannels % heads != 0 || vChannels % heads != 0) {
+            throw new IllegalArgumentException("attentionPacked: channels " + qkChannels + "/" + vChannels + " not divisible by " + heads + " heads");
+        }
+        int b = qkv.dim(0), n = qkv.dim(1), dqk = qkChannels / heads, dv = vChannels / heads;
+        AttentionShape s = new AttentionShape(b, heads, n, n, dqk, dv, (float) (1.0 / Math.sqrt(dqk)), causal, dropout, seed, stream);
+        Tensor out = be.empty(Shape.of(b, n, vChannels), outType);
+        Tensor lse = be.empty(Shape.of(b, heads, n), DType.F32);
+        be.attentionPacked(s, qkv, out, lse);
+        if (Autograd.needsGrad(qkv)) {
+            Autograd.record("attentionPacked", out, dOut -> be.attentionPackedBackward(s, qkv.materialize(), out, lse, dOut, qkv.gradOrZeros()));
+        }
+        return out;
+    }
+
     // ---- positions, embeddings, losses -------------------------------------------------------
 
     /** Rotary embedding on the first {@code rot} channels of each head. x: [..., H·Dh]; positions: I32 [rows]. */

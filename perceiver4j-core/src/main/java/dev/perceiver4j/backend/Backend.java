@@ -233,6 +233,53 @@ public interface Backend {
     void attentionBackward(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor keyPad, Tensor out, Tensor lse,
                            Tensor dOut, Tensor dQ, Tensor dK, Tensor dV);
 
+    /**
+     * Whether {@code F} should give a self-attention's q, k and v as one product into one packed
+     * tensor for {@link #attentionPacked} (where the three weights lie back to back: a packed
+     * parameter slab): one large product instead of two narrow ones and a wide one, forward and
+     * backward. False unless a backend gains from it (CUDA in its bf16 mode);
+     * {@code -Dperceiver4j.packSelfAttention=true|false} overrides every backend.
+     */
+    default boolean packsSelfAttention() {
+        return false;
+    }
+
+    /**
+     * {@link #attention} (no key padding: self-attention, Nq = Nk) with q, k and v as column ranges of
+     * one tensor qkv [B, N, 2·H·Dqk + H·Dv]: q in columns [0, H·Dqk), k in [H·Dqk, 2·H·Dqk), v after
+     * them. This default copies the three out and calls {@link #attention}; a backend whose kernels
+     * take row strides reads them in place.
+     */
+    default void attentionPacked(AttentionShape s, Tensor qkv, Tensor out, Tensor lse) {
+        Tensor[] p = unpackQkv(s, qkv);
+        attention(s, p[0], p[1], p[2], null, out, lse);
+    }
+
+    /** Backward of {@link #attentionPacked}: dQkv (F32, qkv's shape) gets dQ, dK and dV added in their column ranges. */
+    default void attentionPackedBackward(AttentionShape s, Tensor qkv, Tensor out, Tensor lse, Tensor dOut, Tensor dQkv) {
+        Tensor[] p = unpackQkv(s, qkv);
+        Tensor[] d = new Tensor[3];
+        for (int i = 0; i < 3; i++) d[i] = zeros(p[i].shape(), DType.F32);
+        attentionBackward(s, p[0], p[1], p[2], null, out, lse, dOut, d[0], d[1], d[2]);
+        int qk = s.heads() * s.dqk();
+        for (int i = 0; i < 3; i++) unnarrow(d[i], 2, i * qk, dQkv, true);
+    }
+
+    /** q, k and v copied out of a packed qkv [B, N, 2·H·Dqk + H·Dv] (see {@link #attentionPacked}). */
+    private Tensor[] unpackQkv(AttentionShape s, Tensor qkv) {
+        int qk = s.heads() * s.dqk(), v = s.heads() * s.dv();
+        if (qkv.rank() != 3 || qkv.dim(0) != s.batch() || qkv.dim(1) != s.nq() || s.nq() != s.nk() || qkv.dim(2) != 2 * qk + v) {
+            throw new IllegalArgumentException("attentionPacked: qkv " + qkv.describe() + " is not [" + s.batch() + ", " + s.nq() + ", "
+                    + (2 * qk + v) + "] for " + s.heads() + " heads of Dqk " + s.dqk() + " / Dv " + s.dv() + " (self-attention)");
+        }
+        Tensor[] p = new Tensor[3];
+        for (int i = 0; i < 3; i++) {
+            p[i] = empty(Shape.of(s.batch(), s.nq(), i < 2 ? qk : v), qkv.dtype());
+            narrow(qkv, 2, i * qk, p[i], false);
+        }
+        return p;
+    }
+
     // ---- positions, embeddings, losses -------------------------------------------------------
 
     /**

@@ -128,6 +128,7 @@ public final class ProfilingBackend implements Backend {
     @Override public DType matmulOperandType() { return inner.matmulOperandType(); }
     @Override public DType matmulOperandType(long rows) { return inner.matmulOperandType(rows); }
     @Override public boolean recomputesActivations() { return inner.recomputesActivations(); }
+    @Override public boolean packsSelfAttention() { return inner.packsSelfAttention(); }
 
     @Override public Tensor empty(Shape shape, DType dtype) { return own(inner.empty(shape, dtype)); }
     @Override public Tensor zeros(Shape shape, DType dtype) { return own(inner.zeros(shape, dtype)); }
@@ -230,6 +231,14 @@ public final class ProfilingBackend implements Backend {
                                             Tensor dOut, Tensor dQ, Tensor dK, Tensor dV) {
         time(attentionKey("attentionBackward", s, q, keyPad, out), 2.5 * attentionFlops(s),
                 () -> inner.attentionBackward(s, q, k, v, keyPad, out, lse, dOut, dQ, dK, dV));
+    }
+
+    @Override public void attentionPacked(AttentionShape s, Tensor qkv, Tensor out, Tensor lse) {
+        time(attentionKey("attentionPacked", s, qkv, null, out), attentionFlops(s), () -> inner.attentionPacked(s, qkv, out, lse));
+    }
+    @Override public void attentionPackedBackward(AttentionShape s, Tensor qkv, Tensor out, Tensor lse, Tensor dOut, Tensor dQkv) {
+        time(attentionKey("attentionPackedBackward", s, qkv, null, out), 2.5 * attentionFlops(s),
+                () -> inner.attentionPackedBackward(s, qkv, out, lse, dOut, dQkv));
     }
 
     @Override public void rotary(Tensor x, Tensor positions, Tensor invFreq, int heads, int rot, Tensor out) {

@@ -253,6 +253,44 @@ public final class Tensor {
         return new Tensor(backend, s, dtype, data(), offset() + elemOffset, null);
     }
 
+    /**
+     * One tensor over {@code parts} when they lie back to back in one storage (parameters that a
+     * {@link Slab} packed in registration order, such as a self-attention's query, key and value
+     * weights): [Σ dim0, trailing dims...], or null when they do not (different storages, gaps, other
+     * trailing dims, dtypes or backends, views). It requires gradients as the parts do, and its
+     * gradient is the view over theirs when those lie back to back too (a product's backward then
+     * adds into the parts' own gradients); null when only some parts have one or theirs are apart.
+     */
+    public static Tensor adjacent(Tensor... parts) {
+        Tensor first = parts[0];
+        int rows = 0;
+        for (int i = 0; i < parts.length; i++) {
+            Tensor t = parts[i];
+            if (t.base != null || t.data == null || t.data != first.data || t.backend != first.backend || t.dtype != first.dtype
+                    || t.rank() != first.rank() || t.rank() == 0 || t.requiresGrad != first.requiresGrad) return null;
+            for (int d = 1; d < t.rank(); d++) if (t.dim(d) != first.dim(d)) return null;
+            if (i > 0 && t.offset != parts[i - 1].offset + parts[i - 1].size()) return null;
+            rows += t.dim(0);
+        }
+        int[] dims = first.shape.dims();
+        dims[0] = rows;
+        Tensor whole = new Tensor(first.backend, Shape.of(dims), first.dtype, first.data, first.offset, null);
+        whole.requiresGrad = first.requiresGrad;
+        if (first.grad != null) {
+            Tensor[] grads = new Tensor[parts.length];
+            for (int i = 0; i < parts.length; i++) {
+                if (parts[i].grad == null) return null;
+                grads[i] = parts[i].grad;
+            }
+            Tensor g = adjacent(grads);
+            if (g == null) return null;
+            whole.grad = g;
+        } else {
+            for (Tensor t : parts) if (t.grad != null) return null;
+        }
+        return whole;
+    }
+
     /** The tensor whose gradient this one shares (itself unless it is a view). */
     public Tensor root() {
         return base != null ? base : this;

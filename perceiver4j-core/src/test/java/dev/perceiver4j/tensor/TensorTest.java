@@ -15,6 +15,31 @@ class TensorTest {
     static final Backend BE = new CpuBackend(CpuPool.create(1), new NaiveSgemm());
 
     @Test
+    void adjacentJoinsTensorsPackedBackToBackWithTheirGradients() {
+        Tensor a = BE.fromFloats(new float[] {1, 2, 3, 4}, Shape.of(2, 2)).requiresGrad(true);
+        Tensor b = BE.fromFloats(new float[] {5, 6}, Shape.of(1, 2)).requiresGrad(true);
+        Tensor c = BE.fromFloats(new float[] {7, 8, 9, 10, 11, 12}, Shape.of(3, 2)).requiresGrad(true);
+        Tensor v = BE.fromFloats(new float[] {0, 0, 0}, Shape.of(3)).requiresGrad(true);
+        assertThat(Tensor.adjacent(a, b, c)).as("separate storages").isNull();
+        Slab values = Slab.pack(BE, List.of(a, b, c, v)), grads = values.like(BE);
+        for (int i = 0; i < 4; i++) List.of(a, b, c, v).get(i).setGrad(grads.view(i));
+        Tensor abc = Tensor.adjacent(a, b, c);
+        assertThat(abc.shape()).isEqualTo(Shape.of(6, 2));
+        assertThat(abc.toFloatArray()).containsExactly(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12);
+        assertThat(abc.requiresGrad()).isTrue();
+        // its gradient is the parts' gradients: adding into it adds into theirs
+        BE.axpy(1f, BE.fromFloats(new float[] {1, 1, 1, 1, 2, 2, 3, 3, 3, 3, 3, 3}, Shape.of(6, 2)), abc.grad());
+        assertThat(b.grad().toFloatArray()).containsExactly(2, 2);
+        assertThat(c.grad().toFloatArray()).containsExactly(3, 3, 3, 3, 3, 3);
+        assertThat(Tensor.adjacent(a, c)).as("a gap between them").isNull();
+        assertThat(Tensor.adjacent(b, a)).as("out of order").isNull();
+        assertThat(Tensor.adjacent(c, v)).as("other trailing dims").isNull();
+        assertThat(Tensor.adjacent(a.reshape(4), b.reshape(2))).as("views").isNull();
+        b.setGrad(null);
+        assertThat(Tensor.adjacent(a, b, c)).as("only some parts have gradients").isNull();
+    }
+
+    @Test
     void reshapeIsAViewWithInference() {
         Tensor t = BE.fromFloats(new float[] {1, 2, 3, 4, 5, 6}, Shape.of(2, 3));
         Tensor v = t.reshape(3, -1);

@@ -1317,16 +1317,11 @@ public final class CudaBackend implements Backend {
                 freeAll(temps);
                 return;
             }
-            if (bf16) {
-                boolean out16 = out.dtype() == DType.BF16;   // stored as bf16 by the kernel (an output only products read)
+            if (bf16) {   // a BF16 out (one only products read) is stored so by the kernel
                 q = asType(q, DType.BF16, temps);
                 k = asType(k, DType.BF16, temps);
                 v = asType(v, DType.BF16, temps);
-                long keep = keepBits(s, true, temps);
-                shapeArgs(kernels.launch("p4j_attention_forward_bf16_" + s.dqk() + "_" + s.dv() + "_w" + BF16_WARPS + dropSuffix(s))
-                        .grid((s.nq() + 16 * BF16_WARPS - 1) / (16 * BF16_WARPS), bh).block(BF16_WARPS * 32).sharedBytes(bf16Shared(s))
-                        .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(out16 ? 0 : out(out)).ptr(out(lse)), s)
-                        .ptr(out16 ? out(out) : 0).ptr(keep).go();
+                bf16Forward(s, ptr(q), ptr(k), ptr(v), padPtr(keyPad), out, lse, separateWidths(s), temps);
                 freeAll(temps);
                 return;
             }
@@ -1358,12 +1353,8 @@ public final class CudaBackend implements Backend {
             checkAttention(s, q, k, v, keyPad, out, lse);
             check(dOut.size() == s.outSize() && dQ.size() == s.qSize() && dK.size() == s.kSize() && dV.size() == s.vSize(),
                     "attentionBackward: gradient sizes differ from the shape's");
-            int bh = s.batch() * s.heads(), rows = s.lseSize();
-            DeviceBuffer rowDot = allocator.allocate(4L * rows);
-            boolean out16 = out.dtype() == DType.BF16;
-            kernels.launch("p4j_attention_rowdot").grid(Kernels.blocks(32L * rows, THREADS)).block(THREADS)
-                    .ptr(ptr(dOut)).ptr(out16 ? 0 : ptr(out)).ptr(rowDot.address()).i32(s.batch()).i32(s.heads()).i32(s.nq()).i32(s.dv())
-                    .ptr(out16 ? ptr(out) : 0).go();
+            int bh = s.batch() * s.heads();
+            DeviceBuffer rowDot = rowDot(s, dOut, out);
             boolean bf16 = tensorCoreAttention(s, dOut) && bf16Attention(s, q, k, v);
             // the bf16 kernels read bf16 q, k, v and dOut; the others fp32
             List<DeviceBuffer> temps = new ArrayList<>(4);
@@ -1372,32 +1363,154 @@ public final class CudaBackend implements Backend {
             k = asType(k, operands, temps);
             v = asType(v, operands, temps);
             Tensor g = asType(dOut, operands, temps);
-            boolean tc = bf16 || tensorCoreAttention(s, q, k, v, dOut);
-            // the bf16 kernels write a gradient nothing has written yet (lazy zeros) instead of adding to it
-            boolean storeQ = bf16 && fresh(dQ), storeK = bf16 && fresh(dK), storeV = bf16 && fresh(dV);
-            String suffix = bf16 ? "_bf16_" + s.dqk() + "_" + s.dv() + "_w" + BF16_WARPS + dropSuffix(s) : tc ? "_tc_" + s.dqk() + "_" + s.dv() : "";
-            int warps = bf16 ? BF16_WARPS : TC_WARPS;
-            int rowsPerBlock = tc ? 16 * warps : ATT_ROWS, threads = tc ? warps * 32 : ATT_THREADS;
-            Kernels.Launch dq = shapeArgs(kernels.launch("p4j_attention_backward_dq" + suffix).grid((s.nq() + rowsPerBlock - 1) / rowsPerBlock, bh)
-                    .block(threads).sharedBytes(bf16 ? bf16Shared(s) : tc ? tensorCoreDqShared(s) : backwardShared(s))
-                    .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(lse)).ptr(rowDot.address()).ptr(ptr(g))
-                    .ptr(out(dQ)), s);
-            Kernels.Launch dkdv = shapeArgs(kernels.launch("p4j_attention_backward_dkdv" + suffix).grid((s.nk() + rowsPerBlock - 1) / rowsPerBlock, bh)
-                    .block(threads).sharedBytes(bf16 ? bf16DkdvShared(s) : tc ? tensorCoreDkdvShared(s) : backwardShared(s))
-                    .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(lse)).ptr(rowDot.address()).ptr(ptr(g))
-                    .ptr(out(dK)).ptr(out(dV)), s);
-            if (bf16) {   // the bf16 kernels read the dropout mask as bits: the forward's, held for this backward, or drawn again
-                long keep = keepBits(s, false, temps);
-                dq.ptr(keep).i32(storeQ ? 1 : 0);
-                dkdv.ptr(keep).i32((storeK ? 1 : 0) | (storeV ? 2 : 0));
+            if (bf16) {
+                // they write a gradient nothing has written yet (lazy zeros) instead of adding to it
+                int store = (fresh(dQ) ? 1 : 0) | (fresh(dK) ? 2 : 0) | (fresh(dV) ? 4 : 0);
+                bf16Backward(s, ptr(q), ptr(k), ptr(v), padPtr(keyPad), lse, rowDot, ptr(g), out(dQ), out(dK), out(dV), store,
+                        separateWidths(s), temps);
+            } else {
+                boolean tc = tensorCoreAttention(s, q, k, v, dOut);
+                String suffix = tc ? "_tc_" + s.dqk() + "_" + s.dv() : "";
+                int rowsPerBlock = tc ? 16 * TC_WARPS : ATT_ROWS, threads = tc ? TC_WARPS * 32 : ATT_THREADS;
+                shapeArgs(kernels.launch("p4j_attention_backward_dq" + suffix).grid((s.nq() + rowsPerBlock - 1) / rowsPerBlock, bh)
+                        .block(threads).sharedBytes(tc ? tensorCoreDqShared(s) : backwardShared(s))
+                        .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(lse)).ptr(rowDot.address()).ptr(ptr(g))
+                        .ptr(out(dQ)), s).go();
+                shapeArgs(kernels.launch("p4j_attention_backward_dkdv" + suffix).grid((s.nk() + rowsPerBlock - 1) / rowsPerBlock, bh)
+                        .block(threads).sharedBytes(tc ? tensorCoreDkdvShared(s) : backwardShared(s))
+                        .ptr(ptr(q)).ptr(ptr(k)).ptr(ptr(v)).ptr(padPtr(keyPad)).ptr(ptr(lse)).ptr(rowDot.address()).ptr(ptr(g))
+                        .ptr(out(dK)).ptr(out(dV)), s).go();
             }
-            dq.go();
-            dkdv.go();
             allocator.free(rowDot); // safe: later work on the stream runs after these kernels
             freeAll(temps);
         } finally {
             release();
         }
+    }
+
+    /** dOut·out per query row ([B, H, Nq], the backward's rowDot; out F32 or BF16), in a buffer the caller frees. */
+    private DeviceBuffer rowDot(AttentionShape s, Tensor dOut, Tensor out) {
+        int rows = s.lseSize();
+        DeviceBuffer rowDot = allocator.allocate(4L * rows);
+        boolean out16 = out.dtype() == DType.BF16;
+        kernels.launch("p4j_attention_rowdot").grid(Kernels.blocks(32L * rows, THREADS)).block(THREADS)
+                .ptr(ptr(dOut)).ptr(out16 ? 0 : ptr(out)).ptr(rowDot.address()).i32(s.batch()).i32(s.heads()).i32(s.nq()).i32(s.dv())
+                .ptr(out16 ? ptr(out) : 0).go();
+        return rowDot;
+    }
+
+    /** Row widths (elements) of q, k and v, and of their gradients, as separate [B, N, H·D] tensors. */
+    private static int[] separateWidths(AttentionShape s) {
+        return new int[] {s.heads() * s.dqk(), s.heads() * s.dqk(), s.heads() * s.dv()};
+    }
+
+    /**
+     * The bf16 forward kernel on bf16 q, k, v at these addresses, rows widths[0], widths[1], widths[2]
+     * elements apart (separate tensors, or column ranges of one packed tensor); out F32, or BF16 at a
+     * 4-byte aligned address (stored so by the kernel).
+     */
+    private void bf16Forward(AttentionShape s, long q, long k, long v, long keyPad, Tensor out, Tensor lse, int[] widths,
+                             List<DeviceBuffer> temps) {
+        boolean out16 = out.dtype() == DType.BF16;
+        long keep = keepBits(s, true, temps);
+        shapeArgs(kernels.launch("p4j_attention_forward_bf16_" + s.dqk() + "_" + s.dv() + "_w" + BF16_WARPS + dropSuffix(s))
+                .grid((s.nq() + 16 * BF16_WARPS - 1) / (16 * BF16_WARPS), s.batch() * s.heads()).block(BF16_WARPS * 32).sharedBytes(bf16Shared(s))
+                .ptr(q).ptr(k).ptr(v).ptr(keyPad).ptr(out16 ? 0 : out(out)).ptr(out(lse)), s)
+                .ptr(out16 ? out(out) : 0).ptr(keep).i32(widths[0]).i32(widths[1]).i32(widths[2]).go();
+    }
+
+    /**
+     * The bf16 dQ and dK/dV kernels (bf16 q, k, v and dOut g; rowDot from p4j_attention_rowdot) adding
+     * into dQ, dK, dV, or writing those whose bit is set in {@code store} (1 dQ, 2 dK, 4 dV); row widths
+     * as {@link #bf16Forward}'s (the gradients' as their tensors').
+     */
+    private void bf16Backward(AttentionShape s, long q, long k, long v, long keyPad, Tensor lse, DeviceBuffer rowDot, long g, long dQ,
+                              long dK, long dV, int store, int[] widths, List<DeviceBuffer> temps) {
+        String suffix = "_bf16_" + s.dqk() + "_" + s.dv() + "_w" + BF16_WARPS + dropSuffix(s);
+        int rows = 16 * BF16_WARPS, bh = s.batch() * s.heads();
+        long keep = keepBits(s, false, temps);   // the dropout mask as bits: the forward's, held for this backward, or drawn again
+        shapeArgs(kernels.launch("p4j_attention_backward_dq" + suffix).grid((s.nq() + rows - 1) / rows, bh)
+                .block(BF16_WARPS * 32).sharedBytes(bf16Shared(s))
+                .ptr(q).ptr(k).ptr(v).ptr(keyPad).ptr(ptr(lse)).ptr(rowDot.address()).ptr(g).ptr(dQ), s)
+                .ptr(keep).i32(store & 1).i32(widths[0]).i32(widths[1]).i32(widths[2]).go();
+        shapeArgs(kernels.launch("p4j_attention_backward_dkdv" + suffix).grid((s.nk() + rows - 1) / rows, bh)
+                .block(BF16_WARPS * 32).sharedBytes(bf16DkdvShared(s))
+                .ptr(q).ptr(k).ptr(v).ptr(keyPad).ptr(ptr(lse)).ptr(rowDot.address()).ptr(g).ptr(dK).ptr(dV), s)
+                .ptr(keep).i32(store >> 1).i32(widths[0]).i32(widths[1]).i32(widths[2]).go();
+    }
+
+    @Override
+    public boolean packsSelfAttention() {
+        return BF16_ATTENTION && gemm.precision() == MatmulPrecision.BF16;
+    }
+
+    /**
+     * In place on the bf16 kernels (row widths 2·H·Dqk + H·Dv) where the separate tensors would take them
+     * (bf16 qkv, a shape with bf16 kernels, 16-byte aligned column ranges, out F32 or 4-byte aligned BF16);
+     * else the copies of the interface's default.
+     */
+    @Override
+    public void attentionPacked(AttentionShape s, Tensor qkv, Tensor out, Tensor lse) {
+        if (!packedInPlace(s, qkv, out)) {
+            Backend.super.attentionPacked(s, qkv, out, lse);
+            return;
+        }
+        hold();
+        try {
+            checkPacked(s, qkv, out, lse);
+            List<DeviceBuffer> temps = new ArrayList<>(1);
+            long base = ptr(qkv), qk = 2L * s.heads() * s.dqk();
+            bf16Forward(s, base, base + qk, base + 2 * qk, 0, out, lse, packedWidths(s), temps);
+            freeAll(temps);
+        } finally {
+            release();
+        }
+    }
+
+    @Override
+    public void attentionPackedBackward(AttentionShape s, Tensor qkv, Tensor out, Tensor lse, Tensor dOut, Tensor dQkv) {
+        if (!packedInPlace(s, qkv, out) || !tensorCoreAttention(s, dOut)) {
+            Backend.super.attentionPackedBackward(s, qkv, out, lse, dOut, dQkv);
+            return;
+        }
+        hold();
+        try {
+            checkPacked(s, qkv, out, lse);
+            check(dOut.size() == s.outSize() && dQkv.dtype() == DType.F32 && dQkv.size() == qkv.size(),
+                    "attentionPackedBackward: dOut " + dOut.describe() + " or dQkv " + dQkv.describe() + " does not match qkv " + qkv.describe());
+            List<DeviceBuffer> temps = new ArrayList<>(2);
+            DeviceBuffer rowDot = rowDot(s, dOut, out);
+            Tensor g = asType(dOut, DType.BF16, temps);
+            int store = fresh(dQkv) ? 7 : 0;   // the three column ranges cover it: written, not added, when nothing has written it yet
+            long base = ptr(qkv), qk = 2L * s.heads() * s.dqk(), dBase = out(dQkv), dqk = 4L * s.heads() * s.dqk();
+            bf16Backward(s, base, base + qk, base + 2 * qk, 0, lse, rowDot, ptr(g), dBase, dBase + dqk, dBase + 2 * dqk, store,
+                    packedWidths(s), temps);
+            allocator.free(rowDot); // safe: later work on the stream runs after these kernels
+            freeAll(temps);
+        } finally {
+            release();
+        }
+    }
+
+    /** Whether attentionPacked reads qkv in place (see there). */
+    boolean packedInPlace(AttentionShape s, Tensor qkv, Tensor out) {
+        long qk = 2L * s.heads() * s.dqk();   // bytes of q's (and k's) columns in a bf16 row
+        return qkv.dtype() == DType.BF16 && s.nq() == s.nk() && bf16Attention(s, qkv, qkv, qkv) && qk % 16 == 0
+                && (2L * qkv.dim(-1)) % 16 == 0 && (out.dtype() == DType.F32 || ptr(out) % 4 == 0);
+    }
+
+    private static int[] packedWidths(AttentionShape s) {
+        int w = 2 * s.heads() * s.dqk() + s.heads() * s.dv();
+        return new int[] {w, w, w};
+    }
+
+    private static void checkPacked(AttentionShape s, Tensor qkv, Tensor out, Tensor lse) {
+        int w = 2 * s.heads() * s.dqk() + s.heads() * s.dv();
+        check(qkv.rank() == 3 && qkv.dim(0) == s.batch() && qkv.dim(1) == s.nq() && qkv.dim(2) == w,
+                "attentionPacked: qkv " + qkv.describe() + " is not [" + s.batch() + ", " + s.nq() + ", " + w + "]");
+        check(out.size() == s.outSize(), "attentionPacked: out " + out.describe() + " should hold " + s.outSize() + " elements");
+        check(lse.size() == s.lseSize(), "attentionPacked: lse " + lse.describe() + " should hold " + s.lseSize() + " elements");
+        check((long) s.batch() * s.heads() <= 65535, "attention: batch·heads " + (long) s.batch() * s.heads() + " exceeds 65535 (gridDim.y)");
     }
 
     // ---- positions, embeddings, losses -------------------------------------------------------

@@ -18,7 +18,9 @@ import java.util.concurrent.ConcurrentLinkedQueue;
 /**
  * A caching device allocator: requests are rounded up to a size class (512 bytes, then eight
  * classes per power of two, so at most 12.5% waste: a [16, 256, 1280] fp32 activation, 20 MiB,
- * is a class of its own instead of taking 24 MiB) and freed buffers wait in a per-class stack.
+ * is a class of its own instead of taking 24 MiB; from 64 MiB on, multiples of 2 MiB, so a
+ * parameter slab and its gradients and moments do not each carry up to an eighth more) and freed
+ * buffers wait in a per-class stack.
  * A step {@link dev.perceiver4j.tensor.Scope} hands its buffers back newest first, so the next
  * step that makes the same requests in the same order gets the same addresses (what CUDA graph
  * capture will need). cuMemFree is only called when cuMemAlloc runs out of memory (then every
@@ -64,11 +66,13 @@ public final class DeviceAllocator {
         this.context = context;
     }
 
+    private static final long LARGE = 64L << 20, LARGE_STEP = 2L << 20;
+
     /** The size class a request of {@code bytes} is served from. */
     static long sizeClass(long bytes) {
         if (bytes <= 512) return 512;
         long p = Long.highestOneBit(bytes);
-        long step = Math.max(512, p / 8);
+        long step = bytes > LARGE ? LARGE_STEP : Math.max(512, p / 8);
         return (bytes + step - 1) / step * step;
     }
 

@@ -100,6 +100,7 @@ public final class GpuSelfTest {
             checks.addAll(OpParity.bf16AttentionChecks(bf, ref, seed, BF16_ATTENTION));
             checks.addAll(OpParity.bf16InputAttentionChecks(bf, seed));
             checks.addAll(OpParity.bf16OutputAttentionChecks(bf, seed));
+            checks.addAll(OpParity.packedAttentionChecks(bf, seed));
             checks.addAll(ModelParity.generationChecks(bf, 1e-2, "bf16"));
             checks.addAll(ModelParity.trainingChecks(bf, new CpuBackend(CpuPool.common(), new JavaSgemm(CpuPool.common())), BF16_TRAINING, "bf16"));
             checks.addAll(ModelParity.recordedTrainingChecks(bf, "bf16"));

@@ -157,7 +157,7 @@ public final class Kernels {
         return new Launch(name);
     }
 
-    private static final int MAX_ARGS = 24;
+    private static final int MAX_ARGS = 32;
 
     /**
      * Native memory for one launch's arguments, one per thread: {@code values} holds an 8-byte slot per

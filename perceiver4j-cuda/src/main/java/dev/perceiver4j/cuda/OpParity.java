@@ -381,6 +381,59 @@ public final class OpParity {
         return c;
     }
 
+    /**
+     * Self-attention over q, k, v packed in one bf16 tensor (attentionPacked, read in place) against the same
+     * attention over the three copied out (attention): the same kernels on the same values with other row
+     * widths, so output, lse and gradients must agree bit for bit (tolerance 0), the gradients both written
+     * into fresh zeros and added to random ones. Latent self-attention shapes, without and with dropout.
+     */
+    public static List<Check> packedAttentionChecks(Backend gpu, long seed) {
+        OpParity p = new OpParity(gpu, gpu, seed);
+        List<Check> c = new ArrayList<>();
+        for (int[] a : new int[][] {{2, 8, 256, 32, 160, 0}, {2, 8, 200, 32, 160, 1}, {2, 4, 130, 64, 64, 1}}) {
+            c.add(new Check("attention over packed q, k, v = over the three copied out " + attentionLabel(a[0], a[1], a[2], a[2], a[3], a[4],
+                    false, 0, a[5] / 10f), 0, () -> p.packedError(a[0], a[1], a[2], a[3], a[4], a[5] / 10f)));
+        }
+        return c;
+    }
+
+    private double packedError(int batch, int heads, int n, int dqk, int dv, float drop) {
+        AttentionShape s = attentionShape(batch, heads, n, n, dqk, dv, false, drop);
+        int qk = heads * dqk, width = 2 * qk + heads * dv;
+        Tensor qkv = gpu.empty(Shape.of(batch, n, width), DType.BF16);
+        gpu.cast(gpu.fromFloats(randn(batch * n * width, 1), Shape.of(batch, n, width)), qkv);
+        if (!(gpu instanceof CudaBackend cb) || !cb.packedInPlace(s, qkv, gpu.empty(Shape.of(batch, n, heads * dv), DType.BF16))) {
+            throw new AssertionError("the backend does not read packed q, k, v in place for " + s);
+        }
+        Tensor[] parts = new Tensor[3];
+        for (int i = 0; i < 3; i++) {
+            parts[i] = gpu.empty(Shape.of(batch, n, i < 2 ? qk : heads * dv), DType.BF16);
+            gpu.narrow(qkv, 2, i * qk, parts[i], false);
+        }
+        Tensor dOut = gpu.fromFloats(randn(batch * n * heads * dv, 1), Shape.of(batch, n, heads * dv));
+        Tensor outP = gpu.empty(Shape.of(batch, n, heads * dv), DType.BF16), lseP = gpu.empty(Shape.of(batch, heads, n), DType.F32);
+        Tensor outS = gpu.empty(Shape.of(batch, n, heads * dv), DType.BF16), lseS = gpu.empty(Shape.of(batch, heads, n), DType.F32);
+        gpu.attentionPacked(s, qkv, outP, lseP);
+        gpu.attention(s, parts[0], parts[1], parts[2], null, outS, lseS);
+        double worst = bitError(new float[][] {gpu.toFloatArray(outP), gpu.toFloatArray(lseP)}, new float[][] {gpu.toFloatArray(outS), gpu.toFloatArray(lseS)});
+        for (boolean fresh : new boolean[] {true, false}) {
+            Tensor dQkv = fresh ? gpu.zeros(Shape.of(batch, n, width), DType.F32) : gpu.fromFloats(randn(batch * n * width, 1), Shape.of(batch, n, width));
+            Tensor[] d = new Tensor[3];
+            for (int i = 0; i < 3; i++) {
+                d[i] = fresh ? gpu.zeros(parts[i].shape(), DType.F32) : gpu.empty(parts[i].shape(), DType.F32);
+                if (!fresh) gpu.narrow(dQkv, 2, i * qk, d[i], false);
+            }
+            gpu.attentionPackedBackward(s, qkv, outP, lseP, dOut, dQkv);
+            gpu.attentionBackward(s, parts[0], parts[1], parts[2], null, outS, lseS, dOut, d[0], d[1], d[2]);
+            for (int i = 0; i < 3; i++) {
+                Tensor got = gpu.empty(parts[i].shape(), DType.F32);
+                gpu.narrow(dQkv, 2, i * qk, got, false);
+                worst = Math.max(worst, bitError(gpu.toFloatArray(got), gpu.toFloatArray(d[i])));
+            }
+        }
+        return worst;
+    }
+
     private double bf16OutputError(int batch, int heads, int nq, int nk, int dqk, int dv, boolean causal, float drop) {
         AttentionShape s = attentionShape(batch, heads, nq, nk, dqk, dv, causal, drop);
         int[][] dims = {{batch, nq, heads * dqk}, {batch, nk, heads * dqk}, {batch, nk, heads * dv}, {batch, nq, heads * dv}};

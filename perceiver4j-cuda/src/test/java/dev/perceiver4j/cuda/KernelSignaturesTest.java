@@ -29,14 +29,14 @@ class KernelSignaturesTest {
     void readsMacroBuiltAttentionKernelsAsNamePatterns() {
         // q, k, v, pad, out, lse (pointers), H, nq, nk, dqk, dv, scale, causal, pdrop, keepScale, seed, stream
         int[] forward = {8, 8, 8, 8, 8, 8, 4, 4, 4, 4, 4, 4, 4, 4, 4, 8, 8};
-        // the bf16 forward's, then out16 and keepBits (pointers)
-        int[] forward16 = {8, 8, 8, 8, 8, 8, 4, 4, 4, 4, 4, 4, 4, 4, 4, 8, 8, 8, 8};
+        // the bf16 forward's, then out16 and keepBits (pointers) and the row widths of q, k, v
+        int[] forward16 = {8, 8, 8, 8, 8, 8, 4, 4, 4, 4, 4, 4, 4, 4, 4, 8, 8, 8, 8, 4, 4, 4};
         assertThat(REAL.widths("p4j_attention_forward_bf16_32_160_w4")).containsExactly(forward16);
         assertThat(REAL.widths("p4j_attention_forward_tc_64_64")).containsExactly(forward);
-        assertThat(REAL.widths("p4j_attention_backward_dkdv_bf16_64_64_w4")).hasSize(22);   // + keepBits, store
+        assertThat(REAL.widths("p4j_attention_backward_dkdv_bf16_64_64_w4")).hasSize(25);   // + keepBits, store, three row widths
         // the variants with dropout: the same arguments, the name built with a suffix parameter
         assertThat(REAL.widths("p4j_attention_forward_bf16_64_64_w4_drop")).containsExactly(forward16);
-        assertThat(REAL.widths("p4j_attention_backward_dq_bf16_32_160_w4_drop")).hasSize(21);
+        assertThat(REAL.widths("p4j_attention_backward_dq_bf16_32_160_w4_drop")).hasSize(24);
         // the keep bits they read: bits, words, nk, wordsPerRow, p, seed, stream
         assertThat(REAL.widths("p4j_attention_keep_bits")).containsExactly(8, 4, 4, 4, 4, 8, 8);
         assertThat(REAL.widths("p4j_no_such_kernel")).isNull();

@@ -6,6 +6,7 @@ import dev.perceiver4j.backend.Activation;
 import dev.perceiver4j.nn.LayerNorm;
 import dev.perceiver4j.nn.Linear;
 import dev.perceiver4j.nn.Params;
+import dev.perceiver4j.tensor.DType;
 import dev.perceiver4j.tensor.Scope;
 import dev.perceiver4j.tensor.Tensor;
 
@@ -14,7 +15,8 @@ import dev.perceiver4j.tensor.Tensor;
  *
  * <pre>
  *   q = query(layernorm1(x))                       x: [B, N, qDim]      (the queries)
- *   k, v = key/value(layernorm2(kv))  (cross)      kv: [B, M, kvDim]    (self: kv = layernorm1(x))
+ *   k, v = key/value(layernorm2(kv))  (cross)      kv: [B, M, kvDim]    (self: kv = layernorm1(x);
+ *                                                  q, k, v then one product where the backend packs them)
  *   a = output.dense(attention(q, k, v, mask)) (+ x if queryResidual)
  *   y = a + mlp(layernorm(a))                      mlp = dense2(gelu(dense1(·)))
  * </pre>
@@ -75,12 +77,40 @@ public final class PerceiverLayer {
 
     private Tensor compute(Tensor x, Tensor kv, Tensor keyPad, boolean training, long seed, long stream) {
         Tensor xn = layernorm1.forwardToProducts(x);                    // only q (and k, v) read the normed inputs
+        Tensor ctx = kv == null ? packedSelfAttention(xn, training, seed, stream) : null;   // null: q, k, v as separate products
+        if (ctx == null) ctx = projectAndAttend(xn, kv, keyPad, training, seed, stream);    // [B, N, v]
+        Tensor a = queryResidual ? dense.forwardAdd(ctx, x) : dense.forward(ctx);         // [B, N, qDim]: x + dense(ctx)
+        Tensor an = layernorm.forwardToProducts(a);
+        Tensor h = dense1.forwardToProducts(an);                        // [B, N, widening·qDim], GELU applied
+        F.discard(an);
+        Tensor y = dense2.forwardAdd(h, a);                             // a + dense2(h)
+        F.discard(h);                                                   // rebuilt in backward as gelu(pre-activation)
+        return y;
+    }
+
+    /**
+     * Self-attention with q, k and v as one product into one packed tensor [B, N, 2·qk + v] read in place
+     * by {@link F#attentionPacked}, where the backend asks for it ({@link F#packsSelfAttention}) and the three
+     * weights and biases lie back to back (a packed parameter slab: {@link Tensor#adjacent}); else null.
+     */
+    private Tensor packedSelfAttention(Tensor xn, boolean training, long seed, long stream) {
+        if (!F.packsSelfAttention(xn.backend()) || query.bias == null || key.bias == null || value.bias == null) return null;
+        Tensor w = Tensor.adjacent(query.weight, key.weight, value.weight), b = Tensor.adjacent(query.bias, key.bias, value.bias);
+        if (w == null || b == null) return null;
+        DType operand = xn.backend().matmulOperandType(xn.shape().rows());
+        Tensor qkv = F.linear(xn, w, b, Activation.NONE, operand);     // [B, N, 2·qk + v]
+        F.discard(xn);
+        return F.attentionPacked(qkv, query.weight.dim(0), value.weight.dim(0), heads, false, training ? dropout : 0f, seed, stream, operand);
+    }
+
+    /** The attention block's q, k and v as separate products, and attention over them: [B, N, v]. */
+    private Tensor projectAndAttend(Tensor xn, Tensor kv, Tensor keyPad, boolean training, long seed, long stream) {
         Tensor kvn = kv == null ? xn : layernorm2.forwardToProducts(kv);
         // Only attention reads q, k and v: on a bf16-product backend their products write them as bf16.
         Tensor q, k, v;                                                 // [B, N, qk], [B, M, qk], [B, M, v]
         if (kv == null) { // self-attention: three products of one input, one call (without autograd the CPU runs them as one)
             Tensor[] qkv = F.linears(xn, new Tensor[] {query.weight, key.weight, value.weight},
-                    new Tensor[] {query.bias, key.bias, value.bias}, x.backend().matmulOperandType(xn.shape().rows()));
+                    new Tensor[] {query.bias, key.bias, value.bias}, xn.backend().matmulOperandType(xn.shape().rows()));
             q = qkv[0];
             k = qkv[1];
             v = qkv[2];
@@ -93,14 +123,7 @@ public final class PerceiverLayer {
         F.discard(xn);
         if (kvn != xn) F.discard(kvn);
         // Only the output projection reads ctx: stored in the products' operand type (bf16 in the bf16 mode).
-        Tensor ctx = F.attention(q, k, v, kv == null ? null : keyPad, heads, false, training ? dropout : 0f, seed, stream,
-                x.backend().matmulOperandType(q.shape().rows()));
-        Tensor a = queryResidual ? dense.forwardAdd(ctx, x) : dense.forward(ctx);   // [B, N, qDim]: x + dense(ctx)
-        Tensor an = layernorm.forwardToProducts(a);
-        Tensor h = dense1.forwardToProducts(an);                        // [B, N, widening·qDim], GELU applied
-        F.discard(an);
-        Tensor y = dense2.forwardAdd(h, a);                             // a + dense2(h)
-        F.discard(h);                                                   // rebuilt in backward as gelu(pre-activation)
-        return y;
+        return F.attention(q, k, v, kv == null ? null : keyPad, heads, false, training ? dropout : 0f, seed, stream,
+                xn.backend().matmulOperandType(q.shape().rows()));
     }
 }

@@ -113,6 +113,64 @@ class PerceiverForMaskedLMTest {
     }
 
     /**
+     * Self-attention's q, k and v as one product over the packed slab's adjacent weights, read by
+     * attentionPacked (-Dperceiver4j.packSelfAttention=true), give the same training step as three
+     * products and attention (false): loss and every gradient, within float rounding (the input
+     * gradient of the one product sums over 2·qk + v columns in one pass instead of three).
+     */
+    @Test
+    void packedSelfAttentionGivesTheSameStepAsSeparateProducts() {
+        Backend be = new CpuBackend(POOL, new JavaSgemm(POOL));
+        PerceiverConfig c = new PerceiverConfig(32, 48, 8, 1, 2, 4, 2, null, null, "kv", 1, 1, true, 262, 24, "gelu", 0.1f);
+        int b = 3, n = 24;
+        int[] ids = new int[b * n], labels = new int[b * n];
+        java.util.SplittableRandom rng = new java.util.SplittableRandom(9);
+        for (int i = 0; i < ids.length; i++) {
+            ids[i] = 6 + rng.nextInt(250);
+            labels[i] = rng.nextInt(4) == 0 ? ids[i] : -100;
+        }
+        float[][] separate = null;
+        float separateLoss = 0;
+        for (String pack : new String[] {"false", "true"}) {
+            String before = System.setProperty("perceiver4j.packSelfAttention", pack);
+            try {
+                PerceiverForMaskedLM m = new PerceiverForMaskedLM(be, c, 3L);
+                m.params().pack();
+                var w = m.params().trainable();
+                Tensor query = w.get("perceiver.encoder.self_attends.0.attention.self.query.weight");
+                assertThat(Tensor.adjacent(query, w.get("perceiver.encoder.self_attends.0.attention.self.key.weight"),
+                        w.get("perceiver.encoder.self_attends.0.attention.self.value.weight"))).as("the slab packs q, k, v weights back to back").isNotNull();
+                float loss;
+                try (dev.perceiver4j.tensor.Scope s = dev.perceiver4j.tensor.Scope.open()) {
+                    Tensor logits = m.forward(be.fromInts(ids, Shape.of(b, n)), null, true, 7L);   // attention dropout 0.1: the same masks both ways
+                    Tensor l = dev.perceiver4j.autograd.F.crossEntropy(logits.reshape(b * n, 262), be.fromInts(labels, Shape.of(b * n)), -100, 0f);
+                    l.backward();
+                    loss = l.item();
+                }
+                float[][] grads = w.values().stream().map(t -> t.grad().toFloatArray()).toArray(float[][]::new);
+                if (separate == null) {
+                    separate = grads;
+                    separateLoss = loss;
+                } else {
+                    assertThat(loss).isCloseTo(separateLoss, org.assertj.core.data.Offset.offset(1e-6f * Math.abs(separateLoss)));
+                    String[] names = w.keySet().toArray(String[]::new);
+                    for (int i = 0; i < grads.length; i++) {
+                        double scale = 0, diff = 0;
+                        for (int j = 0; j < grads[i].length; j++) {
+                            scale = Math.max(scale, Math.abs(separate[i][j]));
+                            diff = Math.max(diff, Math.abs(grads[i][j] - separate[i][j]));
+                        }
+                        assertThat(diff).as(names[i]).isLessThanOrEqualTo(1e-5 * Math.max(scale, 1e-3));
+                    }
+                }
+            } finally {
+                if (before == null) System.clearProperty("perceiver4j.packSelfAttention");
+                else System.setProperty("perceiver4j.packSelfAttention", before);
+            }
+        }
+    }
+
+    /**
      * The recorded-pass runner (what predict and bench use) reproduces HF's logits, and a second
      * call with other inputs and no padding matches an ordinary forward of those inputs.
      */
