@@ -1586,9 +1586,11 @@ extern "C" __global__ void p4j_attention_decode_combine(const float* part, float
 }
 
 // Backward, step 1: rowDot[b, h, i] = dOut_i · out_i over head h's Dv channels (written). One warp per row.
+// out is F32, or BF16 in out16 (out null); where dOut16 is not null the warp also stores its row of dOut
+// rounded to bf16 there (the operand of the bf16 backward kernels), saving a cast kernel's second read.
 // out16: the forward's output stored as bf16 instead (out not read), as the bf16 kernels write it for products.
 extern "C" __global__ void p4j_attention_rowdot(const float* dOut, const float* out, float* rowDot, int B, int H, int nq, int dv,
-                                                const unsigned short* out16) {
+                                                const unsigned short* out16, unsigned short* dOut16) {
     long long row = ((long long) blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     if (row >= (long long) B * H * nq) return; // warp-uniform
@@ -1601,6 +1603,9 @@ extern "C" __global__ void p4j_attention_rowdot(const float* dOut, const float* 
         for (int c = lane; c < dv; c += 32) s += dOut[base + c] * bf16_load(out16 + base + c);
     } else {
         for (int c = lane; c < dv; c += 32) s += dOut[base + c] * out[base + c];
+    }
+    if (dOut16 != nullptr) {   // the bf16 kernels' copy of dOut, rounded as p4j_f32_to_bf16 rounds (its rows are this warp's)
+        for (int c = lane; c < dv; c += 32) dOut16[base + c] = f32_to_bf16_bits(dOut[base + c]);
     }
     s = warp_sum(s);
     if (lane == 0) rowDot[row] = s;

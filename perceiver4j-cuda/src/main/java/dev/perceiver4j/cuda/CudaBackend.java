@@ -1354,15 +1354,16 @@ public final class CudaBackend implements Backend {
             check(dOut.size() == s.outSize() && dQ.size() == s.qSize() && dK.size() == s.kSize() && dV.size() == s.vSize(),
                     "attentionBackward: gradient sizes differ from the shape's");
             int bh = s.batch() * s.heads();
-            DeviceBuffer rowDot = rowDot(s, dOut, out);
             boolean bf16 = tensorCoreAttention(s, dOut) && bf16Attention(s, q, k, v);
-            // the bf16 kernels read bf16 q, k, v and dOut; the others fp32
+            // the bf16 kernels read bf16 q, k, v and dOut (its copy made by the rowDot pass); the others fp32
             List<DeviceBuffer> temps = new ArrayList<>(4);
+            Tensor g16 = bf16 ? bf16Copy(dOut, temps) : null;
+            DeviceBuffer rowDot = rowDot(s, dOut, out, g16);
             DType operands = bf16 ? DType.BF16 : DType.F32;
             q = asType(q, operands, temps);
             k = asType(k, operands, temps);
             v = asType(v, operands, temps);
-            Tensor g = asType(dOut, operands, temps);
+            Tensor g = g16 != null ? g16 : asType(dOut, operands, temps);
             if (bf16) {
                 // they write a gradient nothing has written yet (lazy zeros) instead of adding to it
                 int store = (fresh(dQ) ? 1 : 0) | (fresh(dK) ? 2 : 0) | (fresh(dV) ? 4 : 0);
@@ -1388,15 +1389,28 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    /** dOut·out per query row ([B, H, Nq], the backward's rowDot; out F32 or BF16), in a buffer the caller frees. */
-    private DeviceBuffer rowDot(AttentionShape s, Tensor dOut, Tensor out) {
+    /**
+     * dOut·out per query row ([B, H, Nq], the backward's rowDot; out F32 or BF16), in a buffer the caller
+     * frees; where {@code dOut16} is not null (a BF16 tensor of dOut's size) the same pass stores dOut
+     * rounded to bf16 there (F32 dOut only).
+     */
+    private DeviceBuffer rowDot(AttentionShape s, Tensor dOut, Tensor out, Tensor dOut16) {
         int rows = s.lseSize();
         DeviceBuffer rowDot = allocator.allocate(4L * rows);
         boolean out16 = out.dtype() == DType.BF16;
         kernels.launch("p4j_attention_rowdot").grid(Kernels.blocks(32L * rows, THREADS)).block(THREADS)
                 .ptr(ptr(dOut)).ptr(out16 ? 0 : ptr(out)).ptr(rowDot.address()).i32(s.batch()).i32(s.heads()).i32(s.nq()).i32(s.dv())
-                .ptr(out16 ? ptr(out) : 0).go();
+                .ptr(out16 ? ptr(out) : 0).ptr(dOut16 == null ? 0 : ptr(dOut16)).go();
         return rowDot;
+    }
+
+    /** A bf16 copy of an F32 attention gradient dOut for rowDot to fill (a temporary), or null when dOut is already BF16. */
+    private Tensor bf16Copy(Tensor dOut, List<DeviceBuffer> temps) {
+        if (dOut.dtype() == DType.BF16) return null;
+        check(dOut.dtype() == DType.F32, "attention backward: dOut " + dOut.describe() + " must be F32 or BF16");
+        DeviceBuffer b = allocator.allocate(2L * dOut.size());
+        temps.add(b);
+        return new Tensor(this, dOut.shape(), DType.BF16, b, 0);
     }
 
     /** Row widths (elements) of q, k and v, and of their gradients, as separate [B, N, H·D] tensors. */
@@ -1479,8 +1493,9 @@ public final class CudaBackend implements Backend {
             check(dOut.size() == s.outSize() && dQkv.dtype() == DType.F32 && dQkv.size() == qkv.size(),
                     "attentionPackedBackward: dOut " + dOut.describe() + " or dQkv " + dQkv.describe() + " does not match qkv " + qkv.describe());
             List<DeviceBuffer> temps = new ArrayList<>(2);
-            DeviceBuffer rowDot = rowDot(s, dOut, out);
-            Tensor g = asType(dOut, DType.BF16, temps);
+            Tensor g16 = bf16Copy(dOut, temps);
+            DeviceBuffer rowDot = rowDot(s, dOut, out, g16);
+            Tensor g = g16 != null ? g16 : dOut;
             int store = fresh(dQkv) ? 7 : 0;   // the three column ranges cover it: written, not added, when nothing has written it yet
             long base = ptr(qkv), qk = 2L * s.heads() * s.dqk(), dBase = out(dQkv), dqk = 4L * s.heads() * s.dqk();
             bf16Backward(s, base, base + qk, base + 2 * qk, 0, lse, rowDot, ptr(g), dBase, dBase + dqk, dBase + 2 * dqk, store,
