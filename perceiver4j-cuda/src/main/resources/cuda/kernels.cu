@@ -328,6 +328,17 @@ extern "C" __global__ void p4j_mul(const float* a, const float* b, float* out, i
 P4J_BINARY4(p4j_add4, +)
 P4J_BINARY4(p4j_mul4, *)
 
+// out[i] = b[i mod bLen]: an add to zeros nothing has written (lazy zeros), which need not be read; four
+// floats at a time when n and bLen are multiples of 4 and both pointers 16-byte aligned (n4, bLen4 then in quads)
+extern "C" __global__ void p4j_repeat(const float* b, float* out, int n, int bLen) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = b[i % bLen];
+}
+extern "C" __global__ void p4j_repeat4(const float4* b, float4* out, int n4, int bLen4) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n4) out[i] = b[i % bLen4];
+}
+
 // out = alpha·x
 extern "C" __global__ void p4j_scale(const float* x, float alpha, float* out, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -1097,20 +1108,25 @@ extern "C" __global__ void p4j_count_targets(const int* targets, int rows, int i
 
 // One block per row: dLogits[r, j] += dLoss[0]/count·(softmax_j·(1 + 2·zLoss·lse_r) − [j = t_r]) for
 // rows not ignored (nothing when count = 0). Shapes as p4j_cross_entropy; count [1] from p4j_count_targets.
+// With store set dLogits is written instead (a gradient nothing has written yet): ignored rows get zeros.
 extern "C" __global__ void p4j_cross_entropy_backward(const float* dLoss, const float* logits, const int* targets, const float* lse,
                                                       const int* count, int rows, int vocab, int ignoreIndex, float zLoss,
-                                                      float* dLogits) {
+                                                      float* dLogits, int store) {
     int r = blockIdx.x;
     int t = targets[r];
     int c = count[0];
-    if (t == ignoreIndex || c == 0) return;
+    long long base = (long long) r * vocab;
+    if (t == ignoreIndex || c == 0) {
+        if (store) for (int j = threadIdx.x; j < vocab; j += blockDim.x) dLogits[base + j] = 0.0f;
+        return;
+    }
     float scale = dLoss[0] / (float) c;
     float l = lse[r];
     float zf = 1.0f + 2.0f * zLoss * l;
-    long long base = (long long) r * vocab;
     for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
         float p = expf(logits[base + j] - l);
-        dLogits[base + j] += scale * (p * zf - (j == t ? 1.0f : 0.0f));
+        float d = scale * (p * zf - (j == t ? 1.0f : 0.0f));
+        dLogits[base + j] = store ? d : dLogits[base + j] + d;
     }
 }
 

@@ -936,7 +936,31 @@ public final class CudaBackend implements Backend {
     @Override
     public void add(Tensor a, Tensor b, Tensor out) {
         broadcastable(a, b, "add");
+        if (pendingZeros(a) && a.dtype() == DType.F32 && b.dtype() == DType.F32 && out.dtype() == DType.F32) {   // 0 + b: b repeated, the zeros never read
+            sameSize(a, out, "add");
+            repeat(b, out);
+            return;
+        }
         elementwise("p4j_add", a, b, out);
+    }
+
+    /** Whether {@code t} is the whole of a buffer from {@link #zeros} that nothing has written yet (its values are zeros not yet filled in). */
+    private boolean pendingZeros(Tensor t) {
+        DeviceBuffer b = buffer(t);
+        return b.zeroPending && t.offset() == 0 && (long) t.size() * t.dtype().bytes() == b.requested[0];
+    }
+
+    /** out[i] = b[i mod |b|] (out may be the pending zeros a of add: written, so no longer pending). */
+    private void repeat(Tensor b, Tensor out) {
+        int n = out.size(), bLen = b.size();
+        if (n == 0) return;
+        fresh(out);   // a whole pending buffer is written, not zero-filled first
+        long pb = ptr(b), po = out(out);
+        if (n % 4 == 0 && bLen % 4 == 0 && pb % 16 == 0 && po % 16 == 0) {
+            kernels.launch("p4j_repeat4").grid(Kernels.blocks(n / 4, THREADS)).block(THREADS).ptr(pb).ptr(po).i32(n / 4).i32(bLen / 4).go();
+        } else {
+            kernels.launch("p4j_repeat").grid(Kernels.blocks(n, THREADS)).block(THREADS).ptr(pb).ptr(po).i32(n).i32(bLen).go();
+        }
     }
 
     @Override
@@ -1624,11 +1648,12 @@ public final class CudaBackend implements Backend {
         check(dLoss.dtype() == DType.F32 && dLoss.size() == 1, "crossEntropyBackward: dLoss " + dLoss.describe() + " should be F32 [1]");
         int rows = logits.shape().rows(), vocab = logits.shape().last();
         if (rows == 0) return;
+        boolean store = fresh(dLogits);   // written, not added to lazy zeros
         DeviceBuffer count = allocator.allocate(4);
         kernels.launch("p4j_count_targets").grid(1).block(1024).ptr(ptr(targets)).i32(rows).i32(ignoreIndex).ptr(count.address()).go();
         kernels.launch("p4j_cross_entropy_backward").grid(rows).block(rowThreads(vocab))
                 .ptr(ptr(dLoss)).ptr(ptr(logits)).ptr(ptr(targets)).ptr(ptr(lse)).ptr(count.address())
-                .i32(rows).i32(vocab).i32(ignoreIndex).f32(zLoss).ptr(out(dLogits)).go();
+                .i32(rows).i32(vocab).i32(ignoreIndex).f32(zLoss).ptr(out(dLogits)).i32(store ? 1 : 0).go();
         allocator.free(count);
     }
 

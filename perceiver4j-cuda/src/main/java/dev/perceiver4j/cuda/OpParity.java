@@ -872,6 +872,15 @@ public final class OpParity {
                 ref.add(a.r(), b.r(), out.r());
                 return err(out);
             }));
+            c.add(new Check("add " + shapes.formatted("+") + " to fresh zeros (b repeated), into a new tensor and in place", 0, () -> {
+                Pair b = randPair(1, bDims), zeros = emptyPair(DType.F32, aDims), out = emptyPair(DType.F32, aDims);
+                gpu.add(zeros.g(), b.g(), out.g());
+                ref.add(zeros.r(), b.r(), out.r());
+                Pair inPlace = emptyPair(DType.F32, aDims);
+                gpu.add(inPlace.g(), b.g(), inPlace.g());
+                ref.add(inPlace.r(), b.r(), inPlace.r());
+                return Math.max(Math.max(err(out), err(zeros)), err(inPlace));   // the zeros read back as zeros
+            }));
             c.add(new Check("mul " + shapes.formatted("*"), FP32, () -> {
                 Pair a = randPair(1, aDims), b = randPair(1, bDims), out = emptyPair(DType.F32, aDims);
                 gpu.mul(a.g(), b.g(), out.g());
@@ -1100,7 +1109,10 @@ public final class OpParity {
                     Pair dLogits = randPair(0.01, rows, vocab), dLoss = both(new float[] {1.3f}, 1);
                     gpu.crossEntropyBackward(dLoss.g(), logits.g(), targets.g(), -100, z, lseBoth.g(), dLogits.g());
                     ref.crossEntropyBackward(dLoss.r(), logits.r(), targets.r(), -100, z, lseBoth.r(), dLogits.r());
-                    return err(dLogits);
+                    Pair fresh = emptyPair(DType.F32, rows, vocab);   // lazy zeros: written, ignored rows 0
+                    gpu.crossEntropyBackward(dLoss.g(), logits.g(), targets.g(), -100, z, lseBoth.g(), fresh.g());
+                    ref.crossEntropyBackward(dLoss.r(), logits.r(), targets.r(), -100, z, lseBoth.r(), fresh.r());
+                    return Math.max(err(dLogits), err(fresh));
                 }));
             }
         }
