@@ -262,6 +262,7 @@ public final class Tensor {
      * adds into the parts' own gradients); null when only some parts have one or theirs are apart.
      */
     public static Tensor adjacent(Tensor... parts) {
+        if (parts.length == 0) throw new IllegalArgumentException("adjacent: no tensors");
         Tensor first = parts[0];
         int rows = 0;
         for (int i = 0; i < parts.length; i++) {
