@@ -1137,11 +1137,16 @@ public final class CudaBackend implements Backend {
         check(q.size() == s.qSize(), "attention: q " + q.describe() + " should hold " + s.qSize() + " elements");
         check(k.size() == s.kSize(), "attention: k " + k.describe() + " should hold " + s.kSize() + " elements");
         check(v.size() == s.vSize(), "attention: v " + v.describe() + " should hold " + s.vSize() + " elements");
+        check(keyPad == null || (keyPad.dtype() == DType.BOOL && keyPad.size() == s.keyPadSize()),
+                "attention: keyPad " + (keyPad == null ? "" : keyPad.describe()) + " should be BOOL with " + s.keyPadSize() + " elements");
+        checkAttentionOutputs(s, out, lse);
+    }
+
+    /** The checks of out, lse and the launch limits that every attention entry point makes. */
+    private static void checkAttentionOutputs(AttentionShape s, Tensor out, Tensor lse) {
         check(out.size() == s.outSize(), "attention: out " + out.describe() + " should hold " + s.outSize() + " elements");
         check(out.dtype() == DType.F32 || out.dtype() == DType.BF16, "attention: out " + out.describe() + " must be F32 or BF16");
         check(lse.size() == s.lseSize(), "attention: lse " + lse.describe() + " should hold " + s.lseSize() + " elements");
-        check(keyPad == null || (keyPad.dtype() == DType.BOOL && keyPad.size() == s.keyPadSize()),
-                "attention: keyPad " + (keyPad == null ? "" : keyPad.describe()) + " should be BOOL with " + s.keyPadSize() + " elements");
         if (s.dqk() > MAX_HEAD_DIM || s.dv() > MAX_HEAD_DIM) {
             throw new UnsupportedOperationException("CudaBackend: attention with head dims Dqk " + s.dqk() + ", Dv " + s.dv()
                     + " not implemented yet (at most " + MAX_HEAD_DIM + ")");
@@ -1544,12 +1549,10 @@ public final class CudaBackend implements Backend {
     }
 
     private static void checkPacked(AttentionShape s, Tensor qkv, Tensor out, Tensor lse) {
-        int w = 2 * s.heads() * s.dqk() + s.heads() * s.dv();
+        int w = packedWidths(s)[0];
         check(qkv.rank() == 3 && qkv.dim(0) == s.batch() && qkv.dim(1) == s.nq() && qkv.dim(2) == w,
                 "attentionPacked: qkv " + qkv.describe() + " is not [" + s.batch() + ", " + s.nq() + ", " + w + "]");
-        check(out.size() == s.outSize(), "attentionPacked: out " + out.describe() + " should hold " + s.outSize() + " elements");
-        check(lse.size() == s.lseSize(), "attentionPacked: lse " + lse.describe() + " should hold " + s.lseSize() + " elements");
-        check((long) s.batch() * s.heads() <= 65535, "attention: batch·heads " + (long) s.batch() * s.heads() + " exceeds 65535 (gridDim.y)");
+        checkAttentionOutputs(s, out, lse);
     }
 
     // ---- positions, embeddings, losses -------------------------------------------------------
@@ -1704,9 +1707,8 @@ public final class CudaBackend implements Backend {
      * a true answer is given once (the buffer counts as written from then on).
      */
     private boolean fresh(Tensor t) {
-        DeviceBuffer b = buffer(t);
-        if (!b.zeroPending || t.offset() != 0 || (long) t.size() * t.dtype().bytes() != b.requested[0]) return false;
-        zeroed(b);
+        if (!pendingZeros(t)) return false;
+        zeroed(buffer(t));
         return true;
     }
 
