@@ -401,20 +401,24 @@ __device__ __forceinline__ bool column_block_last(unsigned* tickets) {
     return last;
 }
 
-/** Stage 2 for one column j: out[j] += Σ_c partial[c, j], chunks in order (p4j_column_finish's sum). */
-__device__ __forceinline__ void column_finish_one(const float* partial, int chunks, int cols, int j, float* out) {
+/**
+ * Stage 2 for one column j: out[j] += Σ_c partial[c, j], chunks in order (p4j_column_finish's sum); out[j] = Σ
+ * when store is not 0 (a gradient nothing has written yet: out is not read).
+ */
+__device__ __forceinline__ void column_finish_one(const float* partial, int chunks, int cols, int j, float* out, int store) {
     float s = 0.0f;
     for (int c = 0; c < chunks; c++) s += __ldcg(partial + (long long) c * cols + j);   // written by other blocks: not from L1
-    out[j] += s;
+    out[j] = store ? s : out[j] + s;
 }
 
 // Column sums in two deterministic stages. Stage 1: partial[chunk, j] = Σ x[r, j] over the
 // rows r of chunk (blockIdx.y), rowsPerChunk rows each. x [rows, cols]; partial [chunks, cols].
 // When x16 is not null it also writes x16 = bf16(x) (a bias gradient and the bf16 operand of the
 // same matmul backward from one read of dC). When out is not null the last block of each column
-// of blocks also does stage 2 for its columns (column_block_last; tickets [gridDim.x], zero).
+// of blocks also does stage 2 for its columns (column_block_last; tickets [gridDim.x], zero), writing
+// the sums instead of adding them when store is not 0.
 extern "C" __global__ void p4j_column_partial(const float* x, int rows, int cols, int rowsPerChunk, float* partial,
-                                              unsigned short* x16, float* out, unsigned* tickets) {
+                                              unsigned short* x16, float* out, unsigned* tickets, int store) {
     int j = blockIdx.x * blockDim.x + threadIdx.x;
     bool active = j < cols;
     int r0 = blockIdx.y * rowsPerChunk, r1 = imin(rows, r0 + rowsPerChunk);
@@ -430,7 +434,7 @@ extern "C" __global__ void p4j_column_partial(const float* x, int rows, int cols
         for (int r = r0; r < r1; r++) s += x[(long long) r * cols + j];
     }
     if (active) partial[(long long) blockIdx.y * cols + j] = s;
-    if (out != 0 && column_block_last(tickets) && active) column_finish_one(partial, gridDim.y, cols, j, out);
+    if (out != 0 && column_block_last(tickets) && active) column_finish_one(partial, gridDim.y, cols, j, out, store);
 }
 
 // The 4-column sum layout: a block of 256 threads is COL_GROUPS row groups (threadIdx.x / 16) ×
@@ -458,11 +462,12 @@ __device__ __forceinline__ float4 col_groups_sum(float4 s, float4 (*sh)[COL_QUAD
     return t;
 }
 
-// Stage 2 for the block's 64 columns: out[c] += Σ_k partial[k, c] over the chunks k; row group g adds
-// chunks g, g + 16, ... in order, then the groups are added in order (col_groups_sum). partial
-// [chunks, cols], 16-byte aligned rows (cols a multiple of 4); out needs no alignment. Every thread
-// of the block must call it.
-__device__ __forceinline__ void col_quads_finish(const float* partial, int chunks, int cols, float* out, float4 (*sh)[COL_QUADS]) {
+// Stage 2 for the block's 64 columns: out[c] += Σ_k partial[k, c] over the chunks k (out[c] = Σ when store
+// is not 0); row group g adds chunks g, g + 16, ... in order, then the groups are added in order
+// (col_groups_sum). partial [chunks, cols], 16-byte aligned rows (cols a multiple of 4); out needs no
+// alignment. Every thread of the block must call it.
+__device__ __forceinline__ void col_quads_finish(const float* partial, int chunks, int cols, float* out, float4 (*sh)[COL_QUADS],
+                                                 int store) {
     const int q = threadIdx.x % COL_QUADS, g = threadIdx.x / COL_QUADS;
     const int c = (blockIdx.x * COL_QUADS + q) * 4;
     float4 s = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -470,7 +475,9 @@ __device__ __forceinline__ void col_quads_finish(const float* partial, int chunk
         for (int k = g; k < chunks; k += COL_GROUPS) f4_add(s, __ldcg((const float4*) (partial + (long long) k * cols + c)));
     }
     const float4 t = col_groups_sum(s, sh);
-    if (g == 0 && c < cols) {
+    if (g == 0 && c < cols && store) {
+        out[c] = t.x; out[c + 1] = t.y; out[c + 2] = t.z; out[c + 3] = t.w;
+    } else if (g == 0 && c < cols) {
         out[c] += t.x; out[c + 1] += t.y; out[c + 2] += t.z; out[c + 3] += t.w;
     }
 }
@@ -479,8 +486,13 @@ __device__ __forceinline__ void col_quads_finish(const float* partial, int chunk
 // aligned, x16 8-byte aligned): partial[chunk, c] = Σ x[r, c] over the rows of chunk blockIdx.y.
 // Writes x16 = bf16(x) too when x16 is not null; the last block of each column of blocks adds the
 // chunks when out is not null (column_block_last). Same partial layout as p4j_column_partial.
+// With act not 0 (Activation's ordinal) x is dOut of an activation and the summed (and rounded) values are
+// dOut·act'(pre), pre the pre-activation [rows, cols] as pre16 (bf16, 8-byte aligned) when not null, else
+// pre32 (16-byte aligned): the bias gradient and bf16 dC of a product with an activation from one pass,
+// the values of p4j_act_backward.
 extern "C" __global__ void p4j_column_partial4(const float* x, int rows, int cols, int rowsPerChunk, float* partial,
-                                               unsigned short* x16, float* out, unsigned* tickets) {
+                                               unsigned short* x16, float* out, unsigned* tickets,
+                                               const unsigned short* pre16, const float* pre32, int act, int store) {
     __shared__ float4 sh[COL_GROUPS][COL_QUADS];
     const int q = threadIdx.x % COL_QUADS, g = threadIdx.x / COL_QUADS;
     const int c = (blockIdx.x * COL_QUADS + q) * 4;
@@ -491,34 +503,40 @@ extern "C" __global__ void p4j_column_partial4(const float* x, int rows, int col
 #pragma unroll 4
         for (int r = r0 + g; r < r1; r += COL_GROUPS) {
             const long long at = (long long) r * cols + c;
-            const float4 v = *(const float4*) (x + at);
+            float4 v = *(const float4*) (x + at);
+            if (act != 0) {
+                const float4 p = pre16 != 0 ? bf16x4_load(pre16 + at) : *(const float4*) (pre32 + at);
+                v = make_float4(v.x * act_derivative(act, p.x), v.y * act_derivative(act, p.y),
+                                v.z * act_derivative(act, p.z), v.w * act_derivative(act, p.w));
+            }
             f4_add(s, v);
             if (x16 != 0) *(uint2*) (x16 + at) = bf16x4_bits(v);
         }
     }
     const float4 t = col_groups_sum(s, sh);
     if (g == 0 && active) *(float4*) (partial + (long long) blockIdx.y * cols + c) = t;
-    if (out != 0 && column_block_last(tickets)) col_quads_finish(partial, gridDim.y, cols, out, sh);
+    if (out != 0 && column_block_last(tickets)) col_quads_finish(partial, gridDim.y, cols, out, sh, store);
 }
 
-// Stage 2: out[j] += Σ_c partial[c, j], chunks in order.
-extern "C" __global__ void p4j_column_finish(const float* partial, int chunks, int cols, float* out) {
+// Stage 2: out[j] += Σ_c partial[c, j], chunks in order (out[j] = Σ when store is not 0).
+extern "C" __global__ void p4j_column_finish(const float* partial, int chunks, int cols, float* out, int store) {
     int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= cols) return;
     float s = 0.0f;
     for (int c = 0; c < chunks; c++) s += partial[(long long) c * cols + j];
-    out[j] += s;
+    out[j] = store ? s : out[j] + s;
 }
 
 // Stage 2 on its own for partial sums left by a kernel that does not finish them (the fused layer-norm
 // backward, up to 1,024 chunks): out[c] += Σ_k partial[k·stride + c] for c < split, out2[c − split] += …
-// for split ≤ c < cols (a null output is skipped). A block is FIN_GROUPS row groups × 4 column quads (16
+// for split ≤ c < cols (a null output is skipped; store bit 1 writes out instead of adding, bit 2 out2). A block is FIN_GROUPS row groups × 4 column quads (16
 // columns, so enough blocks to spread the partials over the SMs); row group g adds chunks g, g + FIN_GROUPS,
 // ... in order, then the groups are added by a fixed pairwise tree (deterministic). partial rows 16-byte
 // aligned (cols, split and stride multiples of 4).
 #define FIN_GROUPS 64
 extern "C" __global__ void __launch_bounds__(FIN_GROUPS * 4) p4j_column_finish_rows(const float* partial, int chunks, int cols,
-                                                                                  long long stride, float* out, int split, float* out2) {
+                                                                                  long long stride, float* out, int split, float* out2,
+                                                                                  int store) {
     __shared__ float4 sh[FIN_GROUPS][4];
     const int q = threadIdx.x & 3, g = threadIdx.x >> 2;
     const int c = (blockIdx.x * 4 + q) * 4;
@@ -538,7 +556,11 @@ extern "C" __global__ void __launch_bounds__(FIN_GROUPS * 4) p4j_column_finish_r
     if (g == 0 && c < cols && to != 0) {
         const float4 t = sh[0][q];
         float* o = to + (c < split ? c : c - split);
-        o[0] += t.x; o[1] += t.y; o[2] += t.z; o[3] += t.w;
+        if (store & (c < split ? 1 : 2)) {
+            o[0] = t.x; o[1] = t.y; o[2] = t.z; o[3] = t.w;
+        } else {
+            o[0] += t.x; o[1] += t.y; o[2] += t.z; o[3] += t.w;
+        }
     }
 }
 
@@ -819,11 +841,12 @@ extern "C" __global__ void p4j_layernorm_backward_x(const float* dOut, const flo
 
 // dGamma, dBeta stage 1: per chunk of rows (blockIdx.y), pg[chunk, j] = Σ dOut·xhat, pb[chunk, j] = Σ dOut.
 // pg, pb [chunks, d]. The last block of each column of blocks does stage 2 (dGamma[j] += Σ_c pg[c, j],
-// dBeta alike, each where not null; column_block_last; tickets [gridDim.x], zero).
+// dBeta alike, each where not null; column_block_last; tickets [gridDim.x], zero; store bit 1 writes dGamma
+// instead of adding to it, bit 2 dBeta).
 extern "C" __global__ void p4j_layernorm_backward_params_partial(const float* dOut, const float* x, const float* mean,
                                                                  const float* rstd, int rows, int d, int rowsPerChunk,
                                                                  float* pg, float* pb, float* dGamma, float* dBeta,
-                                                                 unsigned* tickets) {
+                                                                 unsigned* tickets, int store) {
     int j = blockIdx.x * blockDim.x + threadIdx.x;
     bool active = j < d;
     if (active) {
@@ -839,8 +862,8 @@ extern "C" __global__ void p4j_layernorm_backward_params_partial(const float* dO
         pb[(long long) blockIdx.y * d + j] = sb;
     }
     if (column_block_last(tickets) && active) {
-        if (dGamma != 0) column_finish_one(pg, gridDim.y, d, j, dGamma);
-        if (dBeta != 0) column_finish_one(pb, gridDim.y, d, j, dBeta);
+        if (dGamma != 0) column_finish_one(pg, gridDim.y, d, j, dGamma, store & 1);
+        if (dBeta != 0) column_finish_one(pb, gridDim.y, d, j, dBeta, store & 2);
     }
 }
 
@@ -850,7 +873,7 @@ extern "C" __global__ void p4j_layernorm_backward_params_partial(const float* dO
 extern "C" __global__ void p4j_layernorm_backward_params_partial4(const float* dOut, const float* x, const float* mean,
                                                                   const float* rstd, int rows, int d, int rowsPerChunk,
                                                                   float* pg, float* pb, float* dGamma, float* dBeta,
-                                                                  unsigned* tickets) {
+                                                                  unsigned* tickets, int store) {
     __shared__ float4 sh[COL_GROUPS][COL_QUADS];
     const int q = threadIdx.x % COL_QUADS, g = threadIdx.x / COL_QUADS;
     const int c = (blockIdx.x * COL_QUADS + q) * 4;
@@ -877,8 +900,8 @@ extern "C" __global__ void p4j_layernorm_backward_params_partial4(const float* d
         *(float4*) (pb + (long long) blockIdx.y * d + c) = tb;
     }
     if (column_block_last(tickets)) {
-        if (dGamma != 0) col_quads_finish(pg, gridDim.y, d, dGamma, sh);
-        if (dBeta != 0) col_quads_finish(pb, gridDim.y, d, dBeta, sh);
+        if (dGamma != 0) col_quads_finish(pg, gridDim.y, d, dGamma, sh, store & 1);
+        if (dBeta != 0) col_quads_finish(pb, gridDim.y, d, dBeta, sh, store & 2);
     }
 }
 
@@ -1038,14 +1061,15 @@ extern "C" __global__ void p4j_emb_place(const int* ids, int n, int vocab, int* 
 }
 
 extern "C" __global__ void p4j_emb_gather(const float* dOut, const int* order, const int* base, const int* total,
-                                          float* dTable, int vocab, int d) {
+                                          float* dTable, int vocab, int d, int store) {
     int v = blockIdx.x, j = blockIdx.y * blockDim.x + threadIdx.x;
     if (j >= d) return;
     int b0 = base[v], cnt = total[v];
-    if (cnt == 0) return;
+    if (cnt == 0 && !store) return;
     float acc = 0.0f;
     for (int p = 0; p < cnt; p++) acc += dOut[(long long) order[b0 + p] * d + j];
-    dTable[(long long) v * d + j] += acc;
+    const long long at = (long long) v * d + j;
+    dTable[at] = store ? acc : dTable[at] + acc;   // store: a gradient nothing has written yet (unused ids get zeros)
 }
 
 // ================================================================ softmax cross-entropy

@@ -76,8 +76,10 @@ final class ArBench {
         }
         PerceiverAR.TrainingTensors inputs = PerceiverAR.TrainingTensors.persistent(be, m.trainingInputs(idsPool[0], batch, n - lat, 0L));
         Tensor targets = be.persistentZeros(Shape.of(batch, lat), DType.I32);
-        RecordedStep forwardBackward = new RecordedStep(be, s -> F.crossEntropy(m.forwardTraining(inputs, s), targets, -1, 0f).backward(),
-                "Perceiver AR training step");
+        RecordedStep forwardBackward = new RecordedStep(be, s -> {
+            opt.zeroGrad();   // inside the recording, as in BenchCommand's masked-LM step
+            F.crossEntropy(m.forwardTraining(inputs, s), targets, -1, 0f).backward();
+        }, "Perceiver AR training step");
         long[] step = {0};
         return new TrainStep(forwardBackward, () -> {
             int k = (int) (step[0] % BATCHES);
@@ -87,7 +89,6 @@ final class ArBench {
             forwardBackward.run(s);
             opt.clipGradNorm(1.0);
             opt.step(1e-4f);
-            opt.zeroGrad();
         });
     }
 

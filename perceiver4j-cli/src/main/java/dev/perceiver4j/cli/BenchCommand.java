@@ -224,6 +224,8 @@ final class BenchCommand implements Runnable {
         }
         // Forward and backward as one recording replayed per step (from the second step on), the
         // dropout masks drawn from each step's seed; inputs in persistent tensors written beforehand.
+        // The gradients are zeroed inside it, as PyTorch's zero_grad(set_to_none=True) before backward:
+        // on the GPU the zeros are then lazy and each gradient's first contribution writes it.
         Tensor idsT = be.persistentZeros(Shape.of(batch, length), DType.I32);
         Tensor labelsT = be.persistentZeros(Shape.of(batch, positions), DType.I32);
         be.writeInts(ids, idsT);
@@ -231,12 +233,13 @@ final class BenchCommand implements Runnable {
         long[] step = {0};
         ArBench.Timing t;
         int recordedOps;
-        try (RecordedStep forwardBackward = new RecordedStep(be,
-                s -> F.crossEntropy(m.forwardWithKeyPad(idsT, null, true, s), labelsT, -100, 0f).backward(), "masked-LM training step")) {
+        try (RecordedStep forwardBackward = new RecordedStep(be, s -> {
+            opt.zeroGrad();
+            F.crossEntropy(m.forwardWithKeyPad(idsT, null, true, s), labelsT, -100, 0f).backward();
+        }, "masked-LM training step")) {
             t = ArBench.time(be, warmup, reps, () -> {
                 forwardBackward.run(++step[0]);
                 opt.step(1e-4f);
-                opt.zeroGrad();
             });
             recordedOps = forwardBackward.recordedOps();
         }

@@ -102,8 +102,9 @@ public final class CudaBackend implements Backend {
     private final HostStaging staging;
     private final long seedShiftAddress;   // of the kernels' p4j_seed_shift
     /**
-     * Buffers from {@link #zeros} not yet zeroed or written (their zeroPending flag set); weakly held, so
-     * that an unused one still goes back to the allocator when unreachable (DeviceBuffer has identity equality).
+     * Buffers with zeros asked for and not yet written ({@link #zeros}, a {@link #fill} with 0: their
+     * DeviceBuffer.zeroPending()); weakly held, so that an unused one still goes back to the allocator
+     * when unreachable (DeviceBuffer has identity equality).
      */
     private final java.util.Set<DeviceBuffer> pendingZeros = java.util.Collections.newSetFromMap(new java.util.WeakHashMap<>());
     /**
@@ -180,12 +181,17 @@ public final class CudaBackend implements Backend {
         if (!GRAPHS) return null;
         zeroPendingNow();   // zeros made before the recording stay zeros made once, not at every replay
         dropHeldKeepBits();   // bits drawn before the recording are not read in it
-        return CudaGraph.capture(context, allocator, this::setSeedShift, () -> {
-            try {
+        // Pending zeros are host state that a replay does not see, so none cross a recording's edges: the
+        // recording starts with none (above, and before each replay), and those its body leaves pending
+        // (a gradient zeroed by fill(0) in the body that nothing wrote) are zeroed by the recording itself.
+        // (The body's own scope closes first: the step's temporaries it frees take their pending zeros with them.)
+        return CudaGraph.capture(context, allocator, this::setSeedShift, this::zeroPendingNow, () -> {
+            try (Scope step = Scope.open()) {
                 body.run();
             } finally {
                 dropHeldKeepBits();   // still recording: the freed buffers stay the graph's (DeviceAllocator.Held)
             }
+            zeroPendingNow();
         });
     }
 
@@ -240,29 +246,28 @@ public final class CudaBackend implements Backend {
         // Lazily: most of these are gradients whose first writer can write instead of add (fresh()), which
         // saves the memset and the GEMM's read of the zeros; every other use zeroes first (ptr()).
         DeviceBuffer b = buffer(t);
-        b.zeroPending = true;
+        b.markZero(0, (b.requested[0] + 3) & ~3L);   // within the size class, a multiple of 512 bytes
         pendingZeros.add(b);
         return t;
     }
 
-    /** Marks a pending-zeros buffer as written (or zeroed). */
-    private void zeroed(DeviceBuffer b) {
-        b.zeroPending = false;
-        pendingZeros.remove(b);
-    }
-
     /**
-     * Zeroes every buffer still pending from {@link #zeros} (before a recording, which must not zero them
-     * at each replay). The set may still name buffers freed while pending (the allocator cleared their
-     * flag, and may have handed the object out again for something else): those are skipped.
+     * Zeroes every zero still pending (before and at the end of a recording, and before a replay). The set
+     * may still name buffers freed while pending (the allocator dropped their ranges, and may have handed
+     * the object out again for something else): those have none.
      */
     private void zeroPendingNow() {
-        for (DeviceBuffer b : pendingZeros) {
-            if (!b.zeroPending) continue;
-            b.zeroPending = false;
-            clear(b);
-        }
+        for (DeviceBuffer b : new ArrayList<>(pendingZeros)) clearRanges(b, b.takeAllZeros());
         pendingZeros.clear();
+    }
+
+    /** t's bytes in its buffer, [start, end). */
+    private static long byteStart(Tensor t) {
+        return (long) t.offset() * t.dtype().bytes();
+    }
+
+    private static long byteEnd(Tensor t) {
+        return byteStart(t) + (long) t.size() * t.dtype().bytes();
     }
 
     @Override
@@ -274,13 +279,25 @@ public final class CudaBackend implements Backend {
 
     /** Zeroes the bytes a buffer's holder asked for, as whole 32-bit words (the size class is a multiple of 512 bytes). */
     private void clear(DeviceBuffer b) {
-        long words = (b.requested[0] + 3) / 4;
+        clearRange(b, 0, (b.requested[0] + 3) & ~3L);
+    }
+
+    /** Zeroes the ranges {start0, end0, start1, end1, ...} of b (DeviceBuffer.takeZeros), and drops b from the pending set when none are left. */
+    private void clearRanges(DeviceBuffer b, long[] ranges) {
+        for (int i = 0; i < ranges.length; i += 2) clearRange(b, ranges[i], ranges[i + 1]);
+        if (!b.zeroPending()) pendingZeros.remove(b);
+    }
+
+    /** Zeroes bytes [start, end) of b, as 32-bit words (both multiples of 4). */
+    private void clearRange(DeviceBuffer b, long start, long end) {
+        long words = (end - start) / 4;
         if (words > 0) {
-            Driver.memsetD32Async(b.address(), 0, words, context.stream());
+            Driver.memsetD32Async(b.address() + start, 0, words, context.stream());
             zeroFills++;
             zeroFillBytes += 4 * words;
-            if (TRACE_ZERO_FILLS && words >= 1 << 18) {   // a developer's view of the large ones: which op asked
-                System.err.println("zero fill " + 4 * words / 1024 + " KiB: " + StackWalker.getInstance().walk(f -> f.skip(1).limit(4)
+            boolean recorded = allocator.recording();   // a fill in a recording runs at every replay
+            if (TRACE_ZERO_FILLS && (words >= 1 << 18 || recorded)) {   // a developer's view of the large ones: which op asked
+                System.err.println((recorded ? "recorded " : "") + "zero fill " + 4 * words + " bytes: " + StackWalker.getInstance().walk(f -> f.skip(1).limit(5)
                         .map(x -> x.getClassName().substring(x.getClassName().lastIndexOf('.') + 1) + "." + x.getMethodName() + ":" + x.getLineNumber())
                         .toList()));
             }
@@ -465,8 +482,9 @@ public final class CudaBackend implements Backend {
                     bias, bias16);
         } else {
             for (int i = 0; i < batch; i++) {
-                gemmOne(tx, x.at(i), x.bf16(), ty, y.at(i), y.bf16(), c + (out16 ? 2L : 4L) * i * sC, out16, m, n, k, accumulate, 1, 0, 0, 0,
-                        bias, bias16);
+                // a shared output (sC 0) sums the entries: only the first may write instead of adding
+                gemmOne(tx, x.at(i), x.bf16(), ty, y.at(i), y.bf16(), c + (out16 ? 2L : 4L) * i * sC, out16, m, n, k,
+                        accumulate || (sC == 0 && i > 0), 1, 0, 0, 0, bias, bias16);
             }
         }
     }
@@ -547,6 +565,7 @@ public final class CudaBackend implements Backend {
         if (t.inStepScope() || allocator.recording() || b.requested[0] % 4 != 0) return false;
         long n = b.requested[0] / 4;
         if (n == 0 || n > Integer.MAX_VALUE) return false;
+        clearRanges(b, b.takeAllZeros());   // the rounding reads the whole buffer
         DeviceBuffer m = allocator.allocate(2L * n);
         gemm.convertInto(b.address(), m.address(), (int) n, true);
         b.mirror = m;
@@ -698,6 +717,7 @@ public final class CudaBackend implements Backend {
     public void matmulBackward(Tensor dOut, Tensor a, boolean transA, Tensor b, boolean transB, Tensor bias, Activation act, Tensor preAct,
                                Tensor dA, Tensor dB, Tensor dBias) {
         boolean addA = dA != null && !fresh(dA), addB = dB != null && !fresh(dB);   // else dA / dB are written, not added to
+        boolean storeBias = dBias != null && fresh(dBias);
         hold();
         try {
             MatmulShape d = matDims(a, transA, b, transB, dOut);
@@ -715,7 +735,12 @@ public final class CudaBackend implements Backend {
             if (act != Activation.NONE) {
                 check(preAct != null, "matmulBackward with activation " + act + " needs preAct");
                 boolean pre16 = preAct.dtype() == DType.BF16;   // stored so by matmulBf16PreAct
-                if (round && dBias == null) {
+                long pre = ptr(preAct);
+                if (round && dBias != null && quadColumns(ptr(dOut), d.n(), 0, pre16 ? 0 : pre, pre16 ? pre : 0)) {
+                    // dC's bias sums and bf16 copy made from dOut and preAct in one pass: dC never stored in fp32
+                    dC16 = allocator.allocate(2L * total);
+                    columnSums(ptr(dOut), rows, d.n(), out(dBias), storeBias, dC16.address(), pre16 ? 0 : pre, pre16 ? pre : 0, act);
+                } else if (round && dBias == null) {
                     dC16 = allocator.allocate(2L * total);
                     kernels.launch("p4j_act_backward_bf16").grid(Kernels.quadBlocks(total, THREADS)).block(THREADS)
                             .ptr(pre16 ? 0 : ptr(preAct)).ptr(ptr(dOut)).ptr(dC16.address()).i32(total).i32(act.ordinal())
@@ -730,9 +755,9 @@ public final class CudaBackend implements Backend {
             }
             if (dC16 == null && dBias != null && round) {
                 dC16 = allocator.allocate(2L * total);
-                columnSums(dC, rows, d.n(), out(dBias), dC16.address());
+                columnSums(dC, rows, d.n(), out(dBias), storeBias, dC16.address());
             } else if (dC16 == null) {
-                if (dBias != null) columnSums(dC, rows, d.n(), out(dBias), 0);
+                if (dBias != null) columnSums(dC, rows, d.n(), out(dBias), storeBias, 0);
                 if (round) dC16 = gemm.toBf16(dC, total);
             }
             Operand g = dC16 != null ? new Operand(dC16.address(), mn, true) : new Operand(dC, mn, false);
@@ -808,10 +833,12 @@ public final class CudaBackend implements Backend {
         try {
             int d = x.shape().last(), rows = x.shape().rows();
             if (rows == 0) return;
+            // bit 1: dGamma written, not added to (nothing has written it yet); bit 2: dBeta
+            int store = (dGamma != null && fresh(dGamma) ? 1 : 0) | (dBeta != null && fresh(dBeta) ? 2 : 0);
             if (dX != null) {
                 boolean add = !fresh(dX), warp = warpLayerNorm(d, dOut, x, gamma, dX);
                 if (warp && (dGamma != null || dBeta != null) && (lnSumsShared(d) <= 32 * 1024 || context.computeCapability() >= 80)) {
-                    layerNormBackwardFused(dOut, x, gamma, mean, rstd, dX, add, dGamma, dBeta, rows, d);
+                    layerNormBackwardFused(dOut, x, gamma, mean, rstd, dX, add, dGamma, dBeta, store, rows, d);
                     return;
                 }
                 kernels.launch(warp ? lnWarpKernel("p4j_layernorm_backward_x_warp", d) : "p4j_layernorm_backward_x")
@@ -828,9 +855,9 @@ public final class CudaBackend implements Backend {
                 kernels.launch(quads ? "p4j_layernorm_backward_params_partial4" : "p4j_layernorm_backward_params_partial").grid(gridX, chunks).block(THREADS)
                         .ptr(ptr(dOut)).ptr(ptr(x)).ptr(ptr(mean)).ptr(ptr(rstd)).i32(rows).i32(d).i32(perChunk)
                         .ptr(pg.address()).ptr(pb.address()).ptr(fused && dGamma != null ? out(dGamma) : 0)
-                        .ptr(fused && dBeta != null ? out(dBeta) : 0).ptr(fused ? tickets.address() : 0).go();
-                if (!fused && dGamma != null) columnFinish(pg.address(), chunks, d, out(dGamma));
-                if (!fused && dBeta != null) columnFinish(pb.address(), chunks, d, out(dBeta));
+                        .ptr(fused && dBeta != null ? out(dBeta) : 0).ptr(fused ? tickets.address() : 0).i32(store).go();
+                if (!fused && dGamma != null) columnFinish(pg.address(), chunks, d, out(dGamma), (store & 1) != 0);
+                if (!fused && dBeta != null) columnFinish(pb.address(), chunks, d, out(dBeta), (store & 2) != 0);
                 allocator.free(pg);
                 allocator.free(pb);
             }
@@ -844,10 +871,11 @@ public final class CudaBackend implements Backend {
      * the warp-per-row dX (the same code as {@code p4j_layernorm_backward_x_warp}, so the same bits) and
      * the parameter gradients' column sums per chunk of {@link #lnRowsPerChunk} rows (one block each, its
      * warps' sums in shared memory), which {@code p4j_column_finish_rows} then adds into dGamma and dBeta in an
-     * order fixed by the shape. dGamma or dBeta may be null. {@code add}: dX is added to, else written.
+     * order fixed by the shape. dGamma or dBeta may be null. {@code add}: dX is added to, else written;
+     * {@code store} bit 1: dGamma is written, not added to, bit 2: dBeta.
      */
     private void layerNormBackwardFused(Tensor dOut, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dX, boolean add,
-                                        Tensor dGamma, Tensor dBeta, int rows, int d) {
+                                        Tensor dGamma, Tensor dBeta, int store, int rows, int d) {
         int perChunk = lnRowsPerChunk(rows), chunks = (rows + perChunk - 1) / perChunk;
         // [chunks][2][d]: per chunk dGamma's d column sums, then dBeta's d
         DeviceBuffer partial = allocator.allocate(4L * chunks * 2 * d);
@@ -856,7 +884,7 @@ public final class CudaBackend implements Backend {
                 .i32(perChunk).ptr(partial.address()).go();
         // [dGamma | dBeta] += Σ over the chunks, 16 columns a block (kernels.cu p4j_column_finish_rows)
         kernels.launch("p4j_column_finish_rows").grid(Kernels.blocks(2 * d, 16)).block(THREADS).ptr(partial.address()).i32(chunks)
-                .i32(2 * d).i64(2L * d).ptr(dGamma != null ? out(dGamma) : 0).i32(d).ptr(dBeta != null ? out(dBeta) : 0).go();
+                .i32(2 * d).i64(2L * d).ptr(dGamma != null ? out(dGamma) : 0).i32(d).ptr(dBeta != null ? out(dBeta) : 0).i32(store).go();
         allocator.free(partial);
     }
 
@@ -881,21 +909,37 @@ public final class CudaBackend implements Backend {
     }
 
     /**
-     * out[j] += Σ_r x[r, j]; x [rows, cols] at device address x; two deterministic stages. When
-     * {@code x16} is not 0, the first stage also writes bf16(x) there ([rows, cols], 2 bytes each).
+     * out[j] += Σ_r x[r, j] (out[j] = Σ when {@code store}: nothing has written out yet); x [rows, cols] at
+     * device address x; two deterministic stages. When {@code x16} is not 0, the first stage also writes
+     * bf16(x) there ([rows, cols], 2 bytes each).
      */
-    private void columnSums(long x, int rows, int cols, long out, long x16) {
+    private void columnSums(long x, int rows, int cols, long out, boolean store, long x16) {
+        columnSums(x, rows, cols, out, store, x16, 0, 0, Activation.NONE);
+    }
+
+    /**
+     * The same over x·act'(pre) when {@code act} is not NONE (x the dOut of the activation, pre its
+     * pre-activation [rows, cols] at pre32 (F32) or pre16 (BF16)); that needs {@link #quadColumns}.
+     */
+    private void columnSums(long x, int rows, int cols, long out, boolean store, long x16, long pre32, long pre16, Activation act) {
         if (rows == 0 || cols == 0) return;
         int perChunk = rowsPerChunk(rows), chunks = (rows + perChunk - 1) / perChunk;
-        DeviceBuffer partial = allocator.allocate(4L * chunks * cols);
-        boolean quads = cols % 4 == 0 && x % 16 == 0 && x16 % 8 == 0 && partial.address() % 16 == 0;
+        DeviceBuffer partial = allocator.allocate(4L * chunks * cols);   // 512-byte aligned, as every allocation
+        boolean quads = quadColumns(x, cols, x16, pre32, pre16);
+        check(quads || act == Activation.NONE, "columnSums: an activation's sums need the 4-column kernel");
         int gridX = quads ? Kernels.blocks(cols, 4 * COL_QUADS) : Kernels.blocks(cols, THREADS);
         boolean fused = gridX <= TICKETS;   // the partial kernel's last blocks finish the sums (else one more kernel)
-        kernels.launch(quads ? "p4j_column_partial4" : "p4j_column_partial").grid(gridX, chunks).block(THREADS)
+        Kernels.Launch l = kernels.launch(quads ? "p4j_column_partial4" : "p4j_column_partial").grid(gridX, chunks).block(THREADS)
                 .ptr(x).i32(rows).i32(cols).i32(perChunk).ptr(partial.address()).ptr(x16)
-                .ptr(fused ? out : 0).ptr(fused ? tickets.address() : 0).go();
-        if (!fused) columnFinish(partial.address(), chunks, cols, out);
+                .ptr(fused ? out : 0).ptr(fused ? tickets.address() : 0);
+        (quads ? l.ptr(pre16).ptr(pre32).i32(act.ordinal()) : l).i32(store ? 1 : 0).go();
+        if (!fused) columnFinish(partial.address(), chunks, cols, out, store);
         allocator.free(partial);
+    }
+
+    /** Whether column sums over these addresses can take 4 columns a thread (p4j_column_partial4's alignments; 0 = absent). */
+    private static boolean quadColumns(long x, int cols, long x16, long pre32, long pre16) {
+        return cols % 4 == 0 && x % 16 == 0 && x16 % 8 == 0 && pre32 % 16 == 0 && pre16 % 8 == 0;
     }
 
     /** Rows per chunk: a function of {@code rows} alone (deterministic), chunks ≤ 65535 (the gridDim.y limit). */
@@ -903,9 +947,9 @@ public final class CudaBackend implements Backend {
         return Math.max(ROWS_PER_CHUNK, (rows + 65534) / 65535);
     }
 
-    private void columnFinish(long partial, int chunks, int cols, long out) {
+    private void columnFinish(long partial, int chunks, int cols, long out, boolean store) {
         kernels.launch("p4j_column_finish").grid(Kernels.blocks(cols, THREADS)).block(THREADS)
-                .ptr(partial).i32(chunks).i32(cols).ptr(out).go();
+                .ptr(partial).i32(chunks).i32(cols).ptr(out).i32(store ? 1 : 0).go();
     }
 
     @Override
@@ -944,10 +988,9 @@ public final class CudaBackend implements Backend {
         elementwise("p4j_add", a, b, out);
     }
 
-    /** Whether {@code t} is the whole of a buffer from {@link #zeros} that nothing has written yet (its values are zeros not yet filled in). */
+    /** Whether {@code t} lies inside zeros asked for that nothing has written yet (its values are zeros not yet filled in). */
     private boolean pendingZeros(Tensor t) {
-        DeviceBuffer b = buffer(t);
-        return b.zeroPending && t.offset() == 0 && (long) t.size() * t.dtype().bytes() == b.requested[0];
+        return buffer(t).zeroWithin(byteStart(t), byteEnd(t));
     }
 
     /** out[i] = b[i mod |b|] (out may be the pending zeros a of add: written, so no longer pending). */
@@ -1005,9 +1048,21 @@ public final class CudaBackend implements Backend {
     @Override
     public void fill(Tensor x, float v) {
         check(x.dtype() == DType.F32, "fill: " + x.describe() + " is not F32");
-        if (x.size() > 0) Driver.memsetD32Async(out(x), Float.floatToRawIntBits(v), x.size(), context.stream());
+        if (x.size() == 0) return;
+        DeviceBuffer b = buffer(x);
+        if (Float.floatToRawIntBits(v) == 0 && b.mirror == null && LAZY_FILLS) {
+            // zeros as zeros() makes them: a gradient zeroed between steps is then written, not added to, by
+            // its first contribution (PyTorch's zero_grad(set_to_none=True) saves the same memset and reads)
+            b.markZero(byteStart(x), byteEnd(x));
+            pendingZeros.add(b);
+            return;
+        }
+        Driver.memsetD32Async(out(x), Float.floatToRawIntBits(v), x.size(), context.stream());
         refreshUnlessHeld();
     }
+
+    /** {@code -Dperceiver4j.cuda.lazyFills=false}: a fill with 0 zeroes at once (to measure what the lazy zeros save). */
+    private static final boolean LAZY_FILLS = !"false".equals(System.getProperty("perceiver4j.cuda.lazyFills"));
 
     @Override
     public void l2Norm(Tensor x, Tensor out) {
@@ -1040,7 +1095,8 @@ public final class CudaBackend implements Backend {
         try {
             int n = out.size();
             check(n > 0 && x.size() % n == 0, "sumRows: " + x.describe() + " is not a whole number of rows of " + n);
-            columnSums(ptr(x), x.size() / n, n, out(out), 0);
+            boolean store = fresh(out);
+            columnSums(ptr(x), x.size() / n, n, out(out), store, 0);
         } finally {
             release();
         }
@@ -1610,6 +1666,7 @@ public final class CudaBackend implements Backend {
         try {
             int vocab = dTable.dim(0), d = dTable.dim(1), n = ids.size();
             if (n == 0 || d == 0) return;
+            boolean store = fresh(dTable);   // written (ids without tokens get zeros), not added to
             // A stable counting sort of the token indices by id, then one ordered gather-sum per (id, column); see kernels.cu.
             int chunks = (n + EMB_CHUNK - 1) / EMB_CHUNK;
             long cntWords = (long) chunks * vocab;
@@ -1621,7 +1678,7 @@ public final class CudaBackend implements Backend {
                     .ptr(total.address()).go();
             kernels.launch("p4j_emb_place").grid(chunks).block(32).ptr(ptr(ids)).i32(n).i32(vocab).ptr(cnt.address()).ptr(order.address()).go();
             kernels.launch("p4j_emb_gather").grid(vocab, Kernels.blocks(d, THREADS)).block(THREADS).ptr(ptr(dOut)).ptr(order.address())
-                    .ptr(base.address()).ptr(total.address()).ptr(out(dTable)).i32(vocab).i32(d).go();
+                    .ptr(base.address()).ptr(total.address()).ptr(out(dTable)).i32(vocab).i32(d).i32(store ? 1 : 0).go();
             for (DeviceBuffer b : new DeviceBuffer[] {cnt, base, total, order}) allocator.free(b); // later work on the stream runs after these kernels
         } finally {
             release();
@@ -1694,21 +1751,20 @@ public final class CudaBackend implements Backend {
     /** Device address of the tensor's first element. */
     private long ptr(Tensor t) {
         DeviceBuffer b = buffer(t);
-        if (b.zeroPending) {   // zeros not yet written: zero them now, before anything reads or adds to them
-            zeroed(b);
-            clear(b);
-        }
-        return b.address() + (long) t.offset() * t.dtype().bytes();
+        if (b.zeroPending()) clearRanges(b, b.takeZeros(byteStart(t), byteEnd(t)));   // zeros t overlaps, not yet written: zero them now
+        return b.address() + byteStart(t);
     }
 
     /**
-     * Whether {@code t} is the whole of a buffer from {@link #zeros} that nothing has written yet: the
-     * caller's op then writes its result instead of adding it to zeros. Call before any ptr(t) / out(t);
-     * a true answer is given once (the buffer counts as written from then on).
+     * Whether {@code t} lies inside zeros asked for ({@link #zeros}, {@link #fill} with 0) that nothing has
+     * written yet: the caller's op then writes every element of t instead of adding to zeros. Call before
+     * any ptr(t) / out(t); a true answer is given once (t's range counts as written from then on).
      */
     private boolean fresh(Tensor t) {
         if (!pendingZeros(t)) return false;
-        zeroed(buffer(t));
+        DeviceBuffer b = buffer(t);
+        b.takeZeros(byteStart(t), byteEnd(t));
+        if (!b.zeroPending()) pendingZeros.remove(b);
         return true;
     }
 

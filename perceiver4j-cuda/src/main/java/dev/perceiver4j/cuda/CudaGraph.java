@@ -56,15 +56,17 @@ final class CudaGraph implements Recording {
     private final MemorySegment exec;
     private final int nodes;
     private final LongConsumer seedShift;
+    private final Runnable beforeReplay;
     private final Cleaner.Cleanable cleanable;
     private boolean closed;
 
     private CudaGraph(CudaContext context, DeviceAllocator allocator, DeviceAllocator.Held held, MemorySegment graph, MemorySegment exec,
-                      int nodes, LongConsumer seedShift) {
+                      int nodes, LongConsumer seedShift, Runnable beforeReplay) {
         this.context = context;
         this.exec = exec;
         this.nodes = nodes;
         this.seedShift = seedShift;
+        this.beforeReplay = beforeReplay;
         this.cleanable = CLEANER.register(this, new Resources(context, allocator, held, graph, exec));
         LIVE.incrementAndGet();
     }
@@ -76,12 +78,13 @@ final class CudaGraph implements Recording {
 
     /**
      * Captures {@code body} (which runs once, queueing but not executing its work). {@code seedShift}
-     * sets the kernels' seed shift in stream order (see {@link #replay(long)}).
+     * sets the kernels' seed shift in stream order (see {@link #replay(long)}); {@code beforeReplay} runs
+     * on the host before each launch (the backend queues the zero fills it still owes there).
      *
      * @throws IllegalStateException when the body does something a graph cannot hold (a host copy,
      *         a synchronisation); the message names the capture error and the body's exception
      */
-    static CudaGraph capture(CudaContext context, DeviceAllocator allocator, LongConsumer seedShift, Runnable body) {
+    static CudaGraph capture(CudaContext context, DeviceAllocator allocator, LongConsumer seedShift, Runnable beforeReplay, Runnable body) {
         context.makeCurrent();
         MemorySegment stream = context.stream();
         allocator.beginHold();
@@ -104,7 +107,7 @@ final class CudaGraph implements Recording {
         }
         try {
             int nodes = Math.toIntExact(Driver.graphNodeCount(g[0]));
-            return new CudaGraph(context, allocator, held, g[0], Driver.graphInstantiate(g[0]), nodes, seedShift);
+            return new CudaGraph(context, allocator, held, g[0], Driver.graphInstantiate(g[0]), nodes, seedShift, beforeReplay);
         } catch (CudaException e) {
             Driver.graphDestroy(g[0]);
             allocator.returnHeld(held);
@@ -121,6 +124,7 @@ final class CudaGraph implements Recording {
     public void replay(long shift) {
         if (closed) throw new IllegalStateException("replay of a closed CUDA graph");
         context.makeCurrent();
+        beforeReplay.run();
         if (shift != 0) seedShift.accept(shift);
         Driver.graphLaunch(exec, context.stream());
         if (shift != 0) seedShift.accept(0L);

@@ -113,7 +113,7 @@ public final class DeviceAllocator {
         }
         requestedInUse -= b.requested[0];
         b.requested[0] = 0;
-        b.zeroPending = false;   // lazy zeros die with their holder: whoever gets the object next did not ask for them
+        b.dropZeros();   // lazy zeros die with their holder: whoever gets the object next did not ask for them
         if (held != null) {
             held.freed().add(b);
             held.reuse().computeIfAbsent(b.bytes(), k -> new ArrayDeque<>()).push(b);

@@ -249,7 +249,7 @@ public final class ModelParity {
         int batch = 3, steps = 3;
         float lr = 1e-3f;
         PerceiverAR mg = new PerceiverAR(gpu, c, 21L), mc = new PerceiverAR(cpu, c, 21L); // the same initial weights
-        double[] lossG = run(mg, c, batch, steps, lr, null), lossC = run(mc, c, batch, steps, lr, null);
+        double[] lossG = run(mg, c, batch, steps, lr, null, false), lossC = run(mc, c, batch, steps, lr, null, false);
         double e = 0;
         for (int i = 0; i < steps; i++) e = Math.max(e, Math.abs(lossG[i] - lossC[i]) / Math.max(1, Math.abs(lossC[i])));
         ParamDiff d = paramDiff(mg, mc);
@@ -283,20 +283,24 @@ public final class ModelParity {
      * A recorded training step ({@link RecordedStep}: forward and backward captured as a CUDA graph at
      * step 2 and replayed at steps 2–5 with each step's seed) against the same 5 steps op by op, from
      * the same initial weights on the same backend: losses and every parameter identical (prefix,
-     * attention and residual dropout on, so a replay that ignored its seed shift would differ).
+     * attention and residual dropout on, so a replay that ignored its seed shift would differ). Twice:
+     * the gradients zeroed after AdamW (as ClmTrainer: the backend's lazy zeros are then zeroed before
+     * each replay) and zeroed inside the step (as the benchmarks: the first contributions write them).
      */
     public static List<OpParity.Check> recordedTrainingChecks(Backend gpu, String label) {
         return List.of(new OpParity.Check("model: Perceiver AR 5 training steps, recorded (CUDA graph, seeds shifted) vs op by op, exact (" + label + ")",
-                0, () -> recordedTraining(gpu)));
+                        0, () -> recordedTraining(gpu, false)),
+                new OpParity.Check("model: the same with the gradients zeroed inside the recorded step, exact (" + label + ")",
+                        0, () -> recordedTraining(gpu, true)));
     }
 
-    private static double recordedTraining(Backend be) {
+    private static double recordedTraining(Backend be, boolean zeroInside) {
         PerceiverArConfig c = trainingConfig();
         int batch = 3, steps = 5;
         float lr = 1e-3f;
         PerceiverAR a = new PerceiverAR(be, c, 31L), b = new PerceiverAR(be, c, 31L);
         int[] ops = new int[1];
-        double[] opByOp = run(a, c, batch, steps, lr, null), recorded = run(b, c, batch, steps, lr, ops);
+        double[] opByOp = run(a, c, batch, steps, lr, null, zeroInside), recorded = run(b, c, batch, steps, lr, ops, zeroInside);
         double e = 0;
         for (int i = 0; i < steps; i++) e = Math.max(e, Math.abs(recorded[i] - opByOp[i]));
         ParamDiff d = paramDiff(b, a);
@@ -309,9 +313,11 @@ public final class ModelParity {
      * {@code steps} training steps of {@code m} on its backend; the batches repeat from a fixed seed
      * and step k draws its dropouts from seed k. Op by op when {@code recordedOps} is null, else through
      * a {@link RecordedStep} (inputs written into persistent tensors; the recording's node count is left
-     * in recordedOps[0], and a step that was never recorded fails). Returns each step's loss.
+     * in recordedOps[0], and a step that was never recorded fails). {@code zeroInside}: the gradients are
+     * zeroed at the start of each step's forward and backward (in the recording), else after AdamW.
+     * Returns each step's loss.
      */
-    private static double[] run(PerceiverAR m, PerceiverArConfig c, int batch, int steps, float lr, int[] recordedOps) {
+    private static double[] run(PerceiverAR m, PerceiverArConfig c, int batch, int steps, float lr, int[] recordedOps, boolean zeroInside) {
         Backend be = m.params().backend();
         Params p = m.params();
         AdamW opt = new AdamW(be, AdamW.Config.defaults(lr), p.pack(), p.gradients());
@@ -321,6 +327,7 @@ public final class ModelParity {
         Tensor targets = be.persistentZeros(Shape.of(batch, lat), DType.I32), loss = be.persistentZeros(Shape.of(1), DType.F32);
         PerceiverAR.TrainingTensors[] in = new PerceiverAR.TrainingTensors[1];   // made at the first step, from its shape
         RecordedStep recorded = recordedOps == null ? null : new RecordedStep(be, seed -> {
+            if (zeroInside) opt.zeroGrad();
             Tensor l = F.crossEntropy(m.forwardTraining(in[0], seed), targets, -1, 0f);
             be.copy(l, loss);
             l.backward();
@@ -337,6 +344,7 @@ public final class ModelParity {
                 losses[step - 1] = loss.item();
             } else {
                 try (Scope s = Scope.open()) {
+                    if (zeroInside) opt.zeroGrad();
                     Tensor l = F.crossEntropy(m.forwardTraining(ids, batch, n - lat, step), be.fromInts(t, Shape.of(batch, lat)), -1, 0f);
                     losses[step - 1] = l.item();
                     l.backward();
@@ -344,7 +352,7 @@ public final class ModelParity {
             }
             opt.clipGradNorm(1.0);
             opt.step(lr);
-            opt.zeroGrad();
+            if (!zeroInside) opt.zeroGrad();
         }
         if (recorded != null) {
             if (!recorded.recorded()) throw new AssertionError("the training step was not recorded");

@@ -186,7 +186,7 @@ public final class OpParity {
         c.add(new Check("matmul [2, 50, 96]·[72, 96]ᵀ +bias → BF16, weight and bias at odd offsets (rounded per call) = the F32 result rounded "
                 + "[bf16 mode]", BF16_OUTPUT, p::oddOffsetProductError));
         c.add(new Check("matmul [2, 50, 96]·[72, 96]ᵀ GELU with a BF16 pre-activation: pre = the F32 product rounded, out = GELU of it, "
-                + "backward = with those values as F32 [bf16 mode]", BF16_OUTPUT, p::bf16PreActivationError));
+                + "backward (with and without a bias gradient) = with those values as F32 [bf16 mode]", BF16_OUTPUT, p::bf16PreActivationError));
         return c;
     }
 
@@ -217,6 +217,13 @@ public final class OpParity {
         gpu.activationBackward(Activation.GELU, pre32, dOut, dX32);
         exact &= Arrays.equals(gpu.toFloatArray(dA[0]), gpu.toFloatArray(dA[1])) && Arrays.equals(gpu.toFloatArray(dB[0]), gpu.toFloatArray(dB[1]))
                 && Arrays.equals(gpu.toFloatArray(dX16), gpu.toFloatArray(dX32));
+        // with a bias gradient too (the bias sums and bf16 dC from dOut and the pre-activation in one pass)
+        Tensor[] dBias = {gpu.zeros(Shape.of(72), DType.F32), gpu.zeros(Shape.of(72), DType.F32)};
+        Tensor bias = gpu.fromFloats(randn(72, 1), Shape.of(72));
+        gpu.matmulBackward(dOut, a, false, b, true, bias, Activation.GELU, pre16, dA[0], dB[0], dBias[0]);
+        gpu.matmulBackward(dOut, a, false, b, true, bias, Activation.GELU, pre32, dA[1], dB[1], dBias[1]);
+        exact &= Arrays.equals(gpu.toFloatArray(dA[0]), gpu.toFloatArray(dA[1])) && Arrays.equals(gpu.toFloatArray(dB[0]), gpu.toFloatArray(dB[1]))
+                && Arrays.equals(gpu.toFloatArray(dBias[0]), gpu.toFloatArray(dBias[1]));
         return exact ? worst : Math.max(worst, 1.0);
     }
 
@@ -1001,6 +1008,11 @@ public final class OpParity {
             ref.rotaryBackward(dOut.r(), positions.r(), invFreq.r(), 2, 16, dRot.r());
             return Math.max(err(dAct), Math.max(err(dLn), err(dRot)));
         }));
+        c.add(new Check("gradients in a slab zeroed by fill(0) (lazy on the GPU): written by their first contributions (product dB and "
+                + "bias sums, layer-norm dGamma/dBeta, embedding, sumRows), added to by a second, the unwritten rest zero, the slab's head kept",
+                FP32, () -> lazySlabError(false)));
+        c.add(new Check("the same recorded (fill and contributions in one CUDA graph, replayed twice over an overwritten slab)",
+                FP32, () -> lazySlabError(true)));
         c.add(new Check("axpy into fresh zeros (alpha 1 and 0.5), and into half of them (the rest zeroed first)", 0, () -> {
             Pair x = randPair(1, 2, 50), y1 = zerosPair(2, 50), y2 = zerosPair(2, 50), half = zerosPair(2, 50);
             for (Backend be : List.of(gpu, ref)) {
@@ -1012,6 +1024,61 @@ public final class OpParity {
             }
             return Math.max(err(y1), Math.max(err(y2), err(half)));
         }));
+    }
+
+    /**
+     * A gradient slab as AdamW's: [3 kept | dW 40×24 | dBias 40 | dGamma 64 | dBeta 64 | dTable 11×64 | sum 40 | 7 never
+     * written]; fill(0) over all but the head, then the backward ops of a product with GELU and bias, a second product
+     * into the same dW and dBias, a layer norm, an embedding (ids 0–8 used, 9 and 10 not) and sumRows. On the GPU the
+     * fill is lazy and the first writer of each range writes instead of adding; {@code recorded}: the fill and the
+     * ops are one CUDA graph, replayed twice, the slab overwritten with other values before each replay.
+     */
+    private double lazySlabError(boolean recorded) {
+        int rows = 37, k = 24, n = 40, d = 64, vocab = 11, tokens = 29;
+        int oW = 3, oBias = oW + n * k, oGamma = oBias + n, oBeta = oGamma + d, oTable = oBeta + d, oSum = oTable + vocab * d, size = oSum + n + 7;
+        Pair slab = randPair(1, size), a = randPair(1, rows, k), w = randPair(1, n, k), dOut = randPair(1, rows, n), pre = randPair(1.5, rows, n);
+        Pair a2 = randPair(1, rows, k), dOut2 = randPair(1, rows, n), x = randPair(1, rows, d), gamma = randPair(1, d), dOutLn = randPair(1, rows, d);
+        Pair dOutE = randPair(1, tokens, d), sumIn = randPair(1, 3, n);
+        int[] idv = rnd.ints(tokens, 0, vocab - 2).toArray();
+        Pair ids = bothInts(idv, tokens);
+        Pair mean = emptyPair(DType.F32, rows), rstd = emptyPair(DType.F32, rows), y = emptyPair(DType.F32, rows, d);
+        ref.layerNorm(x.r(), gamma.r(), gamma.r(), 1e-5f, y.r(), mean.r(), rstd.r());
+        Pair mu = both(ref.toFloatArray(mean.r()), rows), rs = both(ref.toFloatArray(rstd.r()), rows);
+        java.util.function.BiConsumer<Backend, java.util.function.Function<Pair, Tensor>> ops = (be, t) -> {
+            Tensor sl = t.apply(slab);
+            java.util.function.BiFunction<Integer, Shape, Tensor> view = (off, sh) -> sl.alias(off, sh);
+            be.fill(view.apply(oW, Shape.of(size - oW)), 0f);
+            Tensor dW = view.apply(oW, Shape.of(n, k)), dBias = view.apply(oBias, Shape.of(n));
+            be.matmulBackward(t.apply(dOut), t.apply(a), false, t.apply(w), true, null, Activation.GELU, t.apply(pre),
+                    be.zeros(Shape.of(rows, k), DType.F32), dW, dBias);
+            be.matmulBackward(t.apply(dOut2), t.apply(a2), false, t.apply(w), true, null, Activation.NONE, null,
+                    be.zeros(Shape.of(rows, k), DType.F32), dW, dBias);
+            be.layerNormBackward(t.apply(dOutLn), t.apply(x), t.apply(gamma), t.apply(mu), t.apply(rs), be.zeros(Shape.of(rows, d), DType.F32),
+                    view.apply(oGamma, Shape.of(d)), view.apply(oBeta, Shape.of(d)));
+            be.embeddingBackward(t.apply(dOutE), t.apply(ids), view.apply(oTable, Shape.of(vocab, d)));
+            be.sumRows(t.apply(sumIn), view.apply(oSum, Shape.of(n)));
+        };
+        ops.accept(ref, Pair::r);
+        if (!recorded) {
+            ops.accept(gpu, Pair::g);
+            return err(slab);
+        }
+        Recording graph = gpu.record(() -> ops.accept(gpu, Pair::g));
+        if (graph == null) {   // graphs switched off: op by op
+            ops.accept(gpu, Pair::g);
+            return err(slab);
+        }
+        double worst = 0;
+        try {
+            for (int round = 0; round < 2; round++) {
+                gpu.copy(gpu.fromFloats(randn(size - oW, 3), Shape.of(size - oW)), slab.g().alias(oW, Shape.of(size - oW)));
+                graph.replay();
+                worst = Math.max(worst, err(slab));
+            }
+        } finally {
+            graph.close();
+        }
+        return worst;
     }
 
     private void scatters(List<Check> c) {
