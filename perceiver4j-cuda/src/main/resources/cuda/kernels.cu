@@ -489,10 +489,11 @@ __device__ __forceinline__ void col_quads_finish(const float* partial, int chunk
 // With act not 0 (Activation's ordinal) x is dOut of an activation and the summed (and rounded) values are
 // dOut·act'(pre), pre the pre-activation [rows, cols] as pre16 (bf16, 8-byte aligned) when not null, else
 // pre32 (16-byte aligned): the bias gradient and bf16 dC of a product with an activation from one pass,
-// the values of p4j_act_backward.
+// the values of p4j_act_backward. xIn16 (not null): x stored as bf16 (8-byte aligned; x not read).
 extern "C" __global__ void p4j_column_partial4(const float* x, int rows, int cols, int rowsPerChunk, float* partial,
                                                unsigned short* x16, float* out, unsigned* tickets,
-                                               const unsigned short* pre16, const float* pre32, int act, int store) {
+                                               const unsigned short* pre16, const float* pre32, int act, int store,
+                                               const unsigned short* xIn16) {
     __shared__ float4 sh[COL_GROUPS][COL_QUADS];
     const int q = threadIdx.x % COL_QUADS, g = threadIdx.x / COL_QUADS;
     const int c = (blockIdx.x * COL_QUADS + q) * 4;
@@ -503,7 +504,7 @@ extern "C" __global__ void p4j_column_partial4(const float* x, int rows, int col
 #pragma unroll 4
         for (int r = r0 + g; r < r1; r += COL_GROUPS) {
             const long long at = (long long) r * cols + c;
-            float4 v = *(const float4*) (x + at);
+            float4 v = xIn16 != nullptr ? bf16x4_load(xIn16 + at) : *(const float4*) (x + at);
             if (act != 0) {
                 const float4 p = pre16 != 0 ? bf16x4_load(pre16 + at) : *(const float4*) (pre32 + at);
                 v = make_float4(v.x * act_derivative(act, p.x), v.y * act_derivative(act, p.y),
@@ -688,12 +689,16 @@ __device__ __forceinline__ void ln_params_add(float4* sums, int d4, int c, float
 // pass: at 48 registers a warp had only a few loads in flight, and the [4096, 1280] rows of the masked-LM
 // latents ran at about 2 TB/s (session 16). The kernels using this are launched with at most 128 registers
 // a thread (two blocks of 256 per SM, which the fused kernel's shared sums allow anyway).
+// dOut16 (not null): dOut stored as bf16 (8-byte aligned rows; dOut not read), a gradient that its single
+// writer, a bf16 product, stores so (F.bf16Gradient).
 template <int LN_VECS, bool PARAMS>
 __device__ __forceinline__ void layernorm_backward_row(const float* dOut, const float* x, const float* gamma, int r, float mu,
-                                                       float rs, float* dX, int d, int accumulate, float4* sums, bool first) {
+                                                       float rs, float* dX, int d, int accumulate, float4* sums, bool first,
+                                                       const unsigned short* dOut16) {
     const int lane = threadIdx.x & 31, d4 = d >> 2;
     const float4* xr = reinterpret_cast<const float4*>(x + (long long) r * d);
     const float4* gr = reinterpret_cast<const float4*>(dOut + (long long) r * d);
+    const unsigned short* g16 = dOut16 + (long long) r * d;
     const float4* g4 = reinterpret_cast<const float4*>(gamma);
     const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     float4 xv[LN_VECS], dv[LN_VECS];
@@ -701,7 +706,7 @@ __device__ __forceinline__ void layernorm_backward_row(const float* dOut, const 
     for (int t = 0; t < LN_VECS; t++) {   // every load of the row in flight at once
         const int c = lane + 32 * t;
         xv[t] = c < d4 ? xr[c] : zero;
-        dv[t] = c < d4 ? gr[c] : zero;
+        dv[t] = c >= d4 ? zero : dOut16 != nullptr ? bf16x4_load(g16 + 4 * c) : gr[c];
     }
     float sg = 0.0f, sgx = 0.0f;
 #pragma unroll
@@ -752,10 +757,11 @@ __device__ __forceinline__ void layernorm_backward_row(const float* dOut, const 
 // dX only: one warp per row (row blockIdx.x·LN_WARPS + warp).
 template <int LN_VECS>
 __device__ __forceinline__ void layernorm_backward_x_warp(const float* dOut, const float* x, const float* gamma, const float* mean,
-                                                          const float* rstd, float* dX, int rows, int d, int accumulate) {
+                                                          const float* rstd, float* dX, int rows, int d, int accumulate,
+                                                          const unsigned short* dOut16) {
     const int r = blockIdx.x * LN_WARPS + (threadIdx.x >> 5);
     if (r >= rows) return; // warp-uniform
-    layernorm_backward_row<LN_VECS, false>(dOut, x, gamma, r, mean[r], rstd[r], dX, d, accumulate, 0, false);
+    layernorm_backward_row<LN_VECS, false>(dOut, x, gamma, r, mean[r], rstd[r], dX, d, accumulate, 0, false, dOut16);
 }
 
 // The fused backward, dX and the parameter gradients' partial sums from one read of each row: block b (a
@@ -774,14 +780,14 @@ __device__ __forceinline__ void layernorm_backward_x_warp(const float* dOut, con
 template <int LN_VECS>
 __device__ __forceinline__ void layernorm_backward_warp(const float* dOut, const float* x, const float* gamma, const float* mean,
                                                         const float* rstd, float* dX, int rows, int d, int accumulate,
-                                                        int rowsPerChunk, float* partial) {
+                                                        int rowsPerChunk, float* partial, const unsigned short* dOut16) {
     extern __shared__ float4 ln_sums[]; // [LN_WARPS][2][d4]: each warp's column sums (dGamma's, then dBeta's)
     const int warp = threadIdx.x >> 5, d4 = d >> 2, len4 = 2 * d4;
     const int r0 = blockIdx.x * rowsPerChunk, r1 = imin(rows, r0 + rowsPerChunk);
     // 1. the warp's rows (warp-uniform loop)
     for (int r = r0 + warp; r < r1; r += LN_WARPS) {
         layernorm_backward_row<LN_VECS, true>(dOut, x, gamma, r, mean[r], rstd[r], dX, d, accumulate,
-                                              ln_sums + warp * len4, r == r0 + warp);
+                                              ln_sums + warp * len4, r == r0 + warp, dOut16);
     }
     __syncthreads();
     // 2. the chunk's partial: the slices of the warps that had rows (all but in a last chunk of < 8 rows), in warp order
@@ -800,13 +806,14 @@ __device__ __forceinline__ void layernorm_backward_warp(const float* dOut, const
         layernorm_warp<V>(x, gamma, beta, out, mean, rstd, rows, d, eps, out16);                                           \
     }                                                                                                                  \
     extern "C" __global__ void __launch_bounds__(LN_WARPS * 32, 2) p4j_layernorm_backward_x_warp##V(const float* dOut,          \
-            const float* x, const float* gamma, const float* mean, const float* rstd, float* dX, int rows, int d, int accumulate) { \
-        layernorm_backward_x_warp<V>(dOut, x, gamma, mean, rstd, dX, rows, d, accumulate);                                 \
+            const float* x, const float* gamma, const float* mean, const float* rstd, float* dX, int rows, int d, int accumulate, \
+            const unsigned short* dOut16) {                                                                              \
+        layernorm_backward_x_warp<V>(dOut, x, gamma, mean, rstd, dX, rows, d, accumulate, dOut16);                         \
     }                                                                                                                  \
     extern "C" __global__ void __launch_bounds__(LN_WARPS * 32, 2) p4j_layernorm_backward_warp##V(const float* dOut,            \
             const float* x, const float* gamma, const float* mean, const float* rstd, float* dX, int rows, int d, int accumulate, \
-            int rowsPerChunk, float* partial) {                                                                               \
-        layernorm_backward_warp<V>(dOut, x, gamma, mean, rstd, dX, rows, d, accumulate, rowsPerChunk, partial);               \
+            int rowsPerChunk, float* partial, const unsigned short* dOut16) {                                                  \
+        layernorm_backward_warp<V>(dOut, x, gamma, mean, rstd, dX, rows, d, accumulate, rowsPerChunk, partial, dOut16);       \
     }
 P4J_LAYERNORM_WARP(4)
 P4J_LAYERNORM_WARP(8)
@@ -1629,8 +1636,9 @@ extern "C" __global__ void p4j_attention_decode_combine(const float* part, float
 // out is F32, or BF16 in out16 (out null); where dOut16 is not null the warp also stores its row of dOut
 // rounded to bf16 there (the operand of the bf16 backward kernels), saving a cast kernel's second read.
 // out16: the forward's output stored as bf16 instead (out not read), as the bf16 kernels write it for products.
+// dOutIn16 (not null): dOut stored as bf16 (dOut not read, dOut16 must be null: it is already the kernels' operand).
 extern "C" __global__ void p4j_attention_rowdot(const float* dOut, const float* out, float* rowDot, int B, int H, int nq, int dv,
-                                                const unsigned short* out16, unsigned short* dOut16) {
+                                                const unsigned short* out16, unsigned short* dOut16, const unsigned short* dOutIn16) {
     long long row = ((long long) blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     if (row >= (long long) B * H * nq) return; // warp-uniform
@@ -1639,7 +1647,12 @@ extern "C" __global__ void p4j_attention_rowdot(const float* dOut, const float* 
     int b = (int) (bh / H), h = (int) (bh % H);
     long long base = ((long long) b * nq + i) * H * dv + (long long) h * dv;
     float s = 0.0f;
-    if (out16 != nullptr) {
+    if (dOutIn16 != nullptr) {
+        for (int c = lane; c < dv; c += 32) {
+            const float o = out16 != nullptr ? bf16_load(out16 + base + c) : out[base + c];
+            s += bf16_load(dOutIn16 + base + c) * o;
+        }
+    } else if (out16 != nullptr) {
         for (int c = lane; c < dv; c += 32) s += dOut[base + c] * bf16_load(out16 + base + c);
     } else {
         for (int c = lane; c < dv; c += 32) s += dOut[base + c] * out[base + c];
@@ -2489,6 +2502,22 @@ __device__ __forceinline__ unsigned bf16_pair(float lo, float hi) {
     return r;
 }
 
+/**
+ * tc_add_fragments' store (add false) into a gradient kept as bf16 (F.bf16Gradient): each pair of columns
+ * rounded into one 4-byte store; dst holds bf16 elements at the same positions (row width in elements).
+ */
+template <int D>
+__device__ __forceinline__ void tc_store_fragments_bf16(unsigned short* dst, const float (*acc)[4], int b, int h, long long width, int n,
+                                                        int r0, int r1, int t4) {
+    unsigned short* o0 = dst + ((long long) b * n + imin(r0, n - 1)) * width + h * D + 2 * t4;
+    unsigned short* o1 = dst + ((long long) b * n + imin(r1, n - 1)) * width + h * D + 2 * t4;
+#pragma unroll
+    for (int nt = 0; nt < D / 8; nt++) {
+        if (r0 < n) *reinterpret_cast<unsigned*>(o0 + nt * 8) = bf16_pair(acc[nt][0], acc[nt][1]);
+        if (r1 < n) *reinterpret_cast<unsigned*>(o1 + nt * 8) = bf16_pair(acc[nt][2], acc[nt][3]);
+    }
+}
+
 __device__ __forceinline__ void mma_bf16(float* d, const unsigned* a, unsigned b0, unsigned b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
@@ -2880,7 +2909,8 @@ __device__ void attention_backward_dq_bf16(const unsigned short* q, const unsign
         __syncthreads();   // every warp is done with this buffer (the next fetch overwrites it)
     }
 
-    tc_add_fragments<DQK>(dQ, acc, b, h, qW, nq, r0, r1, t4, store == 0);
+    if (store & 2) tc_store_fragments_bf16<DQK>(reinterpret_cast<unsigned short*>(dQ), acc, b, h, qW, nq, r0, r1, t4);   // bf16 (written)
+    else tc_add_fragments<DQK>(dQ, acc, b, h, qW, nq, r0, r1, t4, (store & 1) == 0);
 }
 
 template <int DQK, int DV, int W, bool DROP>
@@ -2993,8 +3023,13 @@ __device__ void attention_backward_dkdv_bf16(const unsigned short* q, const unsi
         __syncthreads();   // every warp is done with this buffer (the next fetch overwrites it)
     }
 
-    tc_add_fragments<DQK>(dK, accK, b, h, kW, nk, r0, r1, t4, (store & 1) == 0);
-    tc_add_fragments<DV>(dV, accV, b, h, vW, nk, r0, r1, t4, (store & 2) == 0);
+    if (store & 4) {   // dK and dV kept as bf16 (written)
+        tc_store_fragments_bf16<DQK>(reinterpret_cast<unsigned short*>(dK), accK, b, h, kW, nk, r0, r1, t4);
+        tc_store_fragments_bf16<DV>(reinterpret_cast<unsigned short*>(dV), accV, b, h, vW, nk, r0, r1, t4);
+    } else {
+        tc_add_fragments<DQK>(dK, accK, b, h, kW, nk, r0, r1, t4, (store & 1) == 0);
+        tc_add_fragments<DV>(dV, accV, b, h, vW, nk, r0, r1, t4, (store & 2) == 0);
+    }
 }
 #endif // __CUDA_ARCH__ >= 800
 

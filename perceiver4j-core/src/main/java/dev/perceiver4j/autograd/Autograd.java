@@ -78,7 +78,7 @@ public final class Autograd {
     public static boolean handOverGrad(Tensor from, Tensor to) {
         Tensor src = from.root(), dst = to.root();
         Tensor g = src.grad();
-        if (g == null || dst.grad() != null || src == dst || g.size() != dst.size()) return false;
+        if (g == null || dst.grad() != null || src == dst || g.size() != dst.size() || g.dtype() != dst.gradType()) return false;
         if (!g.inStepScope() || !dst.inStepScope()) return false;
         dst.setGrad(g.reshape(dst.shape().dims()));
         src.setGrad(null);

@@ -253,6 +253,20 @@ public final class F {
     }
 
     /**
+     * Declares that {@code t}, a BF16 activation that exactly one op reads (a product's operand: a normed
+     * input, an attention output, an MLP's hidden state), keeps its gradient as BF16 ({@link Tensor#bf16Gradient}),
+     * as PyTorch's bf16 autocast does: that product writes it rounded and the op that made t reads it so,
+     * half the bytes of an F32 gradient each way. Only on a backend that takes such gradients
+     * ({@link Backend#bf16Gradients}: CUDA's bf16 mode); no effect on F32 tensors or without gradients;
+     * {@code -Dperceiver4j.bf16Gradients=false} switches it off (read at each call, so a check can compare
+     * both ways in one process).
+     */
+    public static void bf16Gradient(Tensor t) {
+        if (Autograd.enabled() && t.backend().bf16Gradients()
+                && !"false".equalsIgnoreCase(System.getProperty("perceiver4j.bf16Gradients", "").trim())) t.bf16Gradient();
+    }
+
+    /**
      * Declares that the forward pass will not read {@code t}'s values again and hands its buffer back
      * to the step scope's pool now, instead of when the step ends. Two kinds of activation qualify:
      * <ul>

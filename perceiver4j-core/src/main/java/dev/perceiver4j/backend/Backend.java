@@ -245,6 +245,16 @@ public interface Backend {
     }
 
     /**
+     * Whether this backend's backward ops take BF16 gradients of BF16 activations ({@code F.bf16Gradient}):
+     * {@link #matmulBackward} writing dA as BF16 (its only contribution), {@link #matmulBackward} with an
+     * activation, {@link #layerNormBackward} and the attention backwards reading a BF16 dOut. False unless
+     * a backend implements them (CUDA in its bf16 mode).
+     */
+    default boolean bf16Gradients() {
+        return false;
+    }
+
+    /**
      * {@link #attention} (no key padding: self-attention, Nq = Nk) with q, k and v as column ranges of
      * one tensor qkv [B, N, 2·H·Dqk + H·Dv]: q in columns [0, H·Dqk), k in [H·Dqk, 2·H·Dqk), v after
      * them. This default copies the three out and calls {@link #attention}; a backend whose kernels

@@ -129,6 +129,7 @@ public final class ProfilingBackend implements Backend {
     @Override public DType matmulOperandType(long rows) { return inner.matmulOperandType(rows); }
     @Override public boolean recomputesActivations() { return inner.recomputesActivations(); }
     @Override public boolean packsSelfAttention() { return inner.packsSelfAttention(); }
+    @Override public boolean bf16Gradients() { return inner.bf16Gradients(); }
 
     @Override public Tensor empty(Shape shape, DType dtype) { return own(inner.empty(shape, dtype)); }
     @Override public Tensor zeros(Shape shape, DType dtype) { return own(inner.zeros(shape, dtype)); }

@@ -29,6 +29,8 @@ public final class Tensor {
     private Runnable recompute; // rewrites this tensor's values from saved inputs (layer norm, matmul activation outputs)
     private boolean recomputed; // holds values rebuilt by materialize(), to be handed back after the producer's backward
     private Tensor grad;
+    /** The dtype {@link #gradOrZeros} gives the gradient (F32; BF16 after {@link #bf16Gradient}). */
+    private DType gradType = DType.F32;
     private String name;
     private Tensor productCopy; // F.matmul's low-precision copy of this activation, shared by every product that reads it
     private Scope productCopyScope; // the scope that holds the copy's buffer: the copy is valid while it is open
@@ -321,9 +323,26 @@ public final class Tensor {
         if (r.grad == null) {
             // An activation's gradient lives as long as the activation (same scope); a leaf's
             // gradient (a parameter or an input) must outlive every step scope.
-            r.grad = r.inStepScope() ? backend.zeros(r.shape, DType.F32) : backend.persistentZeros(r.shape, DType.F32);
+            r.grad = r.inStepScope() ? backend.zeros(r.shape, r.gradType) : backend.persistentZeros(r.shape, r.gradType);
         }
         return r == this ? grad : r.grad.reshape(shape.dims());
+    }
+
+    /**
+     * Stores this activation's gradient as BF16 when the activation itself is BF16 (an input of matrix
+     * products on a bf16-product backend), as PyTorch's bf16 autocast does: the one op that reads it
+     * writes its gradient rounded, and the op that produced it reads it so. Only for a tensor that
+     * exactly one op reads (a BF16 gradient takes one contribution; a second fails loudly), and only
+     * before its gradient exists; no effect on other dtypes (see F.bf16Gradient).
+     */
+    public void bf16Gradient() {
+        Tensor r = root();
+        if (r.dtype == DType.BF16 && r.grad == null) r.gradType = DType.BF16;
+    }
+
+    /** The dtype of this tensor's gradient: F32, or BF16 after {@link #bf16Gradient}. */
+    public DType gradType() {
+        return root().gradType;
     }
 
     /** Sets the gradient buffer (e.g. a view into a gradient slab). */

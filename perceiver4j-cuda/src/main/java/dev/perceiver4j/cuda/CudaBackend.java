@@ -718,6 +718,11 @@ public final class CudaBackend implements Backend {
                                Tensor dA, Tensor dB, Tensor dBias) {
         boolean addA = dA != null && !fresh(dA), addB = dB != null && !fresh(dB);   // else dA / dB are written, not added to
         boolean storeBias = dBias != null && fresh(dBias);
+        // A BF16 dA (F.bf16Gradient: an activation's gradient its only reader writes) is the product's rounded result.
+        boolean dA16 = dA != null && dA.dtype() == DType.BF16;
+        check(!dA16 || !addA, "matmulBackward: dA " + (dA == null ? "" : dA.describe()) + " is a BF16 gradient something has written "
+                + "already; a BF16 gradient takes one contribution (F.bf16Gradient)");
+        DeviceBuffer widened = null;
         hold();
         try {
             MatmulShape d = matDims(a, transA, b, transB, dOut);
@@ -731,15 +736,30 @@ public final class CudaBackend implements Backend {
             DeviceBuffer dC16 = null;
             // dC = dOut · act'(preAct) (a temporary, returned to the pool after the queued GEMMs)
             DeviceBuffer tmp = null;
+            check(preAct != null || act == Activation.NONE, "matmulBackward with activation " + act + " needs preAct");
+            boolean pre16 = preAct != null && preAct.dtype() == DType.BF16;   // stored so by matmulBf16PreAct
+            long pre = preAct == null ? 0 : ptr(preAct), pre32 = pre16 ? 0 : pre, preBf16 = pre16 ? pre : 0;
+            // dOut as BF16 (the gradient of a bf16 hidden state, F.bf16Gradient) is read as such where dC's bias
+            // sums and bf16 copy come from one pass; elsewhere it is widened to an F32 temporary first
+            boolean in16 = dOut.dtype() == DType.BF16;
+            check(in16 || dOut.dtype() == DType.F32, "matmulBackward: dOut " + dOut.describe() + " must be F32 or BF16");
+            boolean fusedAct = act != Activation.NONE && round && dBias != null
+                    && quadColumns(in16 ? 0 : ptr(dOut), d.n(), 0, in16 ? ptr(dOut) : 0, pre32, preBf16);
+            // without an activation a BF16 dOut is dC's bf16 copy itself; the bias sums read it as bf16
+            boolean dOutIsCopy = in16 && act == Activation.NONE && round && (dBias == null || quadColumns(0, d.n(), 0, ptr(dOut), 0, 0));
+            if (in16 && !fusedAct && !dOutIsCopy) {
+                widened = gemm.toF32(ptr(dOut), dOut.size());
+                dOut = new Tensor(this, dOut.shape(), DType.F32, widened, 0);
+                in16 = false;
+            }
             long dC = ptr(dOut);
-            if (act != Activation.NONE) {
-                check(preAct != null, "matmulBackward with activation " + act + " needs preAct");
-                boolean pre16 = preAct.dtype() == DType.BF16;   // stored so by matmulBf16PreAct
-                long pre = ptr(preAct);
-                if (round && dBias != null && quadColumns(ptr(dOut), d.n(), 0, pre16 ? 0 : pre, pre16 ? pre : 0)) {
+            if (dOutIsCopy) {
+                if (dBias != null) columnSums(0, rows, d.n(), out(dBias), storeBias, 0, dC, 0, 0, Activation.NONE);
+            } else if (act != Activation.NONE) {
+                if (fusedAct) {
                     // dC's bias sums and bf16 copy made from dOut and preAct in one pass: dC never stored in fp32
                     dC16 = allocator.allocate(2L * total);
-                    columnSums(ptr(dOut), rows, d.n(), out(dBias), storeBias, dC16.address(), pre16 ? 0 : pre, pre16 ? pre : 0, act);
+                    columnSums(in16 ? 0 : dC, rows, d.n(), out(dBias), storeBias, dC16.address(), in16 ? dC : 0, pre32, preBf16, act);
                 } else if (round && dBias == null) {
                     dC16 = allocator.allocate(2L * total);
                     kernels.launch("p4j_act_backward_bf16").grid(Kernels.quadBlocks(total, THREADS)).block(THREADS)
@@ -760,15 +780,15 @@ public final class CudaBackend implements Backend {
                 if (dBias != null) columnSums(dC, rows, d.n(), out(dBias), storeBias, 0);
                 if (round) dC16 = gemm.toBf16(dC, total);
             }
-            Operand g = dC16 != null ? new Operand(dC16.address(), mn, true) : new Operand(dC, mn, false);
+            Operand g = dC16 != null ? new Operand(dC16.address(), mn, true) : new Operand(dC, mn, dOutIsCopy);
             // op(B) feeds dA's product ([M, K] or [K, M]), op(A) dB's ([K, N] or [N, K])
             Operand oa = operand(a, d.strideA(), Math.min(d.k(), d.n()) > Gemm.SKINNY), ob = operand(b, d.strideB(), Math.min(d.m(), d.k()) > Gemm.SKINNY);
             long sA = d.strideA(), sB = d.strideB();
             if (dA != null) {
                 if (!transA) { // dA[M,K] += dC[M,N] · op(B)ᵀ
-                    gemm(false, g, !transB, ob, out(dA), sA, false, d.m(), d.k(), d.n(), addA, d.batch(), 0);
+                    gemm(false, g, !transB, ob, out(dA), sA, dA16, d.m(), d.k(), d.n(), addA, d.batch(), 0);
                 } else {       // dA[K,M] += op(B)[K,N] · dCᵀ
-                    gemm(transB, ob, true, g, out(dA), sA, false, d.k(), d.m(), d.n(), addA, d.batch(), 0);
+                    gemm(transB, ob, true, g, out(dA), sA, dA16, d.k(), d.m(), d.n(), addA, d.batch(), 0);
                 }
             }
             if (dB != null) {
@@ -780,6 +800,7 @@ public final class CudaBackend implements Backend {
             }
             if (dC16 != null) allocator.free(dC16);
             if (tmp != null) allocator.free(tmp); // safe: later work on the stream runs after these GEMMs
+            if (widened != null) allocator.free(widened);
         } finally {
             release();
         }
@@ -801,9 +822,14 @@ public final class CudaBackend implements Backend {
     /** Whether every tensor's data starts 16-byte aligned (for the float4 / 16-byte cp.async kernels). */
     private boolean aligned16(Tensor... tensors) {
         for (Tensor t : tensors) {
-            if (ptr(t) % 16 != 0) return false;
+            if (address(t) % 16 != 0) return false;
         }
         return true;
+    }
+
+    /** t's device address without zeroing pending zeros (ptr() does that): for alignment checks before fresh(). */
+    private long address(Tensor t) {
+        return buffer(t).address() + byteStart(t);
     }
 
     /** Threads for a one-block-per-row kernel over rows of length {@code n}: a multiple of 32, at most 1024. */
@@ -829,22 +855,34 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void layerNormBackward(Tensor dOut, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dX, Tensor dGamma, Tensor dBeta) {
+        DeviceBuffer widened = null;
         hold();
         try {
             int d = x.shape().last(), rows = x.shape().rows();
             if (rows == 0) return;
             // bit 1: dGamma written, not added to (nothing has written it yet); bit 2: dBeta
             int store = (dGamma != null && fresh(dGamma) ? 1 : 0) | (dBeta != null && fresh(dBeta) ? 2 : 0);
+            boolean params = dGamma != null || dBeta != null, fusable = lnSumsShared(d) <= 32 * 1024 || context.computeCapability() >= 80;
+            // dOut as BF16 (the gradient of a normed input its one product wrote, F.bf16Gradient): read so by the
+            // warp-per-row kernels; for the others widened to an F32 temporary first
+            boolean in16 = dOut.dtype() == DType.BF16;
+            check(in16 || dOut.dtype() == DType.F32, "layerNormBackward: dOut " + dOut.describe() + " must be F32 or BF16");
+            if (in16 && !(dX != null && warpLayerNorm(d, x, gamma, dX) && ptr(dOut) % 8 == 0 && (!params || fusable))) {
+                widened = gemm.toF32(ptr(dOut), dOut.size());
+                dOut = new Tensor(this, dOut.shape(), DType.F32, widened, 0);
+                in16 = false;
+            }
             if (dX != null) {
-                boolean add = !fresh(dX), warp = warpLayerNorm(d, dOut, x, gamma, dX);
-                if (warp && (dGamma != null || dBeta != null) && (lnSumsShared(d) <= 32 * 1024 || context.computeCapability() >= 80)) {
+                boolean add = !fresh(dX), warp = in16 || warpLayerNorm(d, dOut, x, gamma, dX);
+                if (warp && params && fusable) {
                     layerNormBackwardFused(dOut, x, gamma, mean, rstd, dX, add, dGamma, dBeta, store, rows, d);
                     return;
                 }
-                kernels.launch(warp ? lnWarpKernel("p4j_layernorm_backward_x_warp", d) : "p4j_layernorm_backward_x")
+                Kernels.Launch launch = kernels.launch(warp ? lnWarpKernel("p4j_layernorm_backward_x_warp", d) : "p4j_layernorm_backward_x")
                         .grid(warp ? (rows + LN_WARPS - 1) / LN_WARPS : rows).block(warp ? LN_WARPS * 32 : rowThreads(d))
-                        .ptr(ptr(dOut)).ptr(ptr(x)).ptr(ptr(gamma)).ptr(ptr(mean)).ptr(ptr(rstd)).ptr(out(dX)).i32(rows).i32(d)
-                        .i32(add ? 1 : 0).go();
+                        .ptr(in16 ? 0 : ptr(dOut)).ptr(ptr(x)).ptr(ptr(gamma)).ptr(ptr(mean)).ptr(ptr(rstd)).ptr(out(dX)).i32(rows).i32(d)
+                        .i32(add ? 1 : 0);
+                (warp ? launch.ptr(in16 ? ptr(dOut) : 0) : launch).go();
             }
             if (dGamma != null || dBeta != null) {
                 int perChunk = rowsPerChunk(rows), chunks = (rows + perChunk - 1) / perChunk;
@@ -862,6 +900,7 @@ public final class CudaBackend implements Backend {
                 allocator.free(pb);
             }
         } finally {
+            if (widened != null) allocator.free(widened);
             release();
         }
     }
@@ -879,9 +918,10 @@ public final class CudaBackend implements Backend {
         int perChunk = lnRowsPerChunk(rows), chunks = (rows + perChunk - 1) / perChunk;
         // [chunks][2][d]: per chunk dGamma's d column sums, then dBeta's d
         DeviceBuffer partial = allocator.allocate(4L * chunks * 2 * d);
+        boolean in16 = dOut.dtype() == DType.BF16;
         kernels.launch(lnWarpKernel("p4j_layernorm_backward_warp", d)).grid(chunks).block(LN_WARPS * 32).sharedBytes(lnSumsShared(d))
-                .ptr(ptr(dOut)).ptr(ptr(x)).ptr(ptr(gamma)).ptr(ptr(mean)).ptr(ptr(rstd)).ptr(out(dX)).i32(rows).i32(d).i32(add ? 1 : 0)
-                .i32(perChunk).ptr(partial.address()).go();
+                .ptr(in16 ? 0 : ptr(dOut)).ptr(ptr(x)).ptr(ptr(gamma)).ptr(ptr(mean)).ptr(ptr(rstd)).ptr(out(dX)).i32(rows).i32(d).i32(add ? 1 : 0)
+                .i32(perChunk).ptr(partial.address()).ptr(in16 ? ptr(dOut) : 0).go();
         // [dGamma | dBeta] += Σ over the chunks, 16 columns a block (kernels.cu p4j_column_finish_rows)
         kernels.launch("p4j_column_finish_rows").grid(Kernels.blocks(2 * d, 16)).block(THREADS).ptr(partial.address()).i32(chunks)
                 .i32(2 * d).i64(2L * d).ptr(dGamma != null ? out(dGamma) : 0).i32(d).ptr(dBeta != null ? out(dBeta) : 0).i32(store).go();
@@ -914,32 +954,34 @@ public final class CudaBackend implements Backend {
      * bf16(x) there ([rows, cols], 2 bytes each).
      */
     private void columnSums(long x, int rows, int cols, long out, boolean store, long x16) {
-        columnSums(x, rows, cols, out, store, x16, 0, 0, Activation.NONE);
+        columnSums(x, rows, cols, out, store, x16, 0, 0, 0, Activation.NONE);
     }
 
     /**
      * The same over x·act'(pre) when {@code act} is not NONE (x the dOut of the activation, pre its
-     * pre-activation [rows, cols] at pre32 (F32) or pre16 (BF16)); that needs {@link #quadColumns}.
+     * pre-activation [rows, cols] at pre32 (F32) or pre16 (BF16)), and over x stored as bf16 at xIn16 when
+     * that is not 0 (x then 0); either needs {@link #quadColumns}.
      */
-    private void columnSums(long x, int rows, int cols, long out, boolean store, long x16, long pre32, long pre16, Activation act) {
+    private void columnSums(long x, int rows, int cols, long out, boolean store, long x16, long xIn16, long pre32, long pre16, Activation act) {
         if (rows == 0 || cols == 0) return;
         int perChunk = rowsPerChunk(rows), chunks = (rows + perChunk - 1) / perChunk;
         DeviceBuffer partial = allocator.allocate(4L * chunks * cols);   // 512-byte aligned, as every allocation
-        boolean quads = quadColumns(x, cols, x16, pre32, pre16);
-        check(quads || act == Activation.NONE, "columnSums: an activation's sums need the 4-column kernel");
+        boolean quads = quadColumns(x, cols, x16, xIn16, pre32, pre16);
+        check(quads || (act == Activation.NONE && xIn16 == 0), "columnSums: an activation's or bf16 input's sums need the 4-column kernel");
         int gridX = quads ? Kernels.blocks(cols, 4 * COL_QUADS) : Kernels.blocks(cols, THREADS);
         boolean fused = gridX <= TICKETS;   // the partial kernel's last blocks finish the sums (else one more kernel)
         Kernels.Launch l = kernels.launch(quads ? "p4j_column_partial4" : "p4j_column_partial").grid(gridX, chunks).block(THREADS)
                 .ptr(x).i32(rows).i32(cols).i32(perChunk).ptr(partial.address()).ptr(x16)
                 .ptr(fused ? out : 0).ptr(fused ? tickets.address() : 0);
-        (quads ? l.ptr(pre16).ptr(pre32).i32(act.ordinal()) : l).i32(store ? 1 : 0).go();
+        if (quads) l.ptr(pre16).ptr(pre32).i32(act.ordinal()).i32(store ? 1 : 0).ptr(xIn16).go();
+        else l.i32(store ? 1 : 0).go();
         if (!fused) columnFinish(partial.address(), chunks, cols, out, store);
         allocator.free(partial);
     }
 
     /** Whether column sums over these addresses can take 4 columns a thread (p4j_column_partial4's alignments; 0 = absent). */
-    private static boolean quadColumns(long x, int cols, long x16, long pre32, long pre16) {
-        return cols % 4 == 0 && x % 16 == 0 && x16 % 8 == 0 && pre32 % 16 == 0 && pre16 % 8 == 0;
+    private static boolean quadColumns(long x, int cols, long x16, long xIn16, long pre32, long pre16) {
+        return cols % 4 == 0 && x % 16 == 0 && x16 % 8 == 0 && xIn16 % 8 == 0 && pre32 % 16 == 0 && pre16 % 8 == 0;
     }
 
     /** Rows per chunk: a function of {@code rows} alone (deterministic), chunks ≤ 65535 (the gridDim.y limit). */
@@ -1482,10 +1524,11 @@ public final class CudaBackend implements Backend {
     private DeviceBuffer rowDot(AttentionShape s, Tensor dOut, Tensor out, Tensor dOut16) {
         int rows = s.lseSize();
         DeviceBuffer rowDot = allocator.allocate(4L * rows);
-        boolean out16 = out.dtype() == DType.BF16;
+        boolean out16 = out.dtype() == DType.BF16, in16 = dOut.dtype() == DType.BF16;   // in16: a BF16 gradient (F.bf16Gradient)
+        check(!in16 || dOut16 == null, "rowDot: a BF16 dOut needs no bf16 copy");
         kernels.launch("p4j_attention_rowdot").grid(Kernels.blocks(32L * rows, THREADS)).block(THREADS)
-                .ptr(ptr(dOut)).ptr(out16 ? 0 : ptr(out)).ptr(rowDot.address()).i32(s.batch()).i32(s.heads()).i32(s.nq()).i32(s.dv())
-                .ptr(out16 ? ptr(out) : 0).ptr(dOut16 == null ? 0 : ptr(dOut16)).go();
+                .ptr(in16 ? 0 : ptr(dOut)).ptr(out16 ? 0 : ptr(out)).ptr(rowDot.address()).i32(s.batch()).i32(s.heads()).i32(s.nq()).i32(s.dv())
+                .ptr(out16 ? ptr(out) : 0).ptr(dOut16 == null ? 0 : ptr(dOut16)).ptr(in16 ? ptr(dOut) : 0).go();
         return rowDot;
     }
 
@@ -1520,8 +1563,9 @@ public final class CudaBackend implements Backend {
 
     /**
      * The bf16 dQ and dK/dV kernels (bf16 q, k, v and dOut g; rowDot from p4j_attention_rowdot) adding
-     * into dQ, dK, dV, or writing those whose bit is set in {@code store} (1 dQ, 2 dK, 4 dV); row widths
-     * as {@link #bf16Forward}'s (the gradients' as their tensors').
+     * into dQ, dK, dV, or writing those whose bit is set in {@code store} (1 dQ, 2 dK, 4 dV), as bf16 when
+     * bit 8 is set too (BF16 gradients, all three written); row widths as {@link #bf16Forward}'s (the
+     * gradients' as their tensors').
      */
     private void bf16Backward(AttentionShape s, long q, long k, long v, long keyPad, Tensor lse, DeviceBuffer rowDot, long g, long dQ,
                               long dK, long dV, int store, int[] widths, List<DeviceBuffer> temps) {
@@ -1531,16 +1575,22 @@ public final class CudaBackend implements Backend {
         shapeArgs(kernels.launch("p4j_attention_backward_dq" + suffix).grid((s.nq() + rows - 1) / rows, bh)
                 .block(BF16_WARPS * 32).sharedBytes(bf16Shared(s))
                 .ptr(q).ptr(k).ptr(v).ptr(keyPad).ptr(ptr(lse)).ptr(rowDot.address()).ptr(g).ptr(dQ), s)
-                .ptr(keep).i32(store & 1).i32(widths[0]).i32(widths[1]).i32(widths[2]).go();
+                .ptr(keep).i32((store & 1) | ((store & 8) != 0 ? 2 : 0)).i32(widths[0]).i32(widths[1]).i32(widths[2]).go();
         shapeArgs(kernels.launch("p4j_attention_backward_dkdv" + suffix).grid((s.nk() + rows - 1) / rows, bh)
                 .block(BF16_WARPS * 32).sharedBytes(bf16DkdvShared(s))
                 .ptr(q).ptr(k).ptr(v).ptr(keyPad).ptr(ptr(lse)).ptr(rowDot.address()).ptr(g).ptr(dK).ptr(dV), s)
-                .ptr(keep).i32(store >> 1).i32(widths[0]).i32(widths[1]).i32(widths[2]).go();
+                .ptr(keep).i32(((store >> 1) & 3) | ((store & 8) != 0 ? 4 : 0)).i32(widths[0]).i32(widths[1]).i32(widths[2]).go();
     }
 
     @Override
     public boolean packsSelfAttention() {
         return BF16_ATTENTION && gemm.precision() == MatmulPrecision.BF16;
+    }
+
+    /** The bf16 mode: matmulBackward, layerNormBackward and the attention backwards take BF16 gradients (see there). */
+    @Override
+    public boolean bf16Gradients() {
+        return gemm.precision() == MatmulPrecision.BF16;
     }
 
     /**
@@ -1569,20 +1619,32 @@ public final class CudaBackend implements Backend {
     @Override
     public void attentionPackedBackward(AttentionShape s, Tensor qkv, Tensor out, Tensor lse, Tensor dOut, Tensor dQkv) {
         if (!packedInPlace(s, qkv, out) || !tensorCoreAttention(s, dOut)) {
+            if (dQkv.dtype() == DType.BF16) {   // the default path adds F32 gradients: into a temporary, then rounded into dQkv
+                check(fresh(dQkv), "attentionPackedBackward: dQkv " + dQkv.describe() + " is a BF16 gradient something has written already");
+                Tensor wide = allocate(dQkv.shape(), DType.F32, false);
+                clear(buffer(wide));
+                Backend.super.attentionPackedBackward(s, qkv, out, lse, dOut, wide);
+                cast(wide, dQkv);
+                allocator.free(buffer(wide));   // stream-ordered: a later user of the buffer queues behind the cast
+                return;
+            }
             Backend.super.attentionPackedBackward(s, qkv, out, lse, dOut, dQkv);
             return;
         }
         hold();
         try {
             checkPacked(s, qkv, out, lse);
-            check(dOut.size() == s.outSize() && dQkv.dtype() == DType.F32 && dQkv.size() == qkv.size(),
+            check(dOut.size() == s.outSize() && (dQkv.dtype() == DType.F32 || dQkv.dtype() == DType.BF16) && dQkv.size() == qkv.size(),
                     "attentionPackedBackward: dOut " + dOut.describe() + " or dQkv " + dQkv.describe() + " does not match qkv " + qkv.describe());
             List<DeviceBuffer> temps = new ArrayList<>(2);
             Tensor g16 = bf16Copy(dOut, temps);
             DeviceBuffer rowDot = rowDot(s, dOut, out, g16);
             Tensor g = g16 != null ? g16 : dOut;
+            boolean grad16 = dQkv.dtype() == DType.BF16;   // a BF16 gradient (F.bf16Gradient): written rounded, never added to
             int store = fresh(dQkv) ? 7 : 0;   // the three column ranges cover it: written, not added, when nothing has written it yet
-            long base = ptr(qkv), qk = 2L * s.heads() * s.dqk(), dBase = out(dQkv), dqk = 4L * s.heads() * s.dqk();
+            check(!grad16 || store == 7, "attentionPackedBackward: dQkv " + dQkv.describe() + " is a BF16 gradient something has written already");
+            if (grad16) store |= 8;
+            long base = ptr(qkv), qk = 2L * s.heads() * s.dqk(), dBase = out(dQkv), dqk = (grad16 ? 2L : 4L) * s.heads() * s.dqk();
             bf16Backward(s, base, base + qk, base + 2 * qk, 0, lse, rowDot, ptr(g), dBase, dBase + dqk, dBase + 2 * dqk, store,
                     packedWidths(s), temps);
             allocator.free(rowDot); // safe: later work on the stream runs after these kernels

@@ -238,6 +238,82 @@ public final class ModelParity {
 
     // ---- training ------------------------------------------------------------------------------
 
+    /**
+     * One masked-LM training step (forward with every dropout off, cross-entropy over a fifth of the
+     * positions, backward) of the fixture's tiny language-perceiver, its parameters packed as AdamW packs
+     * them (so a bf16 GPU backend runs q, k and v as one product and keeps BF16 gradients of its normed
+     * inputs, attention outputs and hidden states, F.bf16Gradient): the loss and every parameter gradient
+     * against the CPU's, each gradient as its largest difference over its largest |value| (at least 1 % of
+     * the largest of all gradients). Run twice on
+     * the GPU, with the BF16 gradients and without ({@code perceiver4j.bf16Gradients=false}); the result
+     * is the worse (both printed).
+     */
+    public static List<OpParity.Check> maskedLmGradientChecks(Backend gpu, Backend cpu, Path dir, double tolerance, String label) {
+        return List.of(new OpParity.Check("model: language-perceiver (tiny fixture) masked-LM gradients, packed, bf16 gradients on and off, "
+                + "vs CPU (of each tensor's largest, " + label + ")", tolerance, () -> {
+            double[] cpuLoss = new double[1];
+            Map<String, float[]> want = maskedLmGradients(cpu, dir, cpuLoss);
+            // each tensor's scale: its largest |value|, but at least 1 % of the largest over all (a key bias's
+            // gradient is zero up to rounding: softmax ignores a shift shared by every key)
+            double overall = 0;
+            for (float[] r : want.values()) for (float v : r) overall = Math.max(overall, Math.abs(v));
+            double floor = 1e-2 * overall;
+            double worst = 0;
+            String previous = System.getProperty("perceiver4j.bf16Gradients");
+            try {
+                for (String on : new String[] {"true", "false"}) {
+                    System.setProperty("perceiver4j.bf16Gradients", on);
+                    double[] loss = new double[1];
+                    Map<String, float[]> got = maskedLmGradients(gpu, dir, loss);
+                    double e = Math.abs(loss[0] - cpuLoss[0]) / Math.max(1, Math.abs(cpuLoss[0]));
+                    String where = "loss";
+                    for (Map.Entry<String, float[]> en : want.entrySet()) {
+                        float[] r = en.getValue(), g = got.get(en.getKey());
+                        double largest = Math.max(floor, 1e-30), diff = 0;
+                        for (int i = 0; i < r.length; i++) {
+                            largest = Math.max(largest, Math.abs(r[i]));
+                            diff = Math.max(diff, Double.isNaN(g[i]) ? Double.POSITIVE_INFINITY : Math.abs((double) g[i] - r[i]));
+                        }
+                        if (!(diff / largest <= e)) {
+                            e = diff / largest;
+                            where = en.getKey();
+                        }
+                    }
+                    System.out.printf("  masked-LM gradients, bf16 gradients %s: loss gpu %.6f cpu %.6f, worst %.2e at %s%n", on, loss[0], cpuLoss[0], e, where);
+                    worst = Math.max(worst, e);
+                }
+            } finally {
+                if (previous == null) System.clearProperty("perceiver4j.bf16Gradients");
+                else System.setProperty("perceiver4j.bf16Gradients", previous);
+            }
+            return worst;
+        }));
+    }
+
+    /** The step of {@link #maskedLmGradientChecks} on one backend: every trainable parameter's gradient by name; the loss in loss[0]. */
+    private static Map<String, float[]> maskedLmGradients(Backend be, Path dir, double[] loss) {
+        try {
+            PerceiverForMaskedLM m = PerceiverForMaskedLM.load(be, require(dir.resolve("model.safetensors")));
+            Params p = m.params();
+            new AdamW(be, AdamW.Config.defaults(1e-3f), p.pack(), p.gradients());   // packs parameters and gradients into slabs
+            int b = 4, n = m.config().maxPositionEmbeddings();
+            SplittableRandom rng = new SplittableRandom(3);
+            int[] ids = rng.ints((long) b * n, 6, 262).toArray(), labels = new int[b * n];
+            for (int i = 0; i < labels.length; i++) labels[i] = rng.nextInt(5) == 0 ? ids[i] : -100;
+            try (Scope s = Scope.open()) {
+                Tensor l = F.crossEntropy(m.forwardWithKeyPad(be.fromInts(ids, Shape.of(b, n)), null, false, 1L),
+                        be.fromInts(labels, Shape.of(b, n)), -100, 0f);
+                loss[0] = l.item();
+                l.backward();
+            }
+            Map<String, float[]> grads = new java.util.TreeMap<>();
+            for (Map.Entry<String, Tensor> en : p.trainable().entrySet()) grads.put(en.getKey(), be.toFloatArray(en.getValue().grad()));
+            return grads;
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
     /** A small Perceiver AR with every training dropout on: 4 heads of 16, 2 self-attention layers (1 rotary). */
     static PerceiverArConfig trainingConfig() {
         return PerceiverArConfig.krasserm(4, 2, 1, 2, 0.25f, 262, 48, 16, 64, true, true)

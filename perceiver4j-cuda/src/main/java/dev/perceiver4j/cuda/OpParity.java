@@ -398,7 +398,7 @@ public final class OpParity {
         OpParity p = new OpParity(gpu, gpu, seed);
         List<Check> c = new ArrayList<>();
         for (int[] a : new int[][] {{2, 8, 256, 32, 160, 0}, {2, 8, 200, 32, 160, 1}, {2, 4, 130, 64, 64, 1}}) {
-            c.add(new Check("attention over packed q, k, v = over the three copied out " + attentionLabel(a[0], a[1], a[2], a[2], a[3], a[4],
+            c.add(new Check("attention over packed q, k, v = over the three copied out (and BF16 gradients = F32 ones rounded) " + attentionLabel(a[0], a[1], a[2], a[2], a[3], a[4],
                     false, 0, a[5] / 10f), 0, () -> p.packedError(a[0], a[1], a[2], a[3], a[4], a[5] / 10f)));
         }
         return c;
@@ -438,7 +438,16 @@ public final class OpParity {
                 worst = Math.max(worst, bitError(gpu.toFloatArray(got), gpu.toFloatArray(d[i])));
             }
         }
-        return worst;
+        // BF16 gradients (F.bf16Gradient): dOut as BF16 and a fresh BF16 dQkv = the F32 path on the same values, rounded
+        Tensor dOut16 = gpu.empty(dOut.shape(), DType.BF16), dOut32 = gpu.empty(dOut.shape(), DType.F32);
+        gpu.cast(dOut, dOut16);
+        gpu.cast(dOut16, dOut32);
+        Tensor wide = gpu.zeros(Shape.of(batch, n, width), DType.F32), want = gpu.empty(Shape.of(batch, n, width), DType.BF16);
+        Tensor got16 = gpu.zeros(Shape.of(batch, n, width), DType.BF16);
+        gpu.attentionPackedBackward(s, qkv, outP, lseP, dOut32, wide);
+        gpu.cast(wide, want);
+        gpu.attentionPackedBackward(s, qkv, outP, lseP, dOut16, got16);
+        return Math.max(worst, bitError(gpu.toFloatArray(got16), gpu.toFloatArray(want)));
     }
 
     private double bf16OutputError(int batch, int heads, int nq, int nk, int dqk, int dv, boolean causal, float drop) {

@@ -79,9 +79,12 @@ public final class PerceiverLayer {
         Tensor xn = layernorm1.forwardToProducts(x);                    // only q (and k, v) read the normed inputs
         Tensor ctx = kv == null ? packedSelfAttention(xn, training, seed, stream) : null;   // null: q, k, v as separate products
         if (ctx == null) ctx = projectAndAttend(xn, kv, keyPad, training, seed, stream);    // [B, N, v]
+        F.bf16Gradient(ctx);                                            // the output projection is its one reader (so below)
         Tensor a = queryResidual ? dense.forwardAdd(ctx, x) : dense.forward(ctx);         // [B, N, qDim]: x + dense(ctx)
         Tensor an = layernorm.forwardToProducts(a);
+        F.bf16Gradient(an);
         Tensor h = dense1.forwardToProducts(an);                        // [B, N, widening·qDim], GELU applied
+        F.bf16Gradient(h);
         F.discard(an);
         Tensor y = dense2.forwardAdd(h, a);                             // a + dense2(h)
         F.discard(h);                                                   // rebuilt in backward as gelu(pre-activation)
@@ -98,7 +101,9 @@ public final class PerceiverLayer {
         Tensor w = Tensor.adjacent(query.weight, key.weight, value.weight), b = Tensor.adjacent(query.bias, key.bias, value.bias);
         if (w == null || b == null) return null;
         DType operand = xn.backend().matmulOperandType(xn.shape().rows());
+        F.bf16Gradient(xn);                                             // one product reads it
         Tensor qkv = F.linear(xn, w, b, Activation.NONE, operand);     // [B, N, 2·qk + v]
+        F.bf16Gradient(qkv);                                            // only the attention reads it
         F.discard(xn);
         return F.attentionPacked(qkv, query.weight.dim(0), value.weight.dim(0), heads, false, training ? dropout : 0f, seed, stream, operand);
     }
@@ -115,6 +120,7 @@ public final class PerceiverLayer {
             k = qkv[1];
             v = qkv[2];
         } else {
+            F.bf16Gradient(xn);                                         // only q's product reads it (k and v both read kvn)
             q = query.forwardToProducts(xn);
             k = key.forwardToProducts(kvn);
             v = value.forwardToProducts(kvn);
