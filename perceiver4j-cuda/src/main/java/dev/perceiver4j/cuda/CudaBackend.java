@@ -753,9 +753,7 @@ public final class CudaBackend implements Backend {
                 in16 = false;
             }
             long dC = ptr(dOut);
-            if (dOutIsCopy) {
-                if (dBias != null) columnSums(0, rows, d.n(), out(dBias), storeBias, 0, dC, 0, 0, Activation.NONE);
-            } else if (act != Activation.NONE) {
+            if (act != Activation.NONE) {
                 if (fusedAct) {
                     // dC's bias sums and bf16 copy made from dOut and preAct in one pass: dC never stored in fp32
                     dC16 = allocator.allocate(2L * total);
@@ -773,7 +771,9 @@ public final class CudaBackend implements Backend {
                             .ptr(pre16 ? ptr(preAct) : 0).go();
                 }
             }
-            if (dC16 == null && dBias != null && round) {
+            if (dOutIsCopy) {   // dC is dOut, already bf16: the bias sums read it so
+                if (dBias != null) columnSums(0, rows, d.n(), out(dBias), storeBias, 0, dC, 0, 0, Activation.NONE);
+            } else if (dC16 == null && dBias != null && round) {
                 dC16 = allocator.allocate(2L * total);
                 columnSums(dC, rows, d.n(), out(dBias), storeBias, dC16.address());
             } else if (dC16 == null) {
