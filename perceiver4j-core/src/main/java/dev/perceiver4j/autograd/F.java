@@ -441,6 +441,38 @@ public final class F {
         return out;
     }
 
+    /**
+     * {@link #attention} over k and v packed as column ranges of one tensor, as one product of a
+     * cross-attention input's two projections writes them: kv [B, Nk, qkChannels + vChannels] holds k in
+     * columns [0, qkChannels), v after them; q [B, Nq, qkChannels] separate; not causal. Backward adds dK
+     * and dV into kv's gradient in the same columns ({@link Backend#attentionKvPacked}).
+     */
+    public static Tensor attentionKvPacked(Tensor q, Tensor kv, int qkChannels, int vChannels, Tensor keyPad, int heads, float dropout,
+                                           long seed, long stream, DType outType) {
+        Backend be = q.backend();
+        if (outType != DType.F32 && outType != DType.BF16) throw new IllegalArgumentException("attentionKvPacked: outType " + outType + " must be F32 or BF16");
+        if (q.rank() != 3 || kv.rank() != 3 || q.dim(2) != qkChannels || kv.dim(2) != qkChannels + vChannels || kv.dim(0) != q.dim(0)) {
+            throw new IllegalArgumentException("attentionKvPacked expects q [B, Nq, " + qkChannels + "] and kv [B, Nk, " + (qkChannels + vChannels)
+                    + "], got q " + q.shape() + " kv " + kv.shape());
+        }
+        if (qkChannels % heads != 0 || vChannels % heads != 0) {
+            throw new IllegalArgumentException("attentionKvPacked: channels " + qkChannels + "/" + vChannels + " not divisible by " + heads + " heads");
+        }
+        int b = q.dim(0), nq = q.dim(1), nk = kv.dim(1), dqk = qkChannels / heads, dv = vChannels / heads;
+        AttentionShape s = new AttentionShape(b, heads, nq, nk, dqk, dv, (float) (1.0 / Math.sqrt(dqk)), false, dropout, seed, stream);
+        Tensor out = be.empty(Shape.of(b, nq, vChannels), outType);
+        Tensor lse = be.empty(Shape.of(b, heads, nq), DType.F32);
+        be.attentionKvPacked(s, q, kv, keyPad, out, lse);
+        if (Autograd.needsGrad(q, kv)) {
+            Autograd.record("attentionKvPacked", out, dOut -> {
+                Tensor dQ = grad(q) ? q.gradOrZeros() : be.zeros(q.shape(), DType.F32);
+                Tensor dKv = grad(kv) ? kv.gradOrZeros() : be.zeros(kv.shape(), DType.F32);
+                be.attentionKvPackedBackward(s, q.materialize(), kv.materialize(), keyPad, out, lse, dOut, dQ, dKv);
+            });
+        }
+        return out;
+    }
+
     // ---- positions, embeddings, losses -------------------------------------------------------
 
     /** Rotary embedding on the first {@code rot} channels of each head. x: [..., H·Dh]; positions: I32 [rows]. */

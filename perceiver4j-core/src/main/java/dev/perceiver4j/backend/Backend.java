@@ -275,6 +275,40 @@ public interface Backend {
         for (int i = 0; i < 3; i++) unnarrow(d[i], 2, i * qk, dQkv, true);
     }
 
+    /**
+     * {@link #attention} with k and v as column ranges of one tensor kv [B, Nk, H·Dqk + H·Dv] (k in columns
+     * [0, H·Dqk), v after them), as one product of the two projections of a cross-attention's input writes
+     * them. This default copies the two out and calls {@link #attention}; a backend whose kernels take
+     * row strides reads them in place.
+     */
+    default void attentionKvPacked(AttentionShape s, Tensor q, Tensor kv, Tensor keyPad, Tensor out, Tensor lse) {
+        Tensor[] p = unpackKv(s, kv);
+        attention(s, q, p[0], p[1], keyPad, out, lse);
+    }
+
+    /** Backward of {@link #attentionKvPacked}: dQ (q's shape) and dKv (F32, kv's shape) get dQ and dK, dV added. */
+    default void attentionKvPackedBackward(AttentionShape s, Tensor q, Tensor kv, Tensor keyPad, Tensor out, Tensor lse, Tensor dOut,
+                                           Tensor dQ, Tensor dKv) {
+        Tensor[] p = unpackKv(s, kv);
+        Tensor dK = zeros(p[0].shape(), DType.F32), dV = zeros(p[1].shape(), DType.F32);
+        attentionBackward(s, q, p[0], p[1], keyPad, out, lse, dOut, dQ, dK, dV);
+        unnarrow(dK, 2, 0, dKv, true);
+        unnarrow(dV, 2, s.heads() * s.dqk(), dKv, true);
+    }
+
+    /** k and v copied out of a packed kv [B, Nk, H·Dqk + H·Dv] (see {@link #attentionKvPacked}). */
+    private Tensor[] unpackKv(AttentionShape s, Tensor kv) {
+        int qk = s.heads() * s.dqk(), v = s.heads() * s.dv();
+        if (kv.rank() != 3 || kv.dim(0) != s.batch() || kv.dim(1) != s.nk() || kv.dim(2) != qk + v) {
+            throw new IllegalArgumentException("attentionKvPacked: kv " + kv.describe() + " is not [" + s.batch() + ", " + s.nk() + ", "
+                    + (qk + v) + "] for " + s.heads() + " heads of Dqk " + s.dqk() + " / Dv " + s.dv());
+        }
+        Tensor k = empty(Shape.of(s.batch(), s.nk(), qk), kv.dtype()), vv = empty(Shape.of(s.batch(), s.nk(), v), kv.dtype());
+        narrow(kv, 2, 0, k, false);
+        narrow(kv, 2, qk, vv, false);
+        return new Tensor[] {k, vv};
+    }
+
     /** q, k and v copied out of a packed qkv [B, N, 2·H·Dqk + H·Dv] (see {@link #attentionPacked}). */
     private Tensor[] unpackQkv(AttentionShape s, Tensor qkv) {
         int qk = s.heads() * s.dqk(), v = s.heads() * s.dv();

@@ -241,6 +241,14 @@ public final class ProfilingBackend implements Backend {
         time(attentionKey("attentionPackedBackward", s, qkv, null, out), 2.5 * attentionFlops(s),
                 () -> inner.attentionPackedBackward(s, qkv, out, lse, dOut, dQkv));
     }
+    @Override public void attentionKvPacked(AttentionShape s, Tensor q, Tensor kv, Tensor keyPad, Tensor out, Tensor lse) {
+        time(attentionKey("attentionKvPacked", s, q, keyPad, out), attentionFlops(s), () -> inner.attentionKvPacked(s, q, kv, keyPad, out, lse));
+    }
+    @Override public void attentionKvPackedBackward(AttentionShape s, Tensor q, Tensor kv, Tensor keyPad, Tensor out, Tensor lse, Tensor dOut,
+                                                    Tensor dQ, Tensor dKv) {
+        time(attentionKey("attentionKvPackedBackward", s, q, keyPad, out), 2.5 * attentionFlops(s),
+                () -> inner.attentionKvPackedBackward(s, q, kv, keyPad, out, lse, dOut, dQ, dKv));
+    }
 
     @Override public void rotary(Tensor x, Tensor positions, Tensor invFreq, int heads, int rot, Tensor out) {
         time("rotary " + shape(x), 0, () -> inner.rotary(x, positions, invFreq, heads, rot, out));

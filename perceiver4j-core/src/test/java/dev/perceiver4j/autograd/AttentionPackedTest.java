@@ -58,6 +58,46 @@ class AttentionPackedTest {
         assertThat(nonzero).as("gradients reach q, k and v (most nonzero)").isGreaterThan(grads[1].length / 2);
     }
 
+    /**
+     * F.attentionKvPacked (cross-attention over k, v as column ranges of one tensor, q separate, with key
+     * padding and dropout) against F.attention over the two ranges cut out: the same output, dQ and dK, dV.
+     */
+    @Test
+    void keysAndValuesPackedGiveTheSameOutputAndGradients() {
+        Backend be = new CpuBackend(POOL, new JavaSgemm(POOL));
+        int b = 2, nq = 7, nk = 13, heads = 2, qk = 2 * 8, v = 2 * 6, width = qk + v;
+        SplittableRandom rnd = new SplittableRandom(12);
+        float[] qv = new float[b * nq * qk], kvv = new float[b * nk * width];
+        for (int i = 0; i < qv.length; i++) qv[i] = (float) rnd.nextGaussian();
+        for (int i = 0; i < kvv.length; i++) kvv[i] = (float) rnd.nextGaussian();
+        boolean[] pad = new boolean[b * nk];
+        for (int i = 0; i < pad.length; i++) pad[i] = i % nk >= nk - 1 - i / nk * 3;   // the last 1 and 4 keys padded
+        int[] targets = new int[b * nq];
+        for (int i = 0; i < targets.length; i++) targets[i] = rnd.nextInt(v);
+        float[][] got = new float[2][], dq = new float[2][], dkv = new float[2][];
+        for (int packed = 0; packed < 2; packed++) {
+            try (Scope s = Scope.open()) {
+                Tensor q = be.fromFloats(qv, Shape.of(b, nq, qk)).requiresGrad(true), kv = be.fromFloats(kvv, Shape.of(b, nk, width)).requiresGrad(true);
+                Tensor keyPad = be.fromBools(pad, Shape.of(b, nk));
+                Tensor out = packed == 1
+                        ? F.attentionKvPacked(q, kv, qk, v, keyPad, heads, 0.2f, 78L, 6L, DType.F32)
+                        : F.attention(q, F.narrow(kv, 2, 0, qk), F.narrow(kv, 2, qk, v), keyPad, heads, false, 0.2f, 78L, 6L);
+                F.crossEntropy(out.reshape(b * nq, v), be.fromInts(targets, Shape.of(b * nq)), -1, 0f).backward();
+                got[packed] = out.toFloatArray();
+                dq[packed] = q.grad().toFloatArray();
+                dkv[packed] = kv.grad().toFloatArray();
+            }
+        }
+        assertThat(got[1]).containsExactly(got[0]);
+        assertThat(dq[1]).containsExactly(dq[0]);
+        assertThat(dkv[1]).containsExactly(dkv[0]);
+        int nonzero = 0;
+        for (float g : dkv[1]) if (g != 0f) nonzero++;
+        assertThat(nonzero).as("gradients reach k and v of the unpadded keys").isGreaterThan(dkv[1].length / 2);
+        assertThatThrownBy(() -> F.attentionKvPacked(be.zeros(Shape.of(b, nq, qk), DType.F32), be.zeros(Shape.of(b, nk, width + 1), DType.F32),
+                qk, v, null, heads, 0f, 0L, 0L, DType.F32)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("[B, Nk, 28]");
+    }
+
     @Test
     void aQkvOfTheWrongWidthIsRefusedNamingTheWidths() {
         Backend be = new CpuBackend(POOL, new JavaSgemm(POOL));

@@ -1563,8 +1563,8 @@ public final class CudaBackend implements Backend {
 
     /**
      * The bf16 dQ and dK/dV kernels (bf16 q, k, v and dOut g; rowDot from p4j_attention_rowdot) adding
-     * into dQ, dK, dV, or writing those whose bit is set in {@code store} (1 dQ, 2 dK, 4 dV), as bf16 when
-     * bit 8 is set too (BF16 gradients, all three written); row widths as {@link #bf16Forward}'s (the
+     * into dQ, dK, dV, or writing those whose bit is set in {@code store} (1 dQ, 2 dK, 4 dV); bit 8 stores
+     * dQ as bf16 and 16 dK and dV (BF16 gradients, written); row widths as {@link #bf16Forward}'s (the
      * gradients' as their tensors').
      */
     private void bf16Backward(AttentionShape s, long q, long k, long v, long keyPad, Tensor lse, DeviceBuffer rowDot, long g, long dQ,
@@ -1575,11 +1575,11 @@ public final class CudaBackend implements Backend {
         shapeArgs(kernels.launch("p4j_attention_backward_dq" + suffix).grid((s.nq() + rows - 1) / rows, bh)
                 .block(BF16_WARPS * 32).sharedBytes(bf16Shared(s))
                 .ptr(q).ptr(k).ptr(v).ptr(keyPad).ptr(ptr(lse)).ptr(rowDot.address()).ptr(g).ptr(dQ), s)
-                .ptr(keep).i32((store & 1) | ((store & 8) != 0 ? 2 : 0)).i32(widths[0]).i32(widths[1]).i32(widths[2]).go();
+                .ptr(keep).i32((store & 1) | ((store & 8) != 0 ? 2 : 0)).i32(widths[0]).i32(widths[1]).i32(widths[2]).go();   // 8: dQ as bf16
         shapeArgs(kernels.launch("p4j_attention_backward_dkdv" + suffix).grid((s.nk() + rows - 1) / rows, bh)
                 .block(BF16_WARPS * 32).sharedBytes(bf16DkdvShared(s))
                 .ptr(q).ptr(k).ptr(v).ptr(keyPad).ptr(ptr(lse)).ptr(rowDot.address()).ptr(g).ptr(dK).ptr(dV), s)
-                .ptr(keep).i32(((store >> 1) & 3) | ((store & 8) != 0 ? 4 : 0)).i32(widths[0]).i32(widths[1]).i32(widths[2]).go();
+                .ptr(keep).i32(((store >> 1) & 3) | ((store & 16) != 0 ? 4 : 0)).i32(widths[0]).i32(widths[1]).i32(widths[2]).go();   // 16: dK, dV as bf16
     }
 
     @Override
@@ -1643,7 +1643,7 @@ public final class CudaBackend implements Backend {
             boolean grad16 = dQkv.dtype() == DType.BF16;   // a BF16 gradient (F.bf16Gradient): written rounded, never added to
             int store = fresh(dQkv) ? 7 : 0;   // the three column ranges cover it: written, not added, when nothing has written it yet
             check(!grad16 || store == 7, "attentionPackedBackward: dQkv " + dQkv.describe() + " is a BF16 gradient something has written already");
-            if (grad16) store |= 8;
+            if (grad16) store |= 8 | 16;
             long base = ptr(qkv), qk = 2L * s.heads() * s.dqk(), dBase = out(dQkv), dqk = (grad16 ? 2L : 4L) * s.heads() * s.dqk();
             bf16Backward(s, base, base + qk, base + 2 * qk, 0, lse, rowDot, ptr(g), dBase, dBase + dqk, dBase + 2 * dqk, store,
                     packedWidths(s), temps);
@@ -1652,6 +1652,89 @@ public final class CudaBackend implements Backend {
         } finally {
             release();
         }
+    }
+
+    @Override
+    public void attentionKvPacked(AttentionShape s, Tensor q, Tensor kv, Tensor keyPad, Tensor out, Tensor lse) {
+        if (!kvPackedInPlace(s, q, kv, out)) {
+            Backend.super.attentionKvPacked(s, q, kv, keyPad, out, lse);
+            return;
+        }
+        hold();
+        try {
+            checkKvPacked(s, q, kv, keyPad, out, lse);
+            List<DeviceBuffer> temps = new ArrayList<>(1);
+            long base = ptr(kv);
+            bf16Forward(s, ptr(q), base, base + 2L * s.heads() * s.dqk(), padPtr(keyPad), out, lse, kvWidths(s), temps);
+            freeAll(temps);
+        } finally {
+            release();
+        }
+    }
+
+    @Override
+    public void attentionKvPackedBackward(AttentionShape s, Tensor q, Tensor kv, Tensor keyPad, Tensor out, Tensor lse, Tensor dOut,
+                                          Tensor dQ, Tensor dKv) {
+        check(dQ.dtype() == DType.F32, "attentionKvPackedBackward: dQ " + dQ.describe() + " must be F32");
+        if (!kvPackedInPlace(s, q, kv, out) || !tensorCoreAttention(s, dOut)) {
+            if (dKv.dtype() == DType.BF16) {   // the default path adds F32 gradients: into a temporary, then rounded into dKv
+                check(fresh(dKv), "attentionKvPackedBackward: dKv " + dKv.describe() + " is a BF16 gradient something has written already");
+                Tensor wide = allocate(dKv.shape(), DType.F32, false);
+                clear(buffer(wide));
+                Backend.super.attentionKvPackedBackward(s, q, kv, keyPad, out, lse, dOut, dQ, wide);
+                cast(wide, dKv);
+                allocator.free(buffer(wide));   // stream-ordered: a later user of the buffer queues behind the cast
+                return;
+            }
+            Backend.super.attentionKvPackedBackward(s, q, kv, keyPad, out, lse, dOut, dQ, dKv);
+            return;
+        }
+        hold();
+        try {
+            checkKvPacked(s, q, kv, keyPad, out, lse);
+            check(dOut.size() == s.outSize() && dQ.size() == q.size() && (dKv.dtype() == DType.F32 || dKv.dtype() == DType.BF16)
+                    && dKv.size() == kv.size(), "attentionKvPackedBackward: dOut " + dOut.describe() + ", dQ " + dQ.describe() + " or dKv "
+                    + dKv.describe() + " does not match q " + q.describe() + ", kv " + kv.describe());
+            List<DeviceBuffer> temps = new ArrayList<>(2);
+            Tensor g16 = bf16Copy(dOut, temps);
+            DeviceBuffer rowDot = rowDot(s, dOut, out, g16);
+            Tensor g = g16 != null ? g16 : dOut;
+            boolean grad16 = dKv.dtype() == DType.BF16;   // a BF16 gradient (F.bf16Gradient): written rounded, never added to
+            int store = (fresh(dQ) ? 1 : 0) | (fresh(dKv) ? 6 : 0);   // written, not added, where nothing has written them yet
+            check(!grad16 || (store & 6) == 6, "attentionKvPackedBackward: dKv " + dKv.describe() + " is a BF16 gradient something has written already");
+            if (grad16) store |= 16;
+            long base = ptr(kv), dBase = out(dKv);
+            bf16Backward(s, ptr(q), base, base + 2L * s.heads() * s.dqk(), padPtr(keyPad), lse, rowDot, ptr(g), out(dQ), dBase,
+                    dBase + (grad16 ? 2L : 4L) * s.heads() * s.dqk(), store, kvWidths(s), temps);
+            allocator.free(rowDot); // safe: later work on the stream runs after these kernels
+            freeAll(temps);
+        } finally {
+            release();
+        }
+    }
+
+    /** Whether attentionKvPacked reads kv in place: bf16 q and kv on the bf16 kernels, k's columns and kv's rows whole 16-byte units. */
+    boolean kvPackedInPlace(AttentionShape s, Tensor q, Tensor kv, Tensor out) {
+        long qk = 2L * s.heads() * s.dqk();   // bytes of k's columns in a bf16 row
+        return q.dtype() == DType.BF16 && kv.dtype() == DType.BF16 && bf16Attention(s, q, kv, kv) && qk % 16 == 0
+                && (2L * kv.dim(-1)) % 16 == 0 && (out.dtype() == DType.F32 || address(out) % 4 == 0);
+    }
+
+    /** Row widths (elements) of q and of k and v (and their gradients) as columns of one packed kv. */
+    private static int[] kvWidths(AttentionShape s) {
+        int kv = s.heads() * (s.dqk() + s.dv());
+        return new int[] {s.heads() * s.dqk(), kv, kv};
+    }
+
+    private static void checkKvPacked(AttentionShape s, Tensor q, Tensor kv, Tensor keyPad, Tensor out, Tensor lse) {
+        int w = kvWidths(s)[1];
+        check(q.rank() == 3 && q.dim(0) == s.batch() && q.dim(1) == s.nq() && q.dim(2) == s.heads() * s.dqk(),
+                "attentionKvPacked: q " + q.describe() + " is not [" + s.batch() + ", " + s.nq() + ", " + s.heads() * s.dqk() + "]");
+        check(kv.rank() == 3 && kv.dim(0) == s.batch() && kv.dim(1) == s.nk() && kv.dim(2) == w,
+                "attentionKvPacked: kv " + kv.describe() + " is not [" + s.batch() + ", " + s.nk() + ", " + w + "]");
+        check(keyPad == null || (keyPad.dtype() == DType.BOOL && keyPad.size() == s.keyPadSize()),
+                "attentionKvPacked: keyPad " + (keyPad == null ? "" : keyPad.describe()) + " should be BOOL with " + s.keyPadSize() + " elements");
+        checkAttentionOutputs(s, out, lse);
     }
 
     /** Whether attentionPacked reads qkv in place (see there). */

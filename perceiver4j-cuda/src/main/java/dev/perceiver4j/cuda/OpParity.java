@@ -401,6 +401,11 @@ public final class OpParity {
             c.add(new Check("attention over packed q, k, v = over the three copied out (and BF16 gradients = F32 ones rounded) " + attentionLabel(a[0], a[1], a[2], a[2], a[3], a[4],
                     false, 0, a[5] / 10f), 0, () -> p.packedError(a[0], a[1], a[2], a[3], a[4], a[5] / 10f)));
         }
+        // cross-attention shapes: the encoder's (256 latents over more keys, key padding) and the decoder's (Dv 96)
+        for (int[] a : new int[][] {{2, 8, 256, 300, 32, 160, 1, 1}, {2, 8, 300, 256, 32, 96, 1, 0}}) {
+            c.add(new Check("attention over packed k, v = over the two copied out (and a BF16 dKv = the F32 one rounded) " + attentionLabel(a[0], a[1],
+                    a[2], a[3], a[4], a[5], false, a[7], a[6] / 10f), 0, () -> p.kvPackedError(a[0], a[1], a[2], a[3], a[4], a[5], a[6] / 10f, a[7] == 1)));
+        }
         return c;
     }
 
@@ -447,6 +452,43 @@ public final class OpParity {
         gpu.attentionPackedBackward(s, qkv, outP, lseP, dOut32, wide);
         gpu.cast(wide, want);
         gpu.attentionPackedBackward(s, qkv, outP, lseP, dOut16, got16);
+        return Math.max(worst, bitError(gpu.toFloatArray(got16), gpu.toFloatArray(want)));
+    }
+
+    private double kvPackedError(int batch, int heads, int nq, int nk, int dqk, int dv, float drop, boolean padded) {
+        AttentionShape s = attentionShape(batch, heads, nq, nk, dqk, dv, false, drop);
+        int qk = heads * dqk, width = qk + heads * dv;
+        Tensor q = gpu.empty(Shape.of(batch, nq, qk), DType.BF16), kv = gpu.empty(Shape.of(batch, nk, width), DType.BF16);
+        gpu.cast(gpu.fromFloats(randn(batch * nq * qk, 1), Shape.of(batch, nq, qk)), q);
+        gpu.cast(gpu.fromFloats(randn(batch * nk * width, 1), Shape.of(batch, nk, width)), kv);
+        Tensor outP = gpu.empty(Shape.of(batch, nq, heads * dv), DType.BF16), lseP = gpu.empty(Shape.of(batch, heads, nq), DType.F32);
+        if (!(gpu instanceof CudaBackend cb) || !cb.kvPackedInPlace(s, q, kv, outP)) {
+            throw new AssertionError("the backend does not read packed k, v in place for " + s);
+        }
+        boolean[] pad = new boolean[batch * nk];
+        for (int i = 0; i < pad.length && padded; i++) pad[i] = i % nk >= nk - 5 - 40 * (i / nk);   // the last 5 and 45 keys
+        Tensor keyPad = padded ? gpu.fromBools(pad, Shape.of(batch, nk)) : null;
+        Tensor k = gpu.empty(Shape.of(batch, nk, qk), DType.BF16), v = gpu.empty(Shape.of(batch, nk, heads * dv), DType.BF16);
+        gpu.narrow(kv, 2, 0, k, false);
+        gpu.narrow(kv, 2, qk, v, false);
+        Tensor dOut = gpu.fromFloats(randn(batch * nq * heads * dv, 1), Shape.of(batch, nq, heads * dv));
+        Tensor outS = gpu.empty(Shape.of(batch, nq, heads * dv), DType.BF16), lseS = gpu.empty(Shape.of(batch, heads, nq), DType.F32);
+        gpu.attentionKvPacked(s, q, kv, keyPad, outP, lseP);
+        gpu.attention(s, q, k, v, keyPad, outS, lseS);
+        double worst = bitError(new float[][] {gpu.toFloatArray(outP), gpu.toFloatArray(lseP)}, new float[][] {gpu.toFloatArray(outS), gpu.toFloatArray(lseS)});
+        Tensor dQp = gpu.zeros(q.shape(), DType.F32), dKv = gpu.zeros(kv.shape(), DType.F32);
+        Tensor dQs = gpu.zeros(q.shape(), DType.F32), dK = gpu.zeros(k.shape(), DType.F32), dV = gpu.zeros(v.shape(), DType.F32);
+        gpu.attentionKvPackedBackward(s, q, kv, keyPad, outP, lseP, dOut, dQp, dKv);
+        gpu.attentionBackward(s, q, k, v, keyPad, outS, lseS, dOut, dQs, dK, dV);
+        Tensor gotK = gpu.empty(k.shape(), DType.F32), gotV = gpu.empty(v.shape(), DType.F32);
+        gpu.narrow(dKv, 2, 0, gotK, false);
+        gpu.narrow(dKv, 2, qk, gotV, false);
+        worst = Math.max(worst, bitError(new float[][] {gpu.toFloatArray(dQp), gpu.toFloatArray(gotK), gpu.toFloatArray(gotV)},
+                new float[][] {gpu.toFloatArray(dQs), gpu.toFloatArray(dK), gpu.toFloatArray(dV)}));
+        // a BF16 dKv (F.bf16Gradient) = the F32 one rounded
+        Tensor want = gpu.empty(kv.shape(), DType.BF16), got16 = gpu.zeros(kv.shape(), DType.BF16);
+        gpu.cast(dKv, want);
+        gpu.attentionKvPackedBackward(s, q, kv, keyPad, outP, lseP, dOut, gpu.zeros(q.shape(), DType.F32), got16);
         return Math.max(worst, bitError(gpu.toFloatArray(got16), gpu.toFloatArray(want)));
     }
 

@@ -108,6 +108,22 @@ public final class PerceiverLayer {
         return F.attentionPacked(qkv, query.weight.dim(0), value.weight.dim(0), heads, false, training ? dropout : 0f, seed, stream, operand);
     }
 
+    /**
+     * Cross-attention with k and v as one product of the normed inputs kvn into one packed tensor [B, M, qk + v],
+     * read in place by {@link F#attentionKvPacked}, where the backend packs ({@link F#packsSelfAttention}) and the
+     * key and value weights and biases lie back to back (a packed slab); else null. kvn then has one reader.
+     */
+    private Tensor packedKeysAndValues(Tensor q, Tensor kvn, Tensor keyPad, boolean training, long seed, long stream) {
+        if (!F.packsSelfAttention(kvn.backend()) || key.bias == null || value.bias == null) return null;
+        Tensor w = Tensor.adjacent(key.weight, value.weight), b = Tensor.adjacent(key.bias, value.bias);
+        if (w == null || b == null) return null;
+        F.bf16Gradient(kvn);                                            // one product reads it
+        Tensor kv = F.linear(kvn, w, b, Activation.NONE, kvn.backend().matmulOperandType(kvn.shape().rows()));   // [B, M, qk + v]
+        F.bf16Gradient(kv);                                             // only the attention reads it
+        return F.attentionKvPacked(q, kv, key.weight.dim(0), value.weight.dim(0), keyPad, heads, training ? dropout : 0f, seed, stream,
+                kvn.backend().matmulOperandType(q.shape().rows()));
+    }
+
     /** The attention block's q, k and v as separate products, and attention over them: [B, N, v]. */
     private Tensor projectAndAttend(Tensor xn, Tensor kv, Tensor keyPad, boolean training, long seed, long stream) {
         Tensor kvn = kv == null ? xn : layernorm2.forwardToProducts(kv);
@@ -120,8 +136,14 @@ public final class PerceiverLayer {
             k = qkv[1];
             v = qkv[2];
         } else {
-            F.bf16Gradient(xn);                                         // only q's product reads it (k and v both read kvn)
+            F.bf16Gradient(xn);                                         // only q's product reads it
             q = query.forwardToProducts(xn);
+            Tensor ctx = packedKeysAndValues(q, kvn, keyPad, training, seed, stream);
+            if (ctx != null) {
+                F.discard(xn);
+                F.discard(kvn);
+                return ctx;
+            }
             k = key.forwardToProducts(kvn);
             v = value.forwardToProducts(kvn);
         }

@@ -114,9 +114,10 @@ class PerceiverForMaskedLMTest {
 
     /**
      * Self-attention's q, k and v as one product over the packed slab's adjacent weights, read by
-     * attentionPacked (-Dperceiver4j.packSelfAttention=true), give the same training step as three
-     * products and attention (false): loss and every gradient, within float rounding (the input
-     * gradient of the one product sums over 2·qk + v columns in one pass instead of three).
+     * attentionPacked, and a cross-attention's k and v as one product read by attentionKvPacked
+     * (-Dperceiver4j.packSelfAttention=true), give the same training step as separate products and
+     * attention (false): loss and every gradient, within float rounding (the input gradient of one
+     * product sums over all its columns in one pass instead of several).
      */
     @Test
     void packedSelfAttentionGivesTheSameStepAsSeparateProducts() {
@@ -140,6 +141,8 @@ class PerceiverForMaskedLMTest {
                 Tensor query = w.get("perceiver.encoder.self_attends.0.attention.self.query.weight");
                 assertThat(Tensor.adjacent(query, w.get("perceiver.encoder.self_attends.0.attention.self.key.weight"),
                         w.get("perceiver.encoder.self_attends.0.attention.self.value.weight"))).as("the slab packs q, k, v weights back to back").isNotNull();
+                assertThat(Tensor.adjacent(w.get("perceiver.encoder.cross_attention.attention.self.key.weight"),
+                        w.get("perceiver.encoder.cross_attention.attention.self.value.weight"))).as("and a cross-attention's k, v weights").isNotNull();
                 float loss;
                 try (dev.perceiver4j.tensor.Scope s = dev.perceiver4j.tensor.Scope.open()) {
                     Tensor logits = m.forward(be.fromInts(ids, Shape.of(b, n)), null, true, 7L);   // attention dropout 0.1: the same masks both ways
