@@ -92,7 +92,11 @@ public final class AdamW {
         return e.shape().rank() >= 2 ? config.weightDecay() : 0f;
     }
 
-    /** Zeroes every gradient (one fill over the slab). */
+    /**
+     * Zeroes every gradient (one fill over the slab). On the CUDA backend the fill is lazy: each gradient's
+     * first contribution then writes it instead of adding to zeros (call it inside a recorded step for that
+     * saving at every replay; outside, the pending zeros are filled before the next replay).
+     */
     public void zeroGrad() {
         backend.fill(grads.data(), 0f);
     }
