@@ -14,6 +14,35 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 class TensorTest {
     static final Backend BE = new CpuBackend(CpuPool.create(1), new NaiveSgemm());
 
+    /**
+     * bf16Gradient: a BF16 tensor's gradient becomes BF16 (before it exists); an F32 tensor's stays F32; a
+     * BF16 gradient is not handed to a tensor whose gradient is F32; F.bf16Gradient does nothing on a
+     * backend without BF16 gradients (the CPU).
+     */
+    @Test
+    void bf16GradientsOnlyForBf16TensorsAndNeverHandedToF32Ones() {
+        Tensor h = BE.zeros(Shape.of(2, 3), DType.BF16).requiresGrad(true);
+        dev.perceiver4j.autograd.F.bf16Gradient(h);
+        assertThat(h.gradType()).as("the CPU takes no BF16 gradients").isEqualTo(DType.F32);
+        h.bf16Gradient();
+        assertThat(h.gradType()).isEqualTo(DType.BF16);
+        assertThat(h.reshape(3, 2).gradOrZeros().dtype()).as("a view shares its base's gradient").isEqualTo(DType.BF16);
+        Tensor f = BE.zeros(Shape.of(2, 3), DType.F32).requiresGrad(true);
+        f.bf16Gradient();
+        assertThat(f.gradType()).isEqualTo(DType.F32);
+        Tensor g = BE.zeros(Shape.of(2, 3), DType.BF16).requiresGrad(true);
+        g.gradOrZeros();
+        g.bf16Gradient();
+        assertThat(g.gradType()).as("too late: the gradient exists").isEqualTo(DType.F32);
+        try (Scope s = Scope.open()) {
+            Tensor from = BE.empty(Shape.of(2, 3), DType.BF16).requiresGrad(true), to = BE.empty(Shape.of(2, 3), DType.F32).requiresGrad(true);
+            from.bf16Gradient();
+            from.gradOrZeros();
+            assertThat(dev.perceiver4j.autograd.Autograd.handOverGrad(from, to)).isFalse();
+            assertThat(to.grad()).isNull();
+        }
+    }
+
     @Test
     void adjacentJoinsTensorsPackedBackToBackWithTheirGradients() {
         Tensor a = BE.fromFloats(new float[] {1, 2, 3, 4}, Shape.of(2, 2)).requiresGrad(true);
