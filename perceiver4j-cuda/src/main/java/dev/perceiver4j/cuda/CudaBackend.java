@@ -1039,7 +1039,7 @@ public final class CudaBackend implements Backend {
     private void repeat(Tensor b, Tensor out) {
         int n = out.size(), bLen = b.size();
         if (n == 0) return;
-        fresh(out);   // a whole pending buffer is written, not zero-filled first
+        fresh(out);   // pending zeros under out are written, not zero-filled first
         long pb = ptr(b), po = out(out);
         if (n % 4 == 0 && bLen % 4 == 0 && pb % 16 == 0 && po % 16 == 0) {
             kernels.launch("p4j_repeat4").grid(Kernels.blocks(n / 4, THREADS)).block(THREADS).ptr(pb).ptr(po).i32(n / 4).i32(bLen / 4).go();
