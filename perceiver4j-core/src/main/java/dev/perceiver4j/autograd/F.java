@@ -376,14 +376,12 @@ public final class F {
     public static Tensor attention(Tensor q, Tensor k, Tensor v, Tensor keyPad, int heads, boolean causal,
                                    float dropout, long seed, long stream, DType outType) {
         Backend be = q.backend();
-        if (outType != DType.F32 && outType != DType.BF16) throw new IllegalArgumentException("attention: outType " + outType + " must be F32 or BF16");
+        checkOutType("attention", outType);
         if (q.rank() != 3 || k.rank() != 3 || v.rank() != 3) {
             throw new IllegalArgumentException("attention expects [B, N, H·D] tensors, got q " + q.shape() + " k " + k.shape() + " v " + v.shape());
         }
         int b = q.dim(0), nq = q.dim(1), nk = k.dim(1);
-        if (q.dim(2) % heads != 0 || v.dim(2) % heads != 0) {
-            throw new IllegalArgumentException("attention: channels " + q.dim(2) + "/" + v.dim(2) + " not divisible by " + heads + " heads");
-        }
+        checkHeads("attention", q.dim(2), v.dim(2), heads);
         int dqk = q.dim(2) / heads, dv = v.dim(2) / heads;
         if (k.dim(0) != b || v.dim(0) != b || v.dim(1) != nk || k.dim(2) != q.dim(2)) {
             throw new IllegalArgumentException("attention: mismatched q " + q.shape() + " k " + k.shape() + " v " + v.shape());
@@ -401,6 +399,16 @@ public final class F {
             });
         }
         return out;
+    }
+
+    private static void checkOutType(String op, DType outType) {
+        if (outType != DType.F32 && outType != DType.BF16) throw new IllegalArgumentException(op + ": outType " + outType + " must be F32 or BF16");
+    }
+
+    private static void checkHeads(String op, int qkChannels, int vChannels, int heads) {
+        if (qkChannels % heads != 0 || vChannels % heads != 0) {
+            throw new IllegalArgumentException(op + ": channels " + qkChannels + "/" + vChannels + " not divisible by " + heads + " heads");
+        }
     }
 
     /**
@@ -422,14 +430,12 @@ public final class F {
     public static Tensor attentionPacked(Tensor qkv, int qkChannels, int vChannels, int heads, boolean causal, float dropout, long seed,
                                          long stream, DType outType) {
         Backend be = qkv.backend();
-        if (outType != DType.F32 && outType != DType.BF16) throw new IllegalArgumentException("attentionPacked: outType " + outType + " must be F32 or BF16");
+        checkOutType("attentionPacked", outType);
         if (qkv.rank() != 3 || qkv.dim(2) != 2 * qkChannels + vChannels) {
             throw new IllegalArgumentException("attentionPacked expects qkv [B, N, " + (2 * qkChannels + vChannels) + "] (2 × " + qkChannels
                     + " + " + vChannels + " channels), got " + qkv.shape());
         }
-        if (qkChannels % heads != 0 || vChannels % heads != 0) {
-            throw new IllegalArgumentException("attentionPacked: channels " + qkChannels + "/" + vChannels + " not divisible by " + heads + " heads");
-        }
+        checkHeads("attentionPacked", qkChannels, vChannels, heads);
         int b = qkv.dim(0), n = qkv.dim(1), dqk = qkChannels / heads, dv = vChannels / heads;
         AttentionShape s = new AttentionShape(b, heads, n, n, dqk, dv, (float) (1.0 / Math.sqrt(dqk)), causal, dropout, seed, stream);
         Tensor out = be.empty(Shape.of(b, n, vChannels), outType);
@@ -450,14 +456,12 @@ public final class F {
     public static Tensor attentionKvPacked(Tensor q, Tensor kv, int qkChannels, int vChannels, Tensor keyPad, int heads, float dropout,
                                            long seed, long stream, DType outType) {
         Backend be = q.backend();
-        if (outType != DType.F32 && outType != DType.BF16) throw new IllegalArgumentException("attentionKvPacked: outType " + outType + " must be F32 or BF16");
+        checkOutType("attentionKvPacked", outType);
         if (q.rank() != 3 || kv.rank() != 3 || q.dim(2) != qkChannels || kv.dim(2) != qkChannels + vChannels || kv.dim(0) != q.dim(0)) {
             throw new IllegalArgumentException("attentionKvPacked expects q [B, Nq, " + qkChannels + "] and kv [B, Nk, " + (qkChannels + vChannels)
                     + "], got q " + q.shape() + " kv " + kv.shape());
         }
-        if (qkChannels % heads != 0 || vChannels % heads != 0) {
-            throw new IllegalArgumentException("attentionKvPacked: channels " + qkChannels + "/" + vChannels + " not divisible by " + heads + " heads");
-        }
+        checkHeads("attentionKvPacked", qkChannels, vChannels, heads);
         int b = q.dim(0), nq = q.dim(1), nk = kv.dim(1), dqk = qkChannels / heads, dv = vChannels / heads;
         AttentionShape s = new AttentionShape(b, heads, nq, nk, dqk, dv, (float) (1.0 / Math.sqrt(dqk)), false, dropout, seed, stream);
         Tensor out = be.empty(Shape.of(b, nq, vChannels), outType);

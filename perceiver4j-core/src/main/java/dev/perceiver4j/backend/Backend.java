@@ -303,10 +303,17 @@ public interface Backend {
             throw new IllegalArgumentException("attentionKvPacked: kv " + kv.describe() + " is not [" + s.batch() + ", " + s.nk() + ", "
                     + (qk + v) + "] for " + s.heads() + " heads of Dqk " + s.dqk() + " / Dv " + s.dv());
         }
-        Tensor k = empty(Shape.of(s.batch(), s.nk(), qk), kv.dtype()), vv = empty(Shape.of(s.batch(), s.nk(), v), kv.dtype());
-        narrow(kv, 2, 0, k, false);
-        narrow(kv, 2, qk, vv, false);
-        return new Tensor[] {k, vv};
+        return columnRanges(kv, qk, v);
+    }
+
+    /** t [B, N, Σ widths] cut into copies of its consecutive column ranges of these widths. */
+    private Tensor[] columnRanges(Tensor t, int... widths) {
+        Tensor[] parts = new Tensor[widths.length];
+        for (int i = 0, start = 0; i < widths.length; start += widths[i], i++) {
+            parts[i] = empty(Shape.of(t.dim(0), t.dim(1), widths[i]), t.dtype());
+            narrow(t, 2, start, parts[i], false);
+        }
+        return parts;
     }
 
     /** q, k and v copied out of a packed qkv [B, N, 2·H·Dqk + H·Dv] (see {@link #attentionPacked}). */
@@ -316,12 +323,7 @@ public interface Backend {
             throw new IllegalArgumentException("attentionPacked: qkv " + qkv.describe() + " is not [" + s.batch() + ", " + s.nq() + ", "
                     + (2 * qk + v) + "] for " + s.heads() + " heads of Dqk " + s.dqk() + " / Dv " + s.dv() + " (self-attention)");
         }
-        Tensor[] p = new Tensor[3];
-        for (int i = 0; i < 3; i++) {
-            p[i] = empty(Shape.of(s.batch(), s.nq(), i < 2 ? qk : v), qkv.dtype());
-            narrow(qkv, 2, i * qk, p[i], false);
-        }
-        return p;
+        return columnRanges(qkv, qk, qk, v);
     }
 
     // ---- positions, embeddings, losses -------------------------------------------------------

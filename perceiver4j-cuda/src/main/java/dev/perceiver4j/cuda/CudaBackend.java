@@ -720,9 +720,8 @@ public final class CudaBackend implements Backend {
         boolean storeBias = dBias != null && fresh(dBias);
         // A BF16 dA (F.bf16Gradient: an activation's gradient its only reader writes) is the product's rounded result.
         boolean dA16 = dA != null && dA.dtype() == DType.BF16;
-        check(!dA16 || !addA, "matmulBackward: dA " + (dA == null ? "" : dA.describe()) + " is a BF16 gradient something has written "
-                + "already; a BF16 gradient takes one contribution (F.bf16Gradient)");
-        DeviceBuffer widened = null;
+        check(!dA16 || !addA, writtenBf16("matmulBackward: dA", dA));
+        List<DeviceBuffer> temps = new ArrayList<>(1);
         hold();
         try {
             MatmulShape d = matDims(a, transA, b, transB, dOut);
@@ -748,8 +747,7 @@ public final class CudaBackend implements Backend {
             // without an activation a BF16 dOut is dC's bf16 copy itself; the bias sums read it as bf16
             boolean dOutIsCopy = in16 && act == Activation.NONE && round && (dBias == null || quadColumns(0, d.n(), 0, ptr(dOut), 0, 0));
             if (in16 && !fusedAct && !dOutIsCopy) {
-                widened = gemm.toF32(ptr(dOut), dOut.size());
-                dOut = new Tensor(this, dOut.shape(), DType.F32, widened, 0);
+                dOut = asType(dOut, DType.F32, temps);
                 in16 = false;
             }
             long dC = ptr(dOut);
@@ -800,7 +798,7 @@ public final class CudaBackend implements Backend {
             }
             if (dC16 != null) allocator.free(dC16);
             if (tmp != null) allocator.free(tmp); // safe: later work on the stream runs after these GEMMs
-            if (widened != null) allocator.free(widened);
+            freeAll(temps);
         } finally {
             release();
         }
@@ -855,7 +853,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void layerNormBackward(Tensor dOut, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dX, Tensor dGamma, Tensor dBeta) {
-        DeviceBuffer widened = null;
+        List<DeviceBuffer> temps = new ArrayList<>(1);
         hold();
         try {
             int d = x.shape().last(), rows = x.shape().rows();
@@ -868,8 +866,7 @@ public final class CudaBackend implements Backend {
             boolean in16 = dOut.dtype() == DType.BF16;
             check(in16 || dOut.dtype() == DType.F32, "layerNormBackward: dOut " + dOut.describe() + " must be F32 or BF16");
             if (in16 && !(dX != null && warpLayerNorm(d, x, gamma, dX) && ptr(dOut) % 8 == 0 && (!params || fusable))) {
-                widened = gemm.toF32(ptr(dOut), dOut.size());
-                dOut = new Tensor(this, dOut.shape(), DType.F32, widened, 0);
+                dOut = asType(dOut, DType.F32, temps);
                 in16 = false;
             }
             if (dX != null) {
@@ -900,7 +897,7 @@ public final class CudaBackend implements Backend {
                 allocator.free(pb);
             }
         } finally {
-            if (widened != null) allocator.free(widened);
+            freeAll(temps);
             release();
         }
     }
@@ -1235,9 +1232,13 @@ public final class CudaBackend implements Backend {
         check(q.size() == s.qSize(), "attention: q " + q.describe() + " should hold " + s.qSize() + " elements");
         check(k.size() == s.kSize(), "attention: k " + k.describe() + " should hold " + s.kSize() + " elements");
         check(v.size() == s.vSize(), "attention: v " + v.describe() + " should hold " + s.vSize() + " elements");
+        checkKeyPad(s, keyPad);
+        checkAttentionOutputs(s, out, lse);
+    }
+
+    private static void checkKeyPad(AttentionShape s, Tensor keyPad) {
         check(keyPad == null || (keyPad.dtype() == DType.BOOL && keyPad.size() == s.keyPadSize()),
                 "attention: keyPad " + (keyPad == null ? "" : keyPad.describe()) + " should be BOOL with " + s.keyPadSize() + " elements");
-        checkAttentionOutputs(s, out, lse);
     }
 
     /** The checks of out, lse and the launch limits that every attention entry point makes. */
@@ -1406,7 +1407,7 @@ public final class CudaBackend implements Backend {
      */
     private Tensor asType(Tensor t, DType want, List<DeviceBuffer> temps) {
         if (t.dtype() == want) return t;
-        check(t.dtype() == DType.F32 || t.dtype() == DType.BF16, "attention: " + t.describe() + " must be F32 or BF16");
+        check(t.dtype() == DType.F32 || t.dtype() == DType.BF16, "asType: " + t.describe() + " must be F32 or BF16");
         DeviceBuffer b = want == DType.BF16 ? gemm.toBf16(ptr(t), t.size()) : gemm.toF32(ptr(t), t.size());
         temps.add(b);
         return new Tensor(this, t.shape(), want, b, 0);
@@ -1619,16 +1620,11 @@ public final class CudaBackend implements Backend {
     @Override
     public void attentionPackedBackward(AttentionShape s, Tensor qkv, Tensor out, Tensor lse, Tensor dOut, Tensor dQkv) {
         if (!packedInPlace(s, qkv, out) || !tensorCoreAttention(s, dOut)) {
-            if (dQkv.dtype() == DType.BF16) {   // the default path adds F32 gradients: into a temporary, then rounded into dQkv
-                check(fresh(dQkv), "attentionPackedBackward: dQkv " + dQkv.describe() + " is a BF16 gradient something has written already");
-                Tensor wide = allocate(dQkv.shape(), DType.F32, false);
-                clear(buffer(wide));
-                Backend.super.attentionPackedBackward(s, qkv, out, lse, dOut, wide);
-                cast(wide, dQkv);
-                allocator.free(buffer(wide));   // stream-ordered: a later user of the buffer queues behind the cast
-                return;
+            if (dQkv.dtype() == DType.BF16) {
+                viaF32Gradient(dQkv, "attentionPackedBackward: dQkv", wide -> Backend.super.attentionPackedBackward(s, qkv, out, lse, dOut, wide));
+            } else {
+                Backend.super.attentionPackedBackward(s, qkv, out, lse, dOut, dQkv);
             }
-            Backend.super.attentionPackedBackward(s, qkv, out, lse, dOut, dQkv);
             return;
         }
         hold();
@@ -1636,22 +1632,48 @@ public final class CudaBackend implements Backend {
             checkPacked(s, qkv, out, lse);
             check(dOut.size() == s.outSize() && (dQkv.dtype() == DType.F32 || dQkv.dtype() == DType.BF16) && dQkv.size() == qkv.size(),
                     "attentionPackedBackward: dOut " + dOut.describe() + " or dQkv " + dQkv.describe() + " does not match qkv " + qkv.describe());
-            List<DeviceBuffer> temps = new ArrayList<>(2);
-            Tensor g16 = bf16Copy(dOut, temps);
-            DeviceBuffer rowDot = rowDot(s, dOut, out, g16);
-            Tensor g = g16 != null ? g16 : dOut;
             boolean grad16 = dQkv.dtype() == DType.BF16;   // a BF16 gradient (F.bf16Gradient): written rounded, never added to
             int store = fresh(dQkv) ? 7 : 0;   // the three column ranges cover it: written, not added, when nothing has written it yet
-            check(!grad16 || store == 7, "attentionPackedBackward: dQkv " + dQkv.describe() + " is a BF16 gradient something has written already");
+            check(!grad16 || store == 7, writtenBf16("attentionPackedBackward: dQkv", dQkv));
             if (grad16) store |= 8 | 16;
             long base = ptr(qkv), qk = 2L * s.heads() * s.dqk(), dBase = out(dQkv), dqk = (grad16 ? 2L : 4L) * s.heads() * s.dqk();
-            bf16Backward(s, base, base + qk, base + 2 * qk, 0, lse, rowDot, ptr(g), dBase, dBase + dqk, dBase + 2 * dqk, store,
-                    packedWidths(s), temps);
-            allocator.free(rowDot); // safe: later work on the stream runs after these kernels
-            freeAll(temps);
+            bf16BackwardOf(s, out, lse, dOut, base, base + qk, base + 2 * qk, 0, dBase, dBase + dqk, dBase + 2 * dqk, store, packedWidths(s));
         } finally {
             release();
         }
+    }
+
+    /**
+     * The bf16 backward of a packed layout: dOut's bf16 copy with the row dots (p4j_attention_rowdot), then
+     * {@link #bf16Backward} over q, k, v and into dQ, dK, dV at these addresses.
+     */
+    private void bf16BackwardOf(AttentionShape s, Tensor out, Tensor lse, Tensor dOut, long q, long k, long v, long keyPad, long dQ, long dK,
+                                long dV, int store, int[] widths) {
+        List<DeviceBuffer> temps = new ArrayList<>(2);
+        Tensor g16 = bf16Copy(dOut, temps);
+        DeviceBuffer rowDot = rowDot(s, dOut, out, g16);
+        bf16Backward(s, q, k, v, keyPad, lse, rowDot, ptr(g16 != null ? g16 : dOut), dQ, dK, dV, store, widths, temps);
+        allocator.free(rowDot); // safe: later work on the stream runs after these kernels
+        freeAll(temps);
+    }
+
+    /**
+     * For a default path that adds F32 gradients: runs it into a zeroed F32 temporary and rounds that into
+     * the BF16 gradient {@code grad16}, which nothing may have written yet ({@code what} names it in the error).
+     */
+    private void viaF32Gradient(Tensor grad16, String what, java.util.function.Consumer<Tensor> intoF32) {
+        check(fresh(grad16), writtenBf16(what, grad16));
+        Tensor wide = allocate(grad16.shape(), DType.F32, false);
+        clear(buffer(wide));
+        intoF32.accept(wide);
+        cast(wide, grad16);
+        allocator.free(buffer(wide));   // stream-ordered: a later user of the buffer queues behind the cast
+    }
+
+    /** The error of a second contribution to a BF16 gradient. */
+    private static String writtenBf16(String what, Tensor grad) {
+        return what + " " + (grad == null ? "" : grad.describe()) + " is a BF16 gradient something has written already; a BF16 gradient "
+                + "takes one contribution (F.bf16Gradient)";
     }
 
     @Override
@@ -1677,16 +1699,11 @@ public final class CudaBackend implements Backend {
                                           Tensor dQ, Tensor dKv) {
         check(dQ.dtype() == DType.F32, "attentionKvPackedBackward: dQ " + dQ.describe() + " must be F32");
         if (!kvPackedInPlace(s, q, kv, out) || !tensorCoreAttention(s, dOut)) {
-            if (dKv.dtype() == DType.BF16) {   // the default path adds F32 gradients: into a temporary, then rounded into dKv
-                check(fresh(dKv), "attentionKvPackedBackward: dKv " + dKv.describe() + " is a BF16 gradient something has written already");
-                Tensor wide = allocate(dKv.shape(), DType.F32, false);
-                clear(buffer(wide));
-                Backend.super.attentionKvPackedBackward(s, q, kv, keyPad, out, lse, dOut, dQ, wide);
-                cast(wide, dKv);
-                allocator.free(buffer(wide));   // stream-ordered: a later user of the buffer queues behind the cast
-                return;
+            if (dKv.dtype() == DType.BF16) {
+                viaF32Gradient(dKv, "attentionKvPackedBackward: dKv", wide -> Backend.super.attentionKvPackedBackward(s, q, kv, keyPad, out, lse, dOut, dQ, wide));
+            } else {
+                Backend.super.attentionKvPackedBackward(s, q, kv, keyPad, out, lse, dOut, dQ, dKv);
             }
-            Backend.super.attentionKvPackedBackward(s, q, kv, keyPad, out, lse, dOut, dQ, dKv);
             return;
         }
         hold();
@@ -1695,19 +1712,13 @@ public final class CudaBackend implements Backend {
             check(dOut.size() == s.outSize() && dQ.size() == q.size() && (dKv.dtype() == DType.F32 || dKv.dtype() == DType.BF16)
                     && dKv.size() == kv.size(), "attentionKvPackedBackward: dOut " + dOut.describe() + ", dQ " + dQ.describe() + " or dKv "
                     + dKv.describe() + " does not match q " + q.describe() + ", kv " + kv.describe());
-            List<DeviceBuffer> temps = new ArrayList<>(2);
-            Tensor g16 = bf16Copy(dOut, temps);
-            DeviceBuffer rowDot = rowDot(s, dOut, out, g16);
-            Tensor g = g16 != null ? g16 : dOut;
             boolean grad16 = dKv.dtype() == DType.BF16;   // a BF16 gradient (F.bf16Gradient): written rounded, never added to
             int store = (fresh(dQ) ? 1 : 0) | (fresh(dKv) ? 6 : 0);   // written, not added, where nothing has written them yet
-            check(!grad16 || (store & 6) == 6, "attentionKvPackedBackward: dKv " + dKv.describe() + " is a BF16 gradient something has written already");
+            check(!grad16 || (store & 6) == 6, writtenBf16("attentionKvPackedBackward: dKv", dKv));
             if (grad16) store |= 16;
             long base = ptr(kv), dBase = out(dKv);
-            bf16Backward(s, ptr(q), base, base + 2L * s.heads() * s.dqk(), padPtr(keyPad), lse, rowDot, ptr(g), out(dQ), dBase,
-                    dBase + (grad16 ? 2L : 4L) * s.heads() * s.dqk(), store, kvWidths(s), temps);
-            allocator.free(rowDot); // safe: later work on the stream runs after these kernels
-            freeAll(temps);
+            bf16BackwardOf(s, out, lse, dOut, ptr(q), base, base + 2L * s.heads() * s.dqk(), padPtr(keyPad), out(dQ), dBase,
+                    dBase + (grad16 ? 2L : 4L) * s.heads() * s.dqk(), store, kvWidths(s));
         } finally {
             release();
         }
@@ -1732,8 +1743,7 @@ public final class CudaBackend implements Backend {
                 "attentionKvPacked: q " + q.describe() + " is not [" + s.batch() + ", " + s.nq() + ", " + s.heads() * s.dqk() + "]");
         check(kv.rank() == 3 && kv.dim(0) == s.batch() && kv.dim(1) == s.nk() && kv.dim(2) == w,
                 "attentionKvPacked: kv " + kv.describe() + " is not [" + s.batch() + ", " + s.nk() + ", " + w + "]");
-        check(keyPad == null || (keyPad.dtype() == DType.BOOL && keyPad.size() == s.keyPadSize()),
-                "attentionKvPacked: keyPad " + (keyPad == null ? "" : keyPad.describe()) + " should be BOOL with " + s.keyPadSize() + " elements");
+        checkKeyPad(s, keyPad);
         checkAttentionOutputs(s, out, lse);
     }
 

@@ -97,15 +97,33 @@ public final class PerceiverLayer {
      * weights and biases lie back to back (a packed parameter slab: {@link Tensor#adjacent}); else null.
      */
     private Tensor packedSelfAttention(Tensor xn, boolean training, long seed, long stream) {
-        if (!F.packsSelfAttention(xn.backend()) || query.bias == null || key.bias == null || value.bias == null) return null;
-        Tensor w = Tensor.adjacent(query.weight, key.weight, value.weight), b = Tensor.adjacent(query.bias, key.bias, value.bias);
-        if (w == null || b == null) return null;
-        DType operand = xn.backend().matmulOperandType(xn.shape().rows());
-        F.bf16Gradient(xn);                                             // one product reads it
-        Tensor qkv = F.linear(xn, w, b, Activation.NONE, operand);     // [B, N, 2·qk + v]
-        F.bf16Gradient(qkv);                                            // only the attention reads it
+        Tensor qkv = packedProduct(xn, query, key, value);             // [B, N, 2·qk + v]
+        if (qkv == null) return null;
         F.discard(xn);
-        return F.attentionPacked(qkv, query.weight.dim(0), value.weight.dim(0), heads, false, training ? dropout : 0f, seed, stream, operand);
+        return F.attentionPacked(qkv, query.weight.dim(0), value.weight.dim(0), heads, false, training ? dropout : 0f, seed, stream,
+                xn.backend().matmulOperandType(xn.shape().rows()));
+    }
+
+    /**
+     * The projections {@code layers} of x as one product over their weights and biases lying back to back
+     * (a packed slab: {@link Tensor#adjacent}), written in the products' operand type, where the backend
+     * packs ({@link F#packsSelfAttention}); else null. x then has this product as its one reader and the
+     * result only the attention: both keep BF16 gradients where the backend takes them (F.bf16Gradient).
+     */
+    private static Tensor packedProduct(Tensor x, Linear... layers) {
+        if (!F.packsSelfAttention(x.backend())) return null;
+        Tensor[] ws = new Tensor[layers.length], bs = new Tensor[layers.length];
+        for (int i = 0; i < layers.length; i++) {
+            if (layers[i].bias == null) return null;
+            ws[i] = layers[i].weight;
+            bs[i] = layers[i].bias;
+        }
+        Tensor w = Tensor.adjacent(ws), b = Tensor.adjacent(bs);
+        if (w == null || b == null) return null;
+        F.bf16Gradient(x);
+        Tensor out = F.linear(x, w, b, Activation.NONE, x.backend().matmulOperandType(x.shape().rows()));
+        F.bf16Gradient(out);
+        return out;
     }
 
     /**
@@ -114,12 +132,8 @@ public final class PerceiverLayer {
      * key and value weights and biases lie back to back (a packed slab); else null. kvn then has one reader.
      */
     private Tensor packedKeysAndValues(Tensor q, Tensor kvn, Tensor keyPad, boolean training, long seed, long stream) {
-        if (!F.packsSelfAttention(kvn.backend()) || key.bias == null || value.bias == null) return null;
-        Tensor w = Tensor.adjacent(key.weight, value.weight), b = Tensor.adjacent(key.bias, value.bias);
-        if (w == null || b == null) return null;
-        F.bf16Gradient(kvn);                                            // one product reads it
-        Tensor kv = F.linear(kvn, w, b, Activation.NONE, kvn.backend().matmulOperandType(kvn.shape().rows()));   // [B, M, qk + v]
-        F.bf16Gradient(kv);                                             // only the attention reads it
+        Tensor kv = packedProduct(kvn, key, value);                    // [B, M, qk + v]
+        if (kv == null) return null;
         return F.attentionKvPacked(q, kv, key.weight.dim(0), value.weight.dim(0), keyPad, heads, training ? dropout : 0f, seed, stream,
                 kvn.backend().matmulOperandType(q.shape().rows()));
     }
