@@ -283,18 +283,19 @@ public final class JavaSgemm implements Sgemm {
             return packA;
         }
 
+        /** Room for {@code size} floats from a cache-line start ({@link CacheLines#SLACK} more). */
         float[] packB(int size) {
-            if (packB.length < size) packB = new float[size];
+            if (packB.length < size + CacheLines.SLACK) packB = new float[size + CacheLines.SLACK];
             return packB;
         }
 
         float[] tiles(int size) {
-            if (tiles.length < size) tiles = new float[size];
+            if (tiles.length < size + CacheLines.SLACK) tiles = new float[size + CacheLines.SLACK];
             return tiles;
         }
 
         float[] packShared(int size) {
-            if (packShared.length < size) packShared = new float[size];
+            if (packShared.length < size + CacheLines.SLACK) packShared = new float[size + CacheLines.SLACK];
             return packShared;
         }
     }
@@ -315,32 +316,61 @@ public final class JavaSgemm implements Sgemm {
      * @param claimed      threads claim pieces of the output one at a time where the pieces cost the same
      *                     whoever runs them (the transposed formulation, row strips over a shared B; see
      *                     {@link CpuPool#parallelForClaimed}); false: one fixed strip per thread
+     * @param lineOffset   where in a 64-byte cache line the packed operands whose vectors the kernels
+     *                     load start: 0 (the default: every vector load within one line), another
+     *                     multiple of 8 (measurements), or -1: wherever the array's first element is
+     *                     (as before session 24; see {@link CacheLines})
      */
-    public record Formulation(boolean transposed, boolean always, boolean l1Steps, boolean claimed) {
+    public record Formulation(boolean transposed, boolean always, boolean l1Steps, boolean claimed, int lineOffset) {
         /** What {@link #JavaSgemm(CpuPool)} uses. */
-        public static final Formulation DEFAULT = new Formulation(true, false, true, true);
+        public static final Formulation DEFAULT = new Formulation(true, false, true, true, 0);
         /** Never transposed: B always packed. */
-        public static final Formulation PACKED = new Formulation(false, false, true, true);
+        public static final Formulation PACKED = new Formulation(false, false, true, true, 0);
         /** The default without k steps (each A^T sliver in one pass over k, as before session 19). */
-        public static final Formulation ONE_PASS = new Formulation(true, false, false, true);
+        public static final Formulation ONE_PASS = new Formulation(true, false, false, true, 0);
         /** Transposed for every A . B^T with A stored [m,k], whatever the sizes. */
-        public static final Formulation ALWAYS = new Formulation(true, true, true, true);
+        public static final Formulation ALWAYS = new Formulation(true, true, true, true, 0);
         /** The default with one fixed strip per thread (as before session 20). */
-        public static final Formulation STATIC = new Formulation(true, false, true, false);
+        public static final Formulation STATIC = new Formulation(true, false, true, false, 0);
+        /** The default with packed operands wherever their arrays start (as before session 24). */
+        public static final Formulation UNALIGNED = new Formulation(true, false, true, true, -1);
+
+        public Formulation {
+            if (lineOffset != -1 && (lineOffset < 0 || lineOffset >= CacheLines.LINE || lineOffset % 8 != 0)) {
+                throw new IllegalArgumentException("lineOffset is -1 or a multiple of 8 below " + CacheLines.LINE + ", got " + lineOffset);
+            }
+        }
 
         /**
          * {@code auto} (the default), {@code packed} (never transposed), {@code onepass} (no k steps),
-         * {@code always} (transposed for every A . B^T) or {@code static} (fixed strips per thread).
+         * {@code always} (transposed for every A . B^T), {@code static} (fixed strips per thread),
+         * {@code unaligned} (packed operands wherever their arrays start) or {@code lineN} (the default
+         * with packed operands starting N bytes into a cache line: N = 8, 16, ..., 56).
          */
         public static Formulation parse(String name) {
-            return switch (name.trim()) {
+            String n = name.trim();
+            if (n.startsWith("line")) {
+                try {
+                    return new Formulation(true, false, true, true, Integer.parseInt(n.substring(4)));
+                } catch (IllegalArgumentException e) { // NumberFormatException included
+                    throw new IllegalArgumentException("lineN takes N = 0, 8, ..., 56 (bytes into a cache line), got " + name);
+                }
+            }
+            return switch (n) {
                 case "auto" -> DEFAULT;
                 case "packed" -> PACKED;
                 case "onepass" -> ONE_PASS;
                 case "always" -> ALWAYS;
                 case "static" -> STATIC;
-                default -> throw new IllegalArgumentException("a formulation is auto, packed, onepass, always or static, got " + name);
+                case "unaligned" -> UNALIGNED;
+                default -> throw new IllegalArgumentException(
+                        "a formulation is auto, packed, onepass, always, static, unaligned or lineN, got " + name);
             };
+        }
+
+        /** The index in {@code buffer} from which a packed operand starts ({@link #lineOffset}). */
+        int start(float[] buffer) {
+            return lineOffset < 0 ? 0 : CacheLines.start(buffer, lineOffset);
         }
 
         /** How this differs from {@link #DEFAULT}, for {@link JavaSgemm#name()} (empty for the default). */
@@ -350,6 +380,8 @@ public final class JavaSgemm implements Sgemm {
             if (transposed && always) sb.append(", transposed for every A.B^T");
             if (transposed && !l1Steps) sb.append(", one pass over k");
             if (!claimed) sb.append(", fixed strips per thread");
+            if (lineOffset < 0) sb.append(", packed operands unaligned");
+            else if (lineOffset > 0) sb.append(", packed operands ").append(lineOffset).append(" bytes into a cache line");
             return sb.toString();
         }
     }
@@ -421,23 +453,23 @@ public final class JavaSgemm implements Sgemm {
             return;
         }
         if (pool.threads() == 1 || flops < PARALLEL_MIN_FLOPS) {
-            gemmBlock(kn, transA, transB, 0, m, 0, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+            gemmBlock(kn, form, transA, transB, 0, m, 0, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
         } else if (n >= m) {
             // Column strips of whole NR slivers; each thread packs all of A (m x k) and its part of B.
             int nr = kn.nr;
-            pool.parallelFor(ceilDiv(n, nr), 1, (u0, u1) -> gemmBlock(kn, transA, transB, 0, m,
+            pool.parallelFor(ceilDiv(n, nr), 1, (u0, u1) -> gemmBlock(kn, form, transA, transB, 0, m,
                     u0 * nr, Math.min(n, u1 * nr), k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc));
         } else if ((long) k * roundUp(n, kn.nr) <= MAX_SHARED_B) {
             // Row strips of whole MR slivers. B (k x n, the smaller operand) is packed once, every
             // thread packing some of its slivers, and shared: each strip needs all of it.
             int mr = kn.mr, nPad = roundUp(n, kn.nr), kcStep = balanced(k, kn.kc);
-            float[] bp = packShared(true, kn.nr, transB, b, bOff, ldb, k, kcStep, n);
+            Packed bp = packShared(true, kn.nr, transB, b, bOff, ldb, k, kcStep, n);
             forStrips(ceilDiv(m, mr), kn.mc / mr, (u0, u1) -> multiplyPacked(kn, transA, u0 * mr, Math.min(m, u1 * mr),
-                    n, k, kcStep, alpha, a, aOff, lda, bp, nPad, beta, c, cOff, ldc));
+                    n, k, kcStep, alpha, a, aOff, lda, bp.data, bp.start, nPad, beta, c, cOff, ldc));
         } else {
             // Row strips, B too large to share: each thread packs all of B, strip by strip.
             int mr = kn.mr;
-            pool.parallelFor(ceilDiv(m, mr), 1, (u0, u1) -> gemmBlock(kn, transA, transB,
+            pool.parallelFor(ceilDiv(m, mr), 1, (u0, u1) -> gemmBlock(kn, form, transA, transB,
                     u0 * mr, Math.min(m, u1 * mr), 0, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc));
         }
     }
@@ -481,11 +513,11 @@ public final class JavaSgemm implements Sgemm {
                 to[pieces] = Math.min(n[i], (t + piece) * mr);
             }
         }
-        float[] ap = packShared(pool.threads() > 1, kn.nr, true, a, aOff, lda, k, kcStep, m);
+        Packed ap = packShared(pool.threads() > 1, kn.nr, true, a, aOff, lda, k, kcStep, m);
         pool.parallelForClaimed(pieces, 1, (p0, p1) -> {
             for (int p = p0; p < p1; p++) {
                 int i = which[p];
-                transposedBlock(kn, form, from[p], to[p], m, k, kcStep, 1f, b[i], bOff[i], k, ap, mPad, 0f, c[i], cOff[i], n[i]);
+                transposedBlock(kn, form, from[p], to[p], m, k, kcStep, 1f, b[i], bOff[i], k, ap.data, ap.start, mPad, 0f, c[i], cOff[i], n[i]);
             }
         });
     }
@@ -504,17 +536,21 @@ public final class JavaSgemm implements Sgemm {
      * panels of kcStep rows) into the calling thread's shared buffer, the slivers split over the
      * pool's threads when {@code parallel}. Every thread then reads it.
      */
-    private float[] packShared(boolean parallel, int nr, boolean transB, float[] b, int bOff, int ldb, int k, int kcStep, int n) {
+    private Packed packShared(boolean parallel, int nr, boolean transB, float[] b, int bOff, int ldb, int k, int kcStep, int n) {
         int nPad = roundUp(n, nr);
         float[] bp = WORKSPACE.get().packShared(k * nPad);
+        int bp0 = form.start(bp);
         if (parallel) {
             forStrips(nPad / nr, nPad / nr, (s0, s1) -> packB(nr, transB, b, bOff, ldb, k, kcStep,
-                    s0 * nr, Math.min(n, s1 * nr) - s0 * nr, bp, nPad, s0 * nr));
+                    s0 * nr, Math.min(n, s1 * nr) - s0 * nr, bp, bp0, nPad, s0 * nr));
         } else {
-            packB(nr, transB, b, bOff, ldb, k, kcStep, 0, n, bp, nPad, 0);
+            packB(nr, transB, b, bOff, ldb, k, kcStep, 0, n, bp, bp0, nPad, 0);
         }
-        return bp;
+        return new Packed(bp, bp0);
     }
+
+    /** A packed operand: {@code data} from index {@code start} (a cache-line start, see {@link Formulation#start}). */
+    private record Packed(float[] data, int start) {}
 
     /**
      * Whether C = A . B^T with A stored [m,k] and B stored [n,k] (activations times an nn.Linear
@@ -545,12 +581,12 @@ public final class JavaSgemm implements Sgemm {
         int mr = kn.mr, mPad = roundUp(m, kn.nr), kcStep = balanced(k, TRANSPOSED_KC);
         boolean inline = pool.threads() == 1 || 2L * m * n * k < PARALLEL_MIN_FLOPS;
         // [K panels][m/NR slivers][kc][NR]: op(B') = A^T, i.e. A packed as a B "stored [n,k]".
-        float[] ap = packShared(!inline, kn.nr, true, a, aOff, lda, k, kcStep, m);
+        Packed ap = packShared(!inline, kn.nr, true, a, aOff, lda, k, kcStep, m);
         if (inline) {
-            transposedBlock(kn, form, 0, n, m, k, kcStep, alpha, b, bOff, ldb, ap, mPad, beta, c, cOff, ldc);
+            transposedBlock(kn, form, 0, n, m, k, kcStep, alpha, b, bOff, ldb, ap.data, ap.start, mPad, beta, c, cOff, ldc);
         } else {
             forStrips(ceilDiv(n, mr), TRANSPOSED_MC / mr, (u0, u1) -> transposedBlock(kn, form, u0 * mr, Math.min(n, u1 * mr), m, k,
-                    kcStep, alpha, b, bOff, ldb, ap, mPad, beta, c, cOff, ldc));
+                    kcStep, alpha, b, bOff, ldb, ap.data, ap.start, mPad, beta, c, cOff, ldc));
         }
     }
 
@@ -585,7 +621,7 @@ public final class JavaSgemm implements Sgemm {
      * workspace between steps), and each tile is merged into C once per K panel.
      */
     private static void transposedBlock(Kernel kn, Formulation form, int i0, int i1, int m, int k, int kcStep, float alpha,
-                                        float[] b, int bOff, int ldb, float[] ap, int mPad,
+                                        float[] b, int bOff, int ldb, float[] ap, int ap0, int mPad,
                                         float beta, float[] c, int cOff, int ldc) {
         Workspace ws = WORKSPACE.get();
         int mr = kn.mr;
@@ -596,6 +632,7 @@ public final class JavaSgemm implements Sgemm {
             float[] rows = ws.packA(mcPad * ROW_STRIDE);
             // One accumulator tile per MR rows of the block, for the sliver in hand.
             float[] acc = ws.tiles(mcPad / mr * tileSize);
+            int acc0 = form.start(acc);
             for (int pc = 0; pc < k; pc += kcStep) {
                 int kc = Math.min(kcStep, k - pc);
                 float betaNow = pc == 0 ? beta : 1f;
@@ -613,10 +650,10 @@ public final class JavaSgemm implements Sgemm {
                 int innerStep = form.l1Steps() && kn == Kernel.K6X4 ? balanced(kc, kn.kc) : kc;
                 for (int jr = 0; jr < m; jr += tileN) {
                     int nr = Math.min(tileN, m - jr);
-                    int bBase = pc * mPad + jr * kc; // sliver jr / NR of K panel pc
+                    int bBase = ap0 + pc * mPad + jr * kc; // sliver jr / NR of K panel pc
                     for (int p0 = 0; p0 < kc; p0 += innerStep) {
                         int kin = Math.min(innerStep, kc - p0);
-                        for (int ir = 0, t = 0; ir < mc; ir += mr, t += tileSize) {
+                        for (int ir = 0, t = acc0; ir < mc; ir += mr, t += tileSize) {
                             int aRow = ir * ROW_STRIDE + p0, bAt = bBase + p0 * tileN;
                             switch (kn) {
                                 case K6X4 -> microKernel6x4Rows(kin, rows, aRow, ap, bAt, acc, t, p0 > 0);
@@ -625,7 +662,7 @@ public final class JavaSgemm implements Sgemm {
                             }
                         }
                     }
-                    for (int ir = 0, t = 0; ir < mc; ir += mr, t += tileSize) {
+                    for (int ir = 0, t = acc0; ir < mc; ir += mr, t += tileSize) {
                         mergeTransposed(Math.min(mr, mc - ir), nr, tileN, acc, t, c, cOff + jr * ldc + ic + ir, ldc, alpha, betaNow);
                     }
                 }
@@ -634,7 +671,7 @@ public final class JavaSgemm implements Sgemm {
     }
 
     /** The blocked algorithm for the strip C[i0:i1, j0:j1] (global indices), on the current thread. */
-    private static void gemmBlock(Kernel kn, boolean transA, boolean transB, int i0, int i1, int j0, int j1, int k,
+    private static void gemmBlock(Kernel kn, Formulation form, boolean transA, boolean transB, int i0, int i1, int j0, int j1, int k,
                                   float alpha, float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
                                   float beta, float[] c, int cOff, int ldc) {
         int nr = kn.nr, kcStep = balanced(k, kn.kc);
@@ -644,8 +681,9 @@ public final class JavaSgemm implements Sgemm {
         for (int jc = j0; jc < j1; jc += ncStep) {
             int nc = Math.min(ncStep, j1 - jc), ncPad = roundUp(nc, nr);
             float[] bp = WORKSPACE.get().packB(k * ncPad);
-            packB(nr, transB, b, bOff, ldb, k, kcStep, jc, nc, bp, ncPad, 0);
-            multiplyPacked(kn, transA, i0, i1, nc, k, kcStep, alpha, a, aOff, lda, bp, ncPad, beta, c, cOff + jc, ldc);
+            int bp0 = form.start(bp);
+            packB(nr, transB, b, bOff, ldb, k, kcStep, jc, nc, bp, bp0, ncPad, 0);
+            multiplyPacked(kn, transA, i0, i1, nc, k, kcStep, alpha, a, aOff, lda, bp, bp0, ncPad, beta, c, cOff + jc, ldc);
         }
     }
 
@@ -655,7 +693,7 @@ public final class JavaSgemm implements Sgemm {
      * current thread: K panel by K panel, A in blocks of up to MC rows (read in place or packed).
      */
     private static void multiplyPacked(Kernel kn, boolean transA, int i0, int i1, int nc, int k, int kcStep, float alpha,
-                                       float[] a, int aOff, int lda, float[] bp, int ncPad,
+                                       float[] a, int aOff, int lda, float[] bp, int bp0, int ncPad,
                                        float beta, float[] c, int cOff, int ldc) {
         Workspace ws = WORKSPACE.get();
         int mr = kn.mr;
@@ -663,7 +701,7 @@ public final class JavaSgemm implements Sgemm {
         for (int pc = 0; pc < k; pc += kcStep) {
             int kc = Math.min(kcStep, k - pc);
             float betaNow = pc == 0 ? beta : 1f; // later K panels accumulate onto the first
-            int panel = pc * ncPad;      // K panel pc of the packed strip
+            int panel = bp0 + pc * ncPad; // K panel pc of the packed strip
             for (int ic = i0; ic < i1; ic += mcStep) {
                 int mc = Math.min(mcStep, i1 - ic);
                 float[] ap = ws.packA(roundUp(mc, mr) * kc);
@@ -1250,7 +1288,7 @@ public final class JavaSgemm implements Sgemm {
      * Each source row (or, for B stored [n,k], each source column) is read in one run.
      */
     private static void packB(int tileN, boolean transB, float[] b, int bOff, int ldb, int k, int kcStep, int jc, int nc,
-                              float[] bp, int ncPad, int jDst) {
+                              float[] bp, int bp0, int ncPad, int jDst) {
         if (transB) {
             // B stored [n,k] (nn.Linear weight layout): op(B)(p,j) = b[bOff + j*ldb + p]. A transposing
             // copy, in blocks of k-steps whose destination (block x tileN floats, 32 KiB) stays in L1
@@ -1262,7 +1300,7 @@ public final class JavaSgemm implements Sgemm {
             for (int jr = 0; jr < nc; jr += tileN) {
                 int nr = Math.min(tileN, nc - jr);
                 for (int pc = 0; pc < k; pc += kcStep) {
-                    int kc = Math.min(kcStep, k - pc), sliver = pc * ncPad + (jDst + jr) * kc;
+                    int kc = Math.min(kcStep, k - pc), sliver = bp0 + pc * ncPad + (jDst + jr) * kc;
                     for (int p0 = 0; p0 < kc; p0 += block) {
                         int p1 = Math.min(kc, p0 + block);
                         for (int j = 0; j < nr; j++) {
@@ -1282,7 +1320,7 @@ public final class JavaSgemm implements Sgemm {
                 for (int p = 0; p < kc; p++) {
                     int row = bOff + (pc + p) * ldb + jc;
                     for (int jr = 0; jr < nc; jr += tileN) {
-                        int nr = Math.min(tileN, nc - jr), dst = pc * ncPad + (jDst + jr) * kc + p * tileN;
+                        int nr = Math.min(tileN, nc - jr), dst = bp0 + pc * ncPad + (jDst + jr) * kc + p * tileN;
                         System.arraycopy(b, row + jr, bp, dst, nr);
                         if (nr < tileN) Arrays.fill(bp, dst + nr, dst + tileN, 0f);
                     }

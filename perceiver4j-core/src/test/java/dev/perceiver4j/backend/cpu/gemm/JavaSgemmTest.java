@@ -212,6 +212,42 @@ class JavaSgemmTest {
     }
 
     /**
+     * Where the packed operands start within a cache line only moves them: the same bits at every
+     * offset, for the transposed formulation (n > m), row strips over a shared B (m > n) and
+     * packed strips of B (transA, each thread packing its own).
+     */
+    @ParameterizedTest(name = "{0} kernel")
+    @EnumSource(Kernel.class)
+    void lineOffsetsGiveTheSameBits(Kernel kernel) {
+        int[][] shapes = {
+                {kernel.nr + 3, 40 * kernel.mr + 1, 2 * kernel.kc + 19, 0},
+                {40 * kernel.mr + 5, kernel.nr + 3, kernel.kc + 7, 0},
+                {3 * kernel.mr + 1, 5 * kernel.nr + 2, kernel.kc + 3, 1}};
+        SplittableRandom rnd = new SplittableRandom(19);
+        try (CpuPool pool = CpuPool.create(2)) {
+            for (int[] s : shapes) {
+                int m = s[0], n = s[1], k = s[2];
+                boolean transA = s[3] == 1;
+                float[] a = SgemmChecks.random(m * k, rnd), b = SgemmChecks.random(n * k, rnd), c0 = SgemmChecks.random(m * n, rnd);
+                int lda = transA ? m : k;
+                float[] expected = c0.clone();
+                new JavaSgemm(pool, kernel, JavaSgemm.Formulation.UNALIGNED).sgemm(transA, true, m, n, k, 0.5f, a, 0, lda, b, 0, k, 1f, expected, 0, n);
+                for (int offset = 0; offset < 64; offset += 8) {
+                    JavaSgemm.Formulation form = JavaSgemm.Formulation.parse("line" + offset);
+                    assertThat(form.lineOffset()).isEqualTo(offset);
+                    float[] c = c0.clone();
+                    new JavaSgemm(pool, kernel, form).sgemm(transA, true, m, n, k, 0.5f, a, 0, lda, b, 0, k, 1f, c, 0, n);
+                    assertThat(c).as("%dx%dx%d, %d bytes into a line", m, n, k, offset).containsExactly(expected);
+                }
+                SgemmChecks.compare(new JavaSgemm(pool, kernel), transA, true, m, n, k, 0.5f, 1f, 0, rnd);
+            }
+        }
+        assertThatThrownBy(() -> JavaSgemm.Formulation.parse("line12")).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("lineN takes N = 0, 8, ..., 56");
+        assertThatThrownBy(() -> JavaSgemm.Formulation.parse("line")).isInstanceOf(IllegalArgumentException.class);
+    }
+
+    /**
      * Products sharing A (q, k and v of self-attention): the same bits as each product alone, where
      * A^T is packed once for all (n_i >= m) and where one product does not take the transposed
      * formulation (n < m: all run one by one).
