@@ -28,12 +28,13 @@ final class AlternatingSgemm implements Sgemm {
             case "packed" -> new JavaSgemm(pool, kernel, JavaSgemm.Formulation.PACKED);
             case "static" -> new JavaSgemm(pool, kernel, JavaSgemm.Formulation.STATIC);
             case "unaligned" -> new JavaSgemm(pool, kernel, JavaSgemm.Formulation.UNALIGNED);
+            case "scalarpack" -> new JavaSgemm(pool, kernel, JavaSgemm.Formulation.SCALAR_PACKING);
             case "8x2" -> new JavaSgemm(pool, JavaSgemm.Kernel.K8X2);
             case "6x4" -> new JavaSgemm(pool, JavaSgemm.Kernel.K6X4);
             case "4x2" -> new JavaSgemm(pool, JavaSgemm.Kernel.K4X2);
             case "cblas" -> CblasSgemm.load(pool).orElseThrow(() -> new IllegalArgumentException(
                     "--compare-gemm cblas: no CBLAS found (set -D" + CblasSgemm.PROPERTY + "=/path/to/libopenblas.so)"));
-            default -> throw new IllegalArgumentException("--compare-gemm must be packed, static, unaligned, 8x2, 6x4, 4x2 or cblas, got " + name);
+            default -> throw new IllegalArgumentException("--compare-gemm must be packed, static, unaligned, scalarpack, 8x2, 6x4, 4x2 or cblas, got " + name);
         };
     }
 

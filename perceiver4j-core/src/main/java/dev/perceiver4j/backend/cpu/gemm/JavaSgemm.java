@@ -320,20 +320,26 @@ public final class JavaSgemm implements Sgemm {
      *                     load start: 0 (the default: every vector load within one line), another
      *                     multiple of 8 (measurements), or -1: wherever the array's first element is
      *                     (as before session 24; see {@link CacheLines})
+     * @param registerTransposes packing an operand stored the other way round transposes square blocks
+     *                     of VL x VL floats in registers ({@link Transpose}) where VL is 8 or 16; false:
+     *                     one float at a time (as before session 24)
      */
-    public record Formulation(boolean transposed, boolean always, boolean l1Steps, boolean claimed, int lineOffset) {
+    public record Formulation(boolean transposed, boolean always, boolean l1Steps, boolean claimed, int lineOffset,
+                              boolean registerTransposes) {
         /** What {@link #JavaSgemm(CpuPool)} uses. */
-        public static final Formulation DEFAULT = new Formulation(true, false, true, true, 0);
+        public static final Formulation DEFAULT = new Formulation(true, false, true, true, 0, true);
         /** Never transposed: B always packed. */
-        public static final Formulation PACKED = new Formulation(false, false, true, true, 0);
+        public static final Formulation PACKED = new Formulation(false, false, true, true, 0, true);
         /** The default without k steps (each A^T sliver in one pass over k, as before session 19). */
-        public static final Formulation ONE_PASS = new Formulation(true, false, false, true, 0);
+        public static final Formulation ONE_PASS = new Formulation(true, false, false, true, 0, true);
         /** Transposed for every A . B^T with A stored [m,k], whatever the sizes. */
-        public static final Formulation ALWAYS = new Formulation(true, true, true, true, 0);
+        public static final Formulation ALWAYS = new Formulation(true, true, true, true, 0, true);
         /** The default with one fixed strip per thread (as before session 20). */
-        public static final Formulation STATIC = new Formulation(true, false, true, false, 0);
+        public static final Formulation STATIC = new Formulation(true, false, true, false, 0, true);
         /** The default with packed operands wherever their arrays start (as before session 24). */
-        public static final Formulation UNALIGNED = new Formulation(true, false, true, true, -1);
+        public static final Formulation UNALIGNED = new Formulation(true, false, true, true, -1, true);
+        /** The default with transposing copies one float at a time (as before session 24). */
+        public static final Formulation SCALAR_PACKING = new Formulation(true, false, true, true, 0, false);
 
         public Formulation {
             if (lineOffset != -1 && (lineOffset < 0 || lineOffset >= CacheLines.LINE || lineOffset % 8 != 0)) {
@@ -344,14 +350,15 @@ public final class JavaSgemm implements Sgemm {
         /**
          * {@code auto} (the default), {@code packed} (never transposed), {@code onepass} (no k steps),
          * {@code always} (transposed for every A . B^T), {@code static} (fixed strips per thread),
-         * {@code unaligned} (packed operands wherever their arrays start) or {@code lineN} (the default
+         * {@code unaligned} (packed operands wherever their arrays start), {@code scalarpack} (transposing
+         * copies one float at a time) or {@code lineN} (the default
          * with packed operands starting N bytes into a cache line: N = 8, 16, ..., 56).
          */
         public static Formulation parse(String name) {
             String n = name.trim();
             if (n.startsWith("line")) {
                 try {
-                    return new Formulation(true, false, true, true, Integer.parseInt(n.substring(4)));
+                    return new Formulation(true, false, true, true, Integer.parseInt(n.substring(4)), true);
                 } catch (IllegalArgumentException e) { // NumberFormatException included
                     throw new IllegalArgumentException("lineN takes N = 0, 8, ..., 56 (bytes into a cache line), got " + name);
                 }
@@ -363,8 +370,9 @@ public final class JavaSgemm implements Sgemm {
                 case "always" -> ALWAYS;
                 case "static" -> STATIC;
                 case "unaligned" -> UNALIGNED;
+                case "scalarpack" -> SCALAR_PACKING;
                 default -> throw new IllegalArgumentException(
-                        "a formulation is auto, packed, onepass, always, static, unaligned or lineN, got " + name);
+                        "a formulation is auto, packed, onepass, always, static, unaligned, scalarpack or lineN, got " + name);
             };
         }
 
@@ -380,6 +388,7 @@ public final class JavaSgemm implements Sgemm {
             if (transposed && always) sb.append(", transposed for every A.B^T");
             if (transposed && !l1Steps) sb.append(", one pass over k");
             if (!claimed) sb.append(", fixed strips per thread");
+            if (!registerTransposes) sb.append(", scalar transposing copies");
             if (lineOffset < 0) sb.append(", packed operands unaligned");
             else if (lineOffset > 0) sb.append(", packed operands ").append(lineOffset).append(" bytes into a cache line");
             return sb.toString();
@@ -542,9 +551,9 @@ public final class JavaSgemm implements Sgemm {
         int bp0 = form.start(bp);
         if (parallel) {
             forStrips(nPad / nr, nPad / nr, (s0, s1) -> packB(nr, transB, b, bOff, ldb, k, kcStep,
-                    s0 * nr, Math.min(n, s1 * nr) - s0 * nr, bp, bp0, nPad, s0 * nr));
+                    s0 * nr, Math.min(n, s1 * nr) - s0 * nr, bp, bp0, nPad, s0 * nr, form.registerTransposes()));
         } else {
-            packB(nr, transB, b, bOff, ldb, k, kcStep, 0, n, bp, bp0, nPad, 0);
+            packB(nr, transB, b, bOff, ldb, k, kcStep, 0, n, bp, bp0, nPad, 0, form.registerTransposes());
         }
         return new Packed(bp, bp0);
     }
@@ -682,7 +691,7 @@ public final class JavaSgemm implements Sgemm {
             int nc = Math.min(ncStep, j1 - jc), ncPad = roundUp(nc, nr);
             float[] bp = WORKSPACE.get().packB(k * ncPad);
             int bp0 = form.start(bp);
-            packB(nr, transB, b, bOff, ldb, k, kcStep, jc, nc, bp, bp0, ncPad, 0);
+            packB(nr, transB, b, bOff, ldb, k, kcStep, jc, nc, bp, bp0, ncPad, 0, form.registerTransposes());
             multiplyPacked(kn, transA, i0, i1, nc, k, kcStep, alpha, a, aOff, lda, bp, bp0, ncPad, beta, c, cOff + jc, ldc);
         }
     }
@@ -1288,7 +1297,7 @@ public final class JavaSgemm implements Sgemm {
      * Each source row (or, for B stored [n,k], each source column) is read in one run.
      */
     private static void packB(int tileN, boolean transB, float[] b, int bOff, int ldb, int k, int kcStep, int jc, int nc,
-                              float[] bp, int bp0, int ncPad, int jDst) {
+                              float[] bp, int bp0, int ncPad, int jDst, boolean registerTransposes) {
         if (transB) {
             // B stored [n,k] (nn.Linear weight layout): op(B)(p,j) = b[bOff + j*ldb + p]. A transposing
             // copy, in blocks of k-steps whose destination (block x tileN floats, 32 KiB) stays in L1
@@ -1296,16 +1305,27 @@ public final class JavaSgemm implements Sgemm {
             // kc x tileN, 160 KiB at k = 1280 for 8x2) would not fit, and every strided store went to
             // L2. Measured on dev for a 256 x 1280 B: 210 -> 100 us with 32-column slivers, 250 ->
             // 165 us with 64.
+            // Square VL x VL blocks go through registers (Transpose); the rest, one float at a time.
+            int square = registerTransposes && (VL == 16 || VL == 8) && tileN % VL == 0 ? VL : 0;
             int block = Math.max(16, TRANSPOSE_FLOATS / tileN);
             for (int jr = 0; jr < nc; jr += tileN) {
                 int nr = Math.min(tileN, nc - jr);
+                int jv = square == 0 ? 0 : nr / square * square; // columns j < jv: whole squares
                 for (int pc = 0; pc < k; pc += kcStep) {
                     int kc = Math.min(kcStep, k - pc), sliver = bp0 + pc * ncPad + (jDst + jr) * kc;
                     for (int p0 = 0; p0 < kc; p0 += block) {
                         int p1 = Math.min(kc, p0 + block);
+                        int pv = jv == 0 ? p0 : p0 + (p1 - p0) / square * square; // rows p < pv of columns j < jv: done in squares
+                        for (int p = p0; p < pv; p += square) {
+                            for (int j = 0; j < jv; j += square) {
+                                int src = bOff + (jc + jr + j) * ldb + pc + p, dst = sliver + p * tileN + j;
+                                if (VL == 16) Transpose.block16(b, src, ldb, bp, dst, tileN);
+                                else Transpose.block8(b, src, ldb, bp, dst, tileN);
+                            }
+                        }
                         for (int j = 0; j < nr; j++) {
                             int src = bOff + (jc + jr + j) * ldb + pc, base = sliver + j;
-                            for (int p = p0; p < p1; p++) bp[base + p * tileN] = b[src + p];
+                            for (int p = j < jv ? pv : p0; p < p1; p++) bp[base + p * tileN] = b[src + p];
                         }
                         for (int j = nr; j < tileN; j++) {
                             for (int p = p0; p < p1; p++) bp[sliver + j + p * tileN] = 0f;

@@ -248,6 +248,34 @@ class JavaSgemmTest {
     }
 
     /**
+     * Packing through register transposes only copies: the same bits as one float at a time, for
+     * the transposed formulation's A^T (n > m) and for packed strips of a weight B stored [n,k]
+     * (m > n: shared; transA: per thread), with partial squares, a partial last sliver and k
+     * steps that are not a multiple of a square.
+     */
+    @ParameterizedTest(name = "{0} kernel")
+    @EnumSource(Kernel.class)
+    void registerTransposesGiveTheSameBits(Kernel kernel) {
+        int[][] shapes = {
+                {2 * kernel.nr + 13, 40 * kernel.mr + 1, 2 * kernel.kc + 19, 0},
+                {40 * kernel.mr + 5, 3 * kernel.nr - 5, 300, 0},
+                {3 * kernel.mr + 1, 5 * kernel.nr + 2, kernel.kc + 3, 1}};
+        SplittableRandom rnd = new SplittableRandom(29);
+        try (CpuPool pool = CpuPool.create(2)) {
+            for (int[] s : shapes) {
+                int m = s[0], n = s[1], k = s[2];
+                boolean transA = s[3] == 1;
+                int lda = transA ? m : k;
+                float[] a = SgemmChecks.random(m * k, rnd), b = SgemmChecks.random(n * k, rnd), c0 = SgemmChecks.random(m * n, rnd);
+                float[] scalar = c0.clone(), registers = c0.clone();
+                new JavaSgemm(pool, kernel, JavaSgemm.Formulation.SCALAR_PACKING).sgemm(transA, true, m, n, k, 0.5f, a, 0, lda, b, 0, k, 1f, scalar, 0, n);
+                new JavaSgemm(pool, kernel, JavaSgemm.Formulation.DEFAULT).sgemm(transA, true, m, n, k, 0.5f, a, 0, lda, b, 0, k, 1f, registers, 0, n);
+                assertThat(registers).as("%dx%dx%d", m, n, k).containsExactly(scalar);
+            }
+        }
+    }
+
+    /**
      * Products sharing A (q, k and v of self-attention): the same bits as each product alone, where
      * A^T is packed once for all (n_i >= m) and where one product does not take the transposed
      * formulation (n < m: all run one by one).
