@@ -20,9 +20,9 @@ final class Transpose {
     private static final FloatVector LO16_4 = chunks(S16, 4, false), HI16_4 = chunks(S16, 4, true);
     private static final FloatVector LO16_2 = chunks(S16, 2, false), HI16_2 = chunks(S16, 2, true);
     private static final FloatVector LO16_1 = chunks(S16, 1, false), HI16_1 = chunks(S16, 1, true);
-    private static final FloatVector LO8_4 = chunks(S8, 4, false), HI8_4 = chunks(S8, 4, true);
-    private static final FloatVector LO8_2 = chunks(S8, 2, false), HI8_2 = chunks(S8, 2, true);
-    private static final FloatVector LO8_1 = chunks(S8, 1, false), HI8_1 = chunks(S8, 1, true);
+    static final FloatVector LO8_4 = chunks(S8, 4, false), HI8_4 = chunks(S8, 4, true);
+    static final FloatVector LO8_2 = chunks(S8, 2, false), HI8_2 = chunks(S8, 2, true);
+    static final FloatVector LO8_1 = chunks(S8, 1, false), HI8_1 = chunks(S8, 1, true);
 
     private Transpose() {}
 
