@@ -27,14 +27,19 @@ final class AlternatingSgemm implements Sgemm {
         return switch (name.trim().toLowerCase(Locale.ROOT)) {
             case "packed" -> new JavaSgemm(pool, kernel, JavaSgemm.Formulation.PACKED);
             case "static" -> new JavaSgemm(pool, kernel, JavaSgemm.Formulation.STATIC);
-            case "unaligned" -> new JavaSgemm(pool, kernel, JavaSgemm.Formulation.UNALIGNED);
-            case "scalarpack" -> new JavaSgemm(pool, kernel, JavaSgemm.Formulation.SCALAR_PACKING);
             case "8x2" -> new JavaSgemm(pool, JavaSgemm.Kernel.K8X2);
             case "6x4" -> new JavaSgemm(pool, JavaSgemm.Kernel.K6X4);
             case "4x2" -> new JavaSgemm(pool, JavaSgemm.Kernel.K4X2);
             case "cblas" -> CblasSgemm.load(pool).orElseThrow(() -> new IllegalArgumentException(
                     "--compare-gemm cblas: no CBLAS found (set -D" + CblasSgemm.PROPERTY + "=/path/to/libopenblas.so)"));
-            default -> throw new IllegalArgumentException("--compare-gemm must be packed, static, unaligned, scalarpack, 8x2, 6x4, 4x2 or cblas, got " + name);
+            default -> {
+                try { // the same kernel with other packing, e.g. unaligned+scalarpack (as before session 24)
+                    yield new JavaSgemm(pool, kernel, JavaSgemm.Formulation.parse(name));
+                } catch (IllegalArgumentException e) {
+                    throw new IllegalArgumentException("--compare-gemm must be packed, static, 8x2, 6x4, 4x2, cblas or a formulation"
+                            + " such as unaligned+scalarpack, got " + name + " (" + e.getMessage() + ")");
+                }
+            }
         };
     }
 

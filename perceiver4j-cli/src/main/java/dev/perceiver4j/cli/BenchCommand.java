@@ -102,8 +102,8 @@ final class BenchCommand implements Runnable {
     @Option(names = "--compare-gemm", description = "mlm-forward on the CPU: time the passes alternately with the matrix products of --gemm /"
             + " --gemm-kernel and with this one, in one process, and print both and their ratio: packed (the pure-Java kernel"
             + " always packing B, without its transposed formulation), static (one fixed strip of each product per thread instead of"
-            + " claimed pieces), unaligned (packed operands wherever their arrays start, as before session 24),"
-            + " scalarpack (transposing copies one float at a time, as before session 24), 8x2, 6x4, 4x2, cblas")
+            + " claimed pieces), 8x2, 6x4, 4x2, cblas, or the same kernel packing as before session 24: unaligned (packed operands"
+            + " wherever their arrays start), scalarpack (transposing copies one float at a time), unaligned+scalarpack (both)")
     String compareGemm;
 
     @Override

@@ -350,30 +350,49 @@ public final class JavaSgemm implements Sgemm {
         /**
          * {@code auto} (the default), {@code packed} (never transposed), {@code onepass} (no k steps),
          * {@code always} (transposed for every A . B^T), {@code static} (fixed strips per thread),
-         * {@code unaligned} (packed operands wherever their arrays start), {@code scalarpack} (transposing
-         * copies one float at a time) or {@code lineN} (the default
-         * with packed operands starting N bytes into a cache line: N = 8, 16, ..., 56).
+         * combined with '+' with any of {@code unaligned} (packed operands wherever their arrays start),
+         * {@code scalarpack} (transposing copies one float at a time) and {@code lineN} (packed operands
+         * starting N bytes into a cache line: N = 0, 8, ..., 56).
          */
         public static Formulation parse(String name) {
-            String n = name.trim();
-            if (n.startsWith("line")) {
-                try {
-                    return new Formulation(true, false, true, true, Integer.parseInt(n.substring(4)), true);
-                } catch (IllegalArgumentException e) { // NumberFormatException included
-                    throw new IllegalArgumentException("lineN takes N = 0, 8, ..., 56 (bytes into a cache line), got " + name);
+            // A base (auto, packed, onepass, always, static) and the packing choices (unaligned,
+            // lineN, scalarpack) combine with '+': "unaligned+scalarpack" packs as before session 24.
+            Formulation f = null;
+            int lineOffset = 0;
+            boolean registerTransposes = true;
+            for (String part : name.trim().split("\\+", -1)) {
+                String n = part.trim();
+                Formulation base = switch (n) {
+                    case "auto" -> DEFAULT;
+                    case "packed" -> PACKED;
+                    case "onepass" -> ONE_PASS;
+                    case "always" -> ALWAYS;
+                    case "static" -> STATIC;
+                    default -> null;
+                };
+                if (base != null) {
+                    if (f != null) throw new IllegalArgumentException("a formulation has one of auto, packed, onepass, always, static, got " + name);
+                    f = base;
+                } else if (n.equals("unaligned")) {
+                    lineOffset = -1;
+                } else if (n.equals("scalarpack")) {
+                    registerTransposes = false;
+                } else if (n.startsWith("line")) {
+                    try {
+                        lineOffset = Integer.parseInt(n.substring(4));
+                    } catch (NumberFormatException e) {
+                        lineOffset = 1; // rejected below
+                    }
+                    if (lineOffset < 0 || lineOffset >= CacheLines.LINE || lineOffset % 8 != 0) {
+                        throw new IllegalArgumentException("lineN takes N = 0, 8, ..., 56 (bytes into a cache line), got " + name);
+                    }
+                } else {
+                    throw new IllegalArgumentException("a formulation is auto, packed, onepass, always or static, with any of +unaligned,"
+                            + " +lineN, +scalarpack (alone they modify auto), got " + name);
                 }
             }
-            return switch (n) {
-                case "auto" -> DEFAULT;
-                case "packed" -> PACKED;
-                case "onepass" -> ONE_PASS;
-                case "always" -> ALWAYS;
-                case "static" -> STATIC;
-                case "unaligned" -> UNALIGNED;
-                case "scalarpack" -> SCALAR_PACKING;
-                default -> throw new IllegalArgumentException(
-                        "a formulation is auto, packed, onepass, always, static, unaligned, scalarpack or lineN, got " + name);
-            };
+            if (f == null) f = DEFAULT;
+            return new Formulation(f.transposed, f.always, f.l1Steps, f.claimed, lineOffset, registerTransposes);
         }
 
         /** The index in {@code buffer} from which a packed operand starts ({@link #lineOffset}). */

@@ -247,6 +247,24 @@ class JavaSgemmTest {
         assertThatThrownBy(() -> JavaSgemm.Formulation.parse("line")).isInstanceOf(IllegalArgumentException.class);
     }
 
+    @Test
+    void formulationsCombineABaseWithPackingChoices() {
+        assertThat(JavaSgemm.Formulation.parse("auto")).isEqualTo(JavaSgemm.Formulation.DEFAULT);
+        assertThat(JavaSgemm.Formulation.parse("unaligned")).isEqualTo(JavaSgemm.Formulation.UNALIGNED);
+        assertThat(JavaSgemm.Formulation.parse("scalarpack")).isEqualTo(JavaSgemm.Formulation.SCALAR_PACKING);
+        JavaSgemm.Formulation before24 = JavaSgemm.Formulation.parse("unaligned+scalarpack");
+        assertThat(before24.lineOffset()).isEqualTo(-1);
+        assertThat(before24.registerTransposes()).isFalse();
+        assertThat(before24.transposed()).isTrue();
+        JavaSgemm.Formulation packed16 = JavaSgemm.Formulation.parse(" packed + line16 ");
+        assertThat(packed16.transposed()).isFalse();
+        assertThat(packed16.lineOffset()).isEqualTo(16);
+        assertThatThrownBy(() -> JavaSgemm.Formulation.parse("packed+static")).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("one of auto, packed");
+        assertThatThrownBy(() -> JavaSgemm.Formulation.parse("auto+fast")).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("got auto+fast");
+    }
+
     /**
      * Packing through register transposes only copies: the same bits as one float at a time, for
      * the transposed formulation's A^T (n > m) and for packed strips of a weight B stored [n,k]
