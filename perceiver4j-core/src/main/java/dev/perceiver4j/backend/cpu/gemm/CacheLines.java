@@ -32,17 +32,21 @@ final class CacheLines {
     /** Extra floats a buffer needs so that an operand can start anywhere in its first line. */
     static final int SLACK = LINE / Float.BYTES;
 
-    /** {@code void *memcpy(void *dst, const void *src, size_t n)}, heap arrays allowed; null when unavailable. */
+    /**
+     * {@code void *memcpy(void *dst, const void *src, size_t n)}, heap arrays allowed; null when
+     * unavailable. The pointer it returns is taken as a 64-bit integer (the same register on the
+     * 64-bit ABIs), so that no segment object is made for it.
+     */
     private static final MethodHandle MEMCPY = link();
 
     private CacheLines() {}
 
     private static MethodHandle link() {
         try {
-            if (!CacheLines.class.getModule().isNativeAccessEnabled()) return null;
+            if (!CacheLines.class.getModule().isNativeAccessEnabled() || ADDRESS.byteSize() != Long.BYTES) return null;
             Linker linker = Linker.nativeLinker();
             return linker.defaultLookup().find("memcpy")
-                    .map(f -> linker.downcallHandle(f, FunctionDescriptor.of(ADDRESS, ADDRESS, ADDRESS, JAVA_LONG),
+                    .map(f -> linker.downcallHandle(f, FunctionDescriptor.of(JAVA_LONG, ADDRESS, ADDRESS, JAVA_LONG),
                             Linker.Option.critical(true)))
                     .orElse(null);
         } catch (RuntimeException | LinkageError e) { // no native linker on this platform, access denied
@@ -60,7 +64,7 @@ final class CacheLines {
         if (MEMCPY == null) return -1;
         MemorySegment s = MemorySegment.ofArray(a);
         try {
-            return ((MemorySegment) MEMCPY.invokeExact(s, s, 0L)).address();
+            return (long) MEMCPY.invokeExact(s, s, 0L);
         } catch (Throwable t) {
             return -1;
         }

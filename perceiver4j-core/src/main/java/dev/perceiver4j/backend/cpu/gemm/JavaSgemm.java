@@ -655,12 +655,12 @@ public final class JavaSgemm implements Sgemm {
         int mr = kn.mr;
         int mcStep = roundUp(balanced(i1 - i0, TRANSPOSED_MC), mr);
         int tileN = kn.nr, tileSize = mr * tileN;
+        // One accumulator tile per MR rows of a block (mcStep is a multiple of MR), for the sliver in hand.
+        float[] acc = ws.tiles(mcStep / mr * tileSize);
+        int acc0 = form.start(acc);
         for (int ic = i0; ic < i1; ic += mcStep) {
             int mc = Math.min(mcStep, i1 - ic), mcPad = roundUp(mc, mr);
             float[] rows = ws.packA(mcPad * ROW_STRIDE);
-            // One accumulator tile per MR rows of the block, for the sliver in hand.
-            float[] acc = ws.tiles(mcPad / mr * tileSize);
-            int acc0 = form.start(acc);
             for (int pc = 0; pc < k; pc += kcStep) {
                 int kc = Math.min(kcStep, k - pc);
                 float betaNow = pc == 0 ? beta : 1f;
