@@ -1250,7 +1250,11 @@ public final class JavaSgemm implements Sgemm {
     private static void mergeTransposed(int mr, int nr, int tileN, float[] tile, int tileOff, float[] c, int ci, int ldc, float alpha,
                                         float beta, boolean registerTransposes) {
         if (mr == MR_4X2 && tileN == NR_4X2) {
-            for (int j = 0; j < nr; j++) {
+            int j4 = 0;
+            if (registerTransposes) {
+                for (; j4 + 4 <= nr; j4 += 4) mergeColumns4(tile, tileOff + j4, c, ci + j4 * ldc, ldc, alpha, beta);
+            }
+            for (int j = j4; j < nr; j++) {
                 int row = ci + j * ldc;
                 FloatVector v = FloatVector.fromArray(FOUR, tile, tileOff + j, COLUMN_4X2, 0).mul(alpha);
                 if (beta != 0f) v = v.add(FloatVector.fromArray(FOUR, c, row).mul(beta));
@@ -1323,6 +1327,34 @@ public final class JavaSgemm implements Sgemm {
         storeColumn6(r5, c, ci + 5 * ldc, alpha, beta);
         storeColumn6(r6, c, ci + 6 * ldc, alpha, beta);
         storeColumn6(r7, c, ci + 7 * ldc, alpha, beta);
+    }
+
+    /**
+     * {@link #mergeTransposed} of 4 columns of a full 4x2 tile (4 rows of {@code NR_4X2} floats from
+     * {@code t}): the 4 x 4 block transposed in 128-bit registers, each column stored whole as C row
+     * j's 4 consecutive floats (row j at {@code ci + j * ldc}); the same two roundings as the gathers.
+     */
+    private static void mergeColumns4(float[] tile, int t, float[] c, int ci, int ldc, float alpha, float beta) {
+        FloatVector r0 = FloatVector.fromArray(FOUR, tile, t);
+        FloatVector r1 = FloatVector.fromArray(FOUR, tile, t + NR_4X2);
+        FloatVector r2 = FloatVector.fromArray(FOUR, tile, t + 2 * NR_4X2);
+        FloatVector r3 = FloatVector.fromArray(FOUR, tile, t + 3 * NR_4X2);
+        FloatVector x;
+        x = Transpose.LO4_2.selectFrom(r0, r2); r2 = Transpose.HI4_2.selectFrom(r0, r2); r0 = x;
+        x = Transpose.LO4_2.selectFrom(r1, r3); r3 = Transpose.HI4_2.selectFrom(r1, r3); r1 = x;
+        x = Transpose.LO4_1.selectFrom(r0, r1); r1 = Transpose.HI4_1.selectFrom(r0, r1); r0 = x;
+        x = Transpose.LO4_1.selectFrom(r2, r3); r3 = Transpose.HI4_1.selectFrom(r2, r3); r2 = x;
+        storeColumn4(r0, c, ci, alpha, beta);
+        storeColumn4(r1, c, ci + ldc, alpha, beta);
+        storeColumn4(r2, c, ci + 2 * ldc, alpha, beta);
+        storeColumn4(r3, c, ci + 3 * ldc, alpha, beta);
+    }
+
+    /** C[row .. row + 3] = alpha * v + beta * C (C not read when beta == 0). */
+    private static void storeColumn4(FloatVector v, float[] c, int row, float alpha, float beta) {
+        v = v.mul(alpha);
+        if (beta != 0f) v = v.add(FloatVector.fromArray(FOUR, c, row).mul(beta));
+        v.intoArray(c, row);
     }
 
     /** C[row .. row + 5] = alpha * v[0..5] + beta * C (C not read when beta == 0). */

@@ -23,6 +23,9 @@ final class Transpose {
     static final FloatVector LO8_4 = chunks(S8, 4, false), HI8_4 = chunks(S8, 4, true);
     static final FloatVector LO8_2 = chunks(S8, 2, false), HI8_2 = chunks(S8, 2, true);
     static final FloatVector LO8_1 = chunks(S8, 1, false), HI8_1 = chunks(S8, 1, true);
+    /** The rounds of a 4 x 4 transpose (128-bit vectors), for the 4x2 tile's merges. */
+    static final FloatVector LO4_2 = chunks(FloatVector.SPECIES_128, 2, false), HI4_2 = chunks(FloatVector.SPECIES_128, 2, true);
+    static final FloatVector LO4_1 = chunks(FloatVector.SPECIES_128, 1, false), HI4_1 = chunks(FloatVector.SPECIES_128, 1, true);
 
     private Transpose() {}
 
