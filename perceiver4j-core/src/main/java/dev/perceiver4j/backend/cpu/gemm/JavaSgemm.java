@@ -342,9 +342,14 @@ public final class JavaSgemm implements Sgemm {
         public static final Formulation SCALAR_PACKING = new Formulation(true, false, true, true, 0, false);
 
         public Formulation {
-            if (lineOffset != -1 && (lineOffset < 0 || lineOffset >= CacheLines.LINE || lineOffset % 8 != 0)) {
+            if (lineOffset != -1 && !isLineOffset(lineOffset)) {
                 throw new IllegalArgumentException("lineOffset is -1 or a multiple of 8 below " + CacheLines.LINE + ", got " + lineOffset);
             }
+        }
+
+        /** Whether {@code bytes} is a start within a cache line that packing can take: 0, 8, ..., 56. */
+        private static boolean isLineOffset(int bytes) {
+            return bytes >= 0 && bytes < CacheLines.LINE && bytes % 8 == 0;
         }
 
         /**
@@ -378,14 +383,7 @@ public final class JavaSgemm implements Sgemm {
                 } else if (n.equals("scalarpack")) {
                     registerTransposes = false;
                 } else if (n.startsWith("line")) {
-                    try {
-                        lineOffset = Integer.parseInt(n.substring(4));
-                    } catch (NumberFormatException e) {
-                        lineOffset = 1; // rejected below
-                    }
-                    if (lineOffset < 0 || lineOffset >= CacheLines.LINE || lineOffset % 8 != 0) {
-                        throw new IllegalArgumentException("lineN takes N = 0, 8, ..., 56 (bytes into a cache line), got " + name);
-                    }
+                    lineOffset = parseLineOffset(n.substring(4), name);
                 } else {
                     throw new IllegalArgumentException("a formulation is auto, packed, onepass, always or static, with any of +unaligned,"
                             + " +lineN, +scalarpack (alone they modify auto), got " + name);
@@ -393,6 +391,17 @@ public final class JavaSgemm implements Sgemm {
             }
             if (f == null) f = DEFAULT;
             return new Formulation(f.transposed, f.always, f.l1Steps, f.claimed, lineOffset, registerTransposes);
+        }
+
+        /** N of {@code lineN}; {@code name} for the message. */
+        private static int parseLineOffset(String digits, String name) {
+            try {
+                int bytes = Integer.parseInt(digits);
+                if (isLineOffset(bytes)) return bytes;
+            } catch (NumberFormatException e) {
+                // the message below
+            }
+            throw new IllegalArgumentException("lineN takes N = 0, 8, ..., 56 (bytes into a cache line), got " + name);
         }
 
         /** The index in {@code buffer} from which a packed operand starts ({@link #lineOffset}). */

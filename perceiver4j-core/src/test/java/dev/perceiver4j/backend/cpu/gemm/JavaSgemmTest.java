@@ -212,39 +212,42 @@ class JavaSgemmTest {
     }
 
     /**
-     * Where the packed operands start within a cache line only moves them: the same bits at every
-     * offset, for the transposed formulation (n > m), row strips over a shared B (m > n) and
-     * packed strips of B (transA, each thread packing its own).
+     * Where the packed operands start within a cache line, and whether transposing copies go
+     * through registers, only move data: every packing choice gives the bits of session 23's
+     * packing (unaligned, one float at a time), for the transposed formulation's A^T (n > m), row
+     * strips over a shared B (m > n) and packed strips of a weight B (transA, each thread packing
+     * its own), with partial squares, a partial last sliver and k steps that are not a multiple of
+     * a square; and the default is right against the oracle.
      */
     @ParameterizedTest(name = "{0} kernel")
     @EnumSource(Kernel.class)
-    void lineOffsetsGiveTheSameBits(Kernel kernel) {
+    void packingChoicesGiveTheSameBits(Kernel kernel) {
         int[][] shapes = {
                 {kernel.nr + 3, 40 * kernel.mr + 1, 2 * kernel.kc + 19, 0},
+                {2 * kernel.nr + 13, 40 * kernel.mr + 1, 2 * kernel.kc + 19, 0},
                 {40 * kernel.mr + 5, kernel.nr + 3, kernel.kc + 7, 0},
+                {40 * kernel.mr + 5, 3 * kernel.nr - 5, 300, 0},
                 {3 * kernel.mr + 1, 5 * kernel.nr + 2, kernel.kc + 3, 1}};
+        List<String> choices = new ArrayList<>(List.of("auto", "scalarpack", "unaligned"));
+        for (int offset = 0; offset < 64; offset += 8) choices.add("line" + offset);
         SplittableRandom rnd = new SplittableRandom(19);
         try (CpuPool pool = CpuPool.create(2)) {
+            Sgemm before = new JavaSgemm(pool, kernel, JavaSgemm.Formulation.parse("unaligned+scalarpack"));
             for (int[] s : shapes) {
                 int m = s[0], n = s[1], k = s[2];
                 boolean transA = s[3] == 1;
-                float[] a = SgemmChecks.random(m * k, rnd), b = SgemmChecks.random(n * k, rnd), c0 = SgemmChecks.random(m * n, rnd);
                 int lda = transA ? m : k;
+                float[] a = SgemmChecks.random(m * k, rnd), b = SgemmChecks.random(n * k, rnd), c0 = SgemmChecks.random(m * n, rnd);
                 float[] expected = c0.clone();
-                new JavaSgemm(pool, kernel, JavaSgemm.Formulation.UNALIGNED).sgemm(transA, true, m, n, k, 0.5f, a, 0, lda, b, 0, k, 1f, expected, 0, n);
-                for (int offset = 0; offset < 64; offset += 8) {
-                    JavaSgemm.Formulation form = JavaSgemm.Formulation.parse("line" + offset);
-                    assertThat(form.lineOffset()).isEqualTo(offset);
+                before.sgemm(transA, true, m, n, k, 0.5f, a, 0, lda, b, 0, k, 1f, expected, 0, n);
+                for (String choice : choices) {
                     float[] c = c0.clone();
-                    new JavaSgemm(pool, kernel, form).sgemm(transA, true, m, n, k, 0.5f, a, 0, lda, b, 0, k, 1f, c, 0, n);
-                    assertThat(c).as("%dx%dx%d, %d bytes into a line", m, n, k, offset).containsExactly(expected);
+                    new JavaSgemm(pool, kernel, JavaSgemm.Formulation.parse(choice)).sgemm(transA, true, m, n, k, 0.5f, a, 0, lda, b, 0, k, 1f, c, 0, n);
+                    assertThat(c).as("%dx%dx%d, %s", m, n, k, choice).containsExactly(expected);
                 }
                 SgemmChecks.compare(new JavaSgemm(pool, kernel), transA, true, m, n, k, 0.5f, 1f, 0, rnd);
             }
         }
-        assertThatThrownBy(() -> JavaSgemm.Formulation.parse("line12")).isInstanceOf(IllegalArgumentException.class)
-                .hasMessageContaining("lineN takes N = 0, 8, ..., 56");
-        assertThatThrownBy(() -> JavaSgemm.Formulation.parse("line")).isInstanceOf(IllegalArgumentException.class);
     }
 
     @Test
@@ -263,33 +266,10 @@ class JavaSgemmTest {
                 .hasMessageContaining("one of auto, packed");
         assertThatThrownBy(() -> JavaSgemm.Formulation.parse("auto+fast")).isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining("got auto+fast");
-    }
-
-    /**
-     * Packing through register transposes only copies: the same bits as one float at a time, for
-     * the transposed formulation's A^T (n > m) and for packed strips of a weight B stored [n,k]
-     * (m > n: shared; transA: per thread), with partial squares, a partial last sliver and k
-     * steps that are not a multiple of a square.
-     */
-    @ParameterizedTest(name = "{0} kernel")
-    @EnumSource(Kernel.class)
-    void registerTransposesGiveTheSameBits(Kernel kernel) {
-        int[][] shapes = {
-                {2 * kernel.nr + 13, 40 * kernel.mr + 1, 2 * kernel.kc + 19, 0},
-                {40 * kernel.mr + 5, 3 * kernel.nr - 5, 300, 0},
-                {3 * kernel.mr + 1, 5 * kernel.nr + 2, kernel.kc + 3, 1}};
-        SplittableRandom rnd = new SplittableRandom(29);
-        try (CpuPool pool = CpuPool.create(2)) {
-            for (int[] s : shapes) {
-                int m = s[0], n = s[1], k = s[2];
-                boolean transA = s[3] == 1;
-                int lda = transA ? m : k;
-                float[] a = SgemmChecks.random(m * k, rnd), b = SgemmChecks.random(n * k, rnd), c0 = SgemmChecks.random(m * n, rnd);
-                float[] scalar = c0.clone(), registers = c0.clone();
-                new JavaSgemm(pool, kernel, JavaSgemm.Formulation.SCALAR_PACKING).sgemm(transA, true, m, n, k, 0.5f, a, 0, lda, b, 0, k, 1f, scalar, 0, n);
-                new JavaSgemm(pool, kernel, JavaSgemm.Formulation.DEFAULT).sgemm(transA, true, m, n, k, 0.5f, a, 0, lda, b, 0, k, 1f, registers, 0, n);
-                assertThat(registers).as("%dx%dx%d", m, n, k).containsExactly(scalar);
-            }
+        for (int offset = 0; offset < 64; offset += 8) assertThat(JavaSgemm.Formulation.parse("line" + offset).lineOffset()).isEqualTo(offset);
+        for (String bad : new String[] {"line12", "line", "line-8", "line64"}) {
+            assertThatThrownBy(() -> JavaSgemm.Formulation.parse(bad)).as(bad).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining("lineN takes N = 0, 8, ..., 56");
         }
     }
 
