@@ -102,8 +102,11 @@ final class BenchCommand implements Runnable {
     @Option(names = "--compare-gemm", description = "mlm-forward on the CPU: time the passes alternately with the matrix products of --gemm /"
             + " --gemm-kernel and with this one, in one process, and print both and their ratio: packed (the pure-Java kernel"
             + " always packing B, without its transposed formulation), static (one fixed strip of each product per thread instead of"
-            + " claimed pieces), 8x2, 6x4, 4x2, cblas, or the same kernel packing as before session 24: unaligned (packed operands"
-            + " wherever their arrays start), scalarpack (transposing copies one float at a time), unaligned+scalarpack (both)")
+            + " claimed pieces), 8x2, 6x4, 4x2, cblas, or another formulation of the same kernel, choices joined by '+':"
+            + " unaligned (packed operands wherever their arrays start), scalarpack (transposing copies one float at a time),"
+            + " norows (the 2048-row products by the blocked algorithm), noinplace (weight rows copied for the 6x4 tile),"
+            + " blockN, rowblockN, stepN (block rows, L1 step); norows+noinplace+block128 = session 24's paths, with"
+            + " +unaligned+scalarpack session 23's")
     String compareGemm;
 
     @Override

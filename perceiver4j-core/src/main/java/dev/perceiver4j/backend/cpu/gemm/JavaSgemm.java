@@ -39,13 +39,24 @@ import java.util.Objects;
  * activation times an nn.Linear weight) and n > m, that is the larger operand, and its packing
  * is a scalar transposing copy of every weight: skipping it (a timing-only experiment) took 14-19 %
  * off the language-perceiver's forward pass on dev, most of it from the 256 x 1280 x 1280 products. Such products run instead as C^T = B . A^T
- * ({@link #sgemmTransposed}), with either kernel: B's rows are the A side of the kernel, copied
- * block by block (whole rows, {@code System.arraycopy}) to a buffer whose row stride is the
- * constant {@value #ROW_STRIDE}, so that the kernel addresses its MR rows from one index; A^T is
- * packed once per call into slivers shared by all threads, in K panels of up to
- * {@value #TRANSPOSED_KC} rows (one panel for k <= 2048, so each output tile is merged into C once,
- * transposed); threads split B's rows.
- * {@code -D}{@value #TRANSPOSED_PROPERTY}{@code =false} turns this off (always pack B).
+ * ({@link #sgemmTransposed}), with either kernel: B's rows are the A side of the kernel, read
+ * where they are stored by the 6x4 tile and copied block by block (whole rows, {@code
+ * System.arraycopy}) by the others to a buffer whose row stride is the constant {@value
+ * #ROW_STRIDE}, so that the kernel addresses its MR rows from one index; A^T is packed once per
+ * call into slivers shared by all threads, in K panels of up to {@value #TRANSPOSED_KC} rows (one
+ * panel for k <= 2048, so each output tile is merged into C once, transposed); threads split B's
+ * rows. {@code -D}{@value #TRANSPOSED_PROPERTY}{@code =false} turns this off (always pack B).
+ *
+ * <h2>Row-buffer products</h2>
+ * Products with A stored [m,k] that the transposed formulation does not take (the 2048-row
+ * products of the language perceiver: m > n) run the same way with the roles as they are
+ * ({@link #sgemmRows}): op(B) packed once in one K panel and shared, A's rows as the kernel's A
+ * side, each tile's accumulators over all of k and merged once. The blocked algorithm above
+ * packed A for the 6x4 tile (a scalar interleaving copy) and merged each tile once per K panel of
+ * 128 rows; the row-buffer products took 0.82-1.02x its time (median 0.89x over ten comparisons)
+ * at 2048 x 768 x n on gpu-host's Xeon, 0.73-0.96x with the 8x2 and 4x2 tiles there
+ * (docs/benchmarks.md, session 25). The blocked algorithm remains for A stored [k,m] (backward
+ * products) and {@link Formulation#PACKED}.
  *
  * <h2>Micro-kernels</h2>
  * Three register tiles, chosen once per JVM with the system property {@value #KERNEL_PROPERTY}
@@ -66,7 +77,7 @@ import java.util.Objects;
  *       every {@code broadcast(SPECIES, ap[i])} of both kernels as {@code vbroadcastss zmm, m32},
  *       a pure load, in the disassembly on Zen 5; what 6x4 still saves is non-FMA work per FMA:
  *       10 loads and about 9 scalar uops per 24 FMAs, against 10 loads per 16 FMAs for 8x2, plus
- *       8 address computations per 16 in its in-place path.) In the usual formulation A is always
+ *       8 address computations per 16 in its in-place path.) In the blocked algorithm A is always
  *       packed for it (no in-place path), and KC is halved so that its twice-as-wide B sliver
  *       still fits in L1.
  *       24 accumulators + 4 B vectors + 1 broadcast need 29 vector registers: it is meant for
@@ -79,11 +90,12 @@ import java.util.Objects;
  *       around the loop; both ran at about half the FMA peak in isolation on an AVX2 Zen, 4x2 at
  *       the peak (docs/benchmarks.md, session 19). A stored [m,k] is read in place, as for 8x2.</li>
  * </ul>
- * Each tile has a variant per way its A side arrives: packed slivers, rows in place (8x2 and 4x2)
- * and rows of the transposed formulation's buffer (all three; these accumulate into a tile buffer,
- * see {@link #transposedBlock}). All keep their accumulators in
- * locals of a small method written out by hand (no arrays, no helper taking vectors), so that C2
- * keeps them in registers, and index with compile-time constant strides. The shared packing and
+ * Each tile has a variant per way its A side arrives: packed slivers, rows in place (8x2 and 4x2),
+ * rows of a row-buffer product's copy (all three) and, for 6x4, a row-buffer product's rows where
+ * they are stored (the last two accumulate into a tile buffer, see {@link #rowBlock}). All keep
+ * their accumulators in locals of a small method written out by hand (no arrays, no helper taking
+ * vectors), so that C2 keeps them in registers, and index with compile-time constant strides
+ * where they can (the in-place 6x4 variant takes its row stride as an argument). The shared packing and
  * blocking code takes MR, NR, KC and MC from the instance's {@link Kernel}; the choice between
  * micro-kernels is one branch per tile.
  *
@@ -242,14 +254,15 @@ public final class JavaSgemm implements Sgemm {
     static final int MAX_SHARED_B = 1 << 23;
 
     /**
-     * Most rows of a K panel in the transposed formulation ({@link #sgemmTransposed}): its B sliver
+     * Most rows of a K panel of a row-buffer product ({@link #rowBlock}: the transposed formulation
+     * and {@link #sgemmRows}): its B sliver
      * (KC x NR floats, 128 KiB per 1024 rows with 512-bit vectors) stays in L2, and the products of
      * the Perceiver models (k <= 1280) run as a single panel, so each output tile is merged once.
      */
     static final int TRANSPOSED_KC = 2048;
 
-    /** Rows of weights (rows of B) per block in the transposed formulation: MC x k floats stay in L2. */
-    static final int TRANSPOSED_MC = 128;
+    /** Most rows per row-buffer block that {@link Formulation#blockRows} may ask for: MC x k floats stay in L2. */
+    static final int MAX_BLOCK_ROWS = 1024;
 
     /**
      * Row stride of the buffer the transposed formulation copies B's rows to: a constant, so a
@@ -274,7 +287,7 @@ public final class JavaSgemm implements Sgemm {
          * #sgemmTransposed}, the B of row strips): each thread packs some slivers, all read it.
          */
         float[] packShared = new float[0];
-        /** The transposed formulation's accumulator tiles, one per MR rows of a block ({@link #transposedBlock}). */
+        /** The transposed formulation's accumulator tiles, one per MR rows of a block ({@link #rowBlock}). */
         float[] tiles = new float[0];
         final float[] tile = new float[Math.max(MR_8X2 * NR_8X2, MR_6X4 * NR_6X4)];
 
@@ -308,11 +321,12 @@ public final class JavaSgemm implements Sgemm {
     private final Formulation form;
 
     /**
-     * How A . B^T products (B stored [n,k]) are formulated; benchmarks compare these in one process.
+     * How products are formulated and blocked; benchmarks compare these in one process.
      *
      * @param transposed   the transposed formulation where it pays ({@link #transposedPays}); false: B always packed
      * @param always       the transposed formulation for every such product with A stored [m,k], whatever the sizes
-     * @param l1Steps      the 6x4 tile walks each A^T sliver in L1-sized k steps (false: one pass over k)
+     * @param l1Step       k rows per L1-sized step in which the 6x4 tile walks a sliver of a row-buffer
+     *                     block ({@link #rowBlock}; {@code 0}: one pass over k, as before session 19)
      * @param claimed      threads claim pieces of the output one at a time where the pieces cost the same
      *                     whoever runs them (the transposed formulation, row strips over a shared B; see
      *                     {@link CpuPool#parallelForClaimed}); false: one fixed strip per thread
@@ -323,27 +337,61 @@ public final class JavaSgemm implements Sgemm {
      * @param registerTransposes packing an operand stored the other way round transposes square blocks
      *                     of VL x VL floats in registers ({@link Transpose}) where VL is 8 or 16; false:
      *                     one float at a time (as before session 24)
+     * @param blockRows    most rows of B per block of the transposed formulation's row buffer ({@link
+     *                     #rowBlock}): the block's MR-row tiles share each L1 step of a sliver of A^T,
+     *                     their accumulator tiles wait in L1 between steps, and the block's rows stay
+     *                     in L2 beside all of A^T
+     * @param rowsBlockRows most rows of A per block of a row-buffer product ({@link #sgemmRows}); each
+     *                     block streams all of the packed B, so blocks are larger
+     * @param rows         products with A stored [m,k] that the transposed formulation does not take copy
+     *                     A's rows to a row buffer ({@link #sgemmRows}); false: A packed or read in place
+     *                     by the blocked algorithm, B in K panels (as before session 25)
+     * @param inPlace      the 6x4 tile reads the full MR-row tiles of a row-buffer block where they are
+     *                     stored (row stride ldb or lda) instead of from a copy at stride {@link
+     *                     #ROW_STRIDE}; a partial last tile is still copied (zero rows). false: every
+     *                     block copied, as before session 25 (the kernel now takes the stride as an
+     *                     argument instead of the constant)
      */
-    public record Formulation(boolean transposed, boolean always, boolean l1Steps, boolean claimed, int lineOffset,
-                              boolean registerTransposes) {
+    public record Formulation(boolean transposed, boolean always, int l1Step, boolean claimed, int lineOffset,
+                              boolean registerTransposes, int blockRows, int rowsBlockRows, boolean rows, boolean inPlace) {
+        /** {@link #l1Step} of the defaults: 128 k rows of a 64-column sliver, 32 KiB, fill a 48 KiB L1 with the accumulator tiles. */
+        static final int L1_STEP = 128;
+        /**
+         * {@link #blockRows} of the defaults: 84 rows (14 tiles of the 6x4 kernel), the claimed pieces
+         * that two threads took of a 1280-row B before session 25, and the block of one thread too:
+         * with rows read in place, one thread's blocks of 132 rows made the 256 x 1280 x 1280
+         * product 1.19-1.23x slower on gpu-host's Xeon (84 rows of 1280 floats, 420 KiB, stay in a
+         * 2 MiB L2 beside a 256-row A^T of 1.25 MiB; docs/benchmarks.md, session 25).
+         */
+        static final int BLOCK_ROWS = 84;
+        /** {@link #rowsBlockRows} of the defaults. */
+        static final int ROWS_BLOCK_ROWS = 128;
+
         /** What {@link #JavaSgemm(CpuPool)} uses. */
-        public static final Formulation DEFAULT = new Formulation(true, false, true, true, 0, true);
-        /** Never transposed: B always packed. */
-        public static final Formulation PACKED = new Formulation(false, false, true, true, 0, true);
+        public static final Formulation DEFAULT = new Formulation(true, false, L1_STEP, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true);
+        /** Never transposed nor row-buffered: the blocked algorithm packs B (and A for the 6x4 tile). */
+        public static final Formulation PACKED = new Formulation(false, false, L1_STEP, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, false, true);
         /** The default without k steps (each A^T sliver in one pass over k, as before session 19). */
-        public static final Formulation ONE_PASS = new Formulation(true, false, false, true, 0, true);
+        public static final Formulation ONE_PASS = new Formulation(true, false, 0, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true);
         /** Transposed for every A . B^T with A stored [m,k], whatever the sizes. */
-        public static final Formulation ALWAYS = new Formulation(true, true, true, true, 0, true);
+        public static final Formulation ALWAYS = new Formulation(true, true, L1_STEP, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true);
         /** The default with one fixed strip per thread (as before session 20). */
-        public static final Formulation STATIC = new Formulation(true, false, true, false, 0, true);
+        public static final Formulation STATIC = new Formulation(true, false, L1_STEP, false, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true);
         /** The default with packed operands wherever their arrays start (as before session 24). */
-        public static final Formulation UNALIGNED = new Formulation(true, false, true, true, -1, true);
+        public static final Formulation UNALIGNED = new Formulation(true, false, L1_STEP, true, -1, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true);
         /** The default with transposing copies one float at a time (as before session 24). */
-        public static final Formulation SCALAR_PACKING = new Formulation(true, false, true, true, 0, false);
+        public static final Formulation SCALAR_PACKING = new Formulation(true, false, L1_STEP, true, 0, false, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true);
 
         public Formulation {
             if (lineOffset != -1 && !isLineOffset(lineOffset)) {
                 throw new IllegalArgumentException("lineOffset is -1 or a multiple of 8 below " + CacheLines.LINE + ", got " + lineOffset);
+            }
+            if (l1Step < 0 || l1Step > TRANSPOSED_KC) {
+                throw new IllegalArgumentException("l1Step is 0 (one pass) or at most " + TRANSPOSED_KC + " k rows, got " + l1Step);
+            }
+            if (blockRows < 1 || blockRows > MAX_BLOCK_ROWS || rowsBlockRows < 1 || rowsBlockRows > MAX_BLOCK_ROWS) {
+                throw new IllegalArgumentException("blockRows and rowsBlockRows are 1 to " + MAX_BLOCK_ROWS + ", got " + blockRows
+                        + " and " + rowsBlockRows);
             }
         }
 
@@ -356,15 +404,21 @@ public final class JavaSgemm implements Sgemm {
          * {@code auto} (the default), {@code packed} (never transposed), {@code onepass} (no k steps),
          * {@code always} (transposed for every A . B^T), {@code static} (fixed strips per thread),
          * combined with '+' with any of {@code unaligned} (packed operands wherever their arrays start),
-         * {@code scalarpack} (transposing copies one float at a time) and {@code lineN} (packed operands
-         * starting N bytes into a cache line: N = 0, 8, ..., 56).
+         * {@code scalarpack} (transposing copies one float at a time), {@code lineN} (packed operands
+         * starting N bytes into a cache line: N = 0, 8, ..., 56), {@code rows} / {@code norows} (A's rows
+         * copied to a row buffer where the transposed formulation is not taken, or not), {@code inplace} /
+         * {@code noinplace} (the 6x4 tile reads a row block's full tiles where they are stored, or from a copy),
+         * {@code stepN} (L1 steps of N k rows), {@code blockN} (transposed blocks of at most N rows of B)
+         * and {@code rowblockN} (row-buffer blocks of at most N rows of A).
          */
         public static Formulation parse(String name) {
-            // A base (auto, packed, onepass, always, static) and the packing choices (unaligned,
-            // lineN, scalarpack) combine with '+': "unaligned+scalarpack" packs as before session 24.
+            // A base (auto, packed, onepass, always, static) and the choices (unaligned, lineN,
+            // scalarpack, rows, norows, stepN, blockN) combine with '+': "unaligned+scalarpack" packs
+            // as before session 24.
             Formulation f = null;
-            int lineOffset = 0;
+            int lineOffset = 0, l1Step = -1, blockRows = -1, rowsBlockRows = -1;
             boolean registerTransposes = true;
+            Boolean rows = null, inPlace = null;
             for (String part : name.trim().split("\\+", -1)) {
                 String n = part.trim();
                 Formulation base = switch (n) {
@@ -382,15 +436,29 @@ public final class JavaSgemm implements Sgemm {
                     lineOffset = -1;
                 } else if (n.equals("scalarpack")) {
                     registerTransposes = false;
+                } else if (n.equals("inplace") || n.equals("noinplace")) {
+                    inPlace = n.equals("inplace");
+                } else if (n.equals("rows") || n.equals("norows")) {
+                    rows = n.equals("rows");
                 } else if (n.startsWith("line")) {
                     lineOffset = parseLineOffset(n.substring(4), name);
+                } else if (n.startsWith("step")) {
+                    l1Step = parseCount(n.substring(4), 1, TRANSPOSED_KC, "stepN takes N = 1 to " + TRANSPOSED_KC + " (k rows per L1 step)", name);
+                } else if (n.startsWith("rowblock")) {
+                    rowsBlockRows = parseCount(n.substring(8), 1, MAX_BLOCK_ROWS, "rowblockN takes N = 1 to " + MAX_BLOCK_ROWS
+                            + " (rows of A per row-buffer block)", name);
+                } else if (n.startsWith("block")) {
+                    blockRows = parseCount(n.substring(5), 1, MAX_BLOCK_ROWS, "blockN takes N = 1 to " + MAX_BLOCK_ROWS + " (rows of B per transposed block)", name);
                 } else {
                     throw new IllegalArgumentException("a formulation is auto, packed, onepass, always or static, with any of +unaligned,"
-                            + " +lineN, +scalarpack (alone they modify auto), got " + name);
+                            + " +lineN, +scalarpack, +rows, +norows, +inplace, +noinplace, +stepN, +blockN, +rowblockN (alone they modify auto), got " + name);
                 }
             }
             if (f == null) f = DEFAULT;
-            return new Formulation(f.transposed, f.always, f.l1Steps, f.claimed, lineOffset, registerTransposes);
+            return new Formulation(f.transposed, f.always, l1Step < 0 ? f.l1Step : l1Step, f.claimed, lineOffset,
+                    registerTransposes, blockRows < 0 ? f.blockRows : blockRows,
+                    rowsBlockRows < 0 ? f.rowsBlockRows : rowsBlockRows, rows == null ? f.rows : rows,
+                    inPlace == null ? f.inPlace : inPlace);
         }
 
         /** N of {@code lineN}; {@code name} for the message. */
@@ -404,6 +472,17 @@ public final class JavaSgemm implements Sgemm {
             throw new IllegalArgumentException("lineN takes N = 0, 8, ..., 56 (bytes into a cache line), got " + name);
         }
 
+        /** N of {@code stepN} or {@code blockN}, within [min, max]; {@code what} and {@code name} for the message. */
+        private static int parseCount(String digits, int min, int max, String what, String name) {
+            try {
+                int count = Integer.parseInt(digits);
+                if (count >= min && count <= max) return count;
+            } catch (NumberFormatException e) {
+                // the message below
+            }
+            throw new IllegalArgumentException(what + ", got " + name);
+        }
+
         /** The index in {@code buffer} from which a packed operand starts ({@link #lineOffset}). */
         int start(float[] buffer) {
             return lineOffset < 0 ? 0 : CacheLines.start(buffer, lineOffset);
@@ -412,9 +491,15 @@ public final class JavaSgemm implements Sgemm {
         /** How this differs from {@link #DEFAULT}, for {@link JavaSgemm#name()} (empty for the default). */
         String describe() {
             StringBuilder sb = new StringBuilder();
-            if (!transposed) sb.append(", B always packed");
+            if (!transposed && !rows) sb.append(", B always packed");
+            else if (!transposed) sb.append(", never transposed");
+            else if (!rows) sb.append(", A packed by the blocked algorithm");
             if (transposed && always) sb.append(", transposed for every A.B^T");
-            if (transposed && !l1Steps) sb.append(", one pass over k");
+            if (l1Step == 0) sb.append(", one pass over k");
+            else if (l1Step != L1_STEP) sb.append(", L1 steps of ").append(l1Step).append(" k rows");
+            if (blockRows != BLOCK_ROWS) sb.append(", blocks of ").append(blockRows).append(" rows of B");
+            if (rowsBlockRows != ROWS_BLOCK_ROWS) sb.append(", blocks of ").append(rowsBlockRows).append(" rows of A");
+            if (!inPlace) sb.append(", rows copied for the 6x4 tile");
             if (!claimed) sb.append(", fixed strips per thread");
             if (!registerTransposes) sb.append(", scalar transposing copies");
             if (lineOffset < 0) sb.append(", packed operands unaligned");
@@ -489,6 +574,10 @@ public final class JavaSgemm implements Sgemm {
             sgemmTransposed(kn, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
             return;
         }
+        if (form.rows() && !transA && (long) k * roundUp(n, kn.nr) <= MAX_SHARED_B) { // B is packed once, kept for the next call
+            sgemmRows(kn, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+            return;
+        }
         if (pool.threads() == 1 || flops < PARALLEL_MIN_FLOPS) {
             gemmBlock(kn, form, transA, transB, 0, m, 0, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
         } else if (n >= m) {
@@ -539,7 +628,7 @@ public final class JavaSgemm implements Sgemm {
         int mr = kn.mr, mPad = roundUp(m, kn.nr), kcStep = balanced(k, TRANSPOSED_KC);
         int tiles = 0;
         for (int i = 0; i < count; i++) tiles += ceilDiv(n[i], mr);
-        int piece = pieceUnits(tiles, TRANSPOSED_MC / mr);
+        int piece = pieceUnits(tiles, Math.max(1, form.blockRows() / mr));
         // pieces of at most `piece` MR tiles, none across two products: (product, first row, end row)
         int[] which = new int[tiles], from = new int[tiles], to = new int[tiles];
         int pieces = 0;
@@ -554,7 +643,7 @@ public final class JavaSgemm implements Sgemm {
         pool.parallelForClaimed(pieces, 1, (p0, p1) -> {
             for (int p = p0; p < p1; p++) {
                 int i = which[p];
-                transposedBlock(kn, form, from[p], to[p], m, k, kcStep, 1f, b[i], bOff[i], k, ap.data, ap.start, mPad, 0f, c[i], cOff[i], n[i]);
+                rowBlock(kn, form, true, form.blockRows(), from[p], to[p], m, k, kcStep, 1f, b[i], bOff[i], k, ap.data, ap.start, mPad, 0f, c[i], cOff[i], n[i]);
             }
         });
     }
@@ -608,7 +697,7 @@ public final class JavaSgemm implements Sgemm {
      * (typically a weight matrix) is larger than A (the activations of a few hundred positions).
      * The usual formulation packs B, and that scalar transposing copy of every weight costs a
      * large share of the product when m is small; here B's rows are only copied whole (see
-     * {@link #transposedBlock}), and A is packed, once, shared by all threads: A^T in slivers of
+     * {@link #rowBlock}), and A is packed, once, shared by all threads: A^T in slivers of
      * NR columns (= NR rows of A), with K panels of up to {@link #TRANSPOSED_KC} rows. The kernel's
      * tiles are C^T tiles (MR rows of B by NR rows of A); each is merged into C transposed.
      * Threads split B's rows (C's columns) in whole MR tiles.
@@ -620,10 +709,32 @@ public final class JavaSgemm implements Sgemm {
         // [K panels][m/NR slivers][kc][NR]: op(B') = A^T, i.e. A packed as a B "stored [n,k]".
         Packed ap = packShared(!inline, kn.nr, true, a, aOff, lda, k, kcStep, m);
         if (inline) {
-            transposedBlock(kn, form, 0, n, m, k, kcStep, alpha, b, bOff, ldb, ap.data, ap.start, mPad, beta, c, cOff, ldc);
+            rowBlock(kn, form, true, form.blockRows(), 0, n, m, k, kcStep, alpha, b, bOff, ldb, ap.data, ap.start, mPad, beta, c, cOff, ldc);
         } else {
-            forStrips(ceilDiv(n, mr), TRANSPOSED_MC / mr, (u0, u1) -> transposedBlock(kn, form, u0 * mr, Math.min(n, u1 * mr), m, k,
+            forStrips(ceilDiv(n, mr), Math.max(1, form.blockRows() / mr), (u0, u1) -> rowBlock(kn, form, true, form.blockRows(), u0 * mr, Math.min(n, u1 * mr), m, k,
                     kcStep, alpha, b, bOff, ldb, ap.data, ap.start, mPad, beta, c, cOff, ldc));
+        }
+    }
+
+    /**
+     * C[m,n] = alpha A[m,k] . op(B) + beta C with A stored [m,k], as a row-buffer product ({@link
+     * #rowBlock}): op(B) packed once in K panels of up to {@link #TRANSPOSED_KC} rows, shared by all
+     * threads, and A's rows copied block by block (whole rows, {@code System.arraycopy}) instead of
+     * packed into MR-row slivers (a scalar interleaving copy for the 6x4 tile). Each tile's
+     * accumulators run over the whole panel (k <= 2048: all of k), so C is written once, not once
+     * per K panel of the blocked algorithm. Threads split A's rows in whole MR tiles.
+     */
+    private void sgemmRows(Kernel kn, boolean transB, int m, int n, int k, float alpha, float[] a, int aOff, int lda,
+                           float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc) {
+        int mr = kn.mr, nPad = roundUp(n, kn.nr), kcStep = balanced(k, TRANSPOSED_KC);
+        boolean inline = pool.threads() == 1 || 2L * m * n * k < PARALLEL_MIN_FLOPS;
+        Packed bp = packShared(!inline, kn.nr, transB, b, bOff, ldb, k, kcStep, n);
+        if (inline) {
+            rowBlock(kn, form, false, form.rowsBlockRows(), 0, m, n, k, kcStep, alpha, a, aOff, lda, bp.data, bp.start, nPad, beta, c, cOff, ldc);
+        } else {
+            forStrips(ceilDiv(m, mr), Math.max(1, form.rowsBlockRows() / mr), (u0, u1) -> rowBlock(kn, form, false, form.rowsBlockRows(),
+                    u0 * mr, Math.min(m, u1 * mr),
+                    n, k, kcStep, alpha, a, aOff, lda, bp.data, bp.start, nPad, beta, c, cOff, ldc));
         }
     }
 
@@ -650,58 +761,77 @@ public final class JavaSgemm implements Sgemm {
     }
 
     /**
-     * C[0:m, i0:i1]^T (+)= B[i0:i1, 0:k] . A^T on the current thread, A^T from the packed panels
-     * {@code ap} ({@code mPad} columns). Per block of up to {@link #TRANSPOSED_MC} rows of B and K
-     * panel: the block's rows are copied to the workspace at stride {@link #ROW_STRIDE} (zero rows
-     * up to a whole MR tile), then every sliver of A^T meets every MR-row tile of the block, in
-     * L1-sized k steps for the 6x4 tile when {@code form.l1Steps()} (the tiles' accumulators wait in the
-     * workspace between steps), and each tile is merged into C once per K panel.
+     * One strip of a row-buffer product, on the current thread: rows [i0, i1) of {@code r} (row
+     * stride ldr) times the packed operand {@code p} ({@code pCols} columns, {@code pPad} padded,
+     * {@link #packB}'s layout with K panels of kcStep rows). In the transposed formulation r is B
+     * (weight rows), p is A^T, and each tile lands in C transposed: C[0:pCols, i0:i1]^T (+)=
+     * B[i0:i1, :] . A^T. In {@link #sgemmRows} r is A, p is B, and tiles land as they are:
+     * C[i0:i1, 0:pCols] (+)= A[i0:i1, :] . B.
+     *
+     * <p>Per block of up to {@code blockRows} rows ({@link Formulation#blockRows} or {@link
+     * Formulation#rowsBlockRows}) and K panel: the block's rows are
+     * copied to the workspace at stride {@link #ROW_STRIDE} (zero rows up to a whole MR tile), then
+     * every sliver of p meets every MR-row tile of the block, in L1-sized k steps for the 6x4 tile
+     * ({@link Formulation#l1Step}; the tiles' accumulators wait in the workspace between steps),
+     * and each tile is merged into C once per K panel.
      */
-    private static void transposedBlock(Kernel kn, Formulation form, int i0, int i1, int m, int k, int kcStep, float alpha,
-                                        float[] b, int bOff, int ldb, float[] ap, int ap0, int mPad,
-                                        float beta, float[] c, int cOff, int ldc) {
+    private static void rowBlock(Kernel kn, Formulation form, boolean transposedMerge, int blockRows, int i0, int i1, int pCols, int k, int kcStep,
+                                 float alpha, float[] r, int rOff, int ldr, float[] p, int p0, int pPad,
+                                 float beta, float[] c, int cOff, int ldc) {
         Workspace ws = WORKSPACE.get();
         int mr = kn.mr;
-        int mcStep = roundUp(balanced(i1 - i0, TRANSPOSED_MC), mr);
+        int mcStep = roundUp(balanced(i1 - i0, blockRows), mr);
         int tileN = kn.nr, tileSize = mr * tileN;
+        boolean inPlace = form.inPlace() && kn == Kernel.K6X4;
         // One accumulator tile per MR rows of a block (mcStep is a multiple of MR), for the sliver in hand.
         float[] acc = ws.tiles(mcStep / mr * tileSize);
         int acc0 = form.start(acc);
         for (int ic = i0; ic < i1; ic += mcStep) {
-            int mc = Math.min(mcStep, i1 - ic), mcPad = roundUp(mc, mr);
+            int mc = Math.min(mcStep, i1 - ic), mcPad = roundUp(mc, mr), full = mc / mr * mr;
             float[] rows = ws.packA(mcPad * ROW_STRIDE);
             for (int pc = 0; pc < k; pc += kcStep) {
                 int kc = Math.min(kcStep, k - pc);
                 float betaNow = pc == 0 ? beta : 1f;
-                for (int r = 0; r < mcPad; r++) {
-                    if (r < mc) System.arraycopy(b, bOff + (ic + r) * ldb + pc, rows, r * ROW_STRIDE, kc);
-                    else Arrays.fill(rows, r * ROW_STRIDE, r * ROW_STRIDE + kc, 0f);
+                for (int row = inPlace ? full : 0; row < mcPad; row++) { // in place: only a partial last tile is copied
+                    if (row < mc) System.arraycopy(r, rOff + (ic + row) * ldr + pc, rows, row * ROW_STRIDE, kc);
+                    else Arrays.fill(rows, row * ROW_STRIDE, row * ROW_STRIDE + kc, 0f);
                 }
                 // The 6x4 tile's sliver (kc x NR, the widest: 256-byte rows with 512-bit vectors) is
-                // walked in L1-sized steps of up to KC k-rows, each step meeting every MR-row tile of
-                // the block, whose accumulators go to `acc` between steps: the same FMAs in the same
-                // order as one pass over kc, but the step is read from L1 (a whole 1280-row sliver,
-                // 320 KiB at NR = 64, came from L2). On gpu-host's Xeon this made the 6x4 product
-                // 1.10x faster on one thread, the same on two; narrower slivers (8x2, 4x2) ran as
-                // fast or faster in one pass (docs/benchmarks.md, session 19).
-                int innerStep = form.l1Steps() && kn == Kernel.K6X4 ? balanced(kc, kn.kc) : kc;
-                for (int jr = 0; jr < m; jr += tileN) {
-                    int nr = Math.min(tileN, m - jr);
-                    int bBase = ap0 + pc * mPad + jr * kc; // sliver jr / NR of K panel pc
-                    for (int p0 = 0; p0 < kc; p0 += innerStep) {
-                        int kin = Math.min(innerStep, kc - p0);
+                // walked in L1-sized steps of up to l1Step k-rows, each step meeting every MR-row tile
+                // of the block, whose accumulators go to `acc` between steps: the same FMAs in the
+                // same order as one pass over kc, but the step is read from L1 (a whole 1280-row
+                // sliver, 320 KiB at NR = 64, came from L2). On gpu-host's Xeon this made the 6x4
+                // product 1.10x faster on one thread, the same on two; narrower slivers (8x2, 4x2)
+                // ran as fast or faster in one pass (docs/benchmarks.md, session 19).
+                int innerStep = form.l1Step() > 0 && kn == Kernel.K6X4 ? balanced(kc, form.l1Step()) : kc;
+                for (int jr = 0; jr < pCols; jr += tileN) {
+                    int nr = Math.min(tileN, pCols - jr);
+                    int pBase = p0 + pc * pPad + jr * kc; // sliver jr / NR of K panel pc
+                    for (int s0 = 0; s0 < kc; s0 += innerStep) {
+                        int kin = Math.min(innerStep, kc - s0);
                         for (int ir = 0, t = acc0; ir < mc; ir += mr, t += tileSize) {
-                            int aRow = ir * ROW_STRIDE + p0, bAt = bBase + p0 * tileN;
+                            int rowAt = ir * ROW_STRIDE + s0, pAt = pBase + s0 * tileN;
                             switch (kn) {
-                                case K6X4 -> microKernel6x4Rows(kin, rows, aRow, ap, bAt, acc, t, p0 > 0);
-                                case K8X2 -> microKernelRows(kin, rows, aRow, ap, bAt, acc, t); // kin == kc: one step
-                                case K4X2 -> microKernel4x2Rows(kin, rows, aRow, ap, bAt, acc, t);
+                                case K6X4 -> {
+                                    if (ir < full && inPlace) {
+                                        microKernel6x4Rows(kin, r, rOff + (ic + ir) * ldr + pc + s0, ldr, p, pAt, acc, t, s0 > 0);
+                                    } else {
+                                        microKernel6x4Rows(kin, rows, rowAt, ROW_STRIDE, p, pAt, acc, t, s0 > 0);
+                                    }
+                                }
+                                case K8X2 -> microKernelRows(kin, rows, rowAt, p, pAt, acc, t); // kin == kc: one step
+                                case K4X2 -> microKernel4x2Rows(kin, rows, rowAt, p, pAt, acc, t);
                             }
                         }
                     }
                     for (int ir = 0, t = acc0; ir < mc; ir += mr, t += tileSize) {
-                        mergeTransposed(Math.min(mr, mc - ir), nr, tileN, acc, t, c, cOff + jr * ldc + ic + ir, ldc, alpha, betaNow,
-                                form.registerTransposes());
+                        int valid = Math.min(mr, mc - ir);
+                        if (transposedMerge) {
+                            mergeTransposed(valid, nr, tileN, acc, t, c, cOff + jr * ldc + ic + ir, ldc, alpha, betaNow,
+                                    form.registerTransposes());
+                        } else {
+                            mergeTile(valid, nr, mr, tileN, acc, t, c, cOff + (ic + ir) * ldc + jr, ldc, alpha, betaNow);
+                        }
                     }
                 }
             }
@@ -779,18 +909,7 @@ public final class JavaSgemm implements Sgemm {
                         else microKernel4x2(kc, ap, (ir - direct) * kc, bp, bBase, tile);
                     }
                 }
-                if (mr == tileM && nr == tileN) {
-                    mergeFullTile(tileM, tileN, tile, c, ci, ldc, alpha, beta);
-                } else {
-                    // Tail tile: the padded lanes hold zero products; merge only the valid mr x nr part.
-                    for (int r = 0; r < mr; r++) {
-                        int row = ci + r * ldc;
-                        for (int j = 0; j < nr; j++) {
-                            float old = beta == 0f ? 0f : beta * c[row + j];
-                            c[row + j] = alpha * tile[r * tileN + j] + old;
-                        }
-                    }
-                }
+                mergeTile(mr, nr, tileM, tileN, tile, 0, c, ci, ldc, alpha, beta);
             }
         }
     }
@@ -1155,12 +1274,12 @@ public final class JavaSgemm implements Sgemm {
     }
 
     /**
-     * {@link #microKernel6x4} with the A sliver as 6 rows of the transposed formulation's row
-     * buffer: row r of the tile at a[aRow + r * ROW_STRIDE + p] for p in [0, kc). The tile goes to
-     * {@code acc} from {@code accOff}, added to what is there when {@code add} (a later k step).
+     * {@link #microKernel6x4} with the A sliver as 6 rows of a row-buffer product: row r of the tile
+     * at a[aRow + r * s + p] for p in [0, kc), where they are stored (s = ldb or lda) or in the
+     * copy at s = {@link #ROW_STRIDE}. The tile goes to {@code acc} from {@code accOff}, added to
+     * what is there when {@code add} (a later k step).
      */
-    private static void microKernel6x4Rows(int kc, float[] a, int aRow, float[] bp, int bBase, float[] acc, int accOff, boolean add) {
-        final int s = ROW_STRIDE;
+    private static void microKernel6x4Rows(int kc, float[] a, int aRow, int s, float[] bp, int bBase, float[] acc, int accOff, boolean add) {
         FloatVector zero = FloatVector.zero(SPECIES);
         FloatVector c00 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 0 * NR_6X4 + 0 * VL) : zero;
         FloatVector c01 = add ? FloatVector.fromArray(SPECIES, acc, accOff + 0 * NR_6X4 + 1 * VL) : zero;
@@ -1234,16 +1353,31 @@ public final class JavaSgemm implements Sgemm {
         c53.intoArray(acc, accOff + 5 * NR_6X4 + 3 * VL);
     }
 
-    /** C[ci.., tileM x tileN, row stride ldc] = alpha * tile + beta * C (C is not read when beta == 0). */
-    private static void mergeFullTile(int tileM, int tileN, float[] tile, float[] c, int ci, int ldc, float alpha, float beta) {
-        FloatVector alphaV = FloatVector.broadcast(SPECIES, alpha);
-        FloatVector betaV = FloatVector.broadcast(SPECIES, beta);
-        for (int r = 0; r < tileM; r++) {
-            for (int j = 0; j < tileN; j += VL) {
-                int idx = ci + r * ldc + j;
-                FloatVector v = FloatVector.fromArray(SPECIES, tile, r * tileN + j).mul(alphaV);
-                if (beta != 0f) v = FloatVector.fromArray(SPECIES, c, idx).fma(betaV, v);
-                v.intoArray(c, idx);
+    /**
+     * C[ci.., mr x nr, row stride ldc] = alpha * tile + beta * C (C is not read when beta == 0) for
+     * the valid mr x nr part of a tileM x tileN tile at {@code tile[tileOff..]}. A full tile goes
+     * vector by vector; a tail tile (its padded lanes hold zero products) float by float.
+     */
+    private static void mergeTile(int mr, int nr, int tileM, int tileN, float[] tile, int tileOff, float[] c, int ci, int ldc,
+                                  float alpha, float beta) {
+        if (mr == tileM && nr == tileN) {
+            FloatVector alphaV = FloatVector.broadcast(SPECIES, alpha);
+            FloatVector betaV = FloatVector.broadcast(SPECIES, beta);
+            for (int r = 0; r < tileM; r++) {
+                for (int j = 0; j < tileN; j += VL) {
+                    int idx = ci + r * ldc + j;
+                    FloatVector v = FloatVector.fromArray(SPECIES, tile, tileOff + r * tileN + j).mul(alphaV);
+                    if (beta != 0f) v = FloatVector.fromArray(SPECIES, c, idx).fma(betaV, v);
+                    v.intoArray(c, idx);
+                }
+            }
+            return;
+        }
+        for (int r = 0; r < mr; r++) {
+            int row = ci + r * ldc;
+            for (int j = 0; j < nr; j++) {
+                float old = beta == 0f ? 0f : beta * c[row + j];
+                c[row + j] = alpha * tile[tileOff + r * tileN + j] + old;
             }
         }
     }

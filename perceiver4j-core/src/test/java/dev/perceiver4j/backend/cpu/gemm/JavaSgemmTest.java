@@ -33,6 +33,9 @@ class JavaSgemmTest {
         try (CpuPool pool = CpuPool.create(threads)) {
             int checked = SgemmChecks.compareAll(new JavaSgemm(pool, kernel), 42 + threads);
             assertThat(checked).isEqualTo(SgemmChecks.SHAPES.length * 4 * 3);
+            // the blocked algorithm alone (A packed or read in place, B in K panels)
+            checked = SgemmChecks.compareAll(new JavaSgemm(pool, kernel, JavaSgemm.Formulation.PACKED), 43 + threads);
+            assertThat(checked).isEqualTo(SgemmChecks.SHAPES.length * 4 * 3);
         }
     }
 
@@ -89,7 +92,7 @@ class JavaSgemmTest {
     @MethodSource("kernelsAndThreads")
     void transposedFormulationMatchesNaive(Kernel kernel, int threads) {
         int[][] shapes = {
-                {JavaSgemm.SPECIES.length() * 3 + 5, 2 * JavaSgemm.TRANSPOSED_MC + kernel.mr + 3, JavaSgemm.TRANSPOSED_KC + 37},
+                {JavaSgemm.SPECIES.length() * 3 + 5, 2 * JavaSgemm.Formulation.BLOCK_ROWS + kernel.mr + 3, JavaSgemm.TRANSPOSED_KC + 37},
                 {1, 100, 300}, {3, 40, 20}, {kernel.nr, kernel.nr + 1, 7},
         };
         SplittableRandom rnd = new SplittableRandom(19 + threads);
@@ -185,6 +188,46 @@ class JavaSgemmTest {
     }
 
     /**
+     * A row-buffer product ({@code rows}: A's rows copied, B packed once in one K panel) runs each
+     * tile's FMA chain over k as the transposed formulation does with the operands' roles swapped
+     * (an FMA's two factors commute), so with alpha = 1 and beta = 0 it gives the bits of
+     * {@code always}, on any thread count, with row blocks and L1 steps that leave tails; and it is
+     * right against the oracle on every layout it takes (A stored [m,k], B either way), with
+     * alpha and beta. Reading full tiles in place ({@code inplace}) instead of from the row
+     * buffer moves no arithmetic: the same bits again.
+     */
+    @ParameterizedTest(name = "{0} kernel, {1} threads")
+    @MethodSource("kernelsAndThreads")
+    void rowBufferProductsFollowTheTransposedChain(Kernel kernel, int threads) {
+        int[][] shapes = {
+                {2 * JavaSgemm.Formulation.ROWS_BLOCK_ROWS + kernel.mr + 3, 2 * kernel.nr + 5, JavaSgemm.TRANSPOSED_KC + 37}, // two K panels
+                {40 * kernel.mr + 5, kernel.nr + 3, kernel.kc + 7}, {13, 130, 301}, {1, 64, 300}, {7, 3, 1}};
+        String[][] pairs = {{"packed+rows", "always"}, {"packed+rows+rowblock13+step5", "always+block13+step5"},
+                {"packed+rows+inplace+rowblock13+step5", "always+inplace"}, {"packed+rows", "always+inplace+block13"}};
+        SplittableRandom rnd = new SplittableRandom(29 + threads);
+        try (CpuPool pool = CpuPool.create(threads)) {
+            for (String[] pair : pairs) {
+                Sgemm rows = new JavaSgemm(pool, kernel, JavaSgemm.Formulation.parse(pair[0]));
+                Sgemm transposed = new JavaSgemm(pool, kernel, JavaSgemm.Formulation.parse(pair[1]));
+                for (int[] s : shapes) {
+                    int m = s[0], n = s[1], k = s[2];
+                    float[] a = SgemmChecks.random(m * k, rnd), b = SgemmChecks.random(n * k, rnd);
+                    float[] viaRows = new float[m * n], viaTransposed = new float[m * n];
+                    rows.sgemm(false, true, m, n, k, 1f, a, 0, k, b, 0, k, 0f, viaRows, 0, n);
+                    transposed.sgemm(false, true, m, n, k, 1f, a, 0, k, b, 0, k, 0f, viaTransposed, 0, n);
+                    assertThat(viaRows).as("%dx%dx%d, %s", m, n, k, pair[0]).containsExactly(viaTransposed);
+                    for (boolean transB : new boolean[] {false, true}) {
+                        SgemmChecks.compare(rows, false, transB, m, n, k, 1.5f, 0.5f, rnd.nextInt(4), rnd);
+                        SgemmChecks.compare(rows, false, transB, m, n, k, 1f, 1f, rnd.nextInt(4), rnd);
+                    }
+                }
+            }
+            assertThat(SgemmChecks.compareAll(new JavaSgemm(pool, kernel, JavaSgemm.Formulation.parse("rows")), 31 + threads))
+                    .isEqualTo(SgemmChecks.SHAPES.length * 4 * 3);
+        }
+    }
+
+    /**
      * Claimed pieces only change which thread computes a tile, never how: the same bits as fixed
      * strips, for the transposed formulation (n > m) and for row strips over a shared B (m > n),
      * with many more pieces than threads.
@@ -270,6 +313,25 @@ class JavaSgemmTest {
         for (String bad : new String[] {"line12", "line", "line-8", "line64"}) {
             assertThatThrownBy(() -> JavaSgemm.Formulation.parse(bad)).as(bad).isInstanceOf(IllegalArgumentException.class)
                     .hasMessageContaining("lineN takes N = 0, 8, ..., 56");
+        }
+        JavaSgemm.Formulation tuned = JavaSgemm.Formulation.parse("packed+rows+step64+block48+rowblock96+inplace");
+        assertThat(tuned.transposed()).isFalse();
+        assertThat(tuned.rows()).isTrue();
+        assertThat(tuned.inPlace()).isTrue();
+        assertThat(tuned.l1Step()).isEqualTo(64);
+        assertThat(tuned.blockRows()).isEqualTo(48);
+        assertThat(tuned.rowsBlockRows()).isEqualTo(96);
+        assertThat(JavaSgemm.Formulation.parse("rowblock7").blockRows()).isEqualTo(JavaSgemm.Formulation.DEFAULT.blockRows());
+        assertThat(JavaSgemm.Formulation.parse("onepass+step96").l1Step()).as("a step overrides the base").isEqualTo(96);
+        assertThat(JavaSgemm.Formulation.parse("norows").rows()).isFalse();
+        assertThat(JavaSgemm.Formulation.parse("rows").rows()).isTrue();
+        for (String bad : new String[] {"step0", "step", "step2049", "stepx"}) {
+            assertThatThrownBy(() -> JavaSgemm.Formulation.parse(bad)).as(bad).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining("stepN takes N = 1 to " + JavaSgemm.TRANSPOSED_KC);
+        }
+        for (String bad : new String[] {"block0", "block", "block1025", "rowblock0", "rowblock"}) {
+            assertThatThrownBy(() -> JavaSgemm.Formulation.parse(bad)).as(bad).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining("blockN takes N = 1 to " + JavaSgemm.MAX_BLOCK_ROWS);
         }
     }
 
