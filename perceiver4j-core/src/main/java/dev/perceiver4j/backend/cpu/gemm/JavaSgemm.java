@@ -351,9 +351,13 @@ public final class JavaSgemm implements Sgemm {
      *                     #ROW_STRIDE}; a partial last tile is still copied (zero rows). false: every
      *                     block copied, as before session 25 (the kernel now takes the stride as an
      *                     argument instead of the constant)
+     * @param firstPass    with rows read in place, each block's first sliver walks k in one pass (every
+     *                     tile reads its rows from memory in order, which the hardware prefetchers
+     *                     follow), the others in L1 steps; the same bits (a step only splits the sum)
      */
     public record Formulation(boolean transposed, boolean always, int l1Step, boolean claimed, int lineOffset,
-                              boolean registerTransposes, int blockRows, int rowsBlockRows, boolean rows, boolean inPlace) {
+                              boolean registerTransposes, int blockRows, int rowsBlockRows, boolean rows, boolean inPlace,
+                              boolean firstPass) {
         /** {@link #l1Step} of the defaults: 128 k rows of a 64-column sliver, 32 KiB, fill a 48 KiB L1 with the accumulator tiles. */
         static final int L1_STEP = 128;
         /**
@@ -368,19 +372,19 @@ public final class JavaSgemm implements Sgemm {
         static final int ROWS_BLOCK_ROWS = 128;
 
         /** What {@link #JavaSgemm(CpuPool)} uses. */
-        public static final Formulation DEFAULT = new Formulation(true, false, L1_STEP, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true);
+        public static final Formulation DEFAULT = new Formulation(true, false, L1_STEP, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true);
         /** Never transposed nor row-buffered: the blocked algorithm packs B (and A for the 6x4 tile). */
-        public static final Formulation PACKED = new Formulation(false, false, L1_STEP, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, false, true);
+        public static final Formulation PACKED = new Formulation(false, false, L1_STEP, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, false, true, true);
         /** The default without k steps (each A^T sliver in one pass over k, as before session 19). */
-        public static final Formulation ONE_PASS = new Formulation(true, false, 0, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true);
+        public static final Formulation ONE_PASS = new Formulation(true, false, 0, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true);
         /** Transposed for every A . B^T with A stored [m,k], whatever the sizes. */
-        public static final Formulation ALWAYS = new Formulation(true, true, L1_STEP, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true);
+        public static final Formulation ALWAYS = new Formulation(true, true, L1_STEP, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true);
         /** The default with one fixed strip per thread (as before session 20). */
-        public static final Formulation STATIC = new Formulation(true, false, L1_STEP, false, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true);
+        public static final Formulation STATIC = new Formulation(true, false, L1_STEP, false, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true);
         /** The default with packed operands wherever their arrays start (as before session 24). */
-        public static final Formulation UNALIGNED = new Formulation(true, false, L1_STEP, true, -1, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true);
+        public static final Formulation UNALIGNED = new Formulation(true, false, L1_STEP, true, -1, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true);
         /** The default with transposing copies one float at a time (as before session 24). */
-        public static final Formulation SCALAR_PACKING = new Formulation(true, false, L1_STEP, true, 0, false, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true);
+        public static final Formulation SCALAR_PACKING = new Formulation(true, false, L1_STEP, true, 0, false, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true);
 
         public Formulation {
             if (lineOffset != -1 && !isLineOffset(lineOffset)) {
@@ -408,6 +412,7 @@ public final class JavaSgemm implements Sgemm {
          * starting N bytes into a cache line: N = 0, 8, ..., 56), {@code rows} / {@code norows} (A's rows
          * copied to a row buffer where the transposed formulation is not taken, or not), {@code inplace} /
          * {@code noinplace} (the 6x4 tile reads a row block's full tiles where they are stored, or from a copy),
+         * {@code firstpass} / {@code nofirstpass} (in place, a block's first sliver in one pass over k, or in steps),
          * {@code stepN} (L1 steps of N k rows), {@code blockN} (transposed blocks of at most N rows of B)
          * and {@code rowblockN} (row-buffer blocks of at most N rows of A).
          */
@@ -418,7 +423,7 @@ public final class JavaSgemm implements Sgemm {
             Formulation f = null;
             int lineOffset = 0, l1Step = -1, blockRows = -1, rowsBlockRows = -1;
             boolean registerTransposes = true;
-            Boolean rows = null, inPlace = null;
+            Boolean rows = null, inPlace = null, firstPass = null;
             for (String part : name.trim().split("\\+", -1)) {
                 String n = part.trim();
                 Formulation base = switch (n) {
@@ -436,6 +441,8 @@ public final class JavaSgemm implements Sgemm {
                     lineOffset = -1;
                 } else if (n.equals("scalarpack")) {
                     registerTransposes = false;
+                } else if (n.equals("firstpass") || n.equals("nofirstpass")) {
+                    firstPass = n.equals("firstpass");
                 } else if (n.equals("inplace") || n.equals("noinplace")) {
                     inPlace = n.equals("inplace");
                 } else if (n.equals("rows") || n.equals("norows")) {
@@ -451,14 +458,14 @@ public final class JavaSgemm implements Sgemm {
                     blockRows = parseCount(n.substring(5), 1, MAX_BLOCK_ROWS, "blockN takes N = 1 to " + MAX_BLOCK_ROWS + " (rows of B per transposed block)", name);
                 } else {
                     throw new IllegalArgumentException("a formulation is auto, packed, onepass, always or static, with any of +unaligned,"
-                            + " +lineN, +scalarpack, +rows, +norows, +inplace, +noinplace, +stepN, +blockN, +rowblockN (alone they modify auto), got " + name);
+                            + " +lineN, +scalarpack, +rows, +norows, +inplace, +noinplace, +firstpass, +nofirstpass, +stepN, +blockN, +rowblockN (alone they modify auto), got " + name);
                 }
             }
             if (f == null) f = DEFAULT;
             return new Formulation(f.transposed, f.always, l1Step < 0 ? f.l1Step : l1Step, f.claimed, lineOffset,
                     registerTransposes, blockRows < 0 ? f.blockRows : blockRows,
                     rowsBlockRows < 0 ? f.rowsBlockRows : rowsBlockRows, rows == null ? f.rows : rows,
-                    inPlace == null ? f.inPlace : inPlace);
+                    inPlace == null ? f.inPlace : inPlace, firstPass == null ? f.firstPass : firstPass);
         }
 
         /** N of {@code lineN}; {@code name} for the message. */
@@ -500,6 +507,7 @@ public final class JavaSgemm implements Sgemm {
             if (blockRows != BLOCK_ROWS) sb.append(", blocks of ").append(blockRows).append(" rows of B");
             if (rowsBlockRows != ROWS_BLOCK_ROWS) sb.append(", blocks of ").append(rowsBlockRows).append(" rows of A");
             if (!inPlace) sb.append(", rows copied for the 6x4 tile");
+            if (!firstPass) sb.append(", first slivers in L1 steps");
             if (!claimed) sb.append(", fixed strips per thread");
             if (!registerTransposes) sb.append(", scalar transposing copies");
             if (lineOffset < 0) sb.append(", packed operands unaligned");
@@ -807,8 +815,11 @@ public final class JavaSgemm implements Sgemm {
                 for (int jr = 0; jr < pCols; jr += tileN) {
                     int nr = Math.min(tileN, pCols - jr);
                     int pBase = p0 + pc * pPad + jr * kc; // sliver jr / NR of K panel pc
-                    for (int s0 = 0; s0 < kc; s0 += innerStep) {
-                        int kin = Math.min(innerStep, kc - s0);
+                    // In place, the first sliver of a block meets its rows straight from memory: one pass
+                    // over k reads each row in order, a stream the prefetchers follow (see firstPass).
+                    int stepNow = inPlace && form.firstPass() && jr == 0 ? kc : innerStep;
+                    for (int s0 = 0; s0 < kc; s0 += stepNow) {
+                        int kin = Math.min(stepNow, kc - s0);
                         for (int ir = 0, t = acc0; ir < mc; ir += mr, t += tileSize) {
                             int rowAt = ir * ROW_STRIDE + s0, pAt = pBase + s0 * tileN;
                             switch (kn) {

@@ -194,7 +194,8 @@ class JavaSgemmTest {
      * {@code always}, on any thread count, with row blocks and L1 steps that leave tails; and it is
      * right against the oracle on every layout it takes (A stored [m,k], B either way), with
      * alpha and beta. Reading full tiles in place ({@code inplace}) instead of from the row
-     * buffer moves no arithmetic: the same bits again.
+     * buffer, and a block's first sliver in one pass or in steps ({@code nofirstpass}), move no
+     * arithmetic: the same bits again.
      */
     @ParameterizedTest(name = "{0} kernel, {1} threads")
     @MethodSource("kernelsAndThreads")
@@ -203,7 +204,8 @@ class JavaSgemmTest {
                 {2 * JavaSgemm.Formulation.ROWS_BLOCK_ROWS + kernel.mr + 3, 2 * kernel.nr + 5, JavaSgemm.TRANSPOSED_KC + 37}, // two K panels
                 {40 * kernel.mr + 5, kernel.nr + 3, kernel.kc + 7}, {13, 130, 301}, {1, 64, 300}, {7, 3, 1}};
         String[][] pairs = {{"packed+rows", "always"}, {"packed+rows+rowblock13+step5", "always+block13+step5"},
-                {"packed+rows+inplace+rowblock13+step5", "always+inplace"}, {"packed+rows", "always+inplace+block13"}};
+                {"packed+rows+inplace+rowblock13+step5", "always+inplace"}, {"packed+rows", "always+inplace+block13"},
+                {"packed+rows+inplace+nofirstpass+step5", "always+noinplace+block13+step5"}};
         SplittableRandom rnd = new SplittableRandom(29 + threads);
         try (CpuPool pool = CpuPool.create(threads)) {
             for (String[] pair : pairs) {
@@ -324,6 +326,10 @@ class JavaSgemmTest {
         assertThat(JavaSgemm.Formulation.parse("rowblock7").blockRows()).isEqualTo(JavaSgemm.Formulation.DEFAULT.blockRows());
         assertThat(JavaSgemm.Formulation.parse("onepass+step96").l1Step()).as("a step overrides the base").isEqualTo(96);
         assertThat(JavaSgemm.Formulation.parse("norows").rows()).isFalse();
+        assertThat(JavaSgemm.Formulation.parse("nofirstpass").firstPass()).isFalse();
+        assertThat(JavaSgemm.Formulation.parse("noinplace").inPlace()).isFalse();
+        assertThat(JavaSgemm.Formulation.DEFAULT.firstPass() && JavaSgemm.Formulation.DEFAULT.inPlace() && JavaSgemm.Formulation.DEFAULT.rows())
+                .as("the defaults").isTrue();
         assertThat(JavaSgemm.Formulation.parse("rows").rows()).isTrue();
         for (String bad : new String[] {"step0", "step", "step2049", "stepx"}) {
             assertThatThrownBy(() -> JavaSgemm.Formulation.parse(bad)).as(bad).isInstanceOf(IllegalArgumentException.class)
