@@ -712,16 +712,8 @@ public final class JavaSgemm implements Sgemm {
      */
     private void sgemmTransposed(Kernel kn, int m, int n, int k, float alpha, float[] a, int aOff, int lda,
                                  float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc) {
-        int mr = kn.mr, mPad = roundUp(m, kn.nr), kcStep = balanced(k, TRANSPOSED_KC);
-        boolean inline = pool.threads() == 1 || 2L * m * n * k < PARALLEL_MIN_FLOPS;
         // [K panels][m/NR slivers][kc][NR]: op(B') = A^T, i.e. A packed as a B "stored [n,k]".
-        Packed ap = packShared(!inline, kn.nr, true, a, aOff, lda, k, kcStep, m);
-        if (inline) {
-            rowBlock(kn, form, true, form.blockRows(), 0, n, m, k, kcStep, alpha, b, bOff, ldb, ap.data, ap.start, mPad, beta, c, cOff, ldc);
-        } else {
-            forStrips(ceilDiv(n, mr), Math.max(1, form.blockRows() / mr), (u0, u1) -> rowBlock(kn, form, true, form.blockRows(), u0 * mr, Math.min(n, u1 * mr), m, k,
-                    kcStep, alpha, b, bOff, ldb, ap.data, ap.start, mPad, beta, c, cOff, ldc));
-        }
+        rowBufferProduct(kn, true, form.blockRows(), n, m, k, alpha, b, bOff, ldb, true, a, aOff, lda, beta, c, cOff, ldc);
     }
 
     /**
@@ -734,15 +726,29 @@ public final class JavaSgemm implements Sgemm {
      */
     private void sgemmRows(Kernel kn, boolean transB, int m, int n, int k, float alpha, float[] a, int aOff, int lda,
                            float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc) {
-        int mr = kn.mr, nPad = roundUp(n, kn.nr), kcStep = balanced(k, TRANSPOSED_KC);
-        boolean inline = pool.threads() == 1 || 2L * m * n * k < PARALLEL_MIN_FLOPS;
-        Packed bp = packShared(!inline, kn.nr, transB, b, bOff, ldb, k, kcStep, n);
+        rowBufferProduct(kn, false, form.rowsBlockRows(), m, n, k, alpha, a, aOff, lda, transB, b, bOff, ldb, beta, c, cOff, ldc);
+    }
+
+    /**
+     * A row-buffer product: {@code rowCount} rows of r (row stride ldr, k floats each) times op(p)
+     * (k x pCols; p stored [pCols,k] when transP), op(p) packed once into the calling thread's
+     * shared buffer (the slivers split over the threads) and read by all, the rows split over the
+     * threads in claimed pieces of up to {@code blockRows} rows (whole MR tiles); see {@link
+     * #rowBlock} for the rest and for {@code transposedMerge}.
+     */
+    private void rowBufferProduct(Kernel kn, boolean transposedMerge, int blockRows, int rowCount, int pCols, int k, float alpha,
+                                  float[] r, int rOff, int ldr, boolean transP, float[] p, int pOff, int ldp,
+                                  float beta, float[] c, int cOff, int ldc) {
+        int mr = kn.mr, pPad = roundUp(pCols, kn.nr), kcStep = balanced(k, TRANSPOSED_KC);
+        boolean inline = pool.threads() == 1 || 2L * rowCount * pCols * k < PARALLEL_MIN_FLOPS;
+        Packed packed = packShared(!inline, kn.nr, transP, p, pOff, ldp, k, kcStep, pCols);
         if (inline) {
-            rowBlock(kn, form, false, form.rowsBlockRows(), 0, m, n, k, kcStep, alpha, a, aOff, lda, bp.data, bp.start, nPad, beta, c, cOff, ldc);
+            rowBlock(kn, form, transposedMerge, blockRows, 0, rowCount, pCols, k, kcStep, alpha, r, rOff, ldr,
+                    packed.data, packed.start, pPad, beta, c, cOff, ldc);
         } else {
-            forStrips(ceilDiv(m, mr), Math.max(1, form.rowsBlockRows() / mr), (u0, u1) -> rowBlock(kn, form, false, form.rowsBlockRows(),
-                    u0 * mr, Math.min(m, u1 * mr),
-                    n, k, kcStep, alpha, a, aOff, lda, bp.data, bp.start, nPad, beta, c, cOff, ldc));
+            forStrips(ceilDiv(rowCount, mr), Math.max(1, blockRows / mr), (u0, u1) -> rowBlock(kn, form, transposedMerge, blockRows,
+                    u0 * mr, Math.min(rowCount, u1 * mr), pCols, k, kcStep, alpha, r, rOff, ldr, packed.data, packed.start, pPad,
+                    beta, c, cOff, ldc));
         }
     }
 
