@@ -783,11 +783,13 @@ public final class JavaSgemm implements Sgemm {
      * C[i0:i1, 0:pCols] (+)= A[i0:i1, :] . B.
      *
      * <p>Per block of up to {@code blockRows} rows ({@link Formulation#blockRows} or {@link
-     * Formulation#rowsBlockRows}) and K panel: the block's rows are
-     * copied to the workspace at stride {@link #ROW_STRIDE} (zero rows up to a whole MR tile), then
-     * every sliver of p meets every MR-row tile of the block, in L1-sized k steps for the 6x4 tile
-     * ({@link Formulation#l1Step}; the tiles' accumulators wait in the workspace between steps),
-     * and each tile is merged into C once per K panel.
+     * Formulation#rowsBlockRows}) and K panel: the block's rows are copied to the workspace at
+     * stride {@link #ROW_STRIDE} (zero rows up to a whole MR tile; with {@link Formulation#inPlace}
+     * only a partial last tile, the 6x4 tile reading the others where they are), then every sliver
+     * of p meets every MR-row tile of the block, in L1-sized k steps for the 6x4 tile ({@link
+     * Formulation#l1Step}; the tiles' accumulators wait in the workspace between steps; in place,
+     * the first sliver in one pass, {@link Formulation#firstPass}), and each tile is merged into C
+     * once per K panel.
      */
     private static void rowBlock(Kernel kn, Formulation form, boolean transposedMerge, int blockRows, int i0, int i1, int pCols, int k, int kcStep,
                                  float alpha, float[] r, int rOff, int ldr, float[] p, int p0, int pPad,
