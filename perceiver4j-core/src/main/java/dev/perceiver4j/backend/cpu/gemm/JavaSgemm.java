@@ -253,6 +253,11 @@ public final class JavaSgemm implements Sgemm {
      */
     static final int MAX_SHARED_B = 1 << 23;
 
+    /** Whether an operand of k rows packed into whole NR slivers over {@code cols} columns fits the shared buffer ({@link #MAX_SHARED_B}). */
+    private static boolean sharable(Kernel kn, int k, int cols) {
+        return (long) k * roundUp(cols, kn.nr) <= MAX_SHARED_B;
+    }
+
     /**
      * Most rows of a K panel of a row-buffer product ({@link #rowBlock}: the transposed formulation
      * and {@link #sgemmRows}): its B sliver
@@ -265,7 +270,7 @@ public final class JavaSgemm implements Sgemm {
     static final int MAX_BLOCK_ROWS = 1024;
 
     /**
-     * Row stride of the buffer the transposed formulation copies B's rows to: a constant, so a
+     * Row stride of the buffer a row-buffer product copies its rows to: a constant, so a
      * kernel reads its MR rows at fixed displacements from one index (reading them in place at
      * stride ldb takes MR index registers). 16 floats (one cache line) more than
      * {@link #TRANSPOSED_KC}, so that consecutive rows do not all fall into the same cache sets.
@@ -287,7 +292,7 @@ public final class JavaSgemm implements Sgemm {
          * #sgemmTransposed}, the B of row strips): each thread packs some slivers, all read it.
          */
         float[] packShared = new float[0];
-        /** The transposed formulation's accumulator tiles, one per MR rows of a block ({@link #rowBlock}). */
+        /** A row-buffer product's accumulator tiles, one per MR rows of a block ({@link #rowBlock}). */
         float[] tiles = new float[0];
         final float[] tile = new float[Math.max(MR_8X2 * NR_8X2, MR_6X4 * NR_6X4)];
 
@@ -343,9 +348,10 @@ public final class JavaSgemm implements Sgemm {
      *                     in L2 beside all of A^T
      * @param rowsBlockRows most rows of A per block of a row-buffer product ({@link #sgemmRows}); each
      *                     block streams all of the packed B, so blocks are larger
-     * @param rows         products with A stored [m,k] that the transposed formulation does not take copy
-     *                     A's rows to a row buffer ({@link #sgemmRows}); false: A packed or read in place
-     *                     by the blocked algorithm, B in K panels (as before session 25)
+     * @param rows         products with A stored [m,k] that the transposed formulation does not take run
+     *                     as row-buffer products, A's rows the kernel's broadcast side ({@link
+     *                     #sgemmRows}); false: A packed or read in place by the blocked algorithm, B in
+     *                     K panels (as before session 25)
      * @param inPlace      the 6x4 tile reads the full MR-row tiles of a row-buffer block where they are
      *                     stored (row stride ldb or lda) instead of from a copy at stride {@link
      *                     #ROW_STRIDE}; a partial last tile is still copied (zero rows). false: every
@@ -417,9 +423,8 @@ public final class JavaSgemm implements Sgemm {
          * and {@code rowblockN} (row-buffer blocks of at most N rows of A).
          */
         public static Formulation parse(String name) {
-            // A base (auto, packed, onepass, always, static) and the choices (unaligned, lineN,
-            // scalarpack, rows, norows, stepN, blockN) combine with '+': "unaligned+scalarpack" packs
-            // as before session 24.
+            // A base (auto, packed, onepass, always, static) and the choices listed above combine
+            // with '+': "norows+noinplace+block128" runs session 24's paths.
             Formulation f = null;
             int lineOffset = 0, l1Step = -1, blockRows = -1, rowsBlockRows = -1;
             boolean registerTransposes = true;
@@ -578,11 +583,12 @@ public final class JavaSgemm implements Sgemm {
         long flops = 2L * m * n * k;
         Kernel kn = kernel;
         if (form.transposed() && (form.always() ? !transA && transB : transposedPays(transA, transB, m, n))
-                && (long) k * roundUp(m, kn.nr) <= MAX_SHARED_B) { // the packed A^T is kept for the next call
+                && sharable(kn, k, m)) { // the packed A^T is kept for the next call
             sgemmTransposed(kn, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
             return;
         }
-        if (form.rows() && !transA && (long) k * roundUp(n, kn.nr) <= MAX_SHARED_B) { // B is packed once, kept for the next call
+        boolean shareB = sharable(kn, k, n);
+        if (form.rows() && !transA && shareB) { // B is packed once, kept for the next call
             sgemmRows(kn, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
             return;
         }
@@ -593,7 +599,7 @@ public final class JavaSgemm implements Sgemm {
             int nr = kn.nr;
             pool.parallelFor(ceilDiv(n, nr), 1, (u0, u1) -> gemmBlock(kn, form, transA, transB, 0, m,
                     u0 * nr, Math.min(n, u1 * nr), k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc));
-        } else if ((long) k * roundUp(n, kn.nr) <= MAX_SHARED_B) {
+        } else if (shareB) {
             // Row strips of whole MR slivers. B (k x n, the smaller operand) is packed once, every
             // thread packing some of its slivers, and shared: each strip needs all of it.
             int mr = kn.mr, nPad = roundUp(n, kn.nr), kcStep = balanced(k, kn.kc);
@@ -624,7 +630,7 @@ public final class JavaSgemm implements Sgemm {
                     + count + ", " + bOff.length + ", " + n.length + ", " + c.length + ", " + cOff.length);
         }
         Kernel kn = kernel;
-        boolean shared = form.transposed() && form.claimed() && m > 0 && k > 0 && (long) k * roundUp(m, kn.nr) <= MAX_SHARED_B;
+        boolean shared = form.transposed() && form.claimed() && m > 0 && k > 0 && sharable(kn, k, m);
         for (int i = 0; i < count; i++) {
             NaiveSgemm.checkArgs(false, true, m, n[i], k, a, aOff, lda, b[i], bOff[i], k, c[i], cOff[i], n[i]);
             shared &= n[i] > 0 && transposedPays(false, true, m, n[i]);
@@ -719,8 +725,9 @@ public final class JavaSgemm implements Sgemm {
     /**
      * C[m,n] = alpha A[m,k] . op(B) + beta C with A stored [m,k], as a row-buffer product ({@link
      * #rowBlock}): op(B) packed once in K panels of up to {@link #TRANSPOSED_KC} rows, shared by all
-     * threads, and A's rows copied block by block (whole rows, {@code System.arraycopy}) instead of
-     * packed into MR-row slivers (a scalar interleaving copy for the 6x4 tile). Each tile's
+     * threads, and A's rows read where they are (6x4) or copied block by block (whole rows, {@code
+     * System.arraycopy}) instead of packed into MR-row slivers (a scalar interleaving copy for the
+     * 6x4 tile). Each tile's
      * accumulators run over the whole panel (k <= 2048: all of k), so C is written once, not once
      * per K panel of the blocked algorithm. Threads split A's rows in whole MR tiles.
      */
