@@ -372,8 +372,8 @@ public final class FastOps {
         else if (act != Activation.NONE) throw new IllegalArgumentException("pre must not be null when act is " + act);
         if (bias == null && pre == null) return; // act == NONE: identity
         int bound = S.loopBound(n);
-        // GELU: the loop stores pre = c + bias (and c = pre), then Erf.gelu turns the row into gelu(pre).
-        Activation rowAct = act == Activation.GELU ? Activation.NONE : act;
+        // GELU: the loop stores only pre = c + bias, then Erf.gelu turns the row (in L1) into c = gelu(pre).
+        boolean gelu = act == Activation.GELU;
         pool.parallelFor(rows, rowGrain(pool, n), (r0, r1) -> {
             for (int r = r0; r < r1; r++) {
                 int cb = cOff + r * n, pb = pOff + r * n;
@@ -382,14 +382,14 @@ public final class FastOps {
                     FloatVector p = FloatVector.fromArray(S, c, cb + j);
                     if (bias != null) p = p.add(FloatVector.fromArray(S, bias, bOff + j));
                     if (pre != null) p.intoArray(pre, pb + j);
-                    activate(rowAct, p).intoArray(c, cb + j);
+                    if (!gelu) activate(act, p).intoArray(c, cb + j);
                 }
                 for (; j < n; j++) {
                     float p = c[cb + j] + (bias != null ? bias[bOff + j] : 0f);
                     if (pre != null) pre[pb + j] = p;
-                    c[cb + j] = activate(rowAct, p);
+                    if (!gelu) c[cb + j] = activate(act, p);
                 }
-                if (act == Activation.GELU) Erf.gelu(false, pre, pb, null, 0, c, cb, n, false);
+                if (gelu) Erf.gelu(false, pre, pb, null, 0, c, cb, n, false);
             }
         });
     }

@@ -360,10 +360,14 @@ public final class JavaSgemm implements Sgemm {
      * @param firstPass    with rows read in place, each block's first sliver walks k in one pass (every
      *                     tile reads its rows from memory in order, which the hardware prefetchers
      *                     follow), the others in L1 steps; the same bits (a step only splits the sum)
+     * @param panelRows    most k rows per K panel of a row-buffer product ({@link #rowBlock}): each
+     *                     panel's partial sums are merged into C, so fewer rows mean more merges and a
+     *                     smaller share of L2 for the shared operand ({@value #TRANSPOSED_KC}: one panel
+     *                     for every product of the models)
      */
     public record Formulation(boolean transposed, boolean always, int l1Step, boolean claimed, int lineOffset,
                               boolean registerTransposes, int blockRows, int rowsBlockRows, boolean rows, boolean inPlace,
-                              boolean firstPass) {
+                              boolean firstPass, int panelRows) {
         /** {@link #l1Step} of the defaults: 128 k rows of a 64-column sliver, 32 KiB, fill a 48 KiB L1 with the accumulator tiles. */
         static final int L1_STEP = 128;
         /**
@@ -378,19 +382,19 @@ public final class JavaSgemm implements Sgemm {
         static final int ROWS_BLOCK_ROWS = 128;
 
         /** What {@link #JavaSgemm(CpuPool)} uses. */
-        public static final Formulation DEFAULT = new Formulation(true, false, L1_STEP, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true);
+        public static final Formulation DEFAULT = new Formulation(true, false, L1_STEP, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true, TRANSPOSED_KC);
         /** Never transposed nor row-buffered: the blocked algorithm packs B (and A for the 6x4 tile). */
-        public static final Formulation PACKED = new Formulation(false, false, L1_STEP, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, false, true, true);
+        public static final Formulation PACKED = new Formulation(false, false, L1_STEP, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, false, true, true, TRANSPOSED_KC);
         /** The default without k steps (each A^T sliver in one pass over k, as before session 19). */
-        public static final Formulation ONE_PASS = new Formulation(true, false, 0, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true);
+        public static final Formulation ONE_PASS = new Formulation(true, false, 0, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true, TRANSPOSED_KC);
         /** Transposed for every A . B^T with A stored [m,k], whatever the sizes. */
-        public static final Formulation ALWAYS = new Formulation(true, true, L1_STEP, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true);
+        public static final Formulation ALWAYS = new Formulation(true, true, L1_STEP, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true, TRANSPOSED_KC);
         /** The default with one fixed strip per thread (as before session 20). */
-        public static final Formulation STATIC = new Formulation(true, false, L1_STEP, false, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true);
+        public static final Formulation STATIC = new Formulation(true, false, L1_STEP, false, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true, TRANSPOSED_KC);
         /** The default with packed operands wherever their arrays start (as before session 24). */
-        public static final Formulation UNALIGNED = new Formulation(true, false, L1_STEP, true, -1, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true);
+        public static final Formulation UNALIGNED = new Formulation(true, false, L1_STEP, true, -1, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true, TRANSPOSED_KC);
         /** The default with transposing copies one float at a time (as before session 24). */
-        public static final Formulation SCALAR_PACKING = new Formulation(true, false, L1_STEP, true, 0, false, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true);
+        public static final Formulation SCALAR_PACKING = new Formulation(true, false, L1_STEP, true, 0, false, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true, TRANSPOSED_KC);
 
         public Formulation {
             if (lineOffset != -1 && !isLineOffset(lineOffset)) {
@@ -398,6 +402,9 @@ public final class JavaSgemm implements Sgemm {
             }
             if (l1Step < 0 || l1Step > TRANSPOSED_KC) {
                 throw new IllegalArgumentException("l1Step is 0 (one pass) or at most " + TRANSPOSED_KC + " k rows, got " + l1Step);
+            }
+            if (panelRows < 1 || panelRows > TRANSPOSED_KC) {
+                throw new IllegalArgumentException("panelRows is 1 to " + TRANSPOSED_KC + ", got " + panelRows);
             }
             if (blockRows < 1 || blockRows > MAX_BLOCK_ROWS || rowsBlockRows < 1 || rowsBlockRows > MAX_BLOCK_ROWS) {
                 throw new IllegalArgumentException("blockRows and rowsBlockRows are 1 to " + MAX_BLOCK_ROWS + ", got " + blockRows
@@ -419,14 +426,15 @@ public final class JavaSgemm implements Sgemm {
          * copied to a row buffer where the transposed formulation is not taken, or not), {@code inplace} /
          * {@code noinplace} (the 6x4 tile reads a row block's full tiles where they are stored, or from a copy),
          * {@code firstpass} / {@code nofirstpass} (in place, a block's first sliver in one pass over k, or in steps),
-         * {@code stepN} (L1 steps of N k rows), {@code blockN} (transposed blocks of at most N rows of B)
-         * and {@code rowblockN} (row-buffer blocks of at most N rows of A).
+         * {@code stepN} (L1 steps of N k rows), {@code blockN} (transposed blocks of at most N rows of B),
+         * {@code rowblockN} (row-buffer blocks of at most N rows of A) and {@code panelN} (row-buffer K
+         * panels of at most N k rows).
          */
         public static Formulation parse(String name) {
             // A base (auto, packed, onepass, always, static) and the choices listed above combine
             // with '+': "norows+noinplace+block128" runs session 24's paths.
             Formulation f = null;
-            int lineOffset = 0, l1Step = -1, blockRows = -1, rowsBlockRows = -1;
+            int lineOffset = 0, l1Step = -1, blockRows = -1, rowsBlockRows = -1, panelRows = -1;
             boolean registerTransposes = true;
             Boolean rows = null, inPlace = null, firstPass = null;
             for (String part : name.trim().split("\\+", -1)) {
@@ -456,6 +464,9 @@ public final class JavaSgemm implements Sgemm {
                     lineOffset = parseLineOffset(n.substring(4), name);
                 } else if (n.startsWith("step")) {
                     l1Step = parseCount(n.substring(4), 1, TRANSPOSED_KC, "stepN takes N = 1 to " + TRANSPOSED_KC + " (k rows per L1 step)", name);
+                } else if (n.startsWith("panel")) {
+                    panelRows = parseCount(n.substring(5), 1, TRANSPOSED_KC, "panelN takes N = 1 to " + TRANSPOSED_KC
+                            + " (k rows per K panel of a row-buffer product)", name);
                 } else if (n.startsWith("rowblock")) {
                     rowsBlockRows = parseCount(n.substring(8), 1, MAX_BLOCK_ROWS, "rowblockN takes N = 1 to " + MAX_BLOCK_ROWS
                             + " (rows of A per row-buffer block)", name);
@@ -463,14 +474,15 @@ public final class JavaSgemm implements Sgemm {
                     blockRows = parseCount(n.substring(5), 1, MAX_BLOCK_ROWS, "blockN takes N = 1 to " + MAX_BLOCK_ROWS + " (rows of B per transposed block)", name);
                 } else {
                     throw new IllegalArgumentException("a formulation is auto, packed, onepass, always or static, with any of +unaligned,"
-                            + " +lineN, +scalarpack, +rows, +norows, +inplace, +noinplace, +firstpass, +nofirstpass, +stepN, +blockN, +rowblockN (alone they modify auto), got " + name);
+                            + " +lineN, +scalarpack, +rows, +norows, +inplace, +noinplace, +firstpass, +nofirstpass, +stepN, +blockN, +rowblockN, +panelN (alone they modify auto), got " + name);
                 }
             }
             if (f == null) f = DEFAULT;
             return new Formulation(f.transposed, f.always, l1Step < 0 ? f.l1Step : l1Step, f.claimed, lineOffset,
                     registerTransposes, blockRows < 0 ? f.blockRows : blockRows,
                     rowsBlockRows < 0 ? f.rowsBlockRows : rowsBlockRows, rows == null ? f.rows : rows,
-                    inPlace == null ? f.inPlace : inPlace, firstPass == null ? f.firstPass : firstPass);
+                    inPlace == null ? f.inPlace : inPlace, firstPass == null ? f.firstPass : firstPass,
+                    panelRows < 0 ? f.panelRows : panelRows);
         }
 
         /** N of {@code lineN}; {@code name} for the message. */
@@ -511,6 +523,7 @@ public final class JavaSgemm implements Sgemm {
             else if (l1Step != L1_STEP) sb.append(", L1 steps of ").append(l1Step).append(" k rows");
             if (blockRows != BLOCK_ROWS) sb.append(", blocks of ").append(blockRows).append(" rows of B");
             if (rowsBlockRows != ROWS_BLOCK_ROWS) sb.append(", blocks of ").append(rowsBlockRows).append(" rows of A");
+            if (panelRows != TRANSPOSED_KC) sb.append(", K panels of ").append(panelRows).append(" rows");
             if (!inPlace) sb.append(", rows copied for the 6x4 tile");
             if (!firstPass) sb.append(", first slivers in L1 steps");
             if (!claimed) sb.append(", fixed strips per thread");
@@ -639,7 +652,7 @@ public final class JavaSgemm implements Sgemm {
             for (int i = 0; i < count; i++) sgemm(false, true, m, n[i], k, 1f, a, aOff, lda, b[i], bOff[i], k, 0f, c[i], cOff[i], n[i]);
             return;
         }
-        int mr = kn.mr, mPad = roundUp(m, kn.nr), kcStep = balanced(k, TRANSPOSED_KC);
+        int mr = kn.mr, mPad = roundUp(m, kn.nr), kcStep = balanced(k, form.panelRows());
         int tiles = 0;
         for (int i = 0; i < count; i++) tiles += ceilDiv(n[i], mr);
         int piece = pieceUnits(tiles, Math.max(1, form.blockRows() / mr));
@@ -746,7 +759,7 @@ public final class JavaSgemm implements Sgemm {
     private void rowBufferProduct(Kernel kn, boolean transposedMerge, int blockRows, int rowCount, int pCols, int k, float alpha,
                                   float[] r, int rOff, int ldr, boolean transP, float[] p, int pOff, int ldp,
                                   float beta, float[] c, int cOff, int ldc) {
-        int mr = kn.mr, pPad = roundUp(pCols, kn.nr), kcStep = balanced(k, TRANSPOSED_KC);
+        int mr = kn.mr, pPad = roundUp(pCols, kn.nr), kcStep = balanced(k, form.panelRows());
         boolean inline = pool.threads() == 1 || 2L * rowCount * pCols * k < PARALLEL_MIN_FLOPS;
         Packed packed = packShared(!inline, kn.nr, transP, p, pOff, ldp, k, kcStep, pCols);
         if (inline) {

@@ -195,7 +195,8 @@ class JavaSgemmTest {
      * right against the oracle on every layout it takes (A stored [m,k], B either way), with
      * alpha and beta. Reading full tiles in place ({@code inplace}) instead of from the row
      * buffer, and a block's first sliver in one pass or in steps ({@code nofirstpass}), move no
-     * arithmetic: the same bits again.
+     * arithmetic: the same bits again. With K panels of 100 rows ({@code panel100}) both merge a
+     * partial sum per panel, in the same order.
      */
     @ParameterizedTest(name = "{0} kernel, {1} threads")
     @MethodSource("kernelsAndThreads")
@@ -205,7 +206,8 @@ class JavaSgemmTest {
                 {40 * kernel.mr + 5, kernel.nr + 3, kernel.kc + 7}, {13, 130, 301}, {1, 64, 300}, {7, 3, 1}};
         String[][] pairs = {{"packed+rows", "always"}, {"packed+rows+rowblock13+step5", "always+block13+step5"},
                 {"packed+rows+inplace+rowblock13+step5", "always+inplace"}, {"packed+rows", "always+inplace+block13"},
-                {"packed+rows+inplace+nofirstpass+step5", "always+noinplace+block13+step5"}};
+                {"packed+rows+inplace+nofirstpass+step5", "always+noinplace+block13+step5"},
+                {"packed+rows+panel100", "always+inplace+panel100"}};
         SplittableRandom rnd = new SplittableRandom(29 + threads);
         try (CpuPool pool = CpuPool.create(threads)) {
             for (String[] pair : pairs) {
@@ -334,6 +336,12 @@ class JavaSgemmTest {
         for (String bad : new String[] {"step0", "step", "step2049", "stepx"}) {
             assertThatThrownBy(() -> JavaSgemm.Formulation.parse(bad)).as(bad).isInstanceOf(IllegalArgumentException.class)
                     .hasMessageContaining("stepN takes N = 1 to " + JavaSgemm.TRANSPOSED_KC);
+        }
+        assertThat(JavaSgemm.Formulation.parse("panel320").panelRows()).isEqualTo(320);
+        assertThat(JavaSgemm.Formulation.DEFAULT.panelRows()).as("one K panel for k <= 2048").isEqualTo(JavaSgemm.TRANSPOSED_KC);
+        for (String bad : new String[] {"panel0", "panel", "panel2049", "panelx"}) {
+            assertThatThrownBy(() -> JavaSgemm.Formulation.parse(bad)).as(bad).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining("panelN takes N = 1 to " + JavaSgemm.TRANSPOSED_KC);
         }
         for (String bad : new String[] {"block0", "block", "block1025", "rowblock0", "rowblock"}) {
             assertThatThrownBy(() -> JavaSgemm.Formulation.parse(bad)).as(bad).isInstanceOf(IllegalArgumentException.class)
