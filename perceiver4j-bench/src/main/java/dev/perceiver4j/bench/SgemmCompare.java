@@ -28,7 +28,8 @@ import java.util.SplittableRandom;
  * session 19 instead of L1-sized steps), {@code always} (transposed for every product) or
  * {@code packed} (the usual formulation, all of B packed). Products are C = A . B^T with B stored [N,K] (the nn.Linear layout), cycling through
  * {@code --weights} distinct B matrices (default 16: 105 MB at 1280 x 1280, read from memory as in
- * a model's forward pass). Each round runs {@code --reps} products per configuration.
+ * a model's forward pass); {@code KERNEL/FORM@W} cycles through the first W of them only ({@code @1}: one
+ * weight, read from cache). Each round runs {@code --reps} products per configuration.
  *
  * <p>{@code --peak} first times a loop of 24 independent vector FMAs per iteration on registers only
  * (no loads), per thread of {@code --threads}: the rate the CPU's FMA units give the Vector API, the
@@ -66,14 +67,23 @@ public final class SgemmCompare {
 
         try (CpuPool pool = CpuPool.create(threads)) {
             JavaSgemm[] impls = new JavaSgemm[configs.size()];
-            for (int i = 0; i < impls.length; i++) impls[i] = parse(configs.get(i), pool);
+            int[] cycle = new int[configs.size()]; // weights each configuration cycles through
+            for (int i = 0; i < impls.length; i++) {
+                String[] at = configs.get(i).split("@", -1);
+                cycle[i] = at.length == 2 ? Integer.parseInt(at[1]) : weights;
+                if (at.length > 2 || cycle[i] < 1 || cycle[i] > weights) {
+                    throw new IllegalArgumentException("a configuration is KERNEL/FORM or KERNEL/FORM@W, W = 1 to --weights (" + weights
+                            + "), got " + configs.get(i));
+                }
+                impls[i] = parse(at[0], pool);
+            }
             double[][] us = new double[impls.length][rounds];
             int next = 0;
             for (int round = -2; round < rounds; round++) { // two warm-up rounds
                 for (int i = 0; i < impls.length; i++) {
                     long t0 = System.nanoTime();
                     for (int r = 0; r < reps; r++) {
-                        impls[i].sgemm(false, true, m, n, k, 1f, a, 0, k, bs[next], 0, k, 0f, c, 0, n);
+                        impls[i].sgemm(false, true, m, n, k, 1f, a, 0, k, bs[next % cycle[i]], 0, k, 0f, c, 0, n);
                         next = (next + 1) % weights;
                     }
                     if (round >= 0) us[i][round] = (System.nanoTime() - t0) / 1e3 / reps;
