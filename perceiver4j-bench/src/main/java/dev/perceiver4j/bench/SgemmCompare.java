@@ -70,7 +70,7 @@ public final class SgemmCompare {
             int[] cycle = new int[configs.size()]; // weights each configuration cycles through
             for (int i = 0; i < impls.length; i++) {
                 String[] at = configs.get(i).split("@", -1);
-                cycle[i] = at.length == 2 ? Integer.parseInt(at[1]) : weights;
+                cycle[i] = at.length == 2 ? parseCount(at[1]) : weights;
                 if (at.length > 2 || cycle[i] < 1 || cycle[i] > weights) {
                     throw new IllegalArgumentException("a configuration is KERNEL/FORM or KERNEL/FORM@W, W = 1 to --weights (" + weights
                             + "), got " + configs.get(i));
@@ -99,6 +99,15 @@ public final class SgemmCompare {
                 System.out.printf(Locale.ROOT, "  %-12s median %9.1f us (min %9.1f, max %9.1f)  %6.1f GFLOP/s  %5.3fx the first%n",
                         configs.get(i), med, sorted[0], sorted[sorted.length - 1], flop / med / 1e3, med / base);
             }
+        }
+    }
+
+    /** W of {@code KERNEL/FORM@W}; -1 (rejected by the caller's range check) when it is not a number. */
+    private static int parseCount(String digits) {
+        try {
+            return Integer.parseInt(digits);
+        } catch (NumberFormatException e) {
+            return -1;
         }
     }
 
