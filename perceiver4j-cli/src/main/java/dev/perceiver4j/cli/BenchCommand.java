@@ -24,7 +24,11 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
+import java.io.BufferedReader;
 import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -47,6 +51,8 @@ import java.util.SplittableRandom;
         footer = {"", "Examples:",
                 "  ./perceiver4j bench --threads 2                       language-perceiver forward, batch 1 x 2048 bytes",
                 "  ./perceiver4j bench --threads 2 --gemm java --compare-gemm packed   two SGEMMs, alternating passes",
+                "  python3 scripts/hf_cpu_duel.py 2 20 -- ./perceiver4j bench --backend cpu --threads 2 --reps 20 --paced",
+                "                                                        passes in turn with HF PyTorch's, pair by pair",
                 "  ./perceiver4j bench --batch 4 --reps 3 --threads 16",
                 "  ./perceiver4j bench --backend cuda --workload mlm-train --batch 16",
                 "  ./perceiver4j bench --backend cuda --batch 32 --profile   time per op and shape (adds a wait after each op)",
@@ -99,6 +105,14 @@ final class BenchCommand implements Runnable {
             + " language-perceiver's 0.1; mlm-train applies it, 0 shows what the dropout costs)")
     Float attentionDropout;
 
+    @Option(names = "--paced", description = "mlm-forward: after the warm-up passes print 'paced: ready', then run one timed pass per line"
+            + " read from standard input (at most --reps; the end of input stops early) and print 'pass N: X ms' after each: for taking"
+            + " turns with another program on the same CPU (scripts/hf_cpu_duel.py runs HF PyTorch's passes in between)")
+    boolean paced;
+
+    /** Timed passes that {@code --paced} ran (the input may end before {@code --reps}); 0 otherwise. */
+    private int timedPasses;
+
     @Option(names = "--compare-gemm", description = "mlm-forward on the CPU: time the passes alternately with the matrix products of --gemm /"
             + " --gemm-kernel and with this one, in one process, and print both and their ratio: packed (the pure-Java kernel"
             + " always packing B, without its transposed formulation), static (one fixed strip of each product per thread instead of"
@@ -117,6 +131,9 @@ final class BenchCommand implements Runnable {
         if (batch < 1 || length < 1 || reps < 1 || warmup < 0) throw new IllegalArgumentException("--batch, --length and --reps must be >= 1, --warmup >= 0");
         if (compareGemm != null && !workload.equals("mlm-forward")) {
             throw new IllegalArgumentException("--compare-gemm applies to --workload mlm-forward only");
+        }
+        if (paced && (!workload.equals("mlm-forward") || compareGemm != null || profile)) {
+            throw new IllegalArgumentException("--paced applies to --workload mlm-forward alone (without --compare-gemm or --profile)");
         }
         switch (workload) {
             case "mlm-forward" -> {
@@ -156,11 +173,44 @@ final class BenchCommand implements Runnable {
         ArBench.Timing t;
         // As predict runs it: inputs written into persistent tensors, the pass replayed where the backend records.
         try (RecordedMaskedLm pass = new RecordedMaskedLm(m, batch, length)) {
-            t = ArBench.time(be, warmup, reps, () -> pass.forward(ids, mask));
+            t = paced ? timePaced(be, () -> pass.forward(ids, mask)) : ArBench.time(be, warmup, reps, () -> pass.forward(ids, mask));
             System.out.println(pass.recorded() ? "pass replayed as a recording of " + pass.recordedOps() + " ops" : "pass run op by op");
         }
         printResult("mlm-forward", t, mlmForwardFlops(m.config(), length) * batch / 1e9, "pass");
         printMemory(be);
+    }
+
+    /**
+     * {@code --paced}: the warm-up passes, then one timed pass per line of standard input (at most
+     * {@code reps}), each pass's time printed as it ends, so that another program can run its own
+     * passes in between and compare pass by pass under the same machine load.
+     */
+    private ArBench.Timing timePaced(Backend be, Runnable pass) {
+        for (int i = 0; i < warmup; i++) {
+            pass.run();
+            be.synchronize();
+        }
+        System.out.println("paced: ready (one timed pass per line of standard input, at most " + reps + ")");
+        System.out.flush();
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
+        double[] ms = new double[reps];
+        int n = 0;
+        try {
+            while (n < reps && in.readLine() != null) {
+                long t0 = System.nanoTime();
+                pass.run();
+                be.synchronize();
+                ms[n] = (System.nanoTime() - t0) / 1e6;
+                System.out.printf(Locale.ROOT, "pass %d: %.1f ms%n", n + 1, ms[n]);
+                System.out.flush();
+                n++;
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("--paced: reading standard input failed", e);
+        }
+        if (n == 0) throw new IllegalStateException("--paced: standard input ended before the first timed pass");
+        timedPasses = n;
+        return ArBench.Timing.of(Arrays.copyOf(ms, n));
     }
 
     /**
@@ -263,7 +313,7 @@ final class BenchCommand implements Runnable {
     /** One result line: mean and min time, bytes/s, GFLOP/s at {@code gflop} per {@code unit}. */
     private void printResult(String workloadName, ArBench.Timing t, double gflop, String unit) {
         System.out.printf(Locale.ROOT, "%s batch %d x %d bytes: mean %.1f ms, min %.1f ms over %d reps (%.0f bytes/s, %.1f GFLOP/s at %.1f GFLOP per %s); median %.1f ms, max %.1f ms%n",
-                workloadName, batch, length, t.mean(), t.min(), reps, batch * length / (t.mean() / 1e3), gflop / (t.mean() / 1e3), gflop, unit,
+                workloadName, batch, length, t.mean(), t.min(), timedPasses > 0 ? timedPasses : reps, batch * length / (t.mean() / 1e3), gflop / (t.mean() / 1e3), gflop, unit,
                 t.median(), t.max());
     }
 

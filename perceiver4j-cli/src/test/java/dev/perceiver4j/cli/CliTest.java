@@ -83,6 +83,39 @@ class CliTest {
     }
 
     @Test
+    void pacedBenchRunsOnePassPerInputLineAndStopsAtTheEndOfInput() {
+        // Two lines on standard input, --reps 5: two timed passes, each reported as it ends, then the summary of those two.
+        java.io.InputStream origIn = System.in;
+        try {
+            System.setIn(new java.io.ByteArrayInputStream("go\ngo\n".getBytes(StandardCharsets.UTF_8)));
+            int code = Main.run("bench", "--threads", "2", "--length", "32", "--warmup", "1", "--reps", "5", "--paced");
+            assertThat(code).as(stderr()).isZero();
+            String o = stdout();
+            assertThat(o).contains("paced: ready").contains("pass 1: ").contains("pass 2: ").doesNotContain("pass 3: ");
+            assertThat(o.indexOf("paced: ready")).isLessThan(o.indexOf("pass 1: "));
+            java.util.regex.Matcher m = java.util.regex.Pattern.compile("mlm-forward batch 1 x 32 bytes: mean ([0-9.]+) ms, min ([0-9.]+) ms over 2 reps").matcher(o);
+            assertThat(m.find()).as(o).isTrue();
+            java.util.regex.Matcher p = java.util.regex.Pattern.compile("pass [12]: ([0-9.]+) ms").matcher(o);
+            double sum = 0;
+            int passes = 0;
+            while (p.find()) {
+                sum += Double.parseDouble(p.group(1));
+                passes++;
+            }
+            assertThat(passes).isEqualTo(2);
+            assertThat(Double.parseDouble(m.group(1))).isCloseTo(sum / 2, org.assertj.core.data.Offset.offset(0.1)); // the summary is of the printed passes
+
+            System.setIn(new java.io.ByteArrayInputStream(new byte[0]));
+            assertThat(Main.run("bench", "--threads", "2", "--length", "32", "--warmup", "0", "--paced")).isEqualTo(1);
+            assertThat(stderr()).contains("--paced: standard input ended before the first timed pass");
+            assertThat(Main.run("bench", "--workload", "ar-train", "--paced")).isEqualTo(1);
+            assertThat(stderr()).contains("--paced applies to --workload mlm-forward alone");
+        } finally {
+            System.setIn(origIn);
+        }
+    }
+
+    @Test
     void trainResumeGenerateAndEvalEndToEnd(@TempDir Path tmp) throws Exception {
         Path text = tmp.resolve("text");
         Files.createDirectories(text);

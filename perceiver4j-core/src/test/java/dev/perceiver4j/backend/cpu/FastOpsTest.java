@@ -185,6 +185,29 @@ class FastOpsTest {
     }
 
     @Test
+    void biasResidualIsTheBiasPassThenTheAddPassInOne() {
+        // The same bits as biasActivation (c + bias) followed by add (+ res); the padding around every region untouched.
+        for (int[] shape : ROW_SHAPES) {
+            int rows = shape[0], n = shape[1];
+            for (CpuPool pool : pools) {
+                for (boolean withBias : new boolean[] {true, false}) {
+                    Slab c = slab(rows * n, 4), bias = slab(n, 1), res = slab(rows * n, 3);
+                    float[] twoPasses = c.a.clone();
+                    FastOps.biasActivation(pool, twoPasses, c.off, rows, n, withBias ? bias.a : null, bias.off, Activation.NONE, null, 0);
+                    FastOps.add(pool, twoPasses, c.off, res.a, res.off, twoPasses, c.off, rows * n, rows * n);
+                    double[] want = new double[rows * n];
+                    for (int i = 0; i < want.length; i++) want[i] = twoPasses[c.off + i];
+                    FastOps.biasResidual(pool, c.a, c.off, rows, n, withBias ? bias.a : null, bias.off, res.a, res.off);
+                    c.assertClose("c + bias + res, " + rows + "x" + n, want, 0, 0);
+                    assertThat(c.a).as("bits, padding included").isEqualTo(twoPasses);
+                }
+            }
+        }
+        assertThatThrownBy(() -> FastOps.biasResidual(pools[1], new float[12], 0, 3, 4, null, 0, new float[11], 0))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("res");
+    }
+
+    @Test
     void biasActivationBackwardNoneMayAliasDOut() {
         int rows = 9, n = 33;
         Slab g = slab(rows * n, 1), dBias = slab(n, 0).filled(0f);

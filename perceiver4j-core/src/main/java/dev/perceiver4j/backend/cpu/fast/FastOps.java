@@ -395,6 +395,33 @@ public final class FastOps {
     }
 
     /**
+     * c = (c + bias) + res in one pass, the sums in that order (the bits of adding the bias, then the
+     * residual, in two passes): the epilogue of a product added to a residual stream. c, res [rows,
+     * n] (res may be c's array at another offset, not overlapping); bias [n] or null.
+     */
+    public static void biasResidual(CpuPool pool, float[] c, int cOff, int rows, int n, float[] bias, int bOff, float[] res, int rOff) {
+        checkSize("rows", rows);
+        checkSize("n", n);
+        long total = (long) rows * n;
+        checkRange("c", c, cOff, total);
+        checkRange("res", res, rOff, total);
+        if (bias != null) checkRange("bias", bias, bOff, n);
+        int bound = S.loopBound(n);
+        pool.parallelFor(rows, rowGrain(pool, n), (r0, r1) -> {
+            for (int r = r0; r < r1; r++) {
+                int cb = cOff + r * n, rb = rOff + r * n;
+                int j = 0;
+                for (; j < bound; j += L) {
+                    FloatVector p = FloatVector.fromArray(S, c, cb + j);
+                    if (bias != null) p = p.add(FloatVector.fromArray(S, bias, bOff + j));
+                    p.add(FloatVector.fromArray(S, res, rb + j)).intoArray(c, cb + j);
+                }
+                for (; j < n; j++) c[cb + j] = (c[cb + j] + (bias != null ? bias[bOff + j] : 0f)) + res[rb + j];
+            }
+        });
+    }
+
+    /**
      * dPre = dOut·act'(pre) (written, not accumulated), dBias += Σ_rows dPre (may be null).
      * dOut, pre, dPre [rows, n]; dBias [n]. dPre may be dOut; pre may be null when act == NONE.
      */
