@@ -114,9 +114,9 @@ public final class CpuBackend extends CpuStorageBackend {
         check(residual.size() == out.size(), "matmulAdd: residual " + residual.describe() + " should have the shape of out " + out.describe());
         check(residual.floats() != out.floats() || residual.offset() + residual.size() <= out.offset()
                 || out.offset() + out.size() <= residual.offset(), "matmulAdd: residual and out must not overlap");
-        matmul(a, transA, b, transB, null, Activation.NONE, out, null);
         int n = out.shape().last();
         check(bias == null || bias.size() == n, "matmulAdd: bias " + (bias == null ? "" : bias.describe()) + " should have " + n + " elements");
+        matmul(a, transA, b, transB, null, Activation.NONE, out, null);
         FastOps.biasResidual(pool, out.floats(), out.offset(), (int) (out.size() / n), n, bias == null ? null : bias.floats(),
                 bias == null ? 0 : bias.offset(), residual.floats(), residual.offset());
     }
