@@ -108,14 +108,11 @@ def main():
             sys.exit(f"hf_cpu_duel.py: the bench command ended early (exit code {bench.wait()}; its --reps must be at least PAIRS)")
         return line.rstrip("\n")
 
-    # PyTorch's side, built and warmed up while perceiver4j builds its model and runs its warm-up.
+    # PyTorch's side (hf_cpu_forward.py's model and input, this script's folder being on the path),
+    # built and warmed up while perceiver4j builds its model and runs its warm-up.
     import torch
-    from transformers import PerceiverConfig, PerceiverForMaskedLM
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = PerceiverForMaskedLM(PerceiverConfig(qk_channels=256, v_channels=1280)).eval()
-    x = torch.randint(6, 262, (1, 2048))
-    mask = torch.ones_like(x)
+    from hf_cpu_forward import language_perceiver
+    model, x, mask = language_perceiver(threads)
 
     def torch_pass():
         t = time.perf_counter()

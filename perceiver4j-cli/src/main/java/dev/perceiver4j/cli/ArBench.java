@@ -29,14 +29,14 @@ final class ArBench {
     private ArBench() {}
 
     /** Mean and minimum milliseconds of {@code reps} timed runs after {@code warmup} untimed ones. */
-    record Timing(double mean, double min, double median, double max) {
+    record Timing(double mean, double min, double median, double max, int count) {
         /** The summary of timed repetitions, ms each. */
         static Timing of(double[] ms) {
             double[] sorted = ms.clone();
             Arrays.sort(sorted);
             int n = sorted.length;
             double median = n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
-            return new Timing(Arrays.stream(ms).average().orElseThrow(), sorted[0], median, sorted[n - 1]);
+            return new Timing(Arrays.stream(ms).average().orElseThrow(), sorted[0], median, sorted[n - 1], n);
         }
     }
 

@@ -110,9 +110,6 @@ final class BenchCommand implements Runnable {
             + " turns with another program on the same CPU (scripts/hf_cpu_duel.py runs HF PyTorch's passes in between)")
     boolean paced;
 
-    /** Timed passes that {@code --paced} ran (the input may end before {@code --reps}); 0 otherwise. */
-    private int timedPasses;
-
     @Option(names = "--compare-gemm", description = "mlm-forward on the CPU: time the passes alternately with the matrix products of --gemm /"
             + " --gemm-kernel and with this one, in one process, and print both and their ratio: packed (the pure-Java kernel"
             + " always packing B, without its transposed formulation), static (one fixed strip of each product per thread instead of"
@@ -209,7 +206,6 @@ final class BenchCommand implements Runnable {
             throw new UncheckedIOException("--paced: reading standard input failed", e);
         }
         if (n == 0) throw new IllegalStateException("--paced: standard input ended before the first timed pass");
-        timedPasses = n;
         return ArBench.Timing.of(Arrays.copyOf(ms, n));
     }
 
@@ -313,7 +309,7 @@ final class BenchCommand implements Runnable {
     /** One result line: mean and min time, bytes/s, GFLOP/s at {@code gflop} per {@code unit}. */
     private void printResult(String workloadName, ArBench.Timing t, double gflop, String unit) {
         System.out.printf(Locale.ROOT, "%s batch %d x %d bytes: mean %.1f ms, min %.1f ms over %d reps (%.0f bytes/s, %.1f GFLOP/s at %.1f GFLOP per %s); median %.1f ms, max %.1f ms%n",
-                workloadName, batch, length, t.mean(), t.min(), timedPasses > 0 ? timedPasses : reps, batch * length / (t.mean() / 1e3), gflop / (t.mean() / 1e3), gflop, unit,
+                workloadName, batch, length, t.mean(), t.min(), t.count(), batch * length / (t.mean() / 1e3), gflop / (t.mean() / 1e3), gflop, unit,
                 t.median(), t.max());
     }
 

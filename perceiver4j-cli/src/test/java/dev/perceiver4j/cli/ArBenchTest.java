@@ -27,6 +27,7 @@ class ArBenchTest {
         assertThat(odd.min()).isEqualTo(1.0);
         assertThat(odd.median()).isEqualTo(3.0);
         assertThat(odd.max()).isEqualTo(5.0);
+        assertThat(odd.count()).isEqualTo(5);
         ArBench.Timing even = ArBench.Timing.of(new double[] {10, 2, 30, 4});
         assertThat(even.median()).isEqualTo(7.0);
         assertThat(even.mean()).isEqualTo(11.5);

@@ -111,7 +111,7 @@ public final class CpuBackend extends CpuStorageBackend {
             super.matmulAdd(a, transA, b, transB, bias, residual, out);
             return;
         }
-        check(residual.size() == out.size(), "matmulAdd: residual " + residual.describe() + " should have the shape of out " + out.describe());
+        sameSize(residual, out, "matmulAdd residual");
         check(residual.floats() != out.floats() || residual.offset() + residual.size() <= out.offset()
                 || out.offset() + out.size() <= residual.offset(), "matmulAdd: residual and out must not overlap");
         int n = out.shape().last();

@@ -69,7 +69,7 @@ class CpuMatmulAddTest {
         Backend cpu = new CpuBackend(POOL, new JavaSgemm(POOL));
         Tensor a = cpu.fromFloats(new float[12], Shape.of(3, 4)), w = cpu.fromFloats(new float[20], Shape.of(5, 4));
         assertThatThrownBy(() -> cpu.matmulAdd(a, false, w, true, null, cpu.zeros(Shape.of(3, 4), DType.F32), cpu.empty(Shape.of(3, 5), DType.F32)))
-                .hasMessageContaining("matmulAdd: residual");
+                .hasMessageContaining("matmulAdd residual: sizes differ");
         Tensor out = cpu.empty(Shape.of(3, 5), DType.F32);
         assertThatThrownBy(() -> cpu.matmulAdd(a, false, w, true, null, out, out)).hasMessageContaining("must not overlap");
         assertThatThrownBy(() -> cpu.matmulAdd(a, false, w, true, cpu.zeros(Shape.of(4), DType.F32), cpu.zeros(Shape.of(3, 5), DType.F32), out))
