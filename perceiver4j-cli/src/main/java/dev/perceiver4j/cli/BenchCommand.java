@@ -116,7 +116,8 @@ final class BenchCommand implements Runnable {
             + " claimed pieces), 8x2, 6x4, 4x2, cblas, or another formulation of the same kernel, choices joined by '+':"
             + " unaligned (packed operands wherever their arrays start), scalarpack (transposing copies one float at a time),"
             + " norows (the 2048-row products by the blocked algorithm), noinplace (weight rows copied for the 6x4 tile),"
-            + " nofirstpass (first slivers in L1 steps), blockN, rowblockN, stepN, panelN (block rows, L1 step, K panel rows);"
+            + " nofirstpass (first slivers in L1 steps), chunkN (the transposed products' A in chunks of N rows, 6x4),"
+            + " blockN, rowblockN, stepN, panelN (block rows, L1 step, K panel rows);"
             + " norows+noinplace+block128 = session 24's paths, with"
             + " +unaligned+scalarpack session 23's")
     String compareGemm;

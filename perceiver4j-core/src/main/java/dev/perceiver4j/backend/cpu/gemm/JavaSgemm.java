@@ -268,6 +268,8 @@ public final class JavaSgemm implements Sgemm {
 
     /** Most rows per row-buffer block that {@link Formulation#blockRows} may ask for: MC x k floats stay in L2. */
     static final int MAX_BLOCK_ROWS = 1024;
+    /** Most rows of A per chunk of the transposed formulation ({@link Formulation#chunkRows}). */
+    static final int MAX_CHUNK_ROWS = 1 << 16;
 
     /**
      * Row stride of the buffer a row-buffer product copies its rows to: a constant, so a
@@ -364,10 +366,14 @@ public final class JavaSgemm implements Sgemm {
      *                     panel's partial sums are merged into C, so fewer rows mean more merges and a
      *                     smaller share of L2 for the shared operand ({@value #TRANSPOSED_KC}: one panel
      *                     for every product of the models)
+     * @param chunkRows    most rows of A per chunk of the transposed formulation with the 6x4 tile (rounded up to
+     *                     whole NR slivers): each chunk packs its own A^T and meets all of B before the next, so L2
+     *                     holds one chunk's A^T beside a block of B instead of all of A^T; the same tiles,
+     *                     so the same bits. 0 (the default): all of A at once (other tiles always)
      */
     public record Formulation(boolean transposed, boolean always, int l1Step, boolean claimed, int lineOffset,
                               boolean registerTransposes, int blockRows, int rowsBlockRows, boolean rows, boolean inPlace,
-                              boolean firstPass, int panelRows) {
+                              boolean firstPass, int panelRows, int chunkRows) {
         /** {@link #l1Step} of the defaults: 128 k rows of a 64-column sliver, 32 KiB, fill a 48 KiB L1 with the accumulator tiles. */
         static final int L1_STEP = 128;
         /**
@@ -378,23 +384,31 @@ public final class JavaSgemm implements Sgemm {
          * 2 MiB L2 beside a 256-row A^T of 1.25 MiB; docs/benchmarks.md, session 25).
          */
         static final int BLOCK_ROWS = 84;
+        /**
+         * {@link #chunkRows} of the defaults: 0, all of A at once. In chunks of 128 rows (6x4 tile) gpu-host's
+         * Xeon ran the 256 x 1280 x 1280 product in 0.980x the time (20 processes, each comparing both) and the
+         * 2-thread forward in 0.949-1.002x, but against PyTorch in turn it was no better (duels 1.031x against
+         * 1.014x), the 16-thread forward took 1.14x the time, and the 4x2 tile on AVX2 (dev) 1.03-1.11x:
+         * kept as a choice, not the default (docs/benchmarks.md, session 28).
+         */
+        static final int CHUNK_ROWS = 0;
         /** {@link #rowsBlockRows} of the defaults. */
         static final int ROWS_BLOCK_ROWS = 128;
 
         /** What {@link #JavaSgemm(CpuPool)} uses. */
-        public static final Formulation DEFAULT = new Formulation(true, false, L1_STEP, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true, TRANSPOSED_KC);
+        public static final Formulation DEFAULT = new Formulation(true, false, L1_STEP, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true, TRANSPOSED_KC, CHUNK_ROWS);
         /** Never transposed nor row-buffered: the blocked algorithm packs B (and A for the 6x4 tile). */
-        public static final Formulation PACKED = new Formulation(false, false, L1_STEP, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, false, true, true, TRANSPOSED_KC);
+        public static final Formulation PACKED = new Formulation(false, false, L1_STEP, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, false, true, true, TRANSPOSED_KC, CHUNK_ROWS);
         /** The default without k steps (each A^T sliver in one pass over k, as before session 19). */
-        public static final Formulation ONE_PASS = new Formulation(true, false, 0, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true, TRANSPOSED_KC);
+        public static final Formulation ONE_PASS = new Formulation(true, false, 0, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true, TRANSPOSED_KC, CHUNK_ROWS);
         /** Transposed for every A . B^T with A stored [m,k], whatever the sizes. */
-        public static final Formulation ALWAYS = new Formulation(true, true, L1_STEP, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true, TRANSPOSED_KC);
+        public static final Formulation ALWAYS = new Formulation(true, true, L1_STEP, true, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true, TRANSPOSED_KC, CHUNK_ROWS);
         /** The default with one fixed strip per thread (as before session 20). */
-        public static final Formulation STATIC = new Formulation(true, false, L1_STEP, false, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true, TRANSPOSED_KC);
+        public static final Formulation STATIC = new Formulation(true, false, L1_STEP, false, 0, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true, TRANSPOSED_KC, CHUNK_ROWS);
         /** The default with packed operands wherever their arrays start (as before session 24). */
-        public static final Formulation UNALIGNED = new Formulation(true, false, L1_STEP, true, -1, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true, TRANSPOSED_KC);
+        public static final Formulation UNALIGNED = new Formulation(true, false, L1_STEP, true, -1, true, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true, TRANSPOSED_KC, CHUNK_ROWS);
         /** The default with transposing copies one float at a time (as before session 24). */
-        public static final Formulation SCALAR_PACKING = new Formulation(true, false, L1_STEP, true, 0, false, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true, TRANSPOSED_KC);
+        public static final Formulation SCALAR_PACKING = new Formulation(true, false, L1_STEP, true, 0, false, BLOCK_ROWS, ROWS_BLOCK_ROWS, true, true, true, TRANSPOSED_KC, CHUNK_ROWS);
 
         public Formulation {
             if (lineOffset != -1 && !isLineOffset(lineOffset)) {
@@ -405,6 +419,9 @@ public final class JavaSgemm implements Sgemm {
             }
             if (panelRows < 1 || panelRows > TRANSPOSED_KC) {
                 throw new IllegalArgumentException("panelRows is 1 to " + TRANSPOSED_KC + ", got " + panelRows);
+            }
+            if (chunkRows < 0 || chunkRows > MAX_CHUNK_ROWS) {
+                throw new IllegalArgumentException("chunkRows is 0 (all of A at once) or at most " + MAX_CHUNK_ROWS + " rows of A, got " + chunkRows);
             }
             if (blockRows < 1 || blockRows > MAX_BLOCK_ROWS || rowsBlockRows < 1 || rowsBlockRows > MAX_BLOCK_ROWS) {
                 throw new IllegalArgumentException("blockRows and rowsBlockRows are 1 to " + MAX_BLOCK_ROWS + ", got " + blockRows
@@ -427,6 +444,7 @@ public final class JavaSgemm implements Sgemm {
          * {@code noinplace} (the 6x4 tile reads a row block's full tiles where they are stored, or from a copy),
          * {@code firstpass} / {@code nofirstpass} (in place, a block's first sliver in one pass over k, or in steps),
          * {@code stepN} (L1 steps of N k rows), {@code blockN} (transposed blocks of at most N rows of B),
+         * {@code chunkN} (the transposed formulation's A in chunks of at most N rows with the 6x4 tile, 0: at once),
          * {@code rowblockN} (row-buffer blocks of at most N rows of A) and {@code panelN} (row-buffer K
          * panels of at most N k rows).
          */
@@ -434,7 +452,7 @@ public final class JavaSgemm implements Sgemm {
             // A base (auto, packed, onepass, always, static) and the choices listed above combine
             // with '+': "norows+noinplace+block128" runs session 24's paths.
             Formulation f = null;
-            int lineOffset = 0, l1Step = -1, blockRows = -1, rowsBlockRows = -1, panelRows = -1;
+            int lineOffset = 0, l1Step = -1, blockRows = -1, rowsBlockRows = -1, panelRows = -1, chunkRows = -1;
             boolean registerTransposes = true;
             Boolean rows = null, inPlace = null, firstPass = null;
             for (String part : name.trim().split("\\+", -1)) {
@@ -467,6 +485,9 @@ public final class JavaSgemm implements Sgemm {
                 } else if (n.startsWith("panel")) {
                     panelRows = parseCount(n.substring(5), 1, TRANSPOSED_KC, "panelN takes N = 1 to " + TRANSPOSED_KC
                             + " (k rows per K panel of a row-buffer product)", name);
+                } else if (n.startsWith("chunk")) {
+                    chunkRows = parseCount(n.substring(5), 0, MAX_CHUNK_ROWS, "chunkN takes N = 0 (all of A at once) to " + MAX_CHUNK_ROWS
+                            + " (rows of A per transposed chunk)", name);
                 } else if (n.startsWith("rowblock")) {
                     rowsBlockRows = parseCount(n.substring(8), 1, MAX_BLOCK_ROWS, "rowblockN takes N = 1 to " + MAX_BLOCK_ROWS
                             + " (rows of A per row-buffer block)", name);
@@ -474,7 +495,7 @@ public final class JavaSgemm implements Sgemm {
                     blockRows = parseCount(n.substring(5), 1, MAX_BLOCK_ROWS, "blockN takes N = 1 to " + MAX_BLOCK_ROWS + " (rows of B per transposed block)", name);
                 } else {
                     throw new IllegalArgumentException("a formulation is auto, packed, onepass, always or static, with any of +unaligned,"
-                            + " +lineN, +scalarpack, +rows, +norows, +inplace, +noinplace, +firstpass, +nofirstpass, +stepN, +blockN, +rowblockN, +panelN (alone they modify auto), got " + name);
+                            + " +lineN, +scalarpack, +rows, +norows, +inplace, +noinplace, +firstpass, +nofirstpass, +stepN, +blockN, +chunkN, +rowblockN, +panelN (alone they modify auto), got " + name);
                 }
             }
             if (f == null) f = DEFAULT;
@@ -482,7 +503,7 @@ public final class JavaSgemm implements Sgemm {
                     registerTransposes, blockRows < 0 ? f.blockRows : blockRows,
                     rowsBlockRows < 0 ? f.rowsBlockRows : rowsBlockRows, rows == null ? f.rows : rows,
                     inPlace == null ? f.inPlace : inPlace, firstPass == null ? f.firstPass : firstPass,
-                    panelRows < 0 ? f.panelRows : panelRows);
+                    panelRows < 0 ? f.panelRows : panelRows, chunkRows < 0 ? f.chunkRows : chunkRows);
         }
 
         /** N of {@code lineN}; {@code name} for the message. */
@@ -524,6 +545,7 @@ public final class JavaSgemm implements Sgemm {
             if (blockRows != BLOCK_ROWS) sb.append(", blocks of ").append(blockRows).append(" rows of B");
             if (rowsBlockRows != ROWS_BLOCK_ROWS) sb.append(", blocks of ").append(rowsBlockRows).append(" rows of A");
             if (panelRows != TRANSPOSED_KC) sb.append(", K panels of ").append(panelRows).append(" rows");
+            if (chunkRows != CHUNK_ROWS) sb.append(", A in chunks of ").append(chunkRows).append(" rows");
             if (!inPlace) sb.append(", rows copied for the 6x4 tile");
             if (!firstPass) sb.append(", first slivers in L1 steps");
             if (!claimed) sb.append(", fixed strips per thread");
@@ -652,7 +674,7 @@ public final class JavaSgemm implements Sgemm {
             for (int i = 0; i < count; i++) sgemm(false, true, m, n[i], k, 1f, a, aOff, lda, b[i], bOff[i], k, 0f, c[i], cOff[i], n[i]);
             return;
         }
-        int mr = kn.mr, mPad = roundUp(m, kn.nr), kcStep = balanced(k, form.panelRows());
+        int mr = kn.mr, kcStep = balanced(k, form.panelRows());
         int tiles = 0;
         for (int i = 0; i < count; i++) tiles += ceilDiv(n[i], mr);
         int piece = pieceUnits(tiles, Math.max(1, form.blockRows() / mr));
@@ -666,13 +688,18 @@ public final class JavaSgemm implements Sgemm {
                 to[pieces] = Math.min(n[i], (t + piece) * mr);
             }
         }
-        Packed ap = packShared(pool.threads() > 1, kn.nr, true, a, aOff, lda, k, kcStep, m);
-        pool.parallelForClaimed(pieces, 1, (p0, p1) -> {
-            for (int p = p0; p < p1; p++) {
-                int i = which[p];
-                rowBlock(kn, form, true, form.blockRows(), from[p], to[p], m, k, kcStep, 1f, b[i], bOff[i], k, ap.data, ap.start, mPad, 0f, c[i], cOff[i], n[i]);
-            }
-        });
+        int chunk = chunkRows(kn, m);
+        for (int m0 = 0; m0 < m; m0 += chunk) { // in chunks of A's rows (Formulation.chunkRows), as sgemmTransposed
+            int rows = Math.min(chunk, m - m0), rowsPad = roundUp(rows, kn.nr), first = m0;
+            Packed ap = packShared(pool.threads() > 1, kn.nr, true, a, aOff + m0 * lda, lda, k, kcStep, rows);
+            pool.parallelForClaimed(pieces, 1, (p0, p1) -> {
+                for (int p = p0; p < p1; p++) {
+                    int i = which[p];
+                    rowBlock(kn, form, true, form.blockRows(), from[p], to[p], rows, k, kcStep, 1f, b[i], bOff[i], k, ap.data, ap.start,
+                            rowsPad, 0f, c[i], cOff[i] + first * n[i], n[i]);
+                }
+            });
+        }
     }
 
     /**
@@ -732,7 +759,21 @@ public final class JavaSgemm implements Sgemm {
     private void sgemmTransposed(Kernel kn, int m, int n, int k, float alpha, float[] a, int aOff, int lda,
                                  float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc) {
         // [K panels][m/NR slivers][kc][NR]: op(B') = A^T, i.e. A packed as a B "stored [n,k]".
-        rowBufferProduct(kn, true, form.blockRows(), n, m, k, alpha, b, bOff, ldb, true, a, aOff, lda, beta, c, cOff, ldc);
+        // In chunks of A's rows (Formulation.chunkRows): C's rows m0.. come from A's rows m0.. alone.
+        int chunk = chunkRows(kn, m);
+        for (int m0 = 0; m0 < m; m0 += chunk) {
+            rowBufferProduct(kn, true, form.blockRows(), n, Math.min(chunk, m - m0), k, alpha, b, bOff, ldb, true,
+                    a, aOff + m0 * lda, lda, beta, c, cOff + m0 * ldc, ldc);
+        }
+    }
+
+    /**
+     * Rows of A per chunk of the transposed formulation: {@link Formulation#chunkRows} rounded up to
+     * whole NR slivers (so every tile is the one an unchunked product computes) for the 6x4 tile, or all m.
+     */
+    private int chunkRows(Kernel kn, int m) {
+        int chunk = form.chunkRows(), all = Math.max(1, m);
+        return chunk == 0 || kn != Kernel.K6X4 ? all : Math.min(all, roundUp(chunk, kn.nr));
     }
 
     /**

@@ -274,8 +274,11 @@ class JavaSgemmTest {
                 {2 * kernel.nr + 13, 40 * kernel.mr + 1, 2 * kernel.kc + 19, 0},
                 {40 * kernel.mr + 5, kernel.nr + 3, kernel.kc + 7, 0},
                 {40 * kernel.mr + 5, 3 * kernel.nr - 5, 300, 0},
+                {4 * kernel.nr + 7, 5 * kernel.nr, 300, 0}, // m > 128: chunks of 128 rows (6x4) against all of A at once
                 {3 * kernel.mr + 1, 5 * kernel.nr + 2, kernel.kc + 3, 1}};
-        List<String> choices = new ArrayList<>(List.of("auto", "scalarpack", "unaligned"));
+        // chunk1 / chunkNR+1 / chunk128: A's rows in chunks of one / two NR slivers / 128 rows (6x4; other tiles take all
+        // of A): the same tiles, so the same bits
+        List<String> choices = new ArrayList<>(List.of("auto", "scalarpack", "unaligned", "chunk1", "chunk" + (kernel.nr + 1), "chunk128"));
         for (int offset = 0; offset < 64; offset += 8) choices.add("line" + offset);
         SplittableRandom rnd = new SplittableRandom(19);
         try (CpuPool pool = CpuPool.create(2)) {
@@ -343,6 +346,13 @@ class JavaSgemmTest {
             assertThatThrownBy(() -> JavaSgemm.Formulation.parse(bad)).as(bad).isInstanceOf(IllegalArgumentException.class)
                     .hasMessageContaining("panelN takes N = 1 to " + JavaSgemm.TRANSPOSED_KC);
         }
+        assertThat(JavaSgemm.Formulation.DEFAULT.chunkRows()).as("all of A at once").isZero();
+        assertThat(JavaSgemm.Formulation.parse("chunk128").chunkRows()).isEqualTo(128);
+        assertThat(JavaSgemm.Formulation.parse("chunk128+chunk0")).isEqualTo(JavaSgemm.Formulation.DEFAULT);
+        for (String bad : new String[] {"chunk-1", "chunk", "chunk65537", "chunkx"}) {
+            assertThatThrownBy(() -> JavaSgemm.Formulation.parse(bad)).as(bad).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining("chunkN takes N = 0 (all of A at once) to " + JavaSgemm.MAX_CHUNK_ROWS);
+        }
         for (String bad : new String[] {"block0", "block", "block1025", "rowblock0", "rowblock"}) {
             assertThatThrownBy(() -> JavaSgemm.Formulation.parse(bad)).as(bad).isInstanceOf(IllegalArgumentException.class)
                     .hasMessageContaining("blockN takes N = 1 to " + JavaSgemm.MAX_BLOCK_ROWS);
@@ -363,6 +373,8 @@ class JavaSgemmTest {
         float[] a = SgemmChecks.random(m * k + 7, rnd);
         try (CpuPool pool = CpuPool.create(threads)) {
             JavaSgemm gemm = new JavaSgemm(pool, kernel);
+            // A's rows in chunks of one NR sliver (m = NR + 3: two chunks) give the same bits too
+            JavaSgemm chunked = new JavaSgemm(pool, kernel, JavaSgemm.Formulation.parse("chunk1"));
             for (int[] n : groups) {
                 int count = n.length;
                 float[][] b = new float[count][], shared = new float[count][];
@@ -375,10 +387,14 @@ class JavaSgemmTest {
                 }
                 float[][] alone = new float[count][];
                 for (int i = 0; i < count; i++) alone[i] = shared[i].clone();
+                float[][] sharedChunked = new float[count][];
+                for (int i = 0; i < count; i++) sharedChunked[i] = shared[i].clone();
                 gemm.sgemmSharedA(m, k, a, 7, k, b, bOff, n, shared, cOff);
+                chunked.sgemmSharedA(m, k, a, 7, k, b, bOff, n, sharedChunked, cOff);
                 for (int i = 0; i < count; i++) {
                     gemm.sgemm(false, true, m, n[i], k, 1f, a, 7, k, b[i], bOff[i], k, 0f, alone[i], cOff[i], n[i]);
                     assertThat(shared[i]).as("product %d of %s", i, java.util.Arrays.toString(n)).containsExactly(alone[i]);
+                    assertThat(sharedChunked[i]).as("chunked product %d of %s", i, java.util.Arrays.toString(n)).containsExactly(alone[i]);
                 }
             }
             assertThatThrownBy(() -> gemm.sgemmSharedA(m, k, a, 0, k, new float[2][], new int[2], new int[1], new float[2][], new int[2]))
