@@ -86,7 +86,7 @@ public final class CpuBackend extends CpuStorageBackend {
         }
         if (bias != null || act != Activation.NONE) {
             check(act == Activation.NONE || preAct != null, "matmul with activation " + act + " needs a preAct buffer");
-            check(bias == null || bias.size() == d.n(), "matmul: bias " + (bias == null ? "" : bias.describe()) + " should have " + d.n() + " elements");
+            biasSize(bias, d.n(), "matmul");
             // a bf16 pre-activation (as the GPU's bf16 mode stores it): the bias added, rounded, and the activation of the rounded values
             boolean pre16 = preAct != null && preAct.dtype() == DType.BF16;
             FastOps.biasActivation(pool, C, out.offset(), d.batch() * d.m(), d.n(),
@@ -115,7 +115,7 @@ public final class CpuBackend extends CpuStorageBackend {
         check(residual.floats() != out.floats() || residual.offset() + residual.size() <= out.offset()
                 || out.offset() + out.size() <= residual.offset(), "matmulAdd: residual and out must not overlap");
         int n = out.shape().last();
-        check(bias == null || bias.size() == n, "matmulAdd: bias " + (bias == null ? "" : bias.describe()) + " should have " + n + " elements");
+        biasSize(bias, n, "matmulAdd");
         matmul(a, transA, b, transB, null, Activation.NONE, out, null);
         FastOps.biasResidual(pool, out.floats(), out.offset(), (int) (out.size() / n), n, bias == null ? null : bias.floats(),
                 bias == null ? 0 : bias.offset(), residual.floats(), residual.offset());
@@ -144,8 +144,7 @@ public final class CpuBackend extends CpuStorageBackend {
             check(w.rank() == 2 && w.dim(1) == k, "matmulSharedInput: weight " + w.describe() + " should be [N, " + k + "] for input " + a.describe());
             n[i] = w.dim(0);
             check(outs[i].size() == (long) rows * n[i], "matmulSharedInput: output " + outs[i].describe() + " should hold " + rows + " x " + n[i]);
-            check(biases[i] == null || biases[i].size() == n[i], "matmulSharedInput: bias " + (biases[i] == null ? "" : biases[i].describe())
-                    + " should have " + n[i] + " elements");
+            biasSize(biases[i], n[i], "matmulSharedInput");
             b[i] = w.floats();
             bOff[i] = w.offset();
             c[i] = outs[i].floats();

@@ -249,6 +249,11 @@ abstract sealed class CpuStorageBackend implements Backend permits CpuBackend, R
         check(a.size() == b.size(), op + ": sizes differ: " + a.describe() + " vs " + b.describe());
     }
 
+    /** A product's bias (or null) has one element per output column n. */
+    static void biasSize(Tensor bias, long n, String op) {
+        check(bias == null || bias.size() == n, op + ": bias " + (bias == null ? "" : bias.describe()) + " should have " + n + " elements");
+    }
+
     static void broadcastable(Tensor a, Tensor b, String op) {
         check(b.size() > 0 && a.size() % b.size() == 0, op + ": " + b.describe() + " does not broadcast over " + a.describe());
     }
