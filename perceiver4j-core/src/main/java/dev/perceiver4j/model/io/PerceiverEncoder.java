@@ -25,6 +25,7 @@ public final class PerceiverEncoder {
     private final PerceiverLayer crossAttention;
     private final List<PerceiverLayer> selfAttends = new ArrayList<>();
     private final int numBlocks;
+    private final FoldedQueries latentQueries;    // the cross-attention's queries of the latents, kept between inference passes
 
     /**
      * @param latentsScope where the latents are registered ({@code perceiver.embeddings})
@@ -44,14 +45,17 @@ public final class PerceiverEncoder {
                     c.numSelfAttentionHeads(), c.selfAttentionWideningFactor(), true, c.attentionDropout()));
         }
         this.numBlocks = c.numBlocks();
+        this.latentQueries = new FoldedQueries(crossAttention, latents);
     }
 
     /** inputs: [B, M, kvDim]; keyPad: BOOL [B, M] or null → latents [B, L, dLatents]. */
     public Tensor forward(Tensor inputs, Tensor keyPad, boolean training, long seed) {
         int b = inputs.dim(0);
-        Tensor z = broadcast(latents, b);                                                   // [B, L, dLatents]
         long stream = 0;
-        z = crossAttention.forward(z, inputs, keyPad, training, seed, stream++);
+        Tensor q = latentQueries.projected(b);                                              // [B, L, qk], or null: not folded
+        Tensor z = q != null
+                ? crossAttention.forwardProjected(q, crossAttention.queryResidual() ? latentQueries.table(b) : null, inputs, keyPad, training, seed, stream++)
+                : crossAttention.forward(broadcast(latents, b), inputs, keyPad, training, seed, stream++);   // [B, L, dLatents]
         for (int block = 0; block < numBlocks; block++) {
             for (PerceiverLayer layer : selfAttends) z = layer.forward(z, null, null, training, seed, stream++);
         }

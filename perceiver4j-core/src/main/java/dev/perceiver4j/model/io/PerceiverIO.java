@@ -16,12 +16,15 @@ public final class PerceiverIO {
     private final PerceiverEncoder encoder;
     private final QueryProvider queries;
     private final PerceiverLayer decoder;
+    private final FoldedQueries decoderQueries;   // null when the queries depend on the input
 
     public PerceiverIO(InputAdapter adapter, PerceiverEncoder encoder, QueryProvider queries, PerceiverLayer decoder) {
         this.adapter = adapter;
         this.encoder = encoder;
         this.queries = queries;
         this.decoder = decoder;
+        Tensor table = queries.constantTable();
+        this.decoderQueries = table == null ? null : new FoldedQueries(decoder, table);
     }
 
     public InputAdapter adapter() {
@@ -40,7 +43,13 @@ public final class PerceiverIO {
 
     private Tensor forward(InputAdapter.Adapted in, Tensor inputs, boolean training, long seed) {
         Tensor z = encoder.forward(in.x(), in.keyPad(), training, seed);                  // [B, L, dLatents]
-        Tensor q = queries.queries(inputs.dim(0));                                        // [B, P, Cq]
-        return decoder.forward(q, z, null, training, seed, 1L << 32);                     // the decoder ignores input padding
+        int b = inputs.dim(0);
+        // The decoder ignores input padding. Input-independent queries: their projection is kept between inference passes.
+        Tensor projected = decoderQueries == null ? null : decoderQueries.projected(b);   // [B, P, qk] or null
+        if (projected != null) {
+            return decoder.forwardProjected(projected, decoder.queryResidual() ? decoderQueries.table(b) : null, z, null, training, seed, 1L << 32);
+        }
+        Tensor q = queries.queries(b);                                                    // [B, P, Cq]
+        return decoder.forward(q, z, null, training, seed, 1L << 32);
     }
 }

@@ -6,9 +6,10 @@ import dev.perceiver4j.backend.Activation;
 import dev.perceiver4j.nn.LayerNorm;
 import dev.perceiver4j.nn.Linear;
 import dev.perceiver4j.nn.Params;
-import dev.perceiver4j.tensor.DType;
 import dev.perceiver4j.tensor.Scope;
 import dev.perceiver4j.tensor.Tensor;
+
+import java.util.function.Supplier;
 
 /**
  * One Perceiver block, HF's {@code PerceiverLayer} with its parameter names:
@@ -67,18 +68,54 @@ public final class PerceiverLayer {
      * keyPad: BOOL [B, M] (true = padding) or null → [B, N, qDim].
      */
     public Tensor forward(Tensor x, Tensor kv, Tensor keyPad, boolean training, long seed, long stream) {
-        if (Autograd.enabled()) return compute(x, kv, keyPad, training, seed, stream);
+        return inLayerScope(() -> {
+            Tensor ctx = kv == null ? selfAttend(x, training, seed, stream)
+                    : crossAttend(projectQueries(x), kv, keyPad, training, seed, stream);          // [B, N, v]
+            return finish(ctx, x);
+        });
+    }
+
+    /**
+     * Cross-attention from queries already projected: q = {@link #projectQueries}(x) [B, N, qk] (made once
+     * when x does not depend on the input: {@link FoldedQueries}); x [B, N, qDim] is read only for the
+     * query residual (may be null without one); kv, keyPad as in {@link #forward} → [B, N, qDim].
+     */
+    public Tensor forwardProjected(Tensor q, Tensor x, Tensor kv, Tensor keyPad, boolean training, long seed, long stream) {
+        if (kv == null) throw new IllegalArgumentException("forwardProjected is cross-attention: kv must not be null");
+        if (queryResidual && x == null) throw new IllegalArgumentException("this layer adds its queries back (query residual): x must not be null");
+        return inLayerScope(() -> finish(crossAttend(q, kv, keyPad, training, seed, stream), x));
+    }
+
+    /** The attention's queries of x: query(layernorm1(x)), [..., qDim] → [..., qk] in the products' operand type. */
+    public Tensor projectQueries(Tensor x) {
+        Tensor xn = layernorm1.forwardToProducts(x);
+        F.bf16Gradient(xn);                                             // only q's product reads it
+        Tensor q = query.forwardToProducts(xn);
+        F.discard(xn);                                                  // rebuilt in backward from what layer norm keeps (see F.discard)
+        return q;
+    }
+
+    /** The parameters {@link #projectQueries} reads besides x: layernorm1's and query's weights and biases. */
+    public Tensor[] queryParameters() {
+        return new Tensor[] {layernorm1.weight, layernorm1.bias, query.weight, query.bias};
+    }
+
+    /** Whether the attention output is added to the queries x (else x is read only through q). */
+    public boolean queryResidual() {
+        return queryResidual;
+    }
+
+    private static Tensor inLayerScope(Supplier<Tensor> body) {
+        if (Autograd.enabled()) return body.get();
         // Inference: the layer's intermediates go back to the pool as soon as it returns, so the
         // next layer reuses the same (cache-warm) buffers instead of touching fresh memory.
         try (Scope layer = Scope.open()) {
-            return layer.keep(compute(x, kv, keyPad, training, seed, stream));
+            return layer.keep(body.get());
         }
     }
 
-    private Tensor compute(Tensor x, Tensor kv, Tensor keyPad, boolean training, long seed, long stream) {
-        Tensor xn = layernorm1.forwardToProducts(x);                    // only q (and k, v) read the normed inputs
-        Tensor ctx = kv == null ? packedSelfAttention(xn, training, seed, stream) : null;   // null: q, k, v as separate products
-        if (ctx == null) ctx = projectAndAttend(xn, kv, keyPad, training, seed, stream);    // [B, N, v]
+    /** ctx [B, N, v] from attention → the block's output: output projection (+ x), then the MLP with its residual. */
+    private Tensor finish(Tensor ctx, Tensor x) {
         F.bf16Gradient(ctx);                                            // the output projection is its one reader (so below)
         Tensor a = queryResidual ? dense.forwardAdd(ctx, x) : dense.forward(ctx);         // [B, N, qDim]: x + dense(ctx)
         Tensor an = layernorm.forwardToProducts(a);
@@ -89,6 +126,20 @@ public final class PerceiverLayer {
         Tensor y = dense2.forwardAdd(h, a);                             // a + dense2(h)
         F.discard(h);                                                   // rebuilt in backward as gelu(pre-activation)
         return y;
+    }
+
+    /** Self-attention of x [B, N, qDim] → ctx [B, N, v]: q, k, v packed as one product where the backend packs, else three. */
+    private Tensor selfAttend(Tensor x, boolean training, long seed, long stream) {
+        Tensor xn = layernorm1.forwardToProducts(x);                    // only q, k and v read the normed inputs
+        Tensor ctx = packedSelfAttention(xn, training, seed, stream);
+        if (ctx != null) return ctx;
+        // Three products of one input, one call (without autograd the CPU runs them as one).
+        Tensor[] qkv = F.linears(xn, new Tensor[] {query.weight, key.weight, value.weight},
+                new Tensor[] {query.bias, key.bias, value.bias}, xn.backend().matmulOperandType(xn.shape().rows()));
+        F.discard(xn);                                                  // rebuilt in backward from what layer norm keeps (see F.discard)
+        // Only the output projection reads ctx: stored in the products' operand type (bf16 in the bf16 mode).
+        return F.attention(qkv[0], qkv[1], qkv[2], null, heads, false, training ? dropout : 0f, seed, stream,
+                xn.backend().matmulOperandType(xn.shape().rows()));
     }
 
     /**
@@ -138,34 +189,17 @@ public final class PerceiverLayer {
                 kvn.backend().matmulOperandType(q.shape().rows()));
     }
 
-    /** The attention block's q, k and v as separate products, and attention over them: [B, N, v]. */
-    private Tensor projectAndAttend(Tensor xn, Tensor kv, Tensor keyPad, boolean training, long seed, long stream) {
-        Tensor kvn = kv == null ? xn : layernorm2.forwardToProducts(kv);
-        // Only attention reads q, k and v: on a bf16-product backend their products write them as bf16.
-        Tensor q, k, v;                                                 // [B, N, qk], [B, M, qk], [B, M, v]
-        if (kv == null) { // self-attention: three products of one input, one call (without autograd the CPU runs them as one)
-            Tensor[] qkv = F.linears(xn, new Tensor[] {query.weight, key.weight, value.weight},
-                    new Tensor[] {query.bias, key.bias, value.bias}, xn.backend().matmulOperandType(xn.shape().rows()));
-            q = qkv[0];
-            k = qkv[1];
-            v = qkv[2];
-        } else {
-            F.bf16Gradient(xn);                                         // only q's product reads it
-            q = query.forwardToProducts(xn);
-            Tensor ctx = packedKeysAndValues(q, kvn, keyPad, training, seed, stream);
-            if (ctx != null) {
-                F.discard(xn);
-                F.discard(kvn);
-                return ctx;
-            }
-            k = key.forwardToProducts(kvn);
-            v = value.forwardToProducts(kvn);
+    /** Cross-attention of the queries q [B, N, qk] over kv [B, M, kvDim] → ctx [B, N, v]: k, v packed as one product where the backend packs. */
+    private Tensor crossAttend(Tensor q, Tensor kv, Tensor keyPad, boolean training, long seed, long stream) {
+        Tensor kvn = layernorm2.forwardToProducts(kv);
+        Tensor ctx = packedKeysAndValues(q, kvn, keyPad, training, seed, stream);
+        if (ctx != null) {
+            F.discard(kvn);
+            return ctx;
         }
-        // The normed inputs are rebuilt in backward from what layer norm keeps (see F.discard).
-        F.discard(xn);
-        if (kvn != xn) F.discard(kvn);
-        // Only the output projection reads ctx: stored in the products' operand type (bf16 in the bf16 mode).
-        return F.attention(q, k, v, kv == null ? null : keyPad, heads, false, training ? dropout : 0f, seed, stream,
-                xn.backend().matmulOperandType(q.shape().rows()));
+        Tensor k = key.forwardToProducts(kvn), v = value.forwardToProducts(kvn);   // [B, M, qk], [B, M, v]
+        F.discard(kvn);
+        return F.attention(q, k, v, keyPad, heads, false, training ? dropout : 0f, seed, stream,
+                kvn.backend().matmulOperandType(q.shape().rows()));
     }
 }

@@ -13,4 +13,13 @@ public interface QueryProvider {
 
     /** The queries for a batch of {@code batch}: [B, P, channels]. */
     Tensor queries(int batch);
+
+    /**
+     * The table [P, channels] that {@link #queries} repeats for every batch row when the queries do not
+     * depend on the input (a learned table), else null. The decoder then projects it once for many
+     * inference passes instead of once per pass ({@link FoldedQueries}).
+     */
+    default Tensor constantTable() {
+        return null;
+    }
 }

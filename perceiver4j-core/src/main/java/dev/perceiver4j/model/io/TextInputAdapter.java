@@ -1,5 +1,6 @@
 package dev.perceiver4j.model.io;
 
+import dev.perceiver4j.autograd.Autograd;
 import dev.perceiver4j.autograd.F;
 import dev.perceiver4j.nn.Embedding;
 import dev.perceiver4j.nn.Init;
@@ -42,7 +43,13 @@ public final class TextInputAdapter implements InputAdapter {
     public Adapted adaptWithKeyPad(Tensor ids, Tensor keyPad) {
         int n = ids.dim(1), maxLen = positionEmbeddings.dim(0);
         if (n > maxLen) throw new IllegalArgumentException("input of " + n + " tokens exceeds the " + maxLen + " learned positions");
-        Tensor tokens = embeddings.forward(ids), positions = F.narrow(positionEmbeddings, 0, 0, n);
+        Tensor tokens = embeddings.forward(ids);
+        if (!Autograd.enabled()) {  // inference: the first n positions read in place (no gradient to route back)
+            Tensor x = F.add(tokens, positionEmbeddings.alias(0, Shape.of(n, channels)));
+            F.discard(tokens);
+            return new Adapted(x, keyPad);
+        }
+        Tensor positions = F.narrow(positionEmbeddings, 0, 0, n);
         Tensor x = F.add(tokens, positions);
         F.discard(tokens);      // read only by the add: backward needs no values
         F.discard(positions);

@@ -23,4 +23,9 @@ public final class TrainableQueries implements QueryProvider {
     public Tensor queries(int batch) {
         return PerceiverEncoder.broadcast(table, batch);
     }
+
+    @Override
+    public Tensor constantTable() {
+        return table;
+    }
 }

@@ -134,23 +134,41 @@ public final class FastOps {
         checkRange("out", out, oOff, n);
         if (mean != null) checkRange("mean", mean, mOff, rows);
         if (rstd != null) checkRange("rstd", rstd, rOff, rows);
-        int bound = S.loopBound(d);
+        int bound = S.loopBound(d), bound4 = d - d % (4 * L);
         pool.parallelFor(rows, rowGrain(pool, d), (r0, r1) -> {
             for (int r = r0; r < r1; r++) {
                 int xb = xOff + r * d, ob = oOff + r * d;
-                FloatVector acc = FloatVector.zero(S);
+                // Four partial sums (a0..a3 over every fourth vector) so that the adds do not wait on one
+                // another: a single accumulator made each reduction a chain of dependent adds, latency-bound.
+                FloatVector a0 = FloatVector.zero(S), a1 = a0, a2 = a0, a3 = a0;
                 int j = 0;
-                for (; j < bound; j += L) acc = acc.add(FloatVector.fromArray(S, x, xb + j));
+                for (; j < bound4; j += 4 * L) {
+                    a0 = a0.add(FloatVector.fromArray(S, x, xb + j));
+                    a1 = a1.add(FloatVector.fromArray(S, x, xb + j + L));
+                    a2 = a2.add(FloatVector.fromArray(S, x, xb + j + 2 * L));
+                    a3 = a3.add(FloatVector.fromArray(S, x, xb + j + 3 * L));
+                }
+                for (; j < bound; j += L) a0 = a0.add(FloatVector.fromArray(S, x, xb + j));
+                FloatVector acc = a0.add(a1).add(a2.add(a3));
                 for (int h = L / 2; h >= 1; h /= 2) acc = acc.add(acc.slice(h, acc)); // Lanes.sum's fold, written out (see Lanes)
                 float s = acc.lane(0);
                 for (; j < d; j++) s += x[xb + j];
                 float mu = d == 0 ? 0f : s / d;
-                FloatVector accV = FloatVector.zero(S);
+                FloatVector v0 = FloatVector.zero(S), v1 = v0, v2 = v0, v3 = v0;
                 j = 0;
+                for (; j < bound4; j += 4 * L) {
+                    FloatVector c0 = FloatVector.fromArray(S, x, xb + j).sub(mu), c1 = FloatVector.fromArray(S, x, xb + j + L).sub(mu);
+                    FloatVector c2 = FloatVector.fromArray(S, x, xb + j + 2 * L).sub(mu), c3 = FloatVector.fromArray(S, x, xb + j + 3 * L).sub(mu);
+                    v0 = c0.fma(c0, v0);
+                    v1 = c1.fma(c1, v1);
+                    v2 = c2.fma(c2, v2);
+                    v3 = c3.fma(c3, v3);
+                }
                 for (; j < bound; j += L) {
                     FloatVector c = FloatVector.fromArray(S, x, xb + j).sub(mu);
-                    accV = c.fma(c, accV);
+                    v0 = c.fma(c, v0);
                 }
+                FloatVector accV = v0.add(v1).add(v2.add(v3));
                 for (int h = L / 2; h >= 1; h /= 2) accV = accV.add(accV.slice(h, accV)); // Lanes.sum's fold, written out (see Lanes)
                 float v = accV.lane(0);
                 for (; j < d; j++) {
