@@ -10,7 +10,8 @@ import java.util.function.Supplier;
 /**
  * A tensor computed from parameters alone (no input), kept between inference passes and computed
  * again as soon as any of those parameters changed. "Changed" is decided by comparing every
- * parameter's bits with a copy taken when the value was computed, so every way of writing weights
+ * parameter's bits with a copy taken when the value was computed ({@code Arrays.equals}: 0.0 and
+ * -0.0 differ, NaNs of any payload are equal), so every way of writing weights
  * (an optimizer step, loading a checkpoint, a direct write into the storage) invalidates it; no
  * caller has to remember to. The comparison reads the parameters once per pass, which costs far
  * less than the work it saves when that work is a matrix product over them.
