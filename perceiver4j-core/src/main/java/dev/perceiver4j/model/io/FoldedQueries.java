@@ -31,19 +31,20 @@ final class FoldedQueries {
     }
 
     /**
-     * The layer's queries of the table for a batch of {@code batch}: [B, N, qk], the values the layer's own
-     * projection would give; null where folding does not apply (gradients recorded, or weights outside
-     * Java arrays: the caller then runs the layer's usual forward).
+     * The layer's cross-attention of the table's queries over kv (as {@link PerceiverLayer#forward} of the table
+     * repeated over {@code batch} rows): [B, N, qDim] from the kept projection, the query residual (where the layer
+     * has one) reading the table; null where folding does not apply (gradients recorded, or weights outside Java
+     * arrays), and the caller runs the layer's usual forward.
      */
-    Tensor projected(int batch) {
+    Tensor forward(int batch, Tensor kv, Tensor keyPad, boolean training, long seed, long stream) {
         if (!fold.applies()) return null;
-        int n = table.dim(0);
-        Tensor q = fold.get(() -> layer.projectQueries(table));                          // [N, qk], kept
-        return batch == 1 ? q.reshape(1, n, q.dim(1)) : PerceiverEncoder.broadcast(q, batch);
+        Tensor q = repeated(fold.get(() -> layer.projectQueries(table)), batch);          // [B, N, qk] of the kept [N, qk]
+        Tensor x = layer.queryResidual() ? repeated(table, batch) : null;                 // [B, N, qDim]
+        return layer.forwardProjected(q, x, kv, keyPad, training, seed, stream);
     }
 
-    /** The table itself for a batch of {@code batch} (the query residual's operand): [B, N, qDim], a view for one row. */
-    Tensor table(int batch) {
-        return batch == 1 ? table.reshape(1, table.dim(0), table.dim(1)) : PerceiverEncoder.broadcast(table, batch);
+    /** t [N, C] for a batch of {@code batch}: [B, N, C], a view of t for one row (read only), a copy for more. */
+    private static Tensor repeated(Tensor t, int batch) {
+        return batch == 1 ? t.reshape(1, t.dim(0), t.dim(1)) : PerceiverEncoder.broadcast(t, batch);
     }
 }

@@ -52,10 +52,9 @@ public final class PerceiverEncoder {
     public Tensor forward(Tensor inputs, Tensor keyPad, boolean training, long seed) {
         int b = inputs.dim(0);
         long stream = 0;
-        Tensor q = latentQueries.projected(b);                                              // [B, L, qk], or null: not folded
-        Tensor z = q != null
-                ? crossAttention.forwardProjected(q, crossAttention.queryResidual() ? latentQueries.table(b) : null, inputs, keyPad, training, seed, stream++)
-                : crossAttention.forward(broadcast(latents, b), inputs, keyPad, training, seed, stream++);   // [B, L, dLatents]
+        Tensor z = latentQueries.forward(b, inputs, keyPad, training, seed, stream);        // [B, L, dLatents], or null: not folded
+        if (z == null) z = crossAttention.forward(broadcast(latents, b), inputs, keyPad, training, seed, stream);
+        stream++;
         for (int block = 0; block < numBlocks; block++) {
             for (PerceiverLayer layer : selfAttends) z = layer.forward(z, null, null, training, seed, stream++);
         }

@@ -45,11 +45,7 @@ public final class PerceiverIO {
         Tensor z = encoder.forward(in.x(), in.keyPad(), training, seed);                  // [B, L, dLatents]
         int b = inputs.dim(0);
         // The decoder ignores input padding. Input-independent queries: their projection is kept between inference passes.
-        Tensor projected = decoderQueries == null ? null : decoderQueries.projected(b);   // [B, P, qk] or null
-        if (projected != null) {
-            return decoder.forwardProjected(projected, decoder.queryResidual() ? decoderQueries.table(b) : null, z, null, training, seed, 1L << 32);
-        }
-        Tensor q = queries.queries(b);                                                    // [B, P, Cq]
-        return decoder.forward(q, z, null, training, seed, 1L << 32);
+        Tensor h = decoderQueries == null ? null : decoderQueries.forward(b, z, null, training, seed, 1L << 32);   // [B, P, Cq] or null
+        return h != null ? h : decoder.forward(queries.queries(b), z, null, training, seed, 1L << 32);
     }
 }

@@ -44,15 +44,11 @@ public final class TextInputAdapter implements InputAdapter {
         int n = ids.dim(1), maxLen = positionEmbeddings.dim(0);
         if (n > maxLen) throw new IllegalArgumentException("input of " + n + " tokens exceeds the " + maxLen + " learned positions");
         Tensor tokens = embeddings.forward(ids);
-        if (!Autograd.enabled()) {  // inference: the first n positions read in place (no gradient to route back)
-            Tensor x = F.add(tokens, positionEmbeddings.alias(0, Shape.of(n, channels)));
-            F.discard(tokens);
-            return new Adapted(x, keyPad);
-        }
-        Tensor positions = F.narrow(positionEmbeddings, 0, 0, n);
+        // Inference reads the first n positions in place; with gradients a copy routes theirs back.
+        Tensor positions = Autograd.enabled() ? F.narrow(positionEmbeddings, 0, 0, n) : positionEmbeddings.alias(0, Shape.of(n, channels));
         Tensor x = F.add(tokens, positions);
         F.discard(tokens);      // read only by the add: backward needs no values
-        F.discard(positions);
+        F.discard(positions);   // (a no-op for the view of the parameter)
         return new Adapted(x, keyPad);
     }
 
